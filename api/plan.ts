@@ -1,0 +1,110 @@
+// The plan: what the controller resolved, in plain sorted data. It is the contract between
+// operator/ (which computes it from VirtualServers, Services, EndpointSlices and Nodes) and
+// dataplane/ (which turns it into kernel state). Nothing here talks to Kubernetes or a kernel.
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export type Forwarding = 'NAT' | 'DR' | 'TUN';
+export type TunnelType = 'ipip' | 'gue' | 'gre';
+/** How replies from NAT real servers get back to the director. */
+export type NatReturnPath = 'Gateway' | 'SNAT';
+export type SchedulerName =
+  | 'rr' | 'wrr' | 'lc' | 'wlc' | 'lblc' | 'lblcr' | 'dh' | 'sh' | 'sed' | 'nq' | 'mh' | 'fo' | 'ovf';
+export type SchedulerFlag = 'sh-fallback' | 'sh-port' | 'mh-fallback' | 'mh-port';
+
+/**
+ * Ready: receives new connections. Draining: weight 0, existing connections finish
+ * (EndpointSlice serving && terminating, or a static backend with weight 0).
+ */
+export type RealServerState = 'Ready' | 'Draining';
+
+export interface ObjectRef {
+  namespace: string;
+  name: string;
+}
+
+export interface PlanRealServer {
+  address: string;
+  /** The port the real server listens on (equals the virtual port for DR and TUN). */
+  port: number;
+  weight: number;
+  state: RealServerState;
+  /** Node hosting the real server, when it is a pod or a cluster node; absent for outside hosts. */
+  node?: string;
+  /** The pod behind it, for real-server preparation (DR/TUN). */
+  pod?: ObjectRef;
+}
+
+export interface PlanTunnel {
+  type: TunnelType;
+  /** UDP destination port for gue. */
+  port?: number;
+  /** Checksum options for gue/gre: 'csum' | 'remcsum'. */
+  flags?: string[];
+}
+
+/** One IPVS virtual service: a (VIP, protocol, port) and everything the kernel needs for it. */
+export interface PlanService {
+  /** Canonical key, see serviceKey(). Unique across the whole plan. */
+  key: string;
+  owner: ObjectRef & { generation: number };
+  /** Name of the VirtualServer port this service came from. */
+  portName: string;
+  vip: string;
+  family: 4 | 6;
+  protocol: Protocol;
+  port: number;
+  forwarding: Forwarding;
+  tunnel?: PlanTunnel;
+  natReturnPath?: NatReturnPath;
+  scheduler: { name: SchedulerName; flags: SchedulerFlag[] };
+  persistence?: { timeoutSeconds: number; netmask: string };
+  prepareRealServers: boolean;
+  /** Sorted by address, then port. */
+  realServers: PlanRealServer[];
+  /** Sorted node names. */
+  directors: string[];
+}
+
+export type ReasonType =
+  | 'Conflict'
+  | 'ServiceNotFound'
+  | 'ServicePortNotFound'
+  | 'PortRemapNotSupported'
+  | 'AddressFamilyMismatch'
+  | 'NoReadyEndpoints'
+  | 'NoDirectors'
+  | 'InvalidSpec';
+
+/** Why (part of) a VirtualServer could not be resolved: data, never an exception. */
+export interface Reason {
+  type: ReasonType;
+  /** JSON path of the offending field, e.g. spec.backends.service.name. */
+  field?: string;
+  message: string;
+}
+
+/** Resolution of one VirtualServer: input for its status. */
+export interface VirtualServerResolution {
+  ref: ObjectRef & { generation: number };
+  /** Keys of the PlanServices this VirtualServer won (sorted). */
+  services: string[];
+  /** Sorted (portName, address, port). */
+  realServers: Array<PlanRealServer & { portName: string }>;
+  directors: string[];
+  reasons: Reason[];
+}
+
+export interface Plan {
+  /** Sorted by key. */
+  services: PlanService[];
+  /** Keyed by namespace/name, iteration in sorted order. */
+  virtualServers: Map<string, VirtualServerResolution>;
+}
+
+export function serviceKey(protocol: Protocol, vip: string, port: number): string {
+  return vip.includes(':') ? `${protocol}/[${vip}]:${port}` : `${protocol}/${vip}:${port}`;
+}
+
+export function refKey(ref: ObjectRef): string {
+  return `${ref.namespace}/${ref.name}`;
+}

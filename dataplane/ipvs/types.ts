@@ -1,0 +1,92 @@
+// Kernel-side IPVS objects, in the kernel's own words (include/uapi/linux/ip_vs.h). These are what
+// the agent reads back from and writes to the kernel; they never carry Kubernetes names.
+import type { Protocol } from '../../api/plan.ts';
+
+/** ip_vs.h IP_VS_CONN_F_* forwarding methods (low bits of the destination conn flags). */
+export type ForwardMethod = 'masq' | 'local' | 'tunnel' | 'droute' | 'bypass';
+export type IpvsTunnelType = 'ipip' | 'gue' | 'gre';
+
+/** Identity of a virtual service: either (family, protocol, address, port) or a firewall mark. */
+export interface IpvsServiceKey {
+  family: 4 | 6;
+  protocol: Protocol;
+  address: string;
+  port: number;
+  /** Non-zero: a fwmark service; protocol/address/port are then ignored by the kernel. */
+  fwmark?: number;
+}
+
+export interface IpvsService extends IpvsServiceKey {
+  scheduler: string;
+  /** IP_VS_SVC_F_* bits: PERSISTENT=0x1, HASHED=0x2 (kernel-owned), ONEPACKET=0x4, SCHED1..3=0x8/0x10/0x20. */
+  flags: number;
+  /** Persistence timeout in seconds; 0 = not persistent. */
+  timeout: number;
+  /** Persistence netmask: dotted IPv4 mask, or IPv6 prefix length as a string ("128"). */
+  netmask: string;
+  /** Persistence engine name (e.g. "sip"); empty when none. */
+  pe?: string;
+}
+
+export interface IpvsDestinationStats {
+  activeConns: number;
+  inactiveConns: number;
+  persistConns: number;
+  conns: number;
+  inPkts: number;
+  outPkts: number;
+  inBytes: number;
+  outBytes: number;
+}
+
+export interface IpvsDestination {
+  family: 4 | 6;
+  address: string;
+  port: number;
+  forward: ForwardMethod;
+  weight: number;
+  upperThreshold: number;
+  lowerThreshold: number;
+  tunnelType?: IpvsTunnelType;
+  tunnelPort?: number;
+  tunnelFlags?: number;
+  /** Present on destinations read back from the kernel. */
+  stats?: IpvsDestinationStats;
+}
+
+export interface IpvsServiceState {
+  service: IpvsService;
+  /** Sorted by address, then port. */
+  destinations: IpvsDestination[];
+}
+
+export interface IpvsInfo {
+  version: string;
+  connTableSize: number;
+}
+
+export interface IpvsTimeouts {
+  tcp: number;
+  tcpFin: number;
+  udp: number;
+}
+
+/**
+ * The narrow kernel interface the agent depends on. The netlink client implements it against a
+ * real kernel; the unit-test fake implements it in memory and fails the way the kernel does
+ * (EEXIST, ENOENT/ESRCH, EINVAL on unknown schedulers or non-unicast destinations).
+ */
+export interface IpvsKernel {
+  /** One service dump plus one destination dump per service (pipelined). Sorted by service key. */
+  dump(): Promise<IpvsServiceState[]>;
+  addService(svc: IpvsService): Promise<void>;
+  updateService(svc: IpvsService): Promise<void>;
+  deleteService(key: IpvsServiceKey): Promise<void>;
+  addDestination(svc: IpvsServiceKey, dest: IpvsDestination): Promise<void>;
+  updateDestination(svc: IpvsServiceKey, dest: IpvsDestination): Promise<void>;
+  deleteDestination(svc: IpvsServiceKey, dest: Pick<IpvsDestination, 'address' | 'port' | 'family'>): Promise<void>;
+  info(): Promise<IpvsInfo>;
+  getTimeouts(): Promise<IpvsTimeouts>;
+  setTimeouts(t: IpvsTimeouts): Promise<void>;
+  close(): Promise<void>;
+}
