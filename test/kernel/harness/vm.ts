@@ -1,0 +1,209 @@
+// Real-kernel test harness: boots Debian's stock kernel under qemu (TCG) with the host's / shared
+// read-only over 9p as the guest root, runs one bash command inside, and returns its exit status.
+//
+// API (the whole of it):
+//   kernelPrereqs(): string | undefined
+//       Provisions (idempotent, cached) and returns why VMs cannot run here, or undefined. Feed it
+//       to gated() from test/lib/prereq.ts.
+//   runInVm({ command, timeoutMs, memoryMb?, guestfwd?, modules?, env?, cwd?, onOutput?, echo?, label? })
+//       -> Promise<{ exitCode, output, bootMs, totalMs, timedOut }>
+//       command   bash -c script run as root in the guest, cwd = repo root (the same path as on the host).
+//       guestfwd  [{ guestPort, hostPort }]: the guest reaches host 127.0.0.1:hostPort at
+//                 10.0.2.100:guestPort (eth0 = 10.0.2.15/24, qemu user net with restrict=on: nothing
+//                 else leaves the VM). Without it the VM has no NIC at all.
+//       modules   extra kernel modules to load; DEFAULT_MODULES are always loaded.
+//       echo      print console lines to stdout prefixed with `[label] ` (default true).
+//       exitCode  the command's status; -1 when the VM died or timed out before reporting one.
+//       bootMs    spawn -> command start (kernel, 9p root, module loading); totalMs spawn -> qemu exit.
+//
+// Inside the guest: /run is a tmpfs (TMPDIR=/run/tmp, HOME=/run/home; /var/run -> /run, so `ip
+// netns` works); everything else is the host's file system, read-only. `modprobe` on PATH is a
+// wrapper for `modprobe -d /run/kmod` (the extracted Debian kernel tree). LVS_IN_VM=1 is set.
+// qemu is always killed on timeout/failure/exit of this process; as a last resort it runs under
+// `timeout(1)`, so even an orphaned qemu dies shortly after its deadline.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ProvisionError, provisionKernel, type KernelImage } from './provision.ts';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'mh', 'fo', 'ovf'];
+/** Modules every VM loads before the command: IPVS and all schedulers, tunnels, test links, NAT. */
+export const DEFAULT_MODULES = [
+  'ip_vs', ...SCHEDULERS.map((s) => `ip_vs_${s}`), 'ipip', 'dummy', 'veth', 'bridge',
+  'nf_conntrack', 'nf_nat', 'nf_tables', 'nft_chain_nat', 'nft_nat', 'nft_masq', 'nft_ct', 'virtio_net',
+];
+
+export interface GuestForward { guestPort: number; hostPort: number }
+
+export interface VmOptions {
+  command: string;
+  timeoutMs: number;
+  memoryMb?: number; // default 1024
+  guestfwd?: GuestForward[];
+  modules?: string[];
+  env?: Record<string, string>;
+  cwd?: string; // default REPO_ROOT
+  onOutput?: (line: string) => void;
+  echo?: boolean; // default true
+  label?: string; // default 'vm'
+}
+
+export interface VmResult { exitCode: number; output: string; bootMs: number; totalMs: number; timedOut: boolean }
+
+let image: KernelImage | undefined;
+let prereqVerdict: { missing: string | undefined } | undefined;
+
+/** Why real-kernel tests cannot run on this machine, or undefined when they can. Cached per process. */
+export function kernelPrereqs(): string | undefined {
+  if (prereqVerdict) return prereqVerdict.missing;
+  let missing: string | undefined;
+  if (process.platform !== 'linux' || process.arch !== 'x64') missing = `needs linux/x64, this is ${process.platform}/${process.arch}`;
+  else {
+    try {
+      image = provisionKernel({ log: (l) => console.log(`# provision: ${l}`) });
+    } catch (err) {
+      missing = err instanceof ProvisionError ? err.message : `provisioning failed: ${String(err)}`;
+    }
+  }
+  prereqVerdict = { missing };
+  return missing;
+}
+
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const PORT_OK = (p: number) => Number.isInteger(p) && p > 0 && p < 65536;
+
+function validate(opts: VmOptions): void {
+  if (typeof opts.command !== 'string' || !opts.command.trim()) throw new Error('runInVm: command must be a non-empty string');
+  if (!(opts.timeoutMs > 0)) throw new Error(`runInVm: timeoutMs must be a positive number, got ${opts.timeoutMs}`);
+  if (opts.memoryMb !== undefined && !(Number.isInteger(opts.memoryMb) && opts.memoryMb >= 256)) throw new Error(`runInVm: memoryMb must be an integer >= 256, got ${opts.memoryMb}`);
+  for (const f of opts.guestfwd ?? []) {
+    if (!PORT_OK(f.guestPort) || !PORT_OK(f.hostPort)) throw new Error(`runInVm: guestfwd ports must be 1-65535, got ${JSON.stringify(f)}`);
+  }
+  for (const m of opts.modules ?? []) if (!/^[\w-]+$/.test(m)) throw new Error(`runInVm: modules: bad module name ${JSON.stringify(m)}`);
+  for (const k of Object.keys(opts.env ?? {})) if (!/^[A-Za-z_]\w*$/.test(k)) throw new Error(`runInVm: env: bad variable name ${JSON.stringify(k)}`);
+}
+
+/** The script init chroots into: environment, modules, loopback (and eth0), then the command. */
+function guestScript(opts: VmOptions, commandFile: string): string {
+  const modules = [...DEFAULT_MODULES, ...(opts.modules ?? [])];
+  const env = { LVS_IN_VM: '1', LVS_KMOD_DIR: '/run/kmod', TMPDIR: '/run/tmp', HOME: '/run/home', NO_COLOR: '1', TERM: 'dumb', ...opts.env };
+  const lines = [
+    'set -u',
+    'export PATH=/run/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    ...Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`),
+    'mkdir -p /run/tmp /run/home /run/bin /run/netns /run/lock',
+    `printf '#!/bin/sh\\nexec /usr/sbin/modprobe -d /run/kmod "$@"\\n' > /run/bin/modprobe && chmod 755 /run/bin/modprobe`,
+    `modprobe -a ${modules.join(' ')} || { echo "LVS-VM-SETUP-ERROR: modprobe failed"; exit 124; }`,
+    'ip link set lo up',
+  ];
+  if (opts.guestfwd?.length) {
+    lines.push(
+      'for i in $(seq 50); do [ -e /sys/class/net/eth0 ] && break; sleep 0.1; done',
+      'ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 || { echo "LVS-VM-SETUP-ERROR: eth0"; exit 124; }',
+      'export LVS_HOST_ADDR=10.0.2.100',
+    );
+  }
+  lines.push('echo LVS-VM-START', `cd ${shq(opts.cwd ?? REPO_ROOT)} || exit 124`, `exec bash -c "$(cat ${shq(commandFile)})"`);
+  return lines.join('\n') + '\n';
+}
+
+function qemuArgs(img: KernelImage, opts: VmOptions, runScript: string): string[] {
+  const share = (path: string, tag: string) =>
+    `local,path=${path.replace(/,/g, ',,')},mount_tag=${tag},security_model=none,readonly=on,multidevs=remap`;
+  const nic = opts.guestfwd?.length
+    ? 'user,restrict=on,model=virtio-net-pci,' + opts.guestfwd
+      .map((f) => `guestfwd=tcp:10.0.2.100:${f.guestPort}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`).join(',')
+    : 'none';
+  return [
+    '-machine', 'accel=tcg', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMb ?? 1024),
+    '-nographic', '-no-reboot',
+    '-kernel', img.kernel, '-initrd', img.initrd,
+    '-append', `console=ttyS0 panic=-1 quiet lvs.run=${runScript}`,
+    '-virtfs', share('/', 'host'), '-virtfs', share(img.modulesRoot, 'kmod'),
+    '-nic', nic,
+  ];
+}
+
+const live = new Set<number>(); // process-group ids of running qemu wrappers
+const killGroup = (pgid: number) => { try { process.kill(-pgid, 'SIGKILL'); } catch { /* already gone */ } };
+let hooked = false;
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', () => { for (const g of live) killGroup(g); });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => { for (const g of live) killGroup(g); process.kill(process.pid, sig); });
+  }
+}
+
+/** Boots a VM, runs opts.command inside, and resolves when qemu has exited (never rejects on guest failure). */
+export async function runInVm(opts: VmOptions): Promise<VmResult> {
+  validate(opts);
+  const missing = kernelPrereqs();
+  if (missing || !image) throw new Error(`runInVm: real-kernel prerequisites missing: ${missing}`);
+  const dir = mkdtempSync(join(tmpdir(), 'lvs-vm-'));
+  if (/\s/.test(dir)) throw new Error(`runInVm: temporary folder ${dir} contains whitespace`);
+  writeFileSync(join(dir, 'command.sh'), opts.command);
+  writeFileSync(join(dir, 'run.sh'), guestScript(opts, join(dir, 'command.sh')));
+  try {
+    return await boot(image, opts, join(dir, 'run.sh'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmResult> {
+  hookExit();
+  const label = opts.label ?? 'vm';
+  const echo = opts.echo ?? true;
+  const started = Date.now();
+  const hardLimit = `${Math.ceil(opts.timeoutMs / 1000) + 30}s`;
+  const child = spawn('timeout', ['-s', 'KILL', hardLimit, 'qemu-system-x86_64', ...qemuArgs(img, opts, runScript)],
+    { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const pgid = child.pid!;
+  live.add(pgid);
+  let output = '';
+  let partial = '';
+  let bootMs = -1;
+  let exitCode = -1;
+  let timedOut = false;
+  let afterExit: NodeJS.Timeout | undefined;
+  const onLine = (raw: string) => {
+    // Serial console: CRLF line ends, and SeaBIOS/kernel escape sequences before the kernel starts.
+    const line = raw.replace(/\r/g, '').replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1bc/g, '');
+    output += line + '\n';
+    if (bootMs < 0 && line.includes('LVS-VM-START')) bootMs = Date.now() - started;
+    const m = /LVS-VM-EXIT=(\d+)/.exec(line);
+    if (m) {
+      exitCode = Number(m[1]);
+      // The guest powers off right after; do not wait on a hung shutdown.
+      afterExit ??= setTimeout(() => killGroup(pgid), 10_000);
+    }
+    if (echo) process.stdout.write(`[${label}] ${line}\n`);
+    opts.onOutput?.(line);
+  };
+  const onData = (chunk: Buffer) => {
+    const parts = (partial + chunk.toString('utf8')).split('\n');
+    partial = parts.pop() ?? '';
+    for (const p of parts) onLine(p);
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const timer = setTimeout(() => { timedOut = true; killGroup(pgid); }, opts.timeoutMs);
+  return new Promise((resolveRun) => {
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (afterExit) clearTimeout(afterExit);
+      live.delete(pgid);
+      killGroup(pgid); // anything left in the group (there should be nothing)
+      if (partial) onLine(partial);
+      if (timedOut) onLine(`LVS-VM-TIMEOUT after ${opts.timeoutMs} ms`);
+      else if (exitCode < 0) onLine(`LVS-VM-DIED qemu exited ${code ?? signal} without an exit marker`);
+      resolveRun({ exitCode: timedOut ? -1 : exitCode, output, bootMs, totalMs: Date.now() - started, timedOut });
+    });
+  });
+}
