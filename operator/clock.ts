@@ -1,0 +1,84 @@
+// Time as a dependency: the controller reads the clock and waits only through this interface, so
+// tests drive leases, backoff and requeues with a manual clock instead of real sleeps.
+
+export interface Timer {
+  cancel(): void;
+}
+
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Calls fn once after ms (0 or less: on the next turn). */
+  setTimer(fn: () => void, ms: number): Timer;
+  /** Resolves after ms, or as soon as signal aborts (never rejects). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimer(fn, ms) {
+    const t = setTimeout(fn, Math.max(0, ms));
+    return { cancel: () => clearTimeout(t) };
+  },
+  sleep: (ms, signal) => sleepWith(realClock, ms, signal),
+};
+
+export function sleepWith(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const onAbort = () => { timer.cancel(); resolve(); };
+    const timer = clock.setTimer(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** A clock that only moves when told to; timers fire in due order during advance(). */
+export class ManualClock implements Clock {
+  #now: number;
+  #seq = 0;
+  #timers = new Map<number, { due: number; fn: () => void }>();
+
+  constructor(start = Date.parse('2025-01-01T00:00:00Z')) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimer(fn: () => void, ms: number): Timer {
+    const id = ++this.#seq;
+    this.#timers.set(id, { due: this.#now + Math.max(0, ms), fn });
+    return { cancel: () => { this.#timers.delete(id); } };
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return sleepWith(this, ms, signal);
+  }
+
+  /** Pending timers, for assertions on what is scheduled. */
+  pending(): number[] {
+    return [...this.#timers.values()].map((t) => t.due - this.#now).sort((a, b) => a - b);
+  }
+
+  /** Moves time forward by ms, firing due timers in order and letting promises settle between. */
+  async advance(ms: number): Promise<void> {
+    const end = this.#now + ms;
+    for (;;) {
+      await settle();
+      let next: [number, { due: number; fn: () => void }] | undefined;
+      for (const entry of this.#timers) if (entry[1].due <= end && (!next || entry[1].due < next[1].due)) next = entry;
+      if (!next) break;
+      this.#timers.delete(next[0]);
+      this.#now = Math.max(this.#now, next[1].due);
+      next[1].fn();
+    }
+    this.#now = end;
+    await settle();
+  }
+}
+
+/** Lets queued microtasks and immediate callbacks run. */
+export async function settle(rounds = 5): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
+}

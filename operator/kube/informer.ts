@@ -1,0 +1,186 @@
+// List + watch into a local cache, for one resource type across all namespaces.
+//
+// resourceVersion bookkeeping: rv is the version of the last event applied to the cache (or of
+// the last list). A watch always resumes from rv, so a reconnect neither loses nor repeats an
+// event: the server replays everything after rv. A half-received event (connection cut mid-line)
+// is never applied, so rv stays before it and the server sends it again. When rv is too old for
+// the server (410 Gone, from the watch request or as an ERROR event in the stream), we relist and
+// diff the fresh list against the cache, so objects deleted meanwhile still produce onDelete.
+// Other failures back off exponentially with jitter, honouring Retry-After, and retry forever.
+import type { Logger } from 'pino';
+import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from '../backoff.ts';
+import type { Clock } from '../clock.ts';
+import type { KubeApi, WatchEvent } from './api.ts';
+import { isGone, KubeApiError } from './errors.ts';
+import { objectKey, type KubeObject, type ResourceType } from './types.ts';
+
+export interface InformerHandlers<T extends KubeObject> {
+  onAdd?(obj: T): void;
+  onUpdate?(old: T, obj: T): void;
+  onDelete?(obj: T): void;
+}
+
+export interface InformerOptions {
+  api: KubeApi;
+  resource: ResourceType;
+  clock: Clock;
+  logger: Logger;
+  backoff?: BackoffPolicy;
+  random?: () => number;
+  /** List page size (limit); 0 lists everything in one response. */
+  pageSize?: number;
+  /** Called on every failed list or watch, for metrics. */
+  onError?(op: 'list' | 'watch', err: unknown): void;
+}
+
+/** A watch that ends sooner than this without delivering anything counts as a failure. */
+const SHORT_WATCH_MS = 1000;
+
+export class Informer<T extends KubeObject> {
+  readonly resource: ResourceType;
+  readonly #o: InformerOptions;
+  readonly #handlers: InformerHandlers<T>[] = [];
+  #cache = new Map<string, T>();
+  #rv = '';
+  #synced = false;
+  #syncWaiters: Array<() => void> = [];
+  /** Lists performed, for tests and logs. */
+  lists = 0;
+
+  constructor(opts: InformerOptions) {
+    this.#o = opts;
+    this.resource = opts.resource;
+  }
+
+  addHandlers(h: InformerHandlers<T>): void {
+    this.#handlers.push(h);
+  }
+
+  get(key: string): T | undefined {
+    return this.#cache.get(key);
+  }
+
+  list(): T[] {
+    return [...this.#cache.values()];
+  }
+
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  /** Version of the last list or event applied; '' before the first list and after a 410. */
+  get resourceVersion(): string {
+    return this.#rv;
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  whenSynced(): Promise<void> {
+    return this.#synced ? Promise.resolve() : new Promise((r) => this.#syncWaiters.push(r));
+  }
+
+  /** Runs until signal aborts. Never throws: every failure is logged, counted and retried. */
+  async run(signal: AbortSignal): Promise<void> {
+    const log = this.#o.logger.child({ op: `informer ${this.resource.plural}` });
+    let attempt = 0;
+    while (!signal.aborted) {
+      let step: 'list' | 'watch' = 'list';
+      try {
+        if (!this.#rv) await this.#relist(signal);
+        step = 'watch';
+        const started = this.#o.clock.now();
+        const delivered = await this.#watch(signal);
+        if (delivered > 0 || this.#o.clock.now() - started >= SHORT_WATCH_MS) { attempt = 0; continue; }
+        throw new KubeApiError(`watch ${this.resource.plural}`, 0, 'watch ended immediately without events');
+      } catch (err) {
+        if (signal.aborted) break;
+        this.#o.onError?.(step, err);
+        if (isGone(err)) {
+          // Relist right away: waiting would only widen the gap the relist has to cover.
+          log.info({ rv: this.#rv, err: String(err) }, 'resourceVersion expired; relisting');
+          this.#rv = '';
+          continue;
+        }
+        const delay = retryDelay(err, attempt++, this.#o.backoff ?? DEFAULT_BACKOFF, this.#o.random);
+        log.warn({ err: String(err), attempt, delayMs: delay }, `${step} failed; retrying`);
+        await this.#o.clock.sleep(delay, signal);
+      }
+    }
+  }
+
+  async #relist(signal: AbortSignal): Promise<void> {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let rv = '';
+    do {
+      const page = await this.#o.api.list(this.resource, { limit: this.#o.pageSize ?? 500, ...(cont ? { continue: cont } : {}) }, signal);
+      items.push(...(page.items as T[]));
+      rv = page.resourceVersion;
+      cont = page.continue;
+    } while (cont);
+    this.lists++;
+    const fresh = new Map(items.map((o) => [objectKey(o), o] as const));
+    const old = this.#cache;
+    this.#cache = fresh;
+    this.#rv = rv;
+    for (const [key, obj] of old) if (!fresh.has(key)) this.#emit((h) => h.onDelete?.(obj));
+    for (const [key, obj] of fresh) {
+      const prev = old.get(key);
+      if (!prev) this.#emit((h) => h.onAdd?.(obj));
+      else if (prev.metadata.resourceVersion !== obj.metadata.resourceVersion) this.#emit((h) => h.onUpdate?.(prev, obj));
+    }
+    if (!this.#synced) {
+      this.#synced = true;
+      for (const w of this.#syncWaiters.splice(0)) w();
+    }
+  }
+
+  async #watch(signal: AbortSignal): Promise<number> {
+    let delivered = 0;
+    // client-go's spread: 5 to 10 minutes, so replicas' watches do not all reconnect together.
+    const timeoutSeconds = Math.floor(300 * (1 + (this.#o.random ?? Math.random)()));
+    await this.#o.api.watch(this.resource, { resourceVersion: this.#rv, timeoutSeconds, allowWatchBookmarks: true }, (e) => {
+      this.#apply(e);
+      delivered++;
+    }, signal);
+    return delivered;
+  }
+
+  #apply(e: WatchEvent): void {
+    if (e.type === 'ERROR') {
+      const st = e.object;
+      throw new KubeApiError(`watch ${this.resource.plural}`, st.code ?? 500, st.message ?? 'watch error event', {
+        ...(st.reason ? { reason: st.reason } : {}),
+      });
+    }
+    const obj = e.object as T;
+    const rv = obj.metadata?.resourceVersion ?? '';
+    if (e.type === 'BOOKMARK') { if (rv) this.#rv = rv; return; }
+    const key = objectKey(obj);
+    const prev = this.#cache.get(key);
+    if (e.type === 'DELETED') {
+      this.#cache.delete(key);
+      if (prev) this.#emit((h) => h.onDelete?.(obj));
+    } else if (!prev) {
+      this.#cache.set(key, obj);
+      this.#emit((h) => h.onAdd?.(obj));
+    } else if (prev.metadata.resourceVersion !== rv) {
+      this.#cache.set(key, obj);
+      this.#emit((h) => h.onUpdate?.(prev, obj));
+    }
+    if (rv) this.#rv = rv;
+  }
+
+  #emit(fn: (h: InformerHandlers<T>) => void): void {
+    for (const h of this.#handlers) {
+      try {
+        fn(h);
+      } catch (err) {
+        // A handler bug must not wedge the cache; it only maps events to work-queue keys.
+        this.#o.logger.error({ op: `informer ${this.resource.plural}`, err: String(err) }, 'event handler threw');
+      }
+    }
+  }
+}

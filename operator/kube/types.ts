@@ -1,0 +1,118 @@
+// The resources the controller reads and writes, and the small structural object types it relies
+// on. Objects stay plain JSON as the apiserver sent them (timestamps are RFC 3339 strings), so the
+// status the controller computes compares byte-for-byte with what is stored.
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+}
+
+export interface ResourceType {
+  group: string;
+  version: string;
+  /** URL segment, e.g. virtualservers. */
+  plural: string;
+  kind: string;
+  namespaced: boolean;
+}
+
+export const VIRTUAL_SERVERS: ResourceType = { group: 'lvs.dev', version: 'v1alpha1', plural: 'virtualservers', kind: 'VirtualServer', namespaced: true };
+export const SERVICES: ResourceType = { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true };
+export const ENDPOINT_SLICES: ResourceType = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true };
+export const NODES: ResourceType = { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false };
+export const LEASES: ResourceType = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true };
+export const EVENTS: ResourceType = { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
+
+export function apiVersionOf(rt: ResourceType): string {
+  return rt.group ? `${rt.group}/${rt.version}` : rt.version;
+}
+
+/** URL path of a collection (all namespaces when namespace is undefined) or of one object. */
+export function resourcePath(rt: ResourceType, namespace?: string, name?: string, subresource?: string): string {
+  const base = rt.group ? `/apis/${rt.group}/${rt.version}` : `/api/${rt.version}`;
+  const ns = rt.namespaced && namespace !== undefined ? `/namespaces/${encodeURIComponent(namespace)}` : '';
+  const obj = name !== undefined ? `/${encodeURIComponent(name)}` : '';
+  const sub = subresource !== undefined && name !== undefined ? `/${subresource}` : '';
+  return `${base}${ns}/${rt.plural}${obj}${sub}`;
+}
+
+/** Cache key: namespace/name, or just name for cluster-scoped objects. */
+export function objectKey(obj: KubeObject): string {
+  return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
+}
+
+export function splitKey(key: string): { namespace: string; name: string } {
+  const i = key.indexOf('/');
+  return i < 0 ? { namespace: '', name: key } : { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}
+
+/** metav1.Condition as stored (lastTransitionTime is an RFC 3339 string with second precision). */
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface StatusRealServer {
+  port: string;
+  address: string;
+  targetPort: number;
+  weight: number;
+  state: 'Ready' | 'Draining';
+  node?: string;
+  pod?: { namespace: string; name: string };
+}
+
+export interface VirtualServerStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  directors?: string[];
+  realServers?: StatusRealServer[];
+  readyRealServers?: number;
+}
+
+export interface VirtualServerObject extends KubeObject {
+  spec?: {
+    addresses?: string[];
+    backends?: { service?: { name?: string }; static?: Array<{ address?: string }> };
+    directors?: { nodeSelector?: Record<string, string> };
+    [k: string]: unknown;
+  };
+  status?: VirtualServerStatus;
+}
+
+export interface NodeObject extends KubeObject {
+  spec?: { unschedulable?: boolean };
+  status?: {
+    addresses?: Array<{ type: string; address: string }>;
+    conditions?: Array<{ type: string; status: string }>;
+  };
+}
+
+/** Label an EndpointSlice carries to name its Service. */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+/** metav1.Status, as in watch ERROR events and error bodies. */
+export interface StatusObject {
+  kind?: 'Status';
+  code?: number;
+  reason?: string;
+  message?: string;
+  details?: { retryAfterSeconds?: number };
+}
