@@ -1,0 +1,114 @@
+// resolveOne: one VirtualServer on its own, before arbitration against the others. Costs
+// O(its own endpoints + VIPs x ports); everything else comes from the prebuilt index.
+import type { PlanRealServer, PlanService, Reason } from '../../api/plan.ts';
+import { serviceKey } from '../../api/plan.ts';
+import { serviceBackends, servicePortFor, staticBackends, staticFamilyReasons } from './backends.ts';
+import { directorsFor, nsName, type ResolveIndex } from './lookup.ts';
+import { cmp, sortReasons } from './order.ts';
+import type { Candidate, Claimant, NormalizedSpec, VirtualServerLike, Vip, VsPort } from './types.ts';
+import { validateSpec } from './validate.ts';
+
+export function claimantOf(vs: VirtualServerLike): Claimant {
+  const m = vs.metadata ?? {};
+  const generation = typeof m.generation === 'number' ? m.generation : 0;
+  const t = m.creationTimestamp;
+  const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : NaN;
+  return {
+    ref: { namespace: m.namespace ?? '', name: m.name ?? '', generation },
+    created: Number.isFinite(ms) ? ms : Infinity,
+  };
+}
+
+interface PortResult {
+  byFamily: Map<4 | 6, PlanRealServer[]>;
+  reasons: Reason[];
+  unresolved: boolean;
+}
+
+function portBackends(spec: NormalizedSpec, port: VsPort, families: Set<4 | 6>, namespace: string, index: ResolveIndex): PortResult {
+  const byFamily = new Map<4 | 6, PlanRealServer[]>();
+  const b = spec.backends;
+  if (b.kind === 'static') {
+    for (const f of families) byFamily.set(f, staticBackends(index, b.entries, port, spec.forwarding, f));
+    return { byFamily, reasons: [], unresolved: false };
+  }
+  const svc = index.services.get(nsName(namespace, b.name));
+  if (!svc) return { byFamily, reasons: [], unresolved: true };
+  const sp = servicePortFor(svc, port, spec);
+  if ('reason' in sp) return { byFamily, reasons: [sp.reason], unresolved: true };
+  const reasons: Reason[] = [];
+  const target = { namespace, serviceName: b.name, servicePort: sp.servicePort };
+  for (const f of families) {
+    const got = serviceBackends(index, target, port, spec.forwarding, f);
+    byFamily.set(f, got.realServers);
+    reasons.push(...got.reasons);
+  }
+  return { byFamily, reasons, unresolved: false };
+}
+
+function planService(claimant: Claimant, spec: NormalizedSpec, vip: Vip, port: VsPort, realServers: PlanRealServer[], directors: string[]): PlanService {
+  const s: PlanService = {
+    key: serviceKey(port.protocol, vip.address, port.port),
+    owner: { ...claimant.ref },
+    portName: port.name,
+    vip: vip.address,
+    family: vip.family,
+    protocol: port.protocol,
+    port: port.port,
+    forwarding: spec.forwarding,
+    scheduler: { name: spec.scheduler.name, flags: [...spec.scheduler.flags] },
+    prepareRealServers: spec.prepareRealServers,
+    realServers: [...realServers],
+    directors: [...directors],
+  };
+  if (spec.tunnel) s.tunnel = { ...spec.tunnel, ...(spec.tunnel.flags ? { flags: [...spec.tunnel.flags] } : {}) };
+  if (spec.natReturnPath) s.natReturnPath = spec.natReturnPath;
+  if (spec.persistence) {
+    const { timeoutSeconds, netmask4, netmask6 } = spec.persistence;
+    s.persistence = { timeoutSeconds, netmask: vip.family === 4 ? netmask4 : netmask6 };
+  }
+  return s;
+}
+
+/** Resolves one VirtualServer against the index. Never throws: problems are reasons. */
+export function resolveOne(vs: VirtualServerLike, index: ResolveIndex): Candidate {
+  const claimant = claimantOf(vs);
+  const empty = { services: [], directors: [], keyFields: new Map<string, string>(), unresolvedPorts: new Set<string>() };
+  const v = validateSpec(vs.spec);
+  if (!v.ok) return { ...claimant, ...empty, reasons: sortReasons(v.reasons) };
+  const spec = v.spec;
+  const namespace = claimant.ref.namespace;
+  const reasons: Reason[] = [];
+  const directors = directorsFor(index, spec.nodeSelector);
+  if (directors.length === 0) {
+    reasons.push({
+      type: 'NoDirectors',
+      field: spec.nodeSelector ? 'spec.directors.nodeSelector' : 'spec.directors',
+      message: spec.nodeSelector ? 'no node matches spec.directors.nodeSelector' : 'the cluster has no nodes',
+    });
+  }
+  const families = new Set(spec.vips.map((x) => x.family));
+  if (spec.backends.kind === 'static') reasons.push(...staticFamilyReasons(spec.backends.entries, families, spec.forwarding));
+  else if (!index.services.has(nsName(namespace, spec.backends.name))) {
+    reasons.push({
+      type: 'ServiceNotFound',
+      field: 'spec.backends.service.name',
+      message: `Service ${nsName(namespace, spec.backends.name)} not found`,
+    });
+  }
+  const services: PlanService[] = [];
+  const keyFields = new Map<string, string>();
+  const unresolvedPorts = new Set<string>();
+  for (const port of spec.ports) {
+    const pb = portBackends(spec, port, families, namespace, index);
+    reasons.push(...pb.reasons);
+    if (pb.unresolved) unresolvedPorts.add(port.name);
+    for (const vip of spec.vips) {
+      const s = planService(claimant, spec, vip, port, pb.byFamily.get(vip.family) ?? [], directors);
+      services.push(s);
+      keyFields.set(s.key, `spec.addresses[${vip.index}]`);
+    }
+  }
+  services.sort((a, b) => cmp(a.key, b.key));
+  return { ...claimant, services, reasons: sortReasons(reasons), directors: [...directors], keyFields, unresolvedPorts };
+}

@@ -1,0 +1,119 @@
+// Arbitration between VirtualServers that claim the same (VIP, protocol, port). The winner is a
+// pure function of the claimants (oldest creationTimestamp, then namespace/name), never of watch
+// order, so the kernel rule cannot flap between owners when the controller restarts or relists.
+// Invalid VirtualServers claim nothing and so never take part.
+import type { ObjectRef, PlanRealServer, PlanService, Reason, VirtualServerResolution } from '../../api/plan.ts';
+import { refKey } from '../../api/plan.ts';
+import { cmp, compareRefs, compareSortable, sortReasons } from './order.ts';
+import { parseIp } from './ip.ts';
+import type { Candidate, Claimant } from './types.ts';
+
+/** Negative when `a` wins over `b`. */
+export function compareClaimants(a: Claimant, b: Claimant): number {
+  if (a.created !== b.created) return a.created < b.created ? -1 : 1;
+  return compareRefs(a.ref, b.ref);
+}
+
+export interface Loss {
+  key: string;
+  winner: Claimant;
+}
+
+export interface Arbitration {
+  /** Service key -> the claimant that owns it. */
+  winners: Map<string, Claimant>;
+  /** namespace/name of a loser -> the keys it lost (in key order) and to whom. */
+  losses: Map<string, Loss[]>;
+}
+
+/**
+ * Decides every contested key among the given candidates. For an incremental update it is
+ * enough to pass the candidates claiming the keys that changed: a key's outcome depends only on
+ * its own claimants.
+ */
+export function arbitrate(candidates: Iterable<Candidate>): Arbitration {
+  const winners = new Map<string, Claimant>();
+  for (const c of candidates) {
+    for (const s of c.services) {
+      const cur = winners.get(s.key);
+      if (!cur || compareClaimants(c, cur) < 0) winners.set(s.key, c);
+    }
+  }
+  const losses = new Map<string, Loss[]>();
+  for (const c of candidates) {
+    for (const s of c.services) {
+      const winner = winners.get(s.key);
+      if (!winner || winner === c) continue;
+      const id = refKey(c.ref);
+      const list = losses.get(id);
+      if (list) list.push({ key: s.key, winner });
+      else losses.set(id, [{ key: s.key, winner }]);
+    }
+  }
+  return { winners, losses };
+}
+
+function conflictReason(c: Candidate, loss: Loss): Reason {
+  const w = loss.winner;
+  const why = w.created < c.created ? 'it is older' : 'it was created at the same time and sorts first by namespace/name';
+  const r: Reason = {
+    type: 'Conflict',
+    message: `${loss.key} is already claimed by VirtualServer ${refKey(w.ref)} (${why}); this VirtualServer does not program it`,
+  };
+  const field = c.keyFields.get(loss.key);
+  if (field) r.field = field;
+  return r;
+}
+
+/** NoReadyEndpoints for won services whose backends resolved but hold no Ready real server. */
+function noReadyReason(c: Candidate, won: PlanService[]): Reason | undefined {
+  const ports = new Map<string, { total: number; lacking: number; families: Set<number> }>();
+  for (const s of won) {
+    if (c.unresolvedPorts.has(s.portName)) continue;
+    const e = ports.get(s.portName) ?? { total: 0, lacking: 0, families: new Set<number>() };
+    e.total += 1;
+    if (!s.realServers.some((rs) => rs.state === 'Ready')) { e.lacking += 1; e.families.add(s.family); }
+    ports.set(s.portName, e);
+  }
+  const items: string[] = [];
+  for (const [port, e] of ports) {
+    if (e.lacking === 0) continue;
+    // Dual-stack: say which family is without real servers when the other one has some.
+    items.push(e.lacking === e.total ? port : `${port} (IPv${[...e.families].sort().join('/IPv')} VIPs)`);
+  }
+  if (items.length === 0) return undefined;
+  return { type: 'NoReadyEndpoints', field: 'spec.backends', message: `no Ready real server for port ${items.sort().join(', ')}` };
+}
+
+function resolutionRealServers(won: PlanService[]): Array<PlanRealServer & { portName: string }> {
+  const seen = new Map<string, { sortKey: string; rs: PlanRealServer & { portName: string } }>();
+  for (const s of won) {
+    for (const rs of s.realServers) {
+      const k = `${s.portName}|${rs.address}|${rs.port}`;
+      if (!seen.has(k)) seen.set(k, { sortKey: parseIp(rs.address)?.sortKey ?? rs.address, rs: { ...rs, portName: s.portName } });
+    }
+  }
+  return [...seen.values()]
+    .sort((a, b) => cmp(a.rs.portName, b.rs.portName) || compareSortable(a, b))
+    .map((x) => x.rs);
+}
+
+/** Applies the arbitration to one candidate: the services it keeps and its resolution. */
+export function finalize(c: Candidate, losses: readonly Loss[] | undefined): { services: PlanService[]; resolution: VirtualServerResolution } {
+  const lost = new Set((losses ?? []).map((l) => l.key));
+  const won = lost.size ? c.services.filter((s) => !lost.has(s.key)) : c.services;
+  const reasons = [...c.reasons, ...(losses ?? []).map((l) => conflictReason(c, l))];
+  const noReady = noReadyReason(c, won);
+  if (noReady) reasons.push(noReady);
+  const ref: ObjectRef & { generation: number } = { ...c.ref };
+  return {
+    services: won,
+    resolution: {
+      ref,
+      services: won.map((s) => s.key),
+      realServers: resolutionRealServers(won),
+      directors: [...c.directors],
+      reasons: sortReasons(reasons),
+    },
+  };
+}

@@ -1,0 +1,12 @@
+// operator/resolve: the pure resolver. resolve() for a full pass; buildIndex + resolveOne +
+// assemble (or arbitrate + finalize) for the controller's incremental path.
+export { resolve, assemble } from './resolve.ts';
+export { resolveOne, claimantOf } from './candidate.ts';
+export { arbitrate, finalize, compareClaimants } from './conflicts.ts';
+export type { Arbitration, Loss } from './conflicts.ts';
+export { buildIndex, setNodes, directorsFor, SERVICE_NAME_LABEL } from './lookup.ts';
+export type { ResolveIndex, NodeInfo } from './lookup.ts';
+export { validateSpec } from './validate.ts';
+export { parseIp } from './ip.ts';
+export { compareAddresses } from './order.ts';
+export type { Candidate, Claimant, ResolveInput, VirtualServerLike, VirtualServerSpecLike } from './types.ts';

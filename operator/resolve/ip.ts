@@ -1,0 +1,129 @@
+// IP address parsing for the resolver: strict parsing, one canonical text form per address
+// (dotted quad; RFC 5952 for IPv6) so that "2001:DB8:0::1" and "2001:db8::1" are the same VIP
+// in conflict detection and the same real server in de-duplication, and a byte-order sort key.
+
+export interface ParsedIp {
+  family: 4 | 6;
+  /** Canonical text form. */
+  address: string;
+  /** Fixed-width sort key: IPv4 before IPv6, then numeric byte order. */
+  sortKey: string;
+  unspecified: boolean;
+  loopback: boolean;
+  multicast: boolean;
+  /** 169.254.0.0/16, fe80::/10. */
+  linkLocal: boolean;
+  /** 255.255.255.255. */
+  broadcast: boolean;
+  /** ::ffff:a.b.c.d, which Kubernetes' isIP() rejects. */
+  v4Mapped: boolean;
+}
+
+function parseIpv4Bytes(s: string): number[] | undefined {
+  const parts = s.split('.');
+  if (parts.length !== 4) return undefined;
+  const out: number[] = [];
+  for (const p of parts) {
+    // No leading zeros: "010" is octal to some parsers and decimal to others.
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
+    const n = Number(p);
+    if (n > 255) return undefined;
+    out.push(n);
+  }
+  return out;
+}
+
+function parseGroups(s: string): number[] | undefined {
+  if (s === '') return [];
+  const out: number[] = [];
+  const parts = s.split(':');
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i] as string;
+    if (i === parts.length - 1 && p.includes('.')) {
+      const v4 = parseIpv4Bytes(p);
+      if (!v4) return undefined;
+      out.push(((v4[0] as number) << 8) | (v4[1] as number), ((v4[2] as number) << 8) | (v4[3] as number));
+      continue;
+    }
+    if (!/^[0-9a-fA-F]{1,4}$/.test(p)) return undefined;
+    out.push(parseInt(p, 16));
+  }
+  return out;
+}
+
+function parseIpv6Groups(s: string): number[] | undefined {
+  const dbl = s.indexOf('::');
+  if (dbl !== s.lastIndexOf('::')) return undefined;
+  if (dbl < 0) {
+    const g = parseGroups(s);
+    return g && g.length === 8 ? g : undefined;
+  }
+  const head = parseGroups(s.slice(0, dbl));
+  const tail = parseGroups(s.slice(dbl + 2));
+  if (!head || !tail || head.length + tail.length > 7) return undefined;
+  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+}
+
+/** RFC 5952: lowercase, no leading zeros, the longest run (>= 2) of zero groups as "::". */
+function formatIpv6(g: number[]): string {
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
+    const lo = (g[6] as number), hi = (g[7] as number);
+    return `::ffff:${lo >> 8}.${lo & 255}.${hi >> 8}.${hi & 255}`;
+  }
+  let bestAt = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');
+  if (bestAt < 0) return hex(g);
+  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+}
+
+/** Parses an IPv4 or IPv6 address (no zone, no prefix); undefined when it is not one. */
+export function parseIp(s: unknown): ParsedIp | undefined {
+  if (typeof s !== 'string' || s.length === 0 || s.length > 45) return undefined;
+  if (!s.includes(':')) {
+    const b = parseIpv4Bytes(s);
+    if (!b) return undefined;
+    const a0 = b[0] as number;
+    return {
+      family: 4,
+      address: b.join('.'),
+      sortKey: '4' + b.map((x) => x.toString(16).padStart(2, '0')).join(''),
+      unspecified: b.every((x) => x === 0),
+      loopback: a0 === 127,
+      multicast: a0 >= 224 && a0 <= 239,
+      linkLocal: a0 === 169 && b[1] === 254,
+      broadcast: b.every((x) => x === 255),
+      v4Mapped: false,
+    };
+  }
+  const g = parseIpv6Groups(s);
+  if (!g) return undefined;
+  const allZeroHead = g.slice(0, 7).every((x) => x === 0);
+  return {
+    family: 6,
+    address: formatIpv6(g),
+    sortKey: '6' + g.map((x) => x.toString(16).padStart(4, '0')).join(''),
+    unspecified: allZeroHead && g[7] === 0,
+    loopback: allZeroHead && g[7] === 1,
+    multicast: ((g[0] as number) >> 8) === 0xff,
+    linkLocal: ((g[0] as number) & 0xffc0) === 0xfe80,
+    broadcast: false,
+    v4Mapped: g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff,
+  };
+}
+
+/** A contiguous dotted IPv4 netmask (ones then zeros, at least one one), e.g. 255.255.255.0. */
+export function isContiguousNetmask(s: unknown): boolean {
+  const b = typeof s === 'string' ? parseIpv4Bytes(s) : undefined;
+  if (!b) return false;
+  const n = ((b[0] as number) * 2 ** 24) + ((b[1] as number) << 16) + ((b[2] as number) << 8) + (b[3] as number);
+  const inverted = 0xffffffff - n;
+  // ones-then-zeros <=> the inverted mask is 2^k - 1.
+  return n !== 0 && (inverted & (inverted + 1)) === 0;
+}

@@ -1,0 +1,115 @@
+// Input and intermediate types of the resolver. Inputs are read-only; nothing here is mutated.
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type {
+  Forwarding, NatReturnPath, ObjectRef, PlanService, Protocol, Reason, SchedulerFlag, SchedulerName,
+  TunnelType, VirtualServerResolution,
+} from '../../api/plan.ts';
+
+/**
+ * The VirtualServer shape the resolver reads (lvs.dev/v1alpha1). Structural, so both the model
+ * generated into api/generated/ and plain objects from a watch fit it. Every field is optional
+ * at runtime: the resolver validates defensively because stored objects may predate a CRD change.
+ */
+export interface VirtualServerLike {
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    generation?: number;
+    /** RFC 3339 string from raw JSON, Date from the typed client. */
+    creationTimestamp?: string | Date;
+  };
+  spec?: VirtualServerSpecLike;
+}
+
+export interface VirtualServerSpecLike {
+  addresses?: string[];
+  ports?: Array<{ name?: string; port?: number; protocol?: string; targetPort?: number }>;
+  forwarding?: string;
+  tunnel?: { type?: string; port?: number; checksum?: string };
+  nat?: { returnPath?: string };
+  scheduler?: { name?: string; flags?: string[] };
+  persistence?: { timeoutSeconds?: number; netmask?: string; ipv6PrefixLength?: number };
+  backends?: {
+    service?: { name?: string; ports?: Array<{ name?: string; servicePort?: number | string }> };
+    static?: Array<{ address?: string; port?: number; weight?: number }>;
+  };
+  directors?: { nodeSelector?: Record<string, string> };
+  realServers?: { prepare?: boolean };
+}
+
+export interface ResolveInput {
+  virtualServers: readonly VirtualServerLike[];
+  services: readonly V1Service[];
+  endpointSlices: readonly V1EndpointSlice[];
+  nodes: readonly V1Node[];
+}
+
+/** A VIP after validation: canonical text, family, sort key. */
+export interface Vip {
+  address: string;
+  family: 4 | 6;
+  /** Index in spec.addresses, for field paths. */
+  index: number;
+}
+
+export interface VsPort {
+  index: number;
+  name: string;
+  port: number;
+  protocol: Protocol;
+  targetPort?: number;
+}
+
+export interface StaticBackend {
+  index: number;
+  address: string;
+  family: 4 | 6;
+  sortKey: string;
+  port?: number;
+  weight: number;
+}
+
+/** A VirtualServer spec with defaults applied and every value checked: safe to plan from. */
+export interface NormalizedSpec {
+  vips: Vip[];
+  ports: VsPort[];
+  forwarding: Forwarding;
+  tunnel?: { type: TunnelType; port?: number; flags?: string[] };
+  natReturnPath?: NatReturnPath;
+  scheduler: { name: SchedulerName; flags: SchedulerFlag[] };
+  persistence?: { timeoutSeconds: number; netmask4: string; netmask6: string };
+  backends:
+    | { kind: 'service'; name: string; mapping: Map<string, { index: number; servicePort: number | string }> }
+    | { kind: 'static'; entries: StaticBackend[] };
+  /** undefined: every node is a director. */
+  nodeSelector?: Record<string, string>;
+  prepareRealServers: boolean;
+}
+
+/** Identity of a VirtualServer plus what arbitration needs: its age. */
+export interface Claimant {
+  ref: ObjectRef & { generation: number };
+  /** creationTimestamp in ms since the epoch; +Infinity when absent or unparsable (youngest). */
+  created: number;
+}
+
+/**
+ * A VirtualServer resolved on its own, before conflicts with others are arbitrated: every
+ * service it claims, with real servers and directors, and the reasons found so far.
+ */
+export interface Candidate extends Claimant {
+  /** Sorted by key. */
+  services: PlanService[];
+  /** Sorted; no Conflict reasons yet. */
+  reasons: Reason[];
+  directors: string[];
+  /** Which spec.addresses index each claimed key came from, for Conflict field paths. */
+  keyFields: Map<string, string>;
+  /**
+   * Ports whose backends could not be looked up at all (ServiceNotFound, ServicePortNotFound):
+   * already explained, so they are not reported again as NoReadyEndpoints.
+   */
+  unresolvedPorts: Set<string>;
+}
+
+export type { VirtualServerResolution };
