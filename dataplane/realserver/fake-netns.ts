@@ -1,0 +1,220 @@
+// An in-memory model of network namespaces behind a Runner, for unit tests of director and
+// real-server preparation. It understands exactly the commands those modules issue and fails the
+// way the real tools do (ip's "does not exist", "File exists", "Unknown device type"; sysctl's
+// missing keys), so tests can assert end state instead of call order.
+import { CommandError, type ExecResult, type Runner } from '../exec.ts';
+
+export interface FakeAddr { address: string; prefixLen: number; label?: string; scope: string }
+export interface FakeLink { name: string; kind?: string; up: boolean; alias: string; addrs: FakeAddr[] }
+
+export class FakeNetns {
+  links = new Map<string, FakeLink>();
+  sysctls = new Map<string, string>();
+  /** nft tables by "family name" -> the text that was loaded for them. */
+  nft = new Map<string, string>();
+
+  constructor() {
+    this.links.set('lo', { name: 'lo', up: false, alias: '', addrs: [{ address: '127.0.0.1', prefixLen: 8, label: 'lo', scope: 'host' }] });
+    for (const dev of ['all', 'default', 'lo']) {
+      this.sysctls.set(`net.ipv4.conf.${dev}.arp_ignore`, '0');
+      this.sysctls.set(`net.ipv4.conf.${dev}.arp_announce`, '0');
+      this.sysctls.set(`net.ipv4.conf.${dev}.rp_filter`, dev === 'lo' ? '0' : '2');
+    }
+    this.sysctls.set('net.ipv4.ip_forward', '0');
+    this.sysctls.set('net.ipv6.conf.all.forwarding', '0');
+  }
+
+  addLink(name: string, kind: string, up = false): FakeLink {
+    const link: FakeLink = { name, kind, up, alias: '', addrs: [] };
+    this.links.set(name, link);
+    for (const s of ['arp_ignore', 'arp_announce', 'rp_filter']) this.sysctls.set(`net.ipv4.conf.${name}.${s}`, this.sysctls.get(`net.ipv4.conf.default.${s}`) ?? '0');
+    return link;
+  }
+
+  deleteLink(name: string): void {
+    this.links.delete(name);
+    for (const k of [...this.sysctls.keys()]) if (k.startsWith(`net.ipv4.conf.${name}.`)) this.sysctls.delete(k);
+  }
+}
+
+export interface FakeKernelOptions {
+  /** Kernel has the ipip module (loadable). */
+  ipip?: boolean;
+  /** ipip module already loaded (tunl0 present in every namespace). */
+  ipipLoaded?: boolean;
+  /** IPVS module loaded (net.ipv4.vs.* exist). */
+  ipvs?: boolean;
+}
+
+export class FakeKernel {
+  readonly namespaces = new Map<string, FakeNetns>();
+  readonly calls: string[][] = [];
+  ipip: boolean;
+  ipipLoaded = false;
+  ipvs: boolean;
+
+  constructor(opts: FakeKernelOptions = {}) {
+    this.ipip = opts.ipip ?? true;
+    this.ipvs = opts.ipvs ?? true;
+    this.ns('host');
+    if (opts.ipipLoaded) this.loadIpip();
+  }
+
+  /** The namespace at a netns path ("host" for the initial one), created on first use. */
+  ns(path: string): FakeNetns {
+    let ns = this.namespaces.get(path);
+    if (!ns) {
+      ns = new FakeNetns();
+      if (this.ipipLoaded) ns.addLink('tunl0', 'ipip');
+      if (this.ipvs) FakeKernel.addIpvsSysctls(ns);
+      this.namespaces.set(path, ns);
+    }
+    return ns;
+  }
+
+  static addIpvsSysctls(ns: FakeNetns): void {
+    for (const [k, v] of [['conntrack', '0'], ['expire_nodest_conn', '0'], ['conn_reuse_mode', '1'], ['expire_quiescent_template', '0']] as const) {
+      ns.sysctls.set(`net.ipv4.vs.${k}`, v);
+    }
+  }
+
+  loadIpip(): void {
+    this.ipipLoaded = true;
+    for (const ns of this.namespaces.values()) if (!ns.links.has('tunl0')) ns.addLink('tunl0', 'ipip');
+  }
+
+  runner(): Runner {
+    return async (cmd, args, opts) => {
+      this.calls.push([cmd, ...args]);
+      let path = 'host';
+      let argv = [cmd, ...args];
+      if (cmd === 'nsenter') {
+        const net = args.find((a) => a.startsWith('--net='));
+        const dash = args.indexOf('--');
+        if (!net || dash < 0) return fail(argv, 'nsenter: bad usage');
+        path = net.slice('--net='.length);
+        argv = args.slice(dash + 1);
+      }
+      return this.exec(this.ns(path), argv, opts?.input ?? '');
+    };
+  }
+
+  private exec(ns: FakeNetns, argv: string[], input: string): ExecResult {
+    const [cmd, ...a] = argv;
+    if (cmd === 'ip') return ipCommand(this, ns, argv, a);
+    if (cmd === 'sysctl') return sysctlCommand(ns, argv, a);
+    if (cmd === 'modprobe') {
+      if (a.includes('ipip') && this.ipip) { this.loadIpip(); return ok(); }
+      return fail(argv, `modprobe: FATAL: Module ${a.at(-1)} not found`);
+    }
+    if (cmd === 'nft') return nftCommand(ns, argv, a, input);
+    return fail(argv, `${cmd}: command not found`, 127);
+  }
+}
+
+function ok(stdout = ''): ExecResult { return { stdout, stderr: '' }; }
+function fail(argv: string[], stderr: string, code = 1): never { throw new CommandError(argv, code, null, '', `${stderr}\n`); }
+
+function ipCommand(k: FakeKernel, ns: FakeNetns, argv: string[], a: string[]): ExecResult {
+  const dev = (name: string | undefined) => {
+    const l = name ? ns.links.get(name) : undefined;
+    if (!l) fail(argv, `Cannot find device "${name}"`);
+    return l;
+  };
+  const at = (word: string) => a[a.indexOf(word) + 1];
+  if (a[0] === '-j' && a.includes('show')) {
+    const name = at('dev');
+    const l = name ? ns.links.get(name) : undefined;
+    if (!l) fail(argv, `Device "${name}" does not exist.`);
+    return ok(JSON.stringify([linkJson(l)]));
+  }
+  if (a[0] === 'link' && a[1] === 'add') {
+    const name = at('name') ?? a[2]!, type = at('type');
+    if (ns.links.has(name)) fail(argv, 'RTNETLINK answers: File exists');
+    if (type === 'ipip') {
+      if (!k.ipip) fail(argv, 'Error: Unknown device type.');
+      if (!k.ipipLoaded) { k.loadIpip(); if (name === 'tunl0') fail(argv, 'RTNETLINK answers: File exists'); }
+    } else if (type !== 'dummy') fail(argv, 'Error: Unknown device type.');
+    ns.addLink(name, type!);
+    return ok();
+  }
+  if (a[0] === 'link' && a[1] === 'del') { dev(at('dev')); ns.deleteLink(at('dev')!); return ok(); }
+  if (a[0] === 'link' && a[1] === 'set') {
+    const l = dev(at('dev'));
+    if (a.includes('alias')) l.alias = at('alias') ?? '';
+    if (a.includes('up')) l.up = true;
+    if (a.includes('down')) l.up = false;
+    return ok();
+  }
+  if (a[0] === 'addr' && (a[1] === 'add' || a[1] === 'del')) {
+    const [address, len] = a[2]!.split('/');
+    const l = dev(at('dev'));
+    const i = l.addrs.findIndex((x) => x.address === address && x.prefixLen === Number(len));
+    if (a[1] === 'add') {
+      if (i >= 0) fail(argv, 'RTNETLINK answers: File exists');
+      const addr: FakeAddr = { address: address!, prefixLen: Number(len), scope: 'global' };
+      if (!address!.includes(':')) addr.label = a.includes('label') ? at('label')! : l.name;
+      l.addrs.push(addr);
+    } else {
+      if (i < 0) fail(argv, 'RTNETLINK answers: Cannot assign requested address');
+      l.addrs.splice(i, 1);
+    }
+    return ok();
+  }
+  return fail(argv, `fake ip: unsupported ${a.join(' ')}`);
+}
+
+function linkJson(l: FakeLink): object {
+  return {
+    ifname: l.name,
+    flags: l.up ? ['UP', 'LOWER_UP'] : [],
+    ...(l.alias ? { ifalias: l.alias } : {}),
+    ...(l.kind ? { linkinfo: { info_kind: l.kind } } : {}),
+    addr_info: l.addrs.map((x) => ({
+      family: x.address.includes(':') ? 'inet6' : 'inet', local: x.address, prefixlen: x.prefixLen, scope: x.scope,
+      ...(x.label ? { label: x.label } : {}),
+    })),
+  };
+}
+
+function sysctlCommand(ns: FakeNetns, argv: string[], a: string[]): ExecResult {
+  if (a.includes('-w')) {
+    for (const kv of a.filter((x) => x.includes('='))) {
+      const [key, value] = kv.split('=') as [string, string];
+      if (!ns.sysctls.has(key)) fail(argv, `sysctl: cannot stat /proc/sys/${key.replace(/\./g, '/')}: No such file or directory`, 255);
+      ns.sysctls.set(key, value);
+    }
+    return ok();
+  }
+  const keys = a.filter((x) => !x.startsWith('-'));
+  return ok(keys.filter((key) => ns.sysctls.has(key)).map((key) => `${key} = ${ns.sysctls.get(key)}\n`).join(''));
+}
+
+/** Enough of nft for the director: `-f -` transactions of "table F N {}; delete table F N; table F N {...}". */
+function nftCommand(ns: FakeNetns, argv: string[], a: string[], input: string): ExecResult {
+  if (a[0] === '-f') {
+    const re = /^(table|delete table) (\w+) (\w+)( \{)?/;
+    const lines = input.split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const m = re.exec(lines[i]!);
+      if (!m) continue;
+      const key = `${m[2]} ${m[3]}`;
+      if (m[1] === 'delete table') { ns.nft.delete(key); continue; }
+      const body: string[] = [lines[i]!];
+      let depth = (lines[i]!.match(/\{/g) ?? []).length - (lines[i]!.match(/\}/g) ?? []).length;
+      while (depth > 0 && ++i < lines.length) {
+        body.push(lines[i]!);
+        depth += (lines[i]!.match(/\{/g) ?? []).length - (lines[i]!.match(/\}/g) ?? []).length;
+      }
+      const text = body.join('\n') + '\n';
+      if (!ns.nft.has(key) || !/\{\}\s*$/.test(text)) ns.nft.set(key, text.endsWith('{}\n') ? `table ${key} {\n}\n` : text);
+    }
+    return ok();
+  }
+  if (a[0] === 'list' && a[1] === 'table') {
+    const text = ns.nft.get(`${a[2]} ${a[3]}`);
+    if (text === undefined) fail(argv, 'Error: No such file or directory', 1);
+    return ok(text);
+  }
+  return fail(argv, `fake nft: unsupported ${a.join(' ')}`);
+}

@@ -1,0 +1,156 @@
+// Side effects of real-server preparation: observe a namespace, plan (pure, ./diff.ts), apply the
+// steps through the injected runner, observe again until nothing is left to do. The last
+// observation is the verification: a step that did not stick fails the call.
+import type { Logger } from 'pino';
+import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } from '../exec.ts';
+import { readLink, readSysctls, writeSysctls } from './iproute.ts';
+import { type RealServerPlan, type RealServerStep, assessRealServer, planRealServer } from './diff.ts';
+import {
+  type ObservedRealServer, type RealServerVip, MANAGED_SYSCTLS, TUNNEL_DEVICE,
+  normalizeVips, ownedLabel, ownedVips, parseRecord, formatRecord,
+} from './plan.ts';
+
+export interface RealServerOptions {
+  run: Runner;
+  logger?: Logger;
+  /** How to load the ipip module when tunl0 is missing; default `modprobe ipip`. */
+  modprobe?: readonly string[];
+  /** Rounds of observe/plan/apply before giving up; default 3. */
+  maxRounds?: number;
+}
+
+export interface RealServerResult {
+  target: string;
+  changed: boolean;
+  /** Steps applied, in order. */
+  changes: RealServerStep[];
+  /** VIPs held under our label after the call. */
+  owned: RealServerVip[];
+  /** False when lo's alias belongs to someone else: sysctl changes cannot be undone later. */
+  recordable: boolean;
+}
+
+export class IpipUnsupportedError extends Error {
+  constructor(detail: string) {
+    super(`kernel has no ipip support: ${detail}`);
+    this.name = 'IpipUnsupportedError';
+  }
+}
+
+export async function observeRealServer(run: Runner): Promise<ObservedRealServer> {
+  const [lo, tunnel, sysctls] = await Promise.all([readLink(run, 'lo'), readLink(run, TUNNEL_DEVICE), readSysctls(run, MANAGED_SYSCTLS)]);
+  const obs: ObservedRealServer = { sysctls: Object.fromEntries(sysctls) };
+  if (lo) obs.lo = lo;
+  if (tunnel) obs.tunnel = tunnel;
+  return obs;
+}
+
+/** Make the namespace hold exactly `desired` among the VIPs we own (others' addresses untouched). */
+export async function syncRealServer(opts: RealServerOptions, target: NetnsTarget, desired: readonly RealServerVip[]): Promise<RealServerResult> {
+  const want = normalizeVips(desired, 'desired');
+  const run = inNetns(opts.run, target);
+  const log = opts.logger?.child({ op: 'realserver', netns: describeTarget(target) });
+  const changes: RealServerStep[] = [];
+  let obs = await observeRealServer(run);
+  let plan: RealServerPlan = planRealServer(want, obs);
+  for (let round = 0; plan.steps.length > 0 && round < (opts.maxRounds ?? 3); round++) {
+    for (const step of plan.steps) {
+      log?.info({ step }, 'realserver step');
+      await applyStep(opts, run, step);
+      changes.push(step);
+    }
+    obs = await observeRealServer(run);
+    plan = planRealServer(want, obs);
+  }
+  if (plan.steps.length > 0 || plan.pending) {
+    throw new Error(`real-server preparation of ${describeTarget(target)} did not converge; still to do: ${JSON.stringify(plan.steps)}`);
+  }
+  return { target: describeTarget(target), changed: changes.length > 0, changes, owned: ownedVips(obs), recordable: plan.recordable };
+}
+
+/** Add `vips` to what this namespace is prepared for (VIPs we already own stay). */
+export async function prepareRealServer(opts: RealServerOptions, target: NetnsTarget, vips: readonly RealServerVip[]): Promise<RealServerResult> {
+  const add = normalizeVips(vips);
+  const owned = ownedVips(await observeRealServer(inNetns(opts.run, target)));
+  return syncRealServer(opts, target, [...owned, ...add]);
+}
+
+/** Remove `vips` (default: every VIP we own); sysctls and tunl0 are restored once unneeded. */
+export async function cleanupRealServer(opts: RealServerOptions, target: NetnsTarget, vips?: readonly RealServerVip[]): Promise<RealServerResult> {
+  const drop = vips ? normalizeVips(vips).map((v) => `${v.vip}/${v.mode}`) : undefined;
+  const owned = ownedVips(await observeRealServer(inNetns(opts.run, target)));
+  return syncRealServer(opts, target, drop ? owned.filter((v) => !drop.includes(`${v.vip}/${v.mode}`)) : []);
+}
+
+export interface RealServerInspection {
+  prepared: boolean;
+  /** Why not, one line each. */
+  problems: string[];
+}
+
+export async function inspectRealServer(opts: Pick<RealServerOptions, 'run'>, target: NetnsTarget, vip: RealServerVip): Promise<RealServerInspection> {
+  const [v] = normalizeVips([vip], 'vip');
+  const problems = assessRealServer(v!, await observeRealServer(inNetns(opts.run, target)));
+  return { prepared: problems.length === 0, problems };
+}
+
+async function applyStep(opts: RealServerOptions, run: Runner, step: RealServerStep): Promise<void> {
+  switch (step.kind) {
+    case 'record':
+      await run('ip', ['link', 'set', 'dev', 'lo', 'alias', step.to]);
+      return;
+    case 'sysctl':
+      await writeSysctls(run, [[step.key, step.to]]);
+      return;
+    case 'address':
+      if (step.op === 'add') await run('ip', ['addr', 'add', `${step.address}/32`, 'dev', step.device, 'label', ownedLabel(step.device)]);
+      else await run('ip', ['addr', 'del', `${step.address}/32`, 'dev', step.device]);
+      return;
+    case 'link':
+      if (step.op === 'ensure') return ensureTunnel(opts, run);
+      if (step.op === 'delete') return void (await run('ip', ['link', 'del', 'dev', step.device]));
+      await run('ip', ['link', 'set', 'dev', step.device, step.op]);
+      return;
+  }
+}
+
+/**
+ * tunl0 is the ipip module's fallback device: it appears in every namespace once the module is
+ * loaded. `ip link add tunl0 type ipip` makes the kernel autoload the module (EEXIST then means
+ * the fallback device arrived); where autoload is unavailable, modprobe; where fallback devices
+ * are disabled for non-initial namespaces (net.core.fb_tunnels_only_for_init_net), the add
+ * creates an ordinary any-to-any ipip device, which we record so cleanup deletes it.
+ */
+async function ensureTunnel(opts: RealServerOptions, run: Runner): Promise<void> {
+  const add = () => run('ip', ['link', 'add', 'name', TUNNEL_DEVICE, 'type', 'ipip']);
+  try {
+    await add();
+    await markTunnelCreated(run);
+    return;
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    if (/exists/i.test(err.stderr)) return;
+    if (!/unknown device type|not supported/i.test(err.stderr)) throw err;
+  }
+  const [cmd, ...args] = opts.modprobe ?? ['modprobe', 'ipip'];
+  let modprobeError = '';
+  try { await opts.run(cmd!, args); } catch (err) { modprobeError = err instanceof Error ? err.message : String(err); }
+  if (await readLink(run, TUNNEL_DEVICE)) return;
+  try {
+    await add();
+    await markTunnelCreated(run);
+  } catch (err) {
+    if (err instanceof CommandError && /unknown device type|not supported/i.test(err.stderr)) {
+      throw new IpipUnsupportedError(`${err.message}${modprobeError ? `; ${modprobeError}` : ''}`);
+    }
+    throw err;
+  }
+}
+
+async function markTunnelCreated(run: Runner): Promise<void> {
+  const lo = await readLink(run, 'lo');
+  const rec = parseRecord(lo?.alias ?? '');
+  if (!rec) return;
+  rec.tunnelCreated = true;
+  await run('ip', ['link', 'set', 'dev', 'lo', 'alias', formatRecord(rec)]);
+}
