@@ -25,10 +25,10 @@ export function servicePortFor(svc: V1Service, port: VsPort, spec: NormalizedSpe
   if (mapping) {
     const sp = mapping.servicePort;
     found = typeof sp === 'number' ? same.find((x) => x.port === sp) : same.find((x) => x.name === sp);
-    wanted = typeof sp === 'number' ? `port ${sp}` : `a port named ${sp}`;
+    wanted = typeof sp === 'number' ? `${sp}` : `named ${sp}`;
   } else {
     found = same.find((x) => x.name === port.name) ?? same.find((x) => x.port === port.port);
-    wanted = `a port named ${port.name} or numbered ${port.port}`;
+    wanted = `named ${port.name} or numbered ${port.port}`;
   }
   if (found) return { servicePort: found };
   const other = all.find((x) => (mapping ? (x.name === mapping.servicePort || x.port === mapping.servicePort) : (x.name === port.name || x.port === port.port)));
@@ -36,7 +36,7 @@ export function servicePortFor(svc: V1Service, port: VsPort, spec: NormalizedSpe
   return { reason: {
     type: 'ServicePortNotFound',
     field: mapping ? `spec.backends.service.ports[${mapping.index}].servicePort` : `spec.ports[${port.index}]`,
-    message: `VirtualServer port ${port.name} (${port.protocol}/${port.port}): Service ${svc.metadata?.name ?? ''} has no ${port.protocol} ${wanted}${why}`,
+    message: `VirtualServer port ${port.name} (${port.protocol}/${port.port}): Service ${svc.metadata?.name ?? ''} has no ${port.protocol} port ${wanted}${why}`,
   } };
 }
 
