@@ -121,7 +121,7 @@ function ipCommand(k: FakeKernel, ns: FakeNetns, argv: string[], a: string[]): E
     if (!l) fail(argv, `Cannot find device "${name}"`);
     return l;
   };
-  const at = (word: string) => a[a.indexOf(word) + 1];
+  const at = (word: string) => (a.includes(word) ? a[a.indexOf(word) + 1] : undefined);
   if (a[0] === '-j' && a.includes('show')) {
     const name = at('dev');
     const l = name ? ns.links.get(name) : undefined;

@@ -1,0 +1,194 @@
+// What a director node needs besides IPVS rules, as pure data: the VIPs it owns (bound to the
+// dummy device lvs0), the sysctls IPVS relies on, and our nftables tables (SNAT return path and
+// ARP silence). No side effects here; ./setup.ts observes, diffs and applies.
+//
+// Kernel behaviour relied on:
+// - IPVS takes packets for a virtual service at LOCAL_IN, so the VIP must be a local address. A
+//   dummy device holds it without touching any real interface; VIP/32 (/128) adds only a local
+//   route. The set of global addresses on lvs0 is the ownership record across agent restarts.
+// - ARP: Linux answers ARP for a local address on every interface (weak host model), so a VIP on
+//   lvs0 is answered on eth0 unless something stops it. Instead of arp_ignore=1 on all interfaces
+//   (which silences every VIP, including those the node should announce, and changes behaviour
+//   for the node's other addresses), the ARP requests for non-announced VIPs are dropped in an
+//   nftables `arp` table at the input hook, before arp_process() would reply or learn. IPv6 needs
+//   nothing: ndisc answers a neighbour solicitation only for addresses on the receiving device.
+// - arp_announce=2 (conf.all; the effective value is max(all, dev)): the director forwards NAT
+//   replies whose source is the VIP; with the default 0 its ARP requests would carry the VIP as
+//   sender address and teach the LAN that the VIP lives here.
+// - NAT return path SNAT: IPVS does not use netfilter NAT, but with net.ipv4.vs.conntrack=1 it
+//   keeps a conntrack entry per connection whose original tuple is client -> VIP:port. The first
+//   packet IPVS sends to the real server traverses POSTROUTING with that entry unconfirmed, so a
+//   nat rule matching `ct original ip daddr VIP ct original proto-dst PORT` can masquerade it;
+//   replies come back to the director, conntrack undoes the masquerade and IPVS the DNAT.
+import type { Plan, Protocol } from '../../api/plan.ts';
+import { canonicalIp, ipFamily } from '../realserver/iproute.ts';
+
+export const DEVICE = 'lvs0';
+export const NFT_TABLE = 'lvs_operator';
+
+export interface DirectorVip {
+  address: string;
+  /** Answer ARP for it (the active director of an announced VIP); false keeps the node silent. */
+  announce: boolean;
+}
+
+export interface SnatRule {
+  family: 4 | 6;
+  protocol: Protocol;
+  vip: string;
+  /** 0: every port (a port-0 persistent service). */
+  port: number;
+}
+
+export interface DirectorSpec {
+  vips: DirectorVip[];
+  snat: SnatRule[];
+  /** Families that have NAT services: their replies are forwarded, so forwarding must be on. */
+  natFamilies: Array<4 | 6>;
+  kernelRelease: string;
+}
+
+export class DirectorSpecError extends Error {
+  readonly field: string;
+  constructor(field: string, reason: string) {
+    super(`${field}: ${reason}`);
+    this.name = 'DirectorSpecError';
+    this.field = field;
+  }
+}
+
+function ipKey(ip: string): string {
+  if (ip.includes(':')) return `6:${ip}`;
+  return `4:${ip.split('.').map((o) => o.padStart(3, '0')).join('.')}`;
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Validate, canonicalise and sort a spec (bad input names the field). */
+export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
+  const vips = new Map<string, DirectorVip>();
+  spec.vips.forEach((v, i) => {
+    const address = canonicalIp(v.address);
+    if (!address) throw new DirectorSpecError(`vips[${i}].address`, `${JSON.stringify(v.address)} is not an IP address`);
+    const prev = vips.get(address);
+    vips.set(address, { address, announce: Boolean(v.announce) || Boolean(prev?.announce) });
+  });
+  const snat = new Map<string, SnatRule>();
+  spec.snat.forEach((r, i) => {
+    const vip = canonicalIp(r.vip);
+    if (!vip) throw new DirectorSpecError(`snat[${i}].vip`, `${JSON.stringify(r.vip)} is not an IP address`);
+    if (!['TCP', 'UDP', 'SCTP'].includes(r.protocol)) throw new DirectorSpecError(`snat[${i}].protocol`, `must be TCP, UDP or SCTP, got ${JSON.stringify(r.protocol)}`);
+    if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new DirectorSpecError(`snat[${i}].port`, `must be an integer 0-65535, got ${r.port}`);
+    if (!vips.has(vip)) throw new DirectorSpecError(`snat[${i}].vip`, `${vip} is not one of this director's VIPs`);
+    snat.set(`${vip}|${r.protocol}|${r.port}`, { family: ipFamily(vip), protocol: r.protocol, vip, port: r.port });
+  });
+  if (!/^\d+\.\d+/.test(spec.kernelRelease)) throw new DirectorSpecError('kernelRelease', `${JSON.stringify(spec.kernelRelease)} does not start with MAJOR.MINOR`);
+  return {
+    vips: [...vips.values()].sort((a, b) => cmp(ipKey(a.address), ipKey(b.address))),
+    snat: [...snat.values()].sort((a, b) => cmp(ipKey(a.vip), ipKey(b.vip)) || cmp(a.protocol, b.protocol) || a.port - b.port),
+    natFamilies: [...new Set(spec.natFamilies)].sort(),
+    kernelRelease: spec.kernelRelease,
+  };
+}
+
+/** The director part of a plan for one node: services whose directors include `node`. */
+export function directorSpecFromPlan(plan: Plan, node: string, kernelRelease: string, announce: (vip: string) => boolean = () => false): DirectorSpec {
+  const mine = plan.services.filter((s) => s.directors.includes(node));
+  return normalizeSpec({
+    vips: [...new Set(mine.map((s) => s.vip))].map((address) => ({ address, announce: announce(address) })),
+    snat: mine.filter((s) => s.forwarding === 'NAT' && s.natReturnPath === 'SNAT').map((s) => ({ family: s.family, protocol: s.protocol, vip: s.vip, port: s.port })),
+    natFamilies: [...new Set(mine.filter((s) => s.forwarding === 'NAT').map((s) => s.family))],
+    kernelRelease,
+  });
+}
+
+/**
+ * conn_reuse_mode=1 (the kernel default) reschedules a new connection that reuses the source port
+ * of an old one still in the IPVS table; on kernels before 5.9, with conntrack involved, it did
+ * so by dropping the SYN, so such clients waited a 1 s SYN retransmit. kube-proxy (constant
+ * connReuseFixedKernelVersion = "5.9", citing linux commit 35dfb013149f) sets 0 on 4.1 <= kernel
+ * < 5.9 and keeps 1 from 5.9 on; we do the same, and ensure 1 on 5.9+.
+ */
+export function connReuseMode(kernelRelease: string): '0' | '1' {
+  const m = /^(\d+)\.(\d+)/.exec(kernelRelease);
+  if (!m) throw new DirectorSpecError('kernelRelease', `${JSON.stringify(kernelRelease)} does not start with MAJOR.MINOR`);
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  return maj > 5 || (maj === 5 && min >= 9) ? '1' : '0';
+}
+
+export interface DirectorSysctl {
+  key: string;
+  want: string;
+  why: string;
+}
+
+/** A node without VIPs is no director and needs nothing. */
+export function directorSysctls(spec: DirectorSpec): DirectorSysctl[] {
+  if (spec.vips.length === 0) return [];
+  const out: DirectorSysctl[] = [
+    { key: 'net.ipv4.vs.expire_nodest_conn', want: '1', why: 'connections to a deleted destination (UDP above all) expire instead of blackholing' },
+    { key: 'net.ipv4.vs.expire_quiescent_template', want: '1', why: 'persistence templates of a weight-0 destination expire, so draining finishes' },
+    { key: 'net.ipv4.vs.conn_reuse_mode', want: connReuseMode(spec.kernelRelease), why: `kernel ${spec.kernelRelease}: see connReuseMode()` },
+  ];
+  if (spec.snat.length > 0) out.push({ key: 'net.ipv4.vs.conntrack', want: '1', why: 'SNAT return path: nftables masquerade needs IPVS connections in conntrack' });
+  if (spec.natFamilies.includes(4)) out.push({ key: 'net.ipv4.ip_forward', want: '1', why: 'NAT replies are forwarded back to the client' });
+  if (spec.natFamilies.includes(6)) out.push({ key: 'net.ipv6.conf.all.forwarding', want: '1', why: 'NAT replies are forwarded back to the client' });
+  if (spec.vips.some((v) => !v.announce && ipFamily(v.address) === 4)) {
+    out.push({ key: 'net.ipv4.conf.all.arp_announce', want: '2', why: 'never use a VIP as the sender address of ARP requests' });
+  }
+  return out.sort((a, b) => cmp(a.key, b.key));
+}
+
+/** Every sysctl the director may touch (read in one go). */
+export const DIRECTOR_SYSCTLS: readonly string[] = [
+  'net.ipv4.conf.all.arp_announce', 'net.ipv4.ip_forward', 'net.ipv4.vs.conn_reuse_mode', 'net.ipv4.vs.conntrack',
+  'net.ipv4.vs.expire_nodest_conn', 'net.ipv4.vs.expire_quiescent_template', 'net.ipv6.conf.all.forwarding',
+];
+
+/** nft tables we own, in the canonical form `nft list table` prints them ('' = table absent). */
+export interface NftTables {
+  inet: string;
+  arp: string;
+}
+
+const L4: Record<Protocol, string> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
+
+export function nftTables(spec: DirectorSpec, alsoQuiet: readonly string[] = []): NftTables {
+  let inet = '';
+  if (spec.snat.length > 0) {
+    const rules = spec.snat.map((r) => {
+      const fam = r.family === 4 ? 'ipv4' : 'ipv6';
+      const ip = r.family === 4 ? 'ip' : 'ip6';
+      const port = r.port ? ` ct original proto-dst ${r.port}` : '';
+      return `\t\tmeta nfproto ${fam} meta l4proto ${L4[r.protocol]} ct original ${ip} daddr ${r.vip}${port} masquerade\n`;
+    });
+    inet = `table inet ${NFT_TABLE} {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n${rules.join('')}\t}\n}\n`;
+  }
+  // One rule per VIP rather than a set: rules list in insertion order, so the listing is
+  // deterministic and comparable; ARP is rare enough that a linear walk costs nothing.
+  const quiet = [...new Set([...spec.vips.filter((v) => !v.announce).map((v) => v.address), ...alsoQuiet])]
+    .filter((a) => ipFamily(a) === 4).sort((a, b) => cmp(ipKey(a), ipKey(b)));
+  let arp = '';
+  if (quiet.length > 0) {
+    const rules = quiet.map((a) => `\t\tarp operation request arp daddr ip ${a} drop\n`).join('');
+    arp = `table arp ${NFT_TABLE} {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n${rules}\t}\n}\n`;
+  }
+  return { inet, arp };
+}
+
+/** Compare listings modulo whitespace (nft wraps and indents as it likes). */
+export function sameRuleset(a: string, b: string): boolean {
+  const norm = (s: string) => s.replace(/\s+/g, ' ').trim();
+  return norm(a) === norm(b);
+}
+
+/** One atomic `nft -f -` transaction replacing exactly our tables (and nothing else). */
+export function nftTransaction(want: NftTables): string {
+  const lines: string[] = [];
+  for (const [family, text] of [['inet', want.inet], ['arp', want.arp]] as const) {
+    // "add" of an empty table is a no-op when it exists, so the delete never fails.
+    lines.push(`table ${family} ${NFT_TABLE} {}`, `delete table ${family} ${NFT_TABLE}`);
+    if (text) lines.push(text.trimEnd());
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,165 @@
+// Side effects of the director role: observe lvs0, the sysctls and our nft tables; diff against
+// the spec (pure, below); apply through the injected runner; observe again until nothing is left.
+// The final observation is the read-back verification of every sysctl, address and table.
+import { release } from 'node:os';
+import type { Logger } from 'pino';
+import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } from '../exec.ts';
+import { type LinkInfo, hostPrefix, ipFamily, readLink, readSysctls, writeSysctls } from '../realserver/iproute.ts';
+import {
+  DEVICE, DIRECTOR_SYSCTLS, NFT_TABLE, type DirectorSpec, type NftTables,
+  directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset,
+} from './plan.ts';
+
+export interface ObservedDirector {
+  device?: LinkInfo;
+  sysctls: Record<string, string>;
+  nft: NftTables;
+}
+
+export type DirectorStep =
+  | { kind: 'sysctl'; key: string; from: string; to: string }
+  | { kind: 'nft'; tables: NftTables }
+  | { kind: 'link'; device: string; op: 'create' | 'up' | 'delete' }
+  | { kind: 'address'; address: string; op: 'add' | 'remove' };
+
+/** Global-scope addresses on the device: the VIPs this node owns (link-local ones are the kernel's). */
+export function ownedAddresses(device: LinkInfo | undefined): string[] {
+  return (device?.addresses ?? []).filter((a) => a.scope === 'global').map((a) => a.address);
+}
+
+/** Pure: the steps that take `obs` to `spec` (already normalised). Order keeps ARP safe. */
+export function planDirector(spec: DirectorSpec, obs: ObservedDirector, device = DEVICE): DirectorStep[] {
+  const steps: DirectorStep[] = [];
+  for (const s of directorSysctls(spec)) {
+    const cur = obs.sysctls[s.key];
+    if (cur === undefined) {
+      const hint = s.key.startsWith('net.ipv4.vs.') ? ' (the ip_vs module is not loaded)' : '';
+      throw new Error(`director: sysctl ${s.key} does not exist in this namespace${hint}`);
+    }
+    if (cur !== s.want) steps.push({ kind: 'sysctl', key: s.key, from: cur, to: s.want });
+  }
+  const want = new Set(spec.vips.map((v) => v.address));
+  const have = ownedAddresses(obs.device);
+  const removing = have.filter((a) => !want.has(a));
+  // While a VIP is being removed it stays in the ARP drop list, so it is never answered; the next
+  // round (after the address is gone) drops the rule.
+  const tables = nftTables(spec, removing);
+  if (!sameRuleset(tables.inet, obs.nft.inet) || !sameRuleset(tables.arp, obs.nft.arp)) steps.push({ kind: 'nft', tables });
+  if (spec.vips.length > 0 && !obs.device) steps.push({ kind: 'link', device, op: 'create' }, { kind: 'link', device, op: 'up' });
+  if (obs.device && !obs.device.up && spec.vips.length > 0) steps.push({ kind: 'link', device, op: 'up' });
+  for (const v of spec.vips) {
+    const exact = obs.device?.addresses.some((a) => a.address === v.address && a.prefixLen === (ipFamily(v.address) === 4 ? 32 : 128));
+    if (!exact) steps.push({ kind: 'address', address: v.address, op: 'add' });
+  }
+  for (const a of obs.device?.addresses ?? []) {
+    if (a.scope !== 'global') continue;
+    const wrongPrefix = a.prefixLen !== (a.family === 4 ? 32 : 128);
+    if (!want.has(a.address) || wrongPrefix) steps.push({ kind: 'address', address: `${a.address}/${a.prefixLen}`, op: 'remove' });
+  }
+  return steps;
+}
+
+export interface DirectorOptions {
+  run: Runner;
+  /** Namespace of the director; default the host's. */
+  target?: NetnsTarget;
+  logger?: Logger;
+  device?: string;
+  maxRounds?: number;
+}
+
+export interface DirectorReport {
+  target: string;
+  changed: boolean;
+  steps: DirectorStep[];
+  /** Addresses on the device after the call (read back). */
+  vips: string[];
+  /** Each sysctl the spec needs, as read back after the call; `previous` when we changed it. */
+  sysctls: Array<{ key: string; value: string; previous?: string; why: string }>;
+  /** Our nft tables present after the call, e.g. "inet lvs_operator". */
+  nftTables: string[];
+}
+
+async function listTable(run: Runner, family: string): Promise<string> {
+  try {
+    return (await run('nft', ['list', 'table', family, NFT_TABLE])).stdout;
+  } catch (err) {
+    if (err instanceof CommandError && /No such file or directory/.test(err.stderr)) return '';
+    throw err;
+  }
+}
+
+export async function observeDirector(run: Runner, device = DEVICE): Promise<ObservedDirector> {
+  const [link, sysctls, inet, arp] = await Promise.all([
+    readLink(run, device), readSysctls(run, DIRECTOR_SYSCTLS), listTable(run, 'inet'), listTable(run, 'arp'),
+  ]);
+  const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet, arp } };
+  if (link) {
+    if (link.kind !== 'dummy') throw new Error(`director: device ${device} exists but is ${link.kind ? `a ${link.kind}` : 'not a dummy'} device`);
+    obs.device = link;
+  }
+  return obs;
+}
+
+async function applyStep(run: Runner, step: DirectorStep, device: string): Promise<void> {
+  switch (step.kind) {
+    case 'sysctl': return writeSysctls(run, [[step.key, step.to]]);
+    case 'nft': return void (await run('nft', ['-f', '-'], { input: nftTransaction(step.tables) }));
+    case 'link':
+      if (step.op === 'create') return void (await run('ip', ['link', 'add', device, 'type', 'dummy']));
+      if (step.op === 'delete') return void (await run('ip', ['link', 'del', 'dev', device]));
+      return void (await run('ip', ['link', 'set', 'dev', device, 'up']));
+    case 'address':
+      if (step.op === 'remove') return void (await run('ip', ['addr', 'del', step.address, 'dev', device]));
+      // nodad: the address is ours alone (a dummy device has no link to probe anyway).
+      return void (await run('ip', ['addr', 'add', hostPrefix(step.address), 'dev', device, ...(ipFamily(step.address) === 6 ? ['nodad'] : [])]));
+  }
+}
+
+/** Bring the director's namespace to `spec`: lvs0 + VIPs, sysctls, our nft tables. */
+export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): Promise<DirectorReport> {
+  const spec = normalizeSpec(input);
+  const target = opts.target ?? { kind: 'host' };
+  const run = inNetns(opts.run, target);
+  const device = opts.device ?? DEVICE;
+  const log = opts.logger?.child({ op: 'director', netns: describeTarget(target) });
+  const applied: DirectorStep[] = [];
+  let obs = await observeDirector(run, device);
+  const before = obs.sysctls;
+  let steps = planDirector(spec, obs, device);
+  for (let round = 0; steps.length > 0 && round < (opts.maxRounds ?? 3); round++) {
+    for (const step of steps) {
+      log?.info({ step }, 'director step');
+      await applyStep(run, step, device);
+      applied.push(step);
+    }
+    obs = await observeDirector(run, device);
+    steps = planDirector(spec, obs, device);
+  }
+  if (steps.length > 0) throw new Error(`director setup of ${describeTarget(target)} did not converge; still to do: ${JSON.stringify(steps)}`);
+  return {
+    target: describeTarget(target),
+    changed: applied.length > 0,
+    steps: applied,
+    vips: ownedAddresses(obs.device),
+    sysctls: directorSysctls(spec).map((s) => ({
+      key: s.key, value: obs.sysctls[s.key]!, why: s.why,
+      ...(before[s.key] !== obs.sysctls[s.key] ? { previous: before[s.key]! } : {}),
+    })),
+    nftTables: (['inet', 'arp'] as const).filter((f) => obs.nft[f]).map((f) => `${f} ${NFT_TABLE}`),
+  };
+}
+
+/** Give up the director role: no VIPs, no nft tables, no device. Sysctls are left as they are. */
+export async function teardownDirector(opts: DirectorOptions): Promise<DirectorReport> {
+  const report = await syncDirector(opts, { vips: [], snat: [], natFamilies: [], kernelRelease: release() });
+  const run = inNetns(opts.run, opts.target ?? { kind: 'host' });
+  const device = opts.device ?? DEVICE;
+  if (await readLink(run, device)) {
+    const step: DirectorStep = { kind: 'link', device, op: 'delete' };
+    await applyStep(run, step, device);
+    report.steps.push(step);
+    report.changed = true;
+  }
+  return report;
+}

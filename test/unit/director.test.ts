@@ -1,0 +1,180 @@
+// Director setup against the in-memory kernel model: end state, read-back report, idempotency.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { FakeKernel } from '../../dataplane/realserver/fake-netns.ts';
+import {
+  DirectorSpecError, connReuseMode, directorSpecFromPlan, directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset,
+  type DirectorSpec,
+} from '../../dataplane/director/plan.ts';
+import { observeDirector, planDirector, syncDirector, teardownDirector } from '../../dataplane/director/setup.ts';
+import type { Plan, PlanService } from '../../api/plan.ts';
+import { inNetns } from '../../dataplane/exec.ts';
+
+const test = suite('director');
+const DIR = { kind: 'named', name: 'director' } as const;
+const PATH = '/run/netns/director';
+const VIP = '203.0.113.10';
+
+function setup(opts: ConstructorParameters<typeof FakeKernel>[0] = {}) {
+  const k = new FakeKernel(opts);
+  return { k, ns: k.ns(PATH), opts: { run: k.runner(), target: DIR } };
+}
+
+const spec = (over: Partial<DirectorSpec> = {}): DirectorSpec => ({
+  vips: [{ address: VIP, announce: false }], snat: [], natFamilies: [], kernelRelease: '6.1.0-56-amd64', ...over,
+});
+
+test('VIPs land on lvs0 (dummy, up) as /32 and /128', async () => {
+  const { ns, opts } = setup();
+  const r = await syncDirector(opts, spec({ vips: [{ address: VIP, announce: false }, { address: '2001:DB8::a', announce: false }] }));
+  const dev = ns.links.get('lvs0')!;
+  assert.is(dev.kind, 'dummy');
+  assert.ok(dev.up);
+  assert.equal(dev.addrs.map((a) => `${a.address}/${a.prefixLen}`).sort(), ['2001:db8::a/128', `${VIP}/32`]);
+  assert.equal(r.vips, [VIP, '2001:db8::a']);
+  assert.ok(r.changed);
+});
+
+test('IPVS sysctls set and read back; report says what changed from what', async () => {
+  const { ns, opts } = setup();
+  const r = await syncDirector(opts, spec());
+  assert.is(ns.sysctls.get('net.ipv4.vs.expire_nodest_conn'), '1');
+  assert.is(ns.sysctls.get('net.ipv4.vs.expire_quiescent_template'), '1');
+  assert.is(ns.sysctls.get('net.ipv4.vs.conn_reuse_mode'), '1');
+  assert.is(ns.sysctls.get('net.ipv4.vs.conntrack'), '0', 'no SNAT, conntrack untouched');
+  assert.is(ns.sysctls.get('net.ipv4.ip_forward'), '0', 'no NAT service, forwarding untouched');
+  assert.is(ns.sysctls.get('net.ipv4.conf.all.arp_announce'), '2');
+  const nodest = r.sysctls.find((s) => s.key === 'net.ipv4.vs.expire_nodest_conn')!;
+  assert.equal([nodest.value, nodest.previous], ['1', '0']);
+  assert.is(r.sysctls.find((s) => s.key === 'net.ipv4.vs.conn_reuse_mode')!.previous, undefined, 'already 1');
+});
+
+test('conn_reuse_mode by kernel version (kube-proxy rule: 0 below 5.9)', async () => {
+  assert.is(connReuseMode('4.19.0-20-amd64'), '0');
+  assert.is(connReuseMode('5.8.18'), '0');
+  assert.is(connReuseMode('5.9.0'), '1');
+  assert.is(connReuseMode('5.10.0-30-amd64'), '1');
+  assert.is(connReuseMode('6.1.0-56-amd64'), '1');
+  const { ns, opts } = setup();
+  await syncDirector(opts, spec({ kernelRelease: '5.4.0-150-generic' }));
+  assert.is(ns.sysctls.get('net.ipv4.vs.conn_reuse_mode'), '0');
+});
+
+test('SNAT: vs.conntrack=1, ip_forward=1, one masquerade rule per NAT service in our inet table', async () => {
+  const { ns, opts } = setup();
+  const r = await syncDirector(opts, spec({
+    snat: [{ family: 4, protocol: 'UDP', vip: VIP, port: 53 }, { family: 4, protocol: 'TCP', vip: VIP, port: 80 }],
+    natFamilies: [4],
+  }));
+  assert.is(ns.sysctls.get('net.ipv4.vs.conntrack'), '1');
+  assert.is(ns.sysctls.get('net.ipv4.ip_forward'), '1');
+  const inet = ns.nft.get('inet lvs_operator')!;
+  assert.match(inet, /type nat hook postrouting priority srcnat/);
+  const rules = inet.split('\n').filter((l) => l.includes('masquerade')).map((l) => l.trim());
+  assert.equal(rules, [
+    `meta nfproto ipv4 meta l4proto tcp ct original ip daddr ${VIP} ct original proto-dst 80 masquerade`,
+    `meta nfproto ipv4 meta l4proto udp ct original ip daddr ${VIP} ct original proto-dst 53 masquerade`,
+  ]);
+  assert.equal(r.nftTables, ['inet lvs_operator', 'arp lvs_operator']);
+});
+
+test('ARP: non-announced IPv4 VIPs are dropped at arp input; announced ones are not', async () => {
+  const { ns, opts } = setup();
+  await syncDirector(opts, spec({ vips: [{ address: VIP, announce: false }, { address: '203.0.113.11', announce: true }, { address: '2001:db8::1', announce: false }] }));
+  const arp = ns.nft.get('arp lvs_operator')!;
+  assert.match(arp, new RegExp(`arp operation request arp daddr ip ${VIP.replace(/\./g, '\\.')} drop`));
+  assert.not.match(arp, /203\.0\.113\.11/);
+  assert.not.match(arp, /2001/);
+});
+
+test('second sync changes nothing; removal drops addresses, rules and the ARP entry', async () => {
+  const { k, ns, opts } = setup();
+  const full = spec({ vips: [{ address: VIP, announce: false }, { address: '203.0.113.11', announce: false }], snat: [{ family: 4, protocol: 'TCP', vip: '203.0.113.11', port: 80 }], natFamilies: [4] });
+  await syncDirector(opts, full);
+  const n = k.calls.length;
+  const again = await syncDirector(opts, full);
+  assert.is(again.changed, false);
+  assert.equal(again.steps, []);
+  assert.ok(k.calls.slice(n).every((c) => c.includes('show') || c.includes('-e') || c.includes('list')), 'only reads');
+  const r = await syncDirector(opts, spec());
+  assert.equal(r.vips, [VIP]);
+  assert.equal(ns.links.get('lvs0')!.addrs.map((a) => a.address), [VIP]);
+  assert.not.ok(ns.nft.has('inet lvs_operator'));
+  assert.not.match(ns.nft.get('arp lvs_operator')!, /203\.0\.113\.11/);
+});
+
+test('outside edits are undone: a stray address on lvs0, a flipped sysctl, a deleted table', async () => {
+  const { ns, opts } = setup();
+  await syncDirector(opts, spec({ snat: [{ family: 4, protocol: 'TCP', vip: VIP, port: 80 }], natFamilies: [4] }));
+  ns.links.get('lvs0')!.addrs.push({ address: '192.0.2.99', prefixLen: 24, scope: 'global', label: 'lvs0' });
+  ns.sysctls.set('net.ipv4.vs.expire_nodest_conn', '0');
+  ns.nft.delete('inet lvs_operator');
+  const r = await syncDirector(opts, spec({ snat: [{ family: 4, protocol: 'TCP', vip: VIP, port: 80 }], natFamilies: [4] }));
+  assert.equal(r.vips, [VIP]);
+  assert.is(ns.sysctls.get('net.ipv4.vs.expire_nodest_conn'), '1');
+  assert.ok(ns.nft.has('inet lvs_operator'));
+});
+
+test('ownership survives a restart: the device is the record', async () => {
+  const { k, opts } = setup();
+  await syncDirector(opts, spec({ vips: [{ address: VIP, announce: false }, { address: '203.0.113.11', announce: false }] }));
+  const obs = await observeDirector(inNetns(k.runner(), DIR));
+  const steps = planDirector(normalizeSpec(spec()), obs);
+  assert.equal(steps.filter((s) => s.kind === 'address'), [{ kind: 'address', address: '203.0.113.11/32', op: 'remove' }]);
+  // The ARP drop rule for the VIP being removed stays until the address is gone.
+  assert.not.ok(steps.some((s) => s.kind === 'nft' && !s.tables.arp.includes('203.0.113.11')), 'still silenced while being removed');
+});
+
+test('without IPVS loaded: clear error', async () => {
+  const { opts } = setup({ ipvs: false });
+  try { await syncDirector(opts, spec()); assert.unreachable(); } catch (err) {
+    assert.match((err as Error).message, /net\.ipv4\.vs\.\w+ does not exist .*ip_vs module is not loaded/);
+  }
+});
+
+test('teardown removes device and tables, leaves sysctls', async () => {
+  const { ns, opts } = setup();
+  await syncDirector(opts, spec({ snat: [{ family: 4, protocol: 'TCP', vip: VIP, port: 80 }], natFamilies: [4] }));
+  await teardownDirector(opts);
+  assert.not.ok(ns.links.has('lvs0'));
+  assert.equal([...ns.nft.keys()], []);
+  assert.is(ns.sysctls.get('net.ipv4.vs.conntrack'), '1');
+});
+
+test('bad input names the field', () => {
+  assert.throws(() => normalizeSpec(spec({ vips: [{ address: 'not-an-ip', announce: false }] })), (e: unknown) => e instanceof DirectorSpecError && e.field === 'vips[0].address');
+  assert.throws(() => normalizeSpec(spec({ snat: [{ family: 4, protocol: 'TCP', vip: '192.0.2.1', port: 80 }] })), /snat\[0\]\.vip: 192\.0\.2\.1 is not one of this director's VIPs/);
+  assert.throws(() => normalizeSpec(spec({ snat: [{ family: 4, protocol: 'TCP', vip: VIP, port: 70000 }] })), /snat\[0\]\.port/);
+  assert.throws(() => normalizeSpec(spec({ kernelRelease: 'linux' })), /kernelRelease/);
+});
+
+test('spec from a plan: only services this node directs; SNAT only for NAT+SNAT', () => {
+  const svc = (over: Partial<PlanService>): PlanService => ({
+    key: '', owner: { namespace: 'd', name: 'v', generation: 1 }, portName: 'p', vip: VIP, family: 4, protocol: 'TCP', port: 80,
+    forwarding: 'NAT', scheduler: { name: 'rr', flags: [] }, prepareRealServers: false, realServers: [], directors: ['n1'], ...over,
+  });
+  const plan: Plan = {
+    services: [
+      svc({ natReturnPath: 'SNAT' }),
+      svc({ port: 443, forwarding: 'DR' }),
+      svc({ vip: '203.0.113.20', natReturnPath: 'Gateway' }),
+      svc({ vip: '203.0.113.30', directors: ['n2'], natReturnPath: 'SNAT' }),
+    ],
+    virtualServers: new Map(),
+  };
+  const s = directorSpecFromPlan(plan, 'n1', '6.1.0');
+  assert.equal(s.vips.map((v) => v.address), [VIP, '203.0.113.20']);
+  assert.equal(s.snat, [{ family: 4, protocol: 'TCP', vip: VIP, port: 80 }]);
+  assert.equal(s.natFamilies, [4]);
+  assert.ok(directorSysctls(s).some((x) => x.key === 'net.ipv4.vs.conntrack'));
+});
+
+test('nft transaction replaces only our tables, atomically', () => {
+  const t = nftTransaction(nftTables(normalizeSpec(spec())));
+  assert.equal(t.split('\n').filter((l) => /^(table|delete)/.test(l)).map((l) => l.replace(/ \{.*$/, '')), [
+    'table inet lvs_operator', 'delete table inet lvs_operator', 'table arp lvs_operator', 'delete table arp lvs_operator', 'table arp lvs_operator',
+  ]);
+  assert.ok(sameRuleset('table x {\n\tchain y {\n\t}\n}\n', 'table x { chain y { } }'));
+});
+
+test.run();
