@@ -18,10 +18,12 @@
 //
 // Inside the guest: /run is a tmpfs (TMPDIR=/run/tmp, HOME=/run/home; /var/run -> /run, so `ip
 // netns` works); everything else is the host's file system, read-only. `modprobe` on PATH is a
-// wrapper for `modprobe -d /run/kmod` (the extracted Debian kernel tree). LVS_IN_VM=1 is set.
+// wrapper for `modprobe -d /run/kmod` (the extracted Debian kernel tree). LVS_IN_VM=1 and
+// LVS_KERNEL_VERSION (the provisioned version) are set; with guestfwd, LVS_HOST_ADDR=10.0.2.100.
 // qemu is always killed on timeout/failure/exit of this process; as a last resort it runs under
 // `timeout(1)`, so even an orphaned qemu dies shortly after its deadline.
 import { spawn } from 'node:child_process';
+import { StringDecoder } from 'node:string_decoder';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -88,9 +90,9 @@ function validate(opts: VmOptions): void {
 }
 
 /** The script init chroots into: environment, modules, loopback (and eth0), then the command. */
-function guestScript(opts: VmOptions, commandFile: string): string {
+function guestScript(img: KernelImage, opts: VmOptions, commandFile: string): string {
   const modules = [...DEFAULT_MODULES, ...(opts.modules ?? [])];
-  const env = { LVS_IN_VM: '1', LVS_KMOD_DIR: '/run/kmod', TMPDIR: '/run/tmp', HOME: '/run/home', NO_COLOR: '1', TERM: 'dumb', ...opts.env };
+  const env = { LVS_IN_VM: '1', LVS_KERNEL_VERSION: img.version, LVS_KMOD_DIR: '/run/kmod', TMPDIR: '/run/tmp', HOME: '/run/home', NO_COLOR: '1', TERM: 'dumb', ...opts.env };
   const lines = [
     'set -u',
     'export PATH=/run/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -148,7 +150,7 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
   const dir = mkdtempSync(join(tmpdir(), 'lvs-vm-'));
   if (/\s/.test(dir)) throw new Error(`runInVm: temporary folder ${dir} contains whitespace`);
   writeFileSync(join(dir, 'command.sh'), opts.command);
-  writeFileSync(join(dir, 'run.sh'), guestScript(opts, join(dir, 'command.sh')));
+  writeFileSync(join(dir, 'run.sh'), guestScript(image, opts, join(dir, 'command.sh')));
   try {
     return await boot(image, opts, join(dir, 'run.sh'));
   } finally {
@@ -167,7 +169,6 @@ function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmR
   const pgid = child.pid!;
   live.add(pgid);
   let output = '';
-  let partial = '';
   let bootMs = -1;
   let exitCode = -1;
   let timedOut = false;
@@ -186,13 +187,16 @@ function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmR
     if (echo) process.stdout.write(`[${label}] ${line}\n`);
     opts.onOutput?.(line);
   };
-  const onData = (chunk: Buffer) => {
-    const parts = (partial + chunk.toString('utf8')).split('\n');
-    partial = parts.pop() ?? '';
-    for (const p of parts) onLine(p);
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
+  const flushers = [child.stdout, child.stderr].map((stream) => {
+    const decoder = new StringDecoder('utf8'); // a UTF-8 character may straddle two chunks
+    let partial = '';
+    stream.on('data', (chunk: Buffer) => {
+      const parts = (partial + decoder.write(chunk)).split('\n');
+      partial = parts.pop() ?? '';
+      for (const p of parts) onLine(p);
+    });
+    return () => { if (partial) onLine(partial); partial = ''; };
+  });
   const timer = setTimeout(() => { timedOut = true; killGroup(pgid); }, opts.timeoutMs);
   return new Promise((resolveRun) => {
     child.on('close', (code, signal) => {
@@ -200,7 +204,7 @@ function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmR
       if (afterExit) clearTimeout(afterExit);
       live.delete(pgid);
       killGroup(pgid); // anything left in the group (there should be nothing)
-      if (partial) onLine(partial);
+      for (const flush of flushers) flush();
       if (timedOut) onLine(`LVS-VM-TIMEOUT after ${opts.timeoutMs} ms`);
       else if (exitCode < 0) onLine(`LVS-VM-DIED qemu exited ${code ?? signal} without an exit marker`);
       resolveRun({ exitCode: timedOut ? -1 : exitCode, output, bootMs, totalMs: Date.now() - started, timedOut });

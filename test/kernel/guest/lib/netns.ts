@@ -1,0 +1,149 @@
+// Guest-side helpers (run only inside the test VM): commands, network namespaces and a small
+// topology builder. Each "lan" is a bridge in the guest's root namespace; each host is a network
+// namespace attached to its lans by veth pairs (eth0, eth1, ... in the order of `links`). The root
+// namespace keeps no addresses, so traffic only flows between the namespaces built here.
+//
+//   const topo = natTopology({ realServers: 2 });   // or createTopology({ lans, hosts })
+//   topo.exec('director', ['ipvsadm', '-Ln']);        // = nsRun
+//   topo.destroy();                                  // deletes namespaces and bridges
+//
+// Addresses: documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) for clients and
+// VIPs, 10.x for real-server networks; never anything that could exist outside the VM.
+import { execFileSync } from 'node:child_process';
+
+/** Throws unless running inside the harness VM: these helpers reconfigure networking as root. */
+export function assertInVm(): void {
+  if (process.env.LVS_IN_VM !== '1') throw new Error('test/kernel/guest helpers run only inside the test VM (LVS_IN_VM=1)');
+}
+
+/** Runs argv, returns stdout; throws with the command and its stderr on a non-zero exit. */
+export function run(argv: string[], opts: { input?: string } = {}): string {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new Error('run: empty argv');
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', input: opts.input, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { status?: number; stderr?: string; stdout?: string };
+    throw new Error(`\`${argv.join(' ')}\` exited ${e.status}: ${(e.stderr || e.stdout || String(err)).trim()}`);
+  }
+}
+
+/** Runs a bash script (set -e), returns stdout. */
+export const sh = (script: string): string => run(['bash', '-ec', script]);
+
+/** Runs argv inside network namespace `ns` (ip netns exec), returns stdout. */
+export const nsRun = (ns: string, argv: string[]): string => run(['ip', 'netns', 'exec', ns, ...argv]);
+
+export function sysctl(ns: string, key: string, value: string | number): void {
+  nsRun(ns, ['sysctl', '-qw', `${key}=${value}`]);
+}
+
+export interface LinkSpec {
+  lan: string; // bridge to attach to
+  addrs: string[]; // CIDRs, first one primary, e.g. ['192.0.2.1/24', '198.51.100.10/32']
+}
+
+export interface HostSpec {
+  ns: string; // namespace name, at most 10 characters of [a-z0-9]
+  links: LinkSpec[]; // become eth0, eth1, ...
+  routes?: Array<{ to: string; via: string }>; // to may be 'default'
+  forwarding?: boolean; // net.ipv4.ip_forward=1
+}
+
+export interface TopologySpec { lans: string[]; hosts: HostSpec[] }
+
+export interface Topology {
+  spec: TopologySpec;
+  exec(ns: string, argv: string[]): string;
+  /** Name of the interface `ns` has on `lan` (eth0, eth1, ...). */
+  ifname(ns: string, lan: string): string;
+  destroy(): void;
+}
+
+function checkSpec(spec: TopologySpec): void {
+  for (const lan of spec.lans) if (!/^[a-z0-9]{1,12}$/.test(lan)) throw new Error(`topology: lan name ${JSON.stringify(lan)} must be 1-12 of [a-z0-9]`);
+  const seen = new Set<string>();
+  for (const h of spec.hosts) {
+    if (!/^[a-z0-9]{1,10}$/.test(h.ns)) throw new Error(`topology: host ns ${JSON.stringify(h.ns)} must be 1-10 of [a-z0-9]`);
+    if (seen.has(h.ns)) throw new Error(`topology: host ns ${h.ns} defined twice`);
+    seen.add(h.ns);
+    for (const l of h.links) if (!spec.lans.includes(l.lan)) throw new Error(`topology: host ${h.ns} links to unknown lan ${l.lan}`);
+  }
+}
+
+/** Builds bridges, namespaces, veth pairs, addresses and routes. Idempotent only via destroy() first. */
+export function createTopology(spec: TopologySpec): Topology {
+  assertInVm();
+  checkSpec(spec);
+  const topo: Topology = {
+    spec,
+    exec: nsRun,
+    ifname(ns, lan) {
+      const i = spec.hosts.find((h) => h.ns === ns)?.links.findIndex((l) => l.lan === lan) ?? -1;
+      if (i < 0) throw new Error(`topology: ${ns} has no link on ${lan}`);
+      return `eth${i}`;
+    },
+    destroy() {
+      for (const h of spec.hosts) try { run(['ip', 'netns', 'del', h.ns]); } catch { /* already gone */ }
+      for (const lan of spec.lans) try { run(['ip', 'link', 'del', `br-${lan}`]); } catch { /* already gone */ }
+    },
+  };
+  try {
+    for (const lan of spec.lans) {
+      run(['ip', 'link', 'add', `br-${lan}`, 'type', 'bridge']);
+      run(['ip', 'link', 'set', `br-${lan}`, 'up']);
+    }
+    for (const h of spec.hosts) buildHost(h);
+  } catch (err) {
+    topo.destroy();
+    throw err;
+  }
+  return topo;
+}
+
+function buildHost(h: HostSpec): void {
+  run(['ip', 'netns', 'add', h.ns]);
+  nsRun(h.ns, ['ip', 'link', 'set', 'lo', 'up']);
+  h.links.forEach((link, i) => {
+    const outer = `v-${h.ns}-${i}`; // root-namespace end, attached to the lan's bridge
+    run(['ip', 'link', 'add', outer, 'type', 'veth', 'peer', 'name', `eth${i}`, 'netns', h.ns]);
+    run(['ip', 'link', 'set', outer, 'master', `br-${link.lan}`, 'up']);
+    for (const a of link.addrs) nsRun(h.ns, ['ip', 'addr', 'add', a, 'dev', `eth${i}`]);
+    nsRun(h.ns, ['ip', 'link', 'set', `eth${i}`, 'up']);
+  });
+  if (h.forwarding) sysctl(h.ns, 'net.ipv4.ip_forward', 1);
+  for (const r of h.routes ?? []) nsRun(h.ns, ['ip', 'route', 'add', r.to, 'via', r.via]);
+}
+
+export interface NatTopology extends Topology {
+  vip: string; // 198.51.100.10, on the director's front interface
+  clientAddr: string; // 192.0.2.10
+  directorFront: string; // 192.0.2.1
+  directorBack: string; // 10.0.0.1, the real servers' default gateway
+  realServers: Array<{ ns: string; addr: string }>; // rs1 10.0.0.11, rs2 10.0.0.12, ...
+}
+
+/**
+ * The classic LVS-NAT layout: client (lan "front", 192.0.2.0/24) -> director (front + lan "back",
+ * 10.0.0.0/24, forwarding on) -> real servers rs1..rsN on "back" whose default route is the
+ * director, so replies pass back through it to be un-NATed. The VIP must be local on the
+ * director: IPVS takes packets for a virtual service at LOCAL_IN.
+ */
+export function natTopology(opts: { realServers: number }): NatTopology {
+  const vip = '198.51.100.10';
+  const realServers = Array.from({ length: opts.realServers }, (_, i) => ({ ns: `rs${i + 1}`, addr: `10.0.0.${11 + i}` }));
+  const topo = createTopology({
+    lans: ['front', 'back'],
+    hosts: [
+      { ns: 'client', links: [{ lan: 'front', addrs: ['192.0.2.10/24'] }], routes: [{ to: 'default', via: '192.0.2.1' }] },
+      {
+        ns: 'director', forwarding: true,
+        links: [{ lan: 'front', addrs: ['192.0.2.1/24', `${vip}/32`] }, { lan: 'back', addrs: ['10.0.0.1/24'] }],
+      },
+      ...realServers.map((rs) => ({
+        ns: rs.ns, links: [{ lan: 'back', addrs: [`${rs.addr}/24`] }], routes: [{ to: 'default', via: '10.0.0.1' }],
+      })),
+    ],
+  });
+  return { ...topo, vip, clientAddr: '192.0.2.10', directorFront: '192.0.2.1', directorBack: '10.0.0.1', realServers };
+}
