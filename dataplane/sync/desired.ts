@@ -1,0 +1,183 @@
+// Pure: the plan's services for which this node is a director → the IPVS services and destinations
+// its kernel should hold, as plain sorted data, plus the VIPs the node owns (bound on lvs0).
+// Bad input never throws: it becomes a Problem naming the field. A service with a service-level
+// problem is "frozen" (its kernel state is left exactly as found, its VIP stays owned) rather than
+// dropped, because dropping it would make the diff tear down a service that may carry traffic.
+import { refKey, type Forwarding, type PlanRealServer, type PlanService } from '../../api/plan.ts';
+import type { ForwardMethod, IpvsDestination, IpvsService, IpvsServiceState } from '../ipvs/types.ts';
+import { SCHED_FLAG_BITS, SVC_F, TUNNEL_FLAG } from './flags.ts';
+import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey } from './keys.ts';
+
+export interface Problem {
+  /** Service key (the plan's key when the service's own address is unusable). */
+  key: string;
+  /** Path of the offending field inside the PlanService, e.g. realServers[2].address. */
+  field: string;
+  message: string;
+}
+
+export interface DesiredState {
+  /** Sorted by service key; destinations sorted by address, then port. */
+  services: IpvsServiceState[];
+  /** Canonical VIPs of every service this node directs (including frozen ones), sorted. */
+  ownedVips: string[];
+  /** Service key → owning VirtualServer "namespace/name", for log context. */
+  owners: Map<string, string>;
+  /** Keys of services to leave untouched in the kernel because their plan entry is invalid. */
+  frozen: string[];
+  problems: Problem[];
+}
+
+const FORWARD: Record<Forwarding, ForwardMethod> = { NAT: 'masq', DR: 'droute', TUN: 'tunnel' };
+const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
+const TUNNEL_TYPES = new Set(['ipip', 'gue', 'gre']);
+/** ipvsadm's upper bound for -p (one month), also the CRD's. */
+const MAX_PERSISTENCE = 2678400;
+
+export function desiredState(plan: readonly PlanService[], node: string): DesiredState {
+  const byKey = new Map<string, IpvsServiceState>();
+  const owners = new Map<string, string>();
+  const vips = new Set<string>();
+  const frozen = new Set<string>();
+  const problems: Problem[] = [];
+  for (const ps of plan) {
+    if (!ps.directors.includes(node)) continue;
+    const vip = addressFamily(ps.vip) === ps.family ? canonicalAddress(ps.vip) : undefined;
+    if (vip === undefined) {
+      problems.push({ key: ps.key, field: 'vip', message: `${JSON.stringify(ps.vip)} is not an IPv${ps.family} address` });
+      continue;
+    }
+    vips.add(vip);
+    const svcProblems: Problem[] = [];
+    const service = buildService(ps, vip, svcProblems);
+    const key = ipvsServiceKey(service);
+    if (byKey.has(key) || frozen.has(key)) {
+      problems.push({ key, field: 'key', message: `duplicate service in the plan (also owned by ${owners.get(key) ?? '?'})` });
+      continue;
+    }
+    owners.set(key, refKey(ps.owner));
+    if (svcProblems.length > 0) {
+      problems.push(...svcProblems.map((p) => ({ ...p, key })));
+      frozen.add(key);
+      continue;
+    }
+    byKey.set(key, { service, destinations: buildDestinations(ps, key, problems) });
+  }
+  const keys = [...byKey.keys()].sort(byString);
+  return {
+    services: keys.map((k) => byKey.get(k)!),
+    ownedVips: [...vips].sort(byString),
+    owners,
+    frozen: [...frozen].sort(byString),
+    problems,
+  };
+}
+
+function buildService(ps: PlanService, vip: string, problems: Problem[]): IpvsService {
+  const bad = (field: string, message: string) => problems.push({ key: ps.key, field, message });
+  if (!PROTOCOLS.has(ps.protocol)) bad('protocol', `${JSON.stringify(ps.protocol)} is not TCP, UDP or SCTP`);
+  if (!isPort(ps.port)) bad('port', `${ps.port} is not a port number 1..65535`);
+  if (!(ps.forwarding in FORWARD)) bad('forwarding', `${JSON.stringify(ps.forwarding)} is not NAT, DR or TUN`);
+  if (!ps.scheduler.name) bad('scheduler.name', 'must not be empty');
+  let flags = 0;
+  for (const [i, f] of ps.scheduler.flags.entries()) {
+    const bit = SCHED_FLAG_BITS[f];
+    if (bit === undefined || !f.startsWith(`${ps.scheduler.name}-`)) {
+      bad(`scheduler.flags[${i}]`, `${JSON.stringify(f)} does not apply to scheduler ${ps.scheduler.name}`);
+    } else flags |= bit;
+  }
+  let timeout = 0;
+  let netmask = ps.family === 4 ? '255.255.255.255' : '128';
+  if (ps.persistence) {
+    const t = ps.persistence.timeoutSeconds;
+    if (!Number.isInteger(t) || t < 1 || t > MAX_PERSISTENCE) {
+      bad('persistence.timeoutSeconds', `${t} is not an integer 1..${MAX_PERSISTENCE}`);
+    }
+    flags |= SVC_F.PERSISTENT;
+    timeout = t;
+    if (ps.persistence.netmask) {
+      const m = persistenceNetmask(ps.family, ps.persistence.netmask);
+      if (m === undefined) {
+        const want = ps.family === 4 ? 'a contiguous dotted IPv4 mask' : 'an IPv6 prefix length 1..128';
+        bad('persistence.netmask', `${JSON.stringify(ps.persistence.netmask)} is not ${want}`);
+      } else netmask = m;
+    }
+  }
+  if (ps.forwarding === 'TUN') checkTunnel(ps, bad);
+  return { family: ps.family, protocol: ps.protocol, address: vip, port: ps.port, scheduler: ps.scheduler.name, flags, timeout, netmask };
+}
+
+function checkTunnel(ps: PlanService, bad: (field: string, message: string) => void): void {
+  const t = ps.tunnel ?? { type: 'ipip' };
+  if (!TUNNEL_TYPES.has(t.type)) bad('tunnel.type', `${JSON.stringify(t.type)} is not ipip, gue or gre`);
+  // The kernel refuses a gue destination without a port (EINVAL), and a port means nothing otherwise.
+  if (t.type === 'gue' && !isPort(t.port)) bad('tunnel.port', 'gue needs a UDP port 1..65535');
+  if (t.type !== 'gue' && t.port !== undefined) bad('tunnel.port', `only gue tunnels take a port, not ${t.type}`);
+  for (const [i, f] of (t.flags ?? []).entries()) {
+    if (!(f in TUNNEL_FLAG)) bad(`tunnel.flags[${i}]`, `${JSON.stringify(f)} is not csum or remcsum`);
+    else if (t.type === 'ipip') bad(`tunnel.flags[${i}]`, 'ipip tunnels take no checksum flags');
+    else if (f === 'remcsum' && t.type !== 'gue') bad(`tunnel.flags[${i}]`, 'remcsum needs a gue tunnel');
+  }
+}
+
+/** Real servers → destinations. A bad real server is skipped (and reported); the service is kept. */
+function buildDestinations(ps: PlanService, key: string, problems: Problem[]): IpvsDestination[] {
+  const out = new Map<string, IpvsDestination>();
+  for (const [i, rs] of ps.realServers.entries()) {
+    const bad = (field: string, message: string) => problems.push({ key, field: `realServers[${i}].${field}`, message });
+    const family = addressFamily(rs.address);
+    if (family === undefined) { bad('address', `${JSON.stringify(rs.address)} is not an IP address`); continue; }
+    // IPVS only forwards across address families by tunnelling (the kernel answers EINVAL otherwise).
+    if (family !== ps.family && ps.forwarding !== 'TUN') {
+      bad('address', `IPv${family} real server behind an IPv${ps.family} VIP needs TUN forwarding`);
+      continue;
+    }
+    if (!isPort(rs.port)) { bad('port', `${rs.port} is not a port number 1..65535`); continue; }
+    if (!Number.isInteger(rs.weight) || rs.weight < 0 || rs.weight > 65535) {
+      bad('weight', `${rs.weight} is not an integer 0..65535`);
+      continue;
+    }
+    const dest = destination(ps, rs, family);
+    const dk = destKey(dest);
+    if (out.has(dk)) { bad('address', `duplicate real server ${dk}`); continue; }
+    out.set(dk, dest);
+  }
+  return [...out.values()].sort(compareDestinations);
+}
+
+function destination(ps: PlanService, rs: PlanRealServer, family: 4 | 6): IpvsDestination {
+  const d: IpvsDestination = {
+    family,
+    address: canonicalAddress(rs.address),
+    port: rs.port,
+    forward: FORWARD[ps.forwarding],
+    // A draining real server keeps its connections but gets no new ones: weight 0 (ipvsadm -w 0).
+    weight: rs.state === 'Draining' ? 0 : rs.weight,
+    upperThreshold: 0,
+    lowerThreshold: 0,
+  };
+  if (ps.forwarding === 'TUN') {
+    const t = ps.tunnel ?? { type: 'ipip' };
+    d.tunnelType = t.type;
+    d.tunnelPort = t.port ?? 0;
+    d.tunnelFlags = (t.flags ?? []).reduce((acc, f) => acc | (TUNNEL_FLAG[f as keyof typeof TUNNEL_FLAG] ?? 0), 0);
+  }
+  return d;
+}
+
+function isPort(p: unknown): p is number {
+  return typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+/** IPv4: a contiguous dotted mask (canonicalised). IPv6: a prefix length "1".."128". */
+function persistenceNetmask(family: 4 | 6, mask: string): string | undefined {
+  if (family === 6) {
+    const n = /^\d{1,3}$/.test(mask) ? Number(mask) : NaN;
+    return n >= 1 && n <= 128 ? String(n) : undefined;
+  }
+  if (addressFamily(mask) !== 4) return undefined;
+  const bits = canonicalAddress(mask).split('.').reduce((acc, o) => (acc << 8) | Number(o), 0) >>> 0;
+  const inverted = ~bits >>> 0;
+  // Contiguous: the inverted mask is 2^k - 1.
+  return (inverted & (inverted + 1)) === 0 ? canonicalAddress(mask) : undefined;
+}

@@ -1,0 +1,98 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { desiredState } from '../../dataplane/sync/desired.ts';
+import { planService, rs } from '../lib/sync-fixtures.ts';
+
+const test = suite('sync: desired state');
+
+test('only services this node directs; VIPs owned; forwarding and weights mapped', () => {
+  const d = desiredState([
+    planService({ realServers: [rs('10.0.0.2', 8080, { weight: 3 }), rs('10.0.0.1', 8080, { state: 'Draining', weight: 5 })] }),
+    planService({ vip: '198.51.100.7', forwarding: 'DR', directors: ['node-b'] }),
+    planService({ vip: '198.51.100.8', port: 53, protocol: 'UDP', forwarding: 'DR', directors: ['node-a', 'node-b'], realServers: [rs('10.0.0.9', 53)] }),
+  ], 'node-a');
+  assert.equal(d.ownedVips, ['198.51.100.8', '203.0.113.10']);
+  assert.equal(d.services.map((s) => `${s.service.protocol}/${s.service.address}:${s.service.port}`), ['TCP/203.0.113.10:80', 'UDP/198.51.100.8:53']);
+  const web = d.services[0]!;
+  assert.equal(web.service, { family: 4, protocol: 'TCP', address: '203.0.113.10', port: 80, scheduler: 'wlc', flags: 0, timeout: 0, netmask: '255.255.255.255' });
+  assert.equal(web.destinations.map((x) => [x.address, x.weight, x.forward]), [['10.0.0.1', 0, 'masq'], ['10.0.0.2', 3, 'masq']], 'sorted; Draining → 0');
+  assert.is(d.services[1]!.destinations[0]!.forward, 'droute');
+  assert.is(d.owners.get('TCP/203.0.113.10:80'), 'default/web');
+  assert.equal(d.problems, []);
+});
+
+test('scheduler flags and persistence become IP_VS_SVC_F_* bits, timeout and netmask', () => {
+  const [sh] = desiredState([planService({
+    scheduler: { name: 'sh', flags: ['sh-fallback', 'sh-port'] },
+    persistence: { timeoutSeconds: 300, netmask: '255.255.255.0' },
+  })], 'node-a').services;
+  assert.is(sh!.service.flags, 0x1 | 0x8 | 0x10);
+  assert.is(sh!.service.timeout, 300);
+  assert.is(sh!.service.netmask, '255.255.255.0');
+  const [mh] = desiredState([planService({ scheduler: { name: 'mh', flags: ['mh-port'] } })], 'node-a').services;
+  assert.is(mh!.service.flags, 0x10);
+  const [v6] = desiredState([planService({
+    vip: '2001:DB8::0:10', family: 6, persistence: { timeoutSeconds: 60, netmask: '64' }, realServers: [rs('2001:db8::2', 80)],
+  })], 'node-a').services;
+  assert.is(v6!.service.address, '2001:db8::10');
+  assert.is(v6!.service.netmask, '64');
+  const [v6plain] = desiredState([planService({ vip: '2001:db8::10', family: 6, realServers: [] })], 'node-a').services;
+  assert.is(v6plain!.service.netmask, '128', 'the kernel refuses IPv6 netmask 0');
+});
+
+test('TUN: tunnel type, port and checksum flags on every destination; mixed family allowed', () => {
+  const d = desiredState([planService({
+    forwarding: 'TUN',
+    tunnel: { type: 'gue', port: 5555, flags: ['csum', 'remcsum'] },
+    realServers: [rs('10.0.0.1', 80), rs('2001:db8::7', 80)],
+    port: 80,
+  })], 'node-a');
+  assert.equal(d.problems, []);
+  assert.equal(d.services[0]!.destinations.map((x) => [x.family, x.forward, x.tunnelType, x.tunnelPort, x.tunnelFlags]), [
+    [4, 'tunnel', 'gue', 5555, 3],
+    [6, 'tunnel', 'gue', 5555, 3],
+  ]);
+  const [ipip] = desiredState([planService({ forwarding: 'TUN' })], 'node-a').services;
+  assert.equal([ipip!.destinations[0]!.tunnelType, ipip!.destinations[0]!.tunnelPort, ipip!.destinations[0]!.tunnelFlags], ['ipip', 0, 0]);
+});
+
+test('a bad real server is skipped and named; the service stays', () => {
+  const d = desiredState([planService({
+    realServers: [rs('10.0.0.1', 8080), rs('2001:db8::1', 8080), rs('nope', 1), rs('10.0.0.3', 70000), rs('10.0.0.1', 8080)],
+  })], 'node-a');
+  assert.equal(d.services[0]!.destinations.map((x) => x.address), ['10.0.0.1']);
+  assert.equal(d.problems.map((p) => p.field), ['realServers[1].address', 'realServers[2].address', 'realServers[3].port', 'realServers[4].address']);
+  assert.match(d.problems[0]!.message, /needs TUN/);
+  assert.equal(d.frozen, []);
+});
+
+test('a bad service is frozen, not dropped: its VIP stays owned and the field is named', () => {
+  const d = desiredState([
+    planService({ scheduler: { name: 'rr', flags: ['sh-port'] } }),
+    planService({ port: 443, persistence: { timeoutSeconds: 0, netmask: '255.0.255.0' } }),
+    planService({ vip: '198.51.100.1', forwarding: 'TUN', tunnel: { type: 'gue' } }),
+    planService({ vip: 'not-an-ip' }),
+  ], 'node-a');
+  assert.equal(d.services, []);
+  assert.equal(d.frozen, ['TCP/198.51.100.1:80', 'TCP/203.0.113.10:443', 'TCP/203.0.113.10:80']);
+  assert.equal(d.ownedVips, ['198.51.100.1', '203.0.113.10']);
+  assert.equal(d.problems.map((p) => `${p.key} ${p.field}`).sort(), [
+    'TCP/198.51.100.1:80 tunnel.port',
+    'TCP/203.0.113.10:443 persistence.netmask',
+    'TCP/203.0.113.10:443 persistence.timeoutSeconds',
+    'TCP/203.0.113.10:80 scheduler.flags[0]',
+    'TCP/not-an-ip:80 vip',
+  ]);
+});
+
+test('input order does not matter', () => {
+  const a = planService({ vip: '198.51.100.1', realServers: [rs('10.0.0.5', 1), rs('10.0.0.4', 2), rs('10.0.0.40', 1)] });
+  const b = planService({ port: 443 });
+  const c = planService({ vip: '2001:db8::1', family: 6, realServers: [rs('2001:db8::20', 80), rs('2001:db8::3', 80)] });
+  const one = desiredState([a, b, c], 'node-a');
+  const two = desiredState([c, b, { ...a, realServers: [...a.realServers].reverse() }], 'node-a');
+  assert.equal(two.services, one.services);
+  assert.equal(two.ownedVips, one.ownedVips);
+});
+
+test.run();
