@@ -1,0 +1,100 @@
+// Side effects: perform diff operations against the kernel, in order. A failed operation never
+// aborts the others — one bad destination must not hold back every other service — except that
+// the destinations of a service whose NEW_SERVICE failed are skipped (the kernel would only answer
+// ESRCH for each). Failures are returned with their operation; the caller decides about retries.
+import type { Logger } from 'pino';
+import { isIpvsError } from '../ipvs/errors.ts';
+import type { IpvsKernel } from '../ipvs/types.ts';
+import type { SyncOp } from './diff.ts';
+
+export interface OpFailure {
+  op: SyncOp;
+  error: Error;
+  /** errno name when the kernel refused ('EINVAL', ...). */
+  code?: string;
+}
+
+export interface ApplyOutcome {
+  /** Operations the kernel accepted (or found already done, for deletions). */
+  applied: number;
+  failures: OpFailure[];
+  /** Operations not attempted because their service could not be created. */
+  skipped: SyncOp[];
+}
+
+export interface ApplyOptions {
+  kernel: IpvsKernel;
+  log: Logger;
+  /** Service key → owning VirtualServer "namespace/name", for the `vs` log key. */
+  owners?: ReadonlyMap<string, string>;
+}
+
+export async function applyOps(ops: readonly SyncOp[], opts: ApplyOptions): Promise<ApplyOutcome> {
+  const out: ApplyOutcome = { applied: 0, failures: [], skipped: [] };
+  const broken = new Set<string>();
+  for (const op of ops) {
+    if (broken.has(op.key)) {
+      out.skipped.push(op);
+      continue;
+    }
+    const log = opts.log.child({ op: op.kind, vip: op.service.address, vs: opts.owners?.get(op.key) ?? null });
+    const fields = logFields(op);
+    try {
+      await perform(opts.kernel, op);
+      out.applied++;
+      log.info(fields, describe(op));
+    } catch (err) {
+      if (alreadyGone(op, err)) {
+        // Someone (or an earlier partial sync) removed it already: the end state is what we want.
+        out.applied++;
+        log.debug(fields, `${describe(op)}: already gone`);
+        continue;
+      }
+      const error = err instanceof Error ? err : new Error(String(err));
+      out.failures.push({ op, error, ...(isIpvsError(err) ? { code: err.code } : {}) });
+      if (op.kind === 'addService') broken.add(op.key);
+      log.warn({ ...fields, err: error }, `${describe(op)} failed`);
+    }
+  }
+  return out;
+}
+
+async function perform(kernel: IpvsKernel, op: SyncOp): Promise<void> {
+  switch (op.kind) {
+    case 'addService': return kernel.addService(op.service);
+    case 'updateService': return kernel.updateService(op.service);
+    case 'deleteService': return kernel.deleteService(op.service);
+    case 'addDestination': return kernel.addDestination(op.service, op.destination);
+    case 'updateDestination':
+    case 'drainDestination': return kernel.updateDestination(op.service, op.destination);
+    case 'deleteDestination': return kernel.deleteDestination(op.service, op.destination);
+  }
+}
+
+/** DEL_SERVICE answers ESRCH for a missing service, DEL_DEST ENOENT (or ESRCH without service). */
+function alreadyGone(op: SyncOp, err: unknown): boolean {
+  if (op.kind === 'deleteService') return isIpvsError(err, 'ESRCH');
+  if (op.kind === 'deleteDestination') return isIpvsError(err, 'ENOENT') || isIpvsError(err, 'ESRCH');
+  return false;
+}
+
+function logFields(op: SyncOp): Record<string, unknown> {
+  const f: Record<string, unknown> = { service: op.key };
+  if ('dest' in op) f.dest = op.dest;
+  if ('changed' in op) f.changed = op.changed;
+  if ('reason' in op) f.reason = op.reason;
+  if (op.kind === 'addDestination' || op.kind === 'updateDestination') f.weight = op.destination.weight;
+  return f;
+}
+
+export function describe(op: SyncOp): string {
+  switch (op.kind) {
+    case 'addService': return `add service ${op.key} (${op.service.scheduler})`;
+    case 'updateService': return `edit service ${op.key} in place: ${op.changed.join(', ')}`;
+    case 'deleteService': return `delete service ${op.key} (${op.reason})`;
+    case 'addDestination': return `add ${op.dest} to ${op.key} (weight ${op.destination.weight})`;
+    case 'updateDestination': return `edit ${op.dest} of ${op.key} in place: ${op.changed.join(', ')}`;
+    case 'drainDestination': return `drain ${op.dest} of ${op.key} (weight 0)`;
+    case 'deleteDestination': return `delete ${op.dest} from ${op.key} (${op.reason})`;
+  }
+}

@@ -1,0 +1,121 @@
+// The sync driver. Events never touch the kernel: they only markDirty(). One sync runs at a time;
+// marks that arrive while it runs are coalesced into one more sync. Runs are rate-limited (at most
+// one start per minIntervalMs), retried after the delay a 'retry' result asks for (exponential
+// backoff, computed by the syncer), repeated while destinations drain, and repeated every
+// resyncIntervalMs even when nothing was marked — every sync reads the kernel back, so the periodic
+// one is what undoes edits made behind the agent's back. A new mark does not wait out a backoff:
+// a changed plan may be exactly what fixes the failure.
+import { createSyncer, systemClock, type SyncResult, type SyncerOptions } from './sync.ts';
+
+export interface SyncLoopOptions extends SyncerOptions {
+  /** Least time between the starts of two syncs. Default 1 s. */
+  minIntervalMs?: number;
+  /** Full resync period. Default 60 s. */
+  resyncIntervalMs?: number;
+  /** Called with every result (status reporting, metrics). */
+  onResult?: (r: SyncResult) => void;
+}
+
+export interface SyncLoop {
+  /** Something changed (plan, endpoints, nodes): sync soon. */
+  markDirty(): void;
+  /** Start with an immediate sync. */
+  start(): void;
+  /** No further syncs; resolves when the running one (if any) is done. */
+  stop(): Promise<void>;
+  /** Resolves when the sync running now (and any queued behind it) has finished. */
+  idle(): Promise<void>;
+  /** The last result, if any sync has run. */
+  readonly last: SyncResult | undefined;
+  /** When the next sync is due (clock time), or undefined when none is scheduled. */
+  readonly nextRunAt: number | undefined;
+}
+
+export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
+  const clock = opts.clock ?? systemClock;
+  const minIntervalMs = opts.minIntervalMs ?? 1_000;
+  const resyncIntervalMs = opts.resyncIntervalMs ?? 60_000;
+  const syncer = createSyncer({ ...opts, clock });
+  const log = opts.log.child({ node: opts.node });
+  let timer: unknown;
+  let dueAt: number | undefined;
+  let running: Promise<void> | undefined;
+  let dirty = false;
+  let stopped = true;
+  let lastStart = -Infinity;
+  let last: SyncResult | undefined;
+
+  /** Make sure a sync happens no later than `at` (an earlier one already scheduled stands). */
+  function schedule(at: number): void {
+    if (stopped || (dueAt !== undefined && dueAt <= at)) return;
+    if (timer !== undefined) clock.clearTimeout(timer);
+    dueAt = at;
+    timer = clock.setTimeout(fire, Math.max(0, at - clock.now()));
+  }
+
+  function cancel(): void {
+    if (timer !== undefined) clock.clearTimeout(timer);
+    timer = undefined;
+    dueAt = undefined;
+  }
+
+  function fire(): void {
+    timer = undefined;
+    dueAt = undefined;
+    if (stopped) return;
+    const p: Promise<void> = (running ?? Promise.resolve())
+      .then(run)
+      .catch((err: unknown) => log.error({ err }, 'sync loop error'))
+      .finally(() => {
+        if (running !== p) return;
+        running = undefined;
+        // A mark that landed after the run's own check must not wait for the periodic resync.
+        if (dirty) schedule(Math.max(clock.now(), lastStart + minIntervalMs));
+      });
+    running = p;
+  }
+
+  async function run(): Promise<void> {
+    if (stopped) return;
+    cancel();
+    dirty = false;
+    lastStart = clock.now();
+    const result = await syncer.sync();
+    last = result;
+    try {
+      opts.onResult?.(result);
+    } catch (err) {
+      log.error({ err }, 'onResult callback threw');
+    }
+    const now = clock.now();
+    schedule(now + (result.kind === 'ok' ? resyncIntervalMs : Math.min(result.after, resyncIntervalMs)));
+    if (dirty) schedule(Math.max(now, lastStart + minIntervalMs));
+  }
+
+  return {
+    markDirty() {
+      dirty = true;
+      // While a sync runs, its tail schedules the next one; otherwise respect the rate limit.
+      if (!running) schedule(Math.max(clock.now(), lastStart + minIntervalMs));
+    },
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      schedule(clock.now());
+    },
+    async stop() {
+      stopped = true;
+      cancel();
+      await running;
+    },
+    async idle() {
+      while (running) await running;
+    },
+    get last() {
+      return last;
+    },
+    get nextRunAt() {
+      return dueAt;
+    },
+  };
+}
