@@ -1,0 +1,209 @@
+// The controller: four informers feed the World (resolver index + reverse indexes), which maps
+// every event to the VirtualServer keys it can affect; keys go through the work queue to
+// reconcile. Only the leader runs reconciles; every replica keeps its caches warm, so a standby
+// that takes over starts from synced caches.
+import type { Logger } from 'pino';
+import pino from 'pino';
+import type { BackoffPolicy } from './backoff.ts';
+import { realClock, type Clock } from './clock.ts';
+import { startHttp } from './http.ts';
+import type { KubeApi } from './kube/api.ts';
+import { EventRecorder } from './kube/events.ts';
+import { Informer } from './kube/informer.ts';
+import { ENDPOINT_SLICES, NODES, objectKey, SERVICES, VIRTUAL_SERVERS, type KubeObject, type NodeObject, type ResourceType, type VirtualServerObject } from './kube/types.ts';
+import { LeaderElector, type LeaderElectionConfig } from './leader.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { WorkQueue, type ReconcileResult } from './queue.ts';
+import { reconcile } from './reconcile.ts';
+import { jsonEqual } from './status.ts';
+import { World } from './world.ts';
+
+export interface ControllerOptions {
+  api: KubeApi;
+  /** This replica's name in the Lease and in Events (the pod name in a cluster). */
+  identity: string;
+  clock?: Clock;
+  logger?: Logger;
+  random?: () => number;
+  /** Concurrent reconciles (of different keys). */
+  workers?: number;
+  /** false: no election, this replica always writes (one replica, or tests). */
+  leaderElection: LeaderElectionConfig | false;
+  informerBackoff?: BackoffPolicy;
+  retryBackoff?: BackoffPolicy;
+  /** Serve /healthz, /readyz, /metrics on this port (0: any free port). */
+  http?: { port: number; host?: string };
+  defaultMetrics?: boolean;
+}
+
+export class Controller {
+  readonly queue: WorkQueue;
+  readonly world: World;
+  readonly metrics: Metrics;
+  readonly virtualServers: Informer<VirtualServerObject>;
+  readonly #informers: Informer<KubeObject>[];
+  readonly #o: ControllerOptions;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #elector: LeaderElector | undefined;
+  readonly #events: EventRecorder;
+  readonly #stop = new AbortController();
+  #running: Promise<unknown>[] = [];
+  #lead: { abort: AbortController; workers: Promise<void>[] } | undefined;
+  #http: { port: number; close(): Promise<void> } | undefined;
+  /** Status writes accepted by the API server, per key (tests count them). */
+  readonly statusWrites = new Map<string, number>();
+
+  constructor(opts: ControllerOptions) {
+    this.#o = opts;
+    this.#clock = opts.clock ?? realClock;
+    this.#log = opts.logger ?? pino({ level: 'silent' });
+    this.queue = new WorkQueue({ clock: this.#clock, ...(opts.retryBackoff ? { backoff: opts.retryBackoff } : {}), ...(opts.random ? { random: opts.random } : {}) });
+    const informer = <T extends KubeObject>(resource: ResourceType) => new Informer<T>({
+      api: opts.api, resource, clock: this.#clock, logger: this.#log,
+      ...(opts.informerBackoff ? { backoff: opts.informerBackoff } : {}), ...(opts.random ? { random: opts.random } : {}),
+      onError: (op) => this.metrics.errors.inc({ op }),
+    });
+    this.virtualServers = informer<VirtualServerObject>(VIRTUAL_SERVERS);
+    const services = informer(SERVICES), slices = informer(ENDPOINT_SLICES), nodes = informer<NodeObject>(NODES);
+    this.#informers = [this.virtualServers, services, slices, nodes] as Informer<KubeObject>[];
+    this.world = new World((k) => this.virtualServers.get(k));
+    this.metrics = createMetrics({ queueDepth: () => this.queue.length, conditions: () => this.#conditionCounts(), isLeader: () => this.isLeader() }, { defaultMetrics: opts.defaultMetrics ?? false });
+    this.#events = new EventRecorder({
+      api: opts.api, clock: this.#clock, logger: this.#log, controller: 'lvs.dev/operator', instance: opts.identity,
+      onRecorded: (ev, ok) => { this.metrics.events.inc({ type: ev.type, outcome: ok ? 'ok' : 'failed' }); if (!ok) this.metrics.errors.inc({ op: 'event' }); },
+    });
+    this.#wire(services, slices, nodes);
+    if (opts.leaderElection) {
+      this.#elector = new LeaderElector({
+        ...opts.leaderElection, api: opts.api, clock: this.#clock, logger: this.#log, identity: opts.identity,
+        ...(opts.random ? { random: opts.random } : {}),
+        onStartedLeading: () => this.#startLeading(),
+        onStoppedLeading: () => this.#stopLeading(),
+        onError: () => this.metrics.errors.inc({ op: 'lease' }),
+      });
+    }
+  }
+
+  #mark(keys: string[]): void {
+    for (const k of keys) this.queue.add(k);
+  }
+
+  #wire(services: Informer<KubeObject>, slices: Informer<KubeObject>, nodes: Informer<NodeObject>): void {
+    this.virtualServers.addHandlers({
+      onAdd: (vs) => this.#mark(this.world.virtualServerChanged(objectKey(vs), vs)),
+      onUpdate: (old, vs) => {
+        // Only status (ours, or someone overwriting it) changed: neighbours are unaffected.
+        if (jsonEqual(old.spec, vs.spec) && old.metadata.creationTimestamp === vs.metadata.creationTimestamp) this.queue.add(objectKey(vs));
+        else this.#mark(this.world.virtualServerChanged(objectKey(vs), vs));
+      },
+      onDelete: (vs) => this.#mark(this.world.virtualServerChanged(objectKey(vs), undefined)),
+    });
+    services.addHandlers({
+      onAdd: (o) => this.#mark(this.world.serviceChanged(o, false)),
+      onUpdate: (_, o) => this.#mark(this.world.serviceChanged(o, false)),
+      onDelete: (o) => this.#mark(this.world.serviceChanged(o, true)),
+    });
+    slices.addHandlers({
+      onAdd: (o) => this.#mark(this.world.endpointSliceChanged(o, false)),
+      onUpdate: (_, o) => this.#mark(this.world.endpointSliceChanged(o, false)),
+      onDelete: (o) => this.#mark(this.world.endpointSliceChanged(o, true)),
+    });
+    nodes.addHandlers({
+      onAdd: (n) => this.#mark(this.world.nodeChanged(n.metadata.name, n)),
+      onUpdate: (_, n) => this.#mark(this.world.nodeChanged(n.metadata.name, n)),
+      onDelete: (n) => this.#mark(this.world.nodeChanged(n.metadata.name, undefined)),
+    });
+  }
+
+  isLeader(): boolean {
+    return this.#elector ? this.#elector.isLeader() : this.#lead !== undefined;
+  }
+
+  synced(): boolean {
+    return this.#informers.every((i) => i.synced);
+  }
+
+  /** Synced, nothing queued, nothing in flight (delayed retries aside). */
+  idle(): boolean {
+    return this.synced() && this.queue.isIdle();
+  }
+
+  get httpPort(): number | undefined {
+    return this.#http?.port;
+  }
+
+  async start(): Promise<void> {
+    const signal = this.#stop.signal;
+    if (this.#o.http) {
+      this.#http = await startHttp({ healthy: () => !signal.aborted, ready: () => this.synced(), registry: this.metrics.registry }, this.#o.http.port, this.#o.http.host);
+    }
+    this.#running = this.#informers.map((i) => i.run(signal));
+    if (this.#elector) this.#running.push(this.#elector.run(signal));
+    else this.#startLeading();
+    this.#log.info({ op: 'start', identity: this.#o.identity }, 'controller started');
+  }
+
+  /** Graceful stop: finish in-flight reconciles, release the lease, stop watches, close HTTP. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    if (!this.#elector) await this.#stopLeading();
+    await Promise.all(this.#running);
+    this.queue.shutDown();
+    await this.#http?.close();
+    this.#log.info({ op: 'stop' }, 'controller stopped');
+  }
+
+  #startLeading(): void {
+    const abort = new AbortController();
+    const n = this.#o.workers ?? 4;
+    this.#lead = { abort, workers: [] };
+    const lead = this.#lead;
+    const begin = Promise.all(this.#informers.map((i) => i.whenSynced()));
+    for (let i = 0; i < n; i++) lead.workers.push(begin.then(() => this.#work(abort.signal)));
+    // Everything is suspect after a change of leader: reconcile every VirtualServer once.
+    void begin.then(() => { if (!abort.signal.aborted) for (const vs of this.virtualServers.list()) this.queue.add(objectKey(vs)); });
+  }
+
+  async #stopLeading(): Promise<void> {
+    const lead = this.#lead;
+    if (!lead) return;
+    lead.abort.abort();
+    await Promise.all(lead.workers);
+    this.#lead = undefined;
+    this.queue.clear();
+  }
+
+  async #work(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const key = await this.queue.get(signal);
+      if (key === undefined) return;
+      const started = performance.now();
+      let result: ReconcileResult;
+      try {
+        result = await reconcile(key, {
+          api: this.#o.api, world: this.world, getVs: (k) => this.virtualServers.get(k), clock: this.#clock,
+          logger: this.#log, events: this.#events, canWrite: () => this.isLeader() && !signal.aborted,
+          onStatusWrite: (k) => { this.metrics.statusWrites.inc(); this.statusWrites.set(k, (this.statusWrites.get(k) ?? 0) + 1); },
+        }, signal);
+      } catch (err) {
+        result = { kind: 'error', err };
+      }
+      this.metrics.reconciles.inc({ result: result.kind });
+      this.metrics.reconcileDuration.observe({ result: result.kind }, (performance.now() - started) / 1000);
+      if (result.kind === 'error' && !signal.aborted) {
+        this.metrics.errors.inc({ op: 'reconcile' });
+        this.#log.warn({ vs: key, op: 'reconcile', err: String(result.err), failures: this.queue.failures(key) + 1 }, 'reconcile failed; retrying with backoff');
+      }
+      this.queue.finish(key, result);
+    }
+  }
+
+  #conditionCounts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const vs of this.virtualServers.list()) {
+      for (const c of vs.status?.conditions ?? []) out.set(`${c.type}=${c.status}`, (out.get(`${c.type}=${c.status}`) ?? 0) + 1);
+    }
+    return out;
+  }
+}

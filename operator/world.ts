@@ -1,0 +1,186 @@
+// The controller's incremental view of the cluster for resolving: the resolver's lookup index,
+// kept up to date from informer events, plus the reverse indexes that turn an event into the
+// VirtualServer keys it can affect. Every *Changed method updates the index and returns keys to
+// mark; nothing here reads the API or the clock.
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { VirtualServerResolution } from '../api/plan.ts';
+import { arbitrate, buildIndex, finalize, parseIp, resolveOne, setNodes, SERVICE_NAME_LABEL, type ResolveIndex, type VirtualServerLike } from './resolve/index.ts';
+import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from './kube/types.ts';
+
+interface VsDeps {
+  /** namespace/name of the backing Service. */
+  service?: string;
+  /** Canonical VIPs. */
+  vips: string[];
+  /** undefined: every node is a director. */
+  selector?: Record<string, string>;
+  /** Canonical static backend addresses. */
+  statics: string[];
+}
+
+const canon = (a: unknown): string | undefined => (typeof a === 'string' ? (parseIp(a)?.address ?? a) : undefined);
+
+function depsOf(vs: VirtualServerObject): VsDeps {
+  const spec = vs.spec ?? {};
+  const d: VsDeps = {
+    vips: [...new Set((Array.isArray(spec.addresses) ? spec.addresses : []).map(canon).filter((x) => x !== undefined))],
+    statics: (Array.isArray(spec.backends?.static) ? spec.backends.static : []).map((s) => canon(s?.address)).filter((x) => x !== undefined),
+  };
+  const svc = spec.backends?.service?.name;
+  if (typeof svc === 'string') d.service = `${vs.metadata.namespace ?? ''}/${svc}`;
+  const sel = spec.directors?.nodeSelector;
+  if (sel && typeof sel === 'object') d.selector = sel;
+  return d;
+}
+
+function addTo(m: Map<string, Set<string>>, k: string, v: string): void {
+  let s = m.get(k);
+  if (!s) m.set(k, (s = new Set()));
+  s.add(v);
+}
+
+function removeFrom(m: Map<string, Set<string>>, k: string, v: string): void {
+  const s = m.get(k);
+  if (s?.delete(v) && s.size === 0) m.delete(k);
+}
+
+function matches(selector: Record<string, string> | undefined, node: NodeObject | undefined): boolean {
+  if (!node) return false;
+  const labels = node.metadata.labels ?? {};
+  return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+function nodeAddresses(node: NodeObject | undefined): Set<string> {
+  return new Set((node?.status?.addresses ?? []).map((a) => canon(a.address)).filter((x) => x !== undefined));
+}
+
+/** What the resolver reads from a Node: its labels (directors) and addresses (static backends). */
+function nodeFingerprint(node: NodeObject | undefined): string {
+  if (!node) return '';
+  const labels = Object.entries(node.metadata.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  return JSON.stringify([labels, [...nodeAddresses(node)].sort()]);
+}
+
+export class World {
+  readonly index: ResolveIndex = buildIndex({ services: [], endpointSlices: [], nodes: [] });
+  readonly #getVs: (key: string) => VirtualServerObject | undefined;
+  readonly #deps = new Map<string, VsDeps>();
+  readonly #byService = new Map<string, Set<string>>();
+  readonly #byVip = new Map<string, Set<string>>();
+  readonly #slices = new Map<string, Map<string, V1EndpointSlice>>();
+  readonly #sliceOwner = new Map<string, string>();
+  readonly #nodes = new Map<string, NodeObject>();
+
+  /** getVs reads the VirtualServer cache (the informer's), for arbitration against neighbours. */
+  constructor(getVs: (key: string) => VirtualServerObject | undefined) {
+    this.#getVs = getVs;
+  }
+
+  /** A VirtualServer was added, changed or (next undefined) deleted. Returns it and its VIP neighbours. */
+  virtualServerChanged(key: string, next: VirtualServerObject | undefined): string[] {
+    const marked = new Set([key, ...this.#neighbours(key)]);
+    const old = this.#deps.get(key);
+    if (old) {
+      if (old.service) removeFrom(this.#byService, old.service, key);
+      for (const v of old.vips) removeFrom(this.#byVip, v, key);
+      this.#deps.delete(key);
+    }
+    if (next) {
+      const d = depsOf(next);
+      this.#deps.set(key, d);
+      if (d.service) addTo(this.#byService, d.service, key);
+      for (const v of d.vips) addTo(this.#byVip, v, key);
+      for (const k of this.#neighbours(key)) marked.add(k);
+    }
+    return [...marked];
+  }
+
+  serviceChanged(svc: KubeObject, deleted: boolean): string[] {
+    const key = objectKey(svc);
+    if (deleted) this.index.services.delete(key);
+    else this.index.services.set(key, svc as unknown as V1Service);
+    return [...(this.#byService.get(key) ?? [])];
+  }
+
+  endpointSliceChanged(slice: KubeObject, deleted: boolean): string[] {
+    const key = objectKey(slice);
+    const ns = slice.metadata.namespace ?? '';
+    const label = slice.metadata.labels?.[SERVICE_NAME_LABEL];
+    const owner = !deleted && label ? `${ns}/${label}` : undefined;
+    const before = this.#sliceOwner.get(key);
+    const touched = new Set<string>();
+    if (before !== undefined && before !== owner) {
+      this.#slices.get(before)?.delete(key);
+      this.#sliceOwner.delete(key);
+      this.#publishSlices(before);
+      touched.add(before);
+    }
+    if (owner !== undefined) {
+      let m = this.#slices.get(owner);
+      if (!m) this.#slices.set(owner, (m = new Map()));
+      m.set(key, slice as unknown as V1EndpointSlice);
+      this.#sliceOwner.set(key, owner);
+      this.#publishSlices(owner);
+      touched.add(owner);
+    }
+    return [...touched].flatMap((svc) => [...(this.#byService.get(svc) ?? [])]);
+  }
+
+  #publishSlices(service: string): void {
+    const m = this.#slices.get(service);
+    if (!m || m.size === 0) {
+      this.#slices.delete(service);
+      this.index.slices.delete(service);
+    } else {
+      this.index.slices.set(service, [...m.values()]);
+    }
+  }
+
+  /**
+   * A Node was added, changed or (next undefined) deleted. Only changes to what the resolver reads
+   * (labels, addresses) count; heartbeats and condition updates mark nothing. Marks the
+   * VirtualServers whose director set changes (selector matched before xor after) and those with
+   * a static backend on an address the node gained or lost.
+   */
+  nodeChanged(name: string, next: NodeObject | undefined): string[] {
+    const old = this.#nodes.get(name);
+    if (nodeFingerprint(old) === nodeFingerprint(next)) {
+      if (next) this.#nodes.set(name, next);
+      return [];
+    }
+    if (next) this.#nodes.set(name, next); else this.#nodes.delete(name);
+    setNodes(this.index, [...this.#nodes.values()] as unknown as V1Node[]);
+    const before = nodeAddresses(old), after = nodeAddresses(next);
+    const moved = new Set([...before, ...after].filter((a) => before.has(a) !== after.has(a)));
+    const out: string[] = [];
+    for (const [key, d] of this.#deps) {
+      if (matches(d.selector, old) !== matches(d.selector, next) || d.statics.some((a) => moved.has(a))) out.push(key);
+    }
+    return out;
+  }
+
+  /** Keys of the other VirtualServers sharing at least one VIP with key. */
+  #neighbours(key: string): string[] {
+    const out = new Set<string>();
+    for (const v of this.#deps.get(key)?.vips ?? []) for (const k of this.#byVip.get(v) ?? []) if (k !== key) out.add(k);
+    return [...out];
+  }
+
+  /**
+   * Resolves one VirtualServer against the index and arbitrates it against every VirtualServer
+   * sharing one of its VIPs: the only ones that can claim the same (VIP, protocol, port).
+   */
+  resolve(vs: VirtualServerObject): VirtualServerResolution {
+    const key = objectKey(vs);
+    const self = resolveOne(vs as unknown as VirtualServerLike, this.index);
+    const others = this.#neighbours(key).map((k) => this.#getVs(k)).filter((o) => o !== undefined)
+      .map((o) => resolveOne(o as unknown as VirtualServerLike, this.index));
+    const { losses } = arbitrate([self, ...others]);
+    return finalize(self, losses.get(key)).resolution;
+  }
+
+  /** Every VirtualServer key known to the index. */
+  keys(): string[] {
+    return [...this.#deps.keys()];
+  }
+}

@@ -1,0 +1,184 @@
+// The controller end to end against the in-memory API: informers -> world -> queue -> reconcile
+// -> status and events. Assertions are on end states (stored status, write counts, events).
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Controller } from '../../operator/controller.ts';
+import { FakeKubeApi } from '../../operator/kube/fake.ts';
+import { KubeApiError } from '../../operator/kube/errors.ts';
+import { ENDPOINT_SLICES, EVENTS, NODES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../operator/kube/types.ts';
+import { node, service, serviceVs, slice, staticVs, until } from './controller-fixtures.ts';
+
+const test = suite('controller');
+
+function start(api: FakeKubeApi, identity = 'c1'): Controller {
+  const c = new Controller({ api, identity, leaderElection: false, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
+  void c.start();
+  return c;
+}
+
+const stored = (api: FakeKubeApi, name: string) => api.peek<VirtualServerObject>(VIRTUAL_SERVERS, 'default', name)!;
+const cond = (api: FakeKubeApi, name: string, type: string): Condition | undefined => stored(api, name).status?.conditions?.find((c) => c.type === type);
+const settled = (c: Controller) => until(() => c.idle(), 'controller idle');
+async function quiesce(c: Controller): Promise<void> {
+  await settled(c);
+  await new Promise((r) => setTimeout(r, 20));
+  await settled(c);
+}
+
+function cluster(): FakeKubeApi {
+  const api = new FakeKubeApi();
+  api.apply(NODES, node('node-a', { 'lvs.dev/director': 'true' }, '192.0.2.1'));
+  api.apply(NODES, node('node-b', {}, '192.0.2.2'));
+  api.apply(SERVICES, service('web'));
+  api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }, { ip: '10.244.1.6', pod: 'web-2', node: 'node-b' }]));
+  return api;
+}
+
+test('a Service-backed VirtualServer follows its EndpointSlices: ready, terminating, removed', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  const c = start(api);
+  await until(() => stored(api, 'web').status?.readyRealServers === 2, 'two ready real servers');
+  const st = stored(api, 'web').status!;
+  assert.equal(st.observedGeneration, 1);
+  assert.equal(st.directors, ['node-a', 'node-b']);
+  assert.equal(st.realServers, [
+    { port: 'http', address: '10.244.1.5', targetPort: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: 'default', name: 'web-1' } },
+    { port: 'http', address: '10.244.1.6', targetPort: 8080, weight: 1, state: 'Ready', node: 'node-b', pod: { namespace: 'default', name: 'web-2' } },
+  ]);
+  assert.equal(cond(api, 'web', 'Ready')?.status, 'True');
+  assert.equal(cond(api, 'web', 'Programmed')?.reason, 'AwaitingAgents');
+  assert.equal(cond(api, 'web', 'BackendsResolved')?.status, 'True');
+
+  api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }, { ip: '10.244.1.6', pod: 'web-2', node: 'node-b', ready: false, serving: true, terminating: true }]));
+  await until(() => stored(api, 'web').status?.readyRealServers === 1, 'one ready after terminating');
+  assert.equal(stored(api, 'web').status!.realServers![1], { port: 'http', address: '10.244.1.6', targetPort: 8080, weight: 0, state: 'Draining', node: 'node-b', pod: { namespace: 'default', name: 'web-2' } });
+
+  api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }]));
+  await until(() => stored(api, 'web').status?.realServers?.length === 1, 'terminating endpoint removed');
+  await quiesce(c);
+  // One write for each change, none for the controller's own status updates coming back.
+  assert.is(c.statusWrites.get('default/web'), 3);
+  await c.stop();
+});
+
+test('lastTransitionTime moves only when a condition status changes', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  const c = start(api);
+  await until(() => cond(api, 'web', 'Ready')?.status === 'True', 'ready');
+  const before = stored(api, 'web').status!.conditions!;
+  // Force the Ready message to change (2 -> 1 ready) while its status stays True.
+  const old = before.find((x) => x.type === 'Ready')!;
+  const patched = structuredClone(stored(api, 'web'));
+  for (const x of patched.status!.conditions!) x.lastTransitionTime = '2000-01-01T00:00:00Z';
+  await api.patchStatus(VIRTUAL_SERVERS, 'default', 'web', { status: patched.status });
+  api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }]));
+  await until(() => stored(api, 'web').status?.readyRealServers === 1, 'one ready');
+  const ready = cond(api, 'web', 'Ready')!;
+  assert.is(ready.status, 'True');
+  assert.is.not(ready.message, old.message);
+  assert.is(ready.lastTransitionTime, '2000-01-01T00:00:00Z');
+  api.apply(ENDPOINT_SLICES, slice('web-1', 'web', []));
+  await until(() => cond(api, 'web', 'Ready')?.status === 'False', 'not ready without endpoints');
+  assert.is.not(cond(api, 'web', 'Ready')!.lastTransitionTime, '2000-01-01T00:00:00Z');
+  assert.is(cond(api, 'web', 'Ready')!.reason, 'NoReadyEndpoints');
+  assert.is(cond(api, 'web', 'Conflict')!.lastTransitionTime, '2000-01-01T00:00:00Z');
+  await c.stop();
+});
+
+test('same (VIP, protocol, port) twice: Conflict on the later only, cleared when the first is deleted', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('first', 'web'));
+  const c = start(api);
+  await until(() => cond(api, 'first', 'Ready')?.status === 'True', 'first ready');
+  api.apply(VIRTUAL_SERVERS, serviceVs('second', 'web'));
+  await until(() => cond(api, 'second', 'Conflict')?.status === 'True', 'second in conflict');
+  await quiesce(c);
+  assert.is(cond(api, 'first', 'Conflict')?.status, 'False');
+  assert.is(cond(api, 'second', 'Ready')?.status, 'False');
+  assert.is(cond(api, 'second', 'Ready')?.reason, 'Conflict');
+  assert.match(cond(api, 'second', 'Conflict')!.message, /default\/first/);
+  const warnings = api.all<KubeObject & { type: string; reason: string; regarding: { name: string } }>(EVENTS)
+    .filter((e) => e.type === 'Warning' && e.regarding.name === 'second');
+  assert.equal(warnings.map((e) => e.reason), ['AddressInUse']);
+
+  api.remove(VIRTUAL_SERVERS, 'default', 'first');
+  await until(() => cond(api, 'second', 'Conflict')?.status === 'False', 'conflict cleared');
+  assert.is(cond(api, 'second', 'Ready')?.status, 'True');
+  const normal = api.all<KubeObject & { type: string; reason: string; regarding: { name: string } }>(EVENTS)
+    .filter((e) => e.type === 'Normal' && e.regarding.name === 'second').map((e) => e.reason).sort();
+  assert.equal(normal, ['NoConflict', 'Resolved']);
+  await c.stop();
+});
+
+test('a restarted controller converges without writing anything', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  api.apply(VIRTUAL_SERVERS, staticVs('legacy', ['198.51.100.7', '192.0.2.2']));
+  const c1 = start(api);
+  await until(() => cond(api, 'legacy', 'Ready')?.status === 'True' && cond(api, 'web', 'Ready')?.status === 'True', 'both ready');
+  await quiesce(c1);
+  await c1.stop();
+  const writes = api.count('patchStatus', 'virtualservers');
+  const c2 = start(api, 'c2');
+  await until(() => c2.synced(), 'c2 synced');
+  await quiesce(c2);
+  assert.is(api.count('patchStatus', 'virtualservers'), writes);
+  assert.is(c2.statusWrites.size, 0);
+  // The static backend on node-b's address is attributed to node-b.
+  assert.equal(stored(api, 'legacy').status!.realServers!.map((r) => [r.address, r.node ?? null]), [['192.0.2.2', 'node-b'], ['198.51.100.7', null]]);
+  await c2.stop();
+});
+
+test('a status write that conflicts is re-read and retried; other errors back off and retry', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  api.failNext('patchStatus', new KubeApiError('patch', 409, 'conflict', { reason: 'Conflict' }));
+  api.failNext('patchStatus', new KubeApiError('patch', 500, 'etcd timeout'));
+  const c = start(api);
+  await until(() => cond(api, 'web', 'Ready')?.status === 'True', 'ready despite failures');
+  await quiesce(c);
+  assert.is(c.statusWrites.get('default/web'), 1);
+  assert.ok(api.count('get', 'virtualservers') >= 1, 're-read after 409');
+  const text = await c.metrics.registry.getSingleMetricAsString('lvs_operator_reconciles_total');
+  assert.match(text, /result="error"\} 1/);
+  await c.stop();
+});
+
+test('a node label change marks only VirtualServers whose directors change; heartbeats mark nothing', async () => {
+  const api = cluster();
+  const sel = { directors: { nodeSelector: { 'lvs.dev/director': 'true' } } };
+  api.apply(VIRTUAL_SERVERS, staticVs('selective', ['198.51.100.7'], '203.0.113.30', sel));
+  const c = start(api);
+  await until(() => stored(api, 'selective').status?.directors?.length === 1, 'one director');
+  await quiesce(c);
+  const runs = () => c.metrics.registry.getSingleMetricAsString('lvs_operator_reconciles_total');
+  const before = await runs();
+  const hb = node('node-b', {}, '192.0.2.2');
+  hb.status!.conditions = [{ type: 'Ready', status: 'False' }];
+  api.apply(NODES, hb);
+  await quiesce(c);
+  assert.is(await runs(), before, 'a condition-only node update reconciles nothing');
+  api.apply(NODES, node('node-b', { 'lvs.dev/director': 'true' }, '192.0.2.2'));
+  await until(() => stored(api, 'selective').status?.directors?.length === 2, 'node-b became a director');
+  assert.equal(stored(api, 'selective').status!.directors, ['node-a', 'node-b']);
+  await c.stop();
+});
+
+test('watch history compacted while disconnected: relist catches up, including deletions', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  const c = start(api);
+  await until(() => cond(api, 'web', 'Ready')?.status === 'True', 'ready');
+  await quiesce(c);
+  api.failNext('watch', new KubeApiError('watch', 503, 'apiserver restarting'), 'endpointslices');
+  api.closeWatches();
+  api.remove(ENDPOINT_SLICES, 'default', 'web-1');
+  api.compact();
+  await until(() => cond(api, 'web', 'Ready')?.reason === 'NoReadyEndpoints', 'deletion seen through relist', 5000);
+  assert.is(stored(api, 'web').status!.realServers!.length, 0);
+  await c.stop();
+});
+
+test.run();
