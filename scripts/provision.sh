@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test tiers and the demo need, once. Idempotent and quiet when
+# everything is present. The kernel image and the Go-built test binaries are provisioned by the
+# tiers themselves (cached under ~/.cache/lvs-operator), so a developer's laptop gets them too.
+set -euo pipefail
+pkgs=(qemu-system-x86 ipvsadm socat busybox-static kmod iproute2 nftables openssl)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then echo "provision: need root to install: ${missing[*]}" >&2; exit 1; fi
+  echo "provision: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "provision: system packages present"
