@@ -7,8 +7,10 @@
 //   address not unicast (0.0.0.0/8, 255.255.255.255, multicast, ::, ff00::/8, fe80::/10) → EINVAL;
 //   destination family ≠ service family without tunnel forwarding → EINVAL; gue tunnel without a
 //   port → EINVAL.
-// Like the kernel, it sets IP_VS_SVC_F_HASHED on every live service, reports tunnel attributes for
-// every destination, and keeps a destination's counters across SET_DEST and SET_SERVICE.
+// It reads back in the canonical form the netlink client (codec.ts) produces: canonical address
+// text, IP_VS_SVC_F_HASHED masked out of the flags (the kernel sets it on every live service),
+// tunnel attributes only on tunnel destinations, counters on every destination; and it keeps a
+// destination's counters across SET_DEST and SET_SERVICE, as the kernel does.
 // Not modelled: routing (the real kernel also refuses unroutable destinations), the destination
 // trash (a destination deleted while connections still reference it is revived with them when
 // re-added), the sync daemon.
@@ -102,7 +104,7 @@ export class FakeIpvsKernel implements IpvsKernel {
     return [...this.#services.entries()]
       .sort(([a], [b]) => byString(a, b))
       .map(([, s]) => ({
-        service: { ...s.service },
+        service: { ...s.service, flags: (s.service.flags & ~SVC_F.HASHED) >>> 0 },
         destinations: [...s.dests.values()].map(readBack).sort(compareDestinations),
       }));
   }
@@ -276,10 +278,10 @@ function storedDest(d: IpvsDestination): IpvsDestination {
     weight: d.weight,
     upperThreshold: d.upperThreshold,
     lowerThreshold: d.lowerThreshold,
-    // Reported for every destination by kernels with tunnel support (5.3+), 0 when unused.
-    tunnelType: d.tunnelType ?? 'ipip',
-    tunnelPort: d.tunnelPort ?? 0,
-    tunnelFlags: d.tunnelFlags ?? 0,
+    // The kernel reports these for every destination; the client decodes them for TUN only.
+    ...(d.forward === 'tunnel'
+      ? { tunnelType: d.tunnelType ?? 'ipip', tunnelPort: d.tunnelPort ?? 0, tunnelFlags: d.tunnelFlags ?? 0 }
+      : {}),
   };
 }
 
