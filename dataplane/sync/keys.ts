@@ -12,11 +12,21 @@ export function addressFamily(address: string): 4 | 6 | undefined {
   return v === 4 || v === 6 ? v : undefined;
 }
 
+const v6Cache = new Map<string, string>();
+
 /** Canonical text of an IP literal (lowercase, RFC 5952 compressed for IPv6). Throws on non-IPs. */
 export function canonicalAddress(address: string): string {
   const family = addressFamily(address);
   if (family === undefined) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
-  return new SocketAddress({ address, family: family === 4 ? 'ipv4' : 'ipv6' }).address;
+  // node:net accepts only plain dotted-decimal IPv4 (no leading zeros), which is already canonical.
+  if (family === 4) return address;
+  let c = v6Cache.get(address);
+  if (c === undefined) {
+    c = new SocketAddress({ address, family: 'ipv6' }).address;
+    if (v6Cache.size >= 100_000) v6Cache.clear();
+    v6Cache.set(address, c);
+  }
+  return c;
 }
 
 /** "addr:port" or "[v6]:port". */
