@@ -98,7 +98,7 @@ export function serviceBackends(
     message: `${forwarding} forwarding cannot remap ports: endpoints of Service ${target.serviceName} port ` +
       `${target.servicePort.name || target.servicePort.port} listen on ${p}, not on ${port.name} (${port.port}); they are excluded`,
   }));
-  return { realServers: kept.sort(compareSortable).map((s) => s.rs), reasons };
+  return { realServers: sortedRealServers(kept), reasons };
 }
 
 /** Static real servers for one family. NAT/DR need the VIP's family; TUN may mix (see staticFamilyReasons). */
@@ -116,7 +116,11 @@ export function staticBackends(index: ResolveIndex, entries: StaticBackend[], po
     if (node !== undefined) rs.node = node;
     out.push({ sortKey: e.sortKey, rs });
   }
-  return out.sort(compareSortable).map((s) => s.rs);
+  return sortedRealServers(out);
+}
+
+function sortedRealServers(xs: Sortable[]): PlanRealServer[] {
+  return xs.sort(compareSortable).map((s) => s.rs);
 }
 
 /**

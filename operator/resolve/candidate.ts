@@ -29,7 +29,9 @@ function portBackends(spec: NormalizedSpec, port: VsPort, families: Set<4 | 6>, 
   const byFamily = new Map<4 | 6, PlanRealServer[]>();
   const b = spec.backends;
   if (b.kind === 'static') {
-    for (const f of families) byFamily.set(f, staticBackends(index, b.entries, port, spec.forwarding, f));
+    // TUN serves every real server on every VIP: one list, shared by both families.
+    const shared = spec.forwarding === 'TUN' ? staticBackends(index, b.entries, port, spec.forwarding, 4) : undefined;
+    for (const f of families) byFamily.set(f, shared ?? staticBackends(index, b.entries, port, spec.forwarding, f));
     return { byFamily, reasons: [], unresolved: false };
   }
   const svc = index.services.get(nsName(namespace, b.name));
@@ -73,7 +75,9 @@ function planService(claimant: Claimant, spec: NormalizedSpec, vip: Vip, port: V
 /** Resolves one VirtualServer against the index. Never throws: problems are reasons. */
 export function resolveOne(vs: VirtualServerLike, index: ResolveIndex): Candidate {
   const claimant = claimantOf(vs);
-  const empty = { services: [], directors: [], keyFields: new Map<string, string>(), unresolvedPorts: new Set<string>() };
+  const empty = {
+    services: [], directors: [], keyFields: new Map<string, string>(), unresolvedPorts: new Set<string>(), realServersByPort: new Map(),
+  };
   const v = validateSpec(vs.spec);
   if (!v.ok) return { ...claimant, ...empty, reasons: sortReasons(v.reasons) };
   const spec = v.spec;
@@ -99,10 +103,12 @@ export function resolveOne(vs: VirtualServerLike, index: ResolveIndex): Candidat
   const services: PlanService[] = [];
   const keyFields = new Map<string, string>();
   const unresolvedPorts = new Set<string>();
+  const realServersByPort = new Map<string, Map<4 | 6, PlanRealServer[]>>();
   for (const port of spec.ports) {
     const pb = portBackends(spec, port, families, namespace, index);
     reasons.push(...pb.reasons);
     if (pb.unresolved) unresolvedPorts.add(port.name);
+    realServersByPort.set(port.name, pb.byFamily);
     for (const vip of spec.vips) {
       const s = planService(claimant, spec, vip, port, pb.byFamily.get(vip.family) ?? [], directors);
       services.push(s);
@@ -110,5 +116,7 @@ export function resolveOne(vs: VirtualServerLike, index: ResolveIndex): Candidat
     }
   }
   services.sort((a, b) => cmp(a.key, b.key));
-  return { ...claimant, services, reasons: sortReasons(reasons), directors: [...directors], keyFields, unresolvedPorts };
+  return {
+    ...claimant, services, reasons: sortReasons(reasons), directors: [...directors], keyFields, unresolvedPorts, realServersByPort,
+  };
 }

@@ -4,8 +4,7 @@
 // Invalid VirtualServers claim nothing and so never take part.
 import type { ObjectRef, PlanRealServer, PlanService, Reason, VirtualServerResolution } from '../../api/plan.ts';
 import { refKey } from '../../api/plan.ts';
-import { cmp, compareRefs, compareSortable, sortReasons } from './order.ts';
-import { parseIp } from './ip.ts';
+import { compareRefs, sortReasons } from './order.ts';
 import type { Candidate, Claimant } from './types.ts';
 
 /** Negative when `a` wins over `b`. */
@@ -85,17 +84,26 @@ function noReadyReason(c: Candidate, won: PlanService[]): Reason | undefined {
   return { type: 'NoReadyEndpoints', field: 'spec.backends', message: `no Ready real server for port ${items.sort().join(', ')}` };
 }
 
-function resolutionRealServers(won: PlanService[]): Array<PlanRealServer & { portName: string }> {
-  const seen = new Map<string, { sortKey: string; rs: PlanRealServer & { portName: string } }>();
+/** The real servers of the ports and families this candidate won, sorted (portName, address, port). */
+function resolutionRealServers(c: Candidate, won: PlanService[]): Array<PlanRealServer & { portName: string }> {
+  const families = new Map<string, Set<4 | 6>>();
   for (const s of won) {
-    for (const rs of s.realServers) {
-      const k = `${s.portName}|${rs.address}|${rs.port}`;
-      if (!seen.has(k)) seen.set(k, { sortKey: parseIp(rs.address)?.sortKey ?? rs.address, rs: { ...rs, portName: s.portName } });
-    }
+    const f = families.get(s.portName);
+    if (f) f.add(s.family);
+    else families.set(s.portName, new Set([s.family]));
   }
-  return [...seen.values()]
-    .sort((a, b) => cmp(a.rs.portName, b.rs.portName) || compareSortable(a, b))
-    .map((x) => x.rs);
+  const out: Array<PlanRealServer & { portName: string }> = [];
+  for (const portName of [...families.keys()].sort()) {
+    const byFamily = c.realServersByPort.get(portName);
+    const lists = new Set<PlanRealServer[]>();
+    for (const f of [4, 6] as const) {
+      const list = families.get(portName)?.has(f) ? byFamily?.get(f) : undefined;
+      if (list) lists.add(list);
+    }
+    // Distinct lists are family-pure (see Candidate.realServersByPort): IPv4 then IPv6 is sorted.
+    for (const list of lists) for (const rs of list) out.push({ ...rs, portName });
+  }
+  return out;
 }
 
 /** Applies the arbitration to one candidate: the services it keeps and its resolution. */
@@ -111,7 +119,7 @@ export function finalize(c: Candidate, losses: readonly Loss[] | undefined): { s
     resolution: {
       ref,
       services: won.map((s) => s.key),
-      realServers: resolutionRealServers(won),
+      realServers: resolutionRealServers(c, won),
       directors: [...c.directors],
       reasons: sortReasons(reasons),
     },

@@ -19,18 +19,27 @@ export interface ParsedIp {
   v4Mapped: boolean;
 }
 
-function parseIpv4Bytes(s: string): number[] | undefined {
-  const parts = s.split('.');
-  if (parts.length !== 4) return undefined;
-  const out: number[] = [];
-  for (const p of parts) {
-    // No leading zeros: "010" is octal to some parsers and decimal to others.
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    out.push(n);
+/**
+ * Strict dotted quad as a 32-bit number. No leading zeros ("010" is octal to some parsers and
+ * decimal to others), so an accepted string is already canonical. A hand loop: this runs once per
+ * endpoint and dominates a 100k-endpoint resolve when written with split and regexes.
+ */
+function parseIpv4(s: string): number | undefined {
+  let n = 0, octet = 0, digits = 0, dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return undefined;
+      n = n * 256 + octet;
+      octet = 0; digits = 0; dots++;
+      continue;
+    }
+    if (c < 48 || c > 57 || (digits > 0 && octet === 0)) return undefined;
+    octet = octet * 10 + (c - 48);
+    if (++digits > 3 || octet > 255) return undefined;
   }
-  return out;
+  if (dots !== 3 || digits === 0) return undefined;
+  return n * 256 + octet;
 }
 
 function parseGroups(s: string): number[] | undefined {
@@ -40,9 +49,9 @@ function parseGroups(s: string): number[] | undefined {
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i] as string;
     if (i === parts.length - 1 && p.includes('.')) {
-      const v4 = parseIpv4Bytes(p);
-      if (!v4) return undefined;
-      out.push(((v4[0] as number) << 8) | (v4[1] as number), ((v4[2] as number) << 8) | (v4[3] as number));
+      const v4 = parseIpv4(p);
+      if (v4 === undefined) return undefined;
+      out.push(Math.floor(v4 / 65536), v4 % 65536);
       continue;
     }
     if (!/^[0-9a-fA-F]{1,4}$/.test(p)) return undefined;
@@ -87,18 +96,18 @@ function formatIpv6(g: number[]): string {
 export function parseIp(s: unknown): ParsedIp | undefined {
   if (typeof s !== 'string' || s.length === 0 || s.length > 45) return undefined;
   if (!s.includes(':')) {
-    const b = parseIpv4Bytes(s);
-    if (!b) return undefined;
-    const a0 = b[0] as number;
+    const n = parseIpv4(s);
+    if (n === undefined) return undefined;
+    const a0 = Math.floor(n / 2 ** 24);
     return {
       family: 4,
-      address: b.join('.'),
-      sortKey: '4' + b.map((x) => x.toString(16).padStart(2, '0')).join(''),
-      unspecified: b.every((x) => x === 0),
+      address: s,
+      sortKey: '4' + n.toString(16).padStart(8, '0'),
+      unspecified: n === 0,
       loopback: a0 === 127,
       multicast: a0 >= 224 && a0 <= 239,
-      linkLocal: a0 === 169 && b[1] === 254,
-      broadcast: b.every((x) => x === 255),
+      linkLocal: Math.floor(n / 65536) === 0xa9fe,
+      broadcast: n === 0xffffffff,
       v4Mapped: false,
     };
   }
@@ -120,10 +129,9 @@ export function parseIp(s: unknown): ParsedIp | undefined {
 
 /** A contiguous dotted IPv4 netmask (ones then zeros, at least one one), e.g. 255.255.255.0. */
 export function isContiguousNetmask(s: unknown): boolean {
-  const b = typeof s === 'string' ? parseIpv4Bytes(s) : undefined;
-  if (!b) return false;
-  const n = ((b[0] as number) * 2 ** 24) + ((b[1] as number) << 16) + ((b[2] as number) << 8) + (b[3] as number);
+  const n = typeof s === 'string' ? parseIpv4(s) : undefined;
+  if (n === undefined || n === 0) return false;
   const inverted = 0xffffffff - n;
   // ones-then-zeros <=> the inverted mask is 2^k - 1.
-  return n !== 0 && (inverted & (inverted + 1)) === 0;
+  return (inverted & (inverted + 1)) === 0;
 }

@@ -1,7 +1,7 @@
 // Input and intermediate types of the resolver. Inputs are read-only; nothing here is mutated.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type {
-  Forwarding, NatReturnPath, ObjectRef, PlanService, Protocol, Reason, SchedulerFlag, SchedulerName,
+  Forwarding, NatReturnPath, ObjectRef, PlanRealServer, PlanService, Protocol, Reason, SchedulerFlag, SchedulerName,
   TunnelType, VirtualServerResolution,
 } from '../../api/plan.ts';
 
@@ -110,6 +110,11 @@ export interface Candidate extends Claimant {
    * already explained, so they are not reported again as NoReadyEndpoints.
    */
   unresolvedPorts: Set<string>;
+  /**
+   * Real servers per port name and VIP family, sorted. The same array for both families when
+   * they share one list (TUN static backends), family-pure otherwise.
+   */
+  realServersByPort: Map<string, Map<4 | 6, PlanRealServer[]>>;
 }
 
 export type { VirtualServerResolution };
