@@ -82,6 +82,7 @@ export class FakeKubeApi implements KubeApi {
   }
 
   async list(rt: ResourceType, opts: ListOptions = {}): Promise<ListPage> {
+    await turn();
     this.#fault('list', rt);
     const all = [...this.#bucket(rt).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, o]) => o);
     const start = opts.continue ? Number(opts.continue) : 0;
@@ -124,6 +125,7 @@ export class FakeKubeApi implements KubeApi {
   }
 
   async get<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string): Promise<T> {
+    await turn();
     this.#fault('get', rt);
     const o = this.#bucket(rt).get(namespace ? `${namespace}/${name}` : name);
     if (!o) throw new KubeApiError(`get ${rt.plural}`, 404, `${name} not found`, { reason: 'NotFound' });
@@ -132,6 +134,7 @@ export class FakeKubeApi implements KubeApi {
   }
 
   async create<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, obj: T): Promise<T> {
+    await turn();
     this.#fault('create', rt);
     const withNs = { ...obj, metadata: { ...obj.metadata, ...(namespace ? { namespace } : {}) } };
     if (this.#bucket(rt).has(objectKey(withNs))) throw new KubeApiError(`create ${rt.plural}`, 409, 'already exists', { reason: 'AlreadyExists' });
@@ -140,6 +143,7 @@ export class FakeKubeApi implements KubeApi {
   }
 
   async replace<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, obj: T): Promise<T> {
+    await turn();
     this.#fault('replace', rt);
     const cur = this.#current(rt, 'replace', namespace, name, obj.metadata.resourceVersion);
     this.#counted('replace', rt);
@@ -147,6 +151,7 @@ export class FakeKubeApi implements KubeApi {
   }
 
   async patchStatus<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, patch: object): Promise<T> {
+    await turn();
     this.#fault('patchStatus', rt);
     const p = patch as { metadata?: { resourceVersion?: string }; status?: unknown };
     const cur = this.#current(rt, 'patchStatus', namespace, name, p.metadata?.resourceVersion);
@@ -210,6 +215,9 @@ export class FakeKubeApi implements KubeApi {
     this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
   }
 }
+
+/** Like a network round trip: lets timers and I/O run, so a runaway loop cannot starve them. */
+const turn = () => new Promise<void>((r) => setImmediate(r));
 
 /** RFC 7386 JSON merge patch. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
