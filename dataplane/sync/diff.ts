@@ -12,8 +12,9 @@
 // Removal is a drain. A TCP/SCTP destination that is no longer wanted first gets weight 0 (no new
 // connections), and is deleted once its active + inactive connection counts read 0, or when
 // drainTimeoutMs has passed since the drain began. UDP has no connection end to wait for, so a UDP
-// destination is deleted at once (the agent sets net.ipv4.vs.expire_nodest_conn=1, so the kernel
-// drops entries that point at a deleted destination instead of black-holing their traffic).
+// destination is deleted at once. This relies on net.ipv4.vs.expire_nodest_conn=1 (set by the agent
+// at start-up, outside this module): with it the kernel expires entries that point at a deleted
+// destination on their next packet instead of black-holing that flow until the UDP timeout.
 // A service that is no longer wanted is deleted with one DEL_SERVICE once none of its destinations
 // needs to drain any more (the kernel removes the destinations with it); until then its idle
 // destinations are deleted and the busy ones drain.
