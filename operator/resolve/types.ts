@@ -1,14 +1,17 @@
 // Input and intermediate types of the resolver. Inputs are read-only; nothing here is mutated.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { VirtualServer } from '../../api/generated/index.ts';
 import type {
   Forwarding, NatReturnPath, ObjectRef, PlanRealServer, PlanService, Protocol, Reason, SchedulerFlag, SchedulerName,
   TunnelType, VirtualServerResolution,
 } from '../../api/plan.ts';
 
 /**
- * The VirtualServer shape the resolver reads (lvs.dev/v1alpha1). Structural, so both the model
- * generated into api/generated/ and plain objects from a watch fit it. Every field is optional
- * at runtime: the resolver validates defensively because stored objects may predate a CRD change.
+ * The VirtualServer shape the resolver reads (lvs.dev/v1alpha1): the generated model
+ * (api/generated, from crds/) with every field optional and enums widened to string, because the
+ * resolver validates defensively (stored objects may predate a CRD change or bypass CEL). The
+ * generated VirtualServer is assignable to it (checked by the tests' fixtures), and so are the
+ * plain objects a watch delivers.
  */
 export interface VirtualServerLike {
   metadata?: {
@@ -38,7 +41,8 @@ export interface VirtualServerSpecLike {
 }
 
 export interface ResolveInput {
-  virtualServers: readonly VirtualServerLike[];
+  /** Normally the generated VirtualServer; anything looser is validated, never trusted. */
+  virtualServers: readonly (VirtualServer | VirtualServerLike)[];
   services: readonly V1Service[];
   endpointSlices: readonly V1EndpointSlice[];
   nodes: readonly V1Node[];

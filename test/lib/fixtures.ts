@@ -2,7 +2,8 @@
 // EndpointSlice (with endpoints) and Node. Plain objects shaped like what a watch delivers;
 // defaults are the common case so a test states only what it is about.
 import type { V1Endpoint, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import type { VirtualServerLike, VirtualServerSpecLike } from '../../operator/resolve/types.ts';
+import type { VirtualServer, VirtualServerSpec } from '../../api/generated/index.ts';
+import type { VirtualServerLike } from '../../operator/resolve/types.ts';
 
 export const NS = 'default';
 export const T0 = '2025-01-01T00:00:00Z';
@@ -14,21 +15,26 @@ export interface MetaOpts {
   generation?: number;
 }
 
-export function virtualServer(name: string, spec: VirtualServerSpecLike, opts: MetaOpts = {}): VirtualServerLike & {
-  apiVersion: string; kind: string;
-} {
-  return {
+/** A VirtualServer of the generated model; creationTimestamp as the raw JSON string a watch delivers. */
+export function virtualServer(name: string, spec: VirtualServerSpec, opts: MetaOpts = {}): VirtualServer {
+  const vs: VirtualServer = {
     apiVersion: 'lvs.dev/v1alpha1',
     kind: 'VirtualServer',
     metadata: {
       name,
       namespace: opts.namespace ?? NS,
       generation: opts.generation ?? 1,
-      creationTimestamp: opts.created ?? T0,
     },
     spec,
   };
+  // V1ObjectMeta types creationTimestamp as Date (what the typed client deserializes to); raw
+  // JSON carries the RFC 3339 string, which is what the controller's watch delivers.
+  (vs.metadata as { creationTimestamp?: string }).creationTimestamp = opts.created ?? T0;
+  return vs;
 }
+
+/** Compile-time check: the generated model fits the resolver's defensive input type. */
+export const asResolverInput = (vs: VirtualServer): VirtualServerLike => vs;
 
 export interface ServicePortSpec {
   name?: string;

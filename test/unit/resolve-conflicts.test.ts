@@ -5,11 +5,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Reason } from '../../api/plan.ts';
 import { arbitrate, assemble, buildIndex, resolve, resolveOne } from '../../operator/resolve/index.ts';
-import type { VirtualServerLike, VirtualServerSpecLike } from '../../operator/resolve/types.ts';
+import type { VirtualServerSpec } from '../../api/generated/index.ts';
+import type { VirtualServerLike } from '../../operator/resolve/types.ts';
 import { node, virtualServer } from '../lib/fixtures.ts';
 
 const NODES = [node('n1')];
-const spec = (addresses: string[], ports: Array<{ name: string; port: number; protocol?: string }>, rs = '172.16.0.3'): VirtualServerSpecLike =>
+const spec = (addresses: string[], ports: VirtualServerSpec['ports'], rs = '172.16.0.3'): VirtualServerSpec =>
   ({ addresses, ports, backends: { static: [{ address: rs }] } });
 const run = (vss: VirtualServerLike[]) => resolve({ virtualServers: vss, services: [], endpointSlices: [], nodes: NODES });
 const owners = (vss: VirtualServerLike[]) => run(vss).services.map((s) => `${s.key} ${s.owner.namespace}/${s.owner.name}`);
@@ -86,7 +87,7 @@ test('a conflict is detected whatever the spelling of the IPv6 VIP; the field na
 });
 
 test('only valid VirtualServers take part: an older invalid claimant neither wins nor causes a Conflict', () => {
-  const invalid = virtualServer('old', { ...spec(['203.0.113.10'], [{ name: 'http', port: 80 }]), scheduler: { name: 'nope' } }, { created: '2020-01-01T00:00:00Z' });
+  const invalid = virtualServer('old', { ...spec(['203.0.113.10'], [{ name: 'http', port: 80 }]), scheduler: { name: 'nope' } } as unknown as VirtualServerSpec, { created: '2020-01-01T00:00:00Z' });
   const valid = virtualServer('new', spec(['203.0.113.10'], [{ name: 'http', port: 80 }]), { created: '2025-01-01T00:00:00Z' });
   const plan = run([invalid, valid]);
   assert.equal(plan.services.map((x) => x.owner.name), ['new']);

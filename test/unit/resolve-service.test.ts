@@ -203,16 +203,18 @@ const cases: Case[] = [
     reasons: { 'default/web': [{ type: 'NoReadyEndpoints', field: 'spec.backends', message: 'no Ready real server for port http (IPv6 VIPs)' }] },
   },
   {
-    name: 'slices of another Service, unlabelled slices and slices without the port are not used',
+    name: 'slices of another Service, unlabelled, without the port (name, protocol or number) are not used; pod only from a Pod targetRef',
     vs: [web()],
     services: [svcWeb],
     slices: [
       endpointSlice('api', [endpoint('10.0.9.1')]),
       { ...endpointSlice('web', [endpoint('10.0.9.2')]), metadata: { name: 'stray', namespace: 'default' } },
       endpointSlice('web', [endpoint('10.0.9.3')], { ports: [{ name: 'other', port: 8080 }] }),
-      endpointSlice('web', [endpoint('10.0.0.1')]),
+      endpointSlice('web', [endpoint('10.0.9.4')], { ports: [{ name: 'http', port: 8080, protocol: 'UDP' }] }),
+      endpointSlice('web', [endpoint('10.0.9.5')], { ports: [{ name: 'http' }] }),
+      endpointSlice('web', [endpoint('10.0.0.1'), { addresses: ['10.0.0.2'], nodeName: 'n1', targetRef: { kind: 'Node', name: 'n1' } }]),
     ],
-    want: [ps({ key: 'TCP/203.0.113.10:80', realServers: [rs('10.0.0.1', 8080)] })],
+    want: [ps({ key: 'TCP/203.0.113.10:80', realServers: [rs('10.0.0.1', 8080), rs('10.0.0.2', 8080, { node: 'n1' })] })],
   },
 ];
 

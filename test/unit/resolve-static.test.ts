@@ -3,9 +3,9 @@
 import { suite } from 'uvu';
 import { endpoint, endpointSlice, node, service, virtualServer } from '../lib/fixtures.ts';
 import { type Case, ps, rs, runCase } from '../lib/resolve-cases.ts';
-import type { VirtualServerSpecLike } from '../../operator/resolve/types.ts';
+import type { VirtualServerSpec } from '../../api/generated/index.ts';
 
-const web = (spec: Partial<VirtualServerSpecLike> = {}) => virtualServer('web', {
+const web = (spec: Partial<VirtualServerSpec> = {}) => virtualServer('web', {
   addresses: ['203.0.113.10'], ports: [{ name: 'http', port: 80 }],
   backends: { static: [{ address: '172.16.0.3' }] }, ...spec,
 });

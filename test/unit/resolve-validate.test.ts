@@ -4,10 +4,11 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { resolve } from '../../operator/resolve/index.ts';
-import type { VirtualServerLike, VirtualServerSpecLike } from '../../operator/resolve/types.ts';
+import type { VirtualServerSpec } from '../../api/generated/index.ts';
+import type { VirtualServerLike } from '../../operator/resolve/types.ts';
 import { NS, node, virtualServer } from '../lib/fixtures.ts';
 
-const base = (): VirtualServerSpecLike => ({
+const base = (): VirtualServerSpec => ({
   addresses: ['203.0.113.10'],
   ports: [{ name: 'http', port: 80 }],
   backends: { static: [{ address: '172.16.0.3' }] },
