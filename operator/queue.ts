@@ -4,7 +4,7 @@
 //    when the worker calls done(), so the newest state is always reconciled after the event;
 //  - retries are rate-limited per key with exponential backoff and jitter, reset by forget().
 // Events only mark keys; all reading of state happens in reconcile, from the caches.
-import { DEFAULT_BACKOFF, backoffDelay, type BackoffPolicy } from './backoff.ts';
+import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from './backoff.ts';
 import type { Clock, Timer } from './clock.ts';
 
 export type ReconcileResult =
@@ -58,11 +58,14 @@ export class WorkQueue {
     this.#delayed.set(key, { due, timer });
   }
 
-  /** Schedules a retry of key after its per-key backoff; returns the delay chosen. */
-  addRateLimited(key: string): number {
+  /**
+   * Schedules a retry of key after its per-key backoff, or after the server's Retry-After when
+   * err carries one (429 from priority and fairness); returns the delay chosen.
+   */
+  addRateLimited(key: string, err?: unknown): number {
     const n = this.#failures.get(key) ?? 0;
     this.#failures.set(key, n + 1);
-    const delay = backoffDelay(n, this.#o.backoff ?? DEFAULT_BACKOFF, this.#o.random);
+    const delay = retryDelay(err, n, this.#o.backoff ?? DEFAULT_BACKOFF, this.#o.random);
     this.addAfter(key, delay);
     return delay;
   }
@@ -110,7 +113,7 @@ export class WorkQueue {
 
   /** Applies a reconcile result to key: forget on success, delayed or rate-limited re-add otherwise. */
   finish(key: string, result: ReconcileResult): void {
-    if (result.kind === 'error') this.addRateLimited(key);
+    if (result.kind === 'error') this.addRateLimited(key, result.err);
     else this.forget(key);
     if (result.kind === 'requeue') this.addAfter(key, result.after);
     this.done(key);

@@ -1,0 +1,111 @@
+// Status writes over HTTP (nock): a 409 makes reconcile re-read the object and recompute from the
+// fresh copy before writing again; a 429 on the write is retried by the work queue after exactly
+// Retry-After. Every write is a merge patch of the status subresource, conditional on the
+// resourceVersion the status was computed from.
+import nock from 'nock';
+import pino from 'pino';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ManualClock } from '../../operator/clock.ts';
+import type { EventSink } from '../../operator/kube/events.ts';
+import { RestKubeApi } from '../../operator/kube/rest.ts';
+import type { NodeObject, VirtualServerObject, VirtualServerStatus } from '../../operator/kube/types.ts';
+import { WorkQueue } from '../../operator/queue.ts';
+import { reconcile, type ReconcileDeps } from '../../operator/reconcile.ts';
+import { World } from '../../operator/world.ts';
+
+const SERVER = 'http://kube.test';
+const VS_PATH = '/apis/lvs.dev/v1alpha1/namespaces/default/virtualservers/legacy';
+const test = suite('api: status writes');
+
+function legacy(rv: string, generation: number, addresses: string[]): VirtualServerObject {
+  return {
+    apiVersion: 'lvs.dev/v1alpha1', kind: 'VirtualServer',
+    metadata: { name: 'legacy', namespace: 'default', resourceVersion: rv, generation, uid: 'u1', creationTimestamp: '2025-01-01T00:00:00Z' },
+    spec: { addresses: ['203.0.113.20'], ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }], backends: { static: addresses.map((address) => ({ address })) } },
+  };
+}
+
+const nodeA: NodeObject = { metadata: { name: 'node-a', labels: {} }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] } };
+
+function deps(cached: VirtualServerObject, clock: ManualClock) {
+  const world = new World(() => cached);
+  world.nodeChanged('node-a', nodeA);
+  world.virtualServerChanged('default/legacy', cached);
+  const events: string[] = [];
+  const sink: EventSink = { record: async (_o, ev) => { events.push(`${ev.type} ${ev.reason}`); } };
+  let writes = 0;
+  const d: ReconcileDeps = {
+    api: new RestKubeApi({ server: SERVER, headers: async () => ({}) }), world, getVs: () => cached, clock,
+    logger: pino({ level: 'silent' }), events: sink, canWrite: () => true, onStatusWrite: () => { writes++; },
+  };
+  return { d, events, writes: () => writes };
+}
+
+test.before.each(() => { nock.disableNetConnect(); });
+test.after.each(() => { nock.cleanAll(); nock.enableNetConnect(); });
+
+test('409 on the status write: re-read, recompute from the fresh spec, write once more', async () => {
+  const clock = new ManualClock();
+  const cached = legacy('5', 1, ['198.51.100.7']);
+  const fresh = legacy('7', 2, ['198.51.100.7', '198.51.100.8']);
+  const bodies: Array<{ metadata: { resourceVersion: string }; status: VirtualServerStatus }> = [];
+  const k = nock(SERVER);
+  // (Bodies are captured by nock's body matcher: a reply function taking the body hangs with fetch.)
+  const capture = (body: nock.Body) => { bodies.push(body as never); return true; };
+  k.patch(`${VS_PATH}/status`, capture).matchHeader('content-type', 'application/merge-patch+json')
+    .reply(409, { kind: 'Status', code: 409, reason: 'Conflict', message: 'the object has been modified' });
+  k.get(VS_PATH).reply(200, fresh);
+  k.patch(`${VS_PATH}/status`, capture).reply(200, () => ({ ...fresh, metadata: { ...fresh.metadata, resourceVersion: '8' }, status: bodies[1]?.status }));
+  const t = deps(cached, clock);
+  const result = await reconcile('default/legacy', t.d);
+  assert.equal(result, { kind: 'done' });
+  assert.ok(k.isDone(), 'patch, get, patch');
+  assert.equal(bodies.map((b) => b.metadata.resourceVersion), ['5', '7']);
+  // The retried status describes the fresh object (generation 2, two real servers), not the cached one.
+  assert.is(bodies[1]!.status.observedGeneration, 2);
+  assert.equal(bodies[1]!.status.realServers!.map((r) => r.address), ['198.51.100.7', '198.51.100.8']);
+  assert.is(bodies[0]!.status.realServers!.length, 1);
+  assert.is(t.writes(), 1);
+});
+
+test('409 then the object is gone: nothing more to do', async () => {
+  const clock = new ManualClock();
+  const k = nock(SERVER);
+  k.patch(`${VS_PATH}/status`).reply(409, { kind: 'Status', code: 409, reason: 'Conflict', message: 'modified' });
+  k.get(VS_PATH).reply(404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' });
+  const t = deps(legacy('5', 1, ['198.51.100.7']), clock);
+  assert.equal(await reconcile('default/legacy', t.d), { kind: 'done' });
+  assert.ok(k.isDone());
+  assert.is(t.writes(), 0);
+});
+
+test('429 and 503 on the status write: the queue retries after Retry-After, then backoff, then succeeds', async () => {
+  const clock = new ManualClock();
+  const cached = legacy('5', 1, ['198.51.100.7']);
+  const k = nock(SERVER);
+  k.patch(`${VS_PATH}/status`).reply(429, { kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'throttled' }, { 'Retry-After': '3' });
+  k.patch(`${VS_PATH}/status`).reply(503, 'unavailable');
+  k.patch(`${VS_PATH}/status`).reply(200, () => ({ ...cached, metadata: { ...cached.metadata, resourceVersion: '6' } }));
+  const t = deps(cached, clock);
+  const queue = new WorkQueue({ clock, backoff: { baseMs: 100, maxMs: 1000 }, random: () => 1 });
+  const attempt = async () => {
+    const key = (await queue.get())!;
+    const r = await reconcile(key, t.d);
+    queue.finish(key, r);
+    return r.kind;
+  };
+  queue.add('default/legacy');
+  assert.is(await attempt(), 'error');
+  assert.equal(clock.pending(), [3000], 'Retry-After: 3');
+  await clock.advance(3000);
+  assert.is(await attempt(), 'error');
+  assert.equal(clock.pending(), [200], 'second failure of the key: 100ms doubled');
+  await clock.advance(200);
+  assert.is(await attempt(), 'done');
+  assert.is(queue.failures('default/legacy'), 0, 'success forgets the failures');
+  assert.ok(k.isDone());
+  assert.is(t.writes(), 1);
+});
+
+test.run();
