@@ -18,7 +18,7 @@ const portProtocol = (p: { protocol?: string }): string => p.protocol ?? 'TCP';
 /** Finds the Service port a VirtualServer port maps to (explicit mapping, else same name, else same number). */
 export function servicePortFor(svc: V1Service, port: VsPort, spec: NormalizedSpec): { servicePort: V1ServicePort } | { reason: Reason } {
   const mapping = spec.backends.kind === 'service' ? spec.backends.mapping.get(port.name) : undefined;
-  const all = svc.spec?.ports ?? [];
+  const all = (svc.spec?.ports ?? []).filter((x) => x && typeof x === 'object');
   const same = all.filter((sp) => portProtocol(sp) === port.protocol);
   let found: V1ServicePort | undefined;
   let wanted: string;
@@ -57,18 +57,19 @@ function preferred(a: Sortable, b: Sortable): Sortable {
 
 function collectSlice(slice: V1EndpointSlice, sp: V1ServicePort, protocol: Protocol, family: 4 | 6, out: Map<string, Sortable>): void {
   const wantName = sp.name ?? '';
-  const port = slice.ports?.find((p) => (p.name ?? '') === wantName && portProtocol(p) === protocol)?.port;
-  if (typeof port !== 'number') return;
+  const port = slice.ports?.find((p) => p && (p.name ?? '') === wantName && portProtocol(p) === protocol)?.port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return;
   for (const ep of slice.endpoints ?? []) {
+    if (!ep) continue;
     const state = endpointState(ep.conditions);
     if (!state) continue;
     // Consumers use the first address; the others are fungible (discovery.k8s.io/v1).
     const ip = parseIp(ep.addresses?.[0]);
     if (!ip || ip.family !== family) continue;
     const rs: PlanRealServer = { address: ip.address, port, weight: state === 'Ready' ? 1 : 0, state };
-    if (ep.nodeName) rs.node = ep.nodeName;
+    if (typeof ep.nodeName === 'string' && ep.nodeName) rs.node = ep.nodeName;
     const t = ep.targetRef;
-    if (t?.kind === 'Pod' && t.name) rs.pod = { namespace: t.namespace ?? slice.metadata?.namespace ?? '', name: t.name };
+    if (t?.kind === 'Pod' && typeof t.name === 'string' && t.name) rs.pod = { namespace: t.namespace ?? slice.metadata?.namespace ?? '', name: t.name };
     const key = `${ip.address}|${port}`;
     const cand: Sortable = { sortKey: ip.sortKey, rs };
     const prev = out.get(key);

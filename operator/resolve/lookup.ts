@@ -31,12 +31,12 @@ export const nsName = (namespace: string, name: string): string => `${namespace}
 export function buildIndex(input: Omit<ResolveInput, 'virtualServers'>): ResolveIndex {
   const services = new Map<string, V1Service>();
   for (const s of input.services) {
-    const m = s.metadata;
+    const m = s?.metadata;
     if (m?.name) services.set(nsName(m.namespace ?? '', m.name), s);
   }
   const slices = new Map<string, V1EndpointSlice[]>();
   for (const es of input.endpointSlices) {
-    const owner = es.metadata?.labels?.[SERVICE_NAME_LABEL];
+    const owner = es?.metadata?.labels?.[SERVICE_NAME_LABEL];
     if (!owner) continue;
     const key = nsName(es.metadata?.namespace ?? '', owner);
     const list = slices.get(key);
@@ -56,11 +56,12 @@ export function setNodes(index: ResolveIndex, nodes: readonly V1Node[]): void {
   index.nodeByAddress.clear();
   index.directorCache.clear();
   for (const n of nodes) {
-    const name = n.metadata?.name;
+    const name = n?.metadata?.name;
     if (!name) continue;
-    index.nodes.set(name, { name, labels: n.metadata?.labels ?? {} });
+    const labels = n.metadata?.labels;
+    index.nodes.set(name, { name, labels: typeof labels === 'object' && labels !== null ? labels : {} });
     for (const a of n.status?.addresses ?? []) {
-      const ip = parseIp(a.address); // Hostname/InternalDNS entries are not addresses: skipped.
+      const ip = parseIp(a?.address); // Hostname/InternalDNS entries are not addresses: skipped.
       if (!ip) continue;
       const prev = index.nodeByAddress.get(ip.address);
       if (prev === undefined || name < prev) index.nodeByAddress.set(ip.address, name);

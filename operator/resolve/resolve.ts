@@ -11,7 +11,7 @@ import type { Candidate, ResolveInput } from './types.ts';
 export function resolve(input: ResolveInput): Plan {
   const index = buildIndex(input);
   // An object without a name cannot be addressed (nor get a status): there is nothing to resolve.
-  const candidates = input.virtualServers.filter((vs) => vs.metadata?.name).map((vs) => resolveOne(vs, index));
+  const candidates = input.virtualServers.filter((vs) => typeof vs?.metadata?.name === 'string' && vs.metadata.name !== '').map((vs) => resolveOne(vs, index));
   return assemble(candidates);
 }
 

@@ -134,4 +134,21 @@ test('an invalid VirtualServer does not hide a valid one, and garbage never thro
   }
 });
 
+test('holes in Services, EndpointSlices and Nodes are skipped, not thrown on', () => {
+  const vs = virtualServer('web', { addresses: ['203.0.113.10'], ports: [{ name: 'http', port: 80 }], backends: svcBackend });
+  const holey = {
+    virtualServers: [vs, null],
+    services: [null, { metadata: { name: 'web', namespace: NS }, spec: { ports: [null, { name: 'http', port: 80 }] } }],
+    endpointSlices: [null, {
+      metadata: { name: 's', namespace: NS, labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4',
+      ports: [null, { name: 'http', port: 8080 }], endpoints: [null, { addresses: ['10.0.0.1'] }, { addresses: [] }, { addresses: ['bogus'] }],
+    }],
+    nodes: [null, { metadata: { name: 'n1' }, status: { addresses: [null, { type: 'Hostname', address: 'n1' }] } }],
+  } as unknown as Parameters<typeof resolve>[0];
+  const plan = resolve(holey);
+  assert.equal(plan.services.map((s) => [s.key, s.realServers.map((r) => `${r.address}:${r.port}`), s.directors]), [
+    ['TCP/203.0.113.10:80', ['10.0.0.1:8080'], ['n1']],
+  ]);
+});
+
 test.run();
