@@ -17,6 +17,65 @@ export function errnoOf(code: keyof typeof constants.errno): number {
   return constants.errno[code];
 }
 
+/** The IpvsKernel operations, plus the client's own ('open', 'dumpDestinations'). */
+export type IpvsOp =
+  | 'open' | 'dump' | 'dumpServices' | 'dumpDestinations'
+  | 'addService' | 'updateService' | 'deleteService'
+  | 'addDestination' | 'updateDestination' | 'deleteDestination'
+  | 'info' | 'getTimeouts' | 'setTimeouts' | 'close';
+
+/** What a failed request was about, for the message: `<verb> <object>: <CODE> — <hint>`. */
+export interface IpvsErrorContext {
+  /** e.g. "TCP 203.0.113.10:80", or "10.0.0.3:8080 to TCP 203.0.113.10:80". */
+  object?: string;
+  /** Likely cause; derived from (op, errno) when absent. */
+  hint?: string;
+  /** For ENOENT on addService/updateService: which module the kernel could not find. */
+  scheduler?: string;
+  pe?: string;
+}
+
+const VERB: Record<IpvsOp, string> = {
+  open: 'open IPVS netlink', dump: 'dump IPVS', dumpServices: 'dump services', dumpDestinations: 'dump destinations of',
+  addService: 'add service', updateService: 'update service', deleteService: 'delete service',
+  addDestination: 'add destination', updateDestination: 'update destination', deleteDestination: 'delete destination',
+  info: 'read IPVS info', getTimeouts: 'read IPVS timeouts', setTimeouts: 'set IPVS timeouts', close: 'close IPVS netlink',
+};
+
+const isDestOp = (op: string) => op === 'addDestination' || op === 'updateDestination' || op === 'deleteDestination';
+const isServiceWrite = (op: string) => op === 'addService' || op === 'updateService';
+
+/** The likely cause of a kernel errno for one operation, in the words of ip_vs_ctl.c's checks. */
+export function ipvsHint(op: string, errno: number, ctx: IpvsErrorContext = {}): string {
+  switch (errnoCode(errno)) {
+    case 'EEXIST': return 'already exists';
+    case 'ESRCH': return 'no such service';
+    case 'ENOENT':
+      if (op === 'open') return 'kernel has no IPVS (modprobe ip_vs)';
+      if (isDestOp(op)) return 'no such destination in this service';
+      if (isServiceWrite(op)) {
+        const mods = [ctx.scheduler && `scheduler module ip_vs_${ctx.scheduler}`, ctx.pe && `persistence engine module ip_vs_pe_${ctx.pe}`];
+        return `${mods.filter(Boolean).join(' or ') || 'scheduler or persistence engine module'} not available`;
+      }
+      return 'not found';
+    case 'EINVAL':
+      if (op === 'addDestination' || op === 'updateDestination') {
+        return 'real server address not routable from this namespace (or an IPv4/IPv6 mix without TUN)';
+      }
+      if (isServiceWrite(op)) return 'invalid service attributes (e.g. IPv6 persistence netmask outside 1..128)';
+      return 'invalid request';
+    case 'EPERM': return 'needs CAP_NET_ADMIN';
+    case 'ERANGE': return 'weight negative or lower threshold above upper threshold';
+    case 'EAFNOSUPPORT': return 'address family not supported by this kernel\'s IPVS';
+    case 'EPROTONOSUPPORT': return 'IPVS supports only TCP, UDP and SCTP';
+    case 'EBUSY': return 'a dump is already running on this netlink socket';
+    case 'ENOBUFS': return 'netlink receive buffer overrun: replies were lost, read the kernel state again';
+    case 'ETIMEDOUT': return 'no reply from the kernel';
+    case 'ECONNRESET': return 'netlink socket closed with the request outstanding';
+    default: return 'kernel rejected the request';
+  }
+}
+
 export class IpvsError extends Error {
   /** The operation that failed, e.g. 'addService', 'deleteDestination'. */
   readonly op: string;
@@ -24,14 +83,35 @@ export class IpvsError extends Error {
   readonly errno: number;
   /** Symbolic errno name, e.g. 'EEXIST'. */
   readonly code: string;
+  /** What the operation was about ("TCP 203.0.113.10:80"), when known. */
+  readonly object?: string;
+  /** The likely cause given in the message, when known. */
+  readonly hint?: string;
 
-  constructor(op: string, errno: number, detail?: string) {
+  /**
+   * `detail` as a string keeps the short form `<op>: <CODE> (<detail>)`; as a context it gives
+   * the full form, e.g. `add service TCP 203.0.113.10:80: ENOENT — scheduler module ip_vs_foo not available`.
+   */
+  constructor(op: string, errno: number, detail?: string | IpvsErrorContext) {
     const code = errnoCode(errno);
-    super(`${op}: ${code}${detail ? ` (${detail})` : ''}`);
+    let message: string;
+    let object: string | undefined;
+    let hint: string | undefined;
+    if (typeof detail === 'object') {
+      object = detail.object;
+      hint = detail.hint ?? ipvsHint(op, errno, detail);
+      const verb = VERB[op as IpvsOp] ?? op;
+      message = `${object ? `${verb} ${object}` : verb}: ${code} — ${hint}`;
+    } else {
+      message = `${op}: ${code}${detail ? ` (${detail})` : ''}`;
+    }
+    super(message);
     this.name = 'IpvsError';
     this.op = op;
     this.errno = errno;
     this.code = code;
+    if (object !== undefined) this.object = object;
+    if (hint !== undefined) this.hint = hint;
   }
 }
 

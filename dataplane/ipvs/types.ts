@@ -26,6 +26,17 @@ export interface IpvsService extends IpvsServiceKey {
   netmask: string;
   /** Persistence engine name (e.g. "sip"); empty when none. */
   pe?: string;
+  /** Present on services read back from the kernel (traffic counters since the service was added). */
+  stats?: IpvsServiceStats;
+}
+
+/** Service-level counters (IPVS_SVC_ATTR_STATS64, or STATS on old kernels). */
+export interface IpvsServiceStats {
+  conns: number;
+  inPkts: number;
+  outPkts: number;
+  inBytes: number;
+  outBytes: number;
 }
 
 export interface IpvsDestinationStats {
