@@ -25,7 +25,7 @@ done
 [ -n "$run" ] || fail "no lvs.run= on the kernel command line"
 
 # msize: larger 9p messages make reading node and node_modules from the share much faster.
-opts=trans=virtio,version=9p2000.L,msize=512000,ro
+opts=trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro
 mount -t 9p -o "$opts" host /newroot || fail "mount 9p root"
 mount -t proc proc /newroot/proc || fail "mount proc"
 mount -t sysfs sysfs /newroot/sys || fail "mount sys"

@@ -16,20 +16,33 @@ export function assertInVm(): void {
   if (process.env.LVS_IN_VM !== '1') throw new Error('test/kernel/guest helpers run only inside the test VM (LVS_IN_VM=1)');
 }
 
-/** Runs argv, returns stdout; throws with the command and its stderr on a non-zero exit. */
+export class CommandError extends Error {
+  readonly argv: string[];
+  readonly status: number | undefined;
+  readonly stderr: string;
+  constructor(message: string, argv: string[], status: number | undefined, stderr: string) {
+    super(message);
+    this.argv = argv;
+    this.status = status;
+    this.stderr = stderr;
+  }
+}
+
+/** Runs argv, returns stdout; throws CommandError (command, status, stderr) on a non-zero exit. */
 export function run(argv: string[], opts: { input?: string } = {}): string {
   const [cmd, ...args] = argv;
   if (!cmd) throw new Error('run: empty argv');
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', input: opts.input, stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (err) {
-    const e = err as { status?: number; stderr?: string; stdout?: string };
-    throw new Error(`\`${argv.join(' ')}\` exited ${e.status}: ${(e.stderr || e.stdout || String(err)).trim()}`);
+    const e = err as { status?: number | null; stderr?: string; stdout?: string };
+    const stderr = e.stderr ?? '';
+    throw new CommandError(`\`${argv.join(' ')}\` exited ${e.status}: ${(stderr || e.stdout || String(err)).trim()}`, argv, e.status ?? undefined, stderr);
   }
 }
 
-/** Runs a bash script (set -e), returns stdout. */
-export const sh = (script: string): string => run(['bash', '-ec', script]);
+/** Runs a bash script (set -e, read from stdin so errors stay short), returns stdout. */
+export const sh = (script: string): string => run(['bash', '-e', '-s'], { input: script });
 
 /** Runs argv inside network namespace `ns` (ip netns exec), returns stdout. */
 export const nsRun = (ns: string, argv: string[]): string => run(['ip', 'netns', 'exec', ns, ...argv]);
@@ -71,7 +84,33 @@ function checkSpec(spec: TopologySpec): void {
   }
 }
 
-/** Builds bridges, namespaces, veth pairs, addresses and routes. Idempotent only via destroy() first. */
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Runs a bash script (set -e) inside network namespace `ns`, returns stdout. */
+export const nsSh = (ns: string, script: string): string => run(['ip', 'netns', 'exec', ns, 'bash', '-e', '-s'], { input: script });
+
+// Spawning a process from Node costs up to a second under TCG, so the whole topology is one
+// bash script (bash forks cheaply) rather than one spawn per `ip` command.
+function topologyScript(spec: TopologySpec): string {
+  const lines: string[] = [];
+  for (const lan of spec.lans) lines.push(`ip link add br-${lan} type bridge`, `ip link set br-${lan} up`);
+  for (const h of spec.hosts) {
+    const n = `ip -n ${h.ns}`;
+    lines.push(`ip netns add ${h.ns}`, `${n} link set lo up`);
+    h.links.forEach((link, i) => {
+      const outer = `v-${h.ns}-${i}`; // root-namespace end, attached to the lan's bridge
+      lines.push(`ip link add ${outer} type veth peer name eth${i} netns ${h.ns}`, `ip link set ${outer} master br-${link.lan} up`);
+      for (const a of link.addrs) lines.push(`${n} addr add ${shq(a)} dev eth${i}`);
+      lines.push(`${n} link set eth${i} up`);
+    });
+    if (h.forwarding) lines.push(`ip netns exec ${h.ns} sysctl -qw net.ipv4.ip_forward=1`);
+    for (const r of h.routes ?? []) lines.push(`${n} route add ${shq(r.to)} via ${shq(r.via)}`);
+  }
+  // set -e stops at the first failure; -x on stderr names the command that failed.
+  return `set -x\n${lines.join('\n')}\n`;
+}
+
+/** Builds bridges, namespaces, veth pairs, addresses and routes; on failure removes what it built. */
 export function createTopology(spec: TopologySpec): Topology {
   assertInVm();
   checkSpec(spec);
@@ -84,35 +123,21 @@ export function createTopology(spec: TopologySpec): Topology {
       return `eth${i}`;
     },
     destroy() {
-      for (const h of spec.hosts) try { run(['ip', 'netns', 'del', h.ns]); } catch { /* already gone */ }
-      for (const lan of spec.lans) try { run(['ip', 'link', 'del', `br-${lan}`]); } catch { /* already gone */ }
+      // Deleting a namespace deletes its veth ends, and with them the peers on the bridges.
+      run(['bash', '-c', [...spec.hosts.map((h) => `ip netns del ${h.ns}`), ...spec.lans.map((l) => `ip link del br-${l}`)]
+        .map((c) => `${c} 2>/dev/null`).join('\n') + '\ntrue']);
     },
   };
   try {
-    for (const lan of spec.lans) {
-      run(['ip', 'link', 'add', `br-${lan}`, 'type', 'bridge']);
-      run(['ip', 'link', 'set', `br-${lan}`, 'up']);
-    }
-    for (const h of spec.hosts) buildHost(h);
+    sh(topologyScript(spec));
   } catch (err) {
     topo.destroy();
-    throw err;
+    // Keep the failing command (the last `set -x` trace line) and its error, not the whole trace.
+    const lines = (err instanceof CommandError ? err.stderr : String(err)).trim().split('\n');
+    const failed = lines.filter((l) => l.startsWith('+ ')).at(-1) ?? '';
+    throw new Error(`topology: ${failed.slice(2)}: ${lines.filter((l) => !l.startsWith('+ ')).join(' ').trim()}`);
   }
   return topo;
-}
-
-function buildHost(h: HostSpec): void {
-  run(['ip', 'netns', 'add', h.ns]);
-  nsRun(h.ns, ['ip', 'link', 'set', 'lo', 'up']);
-  h.links.forEach((link, i) => {
-    const outer = `v-${h.ns}-${i}`; // root-namespace end, attached to the lan's bridge
-    run(['ip', 'link', 'add', outer, 'type', 'veth', 'peer', 'name', `eth${i}`, 'netns', h.ns]);
-    run(['ip', 'link', 'set', outer, 'master', `br-${link.lan}`, 'up']);
-    for (const a of link.addrs) nsRun(h.ns, ['ip', 'addr', 'add', a, 'dev', `eth${i}`]);
-    nsRun(h.ns, ['ip', 'link', 'set', `eth${i}`, 'up']);
-  });
-  if (h.forwarding) sysctl(h.ns, 'net.ipv4.ip_forward', 1);
-  for (const r of h.routes ?? []) nsRun(h.ns, ['ip', 'route', 'add', r.to, 'via', r.via]);
 }
 
 export interface NatTopology extends Topology {
