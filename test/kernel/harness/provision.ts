@@ -2,7 +2,7 @@
 // initramfs. Idempotent; everything is cached under ~/.cache/lvs-operator/kernel/<version>/:
 //   root/                the linux-image package extracted (boot/vmlinuz-*, lib/modules/*), depmod'ed
 //   initrd-<hash>.img    busybox-static + the virtio/9p module chain + guest-init.sh as /init
-// The warm path only queries dpkg/apt-cache and stats files (well under a second).
+// The warm path only queries dpkg and stats files (well under a second).
 // Concurrent runs are safe: every artifact is built under a temporary name and renamed into place.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -70,11 +70,26 @@ export function ensureHostPackages(log: (l: string) => void = () => {}): void {
   }
 }
 
-/** The versioned image package behind the linux-image-amd64 meta package, e.g. linux-image-6.1.0-56-amd64. */
-export function kernelPackageName(): string {
+/**
+ * The versioned image package behind the linux-image-amd64 meta package, e.g.
+ * linux-image-6.1.0-56-amd64. apt-cache takes seconds on a busy machine, so the answer is
+ * remembered in <cacheRoot>/current.json until the apt package lists change.
+ */
+export function kernelPackageName(cacheRoot: string): string {
+  const memo = join(cacheRoot, 'current.json');
+  let lists = '';
+  try { lists = String(statSync('/var/lib/apt/lists').mtimeMs); } catch { /* no lists: always ask */ }
+  try {
+    const saved = JSON.parse(readFileSync(memo, 'utf8')) as { pkg?: string; lists?: string };
+    if (lists && saved.lists === lists && saved.pkg) return saved.pkg;
+  } catch { /* first run */ }
   const out = sh('apt-cache', ['depends', 'linux-image-amd64']);
   const m = /Depends:\s+(linux-image-\d\S*-amd64)\b/.exec(out);
   if (!m?.[1]) throw new ProvisionError(`apt-cache depends linux-image-amd64 names no linux-image package:\n${out}`);
+  mkdirSync(cacheRoot, { recursive: true });
+  const tmp = `${memo}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify({ pkg: m[1], lists }));
+  renameSync(tmp, memo);
   return m[1];
 }
 
@@ -148,9 +163,10 @@ function buildInitrd(root: string, version: string, dir: string, log: (l: string
 export function provisionKernel(opts: ProvisionOptions = {}): KernelImage {
   const log = opts.log ?? (() => {});
   ensureHostPackages(log);
-  const pkg = kernelPackageName();
+  const cacheRoot = opts.cacheRoot ?? join(homedir(), '.cache/lvs-operator/kernel');
+  const pkg = kernelPackageName(cacheRoot);
   const version = pkg.replace(/^linux-image-/, '');
-  const dir = join(opts.cacheRoot ?? join(homedir(), '.cache/lvs-operator/kernel'), version);
+  const dir = join(cacheRoot, version);
   try {
     const root = fetchKernelTree(pkg, version, dir, log);
     const kernel = join(root, 'boot', `vmlinuz-${version}`);

@@ -20,6 +20,9 @@
 // netns` works); everything else is the host's file system, read-only. `modprobe` on PATH is a
 // wrapper for `modprobe -d /run/kmod` (the extracted Debian kernel tree). LVS_IN_VM=1 and
 // LVS_KERNEL_VERSION (the provisioned version) are set; with guestfwd, LVS_HOST_ADDR=10.0.2.100.
+// The root share is mounted with cache=loose (node starts ~3x faster): the guest may not notice
+// host files changed after it first read them, so pass data from host to a running guest over
+// guestfwd, not through files. Under TCG every process spawn costs ~0.2-1 s: batch shell commands.
 // qemu is always killed on timeout/failure/exit of this process; as a last resort it runs under
 // `timeout(1)`, so even an orphaned qemu dies shortly after its deadline.
 import { spawn } from 'node:child_process';
