@@ -101,18 +101,38 @@ export async function observeDirector(run: Runner, device = DEVICE): Promise<Obs
   return obs;
 }
 
-async function applyStep(run: Runner, step: DirectorStep, device: string): Promise<void> {
-  switch (step.kind) {
-    case 'sysctl': return writeSysctls(run, [[step.key, step.to]]);
-    case 'nft': return void (await run('nft', ['-f', '-'], { input: nftTransaction(step.tables) }));
-    case 'link':
-      if (step.op === 'create') return void (await run('ip', ['link', 'add', device, 'type', 'dummy']));
-      if (step.op === 'delete') return void (await run('ip', ['link', 'del', 'dev', device]));
-      return void (await run('ip', ['link', 'set', 'dev', device, 'up']));
-    case 'address':
-      if (step.op === 'remove') return void (await run('ip', ['addr', 'del', step.address, 'dev', device]));
-      // nodad: the address is ours alone (a dummy device has no link to probe anyway).
-      return void (await run('ip', ['addr', 'add', hostPrefix(step.address), 'dev', device, ...(ipFamily(step.address) === 6 ? ['nodad'] : [])]));
+/** The `ip -batch` line of a link/address step. */
+function ipLine(step: DirectorStep, device: string): string | undefined {
+  if (step.kind === 'link') {
+    if (step.op === 'create') return `link add ${device} type dummy`;
+    return step.op === 'delete' ? `link del dev ${device}` : `link set dev ${device} up`;
+  }
+  if (step.kind !== 'address') return undefined;
+  if (step.op === 'remove') return `addr del ${step.address} dev ${device}`;
+  // nodad: the address is ours alone (a dummy device has no link to probe anyway).
+  return `addr add ${hostPrefix(step.address)} dev ${device}${ipFamily(step.address) === 6 ? ' nodad' : ''}`;
+}
+
+/** Steps in order, with consecutive sysctl steps in one `sysctl -w` and ip steps in one `ip -batch`. */
+async function applySteps(run: Runner, steps: readonly DirectorStep[], device: string): Promise<void> {
+  let i = 0;
+  while (i < steps.length) {
+    const step = steps[i]!;
+    if (step.kind === 'nft') {
+      await run('nft', ['-f', '-'], { input: nftTransaction(step.tables) });
+      i++;
+    } else if (step.kind === 'sysctl') {
+      const batch: Array<[string, string]> = [];
+      for (; i < steps.length && steps[i]!.kind === 'sysctl'; i++) {
+        const s = steps[i] as Extract<DirectorStep, { kind: 'sysctl' }>;
+        batch.push([s.key, s.to]);
+      }
+      await writeSysctls(run, batch);
+    } else {
+      const lines: string[] = [];
+      for (let line; i < steps.length && (line = ipLine(steps[i]!, device)); i++) lines.push(line);
+      await run('ip', ['-batch', '-'], { input: lines.join('\n') + '\n' });
+    }
   }
 }
 
@@ -128,11 +148,9 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
   const before = obs.sysctls;
   let steps = planDirector(spec, obs, device);
   for (let round = 0; steps.length > 0 && round < (opts.maxRounds ?? 3); round++) {
-    for (const step of steps) {
-      log?.info({ step }, 'director step');
-      await applyStep(run, step, device);
-      applied.push(step);
-    }
+    log?.info({ steps }, 'director steps');
+    await applySteps(run, steps, device);
+    applied.push(...steps);
     obs = await observeDirector(run, device);
     steps = planDirector(spec, obs, device);
   }
@@ -157,7 +175,7 @@ export async function teardownDirector(opts: DirectorOptions): Promise<DirectorR
   const device = opts.device ?? DEVICE;
   if (await readLink(run, device)) {
     const step: DirectorStep = { kind: 'link', device, op: 'delete' };
-    await applyStep(run, step, device);
+    await applySteps(run, [step], device);
     report.steps.push(step);
     report.changed = true;
   }

@@ -62,7 +62,6 @@ export function planRealServer(desired: readonly RealServerVip[], obs: ObservedR
   }
 
   const { adds, removes } = diffAddresses(desired, obs);
-  if (desired.some((v) => v.mode === 'TUN') && !obs.tunnel) pending = true;
 
   const end = cloneRecord(mid);
   const restores: RealServerStep[] = [];

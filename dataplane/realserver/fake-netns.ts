@@ -101,7 +101,7 @@ export class FakeKernel {
 
   private exec(ns: FakeNetns, argv: string[], input: string): ExecResult {
     const [cmd, ...a] = argv;
-    if (cmd === 'ip') return ipCommand(this, ns, argv, a);
+    if (cmd === 'ip') return ipCommand(this, ns, argv, a, input);
     if (cmd === 'sysctl') return sysctlCommand(ns, argv, a);
     if (cmd === 'modprobe') {
       if (a.includes('ipip') && this.ipip) { this.loadIpip(); return ok(); }
@@ -115,13 +115,23 @@ export class FakeKernel {
 function ok(stdout = ''): ExecResult { return { stdout, stderr: '' }; }
 function fail(argv: string[], stderr: string, code = 1): never { throw new CommandError(argv, code, null, '', `${stderr}\n`); }
 
-function ipCommand(k: FakeKernel, ns: FakeNetns, argv: string[], a: string[]): ExecResult {
+function ipCommand(k: FakeKernel, ns: FakeNetns, argv: string[], a: string[], input: string): ExecResult {
   const dev = (name: string | undefined) => {
     const l = name ? ns.links.get(name) : undefined;
     if (!l) fail(argv, `Cannot find device "${name}"`);
     return l;
   };
   const at = (word: string) => (a.includes(word) ? a[a.indexOf(word) + 1] : undefined);
+  if (a[0] === '-batch') {
+    for (const line of input.split('\n').filter((l) => l.trim())) {
+      const words = [...line.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);
+      try { ipCommand(k, ns, ['ip', ...words], words, ''); } catch (err) {
+        fail(argv, `${(err as CommandError).stderr.trim()}\nCommand failed -:${line}`);
+      }
+    }
+    return ok();
+  }
+  if (a[0] === '-j' && a.includes('show') && !a.includes('dev')) return ok(JSON.stringify([...ns.links.values()].map(linkJson)));
   if (a[0] === '-j' && a.includes('show')) {
     const name = at('dev');
     const l = name ? ns.links.get(name) : undefined;

@@ -68,6 +68,11 @@ export async function readLink(run: Runner, name: string): Promise<LinkInfo | un
   }
 }
 
+/** Every link in the namespace with its addresses. */
+export async function readLinks(run: Runner): Promise<LinkInfo[]> {
+  return parseIpAddrJson((await run('ip', ['-j', '-d', 'addr', 'show'])).stdout);
+}
+
 /** Map of sysctl key (dotted) to value; keys the kernel does not have are absent. */
 export async function readSysctls(run: Runner, keys: readonly string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();

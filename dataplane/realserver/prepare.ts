@@ -3,7 +3,7 @@
 // observation is the verification: a step that did not stick fails the call.
 import type { Logger } from 'pino';
 import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } from '../exec.ts';
-import { readLink, readSysctls, writeSysctls } from './iproute.ts';
+import { readLink, readLinks, readSysctls, writeSysctls } from './iproute.ts';
 import { type RealServerPlan, type RealServerStep, assessRealServer, planRealServer } from './diff.ts';
 import {
   type ObservedRealServer, type RealServerVip, MANAGED_SYSCTLS, TUNNEL_DEVICE,
@@ -38,8 +38,11 @@ export class IpipUnsupportedError extends Error {
 }
 
 export async function observeRealServer(run: Runner): Promise<ObservedRealServer> {
-  const [lo, tunnel, sysctls] = await Promise.all([readLink(run, 'lo'), readLink(run, TUNNEL_DEVICE), readSysctls(run, MANAGED_SYSCTLS)]);
+  // One `ip` for every link (lo and tunl0 at once) and one `sysctl`: process spawns dominate.
+  const [links, sysctls] = await Promise.all([readLinks(run), readSysctls(run, MANAGED_SYSCTLS)]);
   const obs: ObservedRealServer = { sysctls: Object.fromEntries(sysctls) };
+  const lo = links.find((l) => l.name === 'lo');
+  const tunnel = links.find((l) => l.name === TUNNEL_DEVICE);
   if (lo) obs.lo = lo;
   if (tunnel) obs.tunnel = tunnel;
   return obs;
@@ -54,11 +57,9 @@ export async function syncRealServer(opts: RealServerOptions, target: NetnsTarge
   let obs = await observeRealServer(run);
   let plan: RealServerPlan = planRealServer(want, obs);
   for (let round = 0; plan.steps.length > 0 && round < (opts.maxRounds ?? 3); round++) {
-    for (const step of plan.steps) {
-      log?.info({ step }, 'realserver step');
-      await applyStep(opts, run, step);
-      changes.push(step);
-    }
+    log?.info({ steps: plan.steps }, 'realserver steps');
+    await applySteps(opts, run, plan.steps);
+    changes.push(...plan.steps);
     obs = await observeRealServer(run);
     plan = planRealServer(want, obs);
   }
@@ -94,23 +95,38 @@ export async function inspectRealServer(opts: Pick<RealServerOptions, 'run'>, ta
   return { prepared: problems.length === 0, problems };
 }
 
-async function applyStep(opts: RealServerOptions, run: Runner, step: RealServerStep): Promise<void> {
+/** One `ip -batch` per run of consecutive ip steps and one `sysctl -w` per run of sysctl steps. */
+export async function applySteps(opts: RealServerOptions, run: Runner, steps: readonly RealServerStep[]): Promise<void> {
+  let ip: string[] = [];
+  let sysctl: Array<[string, string]> = [];
+  const flush = async () => {
+    if (ip.length) await run('ip', ['-batch', '-'], { input: ip.join('\n') + '\n' });
+    if (sysctl.length) await writeSysctls(run, sysctl);
+    ip = [];
+    sysctl = [];
+  };
+  for (const step of steps) {
+    const line = ipLine(step);
+    if ((line && sysctl.length) || (!line && ip.length)) await flush();
+    if (line) ip.push(line);
+    else if (step.kind === 'sysctl') sysctl.push([step.key, step.to]);
+    else { await flush(); await ensureTunnel(opts, run); }
+  }
+  await flush();
+}
+
+/** The `ip -batch` line for a step, or undefined for sysctl and tunnel-ensure steps. */
+function ipLine(step: RealServerStep): string | undefined {
   switch (step.kind) {
-    case 'record':
-      await run('ip', ['link', 'set', 'dev', 'lo', 'alias', step.to]);
-      return;
-    case 'sysctl':
-      await writeSysctls(run, [[step.key, step.to]]);
-      return;
+    case 'record': return `link set dev lo alias "${step.to}"`;
     case 'address':
-      if (step.op === 'add') await run('ip', ['addr', 'add', `${step.address}/32`, 'dev', step.device, 'label', ownedLabel(step.device)]);
-      else await run('ip', ['addr', 'del', `${step.address}/32`, 'dev', step.device]);
-      return;
+      return step.op === 'add'
+        ? `addr add ${step.address}/32 dev ${step.device} label ${ownedLabel(step.device)}`
+        : `addr del ${step.address}/32 dev ${step.device}`;
     case 'link':
-      if (step.op === 'ensure') return ensureTunnel(opts, run);
-      if (step.op === 'delete') return void (await run('ip', ['link', 'del', 'dev', step.device]));
-      await run('ip', ['link', 'set', 'dev', step.device, step.op]);
-      return;
+      if (step.op === 'ensure') return undefined;
+      return step.op === 'delete' ? `link del dev ${step.device}` : `link set dev ${step.device} ${step.op}`;
+    case 'sysctl': return undefined;
   }
 }
 
