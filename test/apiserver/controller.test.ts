@@ -1,0 +1,319 @@
+// The controller against a real kube-apiserver + etcd, running as a user bound only to
+// operator/rbac/clusterrole.yaml: examples applied with kubectl get a status; a Service-backed
+// VirtualServer follows its EndpointSlices; (VIP, protocol, port) conflicts; two replicas with
+// Lease leader election; a restart that converges without writing.
+import { KubeConfig } from '@kubernetes/client-node';
+import { readdirSync } from 'node:fs';
+import pino from 'pino';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Controller } from '../../operator/controller.ts';
+import type { KubeApi } from '../../operator/kube/api.ts';
+import { isNotFound } from '../../operator/kube/errors.ts';
+import { restConfigFromKubeConfig, RestKubeApi } from '../../operator/kube/rest.ts';
+import { ENDPOINT_SLICES, LEASES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../operator/kube/types.ts';
+import { gated } from '../lib/prereq.ts';
+import { apiserverPrereqs, startControlPlane, type ControlPlane, type KubeconfigFile } from './harness.ts';
+
+const test = gated(suite('apiserver: controller'), apiserverPrereqs());
+const LEASE_NS = 'lvs-system';
+// Short but proportionate to the defaults (15/10/2 s), so hand-over is observable in seconds.
+const ELECTION = { namespace: LEASE_NS, name: 'lvs-operator', leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 };
+
+let cp: ControlPlane | undefined;
+let operatorKc: KubeconfigFile;
+let admin: KubeApi;
+const running = new Set<Controller>();
+const P = () => { if (!cp) throw new Error('control plane did not start'); return cp; };
+
+async function apiFor(path: string): Promise<KubeApi> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(path);
+  return new RestKubeApi(await restConfigFromKubeConfig(kc));
+}
+
+async function kubectl(args: string[], stdin?: string): Promise<string> {
+  const r = await P().kubectl(args, stdin === undefined ? {} : { stdin });
+  assert.is(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function startController(identity: string): Promise<Controller> {
+  const c = new Controller({
+    api: await apiFor(operatorKc.path), identity, leaderElection: ELECTION,
+    logger: pino({ level: process.env.LVS_TEST_LOG ?? 'silent' }), http: { port: 0, host: '127.0.0.1' },
+  });
+  running.add(c);
+  await c.start();
+  return c;
+}
+
+async function stopController(c: Controller): Promise<void> {
+  running.delete(c);
+  await c.stop();
+}
+
+async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) { last = err; }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function getVs(ns: string, name: string): Promise<VirtualServerObject | undefined> {
+  try { return await admin.get<VirtualServerObject>(VIRTUAL_SERVERS, ns, name); } catch (err) { if (isNotFound(err)) return undefined; throw err; }
+}
+
+const condOf = (vs: VirtualServerObject | undefined, type: string): Condition | undefined => vs?.status?.conditions?.find((c) => c.type === type);
+
+async function waitCond(ns: string, name: string, type: string, status: string, reason?: string): Promise<VirtualServerObject> {
+  return until(async () => {
+    const vs = await getVs(ns, name);
+    const c = condOf(vs, type);
+    return c?.status === status && (!reason || c.reason === reason) && vs?.status?.observedGeneration === vs?.metadata.generation ? vs : undefined;
+  }, `${ns}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}`);
+}
+
+async function idle(c: Controller): Promise<void> {
+  await until(async () => c.idle(), 'controller idle');
+  await new Promise((r) => setTimeout(r, 300));
+  await until(async () => c.idle(), 'controller idle');
+}
+
+const nodeYaml = (name: string, director: boolean, ip: string) => `apiVersion: v1
+kind: Node
+metadata: {name: ${name}, labels: {lvs.dev/director: "${director}"}}
+status: {addresses: [{type: InternalIP, address: ${ip}}]}
+`;
+
+function sliceObj(ns: string, eps: Array<{ ip: string; pod: string; ready: boolean; terminating?: boolean }>): KubeObject {
+  return {
+    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    metadata: { name: 'web-abc12', namespace: ns, labels: { 'kubernetes.io/service-name': 'web' } },
+    addressType: 'IPv4', ports: [{ name: 'web', port: 8080, protocol: 'TCP' }],
+    endpoints: eps.map((e) => ({
+      addresses: [e.ip], nodeName: 'node-a', targetRef: { kind: 'Pod', namespace: ns, name: e.pod },
+      conditions: { ready: e.ready, serving: e.ready || !!e.terminating, terminating: !!e.terminating },
+    })),
+  } as KubeObject;
+}
+
+async function putSlice(ns: string, obj: KubeObject): Promise<void> {
+  try {
+    const cur = await admin.get(ENDPOINT_SLICES, ns, obj.metadata.name);
+    await admin.replace(ENDPOINT_SLICES, ns, obj.metadata.name, { ...obj, metadata: { ...obj.metadata, resourceVersion: cur.metadata.resourceVersion } });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await admin.create(ENDPOINT_SLICES, ns, obj);
+  }
+}
+
+test.before(async () => {
+  try {
+    await setup();
+  } catch (err) {
+    // uvu does not print hook failures; every test would then fail without a word.
+    console.error('setup failed:', err);
+    throw err;
+  }
+});
+
+async function setup(): Promise<void> {
+  cp = await startControlPlane();
+  await cp.installCrds('crds');
+  await kubectl(['apply', '-f', 'operator/rbac/clusterrole.yaml']);
+  await kubectl(['create', 'clusterrolebinding', 'lvs-operator', '--clusterrole=lvs-operator', '--user=lvs-operator']);
+  await kubectl(['create', 'namespace', LEASE_NS]);
+  operatorKc = await cp.userKubeconfig('lvs-operator');
+  admin = await apiFor(cp.kubeconfig.path);
+  for (const [n, d, ip] of [['node-a', true, '192.0.2.1'], ['node-b', true, '192.0.2.2'], ['node-c', false, '192.0.2.3']] as const) {
+    await kubectl(['apply', '-f', '-'], nodeYaml(n, d, ip));
+  }
+}
+
+test.after(async () => {
+  for (const c of [...running]) await stopController(c).catch(() => {});
+  await cp?.stop();
+});
+
+test('the ClusterRole grants what the controller needs and nothing more', async () => {
+  const can = async (...args: string[]) => (await P().kubectl(['auth', 'can-i', ...args], { kubeconfig: operatorKc })).stdout.trim();
+  assert.is(await can('watch', 'virtualservers.lvs.dev', '-A'), 'yes');
+  assert.is(await can('patch', 'virtualservers.lvs.dev', '--subresource=status', '-n', 'default'), 'yes');
+  assert.is(await can('create', 'events.events.k8s.io', '-n', 'default'), 'yes');
+  assert.is(await can('update', 'leases.coordination.k8s.io/lvs-operator', '-n', LEASE_NS), 'yes');
+  assert.is(await can('update', 'leases.coordination.k8s.io/kube-scheduler', '-n', 'kube-system'), 'no');
+  assert.is(await can('update', 'virtualservers.lvs.dev', '-n', 'default'), 'no', 'spec is the user\'s');
+  assert.is(await can('delete', 'virtualservers.lvs.dev', '-n', 'default'), 'no');
+  assert.is(await can('get', 'secrets', '-n', 'default'), 'no');
+  assert.is(await can('get', 'services', '-n', 'default'), 'no', 'informers only list and watch');
+  assert.is(await can('patch', 'nodes'), 'no');
+});
+
+test('kubectl apply of every example: each VirtualServer gets a status for its generation', async () => {
+  const c = await startController('replica-0');
+  const files = readdirSync('examples').filter((f) => f.endsWith('.yaml')).sort();
+  assert.ok(files.length >= 4, `examples: ${files.join(', ')}`);
+  const names: string[] = [];
+  for (const f of files) {
+    const out = await kubectl(['apply', '-f', `examples/${f}`]);
+    for (const m of out.matchAll(/^virtualserver\.lvs\.dev\/(\S+) /gm)) names.push(m[1]!);
+  }
+  assert.ok(names.length >= 4, `applied: ${names.join(', ')}`);
+  for (const n of names) {
+    const vs = await waitCond('default', n, 'InvalidSpec', 'False');
+    assert.is(condOf(vs, 'Programmed')?.reason, 'AwaitingAgents', n);
+    assert.is(condOf(vs, 'Conflict')?.status, 'False', n);
+    assert.is(vs.status!.observedGeneration, vs.metadata.generation, n);
+  }
+  // The NAT seeds example: two static real servers, on directors = every node (no selector).
+  const seeds = await waitCond('default', 'seeds-web', 'Ready', 'True');
+  assert.equal(seeds.status!.directors, ['node-a', 'node-b', 'node-c']);
+  assert.equal(seeds.status!.realServers!.map((r) => `${r.address}:${r.targetPort}/${r.weight}`), ['172.16.0.2:80/1', '172.16.0.3:8000/2']);
+  assert.is(seeds.status!.readyRealServers, 2);
+  // The Service example has no endpoints here (no kube-controller-manager): not ready, and says why.
+  const web = await waitCond('default', 'web', 'Ready', 'False', 'NoReadyEndpoints');
+  assert.equal(web.status!.directors, ['node-a', 'node-b'], 'directors from the nodeSelector');
+  const printed = await kubectl(['get', 'vs', 'seeds-web', '--no-headers']);
+  assert.match(printed, /seeds-web\s+\["203\.0\.113\.5"\]\s+80\s+NAT\s+wrr\s+2\s+True/);
+  await stopController(c);
+});
+
+test('a Service-backed VirtualServer follows its EndpointSlices: ready, terminating, removed', async () => {
+  const ns = 'follow';
+  await kubectl(['create', 'namespace', ns]);
+  await kubectl(['apply', '-n', ns, '-f', '-'], `apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{name: web, port: 8080, targetPort: 8080}]}
+---
+apiVersion: lvs.dev/v1alpha1
+kind: VirtualServer
+metadata: {name: web}
+spec:
+  addresses: [203.0.113.90]
+  ports: [{name: web, port: 80}]
+  backends: {service: {name: web}}
+`);
+  const c = await startController('replica-0');
+  await waitCond(ns, 'web', 'Ready', 'False', 'NoReadyEndpoints');
+  await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: true }]));
+  let vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 2 ? getVs(ns, 'web') : undefined), 'two ready');
+  assert.equal(vs!.status!.realServers, [
+    { port: 'web', address: '10.244.1.5', targetPort: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-1' } },
+    { port: 'web', address: '10.244.1.6', targetPort: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-2' } },
+  ]);
+  assert.is(condOf(vs, 'Ready')?.status, 'True');
+  await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: false, terminating: true }]));
+  vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 1 ? getVs(ns, 'web') : undefined), 'one ready, one draining');
+  assert.equal(vs!.status!.realServers!.map((r) => `${r.address} ${r.state} ${r.weight}`), ['10.244.1.5 Ready 1', '10.244.1.6 Draining 0']);
+  await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }]));
+  vs = await until(async () => ((await getVs(ns, 'web'))?.status?.realServers?.length === 1 ? getVs(ns, 'web') : undefined), 'terminated endpoint gone');
+  assert.equal(vs!.status!.realServers!.map((r) => r.address), ['10.244.1.5']);
+  await idle(c);
+  assert.is(c.statusWrites.get(`${ns}/web`), 4, 'one write per change: initial, ready, draining, removed');
+  await stopController(c);
+});
+
+test('same (VIP, protocol, port) twice: Conflict on the later only, with a Warning event; cleared when the first is deleted', async () => {
+  const ns = 'conflict';
+  await kubectl(['create', 'namespace', ns]);
+  const c = await startController('replica-0');
+  const vsYaml = (name: string) => `apiVersion: lvs.dev/v1alpha1
+kind: VirtualServer
+metadata: {name: ${name}}
+spec:
+  addresses: [203.0.113.77]
+  ports: [{name: dns, port: 53, protocol: UDP}]
+  backends: {static: [{address: 172.16.9.1}]}
+`;
+  await kubectl(['apply', '-n', ns, '-f', '-'], vsYaml('a-first'));
+  await waitCond(ns, 'a-first', 'Ready', 'True');
+  await kubectl(['apply', '-n', ns, '-f', '-'], vsYaml('b-second'));
+  const later = await waitCond(ns, 'b-second', 'Conflict', 'True', 'AddressInUse');
+  assert.match(condOf(later, 'Conflict')!.message, /UDP\/203\.0\.113\.77:53 is already claimed by VirtualServer conflict\/a-first/);
+  assert.is(condOf(later, 'Ready')?.status, 'False');
+  assert.is(condOf(await getVs(ns, 'a-first'), 'Conflict')?.status, 'False');
+  const events = await until(async () => {
+    const out = await kubectl(['get', 'events.events.k8s.io', '-n', ns, '-o', 'json']);
+    const items = (JSON.parse(out) as { items: Array<{ type: string; reason: string; regarding: { name: string }; reportingController: string }> }).items;
+    return items.some((e) => e.regarding.name === 'b-second' && e.type === 'Warning') ? items : undefined;
+  }, 'Warning event');
+  assert.ok(events.every((e) => e.reportingController === 'lvs.dev/operator'));
+  assert.equal(events.filter((e) => e.regarding.name === 'b-second' && e.type === 'Warning').map((e) => e.reason), ['AddressInUse']);
+  await kubectl(['delete', 'vs', 'a-first', '-n', ns]);
+  const freed = await waitCond(ns, 'b-second', 'Conflict', 'False');
+  assert.is(condOf(freed, 'Ready')?.status, 'True');
+  await stopController(c);
+});
+
+async function leaseHolder(): Promise<string | undefined> {
+  const l = await admin.get<KubeObject & { spec?: { holderIdentity?: string } }>(LEASES, LEASE_NS, 'lvs-operator');
+  return l.spec?.holderIdentity;
+}
+
+test('two replicas: exactly one writes; stopping the leader hands over within the lease duration; a restart writes nothing', async () => {
+  const ns = 'ha';
+  await kubectl(['create', 'namespace', ns]);
+  const r1 = await startController('replica-1');
+  await until(async () => r1.isLeader(), 'replica-1 leads');
+  const r2 = await startController('replica-2');
+  await until(async () => r2.synced(), 'replica-2 synced');
+  const vs = (name: string, vip: string) => `apiVersion: lvs.dev/v1alpha1
+kind: VirtualServer
+metadata: {name: ${name}}
+spec:
+  addresses: [${vip}]
+  ports: [{name: http, port: 80}]
+  backends: {static: [{address: 172.16.8.1}, {address: 192.0.2.3}]}
+`;
+  await kubectl(['apply', '-n', ns, '-f', '-'], vs('one', '203.0.113.61'));
+  await waitCond(ns, 'one', 'Ready', 'True');
+  await idle(r1);
+  assert.is(r2.isLeader(), false);
+  assert.is(await leaseHolder(), 'replica-1');
+  assert.is(r2.statusWrites.size, 0, 'the standby wrote nothing');
+  assert.ok((r1.statusWrites.get(`${ns}/one`) ?? 0) >= 1);
+  const metrics = await (await fetch(`http://127.0.0.1:${r2.httpPort}/metrics`)).text();
+  assert.match(metrics, /lvs_operator_leader 0/);
+  assert.is((await fetch(`http://127.0.0.1:${r2.httpPort}/readyz`)).status, 200, 'a synced standby is ready');
+
+  const stoppedAt = Date.now();
+  await stopController(r1);
+  await until(async () => r2.isLeader(), 'replica-2 takes over', ELECTION.leaseDurationMs);
+  const handover = Date.now() - stoppedAt;
+  assert.ok(handover < ELECTION.leaseDurationMs, `hand-over took ${handover} ms`);
+  assert.is(await leaseHolder(), 'replica-2');
+  // The new leader converges without rewriting what replica-1 wrote.
+  await idle(r2);
+  assert.is(r2.statusWrites.size, 0, 'nothing to rewrite after the hand-over');
+  await kubectl(['apply', '-n', ns, '-f', '-'], vs('two', '203.0.113.62'));
+  const two = await waitCond(ns, 'two', 'Ready', 'True');
+  assert.equal(two.status!.realServers!.map((r) => [r.address, r.node ?? null]), [['172.16.8.1', null], ['192.0.2.3', 'node-c']]);
+  await idle(r2);
+  assert.is(r2.statusWrites.get(`${ns}/two`), 1);
+
+  // Restart: a fresh replica converges on the same objects without a single status write.
+  const before = new Map<string, string | undefined>();
+  const all = (await admin.list(VIRTUAL_SERVERS)).items;
+  for (const o of all) before.set(`${o.metadata.namespace}/${o.metadata.name}`, o.metadata.resourceVersion);
+  await stopController(r2);
+  const r3 = await startController('replica-3');
+  await until(async () => r3.isLeader() && r3.synced(), 'replica-3 leads');
+  await idle(r3);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.is(r3.statusWrites.size, 0, `writes after restart: ${JSON.stringify([...r3.statusWrites])}`);
+  for (const o of (await admin.list(VIRTUAL_SERVERS)).items) {
+    const k = `${o.metadata.namespace}/${o.metadata.name}`;
+    assert.is(o.metadata.resourceVersion, before.get(k), `${k} untouched`);
+  }
+  await stopController(r3);
+});
+
+test.run();
