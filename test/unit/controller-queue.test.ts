@@ -1,0 +1,107 @@
+// The work queue: de-duplication, one worker per key, per-key exponential backoff with reset,
+// requeue after a delay, cancellation.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ManualClock } from '../../operator/clock.ts';
+import { KubeApiError } from '../../operator/kube/errors.ts';
+import { WorkQueue } from '../../operator/queue.ts';
+
+const test = suite('controller: work queue');
+const make = () => {
+  const clock = new ManualClock();
+  return { clock, q: new WorkQueue({ clock, backoff: { baseMs: 100, maxMs: 1000 }, random: () => 1 }) };
+};
+
+test('a key marked many times is queued once', async () => {
+  const { q } = make();
+  for (let i = 0; i < 5; i++) q.add('ns/a');
+  q.add('ns/b');
+  assert.is(q.length, 2);
+  assert.is(await q.get(), 'ns/a');
+  assert.is(await q.get(), 'ns/b');
+  assert.is(q.length, 0);
+});
+
+test('a key marked while being processed is handed out again only after done()', async () => {
+  const { q } = make();
+  q.add('ns/a');
+  const k = await q.get();
+  q.add('ns/a');
+  q.add('ns/a');
+  assert.is(q.length, 0, 'not handed to a second worker while in flight');
+  let second: string | undefined;
+  void q.get().then((x) => { second = x; });
+  await Promise.resolve();
+  assert.is(second, undefined);
+  q.done(k!);
+  await Promise.resolve();
+  assert.is(second, 'ns/a', 'the newer state is reconciled after the first run');
+});
+
+test('errors back off exponentially per key; success forgets', async () => {
+  const { q, clock } = make();
+  const fail = async () => { const k = (await q.get())!; q.finish(k, { kind: 'error', err: new Error('x') }); };
+  q.add('ns/a');
+  await fail();
+  assert.equal(clock.pending(), [100]);
+  await clock.advance(100);
+  await fail();
+  assert.equal(clock.pending(), [200]);
+  await clock.advance(200);
+  await fail();
+  assert.equal(clock.pending(), [400]);
+  await clock.advance(400);
+  const k = (await q.get())!;
+  q.finish(k, { kind: 'done' });
+  assert.is(q.failures('ns/a'), 0);
+  q.add('ns/a');
+  await fail();
+  assert.equal(clock.pending(), [100], 'backoff starts over after a success');
+});
+
+test('backoff is capped and other keys are unaffected', async () => {
+  const { q, clock } = make();
+  for (let i = 0; i < 8; i++) q.addRateLimited('ns/a');
+  assert.equal(clock.pending(), [100], 'pending delay for a key keeps the earliest');
+  assert.is(q.addRateLimited('ns/a'), 1000, 'capped at maxMs');
+  assert.is(q.addRateLimited('ns/b'), 100);
+});
+
+test('a 429 with Retry-After waits what the server asked', async () => {
+  const { q, clock } = make();
+  q.add('ns/a');
+  const k = (await q.get())!;
+  q.finish(k, { kind: 'error', err: new KubeApiError('patch', 429, 'slow down', { retryAfterSeconds: 5 }) });
+  assert.equal(clock.pending(), [5000]);
+});
+
+test('requeue after a delay; the earliest pending delay wins', async () => {
+  const { q, clock } = make();
+  q.add('ns/a');
+  const k = (await q.get())!;
+  q.finish(k, { kind: 'requeue', after: 3000 });
+  q.addAfter('ns/a', 5000);
+  q.addAfter('ns/a', 1000);
+  assert.equal(clock.pending(), [1000]);
+  await clock.advance(999);
+  assert.is(q.length, 0);
+  await clock.advance(1);
+  assert.is(q.length, 1);
+});
+
+test('get() is cancelled by its signal and by shutdown', async () => {
+  const { q } = make();
+  const ac = new AbortController();
+  const p = q.get(ac.signal);
+  ac.abort();
+  assert.is(await p, undefined);
+  q.add('ns/a');
+  assert.is(await q.get(), 'ns/a', 'an aborted getter does not swallow a later key');
+  const waiting = q.get();
+  q.shutDown();
+  assert.is(await waiting, undefined);
+  q.add('ns/b');
+  assert.is(q.length, 0);
+});
+
+test.run();
