@@ -205,6 +205,14 @@ for (const c of invalid.filter((x) => x.layer === 'cel')) {
   });
 }
 
+// Every place a CEL rule reports has at least one manifest that the apiserver tier can use to
+// see that rule fire.
+bad('every location a CEL rule reports at is exercised by a cel-layer manifest', () => {
+  const covered = new Set(invalid.filter((x) => x.layer === 'cel').map((x) => x.field.replace(/\[\d+\]/g, '[*]')));
+  const missing = [...new Set(rules.map((r) => r.reportedAt))].filter((at) => !covered.has(at));
+  assert.equal(missing, []);
+});
+
 bad.run();
 
 // ---------------------------------------------------------------------------------------------
