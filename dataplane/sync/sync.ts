@@ -24,11 +24,14 @@ export const systemClock: Clock = {
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };
 
-/** The director's VIP device (lvs0): addresses bound there are VIPs this node accepts traffic for. */
+/**
+ * The director's VIP device (lvs0): addresses bound there are VIPs this node accepts traffic for,
+ * and the record of which VIPs this node owns across restarts.
+ */
 export interface VipBinder {
   list(): Promise<string[]>;
-  bind(vip: string): Promise<void>;
-  unbind(vip: string): Promise<void>;
+  /** Make exactly `vips` bound, in one batch (adds and removals together). */
+  set(vips: string[]): Promise<void>;
 }
 
 export interface SyncerOptions {
@@ -148,24 +151,20 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     // Without a listing (already reported) we cannot tell what to bind; the retry will.
     if (!vips || !s.bound) return;
     const bound = new Set(s.bound);
-    // Bound after their services exist, so the first packet to a new VIP already finds IPVS rules.
-    for (const vip of s.want) {
-      if (bound.has(vip) || s.troubled.has(vip)) continue;
-      await vipCall(() => vips.bind(vip), { op: 'bindVip', vip }, errors);
-    }
-    for (const vip of s.retired) {
-      if (!bound.has(vip) || s.troubled.has(vip)) continue;
-      await vipCall(() => vips.unbind(vip), { op: 'unbindVip', vip }, errors);
-    }
-  }
-
-  async function vipCall(fn: () => Promise<void>, e: Pick<SyncError, 'op' | 'vip'>, errors: SyncError[]): Promise<void> {
+    // Bound after their services exist, so the first packet to a new VIP already finds IPVS rules;
+    // a VIP whose services failed is neither bound nor unbound this round.
+    const add = s.want.filter((v) => !bound.has(v) && !s.troubled.has(v));
+    const remove = s.retired.filter((v) => bound.has(v) && !s.troubled.has(v));
+    if (add.length === 0 && remove.length === 0) return;
+    const target = [...bound, ...add].filter((v) => !remove.includes(v)).sort(byString);
     try {
-      await fn();
-      log.info({ op: e.op, vip: e.vip }, e.op === 'bindVip' ? 'VIP bound' : 'VIP unbound');
+      await vips.set(target);
+      for (const vip of add) log.info({ op: 'bindVip', vip }, 'VIP bound');
+      for (const vip of remove) log.info({ op: 'unbindVip', vip }, 'VIP unbound');
     } catch (err) {
-      errors.push({ ...e, error: asError(err), ...codeOf(err) });
-      log.warn({ op: e.op, vip: e.vip, err }, `${e.op} failed`);
+      for (const vip of add) errors.push({ op: 'bindVip', vip, error: asError(err), ...codeOf(err) });
+      for (const vip of remove) errors.push({ op: 'unbindVip', vip, error: asError(err), ...codeOf(err) });
+      log.warn({ op: 'setVips', add, remove, err }, 'binding VIPs failed');
     }
   }
 

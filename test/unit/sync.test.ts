@@ -218,8 +218,12 @@ test('VIPs: bound after their services exist, unbound only once their services a
   const order: string[] = [];
   const vips: VipBinder = {
     list: async () => [...bound],
-    bind: async (v) => { order.push(`bind ${v} services=${kernel.snapshot().length}`); bound.add(v); },
-    unbind: async (v) => { order.push(`unbind ${v}`); bound.delete(v); },
+    set: async (want) => {
+      for (const v of want) if (!bound.has(v)) order.push(`bind ${v} services=${kernel.snapshot().length}`);
+      for (const v of bound) if (!want.includes(v)) order.push(`unbind ${v}`);
+      bound.clear();
+      for (const v of want) bound.add(v);
+    },
   };
   const kernel = new FakeIpvsKernel();
   const leftover = setup([planService({ vip: '198.51.100.200' })], { kernel });
