@@ -99,16 +99,19 @@ test('same (VIP, protocol, port) twice: Conflict on the later only, cleared when
   assert.is(cond(api, 'second', 'Ready')?.status, 'False');
   assert.is(cond(api, 'second', 'Ready')?.reason, 'Conflict');
   assert.match(cond(api, 'second', 'Conflict')!.message, /default\/first/);
-  const warnings = api.all<KubeObject & { type: string; reason: string; regarding: { name: string } }>(EVENTS)
-    .filter((e) => e.type === 'Warning' && e.regarding.name === 'second');
-  assert.equal(warnings.map((e) => e.reason), ['AddressInUse']);
+  type Ev = KubeObject & { type: string; reason: string; regarding: { name: string } };
+  // Events are recorded right after the status write: wait for them too.
+  const events = (type: string) => api.all<Ev>(EVENTS).filter((e) => e.type === type && e.regarding.name === 'second').map((e) => e.reason).sort();
+  await until(() => events('Warning').length > 0, 'warning event');
+  await quiesce(c);
+  assert.equal(events('Warning'), ['AddressInUse']);
 
   api.remove(VIRTUAL_SERVERS, 'default', 'first');
   await until(() => cond(api, 'second', 'Conflict')?.status === 'False', 'conflict cleared');
   assert.is(cond(api, 'second', 'Ready')?.status, 'True');
-  const normal = api.all<KubeObject & { type: string; reason: string; regarding: { name: string } }>(EVENTS)
-    .filter((e) => e.type === 'Normal' && e.regarding.name === 'second').map((e) => e.reason).sort();
-  assert.equal(normal, ['NoConflict', 'Resolved']);
+  await until(() => events('Normal').length >= 2, 'recovery events');
+  await quiesce(c);
+  assert.equal(events('Normal'), ['NoConflict', 'Resolved']);
   await c.stop();
 });
 
