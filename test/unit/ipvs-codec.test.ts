@@ -162,6 +162,18 @@ codec('every decoded kernel object survives encode → decode unchanged', () => 
   }
 });
 
+codec('every forwarding method maps to its IP_VS_CONN_F_* number and back', () => {
+  const s = EXPECTED_SERVICES[2]!;
+  const numbers = { masq: 0, local: 1, tunnel: 2, droute: 3, bypass: 4 } as const;
+  for (const [forward, n] of Object.entries(numbers)) {
+    const d = d4('10.0.0.9', 80, { forward: forward as IpvsDestination['forward'] });
+    if (forward === 'tunnel') Object.assign(d, { tunnelType: 'ipip', tunnelPort: 0, tunnelFlags: 0 });
+    const enc = new Attrs(encodeDestination(s, d), 'e');
+    assert.is(enc.nested(CMD_ATTR.DEST, 'd')!.u32(DEST_ATTR.FWD_METHOD, 'fwd'), n, forward);
+    assert.equal(decodeDestination(enc, 4), d, forward);
+  }
+});
+
 codec('identifying attributes are byte-identical to the kernel\'s', () => {
   const [first] = dumpBody('dests-TCP_2001_db8_10_443.hex');
   const kernelDest = first!.nested(CMD_ATTR.DEST, 'dest')!;
