@@ -52,8 +52,10 @@ async function setup() {
   return { informer, clock, seen, finish: async () => { stop.abort(); await running; } };
 }
 
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400 && !check(); i++) await settle(2);
+/** Polls in real time (HTTP goes through real sockets and timers even with a manual clock). */
+async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check() && Date.now() < end) { await settle(1); await new Promise((r) => setTimeout(r, 2)); }
   assert.ok(check(), `timed out waiting for ${what}`);
 }
 
