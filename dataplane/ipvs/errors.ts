@@ -60,7 +60,9 @@ export function ipvsHint(op: string, errno: number, ctx: IpvsErrorContext = {}):
       return 'not found';
     case 'EINVAL':
       if (op === 'addDestination' || op === 'updateDestination') {
-        return 'real server address not routable from this namespace (or an IPv4/IPv6 mix without TUN)';
+        // ip_vs_ctl.c checks the address type in the director's namespace (inet_addr_type /
+        // ipv6_addr_type), not reachability: a unicast address without a route is accepted.
+        return 'real server address is not unicast in this namespace (broadcast, multicast, 0.0.0.0, IPv6 link-local), or an IPv4/IPv6 mix without TUN';
       }
       if (isServiceWrite(op)) return 'invalid service attributes (e.g. IPv6 persistence netmask outside 1..128)';
       return 'invalid request';
