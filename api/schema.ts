@@ -1,0 +1,217 @@
+// In-process validation of manifests against a CRD's openAPIV3Schema (the API server's schema
+// layer), for the agent's standalone mode and for tests. The Kubernetes dialect is translated to plain JSON Schema for ajv:
+//   - objects with properties reject unknown fields (the API server prunes them, and kubectl's
+//     default --validate=strict turns that into an error), unless
+//     x-kubernetes-preserve-unknown-fields is set; an object with neither properties nor
+//     additionalProperties (metadata) is free-form, as in Kubernetes;
+//   - x-kubernetes-int-or-string -> integer or string; nullable -> also null;
+//   - x-kubernetes-list-type set -> no two equal items; map -> no two items share their key
+//     fields; the later duplicate is reported at its index (spec.ports[1]), like the API server;
+//   - formats: date-time and friends via ajv-formats, int32/int64 ranges; unknown formats are
+//     ignored, as Kubernetes ignores them.
+// CEL rules (x-kubernetes-validations) are NOT evaluated here: the apiserver test tier runs them on a
+// real kube-apiserver. celRules() lists them for static checks.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import { parse } from 'yaml';
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const defaultCrdPath = join(repoRoot, 'crds', 'virtualserver.yaml');
+
+type Json = { [key: string]: unknown };
+
+export interface Crd {
+  group: string;
+  version: string;
+  kind: string;
+  plural: string;
+  /** group/version */
+  apiVersion: string;
+  /** The version's openAPIV3Schema, as written in the CRD. */
+  schema: Json;
+}
+
+/** One schema violation; path in Kubernetes field-path form, e.g. spec.ports[0].port. */
+export interface SchemaError {
+  path: string;
+  message: string;
+  keyword: string;
+}
+
+export interface CelRule {
+  /** Where the rule sits, items written [*], e.g. spec.addresses[*] or spec. */
+  location: string;
+  /** location + fieldPath: where the API server reports its failure. */
+  reportedAt: string;
+  rule: string;
+  message?: string;
+  messageExpression?: string;
+  fieldPath?: string;
+  reason?: string;
+}
+
+const LIST_UNIQUE = 'x-lvs-list-unique';
+const KNOWN_FORMATS = new Set(['date-time', 'date', 'time', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uuid', 'byte', 'int32', 'int64']);
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Loads a CRD file (single version) and returns its identity and schema. */
+export function loadCrd(path: string = defaultCrdPath): Crd {
+  const doc = parse(readFileSync(path, 'utf8')) as Json;
+  if (doc.kind !== 'CustomResourceDefinition') throw new Error(`${path}: not a CustomResourceDefinition`);
+  const spec = doc.spec as { group: string; names: { kind: string; plural: string }; versions: Array<{ name: string; schema: { openAPIV3Schema: Json } }> };
+  const v = spec.versions[0];
+  if (!v || spec.versions.length !== 1) throw new Error(`${path}: expected exactly one version`);
+  return {
+    group: spec.group,
+    version: v.name,
+    kind: spec.names.kind,
+    plural: spec.names.plural,
+    apiVersion: `${spec.group}/${v.name}`,
+    schema: v.schema.openAPIV3Schema,
+  };
+}
+
+/** Translates a Kubernetes structural schema into JSON Schema that ajv understands (see header). */
+export function toJsonSchema(s: Json): Json {
+  const out: Json = {};
+  for (const [k, v] of Object.entries(s)) {
+    if (k.startsWith('x-kubernetes-') || k === 'default' || k === 'nullable' || k === 'description') continue;
+    if (k === 'format' && !KNOWN_FORMATS.has(String(v))) continue;
+    if (k === 'properties' && isObject(v)) {
+      out.properties = Object.fromEntries(Object.entries(v).map(([p, ps]) => [p, toJsonSchema(ps as Json)]));
+    } else if ((k === 'items' || k === 'additionalProperties') && isObject(v)) {
+      out[k] = toJsonSchema(v);
+    } else if ((k === 'anyOf' || k === 'allOf' || k === 'oneOf') && Array.isArray(v)) {
+      out[k] = v.map((x) => toJsonSchema(x as Json));
+    } else if (k === 'not' && isObject(v)) {
+      out.not = toJsonSchema(v);
+    } else {
+      out[k] = v;
+    }
+  }
+  if (s['x-kubernetes-int-or-string'] === true) {
+    delete out.type;
+    out.anyOf = [{ type: 'integer' }, { type: 'string' }];
+  }
+  if (s.nullable === true && typeof out.type === 'string') {
+    out.type = [out.type, 'null'];
+    if (Array.isArray(out.enum)) out.enum = [...out.enum, null];
+  }
+  if (s.type === 'object' && isObject(s.properties) && s.additionalProperties === undefined
+    && s['x-kubernetes-preserve-unknown-fields'] !== true) {
+    out.additionalProperties = false;
+  }
+  // [] means: compare whole items (a set); otherwise compare these fields (a map).
+  if (s['x-kubernetes-list-type'] === 'set') out[LIST_UNIQUE] = [];
+  if (s['x-kubernetes-list-type'] === 'map') out[LIST_UNIQUE] = s['x-kubernetes-list-map-keys'] ?? [];
+  return out;
+}
+
+/** Items of a set, or key fields of a list-type map, must be unique; reports the later duplicate. */
+function listUniqueKeyword(ajv: Ajv): void {
+  ajv.addKeyword({
+    keyword: LIST_UNIQUE,
+    type: 'array',
+    schemaType: 'array',
+    errors: true,
+    validate: function check(keys: string[], data: unknown[], _schema: unknown, cxt?: { instancePath: string }): boolean {
+      const seen = new Set<string>();
+      const errors: Array<Partial<ErrorObject>> = [];
+      data.forEach((item, i) => {
+        const key = keys.length === 0 ? JSON.stringify(item)
+          : isObject(item) ? JSON.stringify(keys.map((k) => item[k] ?? null)) : undefined;
+        if (key === undefined) return;
+        if (seen.has(key)) {
+          const what = keys.length === 0 ? `value ${key}` : `entry for key ${keys.join(', ')} = ${key}`;
+          errors.push({ instancePath: `${cxt?.instancePath ?? ''}/${i}`, keyword: LIST_UNIQUE, params: { keys }, message: `duplicate ${what}` });
+        }
+        seen.add(key);
+      });
+      (check as unknown as { errors: unknown }).errors = errors;
+      return errors.length === 0;
+    },
+  });
+}
+
+/** /spec/ports/0/port -> spec.ports[0].port (JSON pointer escapes undone). */
+export function toFieldPath(pointer: string, child?: string): string {
+  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (child !== undefined) parts.push(child);
+  let out = '';
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === '' ? p : `.${p}`;
+  return out;
+}
+
+function toSchemaError(e: ErrorObject): SchemaError {
+  const params = e.params as { missingProperty?: string; additionalProperty?: string };
+  const child = e.keyword === 'required' ? params.missingProperty
+    : e.keyword === 'additionalProperties' ? params.additionalProperty : undefined;
+  const path = toFieldPath(e.instancePath, child);
+  const message = e.keyword === 'additionalProperties' ? `unknown field "${path}"` : (e.message ?? e.keyword);
+  return { path, message, keyword: e.keyword };
+}
+
+const compiled = new Map<string, ValidateFunction>();
+
+function validatorFor(crd: Crd): ValidateFunction {
+  const key = JSON.stringify(crd.schema);
+  let fn = compiled.get(key);
+  if (!fn) {
+    const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false });
+    addFormats.default(ajv);
+    ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
+    ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
+    listUniqueKeyword(ajv);
+    fn = ajv.compile(toJsonSchema(crd.schema));
+    compiled.set(key, fn);
+  }
+  return fn;
+}
+
+/**
+ * Validates one manifest (a parsed object) against the CRD's schema. Returns [] when valid.
+ * apiVersion and kind are checked against the CRD too.
+ */
+export function validateManifest(manifest: unknown, crd: Crd = loadCrd()): SchemaError[] {
+  const errors: SchemaError[] = [];
+  if (isObject(manifest)) {
+    if (manifest.apiVersion !== crd.apiVersion) errors.push({ path: 'apiVersion', keyword: 'apiVersion', message: `must be ${crd.apiVersion}` });
+    if (manifest.kind !== crd.kind) errors.push({ path: 'kind', keyword: 'kind', message: `must be ${crd.kind}` });
+  }
+  const validate = validatorFor(crd);
+  if (!validate(manifest)) errors.push(...(validate.errors ?? []).map(toSchemaError));
+  return errors;
+}
+
+/** Every CEL rule in a schema, with where it sits and where its failure is reported. */
+export function celRules(schema: Json, location = ''): CelRule[] {
+  const rules: CelRule[] = [];
+  const list = schema['x-kubernetes-validations'];
+  if (Array.isArray(list)) {
+    for (const r of list as Json[]) {
+      const fieldPath = typeof r.fieldPath === 'string' ? r.fieldPath : undefined;
+      rules.push({
+        location,
+        reportedAt: fieldPath ? `${location}${fieldPath}` : location,
+        rule: String(r.rule),
+        ...(typeof r.message === 'string' ? { message: r.message } : {}),
+        ...(typeof r.messageExpression === 'string' ? { messageExpression: r.messageExpression } : {}),
+        ...(fieldPath ? { fieldPath } : {}),
+        ...(typeof r.reason === 'string' ? { reason: r.reason } : {}),
+      });
+    }
+  }
+  const join = (child: string) => (location === '' ? child : `${location}.${child}`);
+  if (isObject(schema.properties)) {
+    for (const [k, v] of Object.entries(schema.properties)) rules.push(...celRules(v as Json, join(k)));
+  }
+  if (isObject(schema.items)) rules.push(...celRules(schema.items, `${location}[*]`));
+  if (isObject(schema.additionalProperties)) rules.push(...celRules(schema.additionalProperties, `${location}[*]`));
+  return rules;
+}

@@ -1,0 +1,58 @@
+// The director's host side as one VipBinder: lvs0 holds exactly the VIPs the syncer says are
+// bound, and every call also brings the sysctls and our nft tables (SNAT return path, ARP
+// silence) in line with the current plan. The set of global addresses on lvs0 is the ownership
+// record: an agent that restarts reads it back and knows which kernel services are its own.
+import { release } from 'node:os';
+import type { Logger } from 'pino';
+import type { PlanService } from '../../api/plan.ts';
+import { directorSpecFromPlan, type DirectorSpec } from '../director/plan.ts';
+import { observeDirector, ownedAddresses, syncDirector, type DirectorReport } from '../director/setup.ts';
+import { inNetns, type NetnsTarget, type Runner } from '../exec.ts';
+import type { VipBinder } from '../sync/sync.ts';
+
+export interface LvsDeviceOptions {
+  run: Runner;
+  node: string;
+  plan: () => readonly PlanService[];
+  logger?: Logger;
+  target?: NetnsTarget;
+  kernelRelease?: string;
+  /** Answer ARP for this VIP (default: never; clients reach VIPs by routes to the directors). */
+  announce?: (vip: string) => boolean;
+  onReport?: (r: DirectorReport) => void;
+}
+
+/** The director spec for exactly `bound` VIPs: SNAT only for VIPs that are bound. */
+export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'kernelRelease' | 'announce'>, bound: readonly string[]): DirectorSpec {
+  const fromPlan = directorSpecFromPlan({ services: [...opts.plan()], virtualServers: new Map() }, opts.node, opts.kernelRelease ?? release(), opts.announce);
+  const set = new Set(bound);
+  return {
+    ...fromPlan,
+    vips: bound.map((address) => ({ address, announce: opts.announce?.(address) ?? false })),
+    snat: fromPlan.snat.filter((r) => set.has(r.vip)),
+  };
+}
+
+export function createLvsDevice(opts: LvsDeviceOptions): VipBinder {
+  const dirOpts = { run: opts.run, ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.target ? { target: opts.target } : {}) };
+  let bound: string[] | undefined;
+  async function apply(vips: string[]): Promise<string[]> {
+    const report = await syncDirector(dirOpts, specFor(opts, vips));
+    opts.onReport?.(report);
+    bound = report.vips;
+    return report.vips;
+  }
+  return {
+    // Reading lvs0 back also re-applies sysctls and nft tables for the VIPs found there, so an
+    // outside change to them is undone on the next sync like an outside IPVS edit.
+    async list() {
+      if (bound === undefined) {
+        bound = ownedAddresses((await observeDirector(inNetns(opts.run, opts.target ?? { kind: 'host' }))).device);
+      }
+      return apply(bound);
+    },
+    async set(vips) {
+      await apply(vips);
+    },
+  };
+}

@@ -1,0 +1,149 @@
+// The standalone commands of lvs-agent. Each validates its input completely before it touches the
+// kernel, so a rejected command changes nothing.
+import { watch as watchPath, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { Plan } from '../../api/plan.ts';
+import { loadManifests, standalonePlan, InvalidManifestsError } from '../agent/manifests.ts';
+import { openIpvs } from '../agent/kernel.ts';
+import { createLvsDevice } from '../agent/lvs-device.ts';
+import { DEFAULT_STATE_FILE, formatShow, ownerRecord, readOwnerRecord, showView, writeOwnerRecord } from '../agent/show.ts';
+import { observeDirector, ownedAddresses, teardownDirector } from '../director/setup.ts';
+import type { NetnsTarget, Runner } from '../exec.ts';
+import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
+import type { RealServerMode } from '../realserver/plan.ts';
+import { createSyncLoop } from '../sync/loop.ts';
+import { createSyncer, type SyncResult } from '../sync/sync.ts';
+import { canonicalAddress } from '../sync/keys.ts';
+
+export class UsageError extends Error {}
+
+export interface CommandContext {
+  values: {
+    file?: string[]; watch?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
+    forwarding?: string; vip?: string[]; netns?: string; pid?: string; 'state-file'?: string;
+  };
+  log: Logger;
+  run: Runner;
+}
+
+function loadPlan(files: readonly string[], node: string): Plan {
+  return standalonePlan(loadManifests(files), node);
+}
+
+function drainTimeoutMs(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--drain-timeout: must be a whole number of seconds, got ${JSON.stringify(v)}`);
+  return Number(v) * 1000;
+}
+
+function summarize(r: SyncResult, plan: Plan): string {
+  const head = `${plan.services.length} service(s) from ${plan.virtualServers.size} VirtualServer(s); ${r.ops} kernel operation(s)`;
+  if (r.kind === 'retry') return `${head}; ${r.errors.length} failed:\n${r.errors.map((e) => `  ${e.error.message}`).join('\n')}`;
+  if (r.draining > 0) return `${head}; ${r.draining} destination(s) draining (weight 0 until their connections end; apply again or use --watch to finish)`;
+  return head;
+}
+
+export async function applyCommand(ctx: CommandContext): Promise<number> {
+  const files = ctx.values.file ?? [];
+  if (files.length === 0) throw new UsageError('apply needs -f FILE|DIR');
+  const node = hostname();
+  const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
+  const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
+  let plan = loadPlan(files, node);
+  const kernel = await openIpvs(ctx.run, ctx.log);
+  const opts = {
+    kernel, node, log: ctx.log, plan: () => plan.services,
+    vips: createLvsDevice({ run: ctx.run, node, plan: () => plan.services, logger: ctx.log }),
+    ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
+  };
+  writeOwnerRecord(stateFile, ownerRecord(plan, new Date()));
+  if (!ctx.values.watch) {
+    try {
+      const r = await createSyncer(opts).sync();
+      console.log(summarize(r, plan));
+      return r.kind === 'retry' ? 1 : 0;
+    } finally {
+      await kernel.close();
+    }
+  }
+  const loop = createSyncLoop({ ...opts, onResult: (r) => { if (r.ops > 0 || r.kind === 'retry') console.log(summarize(r, plan)); } });
+  const reload = () => {
+    try {
+      plan = loadPlan(files, node);
+      writeOwnerRecord(stateFile, ownerRecord(plan, new Date()));
+      loop.markDirty();
+    } catch (err) {
+      // Keep serving the last good plan: a bad edit must not remove working rules.
+      if (err instanceof InvalidManifestsError) ctx.log.error({ op: 'reload' }, `rejected, keeping the previous manifests:\n${err.message}`);
+      else ctx.log.error({ op: 'reload', err }, 'reload failed, keeping the previous manifests');
+    }
+  };
+  let pending: NodeJS.Timeout | undefined;
+  const watchers = files.map((f) => watchPath(f, () => { clearTimeout(pending); pending = setTimeout(reload, 200); }));
+  loop.start();
+  await new Promise<void>((resolve) => { process.once('SIGTERM', resolve); process.once('SIGINT', resolve); });
+  // Rules stay programmed on exit: a restart must not drop connections.
+  for (const w of watchers) w.close();
+  clearTimeout(pending);
+  await loop.stop();
+  await kernel.close();
+  return 0;
+}
+
+export async function showCommand(ctx: CommandContext): Promise<number> {
+  const kernel = await openIpvs(ctx.run, ctx.log);
+  try {
+    const [state, obs] = await Promise.all([kernel.dump(), observeDirector(ctx.run)]);
+    const view = showView(state, ownedAddresses(obs.device), readOwnerRecord(ctx.values['state-file'] ?? DEFAULT_STATE_FILE), Boolean(ctx.values.all));
+    console.log(ctx.values.json ? JSON.stringify(view, null, 2) : formatShow(view));
+    return 0;
+  } finally {
+    await kernel.close();
+  }
+}
+
+function targetOf(values: CommandContext['values']): NetnsTarget {
+  if (values.netns !== undefined && values.pid !== undefined) throw new UsageError('--netns and --pid: give one of them, not both');
+  if (values.netns !== undefined) return { kind: 'named', name: values.netns };
+  if (values.pid !== undefined) {
+    if (!/^[1-9]\d*$/.test(values.pid)) throw new UsageError(`--pid: must be a process id, got ${JSON.stringify(values.pid)}`);
+    return { kind: 'pid', pid: Number(values.pid) };
+  }
+  return { kind: 'host' };
+}
+
+export async function prepareCommand(ctx: CommandContext): Promise<number> {
+  const mode = ctx.values.forwarding;
+  if (mode !== 'DR' && mode !== 'TUN') throw new UsageError(`--forwarding: must be DR or TUN (NAT real servers need no preparation), got ${JSON.stringify(mode)}`);
+  const vips = ctx.values.vip ?? [];
+  if (vips.length === 0) throw new UsageError('--vip: at least one VIP is required');
+  const target = targetOf(ctx.values);
+  const r = await prepareRealServer({ run: ctx.run, logger: ctx.log }, target, vips.map((vip) => ({ mode: mode as RealServerMode, vip })));
+  console.log(`${r.target}: ${r.changed ? `${r.changes.length} change(s)` : 'already prepared'}; prepared for ${r.owned.map((v) => `${v.vip} (${v.mode})`).join(', ') || 'nothing'}`);
+  return 0;
+}
+
+export async function cleanupCommand(ctx: CommandContext): Promise<number> {
+  if (ctx.values.netns !== undefined || ctx.values.pid !== undefined) {
+    const r = await cleanupRealServer({ run: ctx.run, logger: ctx.log }, targetOf(ctx.values));
+    console.log(`${r.target}: ${r.changed ? `${r.changes.length} change(s) undone` : 'nothing of ours to remove'}`);
+    return 0;
+  }
+  const owned = new Set(ownedAddresses((await observeDirector(ctx.run)).device).map(canonicalAddress));
+  const kernel = await openIpvs(ctx.run, ctx.log);
+  let removed = 0;
+  try {
+    for (const { service } of await kernel.dump()) {
+      if (service.fwmark || !owned.has(canonicalAddress(service.address))) continue;
+      await kernel.deleteService(service);
+      removed++;
+    }
+  } finally {
+    await kernel.close();
+  }
+  await teardownDirector({ run: ctx.run, logger: ctx.log });
+  rmSync(ctx.values['state-file'] ?? DEFAULT_STATE_FILE, { force: true });
+  console.log(`removed ${removed} IPVS service(s) on ${owned.size} owned VIP(s), lvs0 and our nft tables`);
+  return 0;
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// lvs-agent: the per-node dataplane agent. Standalone commands work on a host without a cluster,
+// like keepalived's: apply VirtualServer manifests with static backends, show what is
+// programmed, prepare and clean up real servers.
+import { parseArgs } from 'node:util';
+import { pino, type Logger } from 'pino';
+import { createRunner } from '../exec.ts';
+import { applyCommand, cleanupCommand, prepareCommand, showCommand } from './commands.ts';
+import { InvalidManifestsError } from '../agent/manifests.ts';
+import { UsageError } from './commands.ts';
+
+const USAGE = `usage:
+  lvs-agent apply -f FILE|DIR [-f ...] [--watch] [--drain-timeout SECONDS]
+      program this host's IPVS from VirtualServer manifests (static backends); with --watch keep
+      them applied (re-read on change, periodic resync undoes outside edits)
+  lvs-agent show [--json] [--all]
+      what is programmed, by VirtualServer, with connection counts (--all: foreign services too)
+  lvs-agent prepare --forwarding DR|TUN --vip IP [--vip IP ...] [--netns NAME | --pid PID]
+      prepare a real server (this host by default) for direct return of VIP traffic
+  lvs-agent cleanup [--netns NAME | --pid PID]
+      with a target: undo real-server preparation there; without: remove this host's director
+      state that lvs-agent owns (IPVS services on lvs0 VIPs, lvs0, its nft tables) and nothing else
+common options: --state-file PATH (default /run/lvs-agent/standalone.json), --log-level LEVEL`;
+
+const OPTIONS = {
+  file: { type: 'string', short: 'f', multiple: true },
+  watch: { type: 'boolean' },
+  'drain-timeout': { type: 'string' },
+  json: { type: 'boolean' },
+  all: { type: 'boolean' },
+  forwarding: { type: 'string' },
+  vip: { type: 'string', multiple: true },
+  netns: { type: 'string' },
+  pid: { type: 'string' },
+  'state-file': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) { console.log(USAGE); return command ? 0 : 2; }
+  if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
+  const log: Logger = pino({ level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
+  const ctx = { values, log, run: createRunner() };
+  switch (command) {
+    case 'apply': return applyCommand(ctx);
+    case 'show': return showCommand(ctx);
+    case 'prepare': return prepareCommand(ctx);
+    case 'cleanup': return cleanupCommand(ctx);
+    default: throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (err instanceof InvalidManifestsError) {
+      console.error(`lvs-agent: rejected, nothing was changed:\n${err.message}`);
+      process.exitCode = 2;
+    } else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`lvs-agent: ${(err as Error).message}\n${USAGE}`);
+      process.exitCode = 2;
+    } else {
+      console.error(`lvs-agent: ${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = 1;
+    }
+  },
+);
