@@ -3,7 +3,9 @@
 // VirtualServer follows its EndpointSlices; (VIP, protocol, port) conflicts; two replicas with
 // Lease leader election; a restart that converges without writing.
 import { KubeConfig } from '@kubernetes/client-node';
+import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -314,6 +316,45 @@ spec:
     assert.is(o.metadata.resourceVersion, before.get(k), `${k} untouched`);
   }
   await stopController(r3);
+});
+
+test('operator/main.ts as a process: leads, writes status, serves /readyz, and on SIGTERM releases the lease and exits 0', async () => {
+  const ns = 'proc';
+  await kubectl(['create', 'namespace', ns]);
+  const child = spawn(process.execPath, ['operator/main.ts', '--metrics-port=0', '--lease-duration=4', '--renew-deadline=3', '--retry-period=0.5'], {
+    env: { ...process.env, KUBECONFIG: operatorKc.path, POD_NAME: 'proc-1', POD_NAMESPACE: LEASE_NS, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const logs: Array<Record<string, unknown>> = [];
+  createInterface(child.stdout).on('line', (l) => { try { logs.push(JSON.parse(l) as Record<string, unknown>); } catch { /* not a log line */ } });
+  try {
+    const port = await until(async () => logs.find((l) => typeof l.metricsPort === 'number')?.metricsPort as number | undefined, `metrics port in the logs (stderr: ${stderr})`);
+    assert.ok(logs.every((l) => l.component === 'lvs-operator' && l.identity === 'proc-1'), 'structured logs with fixed keys');
+    await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, '/readyz');
+    await until(async () => (await leaseHolder()) === 'proc-1', 'the process holds the lease');
+    await kubectl(['apply', '-n', ns, '-f', '-'], `apiVersion: lvs.dev/v1alpha1
+kind: VirtualServer
+metadata: {name: solo}
+spec:
+  addresses: [203.0.113.95]
+  ports: [{name: http, port: 80}]
+  backends: {static: [{address: 172.16.7.1}]}
+`);
+    await waitCond(ns, 'solo', 'Ready', 'True');
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /lvs_operator_status_writes_total [1-9]/);
+    assert.match(metrics, /process_cpu_seconds_total/, 'default process metrics in the real entry point');
+    const t0 = Date.now();
+    child.kill('SIGTERM');
+    assert.is(await exited, 0, stderr);
+    assert.ok(Date.now() - t0 < 5000, `graceful stop took ${Date.now() - t0} ms`);
+    assert.is(await leaseHolder(), undefined, 'lease released on SIGTERM');
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
 });
 
 test.run();
