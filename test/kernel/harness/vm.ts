@@ -6,13 +6,16 @@
 //       Provisions (idempotent, cached) and returns why VMs cannot run here, or undefined. Feed it
 //       to gated() from test/lib/prereq.ts.
 //   runInVm({ command, timeoutMs, memoryMb?, guestfwd?, modules?, env?, cwd?, onOutput?, echo?, label? })
-//       -> Promise<{ exitCode, output, bootMs, totalMs, timedOut }>
+//       -> Promise<{ exitCode, output, kernelLog, bootMs, totalMs, timedOut }>
 //       command   bash -c script run as root in the guest, cwd = repo root (the same path as on the host).
 //       guestfwd  [{ guestPort, hostPort }]: the guest reaches host 127.0.0.1:hostPort at
 //                 10.0.2.100:guestPort (eth0 = 10.0.2.15/24, qemu user net with restrict=on: nothing
 //                 else leaves the VM). Without it the VM has no NIC at all.
 //       modules   extra kernel modules to load; DEFAULT_MODULES are always loaded.
-//       echo      print console lines to stdout prefixed with `[label] ` (default true).
+//       echo      print the command's output to stdout prefixed with `[label] ` (default true), and
+//                 kernel messages as `[label kernel] ` (live once the command runs; the last 60
+//                 lines of the boot log too when the VM failed). The kernel console is a separate
+//                 serial port, so its messages never split a line of test output.
 //       exitCode  the command's status; -1 when the VM died or timed out before reporting one.
 //       bootMs    spawn -> command start (kernel, 9p root, module loading); totalMs spawn -> qemu exit.
 //
@@ -27,7 +30,7 @@
 // `timeout(1)`, so even an orphaned qemu dies shortly after its deadline.
 import { spawn } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,7 +60,14 @@ export interface VmOptions {
   label?: string; // default 'vm'
 }
 
-export interface VmResult { exitCode: number; output: string; bootMs: number; totalMs: number; timedOut: boolean }
+export interface VmResult {
+  exitCode: number;
+  output: string; // what init and the command printed (ttyS0)
+  kernelLog: string; // the kernel console (ttyS1), boot messages included
+  bootMs: number;
+  totalMs: number;
+  timedOut: boolean;
+}
 
 let image: KernelImage | undefined;
 let prereqVerdict: { missing: string | undefined } | undefined;
@@ -116,7 +126,7 @@ function guestScript(img: KernelImage, opts: VmOptions, commandFile: string): st
   return lines.join('\n') + '\n';
 }
 
-function qemuArgs(img: KernelImage, opts: VmOptions, runScript: string): string[] {
+function qemuArgs(img: KernelImage, opts: VmOptions, runScript: string, kernelLog: string): string[] {
   const share = (path: string, tag: string) =>
     `local,path=${path.replace(/,/g, ',,')},mount_tag=${tag},security_model=none,readonly=on,multidevs=remap`;
   const nic = opts.guestfwd?.length
@@ -126,8 +136,10 @@ function qemuArgs(img: KernelImage, opts: VmOptions, runScript: string): string[
   return [
     '-machine', 'accel=tcg', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMb ?? 1024),
     '-nographic', '-no-reboot',
+    // ttyS0: init and the command (stdio); ttyS1: the kernel console, into a file.
+    '-serial', 'mon:stdio', '-serial', `file:${kernelLog}`,
     '-kernel', img.kernel, '-initrd', img.initrd,
-    '-append', `console=ttyS0 panic=-1 quiet lvs.run=${runScript}`,
+    '-append', `console=ttyS1 panic=-1 lvs.run=${runScript}`,
     '-virtfs', share('/', 'host'), '-virtfs', share(img.modulesRoot, 'kmod'),
     '-nic', nic,
   ];
@@ -161,44 +173,78 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
   }
 }
 
+/** Splits a byte stream into lines (UTF-8 characters may straddle chunks). */
+function lineSplitter(onLine: (line: string) => void) {
+  const decoder = new StringDecoder('utf8');
+  let partial = '';
+  return {
+    write(chunk: Buffer) {
+      const parts = (partial + decoder.write(chunk)).split('\n');
+      partial = parts.pop() ?? '';
+      for (const p of parts) onLine(p);
+    },
+    flush() { if (partial) onLine(partial); partial = ''; },
+  };
+}
+
+/** Follows a file qemu appends to (the kernel console); returns a function that reads the rest and stops. */
+function followFile(path: string, onLine: (line: string) => void): () => void {
+  const lines = lineSplitter(onLine);
+  const buf = Buffer.alloc(65536);
+  let offset = 0;
+  const poll = () => {
+    let fd: number;
+    try { fd = openSync(path, 'r'); } catch { return; } // not created yet
+    try {
+      for (let n; (n = readSync(fd, buf, 0, buf.length, offset)) > 0; offset += n) lines.write(buf.subarray(0, n));
+    } finally { closeSync(fd); }
+  };
+  const timer = setInterval(poll, 500);
+  return () => { clearInterval(timer); poll(); lines.flush(); };
+}
+
+const clean = (raw: string) => raw.replace(/\r/g, '').replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1bc/g, ''); // CRLF, SeaBIOS escapes
+
 function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmResult> {
   hookExit();
   const label = opts.label ?? 'vm';
   const echo = opts.echo ?? true;
   const started = Date.now();
+  const kernelLogPath = join(dirname(runScript), 'kernel.log');
   const hardLimit = `${Math.ceil(opts.timeoutMs / 1000) + 30}s`;
-  const child = spawn('timeout', ['-s', 'KILL', hardLimit, 'qemu-system-x86_64', ...qemuArgs(img, opts, runScript)],
+  const child = spawn('timeout', ['-s', 'KILL', hardLimit, 'qemu-system-x86_64', ...qemuArgs(img, opts, runScript, kernelLogPath)],
     { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const pgid = child.pid!;
   live.add(pgid);
   let output = '';
+  let kernelLog = '';
   let bootMs = -1;
   let exitCode = -1;
   let timedOut = false;
   let afterExit: NodeJS.Timeout | undefined;
   const onLine = (raw: string) => {
-    // Serial console: CRLF line ends, and SeaBIOS/kernel escape sequences before the kernel starts.
-    const line = raw.replace(/\r/g, '').replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1bc/g, '');
+    const line = clean(raw);
     output += line + '\n';
     if (bootMs < 0 && line.includes('LVS-VM-START')) bootMs = Date.now() - started;
     const m = /LVS-VM-EXIT=(\d+)/.exec(line);
     if (m) {
       exitCode = Number(m[1]);
-      // The guest powers off right after; do not wait on a hung shutdown.
-      afterExit ??= setTimeout(() => killGroup(pgid), 10_000);
+      afterExit ??= setTimeout(() => killGroup(pgid), 10_000); // do not wait on a hung power-off
     }
     if (echo) process.stdout.write(`[${label}] ${line}\n`);
     opts.onOutput?.(line);
   };
-  const flushers = [child.stdout, child.stderr].map((stream) => {
-    const decoder = new StringDecoder('utf8'); // a UTF-8 character may straddle two chunks
-    let partial = '';
-    stream.on('data', (chunk: Buffer) => {
-      const parts = (partial + decoder.write(chunk)).split('\n');
-      partial = parts.pop() ?? '';
-      for (const p of parts) onLine(p);
-    });
-    return () => { if (partial) onLine(partial); partial = ''; };
+  // Kernel messages are echoed live once the command runs (IPVS warnings, oopses); the boot log
+  // is shown only when the VM failed.
+  const stopKernel = followFile(kernelLogPath, (raw) => {
+    const line = clean(raw);
+    kernelLog += line + '\n';
+    if (echo && bootMs >= 0) process.stdout.write(`[${label} kernel] ${line}\n`);
+  });
+  const streams = [child.stdout, child.stderr].map((stream) => {
+    const lines = lineSplitter(onLine);
+    stream.on('data', (chunk: Buffer) => lines.write(chunk));
+    return lines;
   });
   const timer = setTimeout(() => { timedOut = true; killGroup(pgid); }, opts.timeoutMs);
   return new Promise((resolveRun) => {
@@ -207,10 +253,14 @@ function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmR
       if (afterExit) clearTimeout(afterExit);
       live.delete(pgid);
       killGroup(pgid); // anything left in the group (there should be nothing)
-      for (const flush of flushers) flush();
+      for (const s of streams) s.flush();
+      stopKernel();
       if (timedOut) onLine(`LVS-VM-TIMEOUT after ${opts.timeoutMs} ms`);
       else if (exitCode < 0) onLine(`LVS-VM-DIED qemu exited ${code ?? signal} without an exit marker`);
-      resolveRun({ exitCode: timedOut ? -1 : exitCode, output, bootMs, totalMs: Date.now() - started, timedOut });
+      if (echo && (exitCode < 0 || timedOut || bootMs < 0)) {
+        for (const l of kernelLog.trimEnd().split('\n').slice(-60)) process.stdout.write(`[${label} kernel] ${l}\n`);
+      }
+      resolveRun({ exitCode: timedOut ? -1 : exitCode, output, kernelLog, bootMs, totalMs: Date.now() - started, timedOut });
     });
   });
 }
