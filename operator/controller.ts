@@ -109,10 +109,15 @@ export class Controller {
       onUpdate: (_, o) => this.#mark(this.world.endpointSliceChanged(o, false)),
       onDelete: (o) => this.#mark(this.world.endpointSliceChanged(o, true)),
     });
+    const nodeChanged = (name: string, n: NodeObject | undefined) => {
+      const keys = this.world.nodeChanged(name, n);
+      if (keys.length) this.#log.debug({ node: name, op: 'map', marked: keys.length }, 'node change affects VirtualServers');
+      this.#mark(keys);
+    };
     nodes.addHandlers({
-      onAdd: (n) => this.#mark(this.world.nodeChanged(n.metadata.name, n)),
-      onUpdate: (_, n) => this.#mark(this.world.nodeChanged(n.metadata.name, n)),
-      onDelete: (n) => this.#mark(this.world.nodeChanged(n.metadata.name, undefined)),
+      onAdd: (n) => nodeChanged(n.metadata.name, n),
+      onUpdate: (_, n) => nodeChanged(n.metadata.name, n),
+      onDelete: (n) => nodeChanged(n.metadata.name, undefined),
     });
   }
 
