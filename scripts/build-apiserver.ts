@@ -16,7 +16,7 @@
 // proxy cannot serve, so the wrapper maps each one to the published v0.<minor>.<patch> of the
 // same release. The list is read from k/k's go.mod in the module cache, never written by hand.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,8 +175,46 @@ function build(b: Binary): void {
 
 /** Builds every binary that is not cached, one at a time. Throws with the failing step. */
 export function ensureBinaries(): Record<BinaryName, string> {
-  for (const b of BINARIES) build(b);
+  if (missingBinaries().length === 0) {
+    for (const b of BINARIES) log(`${b.name} ${b.version}: cached at ${binaryPath(b.name)}`);
+    return paths();
+  }
+  const release = buildLock();
+  try {
+    for (const b of BINARIES) build(b);
+  } finally {
+    release();
+  }
   return paths();
+}
+
+const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+// One build at a time per machine: two test runs (or two engineers) starting cold must not run two
+// 20-minute kube-apiserver links side by side on two shared cores. mkdir is the atomic step.
+function buildLock(): () => void {
+  const dir = join(cacheRoot(), 'bin', '.build.lock');
+  mkdirSync(dirname(dir), { recursive: true });
+  let waited = false;
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'pid'), String(process.pid));
+      return () => rmSync(dir, { recursive: true, force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const holder = Number(readFileSync(join(dir, 'pid'), { encoding: 'utf8', flag: 'a+' }) || 0);
+    // No pid a minute after mkdir: the holder died between its two steps.
+    const stale = holder ? !pidAlive(holder) : Date.now() - statSync(dir).mtimeMs > 60_000;
+    if (stale) { log(`removing stale build lock (pid ${holder || 'none'})`); rmSync(dir, { recursive: true, force: true }); continue; }
+    if (!waited) { log(`another build (pid ${holder || '?'}) holds ${dir}: waiting for it`); waited = true; }
+    sleepSync(5000);
+  }
 }
 
 export function paths(): Record<BinaryName, string> {
