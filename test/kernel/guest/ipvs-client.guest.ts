@@ -139,7 +139,11 @@ test('destinations of every forwarding method and tunnel type, IPv6 and mixed fa
     '-a -t [2001:db8::30]:80 -r [2001:db8::20]:8443 -m -w 7',
   ]);
   assert.equal(row('--thresholds', 'TCP 203.0.113.30:80', '10.0.0.2:8080').slice(0, 2), [100, 10]);
+  // Weight PersistConn ActiveConn InActConn
+  assert.equal(row('--persistent-conn', 'TCP [2001:db8::30]:80', '[2001:db8::20]:8443'), [7, 0, 0, 0]);
   assert.equal((await k.destinations(V4)).map(strip), V4_DESTS);
+  const linkLocal = await rejects(k.addDestination(V6, dest('fe80::5', 80)));
+  assert.equal([linkLocal.code, linkLocal.object], ['EINVAL', '[fe80::5]:80 to TCP [2001:db8::30]:80']);
   assert.equal((await k.destinations(V6)).map(strip), V6_DESTS);
 });
 
