@@ -2,7 +2,7 @@
 // the result with the stored status and writes only when they differ, so everything here must be
 // deterministic (sorted lists, no timestamps unless a condition really transitions).
 import type { Reason, ReasonType, VirtualServerResolution } from '../api/plan.ts';
-import type { Condition, StatusRealServer, VirtualServerObject, VirtualServerStatus } from './kube/types.ts';
+import type { Condition, NodeReport, StatusRealServer, VirtualServerObject, VirtualServerStatus } from './kube/types.ts';
 
 export const CONDITION_TYPES = ['Ready', 'Programmed', 'Conflict', 'InvalidSpec', 'BackendsResolved'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
@@ -42,8 +42,32 @@ export function readyCount(res: VirtualServerResolution): number {
   return new Set(res.realServers.filter((r) => r.state === 'Ready').map((r) => r.address)).size;
 }
 
+/**
+ * Programmed, from the agents' own reports in status.nodes: True once every director reports the
+ * current generation programmed, False when one reports failing, Unknown while any has not
+ * reported the current generation yet.
+ */
+export function programmedCondition(res: VirtualServerResolution, nodes: readonly NodeReport[] | undefined, generation: number): Desired {
+  if (res.directors.length === 0 || res.services.length === 0) {
+    return { type: 'Programmed', status: 'False', reason: 'NothingToProgram', message: res.directors.length === 0 ? 'no director nodes' : 'no virtual service to program' };
+  }
+  const byNode = new Map((nodes ?? []).map((n) => [n.name, n] as const));
+  const failing: string[] = [];
+  const waiting: string[] = [];
+  for (const d of res.directors) {
+    const r = byNode.get(d);
+    if (!r || r.observedGeneration !== generation) waiting.push(d);
+    else if (!r.programmed) failing.push(`${d}: ${r.message || 'not programmed'}`);
+  }
+  if (failing.length) return { type: 'Programmed', status: 'False', reason: 'ProgrammingFailed', message: describe(failing.map((message) => ({ type: 'InvalidSpec', message }))) };
+  if (waiting.length) {
+    return { type: 'Programmed', status: 'Unknown', reason: 'AwaitingAgents', message: `waiting for ${waiting.length} of ${res.directors.length} director(s) to report generation ${generation}: ${waiting.slice(0, 10).join(', ')}${waiting.length > 10 ? ', ...' : ''}` };
+  }
+  return { type: 'Programmed', status: 'True', reason: 'Programmed', message: `${res.directors.length} director(s) programmed generation ${generation}` };
+}
+
 /** Condition statuses, reasons and messages (no times) for a resolution. */
-export function desiredConditions(res: VirtualServerResolution): Desired[] {
+export function desiredConditions(res: VirtualServerResolution, nodes?: readonly NodeReport[], generation = res.ref.generation): Desired[] {
   const reasons = res.reasons;
   const invalid = ofTypes(reasons, ['InvalidSpec']);
   const conflict = ofTypes(reasons, ['Conflict']);
@@ -54,8 +78,7 @@ export function desiredConditions(res: VirtualServerResolution): Desired[] {
   out.push(blocking
     ? { type: 'Ready', status: 'False', reason: blocking.type, message: describe(blocking.reasons) }
     : { type: 'Ready', status: 'True', reason: 'Resolved', message: `${ready} ready real server(s) on ${res.services.length} virtual service(s), ${res.directors.length} director(s)` });
-  // Agents do not report yet: the controller cannot know whether kernels hold the rules.
-  out.push({ type: 'Programmed', status: 'Unknown', reason: 'AwaitingAgents', message: 'no director agent has reported programming this VirtualServer' });
+  out.push(programmedCondition(res, nodes, generation));
   out.push(conflict.length
     ? { type: 'Conflict', status: 'True', reason: 'AddressInUse', message: describe(conflict) }
     : { type: 'Conflict', status: 'False', reason: 'NoConflict', message: 'no other VirtualServer claims the same (VIP, protocol, port)' });
@@ -104,10 +127,11 @@ export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolut
   const generation = vs.metadata.generation ?? 0;
   return {
     observedGeneration: generation,
-    conditions: withTransitions(desiredConditions(res), vs.status?.conditions, generation, now),
+    conditions: withTransitions(desiredConditions(res, vs.status?.nodes, generation), vs.status?.conditions, generation, now),
     directors: res.directors.slice(0, MAX_STATUS_DIRECTORS),
     realServers: statusRealServers(res),
     readyRealServers: readyCount(res),
+    services: [...res.services],
   };
 }
 

@@ -32,6 +32,7 @@ export interface ResourceType {
 export const VIRTUAL_SERVERS: ResourceType = { group: 'lvs.dev', version: 'v1alpha1', plural: 'virtualservers', kind: 'VirtualServer', namespaced: true };
 export const SERVICES: ResourceType = { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true };
 export const ENDPOINT_SLICES: ResourceType = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true };
+export const PODS: ResourceType = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true };
 export const NODES: ResourceType = { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false };
 export const LEASES: ResourceType = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true };
 export const EVENTS: ResourceType = { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
@@ -79,12 +80,26 @@ export interface StatusRealServer {
   pod?: { namespace: string; name: string };
 }
 
+/** One agent's report in status.nodes (written by that agent with server-side apply). */
+export interface NodeReport {
+  name: string;
+  observedGeneration?: number;
+  director?: boolean;
+  programmed?: boolean;
+  preparedRealServers?: string[];
+  message?: string;
+  lastUpdateTime?: string;
+}
+
 export interface VirtualServerStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   directors?: string[];
   realServers?: StatusRealServer[];
   readyRealServers?: number;
+  /** Keys of the virtual services this VirtualServer won (PlanService.key), sorted. */
+  services?: string[];
+  nodes?: NodeReport[];
 }
 
 export interface VirtualServerObject extends KubeObject {

@@ -3,8 +3,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Reason, VirtualServerResolution } from '../../api/plan.ts';
-import type { Condition, VirtualServerObject } from '../../operator/kube/types.ts';
-import { computeStatus, desiredConditions, eventTransitions, MAX_STATUS_REAL_SERVERS, statusUpToDate, withTransitions } from '../../operator/status.ts';
+import type { Condition, NodeReport, VirtualServerObject } from '../../operator/kube/types.ts';
+import { computeStatus, desiredConditions, eventTransitions, MAX_STATUS_REAL_SERVERS, programmedCondition, statusUpToDate, withTransitions } from '../../operator/status.ts';
 
 const test = suite('controller: status');
 const T0 = Date.parse('2025-03-01T10:00:00Z');
@@ -78,7 +78,7 @@ test('computeStatus: generation, directors, real servers, distinct ready address
 test('statusUpToDate: equal regardless of key order, different on any owned field; foreign fields ignored', () => {
   const vs: VirtualServerObject = { metadata: { name: 'vs', namespace: 'ns', generation: 3 } };
   const desired = computeStatus(vs, resolution(), T0);
-  const reordered = JSON.parse(JSON.stringify({ readyRealServers: desired.readyRealServers, realServers: desired.realServers, directors: desired.directors, conditions: desired.conditions!.map((c) => Object.fromEntries(Object.entries(c).reverse())), observedGeneration: 3, agents: { x: 1 } }));
+  const reordered = JSON.parse(JSON.stringify({ readyRealServers: desired.readyRealServers, realServers: desired.realServers, directors: desired.directors, services: desired.services, conditions: desired.conditions!.map((c) => Object.fromEntries(Object.entries(c).reverse())), observedGeneration: 3, agents: { x: 1 } }));
   assert.ok(statusUpToDate(reordered, desired));
   assert.not.ok(statusUpToDate(undefined, desired));
   assert.not.ok(statusUpToDate({ ...reordered, observedGeneration: 2 }, desired));
@@ -88,6 +88,30 @@ test('statusUpToDate: equal regardless of key order, different on any owned fiel
   // Recomputing later from the stored status yields the same status: no write.
   const again = computeStatus({ ...vs, status: desired }, resolution(), T0 + 3_600_000);
   assert.ok(statusUpToDate(desired, again));
+});
+
+test('Programmed follows the directors\' own reports in status.nodes', () => {
+  const res = resolution([], 1, 1);
+  res.directors = ['node-a', 'node-b'];
+  res.services = ['TCP/203.0.113.10:80'];
+  const prog = (nodes: NodeReport[] | undefined, gen = 4) => programmedCondition(res, nodes, gen);
+  assert.equal([prog(undefined).status, prog(undefined).reason], ['Unknown', 'AwaitingAgents']);
+  const a = { name: 'node-a', observedGeneration: 4, director: true, programmed: true };
+  const b = { name: 'node-b', observedGeneration: 4, director: true, programmed: true };
+  assert.match(prog([a]).message, /node-b/, 'names the director still to report');
+  assert.is(prog([a, { ...b, observedGeneration: 3 }]).status, 'Unknown', 'a report of an older generation does not count');
+  assert.equal([prog([a, b]).status, prog([a, b]).reason], ['True', 'Programmed']);
+  const failed = prog([a, { ...b, programmed: false, message: 'add destination: EINVAL' }]);
+  assert.equal([failed.status, failed.reason], ['False', 'ProgrammingFailed']);
+  assert.match(failed.message, /node-b: add destination: EINVAL/);
+  assert.is(prog([a, b, { name: 'node-c', observedGeneration: 1, programmed: false }]).status, 'True', 'non-directors do not matter');
+  const none = { ...res, directors: [] };
+  assert.is(programmedCondition(none, [a], 4).status, 'False');
+  // computeStatus reads the reports from the stored object and records the services won.
+  const vs: VirtualServerObject = { metadata: { name: 'vs', namespace: 'ns', generation: 4 }, status: { nodes: [a, b] } };
+  const st = computeStatus(vs, res, T0);
+  assert.is(st.conditions!.find((c) => c.type === 'Programmed')!.status, 'True');
+  assert.equal(st.services, ['TCP/203.0.113.10:80']);
 });
 
 test('events: Warnings for problems, Normal for recoveries and Ready, nothing for healthy first values', () => {

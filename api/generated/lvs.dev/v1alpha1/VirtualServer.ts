@@ -186,5 +186,36 @@ export interface IVirtualServer {
       };
     }>;
     "readyRealServers"?: number;
+    /**
+     * The virtual services this VirtualServer won, as "PROTOCOL/VIP:PORT" ("PROTOCOL/[VIP]:PORT" for IPv6), sorted. Agents program exactly these; a (VIP, protocol, port) lost to an older VirtualServer is absent.
+     */
+    "services"?: Array<string>;
+    /**
+     * Per-node state reported by the agents, one entry per node, each written by that node's agent (server-side apply, field manager lvs-agent/NODE).
+     */
+    "nodes"?: Array<{
+      "name": string;
+      /**
+       * The VirtualServer generation the agent last acted on.
+       */
+      "observedGeneration"?: number;
+      /**
+       * The node directs this VirtualServer's services.
+       */
+      "director"?: boolean;
+      /**
+       * Director only. The kernel holds every service of status.services with its real servers.
+       */
+      "programmed"?: boolean;
+      /**
+       * Real servers on this node prepared for DR/TUN (VIP bound, ARP and rp_filter set); directors give the others weight 0.
+       */
+      "preparedRealServers"?: Array<string>;
+      /**
+       * Errors, empty when all is well.
+       */
+      "message"?: string;
+      "lastUpdateTime"?: string;
+    }>;
   };
 }
