@@ -1,0 +1,253 @@
+// Guest side of the agent benchmark (runs only inside the harness VM; bench/agent/host.ts boots
+// it). For each size N×M, in one kernel, alternately:
+//   ours     — the agent's syncer (plan → desired → dump → diff → apply) over our netlink client:
+//              from empty, then the one-percent change, then the single change, then a no-op sync;
+//   restore  — `ipvsadm-restore < file` of the same rules from empty (and `ipvsadm -R`, the one
+//              process doing the work inside that wrapper script), then the same two changes as
+//              delta files through `ipvsadm -R` (delete the old destination, add the new one).
+// After every step the table is read back with `ipvsadm -S -n` (untimed) and must equal the rule
+// set exactly, so both sides are proven to have done the same work. Results go to the console as
+// `BENCH-JSON {...}` lines, which the host collects.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { openSync, closeSync, writeFileSync, mkdirSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import type { PlanService } from '../../api/plan.ts';
+import { IpvsNetlink } from '../../dataplane/ipvs/netlink.ts';
+import { createSyncer, type SyncResult } from '../../dataplane/sync/sync.ts';
+import { countingKernel, newCounters, since, snapshot, wireTap, type Counters } from './counting.ts';
+import { summarise, type CpuProfile } from './profile.ts';
+import { NODE, onePercent, plan, replace, restoreDelta, restoreFile, ruleSet, single, type RuleSet } from './rules.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const TMP = join(process.env.TMPDIR ?? '/run/tmp', 'bench-agent');
+
+if (process.env.LVS_IN_VM !== '1') throw new Error('bench/agent/guest.ts runs only inside the harness VM (LVS_IN_VM=1); use `npm run bench -- agent`');
+
+function sh(argv: string[], input?: string): string {
+  const [cmd, ...args] = argv;
+  return execFileSync(cmd!, args, { encoding: 'utf8', input, maxBuffer: 256 << 20, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+function emit(obj: Record<string, unknown>): void {
+  console.log(`BENCH-JSON ${JSON.stringify(obj)}`);
+}
+
+export interface Step {
+  ms: number;
+  /** Operations the diff produced (ours) or lines in the restore file (ipvsadm-restore). */
+  ops: number;
+  counts?: Counters;
+}
+
+/** The kernel's table must hold exactly this rule set (both tools print rules in this format). */
+function verify(rs: RuleSet, what: string): void {
+  const have = sh(['ipvsadm', '-S', '-n']).split('\n').filter((l) => l.trim()).sort();
+  const want = restoreFile(rs).split('\n').filter((l) => l.trim()).sort();
+  if (have.length !== want.length || have.some((l, i) => l !== want[i])) {
+    const got = new Set(have);
+    const missing = want.filter((l) => !got.has(l)).slice(0, 3);
+    throw new Error(`${what}: kernel holds ${have.length} rules, expected ${want.length}; e.g. missing ${JSON.stringify(missing)}`);
+  }
+}
+
+function clear(): void {
+  sh(['ipvsadm', '-C']);
+}
+
+/**
+ * Times one process reading `file` on stdin, start to exit. `ipvsadm-restore` is Debian's wrapper
+ * script (bash: grep the input, `ipvsadm -C`, then `ipvsadm -R`), so it always starts from empty;
+ * `ipvsadm -R` is the one process that parses the lines and sends the requests.
+ */
+function restore(file: string, tool: 'ipvsadm-restore' | 'ipvsadm -R'): number {
+  const fd = openSync(file, 'r');
+  try {
+    const [cmd, ...args] = tool.split(' ');
+    const t0 = performance.now();
+    const r = spawnSync(cmd!, args, { stdio: [fd, 'ignore', 'pipe'], encoding: 'utf8' });
+    const ms = performance.now() - t0;
+    if (r.status !== 0 || r.stderr.trim()) throw new Error(`${tool} < ${file} exited ${r.status}: ${r.stderr.trim().slice(0, 500)}`);
+    return ms;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface Agent {
+  kernel: IpvsNetlink;
+  counters: Counters;
+  sync(p: PlanService[]): Promise<Step>;
+}
+
+async function openAgent(): Promise<{ open(): Agent; close(): Promise<void> }> {
+  const counters = newCounters();
+  const raw = await IpvsNetlink.open({ timeoutMs: 120_000, tap: wireTap(counters) });
+  const kernel = countingKernel(raw, counters);
+  const log = pino({ level: 'silent' });
+  return {
+    // A new syncer per run, as a freshly started agent would have; the netlink client is shared.
+    open(): Agent {
+      let current: PlanService[] = [];
+      const syncer = createSyncer({ kernel, node: NODE, plan: () => current, log });
+      return {
+        kernel: raw,
+        counters,
+        async sync(p) {
+          current = p;
+          const before = snapshot(counters);
+          const t0 = performance.now();
+          const r: SyncResult = await syncer.sync();
+          const ms = performance.now() - t0;
+          if (r.kind !== 'ok') throw new Error(`sync ended ${r.kind}: ${JSON.stringify('errors' in r ? r.errors.slice(0, 3).map((e) => `${e.op} ${e.key ?? ''} ${e.error.message}`) : r)}`);
+          return { ms, ops: r.ops, counts: since(counters, before) };
+        },
+      };
+    },
+    close: () => raw.close(),
+  };
+}
+
+interface Sets {
+  base: RuleSet;
+  pct: RuleSet;
+  one: RuleSet;
+  files: { full: string; pct: string; one: string };
+  lines: { full: number; pct: number; one: number };
+}
+
+function ruleSets(n: number, m: number): Sets {
+  const base = ruleSet(n, m);
+  const p = replace(base, onePercent(base));
+  const o = replace(p.next, single(p.next));
+  const dir = join(TMP, `${n}x${m}`);
+  mkdirSync(dir, { recursive: true });
+  const texts = { full: restoreFile(base), pct: restoreDelta(base, p.changes), one: restoreDelta(p.next, o.changes) };
+  const files = { full: join(dir, 'full.rules'), pct: join(dir, 'pct.rules'), one: join(dir, 'one.rules') };
+  for (const k of ['full', 'pct', 'one'] as const) writeFileSync(files[k], texts[k]);
+  const count = (t: string) => t.split('\n').filter(Boolean).length;
+  return { base, pct: p.next, one: o.next, files, lines: { full: count(texts.full), pct: count(texts.pct), one: count(texts.one) } };
+}
+
+async function oursOnce(agent: Agent, s: Sets): Promise<Record<string, Step>> {
+  clear();
+  const full = await agent.sync(plan(s.base));
+  verify(s.base, 'ours full');
+  const pct = await agent.sync(plan(s.pct));
+  verify(s.pct, 'ours 1%');
+  const one = await agent.sync(plan(s.one));
+  verify(s.one, 'ours single');
+  const noop = await agent.sync(plan(s.one));
+  return { full, pct, one, noop };
+}
+
+/**
+ * The reference side: the full set with ipvsadm-restore from empty and, cleared again, with
+ * `ipvsadm -R` alone; the changes with `ipvsadm -R` (ipvsadm-restore would clear the table first).
+ */
+function restoreOnce(s: Sets): Record<string, Step> {
+  clear();
+  const full = { ms: restore(s.files.full, 'ipvsadm-restore'), ops: s.lines.full };
+  verify(s.base, 'ipvsadm-restore full');
+  clear();
+  const fullR = { ms: restore(s.files.full, 'ipvsadm -R'), ops: s.lines.full };
+  verify(s.base, 'ipvsadm -R full');
+  const pct = { ms: restore(s.files.pct, 'ipvsadm -R'), ops: s.lines.pct };
+  verify(s.pct, 'ipvsadm -R 1%');
+  const one = { ms: restore(s.files.one, 'ipvsadm -R'), ops: s.lines.one };
+  verify(s.one, 'ipvsadm -R single');
+  return { full, fullR, pct, one };
+}
+
+/** Syscalls of one `ipvsadm -R` run of `file` (strace -f -c), when strace is installed. */
+function straceCounts(file: string): Record<string, number> | undefined {
+  if (spawnSync('strace', ['-V']).status !== 0) return undefined;
+  const out = join(TMP, 'strace.txt');
+  const fd = openSync(file, 'r');
+  try {
+    const r = spawnSync('strace', ['-f', '-c', '-o', out, '-e', 'trace=socket,sendto,sendmsg,recvmsg,recvfrom', 'ipvsadm', '-R'], { stdio: [fd, 'ignore', 'pipe'] });
+    if (r.status !== 0) return undefined;
+  } finally {
+    closeSync(fd);
+  }
+  const counts: Record<string, number> = {};
+  for (const line of sh(['cat', out]).split('\n')) {
+    const t = line.trim().split(/\s+/);
+    const name = t.at(-1);
+    if (t.length >= 5 && name && /^[a-z]+$/.test(name) && name !== 'total' && name !== 'syscall') counts[name] = Number(t[3]);
+  }
+  return counts;
+}
+
+async function profiled<T>(session: Session, run: () => Promise<T>): Promise<{ value: T; profile: CpuProfile }> {
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  const value = await run();
+  const { profile } = await session.post('Profiler.stop');
+  return { value, profile: profile as unknown as CpuProfile };
+}
+
+function parseSizes(spec: string): Array<{ n: number; m: number; reps: number }> {
+  return spec.split(',').map((part) => {
+    const m = /^(\d+)x(\d+)(?:\*(\d+))?$/.exec(part.trim());
+    if (!m) throw new Error(`BENCH_AGENT_SIZES: ${JSON.stringify(part)} is not NxM or NxM*reps`);
+    return { n: Number(m[1]), m: Number(m[2]), reps: Number(m[3] ?? 1) };
+  });
+}
+
+async function main(): Promise<void> {
+  const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*3,1000x10*3,10000x10');
+  const profileSize = process.env.BENCH_AGENT_PROFILE ?? '1000x10';
+  mkdirSync(TMP, { recursive: true });
+  // Real servers on 10.0.0.0/8 are on-link behind a dummy device: routable unicast destinations.
+  sh(['bash', '-ec', 'ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0']);
+  const agents = await openAgent();
+  const version = sh(['ipvsadm', '--version']).trim();
+  emit({ type: 'env', kernel: sh(['uname', '-r']).trim(), ipvsadm: version, node: process.version, cpus: sh(['nproc']).trim() });
+
+  // Fixed cost of one ipvsadm-restore process (fork/exec, libnl, family lookup) with no rules.
+  const empty = join(TMP, 'empty.rules');
+  writeFileSync(empty, '');
+  emit({
+    type: 'baseline',
+    restoreEmptyMs: [0, 1, 2].map(() => restore(empty, 'ipvsadm-restore')),
+    ipvsadmREmptyMs: [0, 1, 2].map(() => restore(empty, 'ipvsadm -R')),
+  });
+
+  for (const { n, m, reps } of sizes) {
+    const s = ruleSets(n, m);
+    for (let rep = 0; rep < reps; rep++) {
+      const ours = await oursOnce(agents.open(), s);
+      const ref = restoreOnce(s);
+      emit({ type: 'run', size: `${n}x${m}`, services: n, destsPerService: m, rep, ours, restore: ref, lines: s.lines });
+    }
+    if (n === sizes[0]!.n) {
+      clear();
+      emit({ type: 'strace', size: `${n}x${m}`, rules: s.lines.full, ipvsadmR: straceCounts(s.files.full) ?? null });
+    }
+    clear();
+  }
+
+  const pm = /^(\d+)x(\d+)$/.exec(profileSize);
+  if (pm) {
+    const s = ruleSets(Number(pm[1]), Number(pm[2]));
+    const session = new Session();
+    session.connect();
+    clear();
+    const agent = agents.open();
+    for (const [phase, rs] of [['full', s.base], ['pct', s.pct], ['one', s.one], ['noop', s.one]] as const) {
+      const { value, profile } = await profiled(session, () => agent.sync(plan(rs)));
+      emit({ type: 'profile', size: profileSize, phase, ms: Math.round(value.ms), ops: value.ops, summary: summarise(profile, ROOT, 12) });
+    }
+    session.disconnect();
+    clear();
+  }
+  await agents.close();
+  emit({ type: 'done' });
+}
+
+await main();

@@ -1,0 +1,42 @@
+// What every recorded figure carries: the machine it ran on and how busy that machine was. This
+// machine is shared, so the load average is read right before (and after) each benchmark.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
+
+export interface Machine {
+  date: string;
+  nproc: number;
+  cpuModel: string;
+  kernel: string;
+  node: string;
+  memTotalGiB: number;
+}
+
+export interface Load {
+  at: string;
+  /** `uptime` as printed. */
+  uptime: string;
+  /** 1, 5 and 15 minute load averages. */
+  loadavg: [number, number, number];
+}
+
+export function machine(): Machine {
+  const info = readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+  const mem = /^MemTotal:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
+  return {
+    date: new Date().toISOString(),
+    nproc: Number(execFileSync('nproc', { encoding: 'utf8' }).trim()),
+    cpuModel: model,
+    kernel: release(),
+    node: process.version,
+    memTotalGiB: mem ? Math.round(Number(mem) / 1024 / 1024) : 0,
+  };
+}
+
+export function load(): Load {
+  const [a = 0, b = 0, c = 0] = loadavg();
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return { at: new Date().toISOString(), uptime: execFileSync('uptime', { encoding: 'utf8' }).trim(), loadavg: [r(a), r(b), r(c)] };
+}

@@ -1,0 +1,122 @@
+// Turns the recorded runs (bench/results/*.json) into the generated sections of bench/RESULTS.md.
+// Only text between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name -->` is
+// replaced; everything else in RESULTS.md (analysis, the convergence TODO) is prose kept as is.
+import type { AgentRecord } from '../agent/host.ts';
+import type { ControllerRecord } from '../controller/run.ts';
+import type { Machine, Load } from './machine.ts';
+
+type Obj = Record<string, unknown>;
+const num = (x: unknown): number => (typeof x === 'number' ? x : NaN);
+const get = (o: unknown, ...path: string[]): unknown => path.reduce<unknown>((a, k) => (a && typeof a === 'object' ? (a as Obj)[k] : undefined), o);
+const ms = (x: number) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '–');
+const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : '–');
+const median = (xs: number[]) => {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+};
+
+export function machineLine(m: Machine): string {
+  return `${m.date.slice(0, 16).replace('T', ' ')} UTC · ${m.nproc} CPUs (${m.cpuModel}) · kernel ${m.kernel} · ${m.memTotalGiB} GiB · node ${m.node}`;
+}
+
+const loadText = (l: Load) => l.loadavg.join(' / ');
+
+export function agentSection(r: AgentRecord): string {
+  const runs = r.events.filter((e) => e.type === 'run');
+  const sizes = [...new Set(runs.map((e) => String(e.size)))];
+  const env = r.events.find((e) => e.type === 'env') ?? {};
+  const base = r.events.find((e) => e.type === 'baseline') ?? {};
+  const out: string[] = [];
+  out.push(`Command: \`${r.command}\` · ${machineLine(r.machine)}`);
+  out.push(`Guest: kernel ${String(env.kernel)}, ${String(env.ipvsadm)}, node ${String(env.node)}, ${String(env.cpus)} vCPUs under qemu TCG (no KVM) · VM boot ${r.vm.bootMs} ms, whole run ${(r.vm.totalMs / 60000).toFixed(1)} min`);
+  out.push(`Host load (1/5/15 min) before: ${loadText(r.loadBefore)} · after: ${loadText(r.loadAfter)}`);
+  const empty = median((base.restoreEmptyMs as number[] | undefined) ?? []);
+  const emptyR = median((base.ipvsadmREmptyMs as number[] | undefined) ?? []);
+  out.push(`Fixed process cost with an empty rule file (median of 3): ipvsadm-restore ${ms(empty)} ms, ipvsadm -R ${ms(emptyR)} ms.`);
+  out.push('');
+  out.push('Full programming from an empty table (median of the repetitions; ms of wall time in the guest):');
+  out.push('');
+  out.push('| N×M | reps | rules | ours | ipvsadm-restore | ipvsadm -R | **ours / ipvsadm-restore** | ours / ipvsadm -R | our netlink requests | our replies (datagrams) |');
+  out.push('|---|---|---|---|---|---|---|---|---|---|');
+  const stat = (size: string, path: string[]) => median(runs.filter((e) => e.size === size).map((e) => num(get(e, ...path))));
+  for (const size of sizes) {
+    const reps = runs.filter((e) => e.size === size).length;
+    const ours = stat(size, ['ours', 'full', 'ms']);
+    const rest = stat(size, ['restore', 'full', 'ms']);
+    const restR = stat(size, ['restore', 'fullR', 'ms']);
+    out.push(`| ${size} | ${reps} | ${stat(size, ['lines', 'full'])} | ${ms(ours)} | ${ms(rest)} | ${ms(restR)} | **${ratio(ours, rest)}** | ${ratio(ours, restR)} | ${stat(size, ['ours', 'full', 'counts', 'wire', 'sent'])} | ${stat(size, ['ours', 'full', 'counts', 'wire', 'received'])} |`);
+  }
+  out.push('');
+  out.push('Changes on the programmed table: ours = one full sync (desired → dump → diff → apply); the reference = `ipvsadm -R` of the delta lines (it is handed the delta, it computes nothing). "ops" = kernel writes; "requests" = every netlink request our client sent, dump requests included.');
+  out.push('');
+  out.push('| N×M | change | ops | ours ms | our requests | ipvsadm -R ms | ours / ipvsadm -R | ours, no-op sync ms (requests) |');
+  out.push('|---|---|---|---|---|---|---|---|');
+  for (const size of sizes) {
+    for (const [label, key] of [['1%', 'pct'], ['single', 'one']] as const) {
+      const ours = stat(size, ['ours', key, 'ms']);
+      const ref = stat(size, ['restore', key, 'ms']);
+      const noop = label === '1%' ? '' : `${ms(stat(size, ['ours', 'noop', 'ms']))} (${stat(size, ['ours', 'noop', 'counts', 'wire', 'sent'])})`;
+      out.push(`| ${size} | ${label} | ${stat(size, ['ours', key, 'ops'])} | ${ms(ours)} | ${stat(size, ['ours', key, 'counts', 'wire', 'sent'])} | ${ms(ref)} | ${ratio(ours, ref)} | ${noop} |`);
+    }
+  }
+  const st = r.events.find((e) => e.type === 'strace');
+  if (st && st.ipvsadmR) {
+    out.push('');
+    out.push(`\`strace -f -c\` of one \`ipvsadm -R\` of the ${String(st.size)} rule set (${String(st.rules)} rules, untimed): ${Object.entries(st.ipvsadmR as Obj).map(([k, v]) => `${k} ${String(v)}`).join(', ')}.`);
+  }
+  const profiles = r.events.filter((e) => e.type === 'profile');
+  if (profiles.length) {
+    out.push('');
+    out.push(`CPU profile of our side at ${String(profiles[0]!.size)} (V8 sampling profiler inside the guest, 0.5 ms interval; self time; a separate, profiled run):`);
+    out.push('');
+    out.push('| phase | ms | ops | self time by area (top 6) | hottest functions (top 4) |');
+    out.push('|---|---|---|---|---|');
+    for (const p of profiles) {
+      const sum = p.summary as { areas: Array<{ area: string; pct: number }>; functions: Array<{ fn: string; pct: number }> };
+      const areas = sum.areas.slice(0, 6).map((a) => `${a.area} ${a.pct}%`).join('; ');
+      const fns = sum.functions.slice(0, 4).map((f) => `\`${f.fn}\` ${f.pct}%`).join('; ');
+      out.push(`| ${String(p.phase)} | ${String(p.ms)} | ${String(p.ops)} | ${areas} | ${fns} |`);
+    }
+  }
+  return out.join('\n');
+}
+
+export function controllerSection(r: ControllerRecord): string {
+  const out: string[] = [];
+  out.push(`Command: \`${r.command}\` · ${machineLine(r.machine)}`);
+  out.push('');
+  out.push('Each row is a fresh node process (`node --expose-gc bench/controller/measure.ts N mode`). CPU = process.cpuUsage (user+system), the figure to trust on a loaded machine; wall is shown beside it.');
+  out.push('');
+  out.push('| VirtualServers | mode | load before (1/5/15) | full resync cold: CPU ms (wall) | warm median: CPU ms (wall) | index feed CPU ms | one endpoint change: CPU µs (wall µs) | live heap: inputs / +World MiB | peak RSS MiB |');
+  out.push('|---|---|---|---|---|---|---|---|---|');
+  for (const run of r.runs) {
+    const x = run.result;
+    const flags = run.nodeFlags.filter((f) => f !== '--expose-gc').join(' ');
+    const mode = `${String(x.mode)}${flags ? ` (${flags})` : ''}`;
+    const resync = (x.batchResync ?? x.controllerResync) as Obj | undefined;
+    const cold = resync ? `${ms(num(get(resync, 'cold', 'cpuMs')))} (${ms(num(get(resync, 'cold', 'wallMs')))})` : '–';
+    const warm = resync ? `${ms(num(get(resync, 'warmMedian', 'cpuMs')))} (${ms(num(get(resync, 'warmMedian', 'wallMs')))})` : '–';
+    const feed = x.controllerResync ? ms(num(get(x, 'controllerResync', 'indexFeed', 'cpuMs'))) : '–';
+    const change = x.oneEndpointChange ? `${String(get(x, 'oneEndpointChange', 'cpuUsPerChange'))} (${String(get(x, 'oneEndpointChange', 'wallUsPerChange'))}) over ${String(get(x, 'oneEndpointChange', 'repetitions'))}` : '–';
+    const heap = x.virtualServers === 0 ? `${String(x.liveHeapMiB)} (empty)` : `${String(get(x, 'inputsOnly', 'liveHeapMiB'))}${x.liveHeapWithWorldMiB !== undefined ? ` / ${String(x.liveHeapWithWorldMiB)}` : ''}`;
+    out.push(`| ${String(x.virtualServers)} | ${mode} | ${loadText(run.loadBefore)} | ${cold} | ${warm} | ${feed} | ${change} | ${heap} | ${String(x.maxRssMiB)} |`);
+  }
+  const big = r.runs.find((run) => run.result.mode === 'batch' && run.nodeFlags.length === 1 && run.result.plan);
+  if (big) {
+    const p = big.result.plan as Obj;
+    out.push('');
+    out.push(`Shape at ${String(big.result.virtualServers)} VirtualServers: ${String(big.result.services)} Services, ${String(big.result.endpoints)} endpoints, ${String(big.result.staticVirtualServers)} static VirtualServers → ${String(p.ipvsServices)} IPVS services with ${String(p.realServers)} real-server entries; ${String(p.readyVirtualServers)} VirtualServers Ready.`);
+  }
+  return out.join('\n');
+}
+
+/** Replaces the generated block `name` in `markdown` (appends it when missing). */
+export function replaceSection(markdown: string, name: string, body: string): string {
+  const begin = `<!-- BEGIN GENERATED: ${name} -->`;
+  const end = `<!-- END GENERATED: ${name} -->`;
+  const block = `${begin}\n${body}\n${end}`;
+  const i = markdown.indexOf(begin);
+  const j = markdown.indexOf(end);
+  if (i < 0 || j < i) return `${markdown.trimEnd()}\n\n${block}\n`;
+  return markdown.slice(0, i) + block + markdown.slice(j + end.length);
+}

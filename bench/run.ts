@@ -1,0 +1,76 @@
+// `npm run bench` — runs the benchmarks, keeps each raw record in bench/results/<name>.json and
+// rewrites the generated sections of bench/RESULTS.md from them. Not part of `npm test`.
+//
+//   npm run bench                      controller, then agent (one VM boot, provisioned by the harness)
+//   npm run bench -- controller        only the controller benchmark
+//   npm run bench -- agent             only the agent benchmark
+//   npm run bench -- report            only regenerate RESULTS.md from the stored records
+// Environment: BENCH_AGENT_SIZES (default 100x10*3,1000x10*3,10000x10: NxM*repetitions),
+// BENCH_AGENT_PROFILE (default 1000x10; "none" to skip), BENCH_CONTROLLER_SIZES (default 1000,10000),
+// BENCH_CONTROLLER_CHANGES (default 2000).
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runAgentBench, type AgentRecord } from './agent/host.ts';
+import { runControllerBench, type ControllerRecord } from './controller/run.ts';
+import { agentSection, controllerSection, replaceSection } from './lib/report.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const RESULTS_DIR = join(HERE, 'results');
+const RESULTS_MD = join(HERE, 'RESULTS.md');
+const BENCHES = ['controller', 'agent', 'report'] as const;
+type Bench = (typeof BENCHES)[number];
+
+function command(bench: string): string {
+  const env = Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_')).map(([k, v]) => `${k}=${v} `).join('');
+  return `${env}npm run bench -- ${bench}`;
+}
+
+function save(name: string, record: unknown): void {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(join(RESULTS_DIR, `${name}.json`), JSON.stringify(record, null, 1) + '\n');
+}
+
+function stored<T>(name: string): T | undefined {
+  const f = join(RESULTS_DIR, `${name}.json`);
+  return existsSync(f) ? (JSON.parse(readFileSync(f, 'utf8')) as T) : undefined;
+}
+
+function report(): void {
+  let md = existsSync(RESULTS_MD) ? readFileSync(RESULTS_MD, 'utf8') : '# Benchmark results\n';
+  const c = stored<ControllerRecord>('controller');
+  const a = stored<AgentRecord>('agent');
+  if (c) md = replaceSection(md, 'controller', controllerSection(c));
+  if (a) md = replaceSection(md, 'agent', agentSection(a));
+  writeFileSync(RESULTS_MD, md);
+  console.log(`# wrote ${resolve(RESULTS_MD)}`);
+}
+
+function sizesFromEnv(): number[] | undefined {
+  const v = process.env.BENCH_CONTROLLER_SIZES;
+  if (!v) return undefined;
+  const sizes = v.split(',').map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`BENCH_CONTROLLER_SIZES: ${JSON.stringify(v)} is not a list of counts like 1000,10000`);
+  return sizes;
+}
+
+async function main(): Promise<void> {
+  const asked = process.argv.slice(2);
+  const unknown = asked.filter((a) => !(BENCHES as readonly string[]).includes(a));
+  if (unknown.length) {
+    console.error(`unknown benchmark(s): ${unknown.join(', ')}; choose from ${BENCHES.join(' ')}`);
+    process.exit(2);
+  }
+  const benches: Bench[] = asked.length ? (asked as Bench[]) : ['controller', 'agent'];
+  for (const b of benches) {
+    if (b === 'controller') {
+      const changes = process.env.BENCH_CONTROLLER_CHANGES ? Number(process.env.BENCH_CONTROLLER_CHANGES) : undefined;
+      save('controller', runControllerBench({ sizes: sizesFromEnv(), ...(changes ? { changes } : {}), command: command('controller') }));
+    } else if (b === 'agent') {
+      save('agent', await runAgentBench({ command: command('agent') }));
+    }
+    report();
+  }
+}
+
+await main();
