@@ -151,6 +151,18 @@ let starts = 0;
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const log = opts.log ?? ((m: string) => console.log(`[apiserver harness] ${m}`));
+  // A free port can be taken by someone else between our probe and the server's bind: retry then.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts, log);
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test((e as Error).message)) throw e;
+      log(`port taken before bind (attempt ${attempt}); retrying with new ports`);
+    }
+  }
+}
+
+async function startOnce(opts: ControlPlaneOptions, log: (m: string) => void): Promise<ControlPlane> {
   const timeout = opts.startTimeoutMs ?? 90_000;
   const keep = opts.keepDir ?? process.env.LVS_APISERVER_KEEP === '1';
   const t0 = performance.now();
