@@ -1,11 +1,12 @@
 // Guest suite of test/kernel/smoke.test.ts: runs inside the VM (see test/kernel/harness/vm.ts).
 // A NAT virtual service programmed with the stock ipvsadm, weighted round robin 1:2, must split
-// 60 sequential connections exactly 20/40 and the real servers must see the client's own address.
+// 60 sequential connections exactly 20/40 and the real servers must see the client's own address;
+// a UDP service with rr must alternate datagrams.
 import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ipvsStats, listIpvs } from './lib/ipvsadm.ts';
-import { natTopology, nsRun, run, type NatTopology } from './lib/netns.ts';
+import { natTopology, nsRun, nsSh, run, type NatTopology } from './lib/netns.ts';
 import { runClient, startServer, stopServers } from './lib/traffic.ts';
 
 const test = suite('kernel smoke');
@@ -32,7 +33,7 @@ test('NAT service with wrr 1:2 splits 60 connections 20/40', async () => {
   topo = natTopology({ realServers: 2 });
   const [rs1, rs2] = topo.realServers;
   assert.ok(rs1 && rs2);
-  await Promise.all(topo.realServers.map((rs) => startServer(rs.ns, { id: rs.ns, tcp: [80] })));
+  await Promise.all(topo.realServers.map((rs) => startServer(rs.ns, { id: rs.ns, tcp: [80], udp: [53] })));
   nsRun('director', ['ipvsadm', '-A', '-t', `${topo.vip}:80`, '-s', 'wrr']);
   nsRun('director', ['ipvsadm', '-a', '-t', `${topo.vip}:80`, '-r', `${rs1.addr}:80`, '-m', '-w', '1']);
   nsRun('director', ['ipvsadm', '-a', '-t', `${topo.vip}:80`, '-r', `${rs2.addr}:80`, '-m', '-w', '2']);
@@ -47,14 +48,26 @@ test('NAT service with wrr 1:2 splits 60 connections 20/40', async () => {
   }
 });
 
+test('UDP NAT service with rr alternates datagrams from fresh source ports', async () => {
+  assert.ok(topo);
+  const vip = topo.vip;
+  nsSh('director', [`ipvsadm -A -u ${vip}:53 -s rr`, ...topo.realServers.map((rs) => `ipvsadm -a -u ${vip}:53 -r ${rs.addr}:53 -m`)].join('\n'));
+  const res = await runClient('client', { proto: 'udp', host: topo.vip, port: 53, count: 10 });
+  assert.is(res.errors, 0, res.firstError);
+  assert.equal(res.byId, { rs1: 5, rs2: 5 });
+  for (const r of res.replies) assert.is(r.peer.split(':')[0], topo.clientAddr);
+});
+
 test('ipvsadm -Ln shows the service, its masquerading destinations and their counters', () => {
-  assert.equal(listIpvs('director'), [{
+  const [svc0, udp] = listIpvs('director');
+  assert.equal(svc0, {
     proto: 'TCP', address: '198.51.100.10:80', scheduler: 'wrr', flags: '',
     dests: [
       { address: '10.0.0.11:80', forward: 'Masq', weight: 1, activeConn: 0, inactConn: 20 },
       { address: '10.0.0.12:80', forward: 'Masq', weight: 2, activeConn: 0, inactConn: 40 },
     ],
-  }]);
+  });
+  assert.equal([udp?.proto, udp?.address, udp?.scheduler, udp?.dests.map((d) => d.weight)], ['UDP', '198.51.100.10:53', 'rr', [1, 1]]);
   const [svc] = ipvsStats('director');
   assert.is(svc?.conns, 60);
   assert.equal(svc?.dests.map((d) => [d.address, d.conns]), [['10.0.0.11:80', 20], ['10.0.0.12:80', 40]]);

@@ -122,7 +122,8 @@ function guestScript(img: KernelImage, opts: VmOptions, commandFile: string): st
       'export LVS_HOST_ADDR=10.0.2.100',
     );
   }
-  lines.push('echo LVS-VM-START', `cd ${shq(opts.cwd ?? REPO_ROOT)} || exit 124`, `exec bash -c "$(cat ${shq(commandFile)})"`);
+  // The boot log is kept whole; from here on only warnings and worse reach the kernel console.
+  lines.push('echo 4 > /proc/sys/kernel/printk', 'echo LVS-VM-START', `cd ${shq(opts.cwd ?? REPO_ROOT)} || exit 124`, `exec bash -c "$(cat ${shq(commandFile)})"`);
   return lines.join('\n') + '\n';
 }
 
