@@ -13,6 +13,9 @@ import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
 import type { RealServerMode } from '../realserver/plan.ts';
 import { createSyncLoop } from '../sync/loop.ts';
+import { KubeConfig } from '@kubernetes/client-node';
+import { restConfigFromKubeConfig, RestKubeApi } from '../../operator/kube/rest.ts';
+import { createClusterAgent } from '../agent/cluster.ts';
 import { createSyncer, type SyncResult } from '../sync/sync.ts';
 import { canonicalAddress } from '../sync/keys.ts';
 
@@ -87,6 +90,29 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   for (const w of watchers) w.close();
   clearTimeout(pending);
   await loop.stop();
+  await kernel.close();
+  return 0;
+}
+
+export async function runCommand(ctx: CommandContext): Promise<number> {
+  const node = process.env.NODE_NAME;
+  if (!node) throw new UsageError('run: NODE_NAME must be set (the downward API gives it: spec.nodeName)');
+  const kc = new KubeConfig();
+  if (process.env.KUBECONFIG) kc.loadFromDefault(); else kc.loadFromCluster();
+  const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
+  const kernel = await openIpvs(ctx.run, ctx.log);
+  const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
+  const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
+  const agent = createClusterAgent({
+    api, node, kernel, run: ctx.run, log: ctx.log,
+    ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
+    onPlan: (services) => writeOwnerRecord(stateFile, ownerRecord({ services, virtualServers: new Map() }, new Date())),
+  });
+  const ac = new AbortController();
+  process.once('SIGTERM', () => ac.abort());
+  process.once('SIGINT', () => ac.abort());
+  ctx.log.info({ node, op: 'start' }, 'lvs-agent running in cluster mode');
+  await agent.run(ac.signal);
   await kernel.close();
   return 0;
 }

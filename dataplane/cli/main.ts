@@ -5,11 +5,15 @@
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { createRunner } from '../exec.ts';
-import { applyCommand, cleanupCommand, prepareCommand, showCommand } from './commands.ts';
+import { applyCommand, cleanupCommand, prepareCommand, runCommand, showCommand } from './commands.ts';
 import { InvalidManifestsError } from '../agent/manifests.ts';
 import { UsageError } from './commands.ts';
 
 const USAGE = `usage:
+  lvs-agent run
+      cluster mode (the DaemonSet): NODE_NAME from the environment, KUBECONFIG or in-cluster
+      credentials; programs IPVS for the VirtualServers this node directs, prepares local DR/TUN
+      real servers, reports per-node state in status.nodes
   lvs-agent apply -f FILE|DIR [-f ...] [--watch] [--drain-timeout SECONDS]
       program this host's IPVS from VirtualServer manifests (static backends); with --watch keep
       them applied (re-read on change, periodic resync undoes outside edits)
@@ -46,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
   const log: Logger = pino({ level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
   const ctx = { values, log, run: createRunner() };
   switch (command) {
+    case 'run': return runCommand(ctx);
     case 'apply': return applyCommand(ctx);
     case 'show': return showCommand(ctx);
     case 'prepare': return prepareCommand(ctx);

@@ -48,4 +48,9 @@ export interface KubeApi {
    * it conditional (409 when stale).
    */
   patchStatus<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, patch: object, signal?: AbortSignal): Promise<T>;
+  /**
+   * Server-side apply to the status subresource as `fieldManager` (forced: the manager takes the
+   * fields it sends). With list-map fields (status.nodes) each manager owns only its own entries.
+   */
+  applyStatus<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, obj: object, fieldManager: string, signal?: AbortSignal): Promise<T>;
 }

@@ -7,7 +7,7 @@ import type { KubeApi, ListOptions, ListPage, WatchEvent, WatchOptions } from '.
 import { KubeApiError } from './errors.ts';
 import { apiVersionOf, objectKey, type KubeObject, type ResourceType } from './types.ts';
 
-type Op = 'list' | 'watch' | 'get' | 'create' | 'replace' | 'patchStatus';
+type Op = 'list' | 'watch' | 'get' | 'create' | 'replace' | 'patchStatus' | 'applyStatus';
 
 interface Watcher {
   plural: string;
@@ -158,6 +158,27 @@ export class FakeKubeApi implements KubeApi {
     this.#counted('patchStatus', rt);
     const next = structuredClone(cur) as KubeObject & { status?: unknown };
     next.status = mergePatch(next.status, p.status);
+    return this.#store(rt, next, 'MODIFIED', cur) as T;
+  }
+
+  /** Server-side apply, modelled for what callers send: list-map entries keyed by name merge per entry. */
+  async applyStatus<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, obj: object): Promise<T> {
+    await turn();
+    this.#fault('applyStatus', rt);
+    const cur = this.#current(rt, 'applyStatus', namespace, name, undefined);
+    this.#counted('applyStatus', rt);
+    const next = structuredClone(cur) as KubeObject & { status?: Record<string, unknown> };
+    const applied = ((obj as { status?: Record<string, unknown> }).status ?? {});
+    const status = { ...(next.status ?? {}) };
+    for (const [k, v] of Object.entries(applied)) {
+      const old = status[k];
+      if (Array.isArray(v) && Array.isArray(old) && v.every((e) => typeof (e as { name?: unknown })?.name === 'string')) {
+        const byName = new Map(old.map((e) => [(e as { name: string }).name, e] as const));
+        for (const e of v) byName.set((e as { name: string }).name, e);
+        status[k] = [...byName.values()].sort((a, b) => ((a as { name: string }).name < (b as { name: string }).name ? -1 : 1));
+      } else status[k] = v;
+    }
+    next.status = status;
     return this.#store(rt, next, 'MODIFIED', cur) as T;
   }
 

@@ -29,6 +29,8 @@ export interface InformerOptions {
   random?: () => number;
   /** List page size (limit); 0 lists everything in one response. */
   pageSize?: number;
+  /** Only objects matching this field selector (e.g. spec.nodeName=node-a for an agent's pods). */
+  fieldSelector?: string;
   /** Called on every failed list or watch, for metrics. */
   onError?(op: 'list' | 'watch', err: unknown): void;
 }
@@ -110,12 +112,16 @@ export class Informer<T extends KubeObject> {
     }
   }
 
+  #selector(): { fieldSelector?: string } {
+    return this.#o.fieldSelector ? { fieldSelector: this.#o.fieldSelector } : {};
+  }
+
   async #relist(signal: AbortSignal): Promise<void> {
     const items: T[] = [];
     let cont: string | undefined;
     let rv = '';
     do {
-      const page = await this.#o.api.list(this.resource, { limit: this.#o.pageSize ?? 500, ...(cont ? { continue: cont } : {}) }, signal);
+      const page = await this.#o.api.list(this.resource, { limit: this.#o.pageSize ?? 500, ...(cont ? { continue: cont } : {}), ...this.#selector() }, signal);
       items.push(...(page.items as T[]));
       rv = page.resourceVersion;
       cont = page.continue;
@@ -141,7 +147,7 @@ export class Informer<T extends KubeObject> {
     let delivered = 0;
     // client-go's spread: 5 to 10 minutes, so replicas' watches do not all reconnect together.
     const timeoutSeconds = Math.floor(300 * (1 + (this.#o.random ?? Math.random)()));
-    await this.#o.api.watch(this.resource, { resourceVersion: this.#rv, timeoutSeconds, allowWatchBookmarks: true }, (e) => {
+    await this.#o.api.watch(this.resource, { resourceVersion: this.#rv, timeoutSeconds, allowWatchBookmarks: true, ...this.#selector() }, (e) => {
       this.#apply(e);
       delivered++;
     }, signal);

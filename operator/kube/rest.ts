@@ -139,6 +139,13 @@ export class RestKubeApi implements KubeApi {
     });
   }
 
+  applyStatus<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, obj: object, fieldManager: string, signal?: AbortSignal): Promise<T> {
+    return this.#json<T>({
+      op: `apply ${rt.plural}/status ${ref(namespace, name)}`, method: 'PATCH', path: resourcePath(rt, namespace, name, 'status'),
+      query: { fieldManager, force: true }, body: obj, contentType: 'application/apply-patch+yaml', signal,
+    });
+  }
+
   async #json<T>(call: Call): Promise<T> {
     const res = await this.#send(call, true);
     try {

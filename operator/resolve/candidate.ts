@@ -48,7 +48,7 @@ function portBackends(spec: NormalizedSpec, port: VsPort, families: Set<4 | 6>, 
   return { byFamily, reasons, unresolved: false };
 }
 
-function planService(claimant: Claimant, spec: NormalizedSpec, vip: Vip, port: VsPort, realServers: PlanRealServer[], directors: string[]): PlanService {
+export function planService(claimant: Claimant, spec: NormalizedSpec, vip: Vip, port: VsPort, realServers: PlanRealServer[], directors: string[]): PlanService {
   const s: PlanService = {
     key: serviceKey(port.protocol, vip.address, port.port),
     owner: { ...claimant.ref },

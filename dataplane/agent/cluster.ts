@@ -1,0 +1,170 @@
+// lvs-agent run: the agent in a cluster. Watch events only mark work; two loops do it — the IPVS
+// sync loop (director role) and a real-server pass (prepare local DR/TUN pods and hosts) — and
+// after either, each VirtualServer this node takes part in gets this node's report in
+// status.nodes (server-side apply, one field manager per node, written only when it changed).
+// While the API server is unreachable nothing is torn down: the informers keep their last state
+// and the kernel keeps serving it.
+import { release } from 'node:os';
+import type { Logger } from 'pino';
+import type { PlanService } from '../../api/plan.ts';
+import { realClock, type Clock } from '../../operator/clock.ts';
+import type { KubeApi } from '../../operator/kube/api.ts';
+import { Informer } from '../../operator/kube/informer.ts';
+import { objectKey, PODS, VIRTUAL_SERVERS, type KubeObject, type NodeReport, type VirtualServerObject } from '../../operator/kube/types.ts';
+import type { NetnsTarget, Runner } from '../exec.ts';
+import { describeTarget } from '../exec.ts';
+import type { IpvsKernel } from '../ipvs/types.ts';
+import { syncRealServer } from '../realserver/prepare.ts';
+import type { RealServerVip } from '../realserver/plan.ts';
+import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
+import type { SyncResult } from '../sync/sync.ts';
+import { localRealServers, nodeReport, planFromVirtualServer, sameReport } from './cluster-plan.ts';
+import { createLvsDevice } from './lvs-device.ts';
+import { createNetnsFinder, type NetnsFinder } from './netns.ts';
+
+export interface ClusterAgentOptions {
+  api: KubeApi;
+  node: string;
+  kernel: IpvsKernel;
+  run: Runner;
+  log: Logger;
+  clock?: Clock;
+  finder?: NetnsFinder;
+  /** Periodic full resync of the kernel (undoes outside edits). Default 30 s. */
+  resyncIntervalMs?: number;
+  drainTimeoutMs?: number;
+  /** Called with the plan after every sync (e.g. to record owners for `lvs-agent show`). */
+  onPlan?: (services: PlanService[]) => void;
+}
+
+export interface ClusterAgent {
+  run(signal: AbortSignal): Promise<void>;
+  /** The plan the sync loop programs now (this node's share is picked by the syncer). */
+  plan(): PlanService[];
+}
+
+interface RealServerState {
+  /** Addresses prepared in their namespace (verified by read-back). */
+  prepared: Set<string>;
+  /** Namespaces we prepared, with what they hold, to undo when no longer needed. */
+  byTarget: Map<string, { target: NetnsTarget; vips: RealServerVip[] }>;
+  errors: string[];
+}
+
+export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
+  const clock = opts.clock ?? realClock;
+  const log = opts.log.child({ node: opts.node });
+  const vsInformer = new Informer<VirtualServerObject>({ api: opts.api, resource: VIRTUAL_SERVERS, clock, logger: log });
+  const podInformer = new Informer<KubeObject>({ api: opts.api, resource: PODS, clock, logger: log, fieldSelector: `spec.nodeName=${opts.node}` });
+  const finder = opts.finder ?? createNetnsFinder(opts.run, log);
+  const rs: RealServerState = { prepared: new Set(), byTarget: new Map(), errors: [] };
+  let lastSync: SyncResult | undefined;
+  const written = new Map<string, NodeReport | null>();
+  const plan = () => vsInformer.list().flatMap(planFromVirtualServer);
+
+  const loop: SyncLoop = createSyncLoop({
+    kernel: opts.kernel, node: opts.node, plan, log,
+    vips: createLvsDevice({ run: opts.run, node: opts.node, plan, logger: log, kernelRelease: release() }),
+    resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
+    ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
+    onResult: (r) => { lastSync = r; opts.onPlan?.(plan()); void report(); },
+  });
+
+  let rsDirty = true;
+  let rsRunning: Promise<void> | undefined;
+  function markRealServers(): void {
+    rsDirty = true;
+    rsRunning ??= (async () => {
+      while (rsDirty) {
+        rsDirty = false;
+        await prepareLocal().catch((err) => { rs.errors = [String(err)]; log.error({ op: 'realserver', err }, 'real-server pass failed'); });
+        await report();
+      }
+    })().finally(() => { rsRunning = undefined; });
+  }
+
+  async function prepareLocal(): Promise<void> {
+    const want = localRealServers(vsInformer.list(), opts.node);
+    const where = await finder.find([...want.keys()]);
+    const desired = new Map<string, { target: NetnsTarget; vips: RealServerVip[]; addresses: string[] }>();
+    for (const [address, vips] of want) {
+      const target = where.get(address);
+      if (!target) continue; // not (yet) on this node: the pod may still be starting
+      const k = describeTarget(target);
+      const d = desired.get(k) ?? { target, vips: [], addresses: [] };
+      for (const v of vips) if (!d.vips.some((x) => x.vip === v.vip && x.mode === v.mode)) d.vips.push(v);
+      d.addresses.push(address);
+      desired.set(k, d);
+    }
+    const prepared = new Set<string>();
+    const errors: string[] = [];
+    for (const [k, d] of desired) {
+      try {
+        await syncRealServer({ run: opts.run, logger: log }, d.target, d.vips);
+        rs.byTarget.set(k, { target: d.target, vips: d.vips });
+        for (const a of d.addresses) prepared.add(a);
+      } catch (err) {
+        for (const a of d.addresses) finder.forget(a);
+        errors.push(`${k}: ${(err as Error).message}`);
+      }
+    }
+    for (const [k, was] of rs.byTarget) {
+      if (desired.has(k)) continue;
+      // No longer a real server of ours: take back exactly what we added (gone namespaces are fine).
+      await syncRealServer({ run: opts.run, logger: log }, was.target, []).catch(() => undefined);
+      rs.byTarget.delete(k);
+    }
+    rs.prepared = prepared;
+    rs.errors = errors;
+  }
+
+  async function report(): Promise<void> {
+    const failedKeys = new Set<string>();
+    const errors = new Map<string, string>();
+    if (lastSync?.kind === 'retry') for (const e of lastSync.errors) if (e.key) { failedKeys.add(e.key); errors.set(e.key, e.error.message); }
+    for (const p of lastSync?.problems ?? []) { failedKeys.add(p.key); errors.set(p.key, `${p.field}: ${p.message}`); }
+    for (const vs of vsInformer.list()) {
+      const key = objectKey(vs);
+      const r = nodeReport(vs, opts.node, { failedKeys, errors, prepared: [...rs.prepared] });
+      const stored = vs.status?.nodes?.find((n) => n.name === opts.node);
+      if (sameReport(r, stored) || (written.has(key) && sameReport(r, written.get(key) ?? undefined))) continue;
+      if (!r && !stored) continue;
+      const body = {
+        apiVersion: 'lvs.dev/v1alpha1', kind: 'VirtualServer',
+        metadata: { name: vs.metadata.name, namespace: vs.metadata.namespace },
+        // An empty list gives up this manager's entry (server-side apply removes what we no longer send).
+        status: { nodes: r ? [{ ...r, lastUpdateTime: new Date(clock.now()).toISOString().replace(/\.\d+Z$/, 'Z') }] : [] },
+      };
+      try {
+        await opts.api.applyStatus(VIRTUAL_SERVERS, vs.metadata.namespace, vs.metadata.name, body, `lvs-agent/${opts.node}`);
+        written.set(key, r ?? null);
+      } catch (err) {
+        log.warn({ op: 'report', vs: key, err: String(err) }, 'status report failed; will retry');
+        written.delete(key);
+      }
+    }
+  }
+
+  // Any change marks both loops; they are coalesced and rate-limited, and a pass that finds
+  // nothing to do writes nothing (our own status reports coming back settle after one round).
+  const mark = () => { loop.markDirty(); markRealServers(); };
+  const onVs = { onAdd: mark, onUpdate: mark, onDelete: mark };
+  vsInformer.addHandlers(onVs);
+  podInformer.addHandlers({ onAdd: markRealServers, onUpdate: markRealServers, onDelete: markRealServers });
+
+  return {
+    plan,
+    async run(signal) {
+      const informers = [vsInformer.run(signal), podInformer.run(signal)];
+      await vsInformer.whenSynced();
+      log.info({ op: 'start', virtualServers: vsInformer.size }, 'VirtualServers synced; programming');
+      loop.start();
+      markRealServers();
+      await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+      // Leaving rules and real-server preparation in place: a restart must not drop connections.
+      await loop.stop();
+      await rsRunning;
+      await Promise.all(informers);
+    },
+  };
+}
