@@ -22,7 +22,8 @@ const BENCHES = ['controller', 'agent', 'report'] as const;
 type Bench = (typeof BENCHES)[number];
 
 function command(bench: string): string {
-  const env = Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_')).map(([k, v]) => `${k}=${v} `).join('');
+  const prefix = `BENCH_${bench.toUpperCase()}_`;
+  const env = Object.entries(process.env).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => `${k}='${v}' `).join('');
   return `${env}npm run bench -- ${bench}`;
 }
 

@@ -1,10 +1,10 @@
 // Guest side of the agent benchmark (runs only inside the harness VM; bench/agent/host.ts boots
-// it). For each size N×M, in one kernel, alternately:
-//   ours     — the agent's syncer (plan → desired → dump → diff → apply) over our netlink client:
-//              from empty, then the one-percent change, then the single change, then a no-op sync;
+// it). For each size N×M, in one kernel, the reference side first, then ours:
 //   restore  — `ipvsadm-restore < file` of the same rules from empty (and `ipvsadm -R`, the one
 //              process doing the work inside that wrapper script), then the same two changes as
 //              delta files through `ipvsadm -R` (delete the old destination, add the new one).
+//   ours     — the agent's syncer (plan → desired → dump → diff → apply) over our netlink client:
+//              from empty, then the one-percent change, then the single change, then a no-op sync;
 // After every step the table is read back with `ipvsadm -S -n` (untimed) and must equal the rule
 // set exactly, so both sides are proven to have done the same work. Results go to the console as
 // `BENCH-JSON {...}` lines, which the host collects.
@@ -145,21 +145,25 @@ async function oursOnce(agent: Agent, s: Sets): Promise<Record<string, Step>> {
 }
 
 /**
- * The reference side: the full set with ipvsadm-restore from empty and, cleared again, with
- * `ipvsadm -R` alone; the changes with `ipvsadm -R` (ipvsadm-restore would clear the table first).
+ * The reference side: the full set with ipvsadm-restore from empty and (withR), cleared again,
+ * with `ipvsadm -R` alone; the changes with `ipvsadm -R` (ipvsadm-restore would clear the table
+ * first).
  */
-function restoreOnce(s: Sets): Record<string, Step> {
+function restoreOnce(s: Sets, withR: boolean): Record<string, Step> {
   clear();
   const full = { ms: restore(s.files.full, 'ipvsadm-restore'), ops: s.lines.full };
   verify(s.base, 'ipvsadm-restore full');
-  clear();
-  const fullR = { ms: restore(s.files.full, 'ipvsadm -R'), ops: s.lines.full };
-  verify(s.base, 'ipvsadm -R full');
+  let fullR: Step | undefined;
+  if (withR) {
+    clear();
+    fullR = { ms: restore(s.files.full, 'ipvsadm -R'), ops: s.lines.full };
+    verify(s.base, 'ipvsadm -R full');
+  }
   const pct = { ms: restore(s.files.pct, 'ipvsadm -R'), ops: s.lines.pct };
   verify(s.pct, 'ipvsadm -R 1%');
   const one = { ms: restore(s.files.one, 'ipvsadm -R'), ops: s.lines.one };
   verify(s.one, 'ipvsadm -R single');
-  return { full, fullR, pct, one };
+  return { full, ...(fullR ? { fullR } : {}), pct, one };
 }
 
 /** Syscalls of one `ipvsadm -R` run of `file` (strace -f -c), when strace is installed. */
@@ -199,9 +203,22 @@ function parseSizes(spec: string): Array<{ n: number; m: number; reps: number }>
   });
 }
 
+/** The same four syncs again under the V8 sampling profiler (a separate run: profiling slows it). */
+async function profile(agent: Agent, s: Sets, size: string): Promise<void> {
+  const session = new Session();
+  session.connect();
+  clear();
+  for (const [phase, rs] of [['full', s.base], ['pct', s.pct], ['one', s.one], ['noop', s.one]] as const) {
+    const { value, profile: prof } = await profiled(session, () => agent.sync(plan(rs)));
+    emit({ type: 'profile', size, phase, ms: Math.round(value.ms), ops: value.ops, summary: summarise(prof, ROOT, 12) });
+  }
+  session.disconnect();
+  clear();
+}
+
 async function main(): Promise<void> {
   const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*3,1000x10*3,10000x10');
-  const profileSize = process.env.BENCH_AGENT_PROFILE ?? '1000x10';
+  const profileSize = process.env.BENCH_AGENT_PROFILE ?? '100x10';
   mkdirSync(TMP, { recursive: true });
   // Real servers on 10.0.0.0/8 are on-link behind a dummy device: routable unicast destinations.
   sh(['bash', '-ec', 'ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0']);
@@ -218,33 +235,19 @@ async function main(): Promise<void> {
     ipvsadmREmptyMs: [0, 1, 2].map(() => restore(empty, 'ipvsadm -R')),
   });
 
+  // Each side's result is printed as soon as it exists, so an interrupted run still records what
+  // it measured. The reference side runs first: it is the shorter one at the large sizes.
+  const rFullMax = Number(process.env.BENCH_AGENT_R_FULL_MAX ?? '1000');
   for (const { n, m, reps } of sizes) {
+    const size = `${n}x${m}`;
     const s = ruleSets(n, m);
     for (let rep = 0; rep < reps; rep++) {
-      const ours = await oursOnce(agents.open(), s);
-      const ref = restoreOnce(s);
-      emit({ type: 'run', size: `${n}x${m}`, services: n, destsPerService: m, rep, ours, restore: ref, lines: s.lines });
-    }
-    if (n === sizes[0]!.n) {
-      clear();
-      emit({ type: 'strace', size: `${n}x${m}`, rules: s.lines.full, ipvsadmR: straceCounts(s.files.full) ?? null });
+      emit({ type: 'restore', size, services: n, destsPerService: m, rep, lines: s.lines, restore: restoreOnce(s, n <= rFullMax) });
+      emit({ type: 'ours', size, services: n, destsPerService: m, rep, lines: s.lines, ours: await oursOnce(agents.open(), s) });
     }
     clear();
-  }
-
-  const pm = /^(\d+)x(\d+)$/.exec(profileSize);
-  if (pm) {
-    const s = ruleSets(Number(pm[1]), Number(pm[2]));
-    const session = new Session();
-    session.connect();
-    clear();
-    const agent = agents.open();
-    for (const [phase, rs] of [['full', s.base], ['pct', s.pct], ['one', s.one], ['noop', s.one]] as const) {
-      const { value, profile } = await profiled(session, () => agent.sync(plan(rs)));
-      emit({ type: 'profile', size: profileSize, phase, ms: Math.round(value.ms), ops: value.ops, summary: summarise(profile, ROOT, 12) });
-    }
-    session.disconnect();
-    clear();
+    if (n === sizes[0]!.n) emit({ type: 'strace', size, rules: s.lines.full, ipvsadmR: straceCounts(s.files.full) ?? null });
+    if (size === profileSize) await profile(agents.open(), s, size);
   }
   await agents.close();
   emit({ type: 'done' });

@@ -22,25 +22,30 @@ export function machineLine(m: Machine): string {
 const loadText = (l: Load) => l.loadavg.join(' / ');
 
 export function agentSection(r: AgentRecord): string {
-  const runs = r.events.filter((e) => e.type === 'run');
-  const sizes = [...new Set(runs.map((e) => String(e.size)))];
+  const ourRuns = r.events.filter((e) => e.type === 'ours');
+  const refRuns = r.events.filter((e) => e.type === 'restore');
+  const sizes = [...new Set([...refRuns, ...ourRuns].map((e) => String(e.size)))];
   const env = r.events.find((e) => e.type === 'env') ?? {};
   const base = r.events.find((e) => e.type === 'baseline') ?? {};
   const out: string[] = [];
   out.push(`Command: \`${r.command}\` · ${machineLine(r.machine)}`);
   out.push(`Guest: kernel ${String(env.kernel)}, ${String(env.ipvsadm)}, node ${String(env.node)}, ${String(env.cpus)} vCPUs under qemu TCG (no KVM) · VM boot ${r.vm.bootMs} ms, whole run ${(r.vm.totalMs / 60000).toFixed(1)} min`);
   out.push(`Host load (1/5/15 min) before: ${loadText(r.loadBefore)} · after: ${loadText(r.loadAfter)}`);
+  if (!r.complete) out.push(`**Incomplete run:** the VM stopped (exit ${r.vm.exitCode}${r.vm.timedOut ? ', deadline reached' : ''}) before the guest finished; sizes without figures below were not measured.`);
   const empty = median((base.restoreEmptyMs as number[] | undefined) ?? []);
   const emptyR = median((base.ipvsadmREmptyMs as number[] | undefined) ?? []);
   out.push(`Fixed process cost with an empty rule file (median of 3): ipvsadm-restore ${ms(empty)} ms, ipvsadm -R ${ms(emptyR)} ms.`);
   out.push('');
   out.push('Full programming from an empty table (median of the repetitions; ms of wall time in the guest):');
   out.push('');
-  out.push('| N×M | reps | rules | ours | ipvsadm-restore | ipvsadm -R | **ours / ipvsadm-restore** | ours / ipvsadm -R | our netlink requests | our replies (datagrams) |');
+  out.push('| N×M | reps (ours/ref) | rules | ours | ipvsadm-restore | ipvsadm -R | **ours / ipvsadm-restore** | ours / ipvsadm -R | our netlink requests | our replies (datagrams) |');
   out.push('|---|---|---|---|---|---|---|---|---|---|');
-  const stat = (size: string, path: string[]) => median(runs.filter((e) => e.size === size).map((e) => num(get(e, ...path))));
+  const stat = (size: string, path: string[]) => {
+    const pool = path[0] === 'ours' ? ourRuns : path[0] === 'restore' ? refRuns : [...ourRuns, ...refRuns];
+    return median(pool.filter((e) => e.size === size).map((e) => num(get(e, ...path))));
+  };
   for (const size of sizes) {
-    const reps = runs.filter((e) => e.size === size).length;
+    const reps = `${ourRuns.filter((e) => e.size === size).length}/${refRuns.filter((e) => e.size === size).length}`;
     const ours = stat(size, ['ours', 'full', 'ms']);
     const rest = stat(size, ['restore', 'full', 'ms']);
     const restR = stat(size, ['restore', 'fullR', 'ms']);
@@ -101,7 +106,8 @@ export function controllerSection(r: ControllerRecord): string {
     const heap = x.virtualServers === 0 ? `${String(x.liveHeapMiB)} (empty)` : `${String(get(x, 'inputsOnly', 'liveHeapMiB'))}${x.liveHeapWithWorldMiB !== undefined ? ` / ${String(x.liveHeapWithWorldMiB)}` : ''}`;
     out.push(`| ${String(x.virtualServers)} | ${mode} | ${loadText(run.loadBefore)} | ${cold} | ${warm} | ${feed} | ${change} | ${heap} | ${String(x.maxRssMiB)} |`);
   }
-  const big = r.runs.find((run) => run.result.mode === 'batch' && run.nodeFlags.length === 1 && run.result.plan);
+  const big = r.runs.filter((run) => run.result.mode === 'batch' && run.nodeFlags.length === 1 && run.result.plan)
+    .sort((a, b) => num(b.result.virtualServers) - num(a.result.virtualServers))[0];
   if (big) {
     const p = big.result.plan as Obj;
     out.push('');
