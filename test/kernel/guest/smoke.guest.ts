@@ -60,11 +60,13 @@ test('UDP NAT service with rr alternates datagrams from fresh source ports', asy
 
 test('ipvsadm -Ln shows the service, its masquerading destinations and their counters', () => {
   const [svc0, udp] = listIpvs('director');
-  assert.equal(svc0, {
+  // ActiveConn/InActConn are live connection entries, which expire (TIME_WAIT etc.) on a slow VM:
+  // the exact counts are asserted on the cumulative --stats counters below instead.
+  assert.equal({ ...svc0, dests: svc0?.dests.map(({ address, forward, weight }) => ({ address, forward, weight })) }, {
     proto: 'TCP', address: '198.51.100.10:80', scheduler: 'wrr', flags: '',
     dests: [
-      { address: '10.0.0.11:80', forward: 'Masq', weight: 1, activeConn: 0, inactConn: 20 },
-      { address: '10.0.0.12:80', forward: 'Masq', weight: 2, activeConn: 0, inactConn: 40 },
+      { address: '10.0.0.11:80', forward: 'Masq', weight: 1 },
+      { address: '10.0.0.12:80', forward: 'Masq', weight: 2 },
     ],
   });
   assert.equal([udp?.proto, udp?.address, udp?.scheduler, udp?.dests.map((d) => d.weight)], ['UDP', '198.51.100.10:53', 'rr', [1, 1]]);

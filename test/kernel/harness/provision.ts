@@ -2,25 +2,26 @@
 // initramfs. Idempotent; everything is cached under ~/.cache/lvs-operator/kernel/<version>/:
 //   root/                the linux-image package extracted (boot/vmlinuz-*, lib/modules/*), depmod'ed
 //   initrd-<hash>.img    busybox-static + the virtio/9p module chain + guest-init.sh as /init
+//   vmlinux              the uncompressed kernel, booted through its PVH entry point
 // The warm path only queries dpkg and stats files (well under a second).
 // Concurrent runs are safe: every artifact is built under a temporary name and renamed into place.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { packInitramfs, type CpioEntry } from './cpio.ts';
 
 /** Debian packages the kernel tier needs on the host (qemu, module tools, traffic/IPVS tools). */
-export const HOST_PACKAGES = ['qemu-system-x86', 'kmod', 'socat', 'ipvsadm', 'iproute2', 'busybox-static', 'nftables'];
+export const HOST_PACKAGES = ['qemu-system-x86', 'kmod', 'socat', 'ipvsadm', 'iproute2', 'busybox-static', 'nftables', 'xz-utils'];
 /** Modules the initramfs loads (with their dependencies) to reach the 9p root share. */
 const INITRD_MODULES = ['virtio_pci', '9pnet_virtio', '9p'];
 
 export interface KernelImage {
   version: string; // e.g. 6.1.0-56-amd64 (= uname -r in the guest)
   dir: string; // the cache folder for this version
-  kernel: string; // path of vmlinuz
+  kernel: string; // what qemu boots: vmlinux (PVH entry) when it could be extracted, else vmlinuz
   initrd: string; // path of the gzip'ed initramfs
   modulesRoot: string; // folder holding lib/modules/<version>; shared into the guest as /run/kmod
 }
@@ -37,8 +38,8 @@ const sh = (cmd: string, args: string[], cwd?: string) =>
 export class ProvisionError extends Error {}
 
 function describeExecError(err: unknown): string {
-  const e = err as { stderr?: string; message?: string };
-  const lines = (e.stderr || e.message || String(err)).trim().split('\n');
+  const e = err as { stderr?: string | Buffer; message?: string };
+  const lines = (e.stderr?.toString() || e.message || String(err)).trim().split('\n');
   return lines.slice(-3).join(' | ');
 }
 
@@ -159,6 +160,53 @@ function buildInitrd(root: string, version: string, dir: string, log: (l: string
   return target;
 }
 
+/**
+ * Decompressing Debian's xz bzImage is the slowest part of a TCG boot (~30 s on a busy machine):
+ * extract the ELF vmlinux once; qemu boots it directly through the PVH entry note (CONFIG_PVH).
+ * Returns undefined when that is not possible, and the caller boots the bzImage instead.
+ */
+function extractVmlinux(bzImage: string, config: string, dir: string, log: (l: string) => void): string | undefined {
+  const target = join(dir, 'vmlinux');
+  if (existsSync(target)) return target;
+  if (!existsSync(config) || !/^CONFIG_PVH=y$/m.test(readFileSync(config, 'utf8'))) return undefined;
+  const image = readFileSync(bzImage);
+  const start = image.indexOf(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])); // xz stream magic
+  if (start < 0) return undefined;
+  log('extracting vmlinux from the bzImage (PVH boot)');
+  const tmp = `${target}.tmp-${process.pid}`;
+  // From a file, not stdin: xz stops reading after the stream, and the bzImage has more after it.
+  const payload = `${tmp}.xz`;
+  writeFileSync(payload, image.subarray(start));
+  const fd = openSync(tmp, 'w');
+  try {
+    execFileSync('xz', ['-dc', '--single-stream', payload], { stdio: ['ignore', fd, 'pipe'] });
+  } catch (err) {
+    log(`vmlinux extraction failed, booting the bzImage: ${describeExecError(err)}`);
+    rmSync(tmp, { force: true });
+    return undefined;
+  } finally {
+    closeSync(fd);
+    rmSync(payload, { force: true });
+  }
+  const elf = Buffer.alloc(4);
+  const rfd = openSync(tmp, 'r');
+  try { readSync(rfd, elf, 0, 4, 0); } finally { closeSync(rfd); }
+  if (!elf.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) { rmSync(tmp, { force: true }); return undefined; }
+  renameSync(tmp, target);
+  return target;
+}
+
+/** Removes temporaries (`*.tmp-<pid>*`) left by provisioning runs that died midway. */
+function sweepTemporaries(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    const m = /\.tmp-(\d+)/.exec(name);
+    if (!m) continue;
+    try { process.kill(Number(m[1]), 0); continue; } catch { /* its writer is gone */ }
+    rmSync(join(dir, name), { recursive: true, force: true });
+  }
+}
+
 /** Makes sure packages, kernel tree and initramfs exist; returns their paths. Throws ProvisionError. */
 export function provisionKernel(opts: ProvisionOptions = {}): KernelImage {
   const log = opts.log ?? (() => {});
@@ -167,10 +215,12 @@ export function provisionKernel(opts: ProvisionOptions = {}): KernelImage {
   const pkg = kernelPackageName(cacheRoot);
   const version = pkg.replace(/^linux-image-/, '');
   const dir = join(cacheRoot, version);
+  sweepTemporaries(dir);
   try {
     const root = fetchKernelTree(pkg, version, dir, log);
-    const kernel = join(root, 'boot', `vmlinuz-${version}`);
-    if (!existsSync(kernel)) throw new ProvisionError(`${pkg} has no boot/vmlinuz-${version}`);
+    const bzImage = join(root, 'boot', `vmlinuz-${version}`);
+    if (!existsSync(bzImage)) throw new ProvisionError(`${pkg} has no boot/vmlinuz-${version}`);
+    const kernel = extractVmlinux(bzImage, join(root, 'boot', `config-${version}`), dir, log) ?? bzImage;
     const initrd = buildInitrd(root, version, dir, log);
     return { version, dir, kernel, initrd, modulesRoot: root };
   } catch (err) {
