@@ -1,0 +1,139 @@
+// The demo, inside the VM (Debian's kernel with IPVS): a small network of namespaces, the
+// lvs-agent programming it from examples/, real TCP traffic, and what the kernel did to it.
+//
+//   client 192.0.2.10 ──front 192.0.2.0/24── director 192.0.2.1 (lvs-agent, VIPs on lvs0)
+//                         │                    ├─nat 172.16.0.0/24──── rs 172.16.0.2, 172.16.0.3 (gateway: director)
+//                         │                    └─dr  192.168.33.0/24── rs 192.168.33.11, .13 (gateway: router)
+//                       router 192.0.2.254 ────┴─dr, and tun20 10.20.0.0/24 (rs 10.20.0.5), tun30 10.30.0.0/24 (rs 10.30.0.7)
+//
+// The client routes the VIPs to the director and everything else to the router, so DR and TUN
+// replies (source = VIP) return through the router, never through the director.
+import { execFileSync } from 'node:child_process';
+import { createTopology, nsRun, type Topology } from '../test/kernel/guest/lib/netns.ts';
+import { runClient, startServer, stopServers } from '../test/kernel/guest/lib/traffic.ts';
+import { ipvsStats } from '../test/kernel/guest/lib/ipvsadm.ts';
+import { formatHops, startCapture, type Packet } from './capture.ts';
+
+const NODE = process.execPath;
+const AGENT = ['dataplane/cli/main.ts'];
+const say = (s = '') => console.log(s);
+
+function topology(): Topology {
+  const rs = (ns: string, lan: string, addr: string, gw: string) => ({ ns, links: [{ lan, addrs: [addr] }], routes: [{ to: 'default', via: gw }] });
+  return createTopology({
+    lans: ['front', 'nat', 'dr', 'tun20', 'tun30'],
+    hosts: [
+      { ns: 'client', links: [{ lan: 'front', addrs: ['192.0.2.10/24'] }], routes: [
+        { to: 'default', via: '192.0.2.254' },
+        { to: '203.0.113.5/32', via: '192.0.2.1' }, { to: '198.51.100.12/32', via: '192.0.2.1' }, { to: '203.0.113.20/32', via: '192.0.2.1' },
+      ] },
+      { ns: 'director', forwarding: true, links: [
+        { lan: 'front', addrs: ['192.0.2.1/24'] }, { lan: 'nat', addrs: ['172.16.0.1/24'] }, { lan: 'dr', addrs: ['192.168.33.1/24'] },
+      ], routes: [{ to: 'default', via: '192.0.2.254' }] },
+      { ns: 'router', forwarding: true, links: [
+        { lan: 'front', addrs: ['192.0.2.254/24'] }, { lan: 'dr', addrs: ['192.168.33.254/24'] },
+        { lan: 'tun20', addrs: ['10.20.0.1/24'] }, { lan: 'tun30', addrs: ['10.30.0.1/24'] },
+      ] },
+      rs('nat2', 'nat', '172.16.0.2/24', '172.16.0.1'), rs('nat3', 'nat', '172.16.0.3/24', '172.16.0.1'),
+      rs('dr11', 'dr', '192.168.33.11/24', '192.168.33.254'), rs('dr13', 'dr', '192.168.33.13/24', '192.168.33.254'),
+      rs('tun5', 'tun20', '10.20.0.5/24', '10.20.0.1'), rs('tun7', 'tun30', '10.30.0.7/24', '10.30.0.1'),
+    ],
+  });
+}
+
+function agent(ns: string | undefined, args: string[]): string {
+  const argv = [NODE, ...AGENT, ...args, '--log-level', 'warn'];
+  return execFileSync(ns ? 'ip' : argv[0]!, ns ? ['netns', 'exec', ns, ...argv] : argv.slice(1), { encoding: 'utf8' });
+}
+
+type Hop = [ns: string, iface: string, where: string];
+interface Mode { title: string; vip: string; port: number; forward: Hop[]; reply: Hop[]; macs: boolean }
+
+const TCP_SYN = 'S';
+const TCP_SYN_ACK = 'S.';
+
+/** One connection with tcpdump on every hop: the SYN along the forward path, the SYN-ACK back. */
+async function traceOne(m: Mode): Promise<string> {
+  const hops = [...m.forward, ...m.reply];
+  const keyOf = (h: Hop) => `${h[0]}/${h[1]}`;
+  const caps = new Map<string, Awaited<ReturnType<typeof startCapture>>>();
+  for (const h of hops) if (!caps.has(keyOf(h))) caps.set(keyOf(h), await startCapture(h[0], h[1], h[2]));
+  const res = await runClient('client', { host: m.vip, port: m.port, count: 1 });
+  const seen = new Map<string, Packet[]>();
+  for (const [k, c] of caps) seen.set(k, await c.stop());
+  if (res.errors) throw new Error(`${m.title}: traced connection failed: ${res.firstError}`);
+  // TUN hops also see the rest of the connection inside the tunnel: keep the handshake only.
+  const pick = (h: Hop, flags: string) => (seen.get(keyOf(h)) ?? []).filter((p) => p.flags === flags).map((p) => ({ ...p, where: h[2] }));
+  return formatHops([...m.forward.flatMap((h) => pick(h, TCP_SYN)), ...m.reply.flatMap((h) => pick(h, TCP_SYN_ACK))], m.macs);
+}
+
+async function spread(title: string, vip: string, port: number, count: number, weights: Record<string, string>): Promise<void> {
+  const res = await runClient('client', { host: vip, port, count, concurrency: 4 });
+  say(`  ${count} connections to ${vip}:${port} (${res.errors} failed):`);
+  for (const [id, n] of Object.entries(res.byId).sort()) say(`    ${id.padEnd(24)} ${String(n).padStart(4)}  (${((100 * n) / count).toFixed(1)}%)   ${weights[id] ?? ''}`);
+  if (res.errors) throw new Error(`${title}: ${res.errors} connections failed: ${res.firstError}`);
+}
+
+function directorCounters(vip: string, port: number): string {
+  const svc = ipvsStats('director').find((s) => s.address === `${vip}:${port}`);
+  return svc ? `  director IPVS counters for ${vip}:${port}: InPkts ${svc.inPkts}, OutPkts ${svc.outPkts}` : '';
+}
+
+async function main(): Promise<void> {
+  say(`== kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()} with IPVS; building the network`);
+  const topo = topology();
+  try {
+    // One at a time: under emulation six Node processes starting at once starve each other.
+    for (const [ns, id, tcp] of [
+      ['nat2', 'rs 172.16.0.2:80', [80]], ['nat3', 'rs 172.16.0.3:8000/21', [8000, 21]],
+      ['dr11', 'rs 192.168.33.11', [8088]], ['dr13', 'rs 192.168.33.13', [8088]],
+      ['tun5', 'rs 10.20.0.5', [80, 443]], ['tun7', 'rs 10.30.0.7', [80, 443]],
+    ] as const) await startServer(ns, { id, tcp: [...tcp] });
+    say('  identity servers up in the six real-server namespaces');
+    say('== lvs-agent prepare: real servers for DR (VIP on lo, ARP sysctls) and TUN (tunl0)');
+    for (const ns of ['dr11', 'dr13']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'DR', '--vip', '198.51.100.12', '--netns', ns]).trim()}`);
+    for (const ns of ['tun5', 'tun7']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'TUN', '--vip', '203.0.113.20', '--netns', ns]).trim()}`);
+    say('== lvs-agent apply -f examples/nat-seeds.yaml -f examples/dr.yaml -f examples/tun.yaml (on the director)');
+    say(`  ${agent('director', ['apply', '-f', 'examples/nat-seeds.yaml', '-f', 'examples/dr.yaml', '-f', 'examples/tun.yaml', '--state-file', '/run/demo-agent.json']).trim()}`);
+    say(agent('director', ['show', '--state-file', '/run/demo-agent.json']).replace(/^/gm, '  '));
+
+    const client: Hop = ['client', 'eth0', 'client eth0'];
+    const front: Hop = ['director', 'eth0', 'director eth0 (front)'];
+    const router: Hop = ['router', 'eth0', 'router eth0 (front)'];
+    const modes: Mode[] = [
+      { title: 'VS/NAT', vip: '203.0.113.5', port: 80, macs: false,
+        forward: [client, front, ['director', 'eth1', 'director eth1 (nat lan)'], ['nat2', 'eth0', 'real server 172.16.0.2'], ['nat3', 'eth0', 'real server 172.16.0.3']],
+        reply: [['nat2', 'eth0', 'real server 172.16.0.2'], ['nat3', 'eth0', 'real server 172.16.0.3'], ['director', 'eth1', 'director eth1 (nat lan)'], front, client] },
+      { title: 'VS/DR', vip: '198.51.100.12', port: 8088, macs: true,
+        forward: [client, front, ['director', 'eth2', 'director eth2 (dr lan)'], ['dr11', 'eth0', 'real server 192.168.33.11'], ['dr13', 'eth0', 'real server 192.168.33.13']],
+        reply: [['dr11', 'eth0', 'real server 192.168.33.11'], ['dr13', 'eth0', 'real server 192.168.33.13'], router, client] },
+      { title: 'VS/TUN', vip: '203.0.113.20', port: 80, macs: false,
+        forward: [client, front, ['tun5', 'eth0', 'real server 10.20.0.5'], ['tun7', 'eth0', 'real server 10.30.0.7']],
+        reply: [['tun5', 'eth0', 'real server 10.20.0.5'], ['tun7', 'eth0', 'real server 10.30.0.7'], router, client] },
+    ];
+    for (const m of modes) {
+      say(`\n== ${m.title}: one connection, as each hop saw it (captured with tcpdump)`);
+      say(await traceOne(m));
+    }
+    say('\n== how connections were spread');
+    say('VS/NAT wrr, weights 1:2 (port 80 -> 8000 on 172.16.0.3):');
+    await spread('NAT', '203.0.113.5', 80, 150, { 'rs 172.16.0.2:80': 'weight 1', 'rs 172.16.0.3:8000/21': 'weight 2' });
+    await spread('NAT ftp', '203.0.113.5', 21, 10, { 'rs 172.16.0.3:8000/21': 'the only real server for :21' });
+    say(directorCounters('203.0.113.5', 80));
+    say('VS/DR rr over two real servers:');
+    await spread('DR', '198.51.100.12', 8088, 60, {});
+    say(`${directorCounters('198.51.100.12', 8088)}   (OutPkts 0: replies never touched the director)`);
+    say('VS/TUN lc with persistence 600 s, netmask /24 (one client network sticks to one real server):');
+    await spread('TUN', '203.0.113.20', 80, 60, {});
+    say(`${directorCounters('203.0.113.20', 80)}   (OutPkts 0: replies went straight back)`);
+    say('\n== cleanup (lvs-agent cleanup removes only what it owns)');
+    say(`  ${agent('director', ['cleanup', '--state-file', '/run/demo-agent.json']).trim()}`);
+    say(`  ipvsadm -Ln on the director now lists ${nsRun('director', ['ipvsadm', '-Ln']).split('\n').filter((l) => /^(TCP|UDP)/.test(l)).length} services`);
+  } finally {
+    await stopServers();
+    topo.destroy();
+  }
+}
+
+await main();
+say('\ndemo finished');
