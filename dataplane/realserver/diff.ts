@@ -35,57 +35,77 @@ export function planRealServer(desired: readonly RealServerVip[], obs: ObservedR
   const alias = obs.lo?.alias ?? '';
   const parsed = parseRecord(alias);
   const recordable = parsed !== undefined;
+  // mid: the record before any change (prior values of what we are about to change added);
+  // end: the record after this plan (entries no longer needed dropped).
   const mid = cloneRecord(parsed ?? { sysctls: {}, tunnelUp: false, tunnelCreated: false });
-  const needTunnel = desired.some((v) => v.mode === 'TUN');
-  const needLo = desired.some((v) => v.mode === 'DR');
-  let pending = false;
-
-  const links: RealServerStep[] = [];
-  if (needLo && obs.lo && !obs.lo.up) links.push({ kind: 'link', device: 'lo', op: 'up' });
-  if (needTunnel && !obs.tunnel) { links.push({ kind: 'link', device: TUNNEL_DEVICE, op: 'ensure' }); pending = true; }
-  if (needTunnel && obs.tunnel && !obs.tunnel.up) {
-    links.push({ kind: 'link', device: TUNNEL_DEVICE, op: 'up' });
-    if (recordable) mid.tunnelUp = true;
-  }
-
-  const sets: RealServerStep[] = [];
-  const needs = sysctlNeeds(desired);
-  for (const need of needs) {
-    const cur = obs.sysctls[need.key];
-    if (cur === undefined) {
-      if (need.key.includes(`.${TUNNEL_DEVICE}.`) && !obs.tunnel) { pending = true; continue; }
-      throw new Error(`sysctl ${need.key} does not exist in this namespace`);
-    }
-    if (need.accepts.includes(cur)) continue;
-    sets.push({ kind: 'sysctl', key: need.key, from: cur, to: need.want, op: 'set' });
-    if (recordable && !(need.key in mid.sysctls)) mid.sysctls[need.key] = cur;
-  }
-
+  const links = planLinks(desired, obs, recordable ? mid : undefined);
+  const sets = planSysctlSets(desired, obs, recordable ? mid : undefined);
   const { adds, removes } = diffAddresses(desired, obs);
-
   const end = cloneRecord(mid);
-  const restores: RealServerStep[] = [];
-  const needed = new Set(needs.map((n) => n.key));
-  for (const [key, prior] of Object.entries(mid.sysctls)) {
-    if (needed.has(key) || !MANAGED_SYSCTLS.includes(key)) continue;
-    const cur = obs.sysctls[key];
-    if (cur !== undefined && cur === WRITTEN[key] && cur !== prior) restores.push({ kind: 'sysctl', key, from: cur, to: prior, op: 'restore' });
-    delete end.sysctls[key];
-  }
-  const teardown: RealServerStep[] = [];
-  if (!needTunnel && obs.tunnel) {
-    if (end.tunnelUp && obs.tunnel.up && !end.tunnelCreated) teardown.push({ kind: 'link', device: TUNNEL_DEVICE, op: 'down' });
-    if (end.tunnelCreated) teardown.push({ kind: 'link', device: TUNNEL_DEVICE, op: 'delete' });
-  }
-  if (!needTunnel) { end.tunnelUp = false; end.tunnelCreated = false; }
+  const undo = planUndo(desired, obs, end);
 
   const steps: RealServerStep[] = [];
   const midText = recordable ? formatRecord(mid) : alias;
   const endText = recordable ? formatRecord(end) : alias;
   if (midText !== alias) steps.push({ kind: 'record', from: alias, to: midText });
-  steps.push(...links, ...sets, ...adds, ...removes, ...restores, ...teardown);
+  steps.push(...links.steps, ...sets.steps, ...adds, ...removes, ...undo);
   if (endText !== midText) steps.push({ kind: 'record', from: midText, to: endText });
-  return { steps, pending, recordable };
+  return { steps, pending: links.pending || sets.pending, recordable };
+}
+
+interface PlanPart { steps: RealServerStep[]; pending: boolean }
+
+/** lo up for DR; tunl0 present and up for TUN (what we bring up is recorded in `rec`). */
+function planLinks(desired: readonly RealServerVip[], obs: ObservedRealServer, rec: PrepRecord | undefined): PlanPart {
+  const steps: RealServerStep[] = [];
+  const needTunnel = desired.some((v) => v.mode === 'TUN');
+  if (desired.some((v) => v.mode === 'DR') && obs.lo && !obs.lo.up) steps.push({ kind: 'link', device: 'lo', op: 'up' });
+  if (needTunnel && !obs.tunnel) return { steps: [...steps, { kind: 'link', device: TUNNEL_DEVICE, op: 'ensure' }], pending: true };
+  if (needTunnel && obs.tunnel && !obs.tunnel.up) {
+    steps.push({ kind: 'link', device: TUNNEL_DEVICE, op: 'up' });
+    if (rec) rec.tunnelUp = true;
+  }
+  return { steps, pending: false };
+}
+
+/** Sysctls the VIPs need and do not have; prior values go into `rec` (first change wins). */
+function planSysctlSets(desired: readonly RealServerVip[], obs: ObservedRealServer, rec: PrepRecord | undefined): PlanPart {
+  const steps: RealServerStep[] = [];
+  let pending = false;
+  for (const need of sysctlNeeds(desired)) {
+    const cur = obs.sysctls[need.key];
+    if (cur === undefined) {
+      // tunl0's sysctls appear with the device: plan them in the next round.
+      if (need.key.includes(`.${TUNNEL_DEVICE}.`) && !obs.tunnel) { pending = true; continue; }
+      throw new Error(`sysctl ${need.key} does not exist in this namespace`);
+    }
+    if (need.accepts.includes(cur)) continue;
+    steps.push({ kind: 'sysctl', key: need.key, from: cur, to: need.want, op: 'set' });
+    if (rec && !(need.key in rec.sysctls)) rec.sysctls[need.key] = cur;
+  }
+  return { steps, pending };
+}
+
+/**
+ * Undo what no desired VIP needs any more, dropping it from `end`: a recorded sysctl goes back to
+ * its prior value if it still holds the value we wrote (otherwise someone changed it since, and it
+ * is theirs); tunl0 goes down (or away, if we created it).
+ */
+function planUndo(desired: readonly RealServerVip[], obs: ObservedRealServer, end: PrepRecord): RealServerStep[] {
+  const steps: RealServerStep[] = [];
+  const needed = new Set(sysctlNeeds(desired).map((n) => n.key));
+  for (const [key, prior] of Object.entries(end.sysctls)) {
+    if (needed.has(key) || !MANAGED_SYSCTLS.includes(key)) continue;
+    const cur = obs.sysctls[key];
+    if (cur !== undefined && cur === WRITTEN[key] && cur !== prior) steps.push({ kind: 'sysctl', key, from: cur, to: prior, op: 'restore' });
+    delete end.sysctls[key];
+  }
+  if (desired.some((v) => v.mode === 'TUN')) return steps;
+  if (obs.tunnel && end.tunnelCreated) steps.push({ kind: 'link', device: TUNNEL_DEVICE, op: 'delete' });
+  else if (obs.tunnel && end.tunnelUp && obs.tunnel.up) steps.push({ kind: 'link', device: TUNNEL_DEVICE, op: 'down' });
+  end.tunnelUp = false;
+  end.tunnelCreated = false;
+  return steps;
 }
 
 function diffAddresses(desired: readonly RealServerVip[], obs: ObservedRealServer): { adds: RealServerStep[]; removes: RealServerStep[] } {

@@ -44,6 +44,8 @@ export interface FakeKernelOptions {
   ipipLoaded?: boolean;
   /** IPVS module loaded (net.ipv4.vs.* exist). */
   ipvs?: boolean;
+  /** net.core.fb_tunnels_only_for_init_net=1: only the initial namespace gets a fallback tunl0. */
+  fbTunnelsOnlyInitNet?: boolean;
 }
 
 export class FakeKernel {
@@ -52,9 +54,11 @@ export class FakeKernel {
   ipip: boolean;
   ipipLoaded = false;
   ipvs: boolean;
+  fbTunnelsOnlyInitNet: boolean;
 
   constructor(opts: FakeKernelOptions = {}) {
     this.ipip = opts.ipip ?? true;
+    this.fbTunnelsOnlyInitNet = opts.fbTunnelsOnlyInitNet ?? false;
     this.ipvs = opts.ipvs ?? true;
     this.ns('host');
     if (opts.ipipLoaded) this.loadIpip();
@@ -65,7 +69,7 @@ export class FakeKernel {
     let ns = this.namespaces.get(path);
     if (!ns) {
       ns = new FakeNetns();
-      if (this.ipipLoaded) ns.addLink('tunl0', 'ipip');
+      if (this.ipipLoaded && (path === 'host' || !this.fbTunnelsOnlyInitNet)) ns.addLink('tunl0', 'ipip');
       if (this.ipvs) FakeKernel.addIpvsSysctls(ns);
       this.namespaces.set(path, ns);
     }
@@ -80,7 +84,9 @@ export class FakeKernel {
 
   loadIpip(): void {
     this.ipipLoaded = true;
-    for (const ns of this.namespaces.values()) if (!ns.links.has('tunl0')) ns.addLink('tunl0', 'ipip');
+    for (const [path, ns] of this.namespaces) {
+      if (!ns.links.has('tunl0') && (path === 'host' || !this.fbTunnelsOnlyInitNet)) ns.addLink('tunl0', 'ipip');
+    }
   }
 
   runner(): Runner {
@@ -143,7 +149,7 @@ function ipCommand(k: FakeKernel, ns: FakeNetns, argv: string[], a: string[], in
     if (ns.links.has(name)) fail(argv, 'RTNETLINK answers: File exists');
     if (type === 'ipip') {
       if (!k.ipip) fail(argv, 'Error: Unknown device type.');
-      if (!k.ipipLoaded) { k.loadIpip(); if (name === 'tunl0') fail(argv, 'RTNETLINK answers: File exists'); }
+      if (!k.ipipLoaded) { k.loadIpip(); if (ns.links.has(name)) fail(argv, 'RTNETLINK answers: File exists'); }
     } else if (type !== 'dummy') fail(argv, 'Error: Unknown device type.');
     ns.addLink(name, type!);
     return ok();

@@ -66,6 +66,18 @@ test('TUN: tunl0 loaded on demand, up, VIP on tunl0, rp_filter 0 on tunl0 and al
   assert.is((await prepareRealServer(opts, RS, [{ mode: 'TUN', vip: VIP }])).changed, false);
 });
 
+test('TUN where fallback tunnels exist only in the initial namespace: we create tunl0, and delete it on cleanup', async () => {
+  const { ns, opts } = setup({ ipipLoaded: true, fbTunnelsOnlyInitNet: true });
+  assert.not.ok(ns.links.has('tunl0'));
+  await prepareRealServer(opts, RS, [{ mode: 'TUN', vip: VIP }]);
+  assert.ok(ns.links.get('tunl0')?.up);
+  assert.equal(parseRecord(ns.links.get('lo')!.alias)?.tunnelCreated, true);
+  assert.is((await prepareRealServer(opts, RS, [{ mode: 'TUN', vip: VIP }])).changed, false);
+  await cleanupRealServer(opts, RS);
+  assert.not.ok(ns.links.has('tunl0'), 'ours, so deleted');
+  assert.is(ns.links.get('lo')!.alias, '');
+});
+
 test('TUN without ipip in the kernel: clear error', async () => {
   const { opts } = setup({ ipip: false });
   try {
