@@ -85,8 +85,7 @@ test('agent RBAC: exactly dataplane/rbac/clusterrole.yaml, which grants only wha
   assert.equal(want, [
     { apiGroups: ['lvs.dev'], resources: ['virtualservers'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['lvs.dev'], resources: ['virtualservers/status'], verbs: ['patch'] },
-    { apiGroups: [''], resources: ['pods', 'nodes'], verbs: ['get', 'list', 'watch'] },
-    { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
   ]);
   const cr = one(defaults, 'ClusterRole', '-agent');
   assert.equal(cr.rules, want);
