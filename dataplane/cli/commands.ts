@@ -13,9 +13,6 @@ import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
 import type { RealServerMode } from '../realserver/plan.ts';
 import { createSyncLoop } from '../sync/loop.ts';
-import { KubeConfig } from '@kubernetes/client-node';
-import { restConfigFromKubeConfig, RestKubeApi } from '../../operator/kube/rest.ts';
-import { createClusterAgent } from '../agent/cluster.ts';
 import { createSyncer, type SyncResult } from '../sync/sync.ts';
 import { canonicalAddress } from '../sync/keys.ts';
 
@@ -97,6 +94,11 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
 export async function runCommand(ctx: CommandContext): Promise<number> {
   const node = process.env.NODE_NAME;
   if (!node) throw new UsageError('run: NODE_NAME must be set (the downward API gives it: spec.nodeName)');
+  // Loaded here, not at the top: @kubernetes/client-node alone is ~900 modules, and the standalone
+  // commands (apply, show, prepare, cleanup) must not pay for it on every start.
+  const [{ KubeConfig }, { restConfigFromKubeConfig, RestKubeApi }, { createClusterAgent }] = await Promise.all([
+    import('@kubernetes/client-node'), import('../../operator/kube/rest.ts'), import('../agent/cluster.ts'),
+  ]);
   const kc = new KubeConfig();
   if (process.env.KUBECONFIG) kc.loadFromDefault(); else kc.loadFromCluster();
   const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
