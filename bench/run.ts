@@ -7,8 +7,9 @@
 //   npm run bench -- report            only regenerate RESULTS.md from the stored records
 // Environment: BENCH_AGENT_SIZES (default 100x10*3,1000x10*3,10000x10: NxM*repetitions),
 // BENCH_AGENT_PROFILE (default 1000x10; "none" to skip), BENCH_CONTROLLER_SIZES (default 1000,10000),
-// BENCH_CONTROLLER_CHANGES (default 2000).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// BENCH_CONTROLLER_CHANGES (default 2000), BENCH_AGENT_RECORD (label: save the agent record as
+// results/agent-<label>.json beside the others instead of replacing results/agent.json).
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAgentBench, type AgentRecord } from './agent/host.ts';
@@ -40,9 +41,12 @@ function stored<T>(name: string): T | undefined {
 function report(): void {
   let md = existsSync(RESULTS_MD) ? readFileSync(RESULTS_MD, 'utf8') : '# Benchmark results\n';
   const c = stored<ControllerRecord>('controller');
-  const a = stored<AgentRecord>('agent');
+  // agent.json, plus agent-<label>.json records of runs limited to some sizes (BENCH_AGENT_RECORD).
+  const agents = existsSync(RESULTS_DIR)
+    ? readdirSync(RESULTS_DIR).filter((f) => /^agent(-[\w.-]+)?\.json$/.test(f)).sort().map((f) => stored<AgentRecord>(f.slice(0, -5))!)
+    : [];
   if (c) md = replaceSection(md, 'controller', controllerSection(c));
-  if (a) md = replaceSection(md, 'agent', agentSection(a));
+  if (agents.length) md = replaceSection(md, 'agent', agentSection(agents));
   writeFileSync(RESULTS_MD, md);
   console.log(`# wrote ${resolve(RESULTS_MD)}`);
 }
@@ -68,7 +72,9 @@ async function main(): Promise<void> {
       const changes = process.env.BENCH_CONTROLLER_CHANGES ? Number(process.env.BENCH_CONTROLLER_CHANGES) : undefined;
       save('controller', runControllerBench({ sizes: sizesFromEnv(), ...(changes ? { changes } : {}), command: command('controller') }));
     } else if (b === 'agent') {
-      save('agent', await runAgentBench({ command: command('agent') }));
+      const label = process.env.BENCH_AGENT_RECORD;
+      if (label !== undefined && !/^[\w.-]+$/.test(label)) throw new Error(`BENCH_AGENT_RECORD: ${JSON.stringify(label)} must be a plain label like 10k`);
+      save(label ? `agent-${label}` : 'agent', await runAgentBench({ command: command('agent') }));
     }
     report();
   }

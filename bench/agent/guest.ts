@@ -132,38 +132,37 @@ function ruleSets(n: number, m: number): Sets {
   return { base, pct: p.next, one: o.next, files, lines: { full: count(texts.full), pct: count(texts.pct), one: count(texts.one) } };
 }
 
-async function oursOnce(agent: Agent, s: Sets): Promise<Record<string, Step>> {
+type Emit = (step: string, result: Step) => void;
+
+async function oursOnce(agent: Agent, s: Sets, out: Emit, withNoop: boolean): Promise<void> {
   clear();
-  const full = await agent.sync(plan(s.base));
+  out('full', await agent.sync(plan(s.base)));
   verify(s.base, 'ours full');
-  const pct = await agent.sync(plan(s.pct));
+  out('pct', await agent.sync(plan(s.pct)));
   verify(s.pct, 'ours 1%');
-  const one = await agent.sync(plan(s.one));
+  out('one', await agent.sync(plan(s.one)));
   verify(s.one, 'ours single');
-  const noop = await agent.sync(plan(s.one));
-  return { full, pct, one, noop };
+  if (withNoop) out('noop', await agent.sync(plan(s.one)));
 }
 
 /**
  * The reference side: the full set with ipvsadm-restore from empty and (withR), cleared again,
  * with `ipvsadm -R` alone; the changes with `ipvsadm -R` (ipvsadm-restore would clear the table
- * first).
+ * first). Steps: full (ipvsadm-restore), fullR, pct and one (ipvsadm -R).
  */
-function restoreOnce(s: Sets, withR: boolean): Record<string, Step> {
+function restoreOnce(s: Sets, out: Emit, withR: boolean): void {
   clear();
-  const full = { ms: restore(s.files.full, 'ipvsadm-restore'), ops: s.lines.full };
+  out('full', { ms: restore(s.files.full, 'ipvsadm-restore'), ops: s.lines.full });
   verify(s.base, 'ipvsadm-restore full');
-  let fullR: Step | undefined;
   if (withR) {
     clear();
-    fullR = { ms: restore(s.files.full, 'ipvsadm -R'), ops: s.lines.full };
+    out('fullR', { ms: restore(s.files.full, 'ipvsadm -R'), ops: s.lines.full });
     verify(s.base, 'ipvsadm -R full');
   }
-  const pct = { ms: restore(s.files.pct, 'ipvsadm -R'), ops: s.lines.pct };
+  out('pct', { ms: restore(s.files.pct, 'ipvsadm -R'), ops: s.lines.pct });
   verify(s.pct, 'ipvsadm -R 1%');
-  const one = { ms: restore(s.files.one, 'ipvsadm -R'), ops: s.lines.one };
+  out('one', { ms: restore(s.files.one, 'ipvsadm -R'), ops: s.lines.one });
   verify(s.one, 'ipvsadm -R single');
-  return { full, ...(fullR ? { fullR } : {}), pct, one };
 }
 
 /** Syscalls of one `ipvsadm -R` run of `file` (strace -f -c), when strace is installed. */
@@ -235,15 +234,19 @@ async function main(): Promise<void> {
     ipvsadmREmptyMs: [0, 1, 2].map(() => restore(empty, 'ipvsadm -R')),
   });
 
-  // Each side's result is printed as soon as it exists, so an interrupted run still records what
+  // Each step's result is printed as soon as it exists, so an interrupted run still records what
   // it measured. The reference side runs first: it is the shorter one at the large sizes.
   const rFullMax = Number(process.env.BENCH_AGENT_R_FULL_MAX ?? '1000');
+  // A no-op sync costs what the single change costs minus two requests (both are one full dump):
+  // measured where it is cheap, skipped at the large sizes to keep the run within a session.
+  const noopMax = Number(process.env.BENCH_AGENT_NOOP_MAX ?? '1000');
   for (const { n, m, reps } of sizes) {
     const size = `${n}x${m}`;
     const s = ruleSets(n, m);
     for (let rep = 0; rep < reps; rep++) {
-      emit({ type: 'restore', size, services: n, destsPerService: m, rep, lines: s.lines, restore: restoreOnce(s, n <= rFullMax) });
-      emit({ type: 'ours', size, services: n, destsPerService: m, rep, lines: s.lines, ours: await oursOnce(agents.open(), s) });
+      const step = (side: string): Emit => (name, r) => emit({ type: 'step', side, size, rep, step: name, lines: s.lines, ...r });
+      restoreOnce(s, step('reference'), n <= rFullMax);
+      await oursOnce(agents.open(), s, step('ours'), n <= noopMax);
     }
     clear();
     if (n === sizes[0]!.n) emit({ type: 'strace', size, rules: s.lines.full, ipvsadmR: straceCounts(s.files.full) ?? null });

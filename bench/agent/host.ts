@@ -4,7 +4,8 @@
 // Used by bench/run.ts (`npm run bench -- agent`). Environment: BENCH_AGENT_SIZES (NxM*reps list,
 // default 100x10*3,1000x10*3,10000x10), BENCH_AGENT_PROFILE (size to profile, default 100x10),
 // BENCH_AGENT_R_FULL_MAX (largest N for which the full set is also timed with `ipvsadm -R` alone,
-// default 1000), BENCH_AGENT_TIMEOUT_MIN (VM deadline, default 180).
+// default 1000), BENCH_AGENT_NOOP_MAX (largest N with a timed no-op sync, default 1000),
+// BENCH_AGENT_TIMEOUT_MIN (VM deadline, default 180).
 import { kernelPrereqs, runInVm } from '../../test/kernel/harness/vm.ts';
 import { load, machine, type Load, type Machine } from '../lib/machine.ts';
 
@@ -18,6 +19,8 @@ export interface AgentRecord {
   sizes: string;
   /** False when the VM stopped (failure or BENCH_AGENT_TIMEOUT_MIN) before the guest finished. */
   complete: boolean;
+  /** Set when the record was rebuilt from a run's console log (the run itself was stopped). */
+  recoveredFrom?: string;
   /** Every BENCH-JSON object the guest printed, in order. */
   events: Array<Record<string, unknown>>;
 }
@@ -37,7 +40,10 @@ export async function runAgentBench(opts: { sizes?: string; profile?: string; co
     // 10,000x10 under TCG on a shared machine takes many minutes per side; generous by default.
     timeoutMs: timeoutMin * 60 * 1000,
     memoryMb: 2048,
-    env: { BENCH_AGENT_SIZES: sizes, BENCH_AGENT_PROFILE: profile, BENCH_AGENT_R_FULL_MAX: process.env.BENCH_AGENT_R_FULL_MAX ?? '1000' },
+    env: {
+      BENCH_AGENT_SIZES: sizes, BENCH_AGENT_PROFILE: profile,
+      BENCH_AGENT_R_FULL_MAX: process.env.BENCH_AGENT_R_FULL_MAX ?? '1000', BENCH_AGENT_NOOP_MAX: process.env.BENCH_AGENT_NOOP_MAX ?? '1000',
+    },
     label: 'bench-vm',
     echo: opts.echo ?? true,
     onOutput: (line) => {
@@ -56,7 +62,7 @@ export async function runAgentBench(opts: { sizes?: string; profile?: string; co
     const tail = result.output.split('\n').filter((l) => !l.includes('BENCH-JSON')).slice(-15).join('\n');
     // What was measured before the failure is still returned (and recorded as incomplete).
     console.error(`# agent benchmark incomplete: exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}; last output:\n${tail}`);
-    if (!events.some((e) => e.type === 'ours')) throw new Error('agent benchmark VM failed before measuring anything');
+    if (!events.some((e) => e.type === 'step')) throw new Error('agent benchmark VM failed before measuring anything');
   }
   return record;
 }

@@ -21,65 +21,90 @@ export function machineLine(m: Machine): string {
 
 const loadText = (l: Load) => l.loadavg.join(' / ');
 
-export function agentSection(r: AgentRecord): string {
-  const ourRuns = r.events.filter((e) => e.type === 'ours');
-  const refRuns = r.events.filter((e) => e.type === 'restore');
-  const sizes = [...new Set([...refRuns, ...ourRuns].map((e) => String(e.size)))];
+interface StepRow { side: 'ours' | 'reference'; size: string; rep: number; step: string; ms: number; ops: number; counts?: Obj; lines?: Obj }
+
+/** Every timed step of a record: `step` events, or the per-side objects of the first format. */
+export function stepRows(r: AgentRecord): StepRow[] {
+  const rows: StepRow[] = [];
+  for (const e of r.events) {
+    if (e.type === 'step') {
+      rows.push({ side: e.side === 'ours' ? 'ours' : 'reference', size: String(e.size), rep: num(e.rep), step: String(e.step), ms: num(e.ms), ops: num(e.ops), counts: e.counts as Obj, lines: e.lines as Obj });
+    } else if (e.type === 'ours' || e.type === 'restore') {
+      const side = e.type === 'ours' ? 'ours' : 'reference';
+      for (const [step, v] of Object.entries((e.type === 'ours' ? e.ours : e.restore) as Obj)) {
+        const x = v as Obj;
+        rows.push({ side, size: String(e.size), rep: num(e.rep), step, ms: num(x.ms), ops: num(x.ops), counts: x.counts as Obj, lines: e.lines as Obj });
+      }
+    }
+  }
+  return rows;
+}
+
+function recordHeader(r: AgentRecord): string[] {
   const env = r.events.find((e) => e.type === 'env') ?? {};
   const base = r.events.find((e) => e.type === 'baseline') ?? {};
-  const out: string[] = [];
-  out.push(`Command: \`${r.command}\` · ${machineLine(r.machine)}`);
-  out.push(`Guest: kernel ${String(env.kernel)}, ${String(env.ipvsadm)}, node ${String(env.node)}, ${String(env.cpus)} vCPUs under qemu TCG (no KVM) · VM boot ${r.vm.bootMs} ms, whole run ${(r.vm.totalMs / 60000).toFixed(1)} min`);
-  out.push(`Host load (1/5/15 min) before: ${loadText(r.loadBefore)} · after: ${loadText(r.loadAfter)}`);
-  if (!r.complete) out.push(`**Incomplete run:** the VM stopped (exit ${r.vm.exitCode}${r.vm.timedOut ? ', deadline reached' : ''}) before the guest finished; sizes without figures below were not measured.`);
+  const out = [
+    `Command: \`${r.command}\` · ${machineLine(r.machine)}`,
+    `Guest: kernel ${String(env.kernel)}, ${String(env.ipvsadm)}, node ${String(env.node)}, ${String(env.cpus)} vCPUs under qemu TCG (no KVM) · ${r.vm.totalMs >= 0 ? `VM boot ${r.vm.bootMs} ms, whole run ${(r.vm.totalMs / 60000).toFixed(1)} min` : 'VM times not recorded'} · host load (1/5/15 min) before ${loadText(r.loadBefore)}, after ${loadText(r.loadAfter)}`,
+  ];
+  if (r.recoveredFrom) out.push(`Record recovered from the run's console log (${r.recoveredFrom}): the same BENCH-JSON lines the host collects; see the note below.`);
+  if (!r.complete) out.push(`**Incomplete run:** the VM stopped (exit ${r.vm.exitCode}${r.vm.timedOut ? ', deadline reached' : ''}) before the guest finished; only the steps listed were measured.`);
   const empty = median((base.restoreEmptyMs as number[] | undefined) ?? []);
   const emptyR = median((base.ipvsadmREmptyMs as number[] | undefined) ?? []);
-  out.push(`Fixed process cost with an empty rule file (median of 3): ipvsadm-restore ${ms(empty)} ms, ipvsadm -R ${ms(emptyR)} ms.`);
-  out.push('');
+  if (Number.isFinite(empty)) out.push(`Fixed process cost with an empty rule file (median of 3): ipvsadm-restore ${ms(empty)} ms, ipvsadm -R ${ms(emptyR)} ms.`);
+  return out;
+}
+
+export function agentSection(records: AgentRecord[]): string {
+  const rows = records.flatMap(stepRows);
+  const sizes = [...new Set(rows.map((x) => x.size))].sort((a, b) => parseInt(a) - parseInt(b));
+  const pick = (size: string, side: StepRow['side'], step: string) => rows.filter((x) => x.size === size && x.side === side && x.step === step);
+  const med = (size: string, side: StepRow['side'], step: string, f: (x: StepRow) => unknown) => median(pick(size, side, step).map((x) => num(f(x))));
+  const sent = (x: StepRow) => get(x.counts, 'wire', 'sent');
+  const out: string[] = [];
+  for (const r of records) out.push(...recordHeader(r), '');
   out.push('Full programming from an empty table (median of the repetitions; ms of wall time in the guest):');
   out.push('');
   out.push('| N×M | reps (ours/ref) | rules | ours | ipvsadm-restore | ipvsadm -R | **ours / ipvsadm-restore** | ours / ipvsadm -R | our netlink requests | our replies (datagrams) |');
   out.push('|---|---|---|---|---|---|---|---|---|---|');
-  const stat = (size: string, path: string[]) => {
-    const pool = path[0] === 'ours' ? ourRuns : path[0] === 'restore' ? refRuns : [...ourRuns, ...refRuns];
-    return median(pool.filter((e) => e.size === size).map((e) => num(get(e, ...path))));
-  };
   for (const size of sizes) {
-    const reps = `${ourRuns.filter((e) => e.size === size).length}/${refRuns.filter((e) => e.size === size).length}`;
-    const ours = stat(size, ['ours', 'full', 'ms']);
-    const rest = stat(size, ['restore', 'full', 'ms']);
-    const restR = stat(size, ['restore', 'fullR', 'ms']);
-    out.push(`| ${size} | ${reps} | ${stat(size, ['lines', 'full'])} | ${ms(ours)} | ${ms(rest)} | ${ms(restR)} | **${ratio(ours, rest)}** | ${ratio(ours, restR)} | ${stat(size, ['ours', 'full', 'counts', 'wire', 'sent'])} | ${stat(size, ['ours', 'full', 'counts', 'wire', 'received'])} |`);
+    const ours = med(size, 'ours', 'full', (x) => x.ms);
+    const rest = med(size, 'reference', 'full', (x) => x.ms);
+    const restR = med(size, 'reference', 'fullR', (x) => x.ms);
+    const rules = med(size, 'reference', 'full', (x) => x.ops);
+    out.push(`| ${size} | ${pick(size, 'ours', 'full').length}/${pick(size, 'reference', 'full').length} | ${Number.isFinite(rules) ? rules : med(size, 'ours', 'full', (x) => x.ops)} | ${ms(ours)} | ${ms(rest)} | ${ms(restR)} | **${ratio(ours, rest)}** | ${ratio(ours, restR)} | ${med(size, 'ours', 'full', sent)} | ${med(size, 'ours', 'full', (x) => get(x.counts, 'wire', 'received'))} |`);
   }
   out.push('');
-  out.push('Changes on the programmed table: ours = one full sync (desired → dump → diff → apply); the reference = `ipvsadm -R` of the delta lines (it is handed the delta, it computes nothing). "ops" = kernel writes; "requests" = every netlink request our client sent, dump requests included.');
+  out.push('Changes on the programmed table: ours = one full sync (desired → dump → diff → apply); the reference = `ipvsadm -R` of the delta lines (it is handed the delta, it computes nothing). "ops" = kernel writes; "requests" = every netlink request our client sent, dump requests included; "received" = bytes our client read back.');
   out.push('');
-  out.push('| N×M | change | ops | ours ms | our requests | ipvsadm -R ms | ours / ipvsadm -R | ours, no-op sync ms (requests) |');
-  out.push('|---|---|---|---|---|---|---|---|');
+  out.push('| N×M | change | ops | ours ms | our requests | received KiB | ipvsadm -R ms | ours / ipvsadm -R | ours, no-op sync ms (requests) |');
+  out.push('|---|---|---|---|---|---|---|---|---|');
   for (const size of sizes) {
     for (const [label, key] of [['1%', 'pct'], ['single', 'one']] as const) {
-      const ours = stat(size, ['ours', key, 'ms']);
-      const ref = stat(size, ['restore', key, 'ms']);
-      const noop = label === '1%' ? '' : `${ms(stat(size, ['ours', 'noop', 'ms']))} (${stat(size, ['ours', 'noop', 'counts', 'wire', 'sent'])})`;
-      out.push(`| ${size} | ${label} | ${stat(size, ['ours', key, 'ops'])} | ${ms(ours)} | ${stat(size, ['ours', key, 'counts', 'wire', 'sent'])} | ${ms(ref)} | ${ratio(ours, ref)} | ${noop} |`);
+      const ours = med(size, 'ours', key, (x) => x.ms);
+      const ref = med(size, 'reference', key, (x) => x.ms);
+      const kib = med(size, 'ours', key, (x) => num(get(x.counts, 'wire', 'receivedBytes')) / 1024);
+      const noop = label === '1%' ? '' : pick(size, 'ours', 'noop').length ? `${ms(med(size, 'ours', 'noop', (x) => x.ms))} (${med(size, 'ours', 'noop', sent)})` : 'not run';
+      out.push(`| ${size} | ${label} | ${med(size, 'ours', key, (x) => x.ops)} | ${ms(ours)} | ${med(size, 'ours', key, sent)} | ${Number.isFinite(kib) ? kib.toFixed(0) : '–'} | ${ms(ref)} | ${ratio(ours, ref)} | ${noop} |`);
     }
   }
-  const st = r.events.find((e) => e.type === 'strace');
-  if (st && st.ipvsadmR) {
+  for (const r of records) {
+    const st = r.events.find((e) => e.type === 'strace');
+    if (st && st.ipvsadmR) {
+      out.push('');
+      out.push(`\`strace -f -c\` of one \`ipvsadm -R\` of the ${String(st.size)} rule set (${String(st.rules)} rules, untimed): ${Object.entries(st.ipvsadmR as Obj).map(([k, v]) => `${k} ${String(v)}`).join(', ')}.`);
+    }
+    const profiles = r.events.filter((e) => e.type === 'profile');
+    if (!profiles.length) continue;
     out.push('');
-    out.push(`\`strace -f -c\` of one \`ipvsadm -R\` of the ${String(st.size)} rule set (${String(st.rules)} rules, untimed): ${Object.entries(st.ipvsadmR as Obj).map(([k, v]) => `${k} ${String(v)}`).join(', ')}.`);
-  }
-  const profiles = r.events.filter((e) => e.type === 'profile');
-  if (profiles.length) {
+    out.push(`CPU profile of our side at ${String(profiles[0]!.size)} (V8 sampling profiler inside the guest, 0.5 ms interval; self time; a separate, profiled run, so its ms are inflated):`);
     out.push('');
-    out.push(`CPU profile of our side at ${String(profiles[0]!.size)} (V8 sampling profiler inside the guest, 0.5 ms interval; self time; a separate, profiled run):`);
-    out.push('');
-    out.push('| phase | ms | ops | self time by area (top 6) | hottest functions (top 4) |');
+    out.push('| phase | ms | ops | self time by area (top 6) | hottest functions (top 5) |');
     out.push('|---|---|---|---|---|');
     for (const p of profiles) {
       const sum = p.summary as { areas: Array<{ area: string; pct: number }>; functions: Array<{ fn: string; pct: number }> };
       const areas = sum.areas.slice(0, 6).map((a) => `${a.area} ${a.pct}%`).join('; ');
-      const fns = sum.functions.slice(0, 4).map((f) => `\`${f.fn}\` ${f.pct}%`).join('; ');
+      const fns = sum.functions.slice(0, 5).map((f) => `\`${f.fn}\` ${f.pct}%`).join('; ');
       out.push(`| ${String(p.phase)} | ${String(p.ms)} | ${String(p.ops)} | ${areas} | ${fns} |`);
     }
   }
