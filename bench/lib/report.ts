@@ -12,7 +12,15 @@ const ms = (x: number) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toF
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) : '–');
 const median = (xs: number[]) => {
   const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+  if (!s.length) return NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+/** Median, with the range when there is more than one value (the machine is noisy). */
+const spread = (xs: number[]) => {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length < 2) return ms(median(s));
+  return `${ms(median(s))} (${ms(s[0]!)}–${ms(s.at(-1)!)})`;
 };
 
 export function machineLine(m: Machine): string {
@@ -47,8 +55,9 @@ function recordHeader(r: AgentRecord): string[] {
     `Command: \`${r.command}\` · ${machineLine(r.machine)}`,
     `Guest: kernel ${String(env.kernel)}, ${String(env.ipvsadm)}, node ${String(env.node)}, ${String(env.cpus)} vCPUs under qemu TCG (no KVM) · ${r.vm.totalMs >= 0 ? `VM boot ${r.vm.bootMs} ms, whole run ${(r.vm.totalMs / 60000).toFixed(1)} min` : 'VM times not recorded'} · host load (1/5/15 min) before ${loadText(r.loadBefore)}, after ${loadText(r.loadAfter)}`,
   ];
-  if (r.recoveredFrom) out.push(`Record recovered from the run's console log (${r.recoveredFrom}): the same BENCH-JSON lines the host collects; see the note below.`);
-  if (!r.complete) out.push(`**Incomplete run:** the VM stopped (exit ${r.vm.exitCode}${r.vm.timedOut ? ', deadline reached' : ''}) before the guest finished; only the steps listed were measured.`);
+  if (r.recoveredFrom) out.push(`Record rebuilt from the run's console log (${r.recoveredFrom}) with bench/agent/from-log.ts: the same BENCH-JSON lines the host collects.`);
+  if (r.recoveredFrom) out.push('Stopped by hand after the sizes it lists (see the note below the tables); every step it lists finished and was verified.');
+  else if (!r.complete) out.push(`**Incomplete run:** the VM stopped (exit ${r.vm.exitCode}${r.vm.timedOut ? ', deadline reached' : ''}) before the guest finished; only the steps listed were measured.`);
   const empty = median((base.restoreEmptyMs as number[] | undefined) ?? []);
   const emptyR = median((base.ipvsadmREmptyMs as number[] | undefined) ?? []);
   if (Number.isFinite(empty)) out.push(`Fixed process cost with an empty rule file (median of 3): ipvsadm-restore ${ms(empty)} ms, ipvsadm -R ${ms(emptyR)} ms.`);
@@ -60,10 +69,11 @@ export function agentSection(records: AgentRecord[]): string {
   const sizes = [...new Set(rows.map((x) => x.size))].sort((a, b) => parseInt(a) - parseInt(b));
   const pick = (size: string, side: StepRow['side'], step: string) => rows.filter((x) => x.size === size && x.side === side && x.step === step);
   const med = (size: string, side: StepRow['side'], step: string, f: (x: StepRow) => unknown) => median(pick(size, side, step).map((x) => num(f(x))));
+  const msCell = (size: string, side: StepRow['side'], step: string) => spread(pick(size, side, step).map((x) => x.ms));
   const sent = (x: StepRow) => get(x.counts, 'wire', 'sent');
   const out: string[] = [];
   for (const r of records) out.push(...recordHeader(r), '');
-  out.push('Full programming from an empty table (median of the repetitions; ms of wall time in the guest):');
+  out.push('Full programming from an empty table (ms of wall time in the guest: median, and min–max over the repetitions; ratios of the medians):');
   out.push('');
   out.push('| N×M | reps (ours/ref) | rules | ours | ipvsadm-restore | ipvsadm -R | **ours / ipvsadm-restore** | ours / ipvsadm -R | our netlink requests | our replies (datagrams) |');
   out.push('|---|---|---|---|---|---|---|---|---|---|');
@@ -72,7 +82,7 @@ export function agentSection(records: AgentRecord[]): string {
     const rest = med(size, 'reference', 'full', (x) => x.ms);
     const restR = med(size, 'reference', 'fullR', (x) => x.ms);
     const rules = med(size, 'reference', 'full', (x) => x.ops);
-    out.push(`| ${size} | ${pick(size, 'ours', 'full').length}/${pick(size, 'reference', 'full').length} | ${Number.isFinite(rules) ? rules : med(size, 'ours', 'full', (x) => x.ops)} | ${ms(ours)} | ${ms(rest)} | ${ms(restR)} | **${ratio(ours, rest)}** | ${ratio(ours, restR)} | ${med(size, 'ours', 'full', sent)} | ${med(size, 'ours', 'full', (x) => get(x.counts, 'wire', 'received'))} |`);
+    out.push(`| ${size} | ${pick(size, 'ours', 'full').length}/${pick(size, 'reference', 'full').length} | ${Number.isFinite(rules) ? rules : med(size, 'ours', 'full', (x) => x.ops)} | ${msCell(size, 'ours', 'full')} | ${msCell(size, 'reference', 'full')} | ${msCell(size, 'reference', 'fullR')} | **${ratio(ours, rest)}** | ${ratio(ours, restR)} | ${med(size, 'ours', 'full', sent)} | ${med(size, 'ours', 'full', (x) => get(x.counts, 'wire', 'received'))} |`);
   }
   out.push('');
   out.push('Changes on the programmed table: ours = one full sync (desired → dump → diff → apply); the reference = `ipvsadm -R` of the delta lines (it is handed the delta, it computes nothing). "ops" = kernel writes; "requests" = every netlink request our client sent, dump requests included; "received" = bytes our client read back.');
@@ -84,8 +94,8 @@ export function agentSection(records: AgentRecord[]): string {
       const ours = med(size, 'ours', key, (x) => x.ms);
       const ref = med(size, 'reference', key, (x) => x.ms);
       const kib = med(size, 'ours', key, (x) => num(get(x.counts, 'wire', 'receivedBytes')) / 1024);
-      const noop = label === '1%' ? '' : pick(size, 'ours', 'noop').length ? `${ms(med(size, 'ours', 'noop', (x) => x.ms))} (${med(size, 'ours', 'noop', sent)})` : 'not run';
-      out.push(`| ${size} | ${label} | ${med(size, 'ours', key, (x) => x.ops)} | ${ms(ours)} | ${med(size, 'ours', key, sent)} | ${Number.isFinite(kib) ? kib.toFixed(0) : '–'} | ${ms(ref)} | ${ratio(ours, ref)} | ${noop} |`);
+      const noop = label === '1%' ? '' : pick(size, 'ours', 'noop').length ? `${msCell(size, 'ours', 'noop')} (${med(size, 'ours', 'noop', sent)})` : 'not run';
+      out.push(`| ${size} | ${label} | ${med(size, 'ours', key, (x) => x.ops)} | ${msCell(size, 'ours', key)} | ${med(size, 'ours', key, sent)} | ${Number.isFinite(kib) ? kib.toFixed(0) : '–'} | ${msCell(size, 'reference', key)} | ${ratio(ours, ref)} | ${noop} |`);
     }
   }
   for (const r of records) {
