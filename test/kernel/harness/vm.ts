@@ -1,5 +1,7 @@
 // Real-kernel test harness: boots Debian's stock kernel under qemu (TCG) with the host's / shared
 // read-only over 9p as the guest root, runs one bash command inside, and returns its exit status.
+// Scenario files normally use runGuestSuite() from ./suite.ts; guest-side helpers (namespaces,
+// traffic, ipvsadm) are in test/kernel/guest/lib/. Provisioning: ./provision.ts.
 //
 // API (the whole of it):
 //   kernelPrereqs(): string | undefined
