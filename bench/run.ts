@@ -43,7 +43,8 @@ function report(): void {
   const c = stored<ControllerRecord>('controller');
   // agent.json, plus agent-<label>.json records of runs limited to some sizes (BENCH_AGENT_RECORD).
   const agents = existsSync(RESULTS_DIR)
-    ? readdirSync(RESULTS_DIR).filter((f) => /^agent(-[\w.-]+)?\.json$/.test(f)).sort().map((f) => stored<AgentRecord>(f.slice(0, -5))!)
+    ? readdirSync(RESULTS_DIR).filter((f) => /^agent(-[\w.-]+)?\.json$/.test(f))
+      .sort((a, b) => (a === 'agent.json' ? -1 : b === 'agent.json' ? 1 : a < b ? -1 : 1)).map((f) => stored<AgentRecord>(f.slice(0, -5))!)
     : [];
   if (c) md = replaceSection(md, 'controller', controllerSection(c));
   if (agents.length) md = replaceSection(md, 'agent', agentSection(agents));
