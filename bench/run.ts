@@ -5,8 +5,9 @@
 //   npm run bench -- controller        only the controller benchmark
 //   npm run bench -- agent             only the agent benchmark
 //   npm run bench -- report            only regenerate RESULTS.md from the stored records
-// Environment: BENCH_AGENT_SIZES (default 100x10*3,1000x10*3,10000x10: NxM*repetitions),
-// BENCH_AGENT_PROFILE (default 1000x10; "none" to skip), BENCH_CONTROLLER_SIZES (default 1000,10000),
+// Environment: BENCH_AGENT_SIZES (default 100x10*3,1000x10*2,10000x10: NxM*repetitions),
+// BENCH_AGENT_PROFILE (default 100x10; "none" to skip), BENCH_AGENT_R_FULL_MAX, BENCH_AGENT_NOOP_MAX,
+// BENCH_AGENT_TIMEOUT_MIN (see bench/agent/host.ts), BENCH_CONTROLLER_SIZES (default 1000,10000),
 // BENCH_CONTROLLER_CHANGES (default 2000), BENCH_AGENT_RECORD (label: save the agent record as
 // results/agent-<label>.json beside the others instead of replacing results/agent.json).
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';

@@ -216,7 +216,7 @@ async function profile(agent: Agent, s: Sets, size: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*3,1000x10*3,10000x10');
+  const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*3,1000x10*2,10000x10');
   const profileSize = process.env.BENCH_AGENT_PROFILE ?? '100x10';
   mkdirSync(TMP, { recursive: true });
   // Real servers on 10.0.0.0/8 are on-link behind a dummy device: routable unicast destinations.
