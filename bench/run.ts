@@ -9,8 +9,9 @@
 // BENCH_AGENT_PROFILE (default 100x10; "none" to skip), BENCH_AGENT_R_FULL_MAX, BENCH_AGENT_NOOP_MAX,
 // BENCH_AGENT_TIMEOUT_MIN (see bench/agent/host.ts), BENCH_CONTROLLER_SIZES (default 1000,10000),
 // BENCH_CONTROLLER_CHANGES (default 2000), BENCH_AGENT_RECORD (label: save the agent record as
-// results/agent-<label>.json beside the others instead of replacing results/agent.json).
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// results/agent-<label>.json beside results/agent.json, pooled with it in the report; an agent run
+// without a label replaces agent.json and removes the labelled records).
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAgentBench, type AgentRecord } from './agent/host.ts';
@@ -76,7 +77,11 @@ async function main(): Promise<void> {
     } else if (b === 'agent') {
       const label = process.env.BENCH_AGENT_RECORD;
       if (label !== undefined && !/^[\w.-]+$/.test(label)) throw new Error(`BENCH_AGENT_RECORD: ${JSON.stringify(label)} must be a plain label like 10k`);
-      save(label ? `agent-${label}` : 'agent', await runAgentBench({ command: command('agent') }));
+      const record = await runAgentBench({ command: command('agent') });
+      // A labelled record complements the main one (sizes run in a boot of their own); a new main
+      // record supersedes them all, so stale complements must not be pooled with it.
+      if (!label && existsSync(RESULTS_DIR)) for (const f of readdirSync(RESULTS_DIR).filter((f) => /^agent-[\w.-]+\.json$/.test(f))) rmSync(join(RESULTS_DIR, f));
+      save(label ? `agent-${label}` : 'agent', record);
     }
     report();
   }
