@@ -107,7 +107,7 @@ export function agentSection(records: AgentRecord[]): string {
     const profiles = r.events.filter((e) => e.type === 'profile');
     if (!profiles.length) continue;
     out.push('');
-    out.push(`CPU profile of our side at ${String(profiles[0]!.size)} (V8 sampling profiler inside the guest, 0.5 ms interval; self time; a separate, profiled run, so its ms are inflated):`);
+    out.push(`CPU profile of our side at ${String(profiles[0]!.size)}, run \`${r.command}\` (V8 sampling profiler inside the guest, 0.5 ms interval; self time; a separate, profiled run, so its ms are inflated):`);
     out.push('');
     out.push('| phase | ms | ops | self time by area (top 6) | hottest functions (top 5) |');
     out.push('|---|---|---|---|---|');
