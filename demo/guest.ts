@@ -1,7 +1,8 @@
 // The demo, inside the VM (Debian's kernel with IPVS): a small network of namespaces, the
-// lvs-agent programming it from examples/, real TCP traffic, and what the kernel did to it.
+// lvs-agent in cluster mode programming the director from what the controller (on the host)
+// resolved of the examples applied with kubectl, real TCP traffic, and what the kernel did to it.
 //
-//   client 192.0.2.10 ──front 192.0.2.0/24── director 192.0.2.1 (lvs-agent, VIPs on lvs0)
+//   client 192.0.2.10 ──front 192.0.2.0/24── director 192.0.2.1 (lvs-agent run, VIPs on lvs0) ── mgmt ── apiserver (host)
 //                         │                    ├─nat 172.16.0.0/24──── rs 172.16.0.2, 172.16.0.3 (gateway: director)
 //                         │                    └─dr  192.168.33.0/24── rs 192.168.33.11, .13 (gateway: router)
 //                       router 192.0.2.254 ────┴─dr, and tun20 10.20.0.0/24 (rs 10.20.0.5), tun30 10.30.0.0/24 (rs 10.30.0.7)
@@ -11,8 +12,9 @@
 import { execFileSync } from 'node:child_process';
 import { createTopology, nsRun, type Topology } from '../test/kernel/guest/lib/netns.ts';
 import { runClient, startServer, stopServers } from '../test/kernel/guest/lib/traffic.ts';
-import { ipvsStats } from '../test/kernel/guest/lib/ipvsadm.ts';
+import { ipvsStats, listIpvs, type IpvsService } from '../test/kernel/guest/lib/ipvsadm.ts';
 import { formatHops, startCapture, type Packet } from './capture.ts';
+import { connectDirectorToApiserver, envFromProcess, kubectl, startClusterAgent, waitForCondition, waitForKernel, type AgentProcess, type DemoEnv } from './cluster.ts';
 
 const NODE = process.execPath;
 const AGENT = ['dataplane/cli/main.ts'];
@@ -79,57 +81,110 @@ function directorCounters(vip: string, port: number): string {
   return svc ? `  director IPVS counters for ${vip}:${port}: InPkts ${svc.inPkts}, OutPkts ${svc.outPkts}` : '';
 }
 
+const STATE = '/run/demo-agent.json';
+const EXAMPLES = ['seeds-web', 'seeds-ftp', 'dr-8088', 'tun-web'];
+
+/** The examples as the controller resolved them, all real servers in with weight > 0. */
+function examplesProgrammed(svcs: IpvsService[]): boolean {
+  const want: Record<string, number> = { '203.0.113.5:80': 2, '203.0.113.5:21': 1, '198.51.100.12:8088': 2, '203.0.113.20:80': 2, '203.0.113.20:443': 2 };
+  return Object.entries(want).every(([addr, n]) => {
+    const s = svcs.find((x) => x.address === addr);
+    return s !== undefined && s.dests.length === n && s.dests.every((d) => d.weight > 0);
+  });
+}
+
+async function startServers(): Promise<void> {
+  // One at a time: under emulation Node processes starting at once starve each other.
+  for (const [ns, id, tcp] of [
+    ['nat2', 'rs 172.16.0.2:80', [80]], ['nat3', 'rs 172.16.0.3:8000/21', [8000, 21]],
+    ['dr11', 'rs 192.168.33.11', [8088]], ['dr13', 'rs 192.168.33.13', [8088]],
+    ['tun5', 'rs 10.20.0.5', [80, 443]], ['tun7', 'rs 10.30.0.7', [80, 443]],
+  ] as const) await startServer(ns, { id, tcp: [...tcp] });
+  say('  identity servers up in the six real-server namespaces');
+  say('== lvs-agent prepare on the static real servers (hosts outside the cluster: DR = VIP on lo + ARP sysctls, TUN = tunl0)');
+  for (const ns of ['dr11', 'dr13']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'DR', '--vip', '198.51.100.12', '--netns', ns]).trim()}`);
+  for (const ns of ['tun5', 'tun7']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'TUN', '--vip', '203.0.113.20', '--netns', ns]).trim()}`);
+}
+
+async function traces(): Promise<void> {
+  const client: Hop = ['client', 'eth0', 'client eth0'];
+  const front: Hop = ['director', 'eth0', 'director eth0 (front)'];
+  const router: Hop = ['router', 'eth0', 'router eth0 (front)'];
+  const modes: Mode[] = [
+    { title: 'VS/NAT', vip: '203.0.113.5', port: 80, macs: false,
+      forward: [client, front, ['director', 'eth1', 'director eth1 (nat lan)'], ['nat2', 'eth0', 'real server 172.16.0.2'], ['nat3', 'eth0', 'real server 172.16.0.3']],
+      reply: [['nat2', 'eth0', 'real server 172.16.0.2'], ['nat3', 'eth0', 'real server 172.16.0.3'], ['director', 'eth1', 'director eth1 (nat lan)'], front, client] },
+    { title: 'VS/DR', vip: '198.51.100.12', port: 8088, macs: true,
+      forward: [client, front, ['director', 'eth2', 'director eth2 (dr lan)'], ['dr11', 'eth0', 'real server 192.168.33.11'], ['dr13', 'eth0', 'real server 192.168.33.13']],
+      reply: [['dr11', 'eth0', 'real server 192.168.33.11'], ['dr13', 'eth0', 'real server 192.168.33.13'], router, client] },
+    { title: 'VS/TUN', vip: '203.0.113.20', port: 80, macs: false,
+      forward: [client, front, ['tun5', 'eth0', 'real server 10.20.0.5'], ['tun7', 'eth0', 'real server 10.30.0.7']],
+      reply: [['tun5', 'eth0', 'real server 10.20.0.5'], ['tun7', 'eth0', 'real server 10.30.0.7'], router, client] },
+  ];
+  for (const m of modes) {
+    say(`\n== ${m.title}: one connection, as each hop saw it (captured with tcpdump)`);
+    say(await traceOne(m));
+  }
+}
+
+async function spreads(): Promise<void> {
+  say('\n== how connections were spread');
+  say('VS/NAT wrr, weights 1:2 (port 80 -> 8000 on 172.16.0.3):');
+  await spread('NAT', '203.0.113.5', 80, 150, { 'rs 172.16.0.2:80': 'weight 1', 'rs 172.16.0.3:8000/21': 'weight 2' });
+  await spread('NAT ftp', '203.0.113.5', 21, 10, { 'rs 172.16.0.3:8000/21': 'the only real server for :21' });
+  say(directorCounters('203.0.113.5', 80));
+  say('VS/DR rr over two real servers:');
+  await spread('DR', '198.51.100.12', 8088, 60, {});
+  say(`${directorCounters('198.51.100.12', 8088)}   (OutPkts 0: replies never touched the director)`);
+  say('VS/TUN lc with persistence 600 s, netmask /24 (one client network sticks to one real server):');
+  await spread('TUN', '203.0.113.20', 80, 60, {});
+  say(`${directorCounters('203.0.113.20', 80)}   (OutPkts 0: replies went straight back)`);
+}
+
+/** A change made with kubectl reaches the kernel through controller and agent; traffic follows. */
+async function liveChange(env: DemoEnv, agentProc: AgentProcess): Promise<void> {
+  say('\n== kubectl patch vs seeds-web: weight of 172.16.0.3:8000 from 2 to 1');
+  const t0 = Date.now();
+  kubectl(env, ['patch', 'vs', 'seeds-web', '-n', 'default', '--type=json', '-p', '[{"op":"replace","path":"/spec/backends/static/1/weight","value":1}]']);
+  const patched = Date.now();
+  await waitForKernel('director', 'weight 1 for 172.16.0.3:8000', (svcs) =>
+    svcs.find((s) => s.address === '203.0.113.5:80')?.dests.find((d) => d.address === '172.16.0.3:8000')?.weight === 1, agentProc);
+  say(`  in the director's kernel ${Date.now() - patched} ms after kubectl returned (${Date.now() - t0} ms in all), edited in place (ipvsadm -Ln):`);
+  for (const d of listIpvs('director').find((s) => s.address === '203.0.113.5:80')!.dests) say(`    -> ${d.address.padEnd(20)} ${d.forward} weight ${d.weight}`);
+  await spread('NAT after the change', '203.0.113.5', 80, 60, { 'rs 172.16.0.2:80': 'weight 1', 'rs 172.16.0.3:8000/21': 'weight 1' });
+}
+
 async function main(): Promise<void> {
+  const env = envFromProcess();
   say(`== kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()} with IPVS; building the network`);
   const topo = topology();
+  connectDirectorToApiserver('director');
+  say('  namespaces: client, director (+ management link to the apiserver on the host), router, six real servers');
+  say(`== lvs-agent run as node ${env.node}, in the director namespace (cluster mode: it watches the apiserver)`);
+  const agentProc = startClusterAgent(env, 'director', STATE);
   try {
-    // One at a time: under emulation six Node processes starting at once starve each other.
-    for (const [ns, id, tcp] of [
-      ['nat2', 'rs 172.16.0.2:80', [80]], ['nat3', 'rs 172.16.0.3:8000/21', [8000, 21]],
-      ['dr11', 'rs 192.168.33.11', [8088]], ['dr13', 'rs 192.168.33.13', [8088]],
-      ['tun5', 'rs 10.20.0.5', [80, 443]], ['tun7', 'rs 10.30.0.7', [80, 443]],
-    ] as const) await startServer(ns, { id, tcp: [...tcp] });
-    say('  identity servers up in the six real-server namespaces');
-    say('== lvs-agent prepare: real servers for DR (VIP on lo, ARP sysctls) and TUN (tunl0)');
-    for (const ns of ['dr11', 'dr13']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'DR', '--vip', '198.51.100.12', '--netns', ns]).trim()}`);
-    for (const ns of ['tun5', 'tun7']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'TUN', '--vip', '203.0.113.20', '--netns', ns]).trim()}`);
-    say('== lvs-agent apply -f examples/nat-seeds.yaml -f examples/dr.yaml -f examples/tun.yaml (on the director)');
-    say(`  ${agent('director', ['apply', '-f', 'examples/nat-seeds.yaml', '-f', 'examples/dr.yaml', '-f', 'examples/tun.yaml', '--state-file', '/run/demo-agent.json']).trim()}`);
-    say(agent('director', ['show', '--state-file', '/run/demo-agent.json']).replace(/^/gm, '  '));
-
-    const client: Hop = ['client', 'eth0', 'client eth0'];
-    const front: Hop = ['director', 'eth0', 'director eth0 (front)'];
-    const router: Hop = ['router', 'eth0', 'router eth0 (front)'];
-    const modes: Mode[] = [
-      { title: 'VS/NAT', vip: '203.0.113.5', port: 80, macs: false,
-        forward: [client, front, ['director', 'eth1', 'director eth1 (nat lan)'], ['nat2', 'eth0', 'real server 172.16.0.2'], ['nat3', 'eth0', 'real server 172.16.0.3']],
-        reply: [['nat2', 'eth0', 'real server 172.16.0.2'], ['nat3', 'eth0', 'real server 172.16.0.3'], ['director', 'eth1', 'director eth1 (nat lan)'], front, client] },
-      { title: 'VS/DR', vip: '198.51.100.12', port: 8088, macs: true,
-        forward: [client, front, ['director', 'eth2', 'director eth2 (dr lan)'], ['dr11', 'eth0', 'real server 192.168.33.11'], ['dr13', 'eth0', 'real server 192.168.33.13']],
-        reply: [['dr11', 'eth0', 'real server 192.168.33.11'], ['dr13', 'eth0', 'real server 192.168.33.13'], router, client] },
-      { title: 'VS/TUN', vip: '203.0.113.20', port: 80, macs: false,
-        forward: [client, front, ['tun5', 'eth0', 'real server 10.20.0.5'], ['tun7', 'eth0', 'real server 10.30.0.7']],
-        reply: [['tun5', 'eth0', 'real server 10.20.0.5'], ['tun7', 'eth0', 'real server 10.30.0.7'], router, client] },
-    ];
-    for (const m of modes) {
-      say(`\n== ${m.title}: one connection, as each hop saw it (captured with tcpdump)`);
-      say(await traceOne(m));
-    }
-    say('\n== how connections were spread');
-    say('VS/NAT wrr, weights 1:2 (port 80 -> 8000 on 172.16.0.3):');
-    await spread('NAT', '203.0.113.5', 80, 150, { 'rs 172.16.0.2:80': 'weight 1', 'rs 172.16.0.3:8000/21': 'weight 2' });
-    await spread('NAT ftp', '203.0.113.5', 21, 10, { 'rs 172.16.0.3:8000/21': 'the only real server for :21' });
-    say(directorCounters('203.0.113.5', 80));
-    say('VS/DR rr over two real servers:');
-    await spread('DR', '198.51.100.12', 8088, 60, {});
-    say(`${directorCounters('198.51.100.12', 8088)}   (OutPkts 0: replies never touched the director)`);
-    say('VS/TUN lc with persistence 600 s, netmask /24 (one client network sticks to one real server):');
-    await spread('TUN', '203.0.113.20', 80, 60, {});
-    say(`${directorCounters('203.0.113.20', 80)}   (OutPkts 0: replies went straight back)`);
-    say('\n== cleanup (lvs-agent cleanup removes only what it owns)');
-    say(`  ${agent('director', ['cleanup', '--state-file', '/run/demo-agent.json']).trim()}`);
+    await startServers();
+    await waitForKernel('director', 'the examples', examplesProgrammed, agentProc);
+    say(`== the agent programmed the controller's resolution of the examples, ${((Date.now() - agentProc.started) / 1000).toFixed(0)} s after it started (most of it Node loading its modules under emulation)`);
+    const pms = await waitForCondition(env, EXAMPLES, 'Programmed');
+    say(`  every VirtualServer Programmed=True (${pms} ms later: the agent reports per node in status.nodes)`);
+    say('  $ kubectl get vs');
+    say(kubectl(env, ['get', 'vs', '-n', 'default']).trimEnd().replace(/^/gm, '  '));
+    say('  $ kubectl get vs -o custom-columns=NAME:...,PROGRAMMED:...,DIRECTORS:.status.directors,REPORTS:.status.nodes[*].name');
+    say(kubectl(env, ['get', 'vs', '-n', 'default', '-o', 'custom-columns=NAME:.metadata.name,PROGRAMMED:.status.conditions[?(@.type=="Programmed")].status,DIRECTORS:.status.directors,REPORTS:.status.nodes[*].name']).trimEnd().replace(/^/gm, '  '));
+    say('  $ lvs-agent show   (on the director)');
+    say(agent('director', ['show', '--state-file', STATE]).trimEnd().replace(/^/gm, '  '));
+    await traces();
+    await spreads();
+    await liveChange(env, agentProc);
+    say('\n== stopping the agent (SIGTERM): what it programmed stays, so traffic never depends on the agent running');
+    await agentProc.stop();
+    say(`  ipvsadm -Ln on the director still lists ${listIpvs('director').length} services`);
+    say('== lvs-agent cleanup (removes only what it owns)');
+    say(`  ${agent('director', ['cleanup', '--state-file', STATE]).trim()}`);
     say(`  ipvsadm -Ln on the director now lists ${nsRun('director', ['ipvsadm', '-Ln']).split('\n').filter((l) => /^(TCP|UDP)/.test(l)).length} services`);
   } finally {
+    await agentProc.stop();
     await stopServers();
     topo.destroy();
   }

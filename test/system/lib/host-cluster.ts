@@ -1,0 +1,150 @@
+// Host side of the system tier: a real control plane (test/apiserver/harness.ts) with the CRDs,
+// both ClusterRoles bound to their own users, the controller as a child process (operator/main.ts,
+// leader election on, as its least-privilege user), the Node object of the VM, and kubeconfigs
+// for the guest whose server is the apiserver as the guest reaches it through qemu's guestfwd
+// (https://10.0.2.100:<guestPort>, tls-server-name localhost, a name in the serving certificate,
+// so TLS is verified end to end). Files written here before the VM boots are visible in the guest
+// at the same path (the VM's root is the host's / over 9p).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { startControlPlane, type ControlPlane, type KubeconfigFile } from '../../apiserver/harness.ts';
+import { REPO_ROOT } from '../../kernel/harness/vm.ts';
+
+export const NODE_NAME = 'lvs-node-1';
+/** The VM's address on qemu's user network (eth0), as the Node's InternalIP. */
+export const NODE_IP = '10.0.2.15';
+export const LEASE_NS = 'lvs-system';
+/** Ports the guest dials on 10.0.2.100; qemu forwards them to the host's loopback. */
+export const GUEST_API_PORT = 6443;
+export const GUEST_CONTROL_PORT = 8090;
+
+export interface ControllerProc {
+  child: ChildProcess;
+  logs: Array<Record<string, unknown>>;
+  stderr(): string;
+  stop(): Promise<number | null>;
+}
+
+export interface HostCluster {
+  cp: ControlPlane;
+  controller: ControllerProc;
+  /** kubeconfigs the guest uses (server = the guestfwd address) */
+  guest: { admin: string; agent: string };
+  /** kubeconfig of the agent's user, for `kubectl auth can-i` checks on the host */
+  agentHost: KubeconfigFile;
+  timings: Record<string, number>;
+  stop(): Promise<void>;
+}
+
+async function kubectlOk(cp: ControlPlane, args: string[], stdin?: string): Promise<string> {
+  const r = await cp.kubectl(args, stdin === undefined ? {} : { stdin });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** The same kubeconfig, pointed at the guestfwd address with the serving cert's DNS name. */
+export function guestKubeconfig(contents: string, guestPort: number): string {
+  const lines = contents.split('\n');
+  const i = lines.findIndex((l) => /^\s+server: https:\/\/127\.0\.0\.1:\d+$/.test(l));
+  if (i < 0) throw new Error('kubeconfig: no "server: https://127.0.0.1:<port>" line');
+  const indent = /^(\s+)/.exec(lines[i]!)![1]!;
+  lines.splice(i, 1, `${indent}server: https://10.0.2.100:${guestPort}`, `${indent}tls-server-name: localhost`);
+  return lines.join('\n');
+}
+
+function startController(kubeconfig: string, logPath: string): ControllerProc {
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'operator/main.ts'), '--metrics-port=0'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, KUBECONFIG: kubeconfig, POD_NAME: 'lvs-operator-0', POD_NAMESPACE: LEASE_NS, LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  let stderr = '';
+  const lines: string[] = [];
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  createInterface(child.stdout!).on('line', (l) => {
+    lines.push(l);
+    try { logs.push(JSON.parse(l) as Record<string, unknown>); } catch { /* not a log line */ }
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return {
+    child, logs, stderr: () => stderr,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      await writeFile(logPath, lines.join('\n') + '\n').catch(() => {});
+      return code;
+    },
+  };
+}
+
+async function waitFor(what: string, probe: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const nodeYaml = `apiVersion: v1
+kind: Node
+metadata:
+  name: ${NODE_NAME}
+  labels: {kubernetes.io/hostname: ${NODE_NAME}, kubernetes.io/os: linux, lvs.dev/director: "true"}
+`;
+
+export async function startHostCluster(log: (m: string) => void): Promise<HostCluster> {
+  const t0 = Date.now();
+  const timings: Record<string, number> = {};
+  const cp = await startControlPlane({ log });
+  let controller: ControllerProc | undefined;
+  try {
+    timings.controlPlaneMs = Date.now() - t0;
+    await cp.installCrds('crds');
+    timings.crdsMs = Date.now() - t0 - timings.controlPlaneMs;
+    const agentRole = join(REPO_ROOT, 'dataplane/rbac/clusterrole.yaml');
+    if (!existsSync(agentRole)) throw new Error(`${agentRole} is missing (the agent's ClusterRole)`);
+    await kubectlOk(cp, ['apply', '-f', join(REPO_ROOT, 'operator/rbac/clusterrole.yaml'), '-f', agentRole]);
+    await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-operator', '--clusterrole=lvs-operator', '--user=lvs-operator']);
+    const agentUser = `system:lvs-agent:${NODE_NAME}`;
+    await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-agent', '--clusterrole=lvs-agent', `--user=${agentUser}`]);
+    await kubectlOk(cp, ['create', 'namespace', LEASE_NS]);
+    // A Node as a kubelet registers it; its address is status, written through the subresource.
+    await kubectlOk(cp, ['apply', '-f', '-'], nodeYaml);
+    await kubectlOk(cp, ['patch', 'node', NODE_NAME, '--subresource=status', '--type=merge', '-p', JSON.stringify({
+      status: {
+        addresses: [{ type: 'InternalIP', address: NODE_IP }, { type: 'Hostname', address: NODE_NAME }],
+        conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'system tier: the VM is up' }],
+      },
+    })]);
+    const operatorKc = await cp.userKubeconfig('lvs-operator');
+    const agentKc = await cp.userKubeconfig(agentUser, ['system:lvs-agents']);
+    const guest = { admin: join(cp.dir, 'guest-admin.kubeconfig'), agent: join(cp.dir, 'guest-agent.kubeconfig') };
+    await writeFile(guest.admin, guestKubeconfig(cp.kubeconfig.contents, GUEST_API_PORT), { mode: 0o600 });
+    await writeFile(guest.agent, guestKubeconfig(agentKc.contents, GUEST_API_PORT), { mode: 0o600 });
+    const t1 = Date.now();
+    controller = startController(operatorKc.path, join(cp.dir, 'controller.log'));
+    const c = controller;
+    await waitFor('the controller to become leader', () => {
+      if (c.child.exitCode !== null) throw new Error(`the controller exited ${c.child.exitCode}`);
+      return c.logs.some((l) => l.msg === 'became leader');
+    }, 60_000).catch((err: unknown) => {
+      throw new Error(`${String(err)}; controller stderr: ${c.stderr()}; last logs: ${c.logs.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`);
+    });
+    timings.controllerMs = Date.now() - t1;
+    timings.totalMs = Date.now() - t0;
+    return {
+      cp, controller: c, guest, agentHost: agentKc, timings,
+      async stop() { await c.stop(); await cp.stop(); },
+    };
+  } catch (err) {
+    await controller?.stop();
+    await cp.stop();
+    throw err;
+  }
+}
