@@ -73,12 +73,51 @@ export async function readLinks(run: Runner): Promise<LinkInfo[]> {
   return parseIpAddrJson((await run('ip', ['-j', '-d', 'addr', 'show'])).stdout);
 }
 
+/**
+ * Where sysctls are read and written, or undefined for the `sysctl` tool on /proc/sys.
+ * Container runtimes mount /proc/sys read-only in every non-privileged container, so `sysctl -w`
+ * fails there (EROFS). The DaemonSet mounts the host's /proc/sys/net read-write at
+ * /host/proc/sys/net and sets LVS_PROC_SYS=/host/proc/sys. Entries under /proc/sys/net resolve in
+ * the network namespace of the process that opens them, whatever mount they are reached through,
+ * so a write made after `nsenter --net` lands in the pod's namespace, not the host's.
+ */
+export function procSysRoot(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const root = env.LVS_PROC_SYS?.replace(/\/+$/, '');
+  return root ? root : undefined;
+}
+
+/**
+ * A dotted key's file below the sysctl root. Only per-device keys can hold a dot that is not a
+ * separator (VLAN devices such as "eth0.100"): the device is everything between "conf." or
+ * "neigh." and the last dot.
+ */
+export function sysctlPath(root: string, key: string): string {
+  const m = /^(net\.ipv[46]\.(?:conf|neigh))\.(.+)\.([^.]+)$/.exec(key);
+  const rel = m ? `${m[1]!.replace(/\./g, '/')}/${m[2]}/${m[3]}` : key.replace(/\./g, '/');
+  return `${root}/${rel}`;
+}
+
+const READ_FILES = 'while [ $# -gt 1 ]; do if [ -e "$2" ]; then printf \'%s = %s\\n\' "$1" "$(cat "$2")"; fi; shift 2; done';
+const WRITE_FILES = 'while [ $# -gt 1 ]; do printf \'%s\\n\' "$2" > "$1" || exit 1; shift 2; done';
+
+function readOnlyHint(err: unknown): never {
+  // procps sysctl reports EROFS as "permission denied on key"; a shell write as "Read-only file system".
+  if (err instanceof CommandError && /Read-only file system|permission denied on key/i.test(err.stderr)) {
+    throw new Error(`${err.message.trim()} — /proc/sys is read-only here (non-privileged containers get it so): `
+      + 'set LVS_PROC_SYS to a read-write mount of the host\'s /proc/sys (the chart mounts /proc/sys/net at /host/proc/sys/net)');
+  }
+  throw err;
+}
+
 /** Map of sysctl key (dotted) to value; keys the kernel does not have are absent. */
 export async function readSysctls(run: Runner, keys: readonly string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (keys.length === 0) return out;
+  const root = procSysRoot();
   // -e: unknown keys (e.g. net.ipv4.vs.* before ip_vs is loaded) are skipped, not fatal.
-  const { stdout } = await run('sysctl', ['-e', ...keys]);
+  const { stdout } = root
+    ? await run('sh', ['-c', READ_FILES, 'sh', ...keys.flatMap((k) => [k, sysctlPath(root, k)])])
+    : await run('sysctl', ['-e', ...keys]);
   for (const line of stdout.split('\n')) {
     const m = /^(\S+)\s*=\s*(.*)$/.exec(line.trim());
     if (m) out.set(m[1]!.replace(/\//g, '.'), m[2]!.trim());
@@ -88,7 +127,10 @@ export async function readSysctls(run: Runner, keys: readonly string[]): Promise
 
 export async function writeSysctls(run: Runner, entries: ReadonlyArray<readonly [string, string]>): Promise<void> {
   if (entries.length === 0) return;
-  await run('sysctl', ['-q', '-w', ...entries.map(([k, v]) => `${k}=${v}`)]);
+  const root = procSysRoot();
+  await (root
+    ? run('sh', ['-c', WRITE_FILES, 'sh', ...entries.flatMap(([k, v]) => [sysctlPath(root, k), v])])
+    : run('sysctl', ['-q', '-w', ...entries.map(([k, v]) => `${k}=${v}`)])).catch(readOnlyHint);
 }
 
 /** `VIP/32` or `VIP/128`: the host prefix both roles use for a VIP. */

@@ -135,16 +135,19 @@ test('agent: host network and PID, exactly NET_ADMIN SYS_ADMIN SYS_PTRACE SYS_MO
     assert.equal([...c.securityContext.capabilities.add].sort(), [...caps].sort());
     const hostPaths = (pod.volumes as Obj[]).filter((v) => v.hostPath);
     const mounts = (c.volumeMounts as Obj[]).filter((m) => hostPaths.some((v) => v.name === m.name));
-    // The owner record (host /run: lives as long as the kernel state) is the only writable host path.
-    const state = [{ path: '/run/lvs-agent', type: 'DirectoryOrCreate' }];
+    // Writable host paths: the owner record (host /run: lives as long as the kernel state) and
+    // /proc/sys/net (the container's own /proc/sys is read-only), named by LVS_PROC_SYS.
+    const state = [{ path: '/run/lvs-agent', type: 'DirectoryOrCreate' }, { path: '/proc/sys/net', type: 'Directory' }];
+    const rw = [['/run/lvs-agent', false], ['/host/proc/sys/net', false]];
     if (modules) {
       assert.equal(hostPaths.map((v) => v.hostPath), [...state, { path: '/lib/modules', type: 'Directory' }]);
-      assert.equal(mounts.map((m) => [m.mountPath, m.readOnly ?? false]), [['/run/lvs-agent', false], ['/lib/modules', true]]);
+      assert.equal(mounts.map((m) => [m.mountPath, m.readOnly ?? false]), [...rw, ['/lib/modules', true]]);
     } else {
       assert.equal(hostPaths.map((v) => v.hostPath), state, 'no /lib/modules without module loading');
-      assert.equal(mounts.map((m) => m.mountPath), ['/run/lvs-agent']);
+      assert.equal(mounts.map((m) => [m.mountPath, m.readOnly ?? false]), rw);
     }
     const env = c.env as Obj[];
+    assert.is(env.find((e) => e.name === 'LVS_PROC_SYS')?.value, '/host/proc/sys');
     assert.is(env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
   };
   check(one(defaults, 'DaemonSet'), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_MODULE'], true);

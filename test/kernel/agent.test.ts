@@ -3,6 +3,7 @@
 //   agent-forwarding  NAT with the seeds' table, SNAT return path, UDP, DR and TUN with `prepare`
 //   agent-schedulers  every scheduler accepted; rr/wrr/sh distributions; persistence templates
 //   agent-lifecycle   bad input, drain, SIGKILL + restart, outside edits, foreign service, cleanup
+//   agent-procsys     a read-only /proc/sys (non-privileged container) and LVS_PROC_SYS
 // Each ends by checking that `ipvsadm -Ln` agrees with `lvs-agent show --json`.
 import { runGuestSuite } from './harness/suite.ts';
 
@@ -10,6 +11,7 @@ await runGuestSuite(import.meta.url, [
   'test/kernel/guest/agent-forwarding.guest.ts',
   'test/kernel/guest/agent-schedulers.guest.ts',
   'test/kernel/guest/agent-lifecycle.guest.ts',
+  'test/kernel/guest/agent-procsys.guest.ts',
 ], {
   // About 6-10 minutes on a 2-core host shared with other work (and over 20 when it is badly
   // overloaded); the limit only guards against a hung guest.
