@@ -3,7 +3,10 @@
 // (UDP, NAT with SNAT return path, DR, TUN) — and real TCP/UDP traffic from a client namespace
 // must reach the real servers by every forwarding method, with the behaviour each method implies
 // (port mapping, source NAT, direct return). See ./agent/net.ts for the topology.
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { suite } from 'uvu';
+import { parseDocument } from 'yaml';
 import * as assert from 'uvu/assert';
 import { listIpvs } from './lib/ipvsadm.ts';
 import { nsRun, nsSh } from './lib/netns.ts';
@@ -16,7 +19,8 @@ const uvuSuite = suite('lvs-agent forwarding: NAT (seeds), SNAT, UDP, DR, TUN wi
 const test = timed(uvuSuite);
 const STATE = '/run/lvs-agent/director-forwarding.json';
 const SEEDS_VIP = '203.0.113.5', SNAT_VIP = '203.0.113.6', DR_VIP = '198.51.100.12', TUN_VIP = '203.0.113.20';
-const MANIFESTS = ['-f', 'examples/nat-seeds.yaml', '-f', 'test/kernel/fixtures/agent-forwarding'];
+const FIXTURES = 'test/kernel/fixtures/agent-forwarding';
+const MANIFESTS = ['-f', 'examples/nat-seeds.yaml', '-f', FIXTURES];
 let topo: AgentTopology | undefined;
 const traffic: Record<string, ClientResult> = {};
 
@@ -169,6 +173,35 @@ test('DR and TUN: both real servers answer, see the client and the VIP, and repl
   }
   // Contrast: NAT replies do pass it.
   assert.ok(stats[`TCP ${SEEDS_VIP}:80`]!.outPkts > 0);
+});
+
+/** One datagram from the client's fixed source port 40053 to the seeds' UDP service; the answering server's id. */
+function askFixedPort(): string | undefined {
+  const line = nsSh('client', `printf 'q\\n' | socat -t5 -T10 - UDP:${SEEDS_VIP}:53,sourceport=40053,reuseaddr | head -n 1\n`).trim();
+  return line ? (JSON.parse(line) as { id?: string }).id : undefined;
+}
+
+test('UDP: a removed real server is deleted at once, and the same flow moves to the other one (no stale entry)', async () => {
+  const first = askFixedPort();
+  assert.ok(first === 'rs1' || first === 'rs2', String(first));
+  // The same source port is the same IPVS connection: it stays on its server.
+  assert.is(askFixedPort(), first);
+  const [gone, keep] = first === 'rs1' ? ['172.16.0.2', '172.16.0.3'] : ['172.16.0.3', '172.16.0.2'];
+  // The same manifests, with seeds-dns down to the other real server.
+  const dir = '/run/agent-forwarding-udp';
+  mkdirSync(dir, { recursive: true });
+  for (const f of readdirSync(FIXTURES)) copyFileSync(join(FIXTURES, f), join(dir, f));
+  const doc = parseDocument(readFileSync(join(FIXTURES, 'nat-udp.yaml'), 'utf8'));
+  doc.setIn(['spec', 'backends', 'static'], [{ address: keep }]);
+  writeFileSync(join(dir, 'nat-udp.yaml'), doc.toString());
+  const r = await agentOk('director', ['apply', '-f', 'examples/nat-seeds.yaml', '-f', dir, '--state-file', STATE]);
+  // Not drained: UDP has no connection end to wait for.
+  assert.equal(opLines(r.stderr), [`delete ${gone}:53 from UDP/${SEEDS_VIP}:53 (udp)`]);
+  // The kernel still holds the flow's entry to the deleted server (UDP timeout 300 s); with
+  // expire_nodest_conn=1 the next packet expires it and is scheduled afresh.
+  assert.is(askFixedPort(), first === 'rs1' ? 'rs2' : 'rs1', 'the flow stayed on the removed real server');
+  const entries = nsRun('director', ['ipvsadm', '-Lnc']).split('\n').filter((l) => l.includes(':40053'));
+  assert.ok(entries.every((l) => l.includes(`${keep}:53`)), entries.join('\n'));
 });
 
 uvuSuite.run();
