@@ -4,24 +4,29 @@
 //   npm run bench                      controller, then agent (one VM boot, provisioned by the harness)
 //   npm run bench -- controller        only the controller benchmark
 //   npm run bench -- agent             only the agent benchmark
+//   npm run bench -- convergence       only the convergence benchmark (apiserver + controller here,
+//                                      agent in the VM; one cluster and one VM boot per size)
 //   npm run bench -- report            only regenerate RESULTS.md from the stored records
 // Environment: BENCH_AGENT_SIZES (default 100x10*3,1000x10*2,10000x10: NxM*repetitions),
 // BENCH_AGENT_PROFILE (default 100x10; "none" to skip), BENCH_AGENT_R_FULL_MAX, BENCH_AGENT_NOOP_MAX,
 // BENCH_AGENT_TIMEOUT_MIN (see bench/agent/host.ts), BENCH_CONTROLLER_SIZES (default 1000,10000),
 // BENCH_CONTROLLER_CHANGES (default 2000), BENCH_AGENT_RECORD (label: save the agent record as
 // results/agent-<label>.json beside results/agent.json, pooled with it in the report; an agent run
-// without a label replaces agent.json and removes the labelled records).
+// without a label replaces agent.json and removes the labelled records), BENCH_CONVERGENCE_SIZES
+// (default 100,5000), BENCH_CONVERGENCE_CHANGES (default 200 per size), BENCH_CONVERGENCE_BUDGET_MIN,
+// BENCH_CONVERGENCE_TIMEOUT_MIN (see bench/convergence/host.ts).
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAgentBench, type AgentRecord } from './agent/host.ts';
+import { runConvergenceBench, type ConvergenceRecord } from './convergence/host.ts';
 import { runControllerBench, type ControllerRecord } from './controller/run.ts';
-import { agentSection, controllerSection, replaceSection } from './lib/report.ts';
+import { agentSection, controllerSection, convergenceSection, replaceSection } from './lib/report.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = join(HERE, 'results');
 const RESULTS_MD = join(HERE, 'RESULTS.md');
-const BENCHES = ['controller', 'agent', 'report'] as const;
+const BENCHES = ['controller', 'agent', 'convergence', 'report'] as const;
 type Bench = (typeof BENCHES)[number];
 
 function command(bench: string): string {
@@ -50,6 +55,8 @@ function report(): void {
     : [];
   if (c) md = replaceSection(md, 'controller', controllerSection(c));
   if (agents.length) md = replaceSection(md, 'agent', agentSection(agents));
+  const conv = stored<ConvergenceRecord>('convergence');
+  if (conv) md = replaceSection(md, 'convergence', convergenceSection(conv));
   writeFileSync(RESULTS_MD, md);
   console.log(`# wrote ${resolve(RESULTS_MD)}`);
 }
@@ -69,7 +76,7 @@ async function main(): Promise<void> {
     console.error(`unknown benchmark(s): ${unknown.join(', ')}; choose from ${BENCHES.join(' ')}`);
     process.exit(2);
   }
-  const benches: Bench[] = asked.length ? (asked as Bench[]) : ['controller', 'agent'];
+  const benches: Bench[] = asked.length ? (asked as Bench[]) : ['controller', 'agent', 'convergence'];
   for (const b of benches) {
     if (b === 'controller') {
       const changes = process.env.BENCH_CONTROLLER_CHANGES ? Number(process.env.BENCH_CONTROLLER_CHANGES) : undefined;
@@ -82,6 +89,8 @@ async function main(): Promise<void> {
       // record supersedes them all, so stale complements must not be pooled with it.
       if (!label && existsSync(RESULTS_DIR)) for (const f of readdirSync(RESULTS_DIR).filter((f) => /^agent-[\w.-]+\.json$/.test(f))) rmSync(join(RESULTS_DIR, f));
       save(label ? `agent-${label}` : 'agent', record);
+    } else if (b === 'convergence') {
+      save('convergence', await runConvergenceBench({ command: command('convergence') }));
     }
     report();
   }

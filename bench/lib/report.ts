@@ -2,6 +2,8 @@
 // Only text between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name -->` is
 // replaced; everything else in RESULTS.md (analysis, the convergence TODO) is prose kept as is.
 import type { AgentRecord } from '../agent/host.ts';
+import type { ConvergenceRecord } from '../convergence/host.ts';
+import { percentile } from '../convergence/layout.ts';
 import type { ControllerRecord } from '../controller/run.ts';
 import type { Machine, Load } from './machine.ts';
 
@@ -160,4 +162,27 @@ export function replaceSection(markdown: string, name: string, body: string): st
   const j = markdown.indexOf(end);
   if (i < 0 || j < i) return `${markdown.trimEnd()}\n\n${block}\n`;
   return markdown.slice(0, i) + block + markdown.slice(j + end.length);
+}
+
+/** The convergence section: one row per size, latency from the slice write to the kernel. */
+export function convergenceSection(r: ConvergenceRecord): string {
+  const out = [
+    `Command: \`${r.command}\` · ${machineLine(r.machine)}`,
+    '',
+    'Latency = from sending the EndpointSlice write (guest, through the apiserver) to the first netlink poll (every 5 ms) that shows the spare destination added (weight 1) or removed/draining (weight 0), one clock in the guest. Split, same clock: "status seen" = when a watch on the VirtualServers, in the guest beside the agent, received the controller\'s status patch with the new realServers; "agent applied" = the agent\'s own log time of its netlink write for that destination.',
+    '',
+    '| services | load before → after (1/5/15) | programmed from empty | changes seen / made | latency p50 | p90 | p99 | max | status seen p50 / p99 | agent applied p50 / p99 | slice write p50 |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const run of r.runs) {
+    const ch = run.events.filter((e) => e.type === 'change');
+    const seen = ch.map((e) => num(e.seenMs)).filter(Number.isFinite).sort((a, b) => a - b);
+    const applied = ch.map((e) => num(e.agentAppliedMs)).filter(Number.isFinite).sort((a, b) => a - b);
+    const status = ch.map((e) => num(e.statusSeenMs)).filter(Number.isFinite).sort((a, b) => a - b);
+    const writes = ch.map((e) => num(e.writeMs)).filter(Number.isFinite).sort((a, b) => a - b);
+    const prog = num(run.events.find((e) => e.type === 'programmed')?.ms);
+    const p = (xs: number[], q: number) => ms(percentile(xs, q));
+    out.push(`| ${run.n} | ${loadText(run.loadBefore)} → ${loadText(run.loadAfter)} | ${Number.isFinite(prog) ? `${(prog / 1000).toFixed(1)} s` : '–'} | ${seen.length} / ${ch.length}${run.complete ? '' : ' (incomplete)'} | ${p(seen, 50)} ms | ${p(seen, 90)} ms | ${p(seen, 99)} ms | ${ms(seen.at(-1) ?? NaN)} ms | ${status.length ? `${p(status, 50)} / ${p(status, 99)} ms` : '–'} | ${p(applied, 50)} / ${p(applied, 99)} ms | ${p(writes, 50)} ms |`);
+  }
+  return out.join('\n');
 }

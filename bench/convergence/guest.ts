@@ -1,0 +1,146 @@
+// Guest side of the convergence benchmark (runs only inside the VM; bench/convergence/host.ts
+// boots it after creating N Services, EndpointSlices and VirtualServers on the host's apiserver,
+// where the real controller runs). Here: the real `lvs-agent run` (cluster mode) programs the
+// node's kernel; once all N services hold their 3 destinations, this driver makes sequential
+// EndpointSlice changes on random services — remove the spare endpoint, or add it back — and
+// polls the kernel (one netlink destination dump of just that service, every POLL_MS) until the
+// change is visible: the spare present at weight 1 after an add; absent or at weight 0 (draining)
+// after a removal. Write and observation are timed with this process's one clock. Results go to
+// the console as `BENCH-JSON {...}` lines.
+import { execFileSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { IpvsNetlink } from '../../dataplane/ipvs/netlink.ts';
+import type { IpvsDestination, IpvsServiceKey } from '../../dataplane/ipvs/types.ts';
+import { startAgent, type AgentProc } from '../../test/system/guest/lib/agent.ts';
+import { Kube } from '../../test/system/guest/lib/kube.ts';
+import { SLICES } from '../../test/system/guest/lib/objects.ts';
+import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
+import { watchVirtualServers } from './watch.ts';
+
+if (process.env.LVS_IN_VM !== '1') throw new Error('bench/convergence/guest.ts runs only inside the VM (LVS_IN_VM=1); use `npm run bench -- convergence`');
+
+const POLL_MS = 5;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const emit = (obj: Record<string, unknown>) => console.log(`BENCH-JSON ${JSON.stringify(obj)}`);
+
+function need(k: string): string {
+  const v = process.env[k];
+  if (!v) throw new Error(`bench/convergence/guest.ts: ${k} is not set (bench/convergence/host.ts passes it)`);
+  return v;
+}
+
+/** Deterministic PRNG (mulberry32), so a run's sequence of services can be repeated. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function keyOf(i: number): IpvsServiceKey {
+  const { vip, port } = vipOf(i);
+  return { family: 4, protocol: 'TCP', address: vip, port };
+}
+
+/** The spare's state as this change wants it: present with weight > 0, or absent / weight 0. */
+function spareDone(dests: IpvsDestination[], i: number, wantSpare: boolean): boolean {
+  const spare = dests.find((d) => d.address === podIp(i, ENDPOINTS - 1));
+  return wantSpare ? (spare?.weight ?? 0) > 0 : !spare || spare.weight === 0;
+}
+
+async function waitProgrammed(kernel: IpvsNetlink, n: number, agent: AgentProc, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  let last = '';
+  for (;;) {
+    if (agent.child.exitCode !== null) throw new Error(`the agent exited ${agent.child.exitCode}:\n${agent.tail(20)}`);
+    const state = await kernel.dump();
+    const full = state.filter((s) => s.destinations.filter((d) => d.weight > 0).length === ENDPOINTS).length;
+    const seen = `${state.length} services, ${full} with ${ENDPOINTS} live destinations`;
+    if (seen !== last) console.log(`# ${((performance.now() - t0) / 1000).toFixed(1)} s: ${seen}`);
+    last = seen;
+    if (state.length === n && full === n) return performance.now() - t0;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`not programmed after ${timeoutMs} ms: ${seen}; agent:\n${agent.tail(20)}`);
+    await sleep(2000);
+  }
+}
+
+/** The agent's log line applying this change (pino `time`, same clock), if it logged one. */
+function agentApplied(agent: AgentProc, from: number, i: number): number | undefined {
+  const { vip, port } = vipOf(i);
+  const dest = `${podIp(i, ENDPOINTS - 1)}:`;
+  for (let k = from; k < agent.lines.length; k++) {
+    const j = agent.lines[k]!.json;
+    if (j && typeof j.service === 'string' && j.service.includes(`${vip}:${port}`) && typeof j.dest === 'string' && j.dest.startsWith(dest)) return j.time as number;
+  }
+  return undefined;
+}
+
+async function main(): Promise<void> {
+  const n = Number(need('BENCH_CONVERGENCE_N'));
+  const changes = Number(need('BENCH_CONVERGENCE_CHANGES'));
+  const budgetMs = Number(process.env.BENCH_CONVERGENCE_BUDGET_MIN ?? '60') * 60_000;
+  const node = need('BENCH_CONVERGENCE_NODE');
+  const random = rng(Number(process.env.BENCH_CONVERGENCE_SEED ?? '7'));
+  execFileSync('bash', ['-ec', `sysctl -qw net.ipv4.ip_forward=1; ip link add cni0 type bridge; ip addr add ${POD_CIDR_GATEWAY} dev cni0; ip link set cni0 up`]);
+  const kernel = await IpvsNetlink.open({ timeoutMs: 30_000 });
+  const kube = new Kube(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'));
+  const agent = startAgent({ node, kubeconfig: need('BENCH_CONVERGENCE_AGENT_KUBECONFIG'), logLevel: 'info', logFile: '/run/tmp/lvs-agent.log' });
+  try {
+    const programmedMs = await waitProgrammed(kernel, n, agent, Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000);
+    emit({ type: 'programmed', n, ms: Math.round(programmedMs), agentFirstOutputMs: agent.firstOutputMs() });
+    // Let the start-up settle (status reports of N VirtualServers, the first periodic resync).
+    await sleep(5000);
+    const watch = await watchVirtualServers(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'), NS);
+    const spare = new Array<boolean>(n).fill(true);
+    const t0 = performance.now();
+    let timeouts = 0;
+    for (let k = 0; k < changes; k++) {
+      if (performance.now() - t0 > budgetMs) { emit({ type: 'budget', n, after: k }); break; }
+      const i = Math.floor(random() * n);
+      await sleep(Math.floor(random() * 500));
+      const want = !spare[i];
+      const key = keyOf(i);
+      const from = agent.lines.length;
+      const wall = Date.now();
+      const sent = performance.now();
+      await kube.mergePatch(SLICES, NS, sliceName(i), { endpoints: sliceEndpoints(i, want, node) });
+      const acked = performance.now();
+      let seen: number | undefined;
+      let polls = 0;
+      while (performance.now() - sent < 180_000) {
+        polls++;
+        if (spareDone(await kernel.destinations(key), i, want)) { seen = performance.now(); break; }
+        await sleep(POLL_MS);
+      }
+      spare[i] = want;
+      // The agent's log line trails its netlink write (pino writes asynchronously): wait for it.
+      let applied = agentApplied(agent, from, i);
+      for (let w = 0; applied === undefined && seen !== undefined && w < 40; w++) { await sleep(25); applied = agentApplied(agent, from, i); }
+      const spareIp = podIp(i, ENDPOINTS - 1);
+      const status = seen === undefined ? undefined
+        : await watch.waitFor(name(i), sent, (rs) => rs.some((r) => r.address === spareIp && r.weight > 0) === want, 2000);
+      const ev = {
+        type: 'change', n, k, svc: i, kind: want ? 'add' : 'remove', writeMs: +(acked - sent).toFixed(1),
+        seenMs: seen === undefined ? null : +(seen - sent).toFixed(1), agentAppliedMs: applied === undefined ? null : applied - wall,
+        statusSeenMs: status === undefined ? null : +(status - sent).toFixed(1), polls,
+      };
+      emit(ev);
+      if (seen === undefined && ++timeouts >= 3) throw new Error('3 changes not seen within 180 s: stopping');
+    }
+    watch.close();
+    emit({ type: 'done', n });
+  } finally {
+    await agent.kill('SIGTERM');
+    kube.close();
+    await kernel.close();
+  }
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  console.error('convergence guest failed:', err);
+  process.exit(1);
+});

@@ -1,0 +1,125 @@
+// Host side of the convergence benchmark, one fresh cluster and one VM boot per size: the system
+// tier's control plane (real kube-apiserver + etcd, CRDs, RBAC, the real controller as a child
+// process, the Node of the VM), N Services + EndpointSlices + VirtualServers created here in bulk,
+// then bench/convergence/guest.ts in the VM with the real agent reaching the apiserver through
+// qemu's guestfwd. Its `BENCH-JSON` lines are collected into one record per size.
+//
+// Environment: BENCH_CONVERGENCE_SIZES (default 100,5000), BENCH_CONVERGENCE_CHANGES (per size,
+// default 200), BENCH_CONVERGENCE_BUDGET_MIN (most minutes of changes per size, default 60),
+// BENCH_CONVERGENCE_TIMEOUT_MIN (VM deadline per size, default 150).
+import { apiserverPrereqs } from '../../test/apiserver/harness.ts';
+import { kernelPrereqs, runInVm } from '../../test/kernel/harness/vm.ts';
+import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../test/system/lib/host-cluster.ts';
+import { Kube } from '../../test/system/guest/lib/kube.ts';
+import { SERVICES, SLICES, VIRTUAL_SERVERS } from '../../test/system/guest/lib/objects.ts';
+import { load, machine, type Load, type Machine } from '../lib/machine.ts';
+import { MAX_SERVICES, NS, serviceManifest, sliceManifest, virtualServerManifest } from './layout.ts';
+
+export interface ConvergenceRun {
+  n: number;
+  loadBefore: Load;
+  loadAfter: Load;
+  /** host cluster start, object creation (ms) */
+  setup: Record<string, number>;
+  vm: { bootMs: number; totalMs: number; exitCode: number; timedOut: boolean };
+  complete: boolean;
+  events: Array<Record<string, unknown>>;
+}
+
+export interface ConvergenceRecord {
+  bench: 'convergence';
+  command: string;
+  machine: Machine;
+  changes: number;
+  runs: ConvergenceRun[];
+}
+
+export function sizesFromEnv(): number[] {
+  const v = process.env.BENCH_CONVERGENCE_SIZES ?? '100,5000';
+  const sizes = v.split(',').map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > MAX_SERVICES)) {
+    throw new Error(`BENCH_CONVERGENCE_SIZES: ${JSON.stringify(v)} is not a list of service counts (1..${MAX_SERVICES}) like 100,5000`);
+  }
+  return sizes;
+}
+
+function positive(name: string, dflt: number): number {
+  const raw = process.env[name];
+  const v = raw === undefined ? dflt : Number(raw);
+  if (!(v > 0)) throw new Error(`${name}: ${JSON.stringify(raw)} is not a positive number`);
+  return v;
+}
+
+/** Runs `fn` over 0..n-1 with `width` in flight. */
+async function pool(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(width, n) }, async () => {
+    while (next < n) await fn(next++);
+  }));
+}
+
+async function createObjects(kube: Kube, n: number, log: (m: string) => void): Promise<Record<string, number>> {
+  const t0 = Date.now();
+  await kube.create({ group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false }, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+  await pool(n, 16, (i) => kube.create(SERVICES, NS, serviceManifest(i)));
+  await pool(n, 16, (i) => kube.create(SLICES, NS, sliceManifest(i, NODE_NAME)));
+  const t1 = Date.now();
+  await pool(n, 16, (i) => kube.create(VIRTUAL_SERVERS, NS, virtualServerManifest(i)));
+  const t2 = Date.now();
+  log(`created ${n} Services + EndpointSlices in ${t1 - t0} ms, ${n} VirtualServers in ${t2 - t1} ms`);
+  return { servicesAndSlicesMs: t1 - t0, virtualServersMs: t2 - t1 };
+}
+
+async function runSize(n: number, changes: number, log: (m: string) => void): Promise<ConvergenceRun> {
+  const loadBefore = load();
+  log(`convergence ${n}: load before: ${loadBefore.uptime}`);
+  const hc = await startHostCluster(log);
+  const events: Array<Record<string, unknown>> = [];
+  try {
+    const kube = new Kube(hc.cp.kubeconfig.path);
+    const created = await createObjects(kube, n, log).finally(() => kube.close());
+    const api = Number(new URL(hc.cp.url).port);
+    const result = await runInVm({
+      command: 'node_modules/.bin/node bench/convergence/guest.ts',
+      timeoutMs: positive('BENCH_CONVERGENCE_TIMEOUT_MIN', 150) * 60_000,
+      memoryMb: 2048,
+      guestfwd: [{ guestPort: GUEST_API_PORT, hostPort: api }],
+      env: {
+        BENCH_CONVERGENCE_N: String(n), BENCH_CONVERGENCE_CHANGES: String(changes), BENCH_CONVERGENCE_NODE: NODE_NAME,
+        BENCH_CONVERGENCE_ADMIN_KUBECONFIG: hc.guest.admin, BENCH_CONVERGENCE_AGENT_KUBECONFIG: hc.guest.agent,
+        BENCH_CONVERGENCE_BUDGET_MIN: String(positive('BENCH_CONVERGENCE_BUDGET_MIN', 60)),
+      },
+      label: `conv-${n}`,
+      echo: true,
+      onOutput: (line) => {
+        const i = line.indexOf('BENCH-JSON ');
+        if (i >= 0) events.push(JSON.parse(line.slice(i + 11)) as Record<string, unknown>);
+      },
+    });
+    const loadAfter = load();
+    log(`convergence ${n}: load after: ${loadAfter.uptime}; VM exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}`);
+    const complete = result.exitCode === 0 && events.some((e) => e.type === 'done');
+    if (hc.controller.child.exitCode !== null) log(`the controller exited ${hc.controller.child.exitCode}: ${hc.controller.stderr().slice(-2000)}`);
+    return {
+      n, loadBefore, loadAfter, setup: { hostClusterMs: hc.timings.totalMs ?? NaN, ...created },
+      vm: { bootMs: result.bootMs, totalMs: result.totalMs, exitCode: result.exitCode, timedOut: result.timedOut }, complete, events,
+    };
+  } finally {
+    await hc.stop();
+  }
+}
+
+export async function runConvergenceBench(opts: { command: string }): Promise<ConvergenceRecord> {
+  const missing = kernelPrereqs() ?? apiserverPrereqs();
+  if (missing) throw new Error(`convergence benchmark needs the VM and the control plane: ${missing}`);
+  const sizes = sizesFromEnv();
+  const changes = positive('BENCH_CONVERGENCE_CHANGES', 200);
+  const log = (m: string) => console.log(`# ${m}`);
+  const record: ConvergenceRecord = { bench: 'convergence', command: opts.command, machine: machine(), changes, runs: [] };
+  for (const n of sizes) {
+    const run = await runSize(n, changes, log);
+    record.runs.push(run);
+    if (!run.events.some((e) => e.type === 'change')) throw new Error(`convergence ${n}: the VM measured no change (exit ${run.vm.exitCode})`);
+  }
+  return record;
+}

@@ -1,0 +1,74 @@
+// A watch on the benchmark's VirtualServers from inside the guest, to split a change's latency in
+// the guest's one clock: the moment the controller's status patch (realServers) reaches a watcher
+// in the VM — what the agent's own informer receives at about the same time — lies between the
+// slice write and the kernel change. A plain streaming HTTPS request (the driver's Kube client
+// buffers whole bodies); on the stream's end it resumes from the last resourceVersion seen.
+import { request, type Agent } from 'node:https';
+import { performance } from 'node:perf_hooks';
+import { loadKubeconfig } from '../../test/system/guest/lib/kube.ts';
+
+interface VsEvent { type: string; object: { metadata: { name: string; resourceVersion: string }; status?: { realServers?: Array<{ address: string; weight: number }> } } }
+
+export interface VsWatch {
+  /** performance.now() of the first event at or after `since` whose object `name` satisfies `ok`. */
+  waitFor(name: string, since: number, ok: (realServers: Array<{ address: string; weight: number }>) => boolean, timeoutMs: number): Promise<number | undefined>;
+  close(): void;
+}
+
+export async function watchVirtualServers(kubeconfig: string, ns: string): Promise<VsWatch> {
+  const c = loadKubeconfig(kubeconfig);
+  const server = new URL(c.server);
+  const tls = { ca: c.ca, cert: c.cert, key: c.key, ...(c.servername ? { servername: c.servername } : {}) };
+  const base = `/apis/lvs.dev/v1alpha1/namespaces/${ns}/virtualservers`;
+  const recent: Array<{ at: number; name: string; rs: Array<{ address: string; weight: number }> }> = [];
+  let closed = false;
+  let live: { destroy(): void } | undefined;
+
+  const get = (path: string, onData: (chunk: string) => void): Promise<void> => new Promise((resolve, reject) => {
+    const req = request({ host: server.hostname, port: server.port, path, method: 'GET', agent: false as unknown as Agent, ...tls, headers: { Accept: 'application/json' } }, (res) => {
+      if (res.statusCode !== 200) { reject(new Error(`GET ${path}: HTTP ${res.statusCode}`)); res.resume(); return; }
+      res.setEncoding('utf8');
+      res.on('data', onData);
+      res.on('end', resolve);
+      res.on('error', reject);
+    });
+    live = req;
+    req.on('error', reject);
+    req.end();
+  });
+
+  let rv = '';
+  await get(`${base}?limit=1`, (d) => { rv += d; });
+  rv = (JSON.parse(rv) as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
+  const loop = async () => {
+    while (!closed) {
+      let buf = '';
+      await get(`${base}?watch=1&resourceVersion=${rv}&allowWatchBookmarks=true`, (d) => {
+        buf += d;
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (!line.trim()) continue;
+          const ev = JSON.parse(line) as VsEvent;
+          rv = ev.object.metadata.resourceVersion;
+          if (ev.type !== 'MODIFIED' && ev.type !== 'ADDED') continue;
+          recent.push({ at: performance.now(), name: ev.object.metadata.name, rs: ev.object.status?.realServers ?? [] });
+          if (recent.length > 5000) recent.splice(0, 2500);
+        }
+      }).catch(() => new Promise((r) => setTimeout(r, 500)));
+    }
+  };
+  void loop();
+  return {
+    async waitFor(name, since, ok, timeoutMs) {
+      const end = performance.now() + timeoutMs;
+      while (performance.now() < end) {
+        const hit = recent.find((e) => e.at >= since && e.name === name && ok(e.rs));
+        if (hit) return hit.at;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return undefined;
+    },
+    close() { closed = true; live?.destroy(); },
+  };
+}
