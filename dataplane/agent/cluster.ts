@@ -1,5 +1,6 @@
 // lvs-agent run: the agent in a cluster. Watch events only mark work; two loops do it — the IPVS
-// sync loop (director role) and a real-server pass (prepare local DR/TUN pods and hosts) — and
+// sync loop (director role) and a real-server pass (prepare local DR/TUN pods and hosts, and the
+// node's return path for pods that serve a VIP it directs: ./return-path.ts) — and
 // after either, each VirtualServer this node takes part in gets this node's report in
 // status.nodes (server-side apply, one field manager per node, written only when it changed).
 // While the API server is unreachable nothing is torn down: the informers keep their last state
@@ -21,6 +22,7 @@ import type { SyncResult } from '../sync/sync.ts';
 import { localRealServers, nodeReport, planFromVirtualServer, sameReport } from './cluster-plan.ts';
 import { createLvsDevice } from './lvs-device.ts';
 import { createNetnsFinder, type NetnsFinder } from './netns.ts';
+import { syncReturnPath } from './return-path.ts';
 
 export interface ClusterAgentOptions {
   api: KubeApi;
@@ -35,6 +37,8 @@ export interface ClusterAgentOptions {
   drainTimeoutMs?: number;
   /** Called with the plan after every sync (e.g. to record owners for `lvs-agent show`). */
   onPlan?: (services: PlanService[]) => void;
+  /** Where the return-path record lives (see ./return-path.ts); default under /run/lvs-agent. */
+  returnPathRecord?: string;
 }
 
 export interface ClusterAgent {
@@ -72,12 +76,19 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   let rsDirty = true;
   let rsRunning: Promise<void> | undefined;
+  /**
+   * No report before the first real-server pass: until then rs.prepared is empty, and reporting
+   * that would gate this node's DR/TUN pods to weight 0 (planFromVirtualServer) although they are
+   * still prepared from before a restart: connections refused until the pass reports them again.
+   */
+  let rsPassDone = false;
   function markRealServers(): void {
     rsDirty = true;
     rsRunning ??= (async () => {
       while (rsDirty) {
         rsDirty = false;
         await prepareLocal().catch((err) => { rs.errors = [String(err)]; log.error({ op: 'realserver', err }, 'real-server pass failed'); });
+        rsPassDone = true;
         await report();
       }
     })().finally(() => { rsRunning = undefined; });
@@ -108,6 +119,16 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
         errors.push(`${k}: ${(err as Error).message}`);
       }
     }
+    // Pods serving a VIP this node directs answer from an address local to the node: their
+    // uplinks must accept it (./return-path.ts) before they count as prepared.
+    const directed = new Set(plan().filter((s) => s.directors.includes(opts.node)).map((s) => s.vip));
+    const returning = [...desired.values()].filter((d) => d.target.kind !== 'host' && d.vips.some((v) => directed.has(v.vip)) && d.addresses.some((a) => prepared.has(a)));
+    try {
+      await syncReturnPath({ run: opts.run, log, ...(opts.returnPathRecord ? { recordPath: opts.returnPathRecord } : {}) }, returning.map((d) => d.target));
+    } catch (err) {
+      for (const d of returning) for (const a of d.addresses) prepared.delete(a);
+      errors.push(`return path: ${(err as Error).message}`);
+    }
     for (const [k, was] of rs.byTarget) {
       if (desired.has(k)) continue;
       // No longer a real server of ours: take back exactly what we added (gone namespaces are fine).
@@ -119,6 +140,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   }
 
   async function report(): Promise<void> {
+    if (!rsPassDone) return; // the pass reports when it is done
     const failedKeys = new Set<string>();
     const errors = new Map<string, string>();
     if (lastSync?.kind === 'retry') for (const e of lastSync.errors) if (e.key) { failedKeys.add(e.key); errors.set(e.key, e.error.message); }
