@@ -1,0 +1,370 @@
+// System tier, guest side (runs inside the VM; test/system/cluster.test.ts boots it). The VM is
+// node lvs-node-1: the real lvs-agent runs in its root namespace against the host's real
+// kube-apiserver (through qemu's guestfwd), where the real controller resolves what this suite
+// writes as Kubernetes would (Pods, Services, EndpointSlices, VirtualServers). Pods are network
+// namespaces with real workloads; a client namespace sends real TCP traffic to the VIPs.
+//
+// Scenarios share one cluster and run in order: NAT, DR, TUN; scaling up and down (a removed
+// pod's established connection survives: drained, not cut); agent SIGKILL and restart (traffic
+// keeps flowing, nothing is reprogrammed); the apiserver stopped for 30 s (traffic keeps flowing,
+// a change made right after it returns reaches the kernel); a conflicting and an invalid
+// VirtualServer disturb nothing; finally the drained destination is gone once its connection is.
+import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { addressesIn, CLIENT_IP, CNI_BRIDGE, removePods } from './lib/node-net.ts';
+import { assertRunning, type AgentProc } from './lib/agent.ts';
+import { VIRTUAL_SERVERS } from './lib/objects.ts';
+import { stopAllTraffic } from './lib/traffic.ts';
+import { dests, ipvs, service, settledStats, sleep, statsOf, timed, until } from './lib/wait.ts';
+import {
+  ApiError, cond, envFromProcess, NS, PORT, POD_NETS, setupWorld, VIP, virtualServer, waitProgrammed, type World,
+} from './lib/world.ts';
+
+const test = suite('system: agent in the VM, controller and apiserver on the host');
+let w: World;
+const ip = (pod: string) => POD_NETS[pod]!.ip;
+const STATE_FILE = '/run/lvs-agent/standalone.json';
+/** The agent's own start (Node, its imports over 9p) under TCG: seconds on a quiet host, minutes on a loaded one. */
+const AGENT_START_MS = 360_000;
+const WANT = {
+  nat: ['10.244.0.11:8080 Masq 1', '10.244.0.12:8080 Masq 1'],
+  dr: ['10.244.0.21:80 Route 1', '10.244.0.22:80 Route 1'],
+  tun: ['10.244.0.21:80 Tunnel 1', '10.244.0.22:80 Tunnel 1'],
+};
+let drained: { pod: string; dest: string } | undefined;
+
+/** The node's IPVS rules without counters, one line per destination: comparable across time. */
+const rules = () => ipvs().flatMap((svc) => svc.dests.map((d) => `${svc.proto} ${svc.address} ${svc.scheduler} ${svc.flags} -> ${d.address} ${d.forward} ${d.weight}`));
+
+/**
+ * The rules as they are now, minus destinations already draining (weight 0): those may finish
+ * their drain and be deleted at any moment, which is legitimate work, not a change. now() reads
+ * the same view again, for comparison.
+ */
+function steadyView(): { table: string[]; now: () => string[]; pendingDests: Set<string> } {
+  const pending = rules().filter((l) => l.endsWith(' 0'));
+  const now = () => rules().filter((l) => !pending.includes(l));
+  return { table: now(), now, pendingDests: new Set(pending.map((l) => l.split(' -> ')[1]!.split(' ')[0]!)) };
+}
+
+/** until(), failing at once if the agent exits meanwhile (a start can take minutes under TCG). */
+async function untilAgent<T>(agent: AgentProc, what: string, probe: () => T | undefined | false, o: Parameters<typeof until>[2]): Promise<T> {
+  let died: Error | undefined;
+  const v = await until(what, () => {
+    try { assertRunning(agent); } catch (err) { died = err as Error; return true as T; }
+    return probe();
+  }, o);
+  if (died) throw died;
+  return v;
+}
+
+/** Runs a scenario; on failure shows what the agent said last (uvu prints only the assertion). */
+function scenario(name: string, fn: () => Promise<void>): void {
+  test(name, async () => {
+    const t0 = Date.now();
+    try {
+      await fn();
+    } catch (err) {
+      console.log(`# ${name}: FAILED after ${Date.now() - t0} ms; agent (run ${w?.agent?.run}) last lines:\n${w?.agent?.tail(25) ?? '(not started)'}`);
+      console.log(`# IPVS rules now:\n${rules().join('\n')}`);
+      throw err;
+    } finally {
+      // A failed scenario must not leave the node without its agent for the ones after it.
+      if (w?.agent && (w.agent.child.exitCode !== null || w.agent.child.signalCode !== null)) {
+        console.log(`# agent run ${w.agent.run} is not running after "${name}": starting another`);
+        w.startAgent();
+      }
+    }
+    console.log(`# scenario "${name}": ${Date.now() - t0} ms`);
+  });
+}
+
+/** Replies the node dropped because their source is one of its own addresses (log_martians=1). */
+function martians(vip: string): string {
+  const log = execFileSync('dmesg', { encoding: 'utf8' });
+  return log.split('\n').filter((l) => l.includes(`martian source ${CLIENT_IP} from ${vip},`)).slice(-1).map((l) => l.replace(/^\[[^\]]*\]\s*/, '')).join('; ');
+}
+
+async function tally(vip: string, count: number): Promise<Record<string, number>> {
+  const r = await w.client.burst(vip, PORT, count);
+  if (r.errors) {
+    const m = martians(vip);
+    assert.is(r.errors, 0, `${vip}: ${r.errors} of ${count} connections failed (${r.firstError})${m ? `; kernel: ${m}` : ''}`);
+  }
+  return r.byId;
+}
+
+test.before(async () => {
+  // Why V8_FLAGS (guest/lib/agent.ts): memory protection keys make V8 enable ThreadIsolation.
+  const cpu = execFileSync('grep', ['-m1', '^flags', '/proc/cpuinfo'], { encoding: 'utf8' });
+  console.log(`# guest CPU: pku ${/\bpku\b/.test(cpu) ? 'yes' : 'no'}, ospke ${/\bospke\b/.test(cpu) ? 'yes' : 'no'}`);
+  try {
+    w = await timed('guest setup (node network, 5 pod sandboxes and workloads, client, API objects)', () => setupWorld(envFromProcess()));
+  } catch (err) {
+    console.error('guest setup failed:', err);
+    throw err;
+  }
+});
+
+test.after(async () => {
+  await w?.agent?.kill('SIGTERM');
+  stopAllTraffic();
+  w?.kube.close();
+  // Whatever is left open must not keep the VM up after uvu's summary (unref: fires only then).
+  setTimeout(() => {
+    console.log(`# guest suite still alive 30 s after its tests (${process.getActiveResourcesInfo().join(', ')}): exiting`);
+    process.exit(process.exitCode ?? 0);
+  }, 30_000).unref();
+});
+
+scenario('the agent programs what the controller resolved: ipvsadm agrees, VIPs on lvs0, Programmed=True', async () => {
+  const t0 = Date.now();
+  w.startAgent();
+  await untilAgent(w.agent, 'ipvsadm to show the three virtual services with their pods (DR/TUN at weight 1 once prepared)', () => {
+    const t = ipvs();
+    return JSON.stringify([dests(t, VIP.nat, PORT), dests(t, VIP.dr, PORT), dests(t, VIP.tun, PORT)]) === JSON.stringify([WANT.nat, WANT.dr, WANT.tun]);
+  }, { timeoutMs: AGENT_START_MS + 120_000, everyMs: 1000, show: () => [dests(ipvs(), VIP.nat, PORT), dests(ipvs(), VIP.dr, PORT), dests(ipvs(), VIP.tun, PORT)] });
+  console.log(`# agent start -> first output ${w.agent.firstOutputMs()} ms, kernel programmed ${Date.now() - t0} ms`);
+  for (const vip of Object.values(VIP)) assert.is(service(ipvs(), vip, PORT)?.scheduler, 'rr', vip);
+  assert.equal(addressesIn(undefined, 'lvs0').filter((a) => a.startsWith('198.51.100.')).sort(), Object.values(VIP).map((v) => `${v}/32`).sort());
+  for (const name of ['web-nat', 'direct-dr', 'direct-tun']) {
+    const vs = await waitProgrammed(w, name);
+    const mine = vs.status!.nodes!.find((n) => n.name === w.env.node);
+    assert.ok(mine?.programmed, `${name}: status.nodes has ${JSON.stringify(vs.status!.nodes)}`);
+    assert.is(mine!.observedGeneration, vs.metadata.generation);
+    assert.equal(vs.status!.directors, [w.env.node]);
+    if (name !== 'web-nat') assert.equal(mine!.preparedRealServers, [ip('direct-1'), ip('direct-2')], `${name}: prepared`);
+  }
+  console.log(`# agent start -> all three Programmed=True: ${Date.now() - t0} ms`);
+});
+
+scenario('NAT: connections to the VIP are balanced over both pods, which see the client\'s own address', async () => {
+  assert.equal(await tally(VIP.nat, 20), { 'web-1': 10, 'web-2': 10 });
+  const id = await w.client.open('nat-probe', VIP.nat, PORT);
+  assert.is(id.peer.split(':')[0], CLIENT_IP, 'no SNAT: the pod replies through the node (its gateway)');
+  assert.match(id.local, /^10\.244\.0\.1[12]:8080$/, 'NAT rewrote VIP:80 to the pod\'s 8080');
+  await w.client.close('nat-probe');
+});
+
+/** A sysctl of the node (the VM's root namespace). */
+function sysctl(key: string): string {
+  return execFileSync('sysctl', ['-n', key], { encoding: 'utf8' }).trim();
+}
+
+/** Packets received on `dev` inside `ns` (ip -s). */
+function rxPackets(ns: string, dev: string): number {
+  const out = execFileSync('ip', ['-n', ns, '-s', '-j', 'link', 'show', dev], { encoding: 'utf8' });
+  return (JSON.parse(out) as Array<{ stats64?: { rx?: { packets?: number } } }>)[0]?.stats64?.rx?.packets ?? 0;
+}
+
+/**
+ * DR and TUN deliver the client's packet to the pod unchanged (destination the VIP; TUN inside an
+ * IPIP packet decapsulated on tunl0), and the pod answers from the VIP. Director OutPkts is not
+ * asserted: these pods live on the director node, which is their gateway, and the kernel's IPVS
+ * counts the replies it forwards (seen with the stock ipvsadm alone, without the agent).
+ */
+async function directReturn(vip: string, dev: 'lo' | 'tunl0', label: string): Promise<void> {
+  const pods = ['direct-1', 'direct-2'];
+  for (const p of pods) {
+    assert.ok(addressesIn(POD_NETS[p]!.ns, dev).includes(`${vip}/32`), `${p}: the agent put ${vip}/32 on ${dev} (has ${addressesIn(POD_NETS[p]!.ns, dev)})`);
+  }
+  // The pods' replies come from the VIP, local on this node: the agent made cni0 (the bridge their
+  // veths are enslaved to) accept local sources, and only cni0.
+  assert.is(sysctl(`net.ipv4.conf.${CNI_BRIDGE}.accept_local`), '1', 'the agent set accept_local on the pods\' bridge');
+  assert.is(sysctl('net.ipv4.conf.all.accept_local'), '0', 'conf.all.accept_local stays 0');
+  assert.is(sysctl('net.ipv4.conf.vclient.accept_local'), '0', 'the client-facing interface is untouched');
+  const tunl0 = pods.map((p) => rxPackets(POD_NETS[p]!.ns, 'tunl0'));
+  const before = statsOf(await settledStats(), vip, PORT);
+  const r = await w.client.burst(vip, PORT, 10);
+  const m = r.errors ? martians(vip) : '';
+  assert.is(r.errors, 0, `${label}: ${r.errors} of 10 connections failed (${r.firstError})${m ? `; kernel: ${m}: the node dropped the pods' replies, whose source (the VIP) is local on the node (lvs0), arriving on cni0 (accept_local=${sysctl('net.ipv4.conf.cni0.accept_local')}, rp_filter=${sysctl('net.ipv4.conf.cni0.rp_filter')})` : ''}`);
+  assert.equal(r.byId, { 'direct-1': 5, 'direct-2': 5 });
+  const id = await w.client.open(`${label}-probe`, vip, PORT);
+  assert.is(id.local, `${vip}:${PORT}`, 'the pod accepted the packet addressed to the VIP as its own');
+  assert.is(id.peer.split(':')[0], CLIENT_IP);
+  await w.client.close(`${label}-probe`);
+  const after = statsOf(await settledStats(), vip, PORT);
+  assert.is(after.conns - before.conns, 11);
+  assert.ok(after.inPkts > before.inPkts);
+  const tunnelled = pods.map((p, i) => rxPackets(POD_NETS[p]!.ns, 'tunl0') - tunl0[i]!);
+  if (dev === 'tunl0') assert.ok(tunnelled.every((n) => n >= 5 * 3), `IPIP packets decapsulated on each pod's tunl0: ${tunnelled}`);
+  else assert.equal(tunnelled, [0, 0], 'DR never tunnels');
+  console.log(`# ${label}: director OutPkts +${after.outPkts - before.outPkts} (replies forwarded by the node, the pods' gateway)`);
+}
+
+scenario('DR: the agent prepared both pods (VIP on lo); they answer the client directly', () => directReturn(VIP.dr, 'lo', 'dr'));
+scenario('TUN: the agent prepared both pods (VIP on tunl0); they decapsulate and answer directly', () => directReturn(VIP.tun, 'tunl0', 'tun'));
+
+scenario('scale up: a third pod becomes ready; its endpoint reaches the kernel and takes traffic', async () => {
+  const t0 = Date.now();
+  await w.web.addPod('web-3', ip('web-3'));
+  await w.web.syncSlice();
+  await until('web-3 in the NAT service', () => dests(ipvs(), VIP.nat, PORT).includes('10.244.0.13:8080 Masq 1'), { timeoutMs: 120_000, show: () => dests(ipvs(), VIP.nat, PORT) });
+  console.log(`# EndpointSlice write -> kernel (scale up): ${Date.now() - t0} ms`);
+  assert.equal(dests(ipvs(), VIP.nat, PORT), [...WANT.nat, '10.244.0.13:8080 Masq 1']);
+  assert.equal(await tally(VIP.nat, 30), { 'web-1': 10, 'web-2': 10, 'web-3': 10 });
+});
+
+scenario('scale down: a terminating, then removed pod drains: its open connection completes, new ones avoid it', async () => {
+  const held = await w.client.open('held', VIP.nat, PORT);
+  const pod = held.id;
+  const dest = `${ip(pod)}:8080`;
+  drained = { pod, dest };
+  const t0 = Date.now();
+  await w.web.terminatePod(pod, true);
+  await w.web.syncSlice();
+  await until(`${dest} at weight 0 (terminating: serving, not ready)`, () => dests(ipvs(), VIP.nat, PORT).includes(`${dest} Masq 0`), { timeoutMs: 120_000, show: () => dests(ipvs(), VIP.nat, PORT) });
+  console.log(`# EndpointSlice write -> weight 0 (terminating): ${Date.now() - t0} ms`);
+  const during = await tally(VIP.nat, 20);
+  assert.is(during[pod], undefined, `no new connection to the terminating ${pod}: ${JSON.stringify(during)}`);
+  assert.equal(await w.client.send('held', 'still there?'), { id: pod, echo: 'still there?' });
+
+  await w.web.removePod(pod);
+  await w.web.syncSlice();
+  await until(`the controller to drop ${pod} from status.realServers`, async () => !(await w.vs('web-nat')).status?.realServers?.some((r) => r.address === ip(pod)), { timeoutMs: 60_000 });
+  await sleep(5000); // the agent's next sync has seen the removal by now
+  const d = service(ipvs(), VIP.nat, PORT)!.dests.find((x) => x.address === dest);
+  assert.ok(d, `${dest} must stay in the kernel while its connection is open (drain, not delete)`);
+  assert.is(d!.weight, 0);
+  assert.ok(d!.activeConn >= 1, `active connections on ${dest}: ${d!.activeConn}`);
+  const after = await tally(VIP.nat, 20);
+  assert.is(after[pod], undefined, JSON.stringify(after));
+  assert.equal(await w.client.send('held', 'done'), { id: pod, echo: 'done' }, 'the established connection survived the removal');
+  await w.client.close('held');
+});
+
+/** What the agent logs when it changes the kernel: one line per IPVS operation (op = its kind). */
+const KERNEL_OPS = new Set(['addService', 'updateService', 'deleteService', 'addDestination', 'updateDestination', 'drainDestination', 'deleteDestination']);
+/** ... and its other changes (the per-sync "kernel synced" summary only repeats the operations). */
+const CHANGES = new Set(['VIP bound', 'VIP unbound', 'director steps', 'realserver steps', 'return path steps']);
+
+function mtime(path: string): number {
+  try { return statSync(path).mtimeMs; } catch { return 0; }
+}
+
+scenario('agent SIGKILLed and restarted: traffic flows throughout; the new agent changes nothing', async () => {
+  // A destination already draining may finish its drain meanwhile (see steadyView); everything
+  // else must stay exactly as it is.
+  const { table, now: steady, pendingDests } = steadyView();
+  const rvs = await Promise.all(['web-nat', 'direct-dr', 'direct-tun'].map(async (n) => (await w.vs(n)).metadata.resourceVersion));
+  const before = await settledStats();
+  const old = w.agent;
+  await old.kill('SIGKILL');
+  const down = await Promise.all([tally(VIP.nat, 8), tally(VIP.dr, 6), tally(VIP.tun, 6)]);
+  assert.ok(down.every((t) => Object.keys(t).length >= 2), `served with no agent running: ${JSON.stringify(down)}`);
+  const synced0 = mtime(STATE_FILE);
+  const t0 = Date.now();
+  const agent = w.startAgent();
+  await untilAgent(agent, 'the new agent\'s first sync (state file rewritten)', () => mtime(STATE_FILE) > synced0, { timeoutMs: AGENT_START_MS, show: () => agent.tail(5) });
+  console.log(`# restart -> first output ${agent.firstOutputMs()} ms, first sync done ${Date.now() - t0} ms`);
+  // Keep traffic and the table under watch while the new agent settles (real-server pass, reports).
+  for (let i = 0; i < 5; i++) {
+    const during = await Promise.all([tally(VIP.nat, 4), tally(VIP.dr, 4), tally(VIP.tun, 4)]);
+    assert.ok(during.every((t) => Object.keys(t).length >= 2), `round ${i}: ${JSON.stringify(during)}`);
+    assert.equal(steady(), table, `round ${i}: the kernel rules changed after the restart`);
+    await sleep(1000);
+  }
+  const finishedDrain = (l: { json?: Record<string, unknown> }) => l.json?.op === 'deleteDestination' && pendingDests.has(String(l.json.dest));
+  const ops = agent.lines.filter((l) => !finishedDrain(l) && (CHANGES.has(String(l.json?.msg)) || KERNEL_OPS.has(String(l.json?.op))));
+  assert.equal(ops.map((l) => l.text), [], 'the restarted agent performed kernel operations');
+  const after = await settledStats();
+  for (const svc of before) {
+    for (const dst of svc.dests) {
+      const now = after.find((s) => s.address === svc.address)?.dests.find((x) => x.address === dst.address);
+      if (now) assert.ok(now.conns >= dst.conns, `${svc.address} -> ${dst.address}: counters reset (${dst.conns} -> ${now.conns}): the destination was recreated`);
+    }
+  }
+  const rvsAfter = await Promise.all(['web-nat', 'direct-dr', 'direct-tun'].map(async (n) => (await w.vs(n)).metadata.resourceVersion));
+  assert.equal(rvsAfter, rvs, 'no status write after the restart (reports unchanged)');
+});
+
+async function control(path: string, method = 'GET'): Promise<Record<string, unknown>> {
+  const res = await fetch(`${w.env.control}${path}`, { method });
+  const body = await res.json() as Record<string, unknown>;
+  if (!res.ok) throw new Error(`control ${method} ${path}: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+scenario('apiserver stopped for 30 s: traffic keeps flowing; a change right after it returns reaches the kernel', async () => {
+  await control('/apiserver/outage?seconds=30', 'POST');
+  const downAt = Date.now();
+  try {
+    await until('the apiserver to stop answering the guest', async () => {
+      try { await w.vs('web-nat'); return false; } catch (err) { return err instanceof ApiError && err.status === 0; }
+    }, { timeoutMs: 10_000 });
+    let rounds = 0;
+    while ((await control('/apiserver')).state === 'down') {
+      const t = await Promise.all([tally(VIP.nat, 4), tally(VIP.dr, 4), tally(VIP.tun, 4)]);
+      assert.ok(t.every((x) => Object.keys(x).length >= 2), `during the outage: ${JSON.stringify(t)}`);
+      rounds += 1;
+      await sleep(3000);
+    }
+    assert.ok(rounds >= 3, `traffic rounds during the outage: ${rounds}`);
+    assert.is(w.agent.child.exitCode, null, 'the agent survived the outage');
+    console.log(`# apiserver down for ${Date.now() - downAt} ms (as seen by the guest); ${rounds} traffic rounds to all three VIPs, all served`);
+  } finally {
+    // Later scenarios need the apiserver, whatever happened here.
+    await until('the apiserver back', async () => (await control('/apiserver')).state === 'up', { timeoutMs: 180_000 });
+  }
+  // The change: one more web pod starts terminating (scale down): its destination goes to weight 0.
+  const pod = ['web-3', 'web-2', 'web-1'].find((p) => p !== drained?.pod)!;
+  const t0 = Date.now();
+  await w.web.terminatePod(pod, true);
+  await w.web.syncSlice();
+  await until(`${pod} at weight 0 in the NAT service`, () => dests(ipvs(), VIP.nat, PORT).includes(`${ip(pod)}:8080 Masq 0`), { timeoutMs: 180_000, everyMs: 1000, show: () => dests(ipvs(), VIP.nat, PORT) });
+  console.log(`# after the outage: EndpointSlice write -> kernel: ${Date.now() - t0} ms`);
+  const got = await tally(VIP.nat, 12);
+  assert.is(got[pod], undefined, JSON.stringify(got));
+  await waitProgrammed(w, 'web-nat');
+});
+
+scenario('a second VirtualServer claiming the same VIP:port gets Conflict; the first keeps its rules and traffic', async () => {
+  const view = steadyView();
+  const natRules = () => view.now().filter((l) => l.includes(`${VIP.nat}:${PORT}`));
+  const table = natRules();
+  await w.kube.create(VIRTUAL_SERVERS, NS, virtualServer('web-nat-copy', VIP.nat, 'NAT', 'direct'));
+  const copy = await until('Conflict=True on web-nat-copy', async () => {
+    const vs = await w.vs('web-nat-copy');
+    return cond(vs, 'Conflict')?.status === 'True' ? vs : undefined;
+  }, { timeoutMs: 60_000 });
+  assert.is(cond(copy, 'Conflict')!.reason, 'AddressInUse');
+  assert.match(cond(copy, 'Conflict')!.message, `claimed by VirtualServer ${NS}/web-nat`);
+  assert.equal(copy.status?.services ?? [], [], 'the later VirtualServer wins no virtual service');
+  const first = await w.vs('web-nat');
+  assert.is(cond(first, 'Conflict')?.status, 'False');
+  assert.is(cond(first, 'Programmed')?.status, 'True');
+  await sleep(5000);
+  assert.equal(natRules(), table, 'the kernel rules of the VIP are untouched');
+  const got = await tally(VIP.nat, 9);
+  assert.ok(Object.keys(got).every((id) => id.startsWith('web-')), JSON.stringify(got));
+});
+
+scenario('an invalid VirtualServer is rejected by the apiserver, naming the field; nothing changes in the kernel', async () => {
+  const { table, now } = steadyView();
+  const bad = virtualServer('bad-dr', '198.51.100.13', 'DR', 'direct');
+  (bad.spec as { ports: Array<Record<string, unknown>> }).ports[0]!.targetPort = 8080;
+  const err = await w.kube.create(VIRTUAL_SERVERS, NS, bad).then(() => undefined, (e: unknown) => e);
+  assert.instance(err, ApiError, 'the create must fail');
+  assert.is((err as ApiError).status, 422);
+  assert.match((err as ApiError).message, 'spec.ports');
+  assert.match((err as ApiError).message, 'targetPort is only valid with forwarding NAT');
+  assert.is(await w.kube.getOrUndefined(VIRTUAL_SERVERS, NS, 'bad-dr'), undefined);
+  await sleep(3000);
+  assert.equal(now(), table);
+});
+
+scenario('the drained destination is deleted once its connection has ended (TIME_WAIT included)', async () => {
+  assert.ok(drained, 'the scale-down scenario ran');
+  const { pod, dest } = drained!;
+  const t0 = Date.now();
+  await until(`${dest} gone from the NAT service`, () => !service(ipvs(), VIP.nat, PORT)!.dests.some((d) => d.address === dest), { timeoutMs: 240_000, everyMs: 2000, show: () => service(ipvs(), VIP.nat, PORT) });
+  console.log(`# drained destination deleted ${Date.now() - t0} ms after this check began`);
+  w.servers.get(pod)?.stop();
+  removePods([POD_NETS[pod]!]);
+  const errors = w.agent.lines.filter((l) => Number(l.json?.level ?? 0) >= 50);
+  console.log(`# agent error lines (run ${w.agent.run}): ${errors.length}${errors.length ? `\n${errors.map((l) => l.text).join('\n')}` : ''}`);
+});
+
+test.run();

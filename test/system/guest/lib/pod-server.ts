@@ -1,0 +1,24 @@
+// A pod's workload, started by traffic.ts inside a pod's network namespace. Every TCP connection
+// gets one JSON line {id, peer, local} at once (peer: the source the pod saw, the client's under
+// every forwarding method here; local: the address it was reached at, the VIP under DR/TUN), then
+// every line the client sends comes back as {id, echo}, until the client closes. So a connection
+// can be held open across changes and proven alive later by one more round trip.
+// argv[2]: JSON {"id": "web-1", "tcp": [8080]}. Prints READY once listening.
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+
+interface Config { id: string; tcp: number[] }
+const cfg = JSON.parse(process.argv[2] ?? '{}') as Config;
+if (!cfg.id || !cfg.tcp?.length) throw new Error('pod-server: config needs an id and tcp ports');
+
+await Promise.all(cfg.tcp.map((port) => new Promise<void>((ok, fail) => {
+  const server = createServer((sock) => {
+    sock.on('error', () => {});
+    sock.write(JSON.stringify({ id: cfg.id, peer: `${sock.remoteAddress}:${sock.remotePort}`, local: `${sock.localAddress}:${sock.localPort}` }) + '\n');
+    createInterface(sock).on('line', (line) => { if (!sock.destroyed) sock.write(JSON.stringify({ id: cfg.id, echo: line }) + '\n'); });
+    sock.on('end', () => sock.end());
+  });
+  server.once('error', fail);
+  server.listen({ port, host: '0.0.0.0', backlog: 512 }, ok);
+})));
+process.stdout.write('READY\n');
