@@ -5,7 +5,8 @@
 // default 100x10*3,1000x10*2,10000x10), BENCH_AGENT_PROFILE (size to profile, default 100x10),
 // BENCH_AGENT_R_FULL_MAX (largest N for which the full set is also timed with `ipvsadm -R` alone,
 // default 1000), BENCH_AGENT_NOOP_MAX (largest N with a timed no-op sync, default 1000),
-// BENCH_AGENT_TIMEOUT_MIN (VM deadline, default 180).
+// BENCH_AGENT_TIMEOUT_MIN (VM deadline, default 180), BENCH_AGENT_FULL_RESYNC_MS (the syncer's
+// full read-back interval, default 1 h: the 1% and single changes are partial syncs; 0 = always full).
 import { kernelPrereqs, runInVm } from '../../test/kernel/harness/vm.ts';
 import { load, machine, type Load, type Machine } from '../lib/machine.ts';
 
@@ -43,6 +44,7 @@ export async function runAgentBench(opts: { sizes?: string; profile?: string; co
     env: {
       BENCH_AGENT_SIZES: sizes, BENCH_AGENT_PROFILE: profile,
       BENCH_AGENT_R_FULL_MAX: process.env.BENCH_AGENT_R_FULL_MAX ?? '1000', BENCH_AGENT_NOOP_MAX: process.env.BENCH_AGENT_NOOP_MAX ?? '1000',
+      ...(process.env.BENCH_AGENT_FULL_RESYNC_MS ? { BENCH_AGENT_FULL_RESYNC_MS: process.env.BENCH_AGENT_FULL_RESYNC_MS } : {}),
     },
     label: 'bench-vm',
     echo: opts.echo ?? true,

@@ -19,7 +19,7 @@ export function errnoOf(code: keyof typeof constants.errno): number {
 
 /** The IpvsKernel operations, plus the client's own ('open', 'dumpDestinations'). */
 export type IpvsOp =
-  | 'open' | 'dump' | 'dumpServices' | 'dumpDestinations'
+  | 'open' | 'dump' | 'dumpServices' | 'dumpDestinations' | 'getService' | 'readService'
   | 'addService' | 'updateService' | 'deleteService'
   | 'addDestination' | 'updateDestination' | 'deleteDestination'
   | 'info' | 'getTimeouts' | 'setTimeouts' | 'close';
@@ -36,7 +36,7 @@ export interface IpvsErrorContext {
 }
 
 const VERB: Record<IpvsOp, string> = {
-  open: 'open IPVS netlink', dump: 'dump IPVS', dumpServices: 'dump services', dumpDestinations: 'dump destinations of',
+  open: 'open IPVS netlink', dump: 'dump IPVS', dumpServices: 'dump services', dumpDestinations: 'dump destinations of', getService: 'read service', readService: 'read service',
   addService: 'add service', updateService: 'update service', deleteService: 'delete service',
   addDestination: 'add destination', updateDestination: 'update destination', deleteDestination: 'delete destination',
   info: 'read IPVS info', getTimeouts: 'read IPVS timeouts', setTimeouts: 'set IPVS timeouts', close: 'close IPVS netlink',

@@ -57,6 +57,8 @@ export interface FakeIpvsOptions {
 export class FakeIpvsKernel implements IpvsKernel {
   /** Successful mutating calls (add/update/delete of services and destinations), for "no-op" checks. */
   mutations = 0;
+  /** Read-back calls: full dumps, and single services read (readService), for "reads only what changed" checks. */
+  reads = { dump: 0, readService: 0 };
   closed = false;
   readonly #schedulers: Set<string>;
   readonly #pes: Set<string>;
@@ -113,7 +115,20 @@ export class FakeIpvsKernel implements IpvsKernel {
 
   async dump(): Promise<IpvsServiceState[]> {
     this.#check('dump');
+    this.reads.dump++;
     return this.snapshot();
+  }
+
+  /** GET_SERVICE answers ESRCH for a missing service; the client turns that into undefined. */
+  async readService(k: IpvsServiceKey): Promise<IpvsServiceState | undefined> {
+    const key = this.#check('readService', k);
+    this.reads.readService++;
+    const s = this.#services.get(key);
+    if (!s) return undefined;
+    return {
+      service: { ...s.service, flags: (s.service.flags & ~SVC_F.HASHED) >>> 0 },
+      destinations: [...s.dests.values()].map(readBack).sort(compareDestinations),
+    };
   }
 
   async addService(svc: IpvsService): Promise<void> {

@@ -150,6 +150,19 @@ export class IpvsNetlink implements IpvsKernel {
       replies.map((r) => decodeDestination(new Attrs(r.attrs, 'reply'), svc.family)).sort(compareDestinations));
   }
 
+  /**
+   * One service (GET_SERVICE for its key, answered ESRCH when missing) and its destination dump,
+   * both in flight together; the dump runs on the socket `channel` picks.
+   */
+  async readService(key: IpvsServiceKey, channel = 0): Promise<IpvsServiceState | undefined> {
+    const ctx = { object: describeService(key) };
+    const get = this.call('getService', ctx, () => this.doRequest(CMD.GET_SERVICE, encodeServiceKey(key)))
+      .then((replies) => this.call('getService', ctx, async () => decodeService(new Attrs(onlyReply(replies).attrs, 'reply'))))
+      .catch((err: unknown) => { if (err instanceof IpvsError && err.code === 'ESRCH') return undefined; throw err; });
+    const [service, destinations] = await Promise.all([get, this.destinations(key, channel)]);
+    return service && { service, destinations };
+  }
+
   /** One service dump, then every service's destination dump, dumpConcurrency at a time. */
   async dump(): Promise<IpvsServiceState[]> {
     const services = await this.services();

@@ -90,6 +90,11 @@ export interface IpvsTimeouts {
 export interface IpvsKernel {
   /** One service dump plus one destination dump per service (pipelined). Sorted by service key. */
   dump(): Promise<IpvsServiceState[]>;
+  /**
+   * One service as dump() would show it (GET_SERVICE for that key plus its destination dump), or
+   * undefined when the kernel has no such service. Optional: without it every sync is full.
+   */
+  readService?(key: IpvsServiceKey): Promise<IpvsServiceState | undefined>;
   addService(svc: IpvsService): Promise<void>;
   updateService(svc: IpvsService): Promise<void>;
   deleteService(key: IpvsServiceKey): Promise<void>;

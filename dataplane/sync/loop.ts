@@ -2,8 +2,9 @@
 // marks that arrive while it runs are coalesced into one more sync. Runs are rate-limited (at most
 // one start per minIntervalMs), retried after the delay a 'retry' result asks for (exponential
 // backoff, computed by the syncer), repeated while destinations drain, and repeated every
-// resyncIntervalMs even when nothing was marked — every sync reads the kernel back, so the periodic
-// one is what undoes edits made behind the agent's back. A new mark does not wait out a backoff:
+// resyncIntervalMs even when nothing was marked. Syncs in between read back only the services
+// whose desired state changed (sync.ts); the periodic one reads everything back, so it is what
+// undoes edits made behind the agent's back. A new mark does not wait out a backoff:
 // a changed plan may be exactly what fixes the failure.
 import { createSyncer, systemClock, type SyncResult, type SyncerOptions } from './sync.ts';
 
@@ -35,7 +36,8 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
   const clock = opts.clock ?? systemClock;
   const minIntervalMs = opts.minIntervalMs ?? 1_000;
   const resyncIntervalMs = opts.resyncIntervalMs ?? 60_000;
-  const syncer = createSyncer({ ...opts, clock });
+  // Between two periodic resyncs a sync reads back only what changed (when the kernel can).
+  const syncer = createSyncer({ ...opts, clock, fullResyncIntervalMs: opts.fullResyncIntervalMs ?? resyncIntervalMs });
   const log = opts.log.child({ node: opts.node });
   let timer: unknown;
   let dueAt: number | undefined;

@@ -1,16 +1,26 @@
-// One sync: plan → desired (pure) → read the kernel back (one dump) → diff (pure) → apply → a typed
-// result that tells the loop when to come back (MetalLB style: the result, not an exception,
-// decides retries). Kernel state is re-read every time, never remembered, so outside edits are
-// undone and a fresh agent over an already-programmed kernel performs no operation at all. What
-// the syncer does remember between syncs: when each destination started draining, the VIPs it used
-// to direct (their services must still be drained and removed), and its consecutive failures.
+// One sync: plan → desired (pure) → read the kernel back → diff (pure) → apply → a typed result
+// that tells the loop when to come back (MetalLB style: the result, not an exception, decides
+// retries). Kernel state is re-read, never remembered, so outside edits are undone and a fresh
+// agent over an already-programmed kernel performs no operation at all.
+//
+// Full or partial read-back: a full sync dumps every service (one service dump plus a destination
+// dump per service). When the kernel offers readService() and fullResyncIntervalMs is set, a sync
+// within that interval of the last full one, after a clean sync, with the same owned VIPs and
+// frozen keys, reads back only the services whose desired state changed since then or that are
+// draining (partial.ts) — a change costs in proportion to its size, not to the table. The first
+// sync, the first one after any error, the periodic one, and one that finds no desired change at
+// all (asked for as a repair) are full, so an outside edit is undone at the latest one
+// fullResyncIntervalMs later. What the syncer remembers between syncs: when each
+// destination started draining, the VIPs it used to direct (their services must still be drained
+// and removed), the desired state of its last clean sync, and its consecutive failures.
 import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
-import type { IpvsKernel } from '../ipvs/types.ts';
+import type { IpvsKernel, IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { applyOps } from './apply.ts';
-import { desiredState, type Problem } from './desired.ts';
+import { desiredState, type DesiredState, type Problem } from './desired.ts';
 import { diff, type SyncOpKind } from './diff.ts';
-import { byString, canonicalAddress } from './keys.ts';
+import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
+import { changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 
 export interface Clock {
   now(): number;
@@ -49,6 +59,11 @@ export interface SyncerOptions {
   drainPollMs?: number;
   /** Retry delay after failures: initialMs · 2^(n-1), capped at maxMs. Default 1 s .. 60 s. */
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * Longest time between full read-backs; syncs in between read back only what changed (needs
+   * kernel.readService). Default 0: every sync is full. The sync loop passes its resync interval.
+   */
+  fullResyncIntervalMs?: number;
 }
 
 export interface SyncError {
@@ -68,6 +83,8 @@ interface SyncSummary {
   draining: number;
   /** Plan entries that could not be turned into kernel state (not retried: the plan must change). */
   problems: Problem[];
+  /** Services read back: 'full' (everything), or how many (a partial sync). */
+  read?: 'full' | number;
 }
 
 export type SyncResult =
@@ -90,9 +107,14 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   const retiring = new Set<string>();
   let lastOwned = new Set<string>();
   let failures = 0;
+  const fullIntervalMs = opts.fullResyncIntervalMs ?? 0;
+  /** Desired state of the last clean sync; undefined forces the next sync to be full. */
+  let view: SyncedView | undefined;
+  let lastFullAt = -Infinity;
 
   function retry(errors: SyncError[], summary: SyncSummary): SyncResult {
     failures++;
+    view = undefined;
     const after = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
     log.warn({ errors: errors.length, after, failures }, 'sync failed, retrying');
     return { kind: 'retry', after, errors, ...summary };
@@ -104,6 +126,10 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const want = desiredState(opts.plan(), opts.node);
     summary.problems = want.problems;
     for (const p of want.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
+    const scope = scopeOf(want.ownedVips, want.frozen);
+    const changed = partialScope(want.services, scope, now);
+    if (changed) return partialSync(want, changed, summary, now, scope);
+    summary.read = 'full';
     const owned = new Set(want.ownedVips);
     for (const v of lastOwned) if (!owned.has(v)) retiring.add(v);
     lastOwned = owned;
@@ -135,11 +161,55 @@ export function createSyncer(opts: SyncerOptions): Syncer {
 
     if (errors.length > 0) return retry(errors, summary);
     failures = 0;
+    view = viewOf(want.services, draining, new Map(kernelState.map((k) => [ipvsServiceKey(k.service), serviceIdentity(k.service)])), scope);
+    lastFullAt = now;
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size }, 'kernel synced');
     if (d.nextDeadline !== undefined) {
       const after = Math.max(1, Math.min(drainPollMs, d.nextDeadline - now));
       return { kind: 'drainPending', after, ...summary };
     }
+    return { kind: 'ok', ...summary };
+  }
+
+  /** The services a partial sync would read, or undefined when this sync must be full. */
+  function partialScope(desired: readonly IpvsServiceState[], scope: string, now: number): Map<string, IpvsServiceKey> | undefined {
+    if (!view || !opts.kernel.readService || now - lastFullAt >= fullIntervalMs) return undefined;
+    if (view.scope !== scope || retiring.size > 0) return undefined;
+    const changed = changedServices(view, desired, draining);
+    // Nothing changed and nothing drains: the sync was asked for by something else than a change
+    // of desired state (a manifest written again as it was, `apply` again) — read everything back,
+    // as a repair. Two requests per service read one by one, against one per service in a dump.
+    return changed && changed.size > 0 && changed.size * 2 <= Math.max(64, desired.length) ? changed : undefined;
+  }
+
+  /** Read back, diff and apply only `changed`; VIPs are left alone (the owned set is unchanged). */
+  async function partialSync(want: DesiredState, changed: Map<string, IpvsServiceKey>, summary: SyncSummary, now: number, scope: string): Promise<SyncResult> {
+    summary.read = changed.size;
+    const read = opts.kernel.readService!.bind(opts.kernel);
+    let kernelState: IpvsServiceState[];
+    try {
+      kernelState = (await Promise.all([...changed.values()].map((k) => read(k)))).filter((s) => s !== undefined);
+    } catch (err) {
+      return retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary);
+    }
+    const d = diff({
+      desired: want.services.filter((s) => changed.has(ipvsServiceKey(s.service))), kernel: kernelState,
+      ownedVips: want.ownedVips, frozen: want.frozen, draining, now, drainTimeoutMs,
+    });
+    summary.ops = d.ops.length;
+    const outcome = await applyOps(d.ops, { kernel: opts.kernel, log: log, owners: want.owners });
+    draining = mergeDraining(draining, new Set(changed.keys()), d.draining);
+    summary.draining = draining.size;
+    const errors: SyncError[] = outcome.failures.map((f) => ({
+      op: f.op.kind, key: f.op.key, ...('dest' in f.op ? { dest: f.op.dest } : {}), ...codeOf(f.error), error: f.error,
+    }));
+    if (errors.length > 0) return retry(errors, summary);
+    failures = 0;
+    view = viewOf(want.services, draining, new Map([...view!.keys, ...changed]), scope);
+    if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size, read: changed.size }, 'kernel synced (partial)');
+    let deadline = Infinity;
+    for (const since of draining.values()) deadline = Math.min(deadline, since + drainTimeoutMs);
+    if (deadline !== Infinity) return { kind: 'drainPending', after: Math.max(1, Math.min(drainPollMs, deadline - now)), ...summary };
     return { kind: 'ok', ...summary };
   }
 

@@ -1,0 +1,85 @@
+// Pure: which services a partial sync must read back and diff. A partial sync reads only the
+// services whose desired state changed since the last clean sync, plus those with destinations
+// still draining; everything else was verified equal to its desired state by that sync and is
+// trusted until the next full read-back (the periodic resync, which also undoes outside edits).
+//
+// Fingerprints are the desired IpvsServiceState as JSON: desiredState() builds plain sorted data,
+// so equal desired state gives equal text.
+import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
+import { byString, ipvsServiceKey } from './keys.ts';
+
+/** What a clean sync leaves for the next one to compare against. */
+export interface SyncedView {
+  /** Service key → fingerprint of its desired state. */
+  fingerprints: Map<string, string>;
+  /** Service key → kernel identity, for every desired service and every service still draining. */
+  keys: Map<string, IpvsServiceKey>;
+  /** Canonical owned VIPs and frozen keys, joined: a change there calls for a full sync. */
+  scope: string;
+}
+
+export function serviceIdentity(s: IpvsServiceKey): IpvsServiceKey {
+  const k: IpvsServiceKey = { family: s.family, protocol: s.protocol, address: s.address, port: s.port };
+  if (s.fwmark) k.fwmark = s.fwmark;
+  return k;
+}
+
+export function scopeOf(ownedVips: readonly string[], frozen: readonly string[]): string {
+  return `${[...ownedVips].sort(byString).join(',')}|${[...frozen].sort(byString).join(',')}`;
+}
+
+/** The service key a draining-map entry ("TCP/1.2.3.4:80 -> 10.0.0.1:80") belongs to. */
+export function drainService(drainKey: string): string {
+  const i = drainKey.indexOf(' -> ');
+  return i < 0 ? drainKey : drainKey.slice(0, i);
+}
+
+export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyMap<string, number>, known: ReadonlyMap<string, IpvsServiceKey>, scope: string): SyncedView {
+  const fingerprints = new Map<string, string>();
+  const keys = new Map<string, IpvsServiceKey>();
+  for (const s of desired) {
+    const key = ipvsServiceKey(s.service);
+    fingerprints.set(key, JSON.stringify(s));
+    keys.set(key, serviceIdentity(s.service));
+  }
+  for (const dk of draining.keys()) {
+    const key = drainService(dk);
+    const id = keys.get(key) ?? known.get(key);
+    if (id) keys.set(key, id);
+  }
+  return { fingerprints, keys, scope };
+}
+
+/**
+ * Keys to read back and diff, sorted: desired state added, changed or removed since `prev`, and
+ * services with a destination draining. Each with its kernel identity (a removed service's comes
+ * from `prev`). Undefined when a draining service's identity is unknown: sync fully instead.
+ */
+export function changedServices(prev: SyncedView, desired: readonly IpvsServiceState[], draining: ReadonlyMap<string, number>): Map<string, IpvsServiceKey> | undefined {
+  const out = new Map<string, IpvsServiceKey>();
+  const seen = new Set<string>();
+  for (const s of desired) {
+    const key = ipvsServiceKey(s.service);
+    seen.add(key);
+    if (prev.fingerprints.get(key) !== JSON.stringify(s)) out.set(key, serviceIdentity(s.service));
+  }
+  for (const key of prev.fingerprints.keys()) {
+    if (!seen.has(key)) out.set(key, prev.keys.get(key)!);
+  }
+  for (const dk of draining.keys()) {
+    const key = drainService(dk);
+    const id = out.get(key) ?? prev.keys.get(key);
+    // Unknown identity (should not happen): only a full read-back can find that service.
+    if (!id) return undefined;
+    out.set(key, id);
+  }
+  return new Map([...out.entries()].sort(([a], [b]) => byString(a, b)));
+}
+
+/** Draining entries of services not re-diffed this round, plus what the diff of the others left. */
+export function mergeDraining(old: ReadonlyMap<string, number>, diffed: ReadonlySet<string>, fresh: ReadonlyMap<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [k, since] of old) if (!diffed.has(drainService(k))) out.set(k, since);
+  for (const [k, since] of fresh) out.set(k, since);
+  return out;
+}

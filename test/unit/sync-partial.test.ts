@@ -1,0 +1,149 @@
+// Partial syncs against the in-memory kernel: between full read-backs a sync reads back only the
+// services whose desired state changed (or that drain), and still reaches the same end state as a
+// full sync would; the periodic full sync and any error bring the full read-back back.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { PlanService } from '../../api/plan.ts';
+import { FakeIpvsKernel } from '../../dataplane/ipvs/fake.ts';
+import { createSyncer } from '../../dataplane/sync/sync.ts';
+import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
+
+const test = suite('sync: partial read-back between full resyncs');
+const FULL_MS = 30_000;
+
+/** n services on 203.0.113.10, ports 1000.., two real servers each. */
+function plan(n: number, edit: (i: number, s: PlanService) => PlanService | undefined = (_, s) => s): PlanService[] {
+  return Array.from({ length: n }, (_, i) => edit(i, planService({
+    port: 1000 + i, owner: { namespace: 'default', name: `web-${i}`, generation: 1 },
+    realServers: [rs(`10.0.${i}.1`, 8080), rs(`10.0.${i}.2`, 8080)],
+  }))).filter((s): s is PlanService => s !== undefined);
+}
+
+function setup(initial: PlanService[], fullResyncIntervalMs: number | null = FULL_MS) {
+  const kernel = new FakeIpvsKernel();
+  const clock = new ManualClock();
+  const state = { plan: initial };
+  const syncer = createSyncer({
+    kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock, drainTimeoutMs: 60_000,
+    ...(fullResyncIntervalMs === null ? {} : { fullResyncIntervalMs }),
+  });
+  return { kernel, clock, state, syncer };
+}
+
+/** What a fresh full sync of `p` leaves in an empty kernel: the reference end state. */
+async function reference(p: PlanService[], prepare?: (k: FakeIpvsKernel) => Promise<void>): Promise<unknown> {
+  const kernel = new FakeIpvsKernel();
+  await prepare?.(kernel);
+  await createSyncer({ kernel, node: 'node-a', plan: () => p, log: captureLog().log, clock: new ManualClock() }).sync();
+  return strip(kernel);
+}
+
+const strip = (k: FakeIpvsKernel) => k.snapshot().map((s) => ({ service: s.service, destinations: s.destinations.map(({ stats: _, ...d }) => d) }));
+const reads = (k: FakeIpvsKernel) => ({ ...k.reads });
+
+test('a one-service change reads back only that service and ends where a full sync would', async () => {
+  const { kernel, state, syncer } = setup(plan(50));
+  assert.is((await syncer.sync()).kind, 'ok');
+  assert.equal(reads(kernel), { dump: 1, readService: 0 }, 'the first sync is full');
+  state.plan = plan(50, (i, s) => (i === 7 ? { ...s, realServers: [rs('10.0.7.1', 8080), rs('10.0.7.3', 8080)] } : s));
+  const r = await syncer.sync();
+  assert.equal([r.kind, r.ops, r.read], ['ok', 2, 1]);
+  assert.equal(reads(kernel), { dump: 1, readService: 1 }, 'one GET of the changed service, no dump');
+  assert.equal(strip(kernel), await reference(state.plan));
+});
+
+test('a sync with no desired change at all (asked for as a repair) reads everything back', async () => {
+  const { kernel, syncer } = setup(plan(20));
+  await syncer.sync();
+  await kernel.deleteService({ family: 4, protocol: 'TCP', address: '203.0.113.10', port: 1002 });
+  const r = await syncer.sync();
+  assert.equal([r.kind, r.ops, r.read], ['ok', 3, 'full']);
+  assert.equal(reads(kernel), { dump: 2, readService: 0 });
+  assert.equal(strip(kernel), await reference(plan(20)));
+});
+
+test('a service gone from the plan is removed, and a new one added, reading only those two', async () => {
+  const { kernel, state, syncer } = setup(plan(10));
+  await syncer.sync();
+  state.plan = [...plan(10, (i, s) => (i === 3 ? undefined : s)), planService({ port: 2000, owner: { namespace: 'default', name: 'new', generation: 1 } })];
+  const r = await syncer.sync();
+  assert.equal([r.kind, r.read], ['ok', 2]);
+  assert.equal(reads(kernel), { dump: 1, readService: 2 });
+  assert.equal(strip(kernel), await reference(state.plan));
+  assert.not.ok(kernel.snapshot().some((s) => s.service.port === 1003), 'TCP/203.0.113.10:1003 deleted');
+});
+
+test('a drain started by a partial sync completes in later partial syncs that read only that service', async () => {
+  const { kernel, clock, state, syncer } = setup(plan(10));
+  await syncer.sync();
+  const key = 'TCP/203.0.113.10:1004';
+  kernel.setConnections(key, '10.0.4.2:8080', { active: 2 });
+  state.plan = plan(10, (i, s) => (i === 4 ? { ...s, realServers: [rs('10.0.4.1', 8080)] } : s));
+  const r1 = await syncer.sync();
+  assert.equal([r1.kind, r1.read, r1.draining], ['drainPending', 1, 1]);
+  assert.is(kernel.snapshot().find((s) => s.service.port === 1004)?.destinations.find((d) => d.address === '10.0.4.2')?.weight, 0, 'draining at weight 0');
+  clock.advance(5_000);
+  const r2 = await syncer.sync();
+  assert.equal([r2.kind, r2.read, r2.ops], ['drainPending', 1, 0], 'still busy: re-read, kept');
+  kernel.setConnections(key, '10.0.4.2:8080', { active: 0 });
+  clock.advance(5_000);
+  const r3 = await syncer.sync();
+  assert.equal([r3.kind, r3.read, r3.ops, r3.draining], ['ok', 1, 1, 0]);
+  assert.equal(reads(kernel), { dump: 1, readService: 3 });
+  assert.equal(strip(kernel), await reference(state.plan));
+});
+
+test('an outside edit elsewhere survives partial syncs and is undone by the periodic full one', async () => {
+  const { kernel, clock, state, syncer } = setup(plan(10));
+  await syncer.sync();
+  const svc5 = { family: 4 as const, protocol: 'TCP' as const, address: '203.0.113.10', port: 1005 };
+  await kernel.deleteDestination(svc5, { family: 4, address: '10.0.5.1', port: 8080 });
+  state.plan = plan(10, (i, s) => (i === 7 ? { ...s, realServers: [rs('10.0.7.1', 8080)] } : s));
+  clock.advance(10_000);
+  assert.is((await syncer.sync()).read, 1);
+  assert.is(kernel.snapshot().find((s) => s.service.port === 1005)?.destinations.length, 1, 'not seen by the partial sync');
+  clock.advance(FULL_MS);
+  const r = await syncer.sync();
+  assert.equal([r.kind, r.read, r.ops], ['ok', 'full', 1]);
+  assert.equal(reads(kernel), { dump: 2, readService: 1 });
+  assert.equal(strip(kernel), await reference(state.plan));
+});
+
+test('after an apply error the next sync reads everything back', async () => {
+  const { kernel, state, syncer } = setup(plan(10));
+  await syncer.sync();
+  kernel.fail('addDestination', 'ENOMEM', { times: 1 });
+  state.plan = plan(10, (i, s) => (i === 2 ? { ...s, realServers: [...s.realServers, rs('10.0.2.3', 8080)] } : s));
+  const r1 = await syncer.sync();
+  assert.equal([r1.kind, r1.read], ['retry', 1]);
+  const r2 = await syncer.sync();
+  assert.equal([r2.kind, r2.read, r2.ops], ['ok', 'full', 1]);
+  assert.equal(reads(kernel), { dump: 2, readService: 1 });
+  assert.equal(strip(kernel), await reference(state.plan));
+});
+
+test('only owned VIPs: a foreign service is left as found; a new VIP makes the sync full', async () => {
+  const foreign = async (k: FakeIpvsKernel) => {
+    const svc = { family: 4 as const, protocol: 'TCP' as const, address: '198.51.100.99', port: 1003, scheduler: 'rr', flags: 0, timeout: 0, netmask: '255.255.255.255' };
+    await k.addService(svc);
+    await k.addDestination(svc, { family: 4, address: '10.9.9.9', port: 80, forward: 'droute', weight: 3, upperThreshold: 0, lowerThreshold: 0 });
+  };
+  const { kernel, state, syncer } = setup(plan(5));
+  await foreign(kernel);
+  await syncer.sync();
+  state.plan = plan(5, (i, s) => (i === 3 ? undefined : s));
+  assert.is((await syncer.sync()).read, 1);
+  state.plan = [...state.plan, planService({ vip: '203.0.113.20', owner: { namespace: 'default', name: 'other', generation: 1 } })];
+  assert.is((await syncer.sync()).read, 'full', 'owned VIPs changed');
+  assert.equal(strip(kernel), await reference(state.plan, foreign));
+});
+
+test('without fullResyncIntervalMs every sync is full (the syncer used on its own)', async () => {
+  const { kernel, state, syncer } = setup(plan(5), null);
+  await syncer.sync();
+  state.plan = plan(5, (i, s) => (i === 1 ? { ...s, realServers: [rs('10.0.1.1', 8080)] } : s));
+  assert.is((await syncer.sync()).read, 'full');
+  assert.equal(reads(kernel), { dump: 2, readService: 0 });
+});
+
+test.run();
