@@ -55,12 +55,15 @@ function spareDone(dests: IpvsDestination[], i: number, wantSpare: boolean): boo
 async function waitProgrammed(kernel: IpvsNetlink, n: number, agent: AgentProc, timeoutMs: number): Promise<number> {
   const t0 = performance.now();
   let last = '';
+  let quiet = 0;
   for (;;) {
     if (agent.child.exitCode !== null) throw new Error(`the agent exited ${agent.child.exitCode}:\n${agent.tail(20)}`);
     const state = await kernel.dump();
     const full = state.filter((s) => s.destinations.filter((d) => d.weight > 0).length === ENDPOINTS).length;
     const seen = `${state.length} services, ${full} with ${ENDPOINTS} live destinations`;
     if (seen !== last) console.log(`# ${((performance.now() - t0) / 1000).toFixed(1)} s: ${seen}`);
+    else if (++quiet % 30 === 0) console.log(`# ${((performance.now() - t0) / 1000).toFixed(1)} s: still ${seen}; agent: ${agent.lines.length} lines, last: ${agent.tail(2).slice(0, 400)}`);
+    if (seen !== last) quiet = 0;
     last = seen;
     if (state.length === n && full === n) return performance.now() - t0;
     if (performance.now() - t0 > timeoutMs) throw new Error(`not programmed after ${timeoutMs} ms: ${seen}; agent:\n${agent.tail(20)}`);
@@ -92,9 +95,13 @@ async function main(): Promise<void> {
   try {
     const programmedMs = await waitProgrammed(kernel, n, agent, Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000);
     emit({ type: 'programmed', n, ms: Math.round(programmedMs), agentFirstOutputMs: agent.firstOutputMs() });
-    // Let the start-up settle (status reports of N VirtualServers, the first periodic resync).
-    await sleep(5000);
+    // Let the start-up settle: the agent reports each VirtualServer Programmed in status.nodes (N
+    // writes, each a watch event for the controller and the agent); measure once that is quiet.
     const watch = await watchVirtualServers(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'), NS);
+    const settle = performance.now();
+    await sleep(5000);
+    while (performance.now() - Math.max(watch.lastEventAt(), settle) < 10_000 && performance.now() - settle < 900_000) await sleep(1000);
+    emit({ type: 'settled', n, ms: Math.round(performance.now() - settle) });
     const spare = new Array<boolean>(n).fill(true);
     const t0 = performance.now();
     let timeouts = 0;

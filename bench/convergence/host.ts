@@ -88,6 +88,9 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         BENCH_CONVERGENCE_N: String(n), BENCH_CONVERGENCE_CHANGES: String(changes), BENCH_CONVERGENCE_NODE: NODE_NAME,
         BENCH_CONVERGENCE_ADMIN_KUBECONFIG: hc.guest.admin, BENCH_CONVERGENCE_AGENT_KUBECONFIG: hc.guest.agent,
         BENCH_CONVERGENCE_BUDGET_MIN: String(positive('BENCH_CONVERGENCE_BUDGET_MIN', 60)),
+        BENCH_CONVERGENCE_PROGRAM_MIN: String(positive('BENCH_CONVERGENCE_PROGRAM_MIN', 20)),
+        // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (test/system/guest/lib/agent.ts).
+        ...(process.env.LVS_SYSTEM_ECHO_AGENT ? { LVS_SYSTEM_ECHO_AGENT: process.env.LVS_SYSTEM_ECHO_AGENT } : {}),
       },
       label: `conv-${n}`,
       echo: true,
@@ -119,7 +122,8 @@ export async function runConvergenceBench(opts: { command: string }): Promise<Co
   for (const n of sizes) {
     const run = await runSize(n, changes, log);
     record.runs.push(run);
-    if (!run.events.some((e) => e.type === 'change')) throw new Error(`convergence ${n}: the VM measured no change (exit ${run.vm.exitCode})`);
+    // Kept (and shown as incomplete) rather than thrown: the other sizes' figures stay recorded.
+    if (!run.events.some((e) => e.type === 'change')) console.error(`# convergence ${n}: the VM measured no change (exit ${run.vm.exitCode}${run.vm.timedOut ? ', timed out' : ''})`);
   }
   return record;
 }

@@ -12,6 +12,8 @@ interface VsEvent { type: string; object: { metadata: { name: string; resourceVe
 export interface VsWatch {
   /** performance.now() of the first event at or after `since` whose object `name` satisfies `ok`. */
   waitFor(name: string, since: number, ok: (realServers: Array<{ address: string; weight: number }>) => boolean, timeoutMs: number): Promise<number | undefined>;
+  /** performance.now() of the last event received (0 before any). */
+  lastEventAt(): number;
   close(): void;
 }
 
@@ -22,6 +24,7 @@ export async function watchVirtualServers(kubeconfig: string, ns: string): Promi
   const base = `/apis/lvs.dev/v1alpha1/namespaces/${ns}/virtualservers`;
   const recent: Array<{ at: number; name: string; rs: Array<{ address: string; weight: number }> }> = [];
   let closed = false;
+  let lastAt = 0;
   let live: { destroy(): void } | undefined;
 
   const get = (path: string, onData: (chunk: string) => void): Promise<void> => new Promise((resolve, reject) => {
@@ -52,7 +55,8 @@ export async function watchVirtualServers(kubeconfig: string, ns: string): Promi
           const ev = JSON.parse(line) as VsEvent;
           rv = ev.object.metadata.resourceVersion;
           if (ev.type !== 'MODIFIED' && ev.type !== 'ADDED') continue;
-          recent.push({ at: performance.now(), name: ev.object.metadata.name, rs: ev.object.status?.realServers ?? [] });
+          lastAt = performance.now();
+          recent.push({ at: lastAt, name: ev.object.metadata.name, rs: ev.object.status?.realServers ?? [] });
           if (recent.length > 5000) recent.splice(0, 2500);
         }
       }).catch(() => new Promise((r) => setTimeout(r, 500)));
@@ -69,6 +73,7 @@ export async function watchVirtualServers(kubeconfig: string, ns: string): Promi
       }
       return undefined;
     },
+    lastEventAt: () => lastAt,
     close() { closed = true; live?.destroy(); },
   };
 }
