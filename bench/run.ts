@@ -1,7 +1,8 @@
 // `npm run bench` — runs the benchmarks, keeps each raw record in bench/results/<name>.json and
 // rewrites the generated sections of bench/RESULTS.md from them. Not part of `npm test`.
 //
-//   npm run bench                      controller, then agent (one VM boot, provisioned by the harness)
+//   npm run bench                      controller, agent (one VM boot, provisioned by the harness), then
+//                                      convergence (100 and 5,000 services)
 //   npm run bench -- controller        only the controller benchmark
 //   npm run bench -- agent             only the agent benchmark
 //   npm run bench -- convergence       only the convergence benchmark (apiserver + controller here,
