@@ -14,6 +14,7 @@ import type { IpvsDestination, IpvsServiceKey } from '../../dataplane/ipvs/types
 import { startAgent, type AgentProc } from '../../test/system/guest/lib/agent.ts';
 import { Kube } from '../../test/system/guest/lib/kube.ts';
 import { SLICES } from '../../test/system/guest/lib/objects.ts';
+import { rng } from '../../test/lib/fixtures.ts';
 import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
 import { watchVirtualServers } from './watch.ts';
 
@@ -27,18 +28,6 @@ function need(k: string): string {
   const v = process.env[k];
   if (!v) throw new Error(`bench/convergence/guest.ts: ${k} is not set (bench/convergence/host.ts passes it)`);
   return v;
-}
-
-/** Deterministic PRNG (mulberry32), so a run's sequence of services can be repeated. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function keyOf(i: number): IpvsServiceKey {
