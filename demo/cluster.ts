@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { listIpvs, type IpvsService } from '../test/kernel/guest/lib/ipvsadm.ts';
 import { sh } from '../test/kernel/guest/lib/netns.ts';
+import { AGENT_ENTRY } from '../lab/vm/guest-agent.ts';
 
 export interface DemoEnv { adminKubeconfig: string; agentKubeconfig: string; node: string; kubectl: string }
 
@@ -44,6 +45,8 @@ export function kubectl(env: DemoEnv, args: string[], input?: string): string {
 
 export interface AgentProcess {
   readonly started: number;
+  /** When the agent wrote its first log line (Node has loaded its modules), or undefined. */
+  firstLogAt(): number | undefined;
   /** The agent's log lines so far (pino JSON). */
   lines(): string[];
   stop(): Promise<void>;
@@ -51,18 +54,21 @@ export interface AgentProcess {
 
 /** `lvs-agent run` in the director namespace: NODE_NAME and KUBECONFIG, as the DaemonSet sets them. */
 export function startClusterAgent(env: DemoEnv, ns: string, stateFile: string): AgentProcess {
-  const child: ChildProcess = spawn('ip', ['netns', 'exec', ns, process.execPath, 'dataplane/cli/main.ts', 'run', '--state-file', stateFile], {
+  const child: ChildProcess = spawn('ip', ['netns', 'exec', ns, process.execPath, AGENT_ENTRY, 'run', '--state-file', stateFile], {
     env: { ...process.env, NODE_NAME: env.node, KUBECONFIG: env.agentKubeconfig, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
-  createInterface(child.stdout!).on('line', (l) => lines.push(l));
-  createInterface(child.stderr!).on('line', (l) => lines.push(l));
+  let firstLogAt: number | undefined;
+  const onLine = (l: string) => { firstLogAt ??= Date.now(); lines.push(l); };
+  createInterface(child.stdout!).on('line', onLine);
+  createInterface(child.stderr!).on('line', onLine);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   process.once('exit', () => child.kill('SIGKILL'));
   return {
     started: Date.now(),
     lines: () => lines,
+    firstLogAt: () => firstLogAt,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -75,8 +81,14 @@ export function startClusterAgent(env: DemoEnv, ns: string, stateFile: string): 
 /** Polls the director's IPVS table (ipvsadm, an independent reader) until `done` holds. */
 export async function waitForKernel(ns: string, what: string, done: (svcs: IpvsService[]) => boolean, agent: AgentProcess, timeoutMs = 600_000): Promise<number> {
   const t0 = Date.now();
+  let told = t0;
   for (;;) {
     if (done(listIpvs(ns))) return Date.now() - t0;
+    if (Date.now() - told >= 20_000) {
+      told = Date.now();
+      const last = agent.lines().at(-1);
+      console.log(`  ... still waiting for ${what} in the kernel (${((told - t0) / 1000).toFixed(0)} s; the agent's last log line: ${last ? last.slice(0, 160) : 'none yet (Node is loading its modules)'})`);
+    }
     if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not in the kernel after ${timeoutMs} ms; agent log:\n${agent.lines().slice(-20).join('\n')}`);
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -85,12 +97,14 @@ export async function waitForKernel(ns: string, what: string, done: (svcs: IpvsS
 /** Waits until every listed VirtualServer has condition `type` = True; returns the ms it took. */
 export async function waitForCondition(env: DemoEnv, names: string[], type: string, timeoutMs = 180_000): Promise<number> {
   const t0 = Date.now();
+  let told = t0;
   const jsonpath = `{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="${type}")].status}{"\\n"}{end}`;
   for (;;) {
     const out = kubectl(env, ['get', 'vs', '-n', 'default', '-o', `jsonpath=${jsonpath}`]);
     const ok = new Set(out.split('\n').filter((l) => l.endsWith('=True')).map((l) => l.split('=')[0]));
     if (names.every((n) => ok.has(n))) return Date.now() - t0;
     if (Date.now() - t0 > timeoutMs) throw new Error(`${type} not True for all of ${names.join(', ')} after ${timeoutMs} ms:\n${out}`);
+    if (Date.now() - told >= 20_000) { told = Date.now(); console.log(`  ... still waiting for ${type}=True (${((told - t0) / 1000).toFixed(0)} s): ${out.trim().split('\n').join(' ')}`); }
     await new Promise((r) => setTimeout(r, 2000));
   }
 }

@@ -13,11 +13,12 @@ import { execFileSync } from 'node:child_process';
 import { createTopology, nsRun, type Topology } from '../test/kernel/guest/lib/netns.ts';
 import { runClient, startServer, stopServers } from '../test/kernel/guest/lib/traffic.ts';
 import { ipvsStats, listIpvs, type IpvsService } from '../test/kernel/guest/lib/ipvsadm.ts';
+import { AGENT_ENTRY } from '../lab/vm/guest-agent.ts';
 import { formatHops, startCapture, type Packet } from './capture.ts';
 import { connectDirectorToApiserver, envFromProcess, kubectl, startClusterAgent, waitForCondition, waitForKernel, type AgentProcess, type DemoEnv } from './cluster.ts';
 
 const NODE = process.execPath;
-const AGENT = ['dataplane/cli/main.ts'];
+const AGENT = [AGENT_ENTRY];
 const say = (s = '') => console.log(s);
 
 function topology(): Topology {
@@ -76,9 +77,23 @@ async function spread(title: string, vip: string, port: number, count: number, w
   if (res.errors) throw new Error(`${title}: ${res.errors} connections failed: ${res.firstError}`);
 }
 
-function directorCounters(vip: string, port: number): string {
+/** The demo states only what it measured: a claim that does not hold ends the demo, naming what it saw. */
+class ClaimFailed extends Error {}
+function claim(ok: boolean, saw: string): void {
+  if (!ok) throw new ClaimFailed(`the demo expected otherwise and saw: ${saw}`);
+}
+
+function directorCounters(vip: string, port: number) {
   const svc = ipvsStats('director').find((s) => s.address === `${vip}:${port}`);
-  return svc ? `  director IPVS counters for ${vip}:${port}: InPkts ${svc.inPkts}, OutPkts ${svc.outPkts}` : '';
+  if (!svc) throw new ClaimFailed(`no IPVS service ${vip}:${port} on the director (ipvsadm -Ln --stats)`);
+  return { svc, line: `  director IPVS counters for ${vip}:${port}: InPkts ${svc.inPkts}, OutPkts ${svc.outPkts}` };
+}
+
+/** DR and TUN: requests passed the director (InPkts > 0) and no reply did (OutPkts = 0), checked. */
+function directReturn(vip: string, port: number, sentence: string): void {
+  const { svc, line } = directorCounters(vip, port);
+  claim(svc.inPkts > 0 && svc.outPkts === 0, `${line.trim()} (direct return means InPkts > 0 and OutPkts 0)`);
+  say(`${line}   (checked: OutPkts 0, ${sentence})`);
 }
 
 const STATE = '/run/demo-agent.json';
@@ -99,8 +114,11 @@ async function startServers(): Promise<void> {
     ['nat2', 'rs 172.16.0.2:80', [80]], ['nat3', 'rs 172.16.0.3:8000/21', [8000, 21]],
     ['dr11', 'rs 192.168.33.11', [8088]], ['dr13', 'rs 192.168.33.13', [8088]],
     ['tun5', 'rs 10.20.0.5', [80, 443]], ['tun7', 'rs 10.30.0.7', [80, 443]],
-  ] as const) await startServer(ns, { id, tcp: [...tcp] });
-  say('  identity servers up in the six real-server namespaces');
+  ] as const) {
+    const t = Date.now();
+    await startServer(ns, { id, tcp: [...tcp] });
+    say(`  identity server "${id}" up in namespace ${ns} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+  }
   say('== lvs-agent prepare on the static real servers (hosts outside the cluster: DR = VIP on lo + ARP sysctls, TUN = tunl0)');
   for (const ns of ['dr11', 'dr13']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'DR', '--vip', '198.51.100.12', '--netns', ns]).trim()}`);
   for (const ns of ['tun5', 'tun7']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'TUN', '--vip', '203.0.113.20', '--netns', ns]).trim()}`);
@@ -132,24 +150,33 @@ async function spreads(): Promise<void> {
   say('VS/NAT wrr, weights 1:2 (port 80 -> 8000 on 172.16.0.3):');
   await spread('NAT', '203.0.113.5', 80, 150, { 'rs 172.16.0.2:80': 'weight 1', 'rs 172.16.0.3:8000/21': 'weight 2' });
   await spread('NAT ftp', '203.0.113.5', 21, 10, { 'rs 172.16.0.3:8000/21': 'the only real server for :21' });
-  say(directorCounters('203.0.113.5', 80));
+  const nat = directorCounters('203.0.113.5', 80);
+  claim(nat.svc.outPkts > 0, `${nat.line.trim()} (NAT replies must pass the director: OutPkts > 0)`);
+  say(`${nat.line}   (checked: OutPkts > 0, NAT replies pass the director)`);
   say('VS/DR rr over two real servers:');
   await spread('DR', '198.51.100.12', 8088, 60, {});
-  say(`${directorCounters('198.51.100.12', 8088)}   (OutPkts 0: replies never touched the director)`);
+  directReturn('198.51.100.12', 8088, 'replies never touched the director');
   say('VS/TUN lc with persistence 600 s, netmask /24 (one client network sticks to one real server):');
   await spread('TUN', '203.0.113.20', 80, 60, {});
-  say(`${directorCounters('203.0.113.20', 80)}   (OutPkts 0: replies went straight back)`);
+  directReturn('203.0.113.20', 80, 'replies went straight back');
 }
 
 /** A change made with kubectl reaches the kernel through controller and agent; traffic follows. */
 async function liveChange(env: DemoEnv, agentProc: AgentProcess): Promise<void> {
   say('\n== kubectl patch vs seeds-web: weight of 172.16.0.3:8000 from 2 to 1');
+  // A destination edited in place keeps its cumulative counters; one deleted and re-created starts at 0.
+  const connsOf = () => ipvsStats('director').find((s) => s.address === '203.0.113.5:80')?.dests.find((d) => d.address === '172.16.0.3:8000')?.conns;
+  const before = connsOf();
+  claim(before !== undefined && before > 0, `172.16.0.3:8000 under 203.0.113.5:80 with ${before ?? 'no'} connections before the patch`);
   const t0 = Date.now();
   kubectl(env, ['patch', 'vs', 'seeds-web', '-n', 'default', '--type=json', '-p', '[{"op":"replace","path":"/spec/backends/static/1/weight","value":1}]']);
   const patched = Date.now();
   await waitForKernel('director', 'weight 1 for 172.16.0.3:8000', (svcs) =>
     svcs.find((s) => s.address === '203.0.113.5:80')?.dests.find((d) => d.address === '172.16.0.3:8000')?.weight === 1, agentProc);
-  say(`  in the director's kernel ${Date.now() - patched} ms after kubectl returned (${Date.now() - t0} ms in all), edited in place (ipvsadm -Ln):`);
+  const after = connsOf();
+  claim(after !== undefined && after >= before!, `172.16.0.3:8000 had ${before} connections before the patch and ${after ?? 'no entry'} after: it was re-created, not edited`);
+  say(`  in the director's kernel ${Date.now() - patched} ms after kubectl returned (${Date.now() - t0} ms in all), edited in place`);
+  say(`  (checked: its cumulative connection counter went on, ${before} before and ${after} after; a re-created destination restarts at 0) (ipvsadm -Ln):`);
   for (const d of listIpvs('director').find((s) => s.address === '203.0.113.5:80')!.dests) say(`    -> ${d.address.padEnd(20)} ${d.forward} weight ${d.weight}`);
   await spread('NAT after the change', '203.0.113.5', 80, 60, { 'rs 172.16.0.2:80': 'weight 1', 'rs 172.16.0.3:8000/21': 'weight 1' });
 }
@@ -165,7 +192,9 @@ async function main(): Promise<void> {
   try {
     await startServers();
     await waitForKernel('director', 'the examples', examplesProgrammed, agentProc);
-    say(`== the agent programmed the controller's resolution of the examples, ${((Date.now() - agentProc.started) / 1000).toFixed(0)} s after it started (most of it Node loading its modules under emulation)`);
+    const first = agentProc.firstLogAt();
+    say(`== the agent programmed the controller's resolution of the examples, ${((Date.now() - agentProc.started) / 1000).toFixed(1)} s after it started` +
+      (first ? ` (its first log line came ${((first - agentProc.started) / 1000).toFixed(1)} s after the start: Node loading the agent under emulation)` : ''));
     const pms = await waitForCondition(env, EXAMPLES, 'Programmed');
     say(`  every VirtualServer Programmed=True (${pms} ms later: the agent reports per node in status.nodes)`);
     say('  $ kubectl get vs');
@@ -178,11 +207,16 @@ async function main(): Promise<void> {
     await spreads();
     await liveChange(env, agentProc);
     say('\n== stopping the agent (SIGTERM): what it programmed stays, so traffic never depends on the agent running');
+    const running = listIpvs('director').length;
     await agentProc.stop();
-    say(`  ipvsadm -Ln on the director still lists ${listIpvs('director').length} services`);
+    const stopped = listIpvs('director').length;
+    claim(stopped === running && running > 0, `${running} IPVS services with the agent running and ${stopped} after it stopped`);
+    say(`  ipvsadm -Ln on the director still lists ${stopped} services (checked: as many as while it ran)`);
     say('== lvs-agent cleanup (removes only what it owns)');
     say(`  ${agent('director', ['cleanup', '--state-file', STATE]).trim()}`);
-    say(`  ipvsadm -Ln on the director now lists ${nsRun('director', ['ipvsadm', '-Ln']).split('\n').filter((l) => /^(TCP|UDP)/.test(l)).length} services`);
+    const left = nsRun('director', ['ipvsadm', '-Ln']).split('\n').filter((l) => /^(TCP|UDP)/.test(l)).length;
+    claim(left === 0, `${left} IPVS services left on the director after lvs-agent cleanup`);
+    say(`  ipvsadm -Ln on the director now lists ${left} services (checked)`);
   } finally {
     await agentProc.stop();
     await stopServers();
@@ -190,5 +224,11 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
-say('\ndemo finished');
+try {
+  await main();
+  say('\ndemo finished');
+} catch (err) {
+  if (!(err instanceof ClaimFailed)) throw err;
+  console.error(`\ndemo FAILED: ${err.message}`);
+  process.exitCode = 1;
+}

@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { binaryPath } from '../scripts/build-apiserver.ts';
 import { apiserverPrereqs } from '../test/apiserver/harness.ts';
-import { kernelPrereqs, runInVm, type VmResult } from '../test/kernel/harness/vm.ts';
+import { kernelPrereqs, runInVm, type VmResult } from '../lab/vm/vm.ts';
 import { GUEST_API_PORT, NODE_NAME, startHostCluster, type HostCluster } from '../test/system/lib/host-cluster.ts';
 
 const started = Date.now();

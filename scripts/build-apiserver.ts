@@ -15,7 +15,7 @@
 // ignored by the module that depends on it. It still requires those modules at v0.0.0, which the
 // proxy cannot serve, so the wrapper maps each one to the published v0.<minor>.<patch> of the
 // same release. The list is read from k/k's go.mod in the module cache, never written by hand.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -77,9 +77,17 @@ function go(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): string {
 function timed<T>(what: string, fn: () => T): T {
   const t0 = performance.now();
   log(`${what} ...`);
-  const out = fn();
-  log(`${what}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  return out;
+  // fn blocks this process (spawnSync) for minutes on a cold machine: a small shell says every
+  // 30 s that the build is still going, and stops with this process.
+  const beat = spawn('bash', ['-c', `s=0; while sleep 30 && kill -0 ${process.pid} 2>/dev/null; do s=$((s+30)); echo "[build-apiserver] ${what.replace(/[^\w .()/-]/g, '')}: still running, $s s so far"; done`],
+    { stdio: ['ignore', 'inherit', 'ignore'] });
+  try {
+    const out = fn();
+    log(`${what}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return out;
+  } finally {
+    beat.kill('SIGKILL');
+  }
 }
 
 // --- generate -----------------------------------------------------------------------------

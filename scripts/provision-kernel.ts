@@ -1,6 +1,6 @@
 // Provisions the real-kernel test tier (host packages, Debian kernel, initramfs) and prints what
 // it cached. Idempotent and fast when already done. Usage: node scripts/provision-kernel.ts
-import { ProvisionError, provisionKernel } from '../test/kernel/harness/provision.ts';
+import { ProvisionError, provisionKernel } from '../lab/vm/provision.ts';
 
 const started = Date.now();
 try {

@@ -7,7 +7,7 @@
 // default 1000), BENCH_AGENT_NOOP_MAX (largest N with a timed no-op sync, default 1000),
 // BENCH_AGENT_TIMEOUT_MIN (VM deadline, default 180), BENCH_AGENT_FULL_RESYNC_MS (the syncer's
 // full read-back interval, default 1 h: the 1% and single changes are partial syncs; 0 = always full).
-import { kernelPrereqs, runInVm } from '../../test/kernel/harness/vm.ts';
+import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
 import { load, machine, type Load, type Machine } from '../lib/machine.ts';
 
 export interface AgentRecord {

@@ -8,7 +8,7 @@
 // default 200), BENCH_CONVERGENCE_BUDGET_MIN (most minutes of changes per size, default 60),
 // BENCH_CONVERGENCE_TIMEOUT_MIN (VM deadline per size, default 150).
 import { apiserverPrereqs } from '../../test/apiserver/harness.ts';
-import { kernelPrereqs, runInVm } from '../../test/kernel/harness/vm.ts';
+import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
 import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../test/system/lib/host-cluster.ts';
 import { Kube } from '../../test/system/guest/lib/kube.ts';
 import { SERVICES, SLICES, VIRTUAL_SERVERS } from '../../test/system/guest/lib/objects.ts';

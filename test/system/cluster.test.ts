@@ -7,9 +7,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { apiserverPrereqs } from '../apiserver/harness.ts';
-import { kernelPrereqs, runInVm, type VmResult } from '../kernel/harness/vm.ts';
+import { kernelPrereqs, runInVm, type VmResult } from '../../lab/vm/vm.ts';
 import { gated } from '../lib/prereq.ts';
-import { V8_FLAGS } from './guest/lib/agent.ts';
 import { startApiserverControl, type ApiserverControl } from './lib/apiserver-control.ts';
 import { GUEST_API_PORT, GUEST_CONTROL_PORT, NODE_IP, NODE_NAME, startHostCluster, type HostCluster } from './lib/host-cluster.ts';
 
@@ -55,8 +54,7 @@ test('the agent\'s user may read VirtualServers and Pods and patch status, nothi
 test('the guest suite passes in the VM (agent in the VM, controller and apiserver here)', async () => {
   const api = Number(new URL(H().cp.url).port);
   vm = await runInVm({
-    // The guest's Node gets the agent's V8 flags too (see V8_FLAGS: a V8 bug with the VM's PKU).
-    command: `node_modules/.bin/node ${V8_FLAGS.join(' ')} ${GUEST_SUITE}`,
+    command: `node_modules/.bin/node ${GUEST_SUITE}`, // V8 flags and CPU: lab/vm/vm.ts
     timeoutMs: Number(process.env.LVS_SYSTEM_TIMEOUT_MS ?? 2_400_000),
     memoryMb: 2048,
     guestfwd: [{ guestPort: GUEST_API_PORT, hostPort: api }, { guestPort: GUEST_CONTROL_PORT, hostPort: ctl!.port }],

@@ -1,4 +1,4 @@
-// Guest suite of test/kernel/smoke.test.ts: runs inside the VM (see test/kernel/harness/vm.ts).
+// Guest suite of test/kernel/smoke.test.ts: runs inside the VM (see lab/vm/vm.ts).
 // A NAT virtual service programmed with the stock ipvsadm, weighted round robin 1:2, must split
 // 60 sequential connections exactly 20/40 and the real servers must see the client's own address;
 // a UDP service with rr must alternate datagrams.

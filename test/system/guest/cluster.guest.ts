@@ -61,26 +61,15 @@ async function untilAgent<T>(agent: AgentProc, what: string, probe: () => T | un
 }
 
 /**
- * Starts the agent and waits for `probe`. Node itself has died under TCG while starting, before
- * the agent logged anything (a V8 abort in its JIT bookkeeping, once a SIGSEGV; see V8_FLAGS in
- * guest/lib/agent.ts): such a start, killed by a signal before its first log line, is retried once
- * and reported. An agent that exits after logging, or exits with a code, fails the scenario.
+ * Starts the agent and waits for `probe`. An agent that exits meanwhile fails the scenario at
+ * once, with its exit code or signal and its last lines: a crash of Node is a failure that names
+ * itself, never retried (lab/vm/NODE-UNDER-TCG.md).
  */
 async function startAgentUntil(what: string, probe: () => boolean, o: Parameters<typeof until>[2]): Promise<AgentProc> {
-  for (let attempt = 1; ; attempt++) {
-    const agent = w.startAgent();
-    try {
-      await untilAgent(agent, what, probe, o);
-      return agent;
-    } catch (err) {
-      const crashedEarly = agent.child.signalCode !== null && !agent.lines.some((l) => l.json);
-      if (!crashedEarly || attempt > 1) throw err;
-      startCrashes.push(`run ${agent.run}: ${agent.child.signalCode}`);
-      console.log(`# agent run ${agent.run} was killed by ${agent.child.signalCode} before its first log line (Node under TCG); starting it once more. Its output:\n${agent.tail(12)}`);
-    }
-  }
+  const agent = w.startAgent();
+  await untilAgent(agent, what, probe, o);
+  return agent;
 }
-const startCrashes: string[] = [];
 
 /** Runs a scenario; on failure shows what the agent said last (uvu prints only the assertion). */
 function scenario(name: string, fn: () => Promise<void>): void {
@@ -119,7 +108,7 @@ async function tally(vip: string, count: number): Promise<Record<string, number>
 }
 
 test.before(async () => {
-  // Why V8_FLAGS (guest/lib/agent.ts): memory protection keys make V8 enable ThreadIsolation.
+  // The guest's CPU features, for reading a Node crash against lab/vm/NODE-UNDER-TCG.md.
   const cpu = execFileSync('grep', ['-m1', '^flags', '/proc/cpuinfo'], { encoding: 'utf8' });
   console.log(`# guest CPU: pku ${/\bpku\b/.test(cpu) ? 'yes' : 'no'}, ospke ${/\bospke\b/.test(cpu) ? 'yes' : 'no'}`);
   try {
@@ -384,7 +373,6 @@ scenario('the drained destination is deleted once its connection has ended (TIME
   w.servers.get(pod)?.stop();
   removePods([POD_NETS[pod]!]);
   const errors = w.agent.lines.filter((l) => Number(l.json?.level ?? 0) >= 50);
-  console.log(`# agent starts killed by a signal before logging (retried): ${startCrashes.length ? startCrashes.join(', ') : 'none'}`);
   console.log(`# agent error lines (run ${w.agent.run}): ${errors.length}${errors.length ? `\n${errors.map((l) => l.text).join('\n')}` : ''}`);
 });
 

@@ -11,7 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { startControlPlane, type ControlPlane, type KubeconfigFile } from '../../apiserver/harness.ts';
-import { REPO_ROOT } from '../../kernel/harness/vm.ts';
+import { REPO_ROOT } from '../../../lab/vm/vm.ts';
 
 export const NODE_NAME = 'lvs-node-1';
 /** The VM's address on qemu's user network (eth0), as the Node's InternalIP. */

@@ -1,5 +1,5 @@
-// Runs the real `lvs-agent` CLI (dataplane/cli/main.ts) inside the test VM, in a network namespace,
-// exactly as an operator would: `ip netns exec <ns> node dataplane/cli/main.ts <args>`.
+// Runs the real `lvs-agent` CLI (dataplane/cli/main.ts, compiled ahead of time into the bundle
+// dist/lvs-agent.mjs) inside the test VM, in a network namespace, as an operator would: `ip netns exec <ns> node dist/lvs-agent.mjs <args>`.
 //
 //   const r = await agent('director', ['apply', '-f', dir, '--state-file', state]);  // {code, stdout, stderr, ms}
 //   opLines(r.stderr)      // the kernel operations it logged, e.g. ['add service TCP/203.0.113.5:80 (wrr)', ...]
@@ -12,9 +12,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'uvu';
 import { assertInVm } from '../lib/netns.ts';
+import { AGENT_ENTRY } from '../../../../lab/vm/guest-agent.ts';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '../../../..');
-export const AGENT = join(REPO, 'dataplane/cli/main.ts');
+export const AGENT = AGENT_ENTRY; // the compiled bundle (lab/vm/guest-agent.ts)
 export const NODE = process.execPath;
 
 export interface AgentRun { code: number; stdout: string; stderr: string; ms: number }

@@ -64,10 +64,11 @@ export function startServer(ns: string, opts: ServerOptions): Promise<ServerHand
       out += d.toString();
       if (out.includes('READY')) { clearTimeout(timer); resolve(handle); }
     });
-    child.once('close', (code) => {
+    child.once('close', (code, signal) => {
       clearTimeout(timer);
       servers.delete(handle);
-      reject(new Error(`server ${opts.id} in ${ns} exited ${code} before READY: ${err.trim()}`));
+      const how = signal ? `was KILLED by ${signal} (Node crashed in the guest)` : code !== null && code >= 128 ? `exited ${code} (a signal: Node crashed in the guest)` : `exited ${code}`;
+      reject(new Error(`server ${opts.id} in ${ns} ${how} before READY: ${err.trim()}`));
     });
   });
 }

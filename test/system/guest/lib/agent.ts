@@ -1,11 +1,12 @@
 // The lvs-agent in cluster mode as a child process of the guest suite, in the VM's root network
-// namespace (the node): `node dataplane/cli/main.ts run` with NODE_NAME and KUBECONFIG, as the
+// namespace (the node): `node dist/lvs-agent.mjs run` (the compiled bundle, lab/vm/guest-agent.ts) with NODE_NAME and KUBECONFIG, as the
 // DaemonSet runs it. Its output (pino JSON lines and anything else) is kept in memory and in a
 // log file under /run/tmp, so assertions can read it and a failure can show it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { AGENT_ENTRY } from '../../../../lab/vm/guest-agent.ts';
 
 const REPO = join(import.meta.dirname, '../../../..');
 
@@ -23,14 +24,6 @@ export interface AgentProc {
   tail(n?: number): string;
 }
 
-/**
- * The VM's CPU (qemu TCG, -cpu max) has memory protection keys, so V8 turns on ThreadIsolation
- * (PKU write protection of JIT code); the host's CPU has none. With it, Node 24's V8 aborted an
- * agent at startup once ("Check failed: it->second.Size() > offset" in
- * ThreadIsolation::StartOfJitAllocationAt, from a wasm tier-up: the type stripper is wasm), a
- * known class of V8 ThreadIsolation bugs (nodejs/node#64500). The flag turns PKU protection off.
- */
-export const V8_FLAGS = ['--no-memory-protection-keys'];
 
 /** Throws when the agent has exited: waiting for it to do something is then pointless. */
 export function assertRunning(agent: AgentProc): void {
@@ -47,7 +40,7 @@ export function startAgent(o: { node: string; kubeconfig: string; logLevel?: str
   runs += 1;
   const run = runs;
   const logFile = o.logFile ?? join(process.env.TMPDIR ?? '/tmp', 'lvs-agent.log');
-  const child = spawn(process.execPath, [...V8_FLAGS, join(REPO, 'dataplane/cli/main.ts'), 'run'], {
+  const child = spawn(process.execPath, [AGENT_ENTRY, 'run'], { // V8 flags and CPU: lab/vm/vm.ts, the one VM definition
     cwd: REPO,
     env: { ...process.env, NODE_NAME: o.node, KUBECONFIG: o.kubeconfig, LOG_LEVEL: o.logLevel ?? 'debug' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -37,8 +37,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ProvisionError, provisionKernel, type KernelImage } from './provision.ts';
+import { precompile } from './precompiled.ts';
+import { ensureBundles } from '../../scripts/build.ts';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'mh', 'fo', 'ovf'];
 /** Modules every VM loads before the command: IPVS and all schedulers, tunnels, test links, NAT. */
@@ -48,6 +50,24 @@ export const DEFAULT_MODULES = [
 ];
 
 export interface GuestForward { guestPort: number; hostPort: number }
+
+/** qemu's CPU model and TCG threading: the VM definition below, or an experiment's choice. */
+export interface QemuCpu { cpu: string; smp: number; tcgThread: 'multi' | 'single' }
+
+/**
+ * The one VM definition every boot uses (demo, kernel and system tiers, benchmarks); chosen from
+ * the measurements in lab/vm/NODE-UNDER-TCG.md (Node crashed in the guest under other choices).
+ */
+export const VM_CPU: QemuCpu = { cpu: 'max', smp: 2, tcgThread: 'multi' };
+/**
+ * Options for every Node process in the guest, through NODE_OPTIONS (children of children get
+ * them too); same source as VM_CPU. No process in the guest strips TypeScript itself: Node's
+ * stripper is WebAssembly, and V8 crashed compiling it under TCG (lab/vm/NODE-UNDER-TCG.md). The
+ * hook serves the host-precompiled JavaScript (lab/vm/precompiled.ts); with stripping off, a
+ * module that was not precompiled fails loudly instead of falling back. The agent itself runs as
+ * its compiled bundle (lab/vm/guest-agent.ts).
+ */
+export const GUEST_NODE_OPTIONS = `--no-experimental-strip-types --import=${join(REPO_ROOT, 'lab/vm/precompiled-hook.mjs')}`;
 
 export interface VmOptions {
   command: string;
@@ -60,6 +80,10 @@ export interface VmOptions {
   onOutput?: (line: string) => void;
   echo?: boolean; // default true
   label?: string; // default 'vm'
+  /** Experiments only (lab/vm/node-starts.ts): another CPU model or TCG threading than VM_CPU. */
+  qemuCpu?: QemuCpu;
+  /** Experiments only: NODE_OPTIONS in the guest instead of GUEST_NODE_OPTIONS ('' for none). */
+  guestNodeOptions?: string;
 }
 
 export interface VmResult {
@@ -107,7 +131,8 @@ function validate(opts: VmOptions): void {
 /** The script init chroots into: environment, modules, loopback (and eth0), then the command. */
 function guestScript(img: KernelImage, opts: VmOptions, commandFile: string): string {
   const modules = [...DEFAULT_MODULES, ...(opts.modules ?? [])];
-  const env = { LVS_IN_VM: '1', LVS_KERNEL_VERSION: img.version, LVS_KMOD_DIR: '/run/kmod', TMPDIR: '/run/tmp', HOME: '/run/home', NO_COLOR: '1', TERM: 'dumb', ...opts.env };
+  const nodeOptions = opts.guestNodeOptions ?? GUEST_NODE_OPTIONS;
+  const env = { ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}), LVS_IN_VM: '1', LVS_KERNEL_VERSION: img.version, LVS_KMOD_DIR: '/run/kmod', TMPDIR: '/run/tmp', HOME: '/run/home', NO_COLOR: '1', TERM: 'dumb', ...opts.env };
   const lines = [
     'set -u',
     'export PATH=/run/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -136,8 +161,9 @@ function qemuArgs(img: KernelImage, opts: VmOptions, runScript: string, kernelLo
     ? 'user,restrict=on,model=virtio-net-pci,' + opts.guestfwd
       .map((f) => `guestfwd=tcp:10.0.2.100:${f.guestPort}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`).join(',')
     : 'none';
+  const cpu = opts.qemuCpu ?? VM_CPU;
   return [
-    '-machine', 'accel=tcg', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMb ?? 1024),
+    '-accel', `tcg,thread=${cpu.tcgThread}`, '-cpu', cpu.cpu, '-smp', String(cpu.smp), '-m', String(opts.memoryMb ?? 1024),
     '-nographic', '-no-reboot',
     // ttyS0: init and the command (stdio); ttyS1: the kernel console, into a file.
     '-serial', 'mon:stdio', '-serial', `file:${kernelLog}`,
@@ -165,6 +191,9 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
   validate(opts);
   const missing = kernelPrereqs();
   if (missing || !image) throw new Error(`runInVm: real-kernel prerequisites missing: ${missing}`);
+  // What the guest runs: the agent bundle and the precompiled TypeScript, current with the sources.
+  await ensureBundles();
+  precompile(REPO_ROOT);
   const dir = mkdtempSync(join(tmpdir(), 'lvs-vm-'));
   if (/\s/.test(dir)) throw new Error(`runInVm: temporary folder ${dir} contains whitespace`);
   writeFileSync(join(dir, 'command.sh'), opts.command);
