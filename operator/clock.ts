@@ -1,21 +1,39 @@
-// Time as a dependency: the controller reads the clock and waits only through this interface, so
-// tests drive leases, backoff and requeues with a manual clock instead of real sleeps.
+// Time as a dependency: the controller and the agent read the clock and wait only through this
+// interface, so tests drive leases, drains, backoff and requeues with a manual clock instead of
+// real sleeps. Two timelines: now() is monotonic and measures every duration (lease expiry, renew
+// deadline, drain deadlines, backoff, rate limits); wallNow() is the wall clock and is read only
+// where a timestamp is written to the API. The wall clock steps (NTP, an admin's `date -s`);
+// CLOCK_MONOTONIC does not, so a step can neither end every drain at once nor cost leadership.
 
 export interface Timer {
   cancel(): void;
 }
 
 export interface Clock {
-  /** Milliseconds since the epoch. */
+  /**
+   * Monotonic milliseconds, for durations only: never steps with the wall clock. (The real clock
+   * counts from the epoch as it was at process start, so values look like times; never format one.)
+   */
   now(): number;
+  /** Milliseconds since the epoch by the wall clock: only for timestamps written to the API. */
+  wallNow(): number;
   /** Calls fn once after ms (0 or less: on the next turn). */
   setTimer(fn: () => void, ms: number): Timer;
   /** Resolves after ms, or as soon as signal aborts (never rejects). */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
+/**
+ * performance.now() is libuv's uv_hrtime(), i.e. CLOCK_MONOTONIC: it does not jump when the wall
+ * clock is set (it is slewed by NTP's frequency adjustment only, and stops while suspended).
+ */
+export function monotonicNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 export const realClock: Clock = {
-  now: () => Date.now(),
+  now: monotonicNow,
+  wallNow: () => Date.now(),
   setTimer(fn, ms) {
     const t = setTimeout(fn, Math.max(0, ms));
     return { cancel: () => clearTimeout(t) };
@@ -35,6 +53,7 @@ export function sleepWith(clock: Clock, ms: number, signal?: AbortSignal): Promi
 /** A clock that only moves when told to; timers fire in due order during advance(). */
 export class ManualClock implements Clock {
   #now: number;
+  #wallOffset = 0;
   #seq = 0;
   #timers = new Map<number, { due: number; fn: () => void }>();
 
@@ -44,6 +63,15 @@ export class ManualClock implements Clock {
 
   now(): number {
     return this.#now;
+  }
+
+  wallNow(): number {
+    return this.#now + this.#wallOffset;
+  }
+
+  /** Steps the wall clock only (NTP step, `date -s`): monotonic time and timers are unaffected. */
+  stepWall(ms: number): void {
+    this.#wallOffset += ms;
   }
 
   setTimer(fn: () => void, ms: number): Timer {

@@ -101,7 +101,10 @@ export class LeaderElector {
 
   async #tryAcquireOrRenew(signal: AbortSignal): Promise<Attempt> {
     const { api, clock, namespace, name, identity } = this.#o;
+    // Durations (expiry, renew deadline) on the monotonic clock; the lease's own acquireTime and
+    // renewTime are timestamps for humans and other clients, so they come from the wall clock.
     const now = clock.now();
+    const stamp = microTime(clock.wallNow());
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
     // A renewal that cannot finish before the deadline is useless; do not let it hang.
     const timeout = AbortSignal.any([signal, AbortSignal.timeout(this.#o.renewDeadlineMs)]);
@@ -111,7 +114,7 @@ export class LeaderElector {
         lease = await api.get<Lease>(LEASES, namespace, name, timeout);
       } catch (err) {
         if (!isNotFound(err)) throw err;
-        const spec: LeaseSpec = { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 };
+        const spec: LeaseSpec = { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: stamp, renewTime: stamp, leaseTransitions: 0 };
         const created = await api.create<Lease>(LEASES, namespace, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec }, timeout);
         this.#observe(created, now);
         this.#lastRenew = now;
@@ -126,8 +129,8 @@ export class LeaderElector {
       const next: LeaseSpec = {
         holderIdentity: identity,
         leaseDurationSeconds: durationSeconds,
-        acquireTime: mine && spec.acquireTime ? spec.acquireTime : microTime(now),
-        renewTime: microTime(now),
+        acquireTime: mine && spec.acquireTime ? spec.acquireTime : stamp,
+        renewTime: stamp,
         leaseTransitions: mine ? (spec.leaseTransitions ?? 0) : (spec.leaseTransitions ?? 0) + (spec.holderIdentity ? 1 : 0),
       };
       const updated = await api.replace<Lease>(LEASES, namespace, name, { ...lease, spec: next }, timeout);
@@ -158,7 +161,7 @@ export class LeaderElector {
     try {
       const lease = await api.get<Lease>(LEASES, namespace, name, signal);
       if (lease.spec?.holderIdentity !== identity) return;
-      const now = microTime(clock.now());
+      const now = microTime(clock.wallNow());
       const spec: LeaseSpec = { leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: lease.spec.leaseTransitions ?? 0 };
       await api.replace<Lease>(LEASES, namespace, name, { ...lease, spec }, signal);
       this.#log.info('released lease');

@@ -37,7 +37,7 @@ export async function reconcile(key: string, deps: ReconcileDeps, signal?: Abort
     // Being deleted: finalizers are not ours, and a status write now would only race the delete.
     if (vs.metadata.deletionTimestamp) return { kind: 'done' };
     const resolution = deps.world.resolve(vs);
-    const desired = computeStatus(vs, resolution, deps.clock.now());
+    const desired = computeStatus(vs, resolution, deps.clock.wallNow());
     if (statusUpToDate(vs.status, desired)) return { kind: 'done' };
     if (!deps.canWrite()) return { kind: 'error', err: new Error('not the leader: status write withheld') };
     try {

@@ -67,7 +67,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const plan = () => vsInformer.list().flatMap(planFromVirtualServer);
 
   const loop: SyncLoop = createSyncLoop({
-    kernel: opts.kernel, node: opts.node, plan, log,
+    kernel: opts.kernel, node: opts.node, plan, log, clock,
     vips: createLvsDevice({ run: opts.run, node: opts.node, plan, logger: log, kernelRelease: release() }),
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
@@ -155,7 +155,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
         apiVersion: 'lvs.dev/v1alpha1', kind: 'VirtualServer',
         metadata: { name: vs.metadata.name, namespace: vs.metadata.namespace },
         // An empty list gives up this manager's entry (server-side apply removes what we no longer send).
-        status: { nodes: r ? [{ ...r, lastUpdateTime: new Date(clock.now()).toISOString().replace(/\.\d+Z$/, 'Z') }] : [] },
+        status: { nodes: r ? [{ ...r, lastUpdateTime: new Date(clock.wallNow()).toISOString().replace(/\.\d+Z$/, 'Z') }] : [] },
       };
       try {
         await opts.api.applyStatus(VIRTUAL_SERVERS, vs.metadata.namespace, vs.metadata.name, body, `lvs-agent/${opts.node}`);

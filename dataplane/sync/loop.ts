@@ -6,7 +6,8 @@
 // whose desired state changed (sync.ts); the periodic one reads everything back, so it is what
 // undoes edits made behind the agent's back. A new mark does not wait out a backoff:
 // a changed plan may be exactly what fixes the failure.
-import { createSyncer, systemClock, type SyncResult, type SyncerOptions } from './sync.ts';
+import { realClock, type Timer } from '../../operator/clock.ts';
+import { createSyncer, type SyncResult, type SyncerOptions } from './sync.ts';
 
 export interface SyncLoopOptions extends SyncerOptions {
   /** Least time between the starts of two syncs. Default 1 s. */
@@ -28,18 +29,18 @@ export interface SyncLoop {
   idle(): Promise<void>;
   /** The last result, if any sync has run. */
   readonly last: SyncResult | undefined;
-  /** When the next sync is due (clock time), or undefined when none is scheduled. */
+  /** When the next sync is due (monotonic clock time), or undefined when none is scheduled. */
   readonly nextRunAt: number | undefined;
 }
 
 export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
-  const clock = opts.clock ?? systemClock;
+  const clock = opts.clock ?? realClock;
   const minIntervalMs = opts.minIntervalMs ?? 1_000;
   const resyncIntervalMs = opts.resyncIntervalMs ?? 60_000;
   // Between two periodic resyncs a sync reads back only what changed (when the kernel can).
   const syncer = createSyncer({ ...opts, clock, fullResyncIntervalMs: opts.fullResyncIntervalMs ?? resyncIntervalMs });
   const log = opts.log.child({ node: opts.node });
-  let timer: unknown;
+  let timer: Timer | undefined;
   let dueAt: number | undefined;
   let running: Promise<void> | undefined;
   let dirty = false;
@@ -50,13 +51,13 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
   /** Make sure a sync happens no later than `at` (an earlier one already scheduled stands). */
   function schedule(at: number): void {
     if (stopped || (dueAt !== undefined && dueAt <= at)) return;
-    if (timer !== undefined) clock.clearTimeout(timer);
+    timer?.cancel();
     dueAt = at;
-    timer = clock.setTimeout(fire, Math.max(0, at - clock.now()));
+    timer = clock.setTimer(fire, Math.max(0, at - clock.now()));
   }
 
   function cancel(): void {
-    if (timer !== undefined) clock.clearTimeout(timer);
+    timer?.cancel();
     timer = undefined;
     dueAt = undefined;
   }

@@ -14,6 +14,7 @@
 // destination started draining, the VIPs it used to direct (their services must still be drained
 // and removed), the desired state of its last clean sync, and its consecutive failures.
 import type { Logger } from 'pino';
+import { realClock, type Clock } from '../../operator/clock.ts';
 import type { PlanService } from '../../api/plan.ts';
 import type { IpvsKernel, IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { applyOps } from './apply.ts';
@@ -22,17 +23,7 @@ import { diff, type SyncOpKind } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
+export type { Clock };
 
 /**
  * The director's VIP device (lvs0): addresses bound there are VIPs this node accepts traffic for,
@@ -50,6 +41,7 @@ export interface SyncerOptions {
   /** The current plan (the services of every VirtualServer; only this node's are used). */
   plan: () => readonly PlanService[];
   log: Logger;
+  /** Drain deadlines and backoff are measured on clock.now(), the monotonic timeline. */
   clock?: Clock;
   /** When given, owned VIPs are bound on it after their services exist and unbound once retired. */
   vips?: VipBinder;
@@ -97,7 +89,7 @@ export interface Syncer {
 }
 
 export function createSyncer(opts: SyncerOptions): Syncer {
-  const clock = opts.clock ?? systemClock;
+  const clock = opts.clock ?? realClock;
   const drainTimeoutMs = opts.drainTimeoutMs ?? 300_000;
   const drainPollMs = opts.drainPollMs ?? 5_000;
   const initialMs = opts.backoff?.initialMs ?? 1_000;

@@ -43,7 +43,7 @@ export class EventRecorder implements EventSink {
   }
 
   async record(regarding: KubeObject, ev: EventSpec): Promise<void> {
-    const now = this.#o.clock.now();
+    const now = this.#o.clock.wallNow(); // eventTime and the name's suffix are timestamps
     const m = regarding.metadata;
     // Unique per replica and instant, like client-go's "<name>.<unix nanos hex>".
     const suffix = (BigInt(now) * 1_000_000n + BigInt(this.#seq++ % 1_000_000)).toString(16);

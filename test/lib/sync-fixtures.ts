@@ -2,11 +2,15 @@
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { serviceKey, type PlanRealServer, type PlanService } from '../../api/plan.ts';
-import type { Clock } from '../../dataplane/sync/sync.ts';
+import { sleepWith, type Clock, type Timer } from '../../operator/clock.ts';
 
-/** A clock that only moves when told to; advance() fires due timers in time order. */
+/**
+ * A clock that only moves when told to; advance() fires due timers in time order. advance() is
+ * synchronous (the syncer tests step it between awaited syncs), unlike operator/clock.ts's.
+ */
 export class ManualClock implements Clock {
   #now: number;
+  #wallOffset = 0;
   #timers = new Map<number, { at: number; fn: () => void }>();
   #next = 1;
 
@@ -18,14 +22,23 @@ export class ManualClock implements Clock {
     return this.#now;
   }
 
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn });
-    return id;
+  wallNow(): number {
+    return this.#now + this.#wallOffset;
   }
 
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
+  /** Steps the wall clock only (an NTP step): monotonic time and timers are unaffected. */
+  stepWall(ms: number): void {
+    this.#wallOffset += ms;
+  }
+
+  setTimer(fn: () => void, ms: number): Timer {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn });
+    return { cancel: () => { this.#timers.delete(id); } };
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return sleepWith(this, ms, signal);
   }
 
   /** Move time forward by ms, firing each timer that falls due at its own time. */
