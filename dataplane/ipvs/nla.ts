@@ -224,10 +224,15 @@ export function parseError(m: NlMessage): NlError {
   if (m.payload.length < 4 + NLMSG_HDRLEN) throw new NetlinkCodecError('nlmsgerr', `${m.payload.length} bytes, expected at least ${4 + NLMSG_HDRLEN}`);
   const errno = -readS32(m.payload, 0);
   if (!(m.flags & NLM_F_ACK_TLVS)) return { errno };
-  const echoed = m.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : align4(readU32(m.payload, 4));
-  const tlvs = m.payload.subarray(Math.min(m.payload.length, 4 + echoed));
-  const msg = new Attrs(tlvs, 'nlmsgerr').str(NLMSGERR_ATTR_MSG);
-  return msg ? { errno, message: msg } : { errno };
+  // The extended ack is only a comment on the errno: unreadable TLVs lose the text, not the errno.
+  try {
+    const echoed = m.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : align4(readU32(m.payload, 4));
+    const tlvs = m.payload.subarray(Math.min(m.payload.length, 4 + echoed));
+    const msg = new Attrs(tlvs, 'nlmsgerr').str(NLMSGERR_ATTR_MSG);
+    return msg ? { errno, message: msg } : { errno };
+  } catch {
+    return { errno };
+  }
 }
 
 /** NLMSG_DONE carries an int: 0, or the negative errno a dump stopped with. */

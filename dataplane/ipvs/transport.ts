@@ -32,6 +32,17 @@ export class NetlinkErrno extends Error {
   }
 }
 
+/** A reply the codec cannot read (truncated, malformed): the request it answers fails with EBADMSG. */
+export class NetlinkProtocolError extends NetlinkErrno {
+  constructor(what: string, cause: unknown) {
+    // The detail rides in extack, which callers already surface as the hint of an IpvsError.
+    const detail = `malformed ${what} from the kernel: ${cause instanceof Error ? cause.message : String(cause)}`;
+    super(errnoOf('EBADMSG'), detail);
+    this.name = 'NetlinkProtocolError';
+    this.message = detail;
+  }
+}
+
 export type Tap = (direction: 'send' | 'recv', bytes: Buffer, channel: number) => void;
 
 export interface ChannelOptions {
@@ -123,18 +134,34 @@ export class GenlChannel {
     let messages: NlMessage[];
     try {
       messages = splitMessages(buf);
-    } catch {
-      this.failAll(errnoOf('EBADMSG'));
+    } catch (err) {
+      // The datagram cannot be split, so no message in it can be told apart: every request then in
+      // flight may have lost its reply and fails (each would otherwise only time out).
+      for (const seq of [...this.pending.keys()]) this.settle(seq, new NetlinkProtocolError('datagram', err));
       return;
     }
-    for (const m of messages) this.deliver(m);
+    // This runs in the socket's 'message' listener: a throw would escape to the event loop and kill
+    // the agent. A message that cannot be read fails its own request; the socket stays usable.
+    for (const m of messages) {
+      try {
+        this.deliver(m);
+      } catch (err) {
+        this.settle(m.seq, new NetlinkProtocolError(`message (type ${m.type})`, err));
+      }
+    }
   }
 
   private deliver(m: NlMessage): void {
     const p = this.pending.get(m.seq);
     if (!p) return; // a late reply to a request that already timed out
     if (m.type === NLMSG_ERROR) {
-      const e = parseError(m);
+      let e;
+      try {
+        e = parseError(m);
+      } catch (err) {
+        this.settle(m.seq, new NetlinkProtocolError('NLMSG_ERROR', err));
+        return;
+      }
       // An ACK ends a do-request; a dump never gets one (its end is NLMSG_DONE).
       if (e.errno !== 0) this.settle(m.seq, new NetlinkErrno(e.errno, e.message));
       else if (!p.dump) this.settle(m.seq, p.replies);
@@ -147,8 +174,8 @@ export class GenlChannel {
     }
     try {
       p.replies.push(parseGenl(m));
-    } catch {
-      this.settle(m.seq, new NetlinkErrno(errnoOf('EBADMSG')));
+    } catch (err) {
+      this.settle(m.seq, new NetlinkProtocolError('generic netlink message', err));
     }
   }
 
