@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Plan } from '../../api/plan.ts';
 import { loadManifests, standalonePlan, InvalidManifestsError } from '../agent/manifests.ts';
 import { openIpvs } from '../agent/kernel.ts';
+import { acquireAgentLock } from '../agent/lock.ts';
 import { createLvsDevice } from '../agent/lvs-device.ts';
 import { DEFAULT_STATE_FILE, formatShow, ownerRecord, readOwnerRecord, showView, writeOwnerRecord } from '../agent/show.ts';
 import { observeDirector, ownedAddresses, teardownDirector } from '../director/setup.ts';
@@ -51,6 +52,8 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
   let plan = loadPlan(files, node);
+  // Held until this process ends (see ../agent/lock.ts): a second apply or run is refused.
+  await acquireAgentLock(ctx.values.watch ? 'apply --watch' : 'apply');
   const kernel = await openIpvs(ctx.run, ctx.log);
   const opts = {
     kernel, node, log: ctx.log, plan: () => plan.services,
@@ -102,6 +105,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const kc = new KubeConfig();
   if (process.env.KUBECONFIG) kc.loadFromDefault(); else kc.loadFromCluster();
   const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
+  await acquireAgentLock('run');
   const kernel = await openIpvs(ctx.run, ctx.log);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
   const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
@@ -119,6 +123,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   return 0;
 }
 
+/** No lock: show only reads (../agent/lock.ts). */
 export async function showCommand(ctx: CommandContext): Promise<number> {
   const kernel = await openIpvs(ctx.run, ctx.log);
   try {
@@ -141,6 +146,7 @@ function targetOf(values: CommandContext['values']): NetnsTarget {
   return { kind: 'host' };
 }
 
+/** No lock: a real server's namespace is nothing a director agent writes (../agent/lock.ts). */
 export async function prepareCommand(ctx: CommandContext): Promise<number> {
   const mode = ctx.values.forwarding;
   if (mode !== 'DR' && mode !== 'TUN') throw new UsageError(`--forwarding: must be DR or TUN (NAT real servers need no preparation), got ${JSON.stringify(mode)}`);
@@ -158,6 +164,8 @@ export async function cleanupCommand(ctx: CommandContext): Promise<number> {
     console.log(`${r.target}: ${r.changed ? `${r.changes.length} change(s) undone` : 'nothing of ours to remove'}`);
     return 0;
   }
+  // Tearing lvs0 and the nft tables down under a running agent would only start a fight.
+  await acquireAgentLock('cleanup');
   const owned = new Set(ownedAddresses((await observeDirector(ctx.run)).device).map(canonicalAddress));
   const kernel = await openIpvs(ctx.run, ctx.log);
   let removed = 0;
