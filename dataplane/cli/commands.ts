@@ -1,6 +1,6 @@
 // The standalone commands of lvs-agent. Each validates its input completely before it touches the
 // kernel, so a rejected command changes nothing.
-import { watch as watchPath, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Plan } from '../../api/plan.ts';
@@ -15,6 +15,7 @@ import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
 import type { RealServerMode } from '../realserver/plan.ts';
 import { createSyncLoop } from '../sync/loop.ts';
 import { createSyncer, type SyncResult } from '../sync/sync.ts';
+import { watchPaths } from './watch.ts';
 import { canonicalAddress } from '../sync/keys.ts';
 
 export class UsageError extends Error {}
@@ -83,11 +84,12 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
     }
   };
   let pending: NodeJS.Timeout | undefined;
-  const watchers = files.map((f) => watchPath(f, () => { clearTimeout(pending); pending = setTimeout(reload, 200); }));
+  // Follows files replaced by rename (editors, sed -i): see ./watch.ts.
+  const watcher = watchPaths(files, () => { clearTimeout(pending); pending = setTimeout(reload, 200); });
   loop.start();
   await new Promise<void>((resolve) => { process.once('SIGTERM', resolve); process.once('SIGINT', resolve); });
   // Rules stay programmed on exit: a restart must not drop connections.
-  for (const w of watchers) w.close();
+  watcher.close();
   clearTimeout(pending);
   await loop.stop();
   await kernel.close();
