@@ -110,6 +110,17 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const prepared = new Set<string>();
     const errors: string[] = [];
     for (const [k, d] of desired) {
+      // The search may be a while ago (or cached): a pod gone and its pid reused would have us
+      // prepare — and later clean up — some other namespace. Re-check right before preparing.
+      const present = await finder.confirm(d.target, d.addresses);
+      if (present.length === 0) {
+        // Search again next pass. A pid that lost them may name another process's namespace now:
+        // never undo anything there (what we added went away with the old process's namespace).
+        if (d.target.kind === 'pid') rs.byTarget.delete(k);
+        rsDirty = true;
+        continue;
+      }
+      d.addresses = present;
       try {
         await syncRealServer({ run: opts.run, logger: log }, d.target, d.vips);
         rs.byTarget.set(k, { target: d.target, vips: d.vips });

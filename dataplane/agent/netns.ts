@@ -26,15 +26,31 @@ function nsInode(path: string): string | undefined {
 export interface NetnsFinder {
   /** Namespaces of the given addresses; addresses found nowhere are absent from the map. */
   find(addresses: readonly string[]): Promise<Map<string, NetnsTarget>>;
+  /**
+   * Of addresses, those target holds right now (call it right before preparing target); the
+   * others are forgotten. A process namespace whose pid now names another namespace holds none.
+   */
+  confirm(target: NetnsTarget, addresses: readonly string[]): Promise<string[]>;
   /** Forget a cached location (the namespace went away or no longer holds the address). */
   forget(address: string): void;
 }
 
+/**
+ * A cached location. A pid is only a name for a namespace while that process lives: when it exits
+ * and the kernel hands the pid to a new process (pids are reused, lowest free above the last one,
+ * wrapping at pid_max), /proc/PID/ns/net names the new process's namespace — often the host's.
+ * So a pid location carries the namespace's inode ("net:[N]") as seen when it was found.
+ */
+interface Location { target: NetnsTarget; inode?: string }
+
 export function createNetnsFinder(run: Runner, log?: Logger, procRoot = '/proc'): NetnsFinder {
-  const cache = new Map<string, NetnsTarget>();
+  const cache = new Map<string, Location>();
+  const inodeOf = (t: NetnsTarget) => (t.kind === 'pid' ? nsInode(`${procRoot}/${t.pid}/ns/net`) : undefined);
+  const samePlace = (l: Location) => l.target.kind !== 'pid' || (l.inode !== undefined && inodeOf(l.target) === l.inode);
 
   async function scan(targets: NetnsTarget[], want: Set<string>): Promise<void> {
     for (const target of targets) {
+      const inode = inodeOf(target);
       if (want.size === 0) return;
       let addrs: string[];
       try {
@@ -43,7 +59,8 @@ export function createNetnsFinder(run: Runner, log?: Logger, procRoot = '/proc')
         log?.debug({ op: 'netns', target, err: String(err) }, 'cannot inspect namespace');
         continue;
       }
-      for (const a of addrs) if (want.delete(a)) cache.set(a, target);
+      // The inode read before the addresses: a pid reused in between fails the later check.
+      for (const a of addrs) if (want.delete(a)) cache.set(a, inode ? { target, inode } : { target });
     }
   }
 
@@ -72,15 +89,33 @@ export function createNetnsFinder(run: Runner, log?: Logger, procRoot = '/proc')
 
   return {
     async find(addresses) {
+      for (const a of addresses) {
+        const l = cache.get(a);
+        if (l && !samePlace(l)) cache.delete(a);
+      }
       const want = new Set(addresses.filter((a) => !cache.has(a)));
       if (want.size > 0) await scan([{ kind: 'host' }], want);
       if (want.size > 0) await scan(await named(), want);
       if (want.size > 0) await scan(processes(), want);
       const out = new Map<string, NetnsTarget>();
       for (const a of addresses) {
-        const t = cache.get(a);
-        if (t) out.set(a, t);
+        const l = cache.get(a);
+        if (l) out.set(a, l.target);
       }
+      return out;
+    },
+    async confirm(target, addresses) {
+      let held = new Set<string>();
+      const moved = addresses.some((a) => { const l = cache.get(a); return l !== undefined && !samePlace(l); });
+      if (!moved) {
+        try {
+          held = new Set(await globalAddresses(run, target));
+        } catch (err) {
+          log?.debug({ op: 'netns', target, err: String(err) }, 'cannot inspect namespace');
+        }
+      }
+      const out = addresses.filter((a) => held.has(a));
+      for (const a of addresses) if (!held.has(a)) cache.delete(a);
       return out;
     },
     forget(address) {

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -51,6 +51,43 @@ test('host first, then named namespaces, then process namespaces; results are ca
     finder.forget('10.244.0.6');
     await finder.find(['10.244.0.6']);
     assert.ok(calls.length > before, 'a forgotten address is searched again');
+  } finally {
+    rmSync(proc, { recursive: true, force: true });
+  }
+});
+
+test('PID reuse between the search and preparation: the stale pid is not trusted', async () => {
+  const proc = fakeProc({ self: '1', 1: '1', 200: '77' });
+  try {
+    const calls: string[] = [];
+    const byNs: Record<string, string[]> = { host: ['192.0.2.1'], '/proc/200/ns/net': ['10.244.0.9'] };
+    const finder = createNetnsFinder(runner(byNs, calls), undefined, proc);
+    assert.equal(Object.fromEntries(await finder.find(['10.244.0.9'])), { '10.244.0.9': { kind: 'pid', pid: 200 } });
+    assert.equal(await finder.confirm({ kind: 'pid', pid: 200 }, ['10.244.0.9']), ['10.244.0.9'], 'still there: prepare it');
+    // The pod's process exits; the kernel hands pid 200 to a process in the host namespace.
+    unlinkSync(join(proc, '200', 'ns', 'net'));
+    symlinkSync('net:[1]', join(proc, '200', 'ns', 'net'));
+    byNs['/proc/200/ns/net'] = ['192.0.2.1'];
+    assert.equal(await finder.confirm({ kind: 'pid', pid: 200 }, ['10.244.0.9']), [], 'pid 200 names another namespace now');
+    assert.equal(Object.fromEntries(await finder.find(['10.244.0.9'])), {}, 'searched again: the address is nowhere');
+  } finally {
+    rmSync(proc, { recursive: true, force: true });
+  }
+});
+
+test('an address that left its namespace after the search is not confirmed and is searched again', async () => {
+  const proc = fakeProc({ self: '1', 1: '1', 300: '88' });
+  try {
+    const calls: string[] = [];
+    const byNs: Record<string, string[]> = { host: [], 'cni-a': ['10.244.0.5', '10.244.0.6'], '/proc/300/ns/net': [] };
+    const finder = createNetnsFinder(runner(byNs, calls), undefined, proc);
+    await finder.find(['10.244.0.5', '10.244.0.6']);
+    byNs['cni-a'] = ['10.244.0.6'];
+    byNs['/proc/300/ns/net'] = ['10.244.0.5'];
+    assert.equal(await finder.confirm({ kind: 'named', name: 'cni-a' }, ['10.244.0.5', '10.244.0.6']), ['10.244.0.6']);
+    assert.equal(Object.fromEntries(await finder.find(['10.244.0.5', '10.244.0.6'])), {
+      '10.244.0.5': { kind: 'pid', pid: 300 }, '10.244.0.6': { kind: 'named', name: 'cni-a' },
+    });
   } finally {
     rmSync(proc, { recursive: true, force: true });
   }
