@@ -51,7 +51,7 @@ export class Controller {
   #running: Promise<unknown>[] = [];
   #lead: { abort: AbortController; workers: Promise<void>[] } | undefined;
   #http: { port: number; close(): Promise<void> } | undefined;
-  /** Status writes accepted by the API server, per key (tests count them). */
+  /** Status writes accepted by the API server, per existing key (tests count them; pruned on delete). */
   readonly statusWrites = new Map<string, number>();
 
   constructor(opts: ControllerOptions) {
@@ -97,7 +97,10 @@ export class Controller {
         if (jsonEqual(old.spec, vs.spec) && old.metadata.creationTimestamp === vs.metadata.creationTimestamp) this.queue.add(objectKey(vs));
         else this.#mark(this.world.virtualServerChanged(objectKey(vs), vs));
       },
-      onDelete: (vs) => this.#mark(this.world.virtualServerChanged(objectKey(vs), undefined)),
+      onDelete: (vs) => {
+        this.statusWrites.delete(objectKey(vs));
+        this.#mark(this.world.virtualServerChanged(objectKey(vs), undefined));
+      },
     });
     services.addHandlers({
       onAdd: (o) => this.#mark(this.world.serviceChanged(o, false)),

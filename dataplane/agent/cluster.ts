@@ -156,7 +156,11 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const errors = new Map<string, string>();
     if (lastSync?.kind === 'retry') for (const e of lastSync.errors) if (e.key) { failedKeys.add(e.key); errors.set(e.key, e.error.message); }
     for (const p of lastSync?.problems ?? []) { failedKeys.add(p.key); errors.set(p.key, `${p.field}: ${p.message}`); }
-    for (const vs of vsInformer.list()) {
+    const present = vsInformer.list();
+    // What we last wrote, only for VirtualServers that still exist (one entry each, at most).
+    const keys = new Set(present.map(objectKey));
+    for (const k of written.keys()) if (!keys.has(k)) written.delete(k);
+    for (const vs of present) {
       const key = objectKey(vs);
       const r = nodeReport(vs, opts.node, { failedKeys, errors, prepared: [...rs.prepared] });
       const stored = vs.status?.nodes?.find((n) => n.name === opts.node);

@@ -24,8 +24,13 @@ function nsInode(path: string): string | undefined {
 }
 
 export interface NetnsFinder {
-  /** Namespaces of the given addresses; addresses found nowhere are absent from the map. */
+  /**
+   * Namespaces of the given addresses; addresses found nowhere are absent from the map. Pass every
+   * address wanted now: cached ones not among them are dropped.
+   */
   find(addresses: readonly string[]): Promise<Map<string, NetnsTarget>>;
+  /** Cached locations (at most the addresses of the last find). */
+  size(): number;
   /**
    * Of addresses, those target holds right now (call it right before preparing target); the
    * others are forgotten. A process namespace whose pid now names another namespace holds none.
@@ -89,6 +94,10 @@ export function createNetnsFinder(run: Runner, log?: Logger, procRoot = '/proc')
 
   return {
     async find(addresses) {
+      // Each pass asks for every local real server: a cached address not asked for is no longer
+      // one, so the cache never holds more than the node's current real servers.
+      const asked = new Set(addresses);
+      for (const a of cache.keys()) if (!asked.has(a)) cache.delete(a);
       for (const a of addresses) {
         const l = cache.get(a);
         if (l && !samePlace(l)) cache.delete(a);
@@ -121,5 +130,6 @@ export function createNetnsFinder(run: Runner, log?: Logger, procRoot = '/proc')
     forget(address) {
       cache.delete(address);
     },
+    size: () => cache.size,
   };
 }

@@ -93,4 +93,18 @@ test('an address that left its namespace after the search is not confirmed and i
   }
 });
 
+test('the cache holds only the addresses of the last search', async () => {
+  const proc = fakeProc({ self: '1', 1: '1' });
+  try {
+    const addrs = Array.from({ length: 50 }, (_, i) => `10.244.0.${i + 1}`);
+    const finder = createNetnsFinder(runner({ host: [], 'cni-a': addrs }, []), undefined, proc);
+    for (let i = 0; i < 50; i += 5) await finder.find(addrs.slice(i, i + 5));
+    assert.is(finder.size(), 5);
+    await finder.find([]);
+    assert.is(finder.size(), 0);
+  } finally {
+    rmSync(proc, { recursive: true, force: true });
+  }
+});
+
 test.run();

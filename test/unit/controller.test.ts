@@ -184,4 +184,19 @@ test('watch history compacted while disconnected: relist catches up, including d
   await c.stop();
 });
 
+test('statusWrites is bounded by the VirtualServers that exist: a deleted one is pruned', async () => {
+  const api = cluster();
+  for (let i = 0; i < 5; i++) api.apply(VIRTUAL_SERVERS, serviceVs(`web-${i}`, 'web'));
+  const c = start(api);
+  try {
+    await until(() => c.statusWrites.size === 5, 'five written');
+    for (let i = 0; i < 5; i++) api.remove(VIRTUAL_SERVERS, 'default', `web-${i}`);
+    await until(() => c.virtualServers.size === 0, 'deletes seen');
+    await quiesce(c);
+    assert.is(c.statusWrites.size, 0);
+  } finally {
+    await c.stop();
+  }
+});
+
 test.run();
