@@ -266,4 +266,25 @@ test('operation logs carry the fixed keys node, op, vip, vs', async () => {
   assert.equal([add.node, add.vip, add.vs, add.service], ['node-a', '203.0.113.10', 'default/web', WEB]);
 });
 
+test('lvs0 deleted by hand while a removed service drains: the drain still finishes, lvs0 is re-bound', async () => {
+  // Within one agent process the VIPs it owned are remembered (not only read back from lvs0), so a
+  // VIP that vanished with lvs0 still counts as ours until its services are drained and removed.
+  const bound = new Set<string>();
+  const vips: VipBinder = { list: async () => [...bound], set: async (want) => { bound.clear(); for (const v of want) bound.add(v); } };
+  const other = planService({ vip: '198.51.100.7', owner: { namespace: 'default', name: 'other', generation: 1 } });
+  const { kernel, state, syncer } = setup([planService(), other], { vips });
+  await syncer.sync();
+  assert.equal([...bound].sort(), ['198.51.100.7', '203.0.113.10']);
+  kernel.setConnections(WEB, '10.0.0.1:8080', { active: 3 });
+  state.plan = [other];
+  assert.is((await syncer.sync()).kind, 'drainPending');
+  bound.clear(); // ip link del lvs0
+  assert.is((await syncer.sync()).kind, 'drainPending');
+  assert.equal(view(kernel).filter((l) => l.startsWith('TCP/203.0.113.10')).length, 1, 'the draining service is not orphaned');
+  assert.equal([...bound], ['198.51.100.7'], 'lvs0 got the live VIP back');
+  kernel.setConnections(WEB, '10.0.0.1:8080', { active: 0 });
+  assert.is((await syncer.sync()).kind, 'ok');
+  assert.equal(kernel.snapshot().map((s) => s.service.address), ['198.51.100.7']);
+});
+
 test.run();
