@@ -9,14 +9,20 @@
 //     fields; the later duplicate is reported at its index (spec.ports[1]), like the API server;
 //   - formats: date-time and friends via ajv-formats, int32/int64 ranges; unknown formats are
 //     ignored, as Kubernetes ignores them.
-// CEL rules (x-kubernetes-validations) are NOT evaluated here: the apiserver test tier runs them on a
-// real kube-apiserver. celRules() lists them for static checks.
+// Before validation the API server's structural defaults are applied (api/defaults.ts); after the
+// schema passes, the CRD's own CEL rules (x-kubernetes-validations) are evaluated by api/cel/ (a
+// schema-invalid object is already rejected, and its rules could only fail on wrong types). The
+// apiserver test tier checks the same manifests against a real kube-apiserver.
+// A CRD is compiled once (ajv and every CEL rule) and kept for the life of the process: a rule
+// outside the supported CEL subset fails there, loudly, not on some later document.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { parse } from 'yaml';
+import { compileRuleTree, evaluateRules, type RuleNode } from './cel/rules.ts';
+import { withSchemaDefaults } from './defaults.ts';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const defaultCrdPath = join(repoRoot, 'crds', 'virtualserver.yaml');
@@ -157,36 +163,67 @@ function toSchemaError(e: ErrorObject): SchemaError {
   return { path, message, keyword: e.keyword };
 }
 
-const compiled = new Map<string, ValidateFunction>();
+export interface CompiledCrd {
+  crd: Crd;
+  /** The manifest with the schema's defaults applied, and every error (apiVersion, kind, schema, CEL). */
+  check(manifest: unknown): { object: unknown; errors: SchemaError[] };
+  /** Schema layer only (apiVersion, kind, OpenAPI), on the defaulted manifest. */
+  schemaErrors(manifest: unknown): SchemaError[];
+}
 
-function validatorFor(crd: Crd): ValidateFunction {
-  const key = JSON.stringify(crd.schema);
-  let fn = compiled.get(key);
-  if (!fn) {
-    const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false });
-    addFormats.default(ajv);
-    ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
-    ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
-    listUniqueKeyword(ajv);
-    fn = ajv.compile(toJsonSchema(crd.schema));
-    compiled.set(key, fn);
-  }
-  return fn;
+function compileSchema(crd: Crd): ValidateFunction {
+  const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false });
+  addFormats.default(ajv);
+  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
+  listUniqueKeyword(ajv);
+  return ajv.compile(toJsonSchema(crd.schema));
+}
+
+/** Compiles a CRD's schema and CEL rules; throws CelCompileError for a rule it cannot evaluate. */
+export function compileCrd(crd: Crd): CompiledCrd {
+  const validate = compileSchema(crd);
+  const rules: RuleNode | undefined = compileRuleTree(crd.schema);
+  const schemaLayer = (manifest: unknown): SchemaError[] => {
+    const errors: SchemaError[] = [];
+    if (isObject(manifest)) {
+      if (manifest.apiVersion !== crd.apiVersion) errors.push({ path: 'apiVersion', keyword: 'apiVersion', message: `must be ${crd.apiVersion}` });
+      if (manifest.kind !== crd.kind) errors.push({ path: 'kind', keyword: 'kind', message: `must be ${crd.kind}` });
+    }
+    if (!validate(manifest)) errors.push(...(validate.errors ?? []).map(toSchemaError));
+    return errors;
+  };
+  return {
+    crd,
+    schemaErrors: (manifest) => schemaLayer(withSchemaDefaults(manifest, crd.schema)),
+    check(manifest) {
+      const object = withSchemaDefaults(manifest, crd.schema);
+      const errors = schemaLayer(object);
+      if (errors.length === 0) {
+        for (const v of evaluateRules(rules, object)) errors.push({ path: v.path, message: v.message, keyword: 'x-kubernetes-validations' });
+      }
+      return { object, errors };
+    },
+  };
+}
+
+const compiled = new WeakMap<Crd, CompiledCrd>();
+let defaultCompiled: CompiledCrd | undefined;
+
+/** The compiled form of a CRD, made on first use; without a CRD, crds/virtualserver.yaml's. */
+export function compiledCrd(crd?: Crd): CompiledCrd {
+  if (!crd) return (defaultCompiled ??= compileCrd(loadCrd()));
+  let c = compiled.get(crd);
+  if (!c) compiled.set(crd, c = compileCrd(crd));
+  return c;
 }
 
 /**
- * Validates one manifest (a parsed object) against the CRD's schema. Returns [] when valid.
- * apiVersion and kind are checked against the CRD too.
+ * Validates one manifest (a parsed object) as the API server would on create: defaults, then the
+ * CRD's schema (apiVersion and kind included), then its CEL rules. Returns [] when valid.
  */
-export function validateManifest(manifest: unknown, crd: Crd = loadCrd()): SchemaError[] {
-  const errors: SchemaError[] = [];
-  if (isObject(manifest)) {
-    if (manifest.apiVersion !== crd.apiVersion) errors.push({ path: 'apiVersion', keyword: 'apiVersion', message: `must be ${crd.apiVersion}` });
-    if (manifest.kind !== crd.kind) errors.push({ path: 'kind', keyword: 'kind', message: `must be ${crd.kind}` });
-  }
-  const validate = validatorFor(crd);
-  if (!validate(manifest)) errors.push(...(validate.errors ?? []).map(toSchemaError));
-  return errors;
+export function validateManifest(manifest: unknown, crd?: Crd): SchemaError[] {
+  return compiledCrd(crd).check(manifest).errors;
 }
 
 /** Every CEL rule in a schema, with where it sits and where its failure is reported. */

@@ -1,6 +1,7 @@
 // The VirtualServer CRD as data: its schema accepts every example and rejects every schema-layer
-// invalid manifest at the field its header names; its CEL rules are well-formed and bounded; the
-// generated model is up to date. CEL rules themselves run on a real kube-apiserver (apiserver tier).
+// invalid manifest at the field its header names; its CEL rules are well-formed, all compile in
+// the in-process evaluator (api/cel) and reject every cel-layer manifest at its field; the
+// generated model is up to date. The apiserver tier runs the same manifests on a real kube-apiserver.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
@@ -8,7 +9,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
-import { celRules, loadCrd, repoRoot, toFieldPath, validateManifest } from '../lib/schema.ts';
+import { celRules, compileCrd, compiledCrd, loadCrd, repoRoot, toFieldPath, validateManifest } from '../lib/schema.ts';
+import { CelCompileError } from '../../api/cel/errors.ts';
 
 const crd = loadCrd();
 const crdDoc = parse(readFileSync(join(repoRoot, 'crds', 'virtualserver.yaml'), 'utf8'));
@@ -97,6 +99,17 @@ cel('every rule has a rule and a message or messageExpression', () => {
     const msg = (r.message ?? r.messageExpression ?? '').trim();
     assert.ok(msg.length > 0, `rule at ${r.location} has no message: ${r.rule}`);
   }
+});
+
+// The in-process evaluator reads the rules from the CRD itself: each must compile, and one it
+// cannot read must stop the load rather than pass silently.
+cel('every rule and messageExpression in the CRD compiles in api/cel', () => {
+  assert.is(rules.length, 30);
+  compileCrd(crd);
+  const broken = structuredClone(crd);
+  const spec = (broken.schema.properties as Json).spec as Json;
+  (spec['x-kubernetes-validations'] as Json[]).push({ rule: 'self.addresses.map(a, a).sortBy(a)', message: 'x' });
+  assert.throws(() => compileCrd(broken), (e: unknown) => e instanceof CelCompileError && /^spec: unsupported method \.sortBy\(\)/.test((e as Error).message));
 });
 
 cel('fieldPath and reason are in the forms the API server accepts', () => {
@@ -196,12 +209,16 @@ for (const c of invalid.filter((x) => x.layer === 'schema')) {
 }
 
 // A cel-layer manifest must get past the schema, or the apiserver tier would see a schema error
-// instead of the rule it means to exercise; and its field must be where some rule reports.
+// instead of the rule it means to exercise; its field must be where some rule reports; and the
+// in-process CEL evaluation must reject it there.
 for (const c of invalid.filter((x) => x.layer === 'cel')) {
-  bad(`${c.file} passes the schema and names a field a CEL rule reports (${c.field})`, () => {
-    assert.equal(validateManifest(c.manifest, crd), [], c.file);
+  bad(`${c.file} passes the schema, and a CEL rule rejects it at ${c.field}`, () => {
+    assert.equal(compiledCrd(crd).schemaErrors(c.manifest), [], c.file);
     const at = c.field.replace(/\[\d+\]/g, '[*]');
     assert.ok(rules.some((r) => r.reportedAt === at), `${c.file}: no CEL rule reports at ${at}`);
+    const errors = validateManifest(c.manifest, crd);
+    assert.ok(errors.some((e) => e.path === c.field && e.keyword === 'x-kubernetes-validations'),
+      `${c.file}: no CEL error at ${c.field}; got ${JSON.stringify(errors)}`);
   });
 }
 
