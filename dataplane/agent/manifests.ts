@@ -1,18 +1,27 @@
 // Standalone mode's input: VirtualServer manifests from files, checked at every layer we have
-// before anything touches the kernel — the CRD's OpenAPI schema (the same file the API server
-// uses), then the resolver's own checks (the CEL rules' twins), then standalone-only rules. One
-// bad document rejects the whole set, so a typo never removes rules that are programmed now.
+// before anything touches the kernel — what the API server would reject on create (the CRD's
+// defaults, OpenAPI schema and CEL rules, read from the same file it uses, and metadata.name),
+// then the resolver's own checks, then standalone-only rules. One bad document rejects the whole
+// set, so a typo never removes rules that are programmed now. The set itself is checked too:
+//   - a document of the lvs.dev group whose kind is not VirtualServer (VirtualSever) is an error;
+//   - documents of other groups (a Service in a cluster example) are skipped, and reported;
+//   - no VirtualServer at all is refused unless allowEmpty: applying an empty set removes every
+//     service this host programmed, which a stray `---` file must not do by accident;
+//   - two documents with the same namespace/name are an error naming both.
+// Documents are numbered from 1 within their file, in the messages.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { VirtualServer } from '../../api/generated/index.ts';
 import type { Plan } from '../../api/plan.ts';
-import { validateManifest } from '../../api/schema.ts';
+import { compiledCrd } from '../../api/schema.ts';
 import { resolve } from '../../operator/resolve/index.ts';
 
 export interface ManifestProblem {
   file: string;
+  /** 1-based document number within the file, when the problem is about the document itself. */
+  document?: number;
   /** namespace/name, when the document got that far. */
   object?: string;
   field: string;
@@ -29,7 +38,8 @@ export class InvalidManifestsError extends Error {
 }
 
 export function formatProblem(p: ManifestProblem): string {
-  return `${p.file}${p.object ? ` (VirtualServer ${p.object})` : ''}: ${p.field}: ${p.message}`;
+  const where = `${p.file}${p.document !== undefined ? ` document ${p.document}` : ''}`;
+  return `${where}${p.object ? ` (VirtualServer ${p.object})` : ''}: ${p.field}: ${p.message}`;
 }
 
 /** Files named by the path: the file itself, or the .yaml/.yml/.json files of a directory (sorted). */
@@ -40,32 +50,92 @@ export function manifestFiles(path: string): string[] {
 
 export interface LoadedManifests {
   virtualServers: Array<{ file: string; object: VirtualServer }>;
-  /** Documents of other kinds, skipped (e.g. the Service of a cluster example). */
+  /** Documents of other API groups, skipped (e.g. the Service of a cluster example), one line each. */
   skipped: string[];
 }
 
-/** Parses and schema-validates every VirtualServer document; throws InvalidManifestsError. */
-export function loadManifests(paths: readonly string[]): LoadedManifests {
+export interface LoadOptions {
+  /** Accept a set with no VirtualServer (it removes everything this host programmed). */
+  allowEmpty?: boolean;
+}
+
+// The API server's name rules: metadata.name a DNS-1123 subdomain (custom resources), namespace a
+// DNS-1123 label; messages as k8s.io/apimachinery/pkg/util/validation words them.
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function metadataProblems(meta: unknown): Array<{ field: string; message: string }> {
+  const m = (typeof meta === 'object' && meta !== null ? meta : {}) as { name?: unknown; namespace?: unknown };
+  const out: Array<{ field: string; message: string }> = [];
+  if (m.name === undefined || m.name === '') out.push({ field: 'metadata.name', message: 'Required value: name is required' });
+  else if (typeof m.name !== 'string' || m.name.length > 253 || !DNS1123_SUBDOMAIN.test(m.name)) {
+    out.push({ field: 'metadata.name', message: `Invalid value: ${JSON.stringify(m.name)}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (at most 253 characters)` });
+  }
+  if (m.namespace !== undefined && (typeof m.namespace !== 'string' || m.namespace.length > 63 || !DNS1123_LABEL.test(m.namespace))) {
+    out.push({ field: 'metadata.namespace', message: `Invalid value: ${JSON.stringify(m.namespace)}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (at most 63 characters)` });
+  }
+  return out;
+}
+
+const groupOf = (apiVersion: unknown) => (typeof apiVersion === 'string' && apiVersion.includes('/') ? apiVersion.split('/')[0] : '');
+
+type Doc = { file: string; document: number; obj: unknown };
+
+/** Every document of every file, parsed; YAML errors become problems, empty documents vanish. */
+function readDocuments(paths: readonly string[], problems: ManifestProblem[]): Doc[] {
+  const docs: Doc[] = [];
+  for (const file of paths.flatMap(manifestFiles)) {
+    parseAllDocuments(readFileSync(file, 'utf8')).forEach((doc, i) => {
+      if (doc.errors.length > 0) {
+        problems.push({ file, document: i + 1, field: '(yaml)', message: doc.errors.map((e) => e.message).join('; ') });
+        return;
+      }
+      const obj: unknown = doc.toJS();
+      if (obj !== null && obj !== undefined) docs.push({ file, document: i + 1, obj });
+    });
+  }
+  return docs;
+}
+
+/**
+ * Parses and validates every VirtualServer document as the API server would, and checks the set
+ * (see the header); throws InvalidManifestsError. Nothing here touches the kernel.
+ */
+export function loadManifests(paths: readonly string[], opts: LoadOptions = {}): LoadedManifests {
   const problems: ManifestProblem[] = [];
   const out: LoadedManifests = { virtualServers: [], skipped: [] };
-  for (const file of paths.flatMap(manifestFiles)) {
-    for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
-      if (doc.errors.length > 0) {
-        problems.push({ file, field: '(yaml)', message: doc.errors.map((e) => e.message).join('; ') });
-        continue;
-      }
-      const obj = doc.toJS() as Record<string, unknown> | null;
-      if (obj === null || obj === undefined) continue;
-      if (obj.kind !== 'VirtualServer') {
-        out.skipped.push(`${file}: ${String(obj.kind)} ${String((obj.metadata as { name?: string } | undefined)?.name ?? '')}`.trim());
-        continue;
-      }
-      const meta = (obj.metadata ?? {}) as { name?: string; namespace?: string };
-      const object = `${meta.namespace ?? 'default'}/${meta.name ?? '?'}`;
-      const errors = validateManifest(obj);
-      for (const e of errors) problems.push({ file, object, field: e.path || '(root)', message: e.message });
-      if (errors.length === 0) out.virtualServers.push({ file, object: withDefaults(obj as unknown as VirtualServer, out.virtualServers.length) });
+  const crd = compiledCrd();
+  const seen = new Map<string, Doc>();
+  for (const d of readDocuments(paths, problems)) {
+    const { file, document } = d;
+    if (typeof d.obj !== 'object' || Array.isArray(d.obj)) {
+      problems.push({ file, document, field: '(root)', message: 'a manifest must be an object with apiVersion and kind' });
+      continue;
     }
+    const obj = d.obj as Record<string, unknown>;
+    const ours = groupOf(obj.apiVersion) === crd.crd.group;
+    if (obj.kind !== crd.crd.kind) {
+      if (ours) problems.push({ file, document, field: 'kind', message: `${JSON.stringify(obj.kind)} is not a kind of ${crd.crd.group}; expected ${crd.crd.kind}` });
+      else out.skipped.push(`${file} document ${document}: ${String(obj.apiVersion)} ${String(obj.kind)} ${String((obj.metadata as { name?: string } | undefined)?.name ?? '')}`.trim());
+      continue;
+    }
+    const meta = metadataProblems(obj.metadata);
+    if (meta.length > 0) { for (const m of meta) problems.push({ file, document, ...m }); continue; }
+    const md = obj.metadata as { name: string; namespace?: string };
+    const object = `${md.namespace ?? 'default'}/${md.name}`;
+    const first = seen.get(object);
+    if (first) {
+      problems.push({ file, document, object, field: 'metadata.name', message: `Duplicate value: ${object} is also defined by ${first.file} document ${first.document}` });
+      continue;
+    }
+    seen.set(object, d);
+    const { object: defaulted, errors } = crd.check(obj);
+    for (const e of errors) problems.push({ file, object, field: e.path || '(root)', message: e.message });
+    if (errors.length === 0) out.virtualServers.push({ file, object: withDefaults(defaulted as VirtualServer, out.virtualServers.length) });
+  }
+  if (problems.length === 0 && out.virtualServers.length === 0 && !opts.allowEmpty) {
+    const skipped = out.skipped.length > 0 ? ` (${out.skipped.length} document(s) of other API groups skipped)` : '';
+    problems.push({ file: paths.join(', '), field: '(set)', message: `no VirtualServer in the input${skipped}; applying an empty set removes everything lvs-agent programmed on this host: pass --allow-empty to mean it` });
   }
   if (problems.length > 0) throw new InvalidManifestsError(problems);
   return out;

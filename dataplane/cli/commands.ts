@@ -3,6 +3,7 @@
 import { rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { VIRTUAL_SERVER } from '../../api/generated/index.ts';
 import type { Plan } from '../../api/plan.ts';
 import { loadManifests, standalonePlan, InvalidManifestsError } from '../agent/manifests.ts';
 import { openIpvs } from '../agent/kernel.ts';
@@ -22,15 +23,18 @@ export class UsageError extends Error {}
 
 export interface CommandContext {
   values: {
-    file?: string[]; watch?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
+    file?: string[]; watch?: boolean; 'allow-empty'?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
     forwarding?: string; vip?: string[]; netns?: string; pid?: string; 'state-file'?: string;
   };
   log: Logger;
   run: Runner;
 }
 
-function loadPlan(files: readonly string[], node: string): Plan {
-  return standalonePlan(loadManifests(files), node);
+/** Loads and resolves the manifests; each skipped document of another API group goes to stderr. */
+function loadPlan(files: readonly string[], node: string, allowEmpty: boolean): Plan {
+  const loaded = loadManifests(files, { allowEmpty });
+  for (const line of loaded.skipped) console.error(`lvs-agent: skipped ${line} (not ${VIRTUAL_SERVER.group})`);
+  return standalonePlan(loaded, node);
 }
 
 function drainTimeoutMs(v: string | undefined): number | undefined {
@@ -52,7 +56,9 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const node = hostname();
   const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
-  let plan = loadPlan(files, node);
+  const allowEmpty = Boolean(ctx.values['allow-empty']);
+  // Loaded before the kernel is opened: a rejected set never reaches it.
+  let plan = loadPlan(files, node, allowEmpty);
   // Held until this process ends (see ../agent/lock.ts): a second apply or run is refused.
   await acquireAgentLock(ctx.values.watch ? 'apply --watch' : 'apply');
   const kernel = await openIpvs(ctx.run, ctx.log);
@@ -74,7 +80,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const loop = createSyncLoop({ ...opts, onResult: (r) => { if (r.ops > 0 || r.kind === 'retry') console.log(summarize(r, plan)); } });
   const reload = () => {
     try {
-      plan = loadPlan(files, node);
+      plan = loadPlan(files, node, allowEmpty);
       writeOwnerRecord(stateFile, ownerRecord(plan, new Date()));
       loop.markDirty();
     } catch (err) {

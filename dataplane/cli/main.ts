@@ -14,9 +14,12 @@ const USAGE = `usage:
       cluster mode (the DaemonSet): NODE_NAME from the environment, KUBECONFIG or in-cluster
       credentials; programs IPVS for the VirtualServers this node directs, prepares local DR/TUN
       real servers, reports per-node state in status.nodes
-  lvs-agent apply -f FILE|DIR [-f ...] [--watch] [--drain-timeout SECONDS]
+  lvs-agent apply -f FILE|DIR [-f ...] [--watch] [--allow-empty] [--drain-timeout SECONDS]
       program this host's IPVS from VirtualServer manifests (static backends); with --watch keep
-      them applied (re-read on change, periodic resync undoes outside edits)
+      them applied (re-read on change, periodic resync undoes outside edits). Input is checked as
+      the API server checks it (the CRD's schema and CEL rules) and any error changes nothing;
+      documents of other API groups are skipped (and listed on stderr); a set with no
+      VirtualServer is refused unless --allow-empty (it removes every service lvs-agent programmed)
   lvs-agent show [--json] [--all]
       what is programmed, by VirtualServer, with connection counts (--all: foreign services too)
   lvs-agent prepare --forwarding DR|TUN --vip IP [--vip IP ...] [--netns NAME | --pid PID]
@@ -29,6 +32,7 @@ common options: --state-file PATH (default /run/lvs-agent/standalone.json), --lo
 const OPTIONS = {
   file: { type: 'string', short: 'f', multiple: true },
   watch: { type: 'boolean' },
+  'allow-empty': { type: 'boolean' },
   'drain-timeout': { type: 'string' },
   json: { type: 'boolean' },
   all: { type: 'boolean' },

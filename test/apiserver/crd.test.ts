@@ -5,33 +5,16 @@
 //   # field: spec.ports[0].targetPort
 //   # reason: why it is invalid (prose)
 //   # layer: schema | cel
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, relative } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { invalidCases, manifestsIn } from '../lib/invalid-cases.ts';
 import { gated } from '../lib/prereq.ts';
+import { repoRoot as root } from '../lib/schema.ts';
 import { apiserverPrereqs, startControlPlane, type ControlPlane } from './harness.ts';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const manifests = (dir: string) => {
-  try {
-    return readdirSync(join(root, dir)).filter((f) => /\.ya?ml$/.test(f)).sort().map((f) => join(root, dir, f));
-  } catch { return []; }
-};
-
-export interface InvalidCase { file: string; field: string; reason: string; layer: 'schema' | 'cel' }
-
-export function parseInvalidHeader(file: string, text: string): InvalidCase {
-  const header = (key: string) => new RegExp(`^#\\s*${key}:\\s*(.+?)\\s*$`, 'm').exec(text)?.[1];
-  const field = header('field'), reason = header('reason') ?? '', layer = header('layer');
-  if (!field) throw new Error(`${file}: missing '# field: <json path>' header`);
-  if (layer !== 'schema' && layer !== 'cel') throw new Error(`${file}: '# layer:' must be schema or cel, got ${layer}`);
-  return { file, field, reason, layer };
-}
-
-const examples = manifests('examples');
-const invalid = manifests('test/invalid').map((f) => parseInvalidHeader(relative(root, f), readFileSync(f, 'utf8')));
+const examples = manifestsIn('examples');
+const invalid = invalidCases();
 
 const missing = apiserverPrereqs()
   ?? (examples.length === 0 ? 'examples/ holds no manifest yet' : undefined)
