@@ -11,6 +11,15 @@
 type Json = { [key: string]: unknown };
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** A deep copy of a JSON value (what a parsed manifest is); several times faster than structuredClone. */
+function jsonCopy<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(jsonCopy) as T;
+  if (!isObject(v)) return v;
+  const out: Json = {};
+  for (const k of Object.keys(v)) out[k] = jsonCopy(v[k]);
+  return out as T;
+}
+
 function defaultInPlace(x: unknown, s: Json): void {
   if (Array.isArray(x)) {
     if (isObject(s.items)) for (const v of x) defaultInPlace(v, s.items);
@@ -21,7 +30,7 @@ function defaultInPlace(x: unknown, s: Json): void {
   for (const [k, p] of Object.entries(props)) {
     const prop = p as Json;
     if (x[k] === null && prop.nullable !== true) delete x[k];
-    if (!(k in x) && prop.default !== undefined) x[k] = structuredClone(prop.default);
+    if (!(k in x) && prop.default !== undefined) x[k] = jsonCopy(prop.default);
   }
   for (const [k, v] of Object.entries(x)) {
     const prop = props[k];
@@ -32,7 +41,7 @@ function defaultInPlace(x: unknown, s: Json): void {
 
 /** A defaulted copy of a manifest under its openAPIV3Schema. */
 export function withSchemaDefaults<T>(manifest: T, schema: Json): T {
-  const copy = structuredClone(manifest);
+  const copy = jsonCopy(manifest);
   defaultInPlace(copy, schema);
   return copy;
 }
