@@ -12,6 +12,7 @@ import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpus, loadavg } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { REPO_ROOT, runInVm, type QemuCpu } from './vm.ts';
 
 /** qemu configurations: CPU model and TCG threading (everything else is the VM definition's). */
@@ -36,6 +37,14 @@ export const PROCS: Record<string, string> = {
   js: 'dist/lvs-agent.mjs show --help',
   'js-nopku': '--no-memory-protection-keys dist/lvs-agent.mjs show --help',
   'js-single': '--single-threaded dist/lvs-agent.mjs show --help',
+  // Node's wasm type stripper run hot in one process (lab/vm/strip-stress.mjs), bare and with flags.
+  strip: 'lab/vm/strip-stress.mjs 3',
+  'strip-nopku': '--no-memory-protection-keys lab/vm/strip-stress.mjs 3',
+  'strip-nowasmtierup': '--no-wasm-tier-up lab/vm/strip-stress.mjs 3',
+  'strip-single': '--single-threaded lab/vm/strip-stress.mjs 3',
+  // Under --vm-node-options these run with GUEST_NODE_OPTIONS (the .ts through the precompiled hook).
+  'agent': 'dist/lvs-agent.mjs show --help',
+  'guest-ts': 'dataplane/cli/main.ts show --help',
   // The cluster agent's module graph (@kubernetes/client-node, undici, the REST client).
   'js-cluster': '--input-type=module -e "await import(\'./dist/lvs-agent-cluster.mjs\')"',
 };
@@ -63,7 +72,7 @@ for i in $(seq ${runs}); do
     echo "NS-START $p $i $code $(( (t1 - t0) / 1000000 )) $crash"
     if [ $crash = 1 ]; then
       crashes[$p]=$(( \${crashes[$p]:-0} + 1 ))
-      printf '%s\\n' "$out" | grep -v '^ *$' | head -n 6 | sed "s/^/NS-TAIL $p $i /"
+      printf '%s\\n' "$out" | grep -v -e '^ *$' -e '^#$' | head -n 24 | sed "s/^/NS-TAIL $p $i /"
     fi
   done
 done
@@ -98,6 +107,23 @@ export function summarize(starts: Start[]) {
   });
 }
 
+/** Names V8's stack frames (" 3: 0xd6bbe2  [node]") from the Node binary's symbol table (nm). */
+function symbolizer(): (tail: string) => string {
+  const nm = spawnSync('nm', ['-C', '--defined-only', process.execPath], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const syms = (nm.stdout ?? '').split('\n').map((l) => /^([0-9a-f]+) [TtWw] (.*)$/.exec(l)).filter((m) => m !== null)
+    .map((m) => ({ at: parseInt(m[1]!, 16), name: m[2]!.replace(/\(.*$/, '').replace(/^.*::(?=[^:]+::[^:]+$)/, '') })).sort((a, b) => a.at - b.at);
+  const find = (a: number) => {
+    let lo = 0, hi = syms.length - 1;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (syms[mid]!.at <= a) lo = mid; else hi = mid - 1; }
+    return syms[lo]?.name ?? '?';
+  };
+  return (tail) => {
+    const frames = [...tail.matchAll(/^\s*\d+: 0x([0-9a-f]+)/gm)].map((m) => find(parseInt(m[1]!, 16)))
+      .filter((n) => !/V8_Fatal|DumpNativeBacktrace|PrintCurrentStackTrace|GetStackTracePrinter|node::/.test(n));
+    return frames.slice(0, 8).join(' ← ');
+  };
+}
+
 /**
  * `node lab/vm/node-starts.ts --report FILE.lines ...`: the markdown table of NODE-UNDER-TCG.md
  * from the raw lines of one or more runs (each line: boot, then the guest's NS-START/NS-TAIL line).
@@ -111,12 +137,13 @@ function report(files: string[]): string {
     for (const [boot, ls] of byBoot) starts.push(...parse(boot, ls.join('\n')));
   }
   const rows = summarize(starts).sort((a, b) => `${a.boot} ${a.proc}`.localeCompare(`${b.boot} ${b.proc}`));
+  const symbolize = symbolizer();
   const sig = (boot: string, proc: string) => [...new Set(starts.filter((s) => s.crash && s.boot === boot && s.proc === proc)
-    .map((s) => /Check failed: [^\n]*|Segmentation[^\n]*|signal \d+/.exec(s.tail ?? '')?.[0] ?? `exit ${s.code}`))].join('; ');
+    .map((s) => `${/Check failed: [^\n]*|Segmentation[^\n]*/.exec(s.tail ?? '')?.[0] ?? `exit ${s.code}`} ${symbolize(s.tail ?? '')}`.trim()))].join('; ');
   const out = ['| qemu (-cpu, -smp, TCG threads) | Node process | starts | crashes | crash rate | start p50 / p90 (s) | what crashed |', '|---|---|---:|---:|---:|---|---|'];
   for (const r of rows) {
-    const b = BOOTS[r.boot!];
-    out.push(`| ${b ? `${b.cpu}, ${b.smp}, ${b.tcgThread}` : r.boot} | \`${r.proc}\` | ${r.starts} | ${r.crashes} | ${(100 * r.crashes / r.starts).toFixed(1)}% | ${(r.p50ms / 1000).toFixed(1)} / ${(r.p90ms / 1000).toFixed(1)} | ${sig(r.boot!, r.proc!)} |`);
+    const b = BOOTS[r.boot!.replace(/\+vm$/, '')];
+    out.push(`| ${b ? `${b.cpu}, ${b.smp}, ${b.tcgThread}` : r.boot}${r.boot!.endsWith('+vm') ? ' + GUEST_NODE_OPTIONS' : ''} | \`${r.proc}\` | ${r.starts} | ${r.crashes} | ${(100 * r.crashes / r.starts).toFixed(1)}% | ${(r.p50ms / 1000).toFixed(1)} / ${(r.p90ms / 1000).toFixed(1)} | ${sig(r.boot!, r.proc!)} |`);
   }
   return out.join('\n');
 }
@@ -124,7 +151,7 @@ function report(files: string[]): string {
 async function main() {
   const reportAt = process.argv.indexOf('--report');
   if (reportAt >= 0) { console.log(report(process.argv.slice(reportAt + 1))); return; }
-  const { values } = parseArgs({ options: { minutes: { type: 'string' }, 'stop-after': { type: 'string' }, runs: { type: 'string' }, boots: { type: 'string' }, procs: { type: 'string' }, out: { type: 'string' } } });
+  const { values } = parseArgs({ options: { 'vm-node-options': { type: 'boolean' }, minutes: { type: 'string' }, 'stop-after': { type: 'string' }, runs: { type: 'string' }, boots: { type: 'string' }, procs: { type: 'string' }, out: { type: 'string' } } });
   const runs = Number(values.runs ?? 300);
   const stopAfter = Number(values['stop-after'] ?? 5);
   const minutes = Number(values.minutes ?? 600); // per boot: the round under way when it runs out is the last
@@ -138,14 +165,18 @@ async function main() {
   const meta = { command: `node lab/vm/node-starts.ts ${process.argv.slice(2).join(' ')}`.trim(), date: new Date().toISOString(), hostCpus: cpus().length, hostCpu: cpus()[0]?.model, runs, stopAfter, minutes, boots, procs, loadBefore: loadavg() };
   for (const boot of boots) {
     const started = Date.now();
-    const r = await runInVm({ command: guestCommand(procs, runs, stopAfter, minutes), timeoutMs: 4 * 3600_000, qemuCpu: BOOTS[boot]!, guestNodeOptions: '', label: boot, echo: false,
+    const label = values['vm-node-options'] ? `${boot}+vm` : boot;
+    const r = await runInVm({ command: guestCommand(procs, runs, stopAfter, minutes), timeoutMs: 4 * 3600_000, qemuCpu: BOOTS[boot]!, label: boot, echo: false,
+      // Without --vm-node-options each process runs with only its own flags; with it, under the VM
+      // definition's GUEST_NODE_OPTIONS (the configuration every boot uses), recorded as boot+vm.
+      ...(values['vm-node-options'] ? {} : { guestNodeOptions: '' }),
       onOutput: (l) => {
-        if (l.startsWith('NS-')) appendFileSync(`${out}.lines`, `${boot} ${l}\n`); // kept even if this process dies
+        if (l.startsWith('NS-')) appendFileSync(`${out}.lines`, `${label} ${l}\n`); // kept even if this process dies
         // Crashes as they happen, and a progress line every 25 rounds.
         if (/^NS-TAIL /.test(l) || (/^NS-START /.test(l) && l.endsWith(' 1'))) console.log(`[${boot}] ${l}`);
         else if (new RegExp(`^NS-START ${procs.at(-1)} (\\d+) `).exec(l)?.[1]?.match(/^\d*(25|50|75|00)$/)) console.log(`[${boot}] ${l}`);
       } });
-    const starts = parse(boot, r.output);
+    const starts = parse(label, r.output);
     if (!r.output.includes('NS-DONE')) console.log(`# ${boot}: VM ended early (exit ${r.exitCode}, timedOut ${r.timedOut}); ${starts.length} starts recorded`);
     all.push(...starts);
     console.log(`# ${boot}: ${starts.length} starts in ${Math.round((Date.now() - started) / 1000)} s`);
