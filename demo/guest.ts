@@ -70,11 +70,12 @@ async function traceOne(m: Mode): Promise<string> {
   return formatHops([...m.forward.flatMap((h) => pick(h, TCP_SYN)), ...m.reply.flatMap((h) => pick(h, TCP_SYN_ACK))], m.macs);
 }
 
-async function spread(title: string, vip: string, port: number, count: number, weights: Record<string, string>): Promise<void> {
+async function spread(title: string, vip: string, port: number, count: number, weights: Record<string, string>): Promise<Record<string, number>> {
   const res = await runClient('client', { host: vip, port, count, concurrency: 4 });
   say(`  ${count} connections to ${vip}:${port} (${res.errors} failed):`);
   for (const [id, n] of Object.entries(res.byId).sort()) say(`    ${id.padEnd(24)} ${String(n).padStart(4)}  (${((100 * n) / count).toFixed(1)}%)   ${weights[id] ?? ''}`);
   if (res.errors) throw new Error(`${title}: ${res.errors} connections failed: ${res.firstError}`);
+  return res.byId;
 }
 
 /** The demo states only what it measured: a claim that does not hold ends the demo, naming what it saw. */
@@ -157,7 +158,10 @@ async function spreads(): Promise<void> {
   await spread('DR', '198.51.100.12', 8088, 60, {});
   directReturn('198.51.100.12', 8088, 'replies never touched the director');
   say('VS/TUN lc with persistence 600 s, netmask /24 (one client network sticks to one real server):');
-  await spread('TUN', '203.0.113.20', 80, 60, {});
+  const tun = await spread('TUN', '203.0.113.20', 80, 60, {});
+  const servers = Object.keys(tun);
+  claim(servers.length === 1, `the client's connections to the persistent TUN service went to ${servers.join(', ')}`);
+  say(`  (checked: all ${tun[servers[0]!]} went to ${servers[0]}, as persistence promises)`);
   directReturn('203.0.113.20', 80, 'replies went straight back');
 }
 
@@ -176,7 +180,7 @@ async function liveChange(env: DemoEnv, agentProc: AgentProcess): Promise<void> 
   const after = connsOf();
   claim(after !== undefined && after >= before!, `172.16.0.3:8000 had ${before} connections before the patch and ${after ?? 'no entry'} after: it was re-created, not edited`);
   say(`  in the director's kernel ${Date.now() - patched} ms after kubectl returned (${Date.now() - t0} ms in all), edited in place`);
-  say(`  (checked: its cumulative connection counter went on, ${before} before and ${after} after; a re-created destination restarts at 0) (ipvsadm -Ln):`);
+  say(`  (checked: it kept its cumulative connection counter, ${before} before and ${after} after; a re-created destination restarts at 0) (ipvsadm -Ln):`);
   for (const d of listIpvs('director').find((s) => s.address === '203.0.113.5:80')!.dests) say(`    -> ${d.address.padEnd(20)} ${d.forward} weight ${d.weight}`);
   await spread('NAT after the change', '203.0.113.5', 80, 60, { 'rs 172.16.0.2:80': 'weight 1', 'rs 172.16.0.3:8000/21': 'weight 1' });
 }
