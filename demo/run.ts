@@ -59,9 +59,14 @@ async function main(): Promise<number> {
   prerequisites();
   step('starting kube-apiserver + etcd, the VirtualServer CRD, RBAC and the controller (leader election on)');
   const hc = await startHostCluster(() => {});
-  // Interrupted (Ctrl-C, a kill): stop the controller, kube-apiserver and etcd too, then go.
+  // Interrupted (Ctrl-C, a kill): stop the controller, kube-apiserver and etcd too, then go. A
+  // lasting listener (not once): lab/vm/vm.ts kills qemu and raises the signal again, which must
+  // not end this process before the control plane is down.
+  let stopping = false;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
+    process.on(sig, () => {
+      if (stopping) return;
+      stopping = true;
       step(`${sig}: stopping the controller, kube-apiserver and etcd`);
       void hc.stop().finally(() => process.exit(130));
     });
