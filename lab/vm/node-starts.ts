@@ -42,6 +42,8 @@ export const PROCS: Record<string, string> = {
   'strip-nopku': '--no-memory-protection-keys lab/vm/strip-stress.mjs 3',
   'strip-nowasmtierup': '--no-wasm-tier-up lab/vm/strip-stress.mjs 3',
   'strip-single': '--single-threaded lab/vm/strip-stress.mjs 3',
+  'strip-nodyntier': '--no-wasm-dynamic-tiering lab/vm/strip-stress.mjs 3',
+  'strip-liftoffonly': '--liftoff-only lab/vm/strip-stress.mjs 3',
   // Under --vm-node-options these run with GUEST_NODE_OPTIONS (the .ts through the precompiled hook).
   'agent': 'dist/lvs-agent.mjs show --help',
   'guest-ts': 'dataplane/cli/main.ts show --help',
