@@ -70,6 +70,10 @@ function startController(kubeconfig: string, logPath: string): ControllerProc {
     try { logs.push(JSON.parse(l) as Record<string, unknown>); } catch { /* not a log line */ }
   });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  // Never outlive this process, however it ends (another part's signal handler may exit first).
+  const reap = () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };
+  process.once('exit', reap);
+  void exited.then(() => process.off('exit', reap));
   return {
     child, logs, stderr: () => stderr,
     async stop() {
