@@ -72,8 +72,8 @@ for i in $(seq ${runs}); do
     crash=0
     if [ $code -ge 128 ] || printf '%s' "$out" | grep -q -e 'Fatal error' -e 'Check failed' -e 'Segmentation'; then crash=1; fi
     echo "NS-START $p $i $code $(( (t1 - t0) / 1000000 )) $crash"
-    if [ $crash = 1 ]; then
-      crashes[$p]=$(( \${crashes[$p]:-0} + 1 ))
+    [ $crash = 1 ] && crashes[$p]=$(( \${crashes[$p]:-0} + 1 ))
+    if [ $crash = 1 ] || [ $code != 0 ]; then
       printf '%s\\n' "$out" | grep -v -e '^ *$' -e '^#$' | head -n 24 | sed "s/^/NS-TAIL $p $i /"
     fi
   done
@@ -90,7 +90,7 @@ function parse(boot: string, output: string): Start[] {
     const m = /^NS-START (\S+) (\d+) (\d+) (\d+) (\d)$/.exec(line);
     if (m) starts.push({ boot, proc: m[1]!, i: Number(m[2]), code: Number(m[3]), ms: Number(m[4]), crash: m[5] === '1' });
   }
-  for (const s of starts) if (s.crash) s.tail = (tails.get(`${s.proc} ${s.i}`) ?? []).join('\n');
+  for (const s of starts) if (s.crash || s.code !== 0) s.tail = (tails.get(`${s.proc} ${s.i}`) ?? []).join('\n');
   return starts;
 }
 
@@ -142,10 +142,10 @@ function report(files: string[]): string {
   const symbolize = symbolizer();
   const sig = (boot: string, proc: string) => [...new Set(starts.filter((s) => s.crash && s.boot === boot && s.proc === proc)
     .map((s) => `${/Check failed: [^\n]*|Segmentation[^\n]*/.exec(s.tail ?? '')?.[0] ?? `exit ${s.code}`} ${symbolize(s.tail ?? '')}`.trim()))].join('; ');
-  const out = ['| qemu (-cpu, -smp, TCG threads) | Node process | starts | crashes | crash rate | start p50 / p90 (s) | what crashed |', '|---|---|---:|---:|---:|---|---|'];
+  const out = ['| qemu (-cpu, -smp, TCG threads) | Node process | starts | crashes | crash rate | other non-zero exits | start p50 / p90 (s) | what crashed |', '|---|---|---:|---:|---:|---:|---|---|'];
   for (const r of rows) {
     const b = BOOTS[r.boot!.replace(/\+vm$/, '')];
-    out.push(`| ${b ? `${b.cpu}, ${b.smp}, ${b.tcgThread}` : r.boot}${r.boot!.endsWith('+vm') ? ' + GUEST_NODE_OPTIONS' : ''} | \`${r.proc}\` | ${r.starts} | ${r.crashes} | ${(100 * r.crashes / r.starts).toFixed(1)}% | ${(r.p50ms / 1000).toFixed(1)} / ${(r.p90ms / 1000).toFixed(1)} | ${sig(r.boot!, r.proc!)} |`);
+    out.push(`| ${b ? `${b.cpu}, ${b.smp}, ${b.tcgThread}` : r.boot}${r.boot!.endsWith('+vm') ? ' + GUEST_NODE_OPTIONS' : ''} | \`${r.proc}\` | ${r.starts} | ${r.crashes} | ${(100 * r.crashes / r.starts).toFixed(1)}% | ${r.failures} | ${(r.p50ms / 1000).toFixed(1)} / ${(r.p90ms / 1000).toFixed(1)} | ${sig(r.boot!, r.proc!)} |`);
   }
   return out.join('\n');
 }
