@@ -9,7 +9,8 @@
 //
 // The client routes the VIPs to the director and everything else to the router, so DR and TUN
 // replies (source = VIP) return through the router, never through the director.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createTopology, nsRun, type Topology } from '../test/kernel/guest/lib/netns.ts';
 import { runClient, startServer, stopServers } from '../test/kernel/guest/lib/traffic.ts';
 import { ipvsStats, listIpvs, type IpvsService } from '../test/kernel/guest/lib/ipvsadm.ts';
@@ -18,6 +19,7 @@ import { formatHops, startCapture, type Packet } from './capture.ts';
 import { connectDirectorToApiserver, envFromProcess, kubectl, startClusterAgent, waitForCondition, waitForKernel, type AgentProcess, type DemoEnv } from './cluster.ts';
 
 const NODE = process.execPath;
+const execFileP = promisify(execFile);
 const AGENT = [AGENT_ENTRY];
 const say = (s = '') => console.log(s);
 
@@ -44,9 +46,11 @@ function topology(): Topology {
   });
 }
 
-function agent(ns: string | undefined, args: string[]): string {
+/** One lvs-agent command, awaited (never execFileSync: the running agent's output and the kernel polls must go on meanwhile). */
+async function agent(ns: string | undefined, args: string[]): Promise<string> {
   const argv = [NODE, ...AGENT, ...args, '--log-level', 'warn'];
-  return execFileSync(ns ? 'ip' : argv[0]!, ns ? ['netns', 'exec', ns, ...argv] : argv.slice(1), { encoding: 'utf8' });
+  const { stdout } = await execFileP(ns ? 'ip' : argv[0]!, ns ? ['netns', 'exec', ns, ...argv] : argv.slice(1), { encoding: 'utf8' });
+  return stdout;
 }
 
 type Hop = [ns: string, iface: string, where: string];
@@ -121,8 +125,8 @@ async function startServers(): Promise<void> {
     say(`  identity server "${id}" up in namespace ${ns} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
   }
   say('== lvs-agent prepare on the static real servers (hosts outside the cluster: DR = VIP on lo + ARP sysctls, TUN = tunl0)');
-  for (const ns of ['dr11', 'dr13']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'DR', '--vip', '198.51.100.12', '--netns', ns]).trim()}`);
-  for (const ns of ['tun5', 'tun7']) say(`  ${agent(undefined, ['prepare', '--forwarding', 'TUN', '--vip', '203.0.113.20', '--netns', ns]).trim()}`);
+  for (const ns of ['dr11', 'dr13']) say(`  ${(await agent(undefined, ['prepare', '--forwarding', 'DR', '--vip', '198.51.100.12', '--netns', ns])).trim()}`);
+  for (const ns of ['tun5', 'tun7']) say(`  ${(await agent(undefined, ['prepare', '--forwarding', 'TUN', '--vip', '203.0.113.20', '--netns', ns])).trim()}`);
 }
 
 async function traces(): Promise<void> {
@@ -193,11 +197,14 @@ async function main(): Promise<void> {
   say('  namespaces: client, director (+ management link to the apiserver on the host), router, six real servers');
   say(`== lvs-agent run as node ${env.node}, in the director namespace (cluster mode: it watches the apiserver)`);
   const agentProc = startClusterAgent(env, 'director', STATE);
+  // Polled from the agent's start on, while the servers start and the real servers are prepared.
+  const programmed = waitForKernel('director', 'the examples', examplesProgrammed, agentProc);
+  programmed.catch(() => {}); // awaited below; a failure meanwhile must not be an unhandled rejection
   try {
     await startServers();
-    await waitForKernel('director', 'the examples', examplesProgrammed, agentProc);
+    const ms = await programmed;
     const first = agentProc.firstLogAt();
-    say(`== the agent programmed the controller's resolution of the examples, ${((Date.now() - agentProc.started) / 1000).toFixed(1)} s after it started` +
+    say(`== the agent programmed the controller's resolution of the examples ${(ms / 1000).toFixed(1)} s after it started (ipvsadm polled every 250 ms)` +
       (first ? ` (its first log line came ${((first - agentProc.started) / 1000).toFixed(1)} s after the start: Node loading the agent under emulation)` : ''));
     const pms = await waitForCondition(env, EXAMPLES, 'Programmed');
     say(`  every VirtualServer Programmed=True (${pms} ms later: the agent reports per node in status.nodes)`);
@@ -206,7 +213,7 @@ async function main(): Promise<void> {
     say('  $ kubectl get vs -o custom-columns=NAME:...,PROGRAMMED:...,DIRECTORS:.status.directors,REPORTS:.status.nodes[*].name');
     say(kubectl(env, ['get', 'vs', '-n', 'default', '-o', 'custom-columns=NAME:.metadata.name,PROGRAMMED:.status.conditions[?(@.type=="Programmed")].status,DIRECTORS:.status.directors,REPORTS:.status.nodes[*].name']).trimEnd().replace(/^/gm, '  '));
     say('  $ lvs-agent show   (on the director)');
-    say(agent('director', ['show', '--state-file', STATE]).trimEnd().replace(/^/gm, '  '));
+    say((await agent('director', ['show', '--state-file', STATE])).trimEnd().replace(/^/gm, '  '));
     await traces();
     await spreads();
     await liveChange(env, agentProc);
@@ -217,7 +224,7 @@ async function main(): Promise<void> {
     claim(stopped === running && running > 0, `${running} IPVS services with the agent running and ${stopped} after it stopped`);
     say(`  ipvsadm -Ln on the director still lists ${stopped} services (checked: as many as while it ran)`);
     say('== lvs-agent cleanup (removes only what it owns)');
-    say(`  ${agent('director', ['cleanup', '--state-file', STATE]).trim()}`);
+    say(`  ${(await agent('director', ['cleanup', '--state-file', STATE])).trim()}`);
     const left = nsRun('director', ['ipvsadm', '-Ln']).split('\n').filter((l) => /^(TCP|UDP)/.test(l)).length;
     claim(left === 0, `${left} IPVS services left on the director after lvs-agent cleanup`);
     say(`  ipvsadm -Ln on the director now lists ${left} services (checked)`);
