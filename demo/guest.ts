@@ -205,7 +205,7 @@ async function main(): Promise<void> {
     const ms = await programmed;
     const first = agentProc.firstLogAt();
     say(`== the agent programmed the controller's resolution of the examples ${(ms / 1000).toFixed(1)} s after it started (ipvsadm polled every 250 ms)` +
-      (first ? ` (its first log line came ${((first - agentProc.started) / 1000).toFixed(1)} s after the start: Node loading the agent under emulation)` : ''));
+      (first ? ` (its first log line, written once Node had loaded the agent and it had opened IPVS, came ${((first - agentProc.started) / 1000).toFixed(1)} s after the start)` : ''));
     const pms = await waitForCondition(env, EXAMPLES, 'Programmed');
     say(`  every VirtualServer Programmed=True (${pms} ms later: the agent reports per node in status.nodes)`);
     say('  $ kubectl get vs');

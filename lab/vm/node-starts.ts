@@ -47,7 +47,8 @@ export const PROCS: Record<string, string> = {
   // Under --vm-node-options these run with GUEST_NODE_OPTIONS (the .ts through the precompiled hook).
   'agent': 'dist/lvs-agent.mjs show --help',
   'guest-ts': 'dataplane/cli/main.ts show --help',
-  // The cluster agent's module graph (@kubernetes/client-node, undici, the REST client).
+  // The bundle's cluster-agent entry (REST client with undici, informers, sync); not
+  // @kubernetes/client-node, which `run` loads by itself for the kubeconfig.
   'js-cluster': '--input-type=module -e "await import(\'./dist/lvs-agent-cluster.mjs\')"',
 };
 
