@@ -44,8 +44,9 @@ export function readyCount(res: VirtualServerResolution): number {
 
 /**
  * Programmed, from the agents' own reports in status.nodes: True once every director reports the
- * current generation programmed, False when one reports failing, Unknown while any has not
- * reported the current generation yet.
+ * current generation programmed, False when one (a director, or the node of DR/TUN real servers it
+ * could not prepare) reports that generation failing — the message names the node and the failing
+ * step — and Unknown while a director has not reported the current generation yet.
  */
 export function programmedCondition(res: VirtualServerResolution, nodes: readonly NodeReport[] | undefined, generation: number): Desired {
   if (res.directors.length === 0 || res.services.length === 0) {
@@ -57,7 +58,10 @@ export function programmedCondition(res: VirtualServerResolution, nodes: readonl
   for (const d of res.directors) {
     const r = byNode.get(d);
     if (!r || r.observedGeneration !== generation) waiting.push(d);
-    else if (!r.programmed) failing.push(`${d}: ${r.message || 'not programmed'}`);
+    else if (!r.programmed) failing.push(`node ${d}: ${r.message || 'not programmed'}`);
+  }
+  for (const r of nodes ?? []) {
+    if (!res.directors.includes(r.name) && r.observedGeneration === generation && r.programmed === false) failing.push(`node ${r.name}: ${r.message || 'not programmed'}`);
   }
   if (failing.length) return { type: 'Programmed', status: 'False', reason: 'ProgrammingFailed', message: describe(failing.map((message) => ({ type: 'InvalidSpec', message }))) };
   if (waiting.length) {

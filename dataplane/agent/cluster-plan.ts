@@ -8,6 +8,7 @@ import type { NodeReport, StatusRealServer, VirtualServerObject } from '../../op
 import { claimantOf, planService, validateSpec, type VirtualServerLike } from '../../operator/resolve/index.ts';
 import type { RealServerVip } from '../realserver/plan.ts';
 import { addressFamily } from '../sync/keys.ts';
+import type { SyncError, SyncResult } from '../sync/sync.ts';
 
 /**
  * A DR/TUN real server that the agents must prepare gets weight > 0 only once the agent of its
@@ -65,25 +66,73 @@ export function localRealServers(virtualServers: readonly VirtualServerObject[],
   return out;
 }
 
-/** This node's report for one VirtualServer, or undefined when the node has no part in it. */
-export function nodeReport(
-  vs: VirtualServerObject, node: string,
-  state: { failedKeys: ReadonlySet<string>; errors: ReadonlyMap<string, string>; prepared: readonly string[] },
-): NodeReport | undefined {
+/** A real-server preparation error: of these addresses, or (none given) of the whole pass. */
+export interface PrepError { addresses?: readonly string[]; message: string }
+
+/** What this node's last sync and real-server pass left failing, by step. */
+export interface NodeState {
+  /** Service keys whose netlink operations (or plan entries) failed, with the error of each. */
+  failedKeys: ReadonlySet<string>;
+  errors: ReadonlyMap<string, string>;
+  prepared: readonly string[];
+  /** Sync errors of no one service (kernel read-back, lvs0/nft/sysctls, plan): every directed VirtualServer fails. */
+  nodeErrors?: readonly string[];
+  prepErrors?: readonly PrepError[];
+}
+
+/**
+ * This node's report for one VirtualServer, or undefined when the node has no part in it.
+ * programmed is true only when nothing this node does for it failed: for a director, the last
+ * sync (every step); for a node of its DR/TUN real servers, their preparation.
+ */
+export function nodeReport(vs: VirtualServerObject, node: string, state: NodeState): NodeReport | undefined {
   const services = planFromVirtualServer(vs);
   const director = services.some((s) => s.directors.includes(node));
   const mine = new Set(services.flatMap((s) => s.realServers.filter((r) => r.node === node).map((r) => r.address)));
   const prepared = state.prepared.filter((a) => mine.has(a)).sort();
   if (!director && mine.size === 0) return undefined;
-  const failed = director ? services.filter((s) => state.failedKeys.has(s.key)).map((s) => `${s.key}: ${state.errors.get(s.key) ?? 'failed'}`) : [];
+  const failed = director
+    ? [...(state.nodeErrors ?? []), ...services.filter((s) => state.failedKeys.has(s.key)).map((s) => `${s.key}: ${state.errors.get(s.key) ?? 'failed'}`)]
+    : [];
+  for (const e of state.prepErrors ?? []) {
+    if (!e.addresses || e.addresses.some((a) => mine.has(a))) failed.push(`real-server preparation failed: ${e.message}`);
+  }
   return {
     name: node,
     observedGeneration: vs.status?.observedGeneration ?? 0,
     director,
-    ...(director ? { programmed: failed.length === 0 } : {}),
+    programmed: failed.length === 0,
     preparedRealServers: prepared,
     message: failed.join('; ').slice(0, 4000),
   };
+}
+
+/** The step each sync error without a service key belongs to, as the report names it. */
+const STEPS: Partial<Record<SyncError['op'], string>> = {
+  dump: 'kernel read-back failed',
+  listVips: 'director setup (lvs0, sysctls, nft) failed',
+  bindVip: 'binding VIPs on lvs0 failed',
+  unbindVip: 'unbinding VIPs from lvs0 failed',
+  plan: 'sync failed',
+};
+
+/** A sync result as report state: errors of one service by key, the others for the whole node. */
+export function syncFailures(r: SyncResult | undefined): Pick<NodeState, 'failedKeys' | 'errors' | 'nodeErrors'> {
+  const failedKeys = new Set<string>();
+  const errors = new Map<string, string>();
+  const nodeErrors: string[] = [];
+  const note = (key: string, text: string) => { failedKeys.add(key); errors.set(key, errors.has(key) ? `${errors.get(key)}; ${text}` : text); };
+  if (r?.kind === 'retry') {
+    for (const e of r.errors) {
+      if (e.key) note(e.key, `netlink ${e.op}${e.dest ? ` ${e.dest}` : ''} failed: ${e.error.message}`);
+      else {
+        const text = `${STEPS[e.op] ?? `${e.op} failed`}: ${e.error.message}`;
+        if (!nodeErrors.includes(text)) nodeErrors.push(text);
+      }
+    }
+  }
+  for (const p of r?.problems ?? []) note(p.key, `${p.field}: ${p.message}`);
+  return { failedKeys, errors, nodeErrors };
 }
 
 /** Equal as far as the agent's own fields go (lastUpdateTime aside). */

@@ -19,7 +19,7 @@ import { syncRealServer } from '../realserver/prepare.ts';
 import type { RealServerVip } from '../realserver/plan.ts';
 import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
-import { localRealServers, nodeReport, planFromVirtualServer, sameReport } from './cluster-plan.ts';
+import { localRealServers, nodeReport, planFromVirtualServer, sameReport, syncFailures, type PrepError } from './cluster-plan.ts';
 import { createLvsDevice } from './lvs-device.ts';
 import { createNetnsFinder, type NetnsFinder } from './netns.ts';
 import { syncReturnPath } from './return-path.ts';
@@ -52,7 +52,7 @@ interface RealServerState {
   prepared: Set<string>;
   /** Namespaces we prepared, with what they hold, to undo when no longer needed. */
   byTarget: Map<string, { target: NetnsTarget; vips: RealServerVip[] }>;
-  errors: string[];
+  errors: PrepError[];
 }
 
 export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
@@ -63,15 +63,23 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const finder = opts.finder ?? createNetnsFinder(opts.run, log);
   const rs: RealServerState = { prepared: new Set(), byTarget: new Map(), errors: [] };
   let lastSync: SyncResult | undefined;
+  /** The generation of each VirtualServer the running sync read its plan from, and the last finished one. */
+  let planning = new Map<string, number>();
+  let synced = new Map<string, number>();
   const written = new Map<string, NodeReport | null>();
   const plan = () => vsInformer.list().flatMap(planFromVirtualServer);
+  const syncPlan = () => {
+    const list = vsInformer.list();
+    planning = new Map(list.map((vs) => [objectKey(vs), vs.status?.observedGeneration ?? 0]));
+    return list.flatMap(planFromVirtualServer);
+  };
 
   const loop: SyncLoop = createSyncLoop({
-    kernel: opts.kernel, node: opts.node, plan, log, clock,
+    kernel: opts.kernel, node: opts.node, plan: syncPlan, log, clock,
     vips: createLvsDevice({ run: opts.run, node: opts.node, plan, logger: log, kernelRelease: release() }),
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
-    onResult: (r) => { lastSync = r; opts.onPlan?.(plan()); void report(); },
+    onResult: (r) => { lastSync = r; synced = planning; opts.onPlan?.(plan()); void report(); },
   });
 
   let rsDirty = true;
@@ -87,7 +95,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     rsRunning ??= (async () => {
       while (rsDirty) {
         rsDirty = false;
-        await prepareLocal().catch((err) => { rs.errors = [String(err)]; log.error({ op: 'realserver', err }, 'real-server pass failed'); });
+        await prepareLocal().catch((err) => { rs.errors = [{ message: (err as Error).message ?? String(err) }]; log.error({ op: 'realserver', err }, 'real-server pass failed'); });
         rsPassDone = true;
         await report();
       }
@@ -108,7 +116,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       desired.set(k, d);
     }
     const prepared = new Set<string>();
-    const errors: string[] = [];
+    const errors: PrepError[] = [];
     for (const [k, d] of desired) {
       // The search may be a while ago (or cached): a pod gone and its pid reused would have us
       // prepare — and later clean up — some other namespace. Re-check right before preparing.
@@ -127,7 +135,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
         for (const a of d.addresses) prepared.add(a);
       } catch (err) {
         for (const a of d.addresses) finder.forget(a);
-        errors.push(`${k}: ${(err as Error).message}`);
+        errors.push({ addresses: d.addresses, message: `${k}: ${(err as Error).message}` });
       }
     }
     // Pods serving a VIP this node directs answer from an address local to the node: their
@@ -138,7 +146,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       await syncReturnPath({ run: opts.run, log, ...(opts.returnPathRecord ? { recordPath: opts.returnPathRecord } : {}) }, returning.map((d) => d.target));
     } catch (err) {
       for (const d of returning) for (const a of d.addresses) prepared.delete(a);
-      errors.push(`return path: ${(err as Error).message}`);
+      errors.push({ addresses: returning.flatMap((d) => d.addresses), message: `return path: ${(err as Error).message}` });
     }
     for (const [k, was] of rs.byTarget) {
       if (desired.has(k)) continue;
@@ -152,17 +160,16 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   async function report(): Promise<void> {
     if (!rsPassDone) return; // the pass reports when it is done
-    const failedKeys = new Set<string>();
-    const errors = new Map<string, string>();
-    if (lastSync?.kind === 'retry') for (const e of lastSync.errors) if (e.key) { failedKeys.add(e.key); errors.set(e.key, e.error.message); }
-    for (const p of lastSync?.problems ?? []) { failedKeys.add(p.key); errors.set(p.key, `${p.field}: ${p.message}`); }
+    const state = { ...syncFailures(lastSync), prepared: [...rs.prepared], prepErrors: rs.errors };
     const present = vsInformer.list();
     // What we last wrote, only for VirtualServers that still exist (one entry each, at most).
     const keys = new Set(present.map(objectKey));
     for (const k of written.keys()) if (!keys.has(k)) written.delete(k);
     for (const vs of present) {
       const key = objectKey(vs);
-      const r = nodeReport(vs, opts.node, { failedKeys, errors, prepared: [...rs.prepared] });
+      // Only a finished sync of this very generation speaks for it; the next sync reports it.
+      if (synced.get(key) !== (vs.status?.observedGeneration ?? 0)) continue;
+      const r = nodeReport(vs, opts.node, state);
       const stored = vs.status?.nodes?.find((n) => n.name === opts.node);
       if (sameReport(r, stored) || (written.has(key) && sameReport(r, written.get(key) ?? undefined))) continue;
       if (!r && !stored) continue;

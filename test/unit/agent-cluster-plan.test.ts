@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { VirtualServerObject } from '../../operator/kube/types.ts';
-import { localRealServers, nodeReport, planFromVirtualServer, sameReport } from '../../dataplane/agent/cluster-plan.ts';
+import { localRealServers, nodeReport, planFromVirtualServer, sameReport, syncFailures } from '../../dataplane/agent/cluster-plan.ts';
 
 const test = suite('agent: plan from VirtualServer status');
 
@@ -71,12 +71,37 @@ test('local real servers: this node\'s addresses with every VIP and method they 
 test('node report: director programmed or failing, prepared real servers, nothing for bystanders', () => {
   const ok = { failedKeys: new Set<string>(), errors: new Map<string, string>(), prepared: ['10.244.2.7', '10.9.9.9'] };
   assert.equal(nodeReport(vs(), 'node-a', ok), { name: 'node-a', observedGeneration: 3, director: true, programmed: true, preparedRealServers: [], message: '' });
-  assert.equal(nodeReport(vs(), 'node-c', ok), { name: 'node-c', observedGeneration: 3, director: false, preparedRealServers: ['10.244.2.7'], message: '' });
+  assert.equal(nodeReport(vs(), 'node-c', ok), { name: 'node-c', observedGeneration: 3, director: false, programmed: true, preparedRealServers: ['10.244.2.7'], message: '' });
   assert.is(nodeReport(vs(), 'node-z', ok), undefined);
   const bad = nodeReport(vs(), 'node-a', { ...ok, failedKeys: new Set(['UDP/203.0.113.10:53']), errors: new Map([['UDP/203.0.113.10:53', 'EINVAL']]) });
   assert.equal([bad?.programmed, bad?.message], [false, 'UDP/203.0.113.10:53: EINVAL']);
   assert.ok(sameReport(nodeReport(vs(), 'node-a', ok), { ...nodeReport(vs(), 'node-a', ok)!, lastUpdateTime: '2026-01-01T00:00:00Z' }));
   assert.not.ok(sameReport(nodeReport(vs(), 'node-a', ok), bad));
+});
+
+test('node report: a failed step of no one service fails every VirtualServer the node directs, named', () => {
+  const ok = { failedKeys: new Set<string>(), errors: new Map<string, string>(), prepared: [] };
+  const eperm = Object.assign(new Error('EPERM: dump'), { code: 'EPERM' });
+  const dump = syncFailures({ kind: 'retry', after: 1000, errors: [{ op: 'dump', error: eperm }], ops: 0, draining: 0, problems: [] });
+  assert.equal([...dump.failedKeys], []);
+  const r = nodeReport(vs(), 'node-a', { ...ok, ...dump });
+  assert.equal([r?.programmed, r?.message], [false, 'kernel read-back failed: EPERM: dump']);
+  const bind = syncFailures({ kind: 'retry', after: 1000, errors: [
+    { op: 'bindVip', vip: '203.0.113.10', error: new Error('ip -batch - failed') }, { op: 'bindVip', vip: '2001:db8::10', error: new Error('ip -batch - failed') },
+  ], ops: 2, draining: 0, problems: [] });
+  assert.equal(nodeReport(vs(), 'node-a', { ...ok, ...bind })?.message, 'binding VIPs on lvs0 failed: ip -batch - failed', 'once, not per VIP');
+  assert.is(nodeReport(vs(), 'node-c', { ...ok, ...dump })?.programmed, true, 'not a director: its sync does not speak for this VirtualServer');
+  const op = syncFailures({ kind: 'retry', after: 1000, errors: [{ op: 'addDestination', key: 'UDP/203.0.113.10:53', dest: '10.244.1.5:53', error: new Error('EINVAL') }], ops: 1, draining: 0, problems: [] });
+  assert.equal(nodeReport(vs(), 'node-a', { ...ok, ...op })?.message, 'UDP/203.0.113.10:53: netlink addDestination 10.244.1.5:53 failed: EINVAL');
+  assert.equal(syncFailures({ kind: 'ok', ops: 0, draining: 0, problems: [] }).nodeErrors, []);
+});
+
+test('node report: a real server that could not be prepared fails the VirtualServers it serves', () => {
+  const state = { failedKeys: new Set<string>(), errors: new Map<string, string>(), prepared: ['10.244.2.8'] };
+  const r = nodeReport(vs(), 'node-c', { ...state, prepErrors: [{ addresses: ['10.244.2.7'], message: 'pid 42: sysctl: permission denied' }] });
+  assert.equal([r?.programmed, r?.message], [false, 'real-server preparation failed: pid 42: sysctl: permission denied']);
+  assert.is(nodeReport(vs(), 'node-c', { ...state, prepErrors: [{ addresses: ['10.9.9.9'], message: 'elsewhere' }] })?.programmed, true, 'another VirtualServer\'s pod');
+  assert.is(nodeReport(vs(), 'node-c', { ...state, prepErrors: [{ message: 'pass failed' }] })?.programmed, false, 'the whole pass failed');
 });
 
 test.run();

@@ -114,6 +114,26 @@ test('Programmed follows the directors\' own reports in status.nodes', () => {
   assert.equal(st.services, ['TCP/203.0.113.10:80']);
 });
 
+test('Programmed=False names the node and the failing step of its report (kernel, lvs0, preparation)', () => {
+  const res = resolution([], 1, 1);
+  res.directors = ['n1'];
+  res.services = ['TCP/203.0.113.10:80'];
+  const n1 = { name: 'n1', observedGeneration: 4, director: true, programmed: false, message: 'kernel read-back failed: EPERM' };
+  const c = programmedCondition(res, [n1], 4);
+  assert.equal([c.status, c.reason, c.message], ['False', 'ProgrammingFailed', 'node n1: kernel read-back failed: EPERM']);
+  assert.is(programmedCondition(res, [{ ...n1, observedGeneration: 3 }], 4).status, 'Unknown', 'a failure of an older generation is not this one\'s');
+  // A real-server node that could not prepare its DR/TUN pods for this generation: not programmed.
+  const ok = { ...n1, programmed: true, message: '' };
+  const n2 = { name: 'n2', observedGeneration: 4, director: false, programmed: false, message: 'real-server preparation failed: pid 42: EPERM' };
+  const p = programmedCondition(res, [ok, n2], 4);
+  assert.equal([p.status, p.message], ['False', 'node n2: real-server preparation failed: pid 42: EPERM']);
+  assert.is(programmedCondition(res, [ok, { ...n2, programmed: true, message: '' }], 4).status, 'True');
+  // Through computeStatus, as the controller writes it.
+  const vs: VirtualServerObject = { metadata: { name: 'vs', namespace: 'ns', generation: 4 }, status: { nodes: [n1] } };
+  const cond = computeStatus(vs, res, T0).conditions!.find((x) => x.type === 'Programmed')!;
+  assert.equal([cond.status, cond.message], ['False', 'node n1: kernel read-back failed: EPERM']);
+});
+
 test('events: Warnings for problems, Normal for recoveries and Ready, nothing for healthy first values', () => {
   const at = (reasons: Reason[], prev?: Condition[]) => withTransitions(desiredConditions(resolution(reasons)), prev, 1, T0);
   const healthy = at([]);

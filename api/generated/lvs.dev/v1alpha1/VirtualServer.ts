@@ -204,7 +204,7 @@ export interface IVirtualServer {
        */
       "director"?: boolean;
       /**
-       * Director only. The kernel holds every service of status.services with its real servers.
+       * The node's last sync of this generation finished without error: for a director, every step (kernel read-back, lvs0 VIPs, nft, sysctls, netlink operations); for a node of DR/TUN real servers, their preparation. When false, message names the failing step.
        */
       "programmed"?: boolean;
       /**
