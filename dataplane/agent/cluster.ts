@@ -8,7 +8,7 @@
 import { release } from 'node:os';
 import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
-import { realClock, type Clock } from '../../operator/clock.ts';
+import { realClock, type Clock, type Timer } from '../../operator/clock.ts';
 import type { KubeApi } from '../../operator/kube/api.ts';
 import { Informer } from '../../operator/kube/informer.ts';
 import { objectKey, PODS, VIRTUAL_SERVERS, type KubeObject, type NodeReport, type VirtualServerObject } from '../../operator/kube/types.ts';
@@ -37,6 +37,8 @@ export interface ClusterAgentOptions {
   drainTimeoutMs?: number;
   /** Called with the plan after every sync (e.g. to record owners for `lvs-agent show`). */
   onPlan?: (services: PlanService[]) => void;
+  /** How soon a real-server pass that left errors is tried again. Default 5 s. */
+  realServerRetryMs?: number;
   /** Where the return-path record lives (see ./return-path.ts); default under /run/lvs-agent. */
   returnPathRecord?: string;
 }
@@ -90,7 +92,14 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
    * still prepared from before a restart: connections refused until the pass reports them again.
    */
   let rsPassDone = false;
+  /** A pass that left errors is tried again after rsRetryMs even when nothing else changes. */
+  let rsRetry: Timer | undefined;
+  let stopping = false;
+  const rsRetryMs = opts.realServerRetryMs ?? 5_000;
   function markRealServers(): void {
+    if (stopping) return;
+    rsRetry?.cancel();
+    rsRetry = undefined;
     rsDirty = true;
     rsRunning ??= (async () => {
       while (rsDirty) {
@@ -99,7 +108,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
         rsPassDone = true;
         await report();
       }
-    })().finally(() => { rsRunning = undefined; });
+    })().finally(() => {
+      rsRunning = undefined;
+      if (rs.errors.length > 0 && !stopping) rsRetry = clock.setTimer(markRealServers, rsRetryMs);
+    });
   }
 
   async function prepareLocal(): Promise<void> {
@@ -206,6 +218,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       markRealServers();
       await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
       // Leaving rules and real-server preparation in place: a restart must not drop connections.
+      stopping = true;
+      rsRetry?.cancel();
       await loop.stop();
       await rsRunning;
       await Promise.all(informers);
