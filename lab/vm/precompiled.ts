@@ -1,5 +1,5 @@
 // Host side of lab/vm/precompiled-hook.mjs: strips the types of every .ts file of the repository
-// (outside node_modules and dist) into dist/js/<same path>, with Node's own stripTypeScriptTypes
+// (outside node_modules and dist*) into dist-js/<same path>, with Node's own stripTypeScriptTypes
 // (the stripper Node would run at load time, here natively on the host, where it is safe), so
 // the guest's Node processes load plain JavaScript. Whitespace replaces the types: lines and
 // columns are those of the sources. Files whose copy is current are left alone; copies of
@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { stripTypeScriptTypes } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 
-const SKIP = new Set(['node_modules', 'dist', '.git', '.cache', 'tmp']);
+// Besides these, every name starting with "dist": the bundles, their build folders and dist-js itself.
+const SKIP = new Set(['node_modules', '.git', '.cache', 'tmp']);
 
 function tsFiles(root: string, dir = root, out: string[] = []): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -40,9 +41,10 @@ function quietly<T>(fn: () => T): T {
   try { return fn(); } finally { process.emitWarning = emit; }
 }
 
-/** Brings dist/js up to date with the sources; returns how many files it (re)wrote. */
+/** Brings dist-js/ up to date with the sources; returns how many files it (re)wrote. */
 export function precompile(root: string): { written: number; total: number } {
-  const cache = join(root, 'dist', 'js');
+  // Beside dist/, not inside it: scripts/build.ts replaces dist/ as a whole when a bundle changes.
+  const cache = join(root, 'dist-js');
   const files = tsFiles(root);
   let written = 0;
   for (const rel of files) {
