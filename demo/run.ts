@@ -59,18 +59,6 @@ async function main(): Promise<number> {
   prerequisites();
   step('starting kube-apiserver + etcd, the VirtualServer CRD, RBAC and the controller (leader election on)');
   const hc = await startHostCluster(() => {});
-  // Interrupted (Ctrl-C, a kill): stop the controller, kube-apiserver and etcd too, then go. A
-  // lasting listener (not once): lab/vm/vm.ts kills qemu and raises the signal again, which must
-  // not end this process before the control plane is down.
-  let stopping = false;
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      if (stopping) return;
-      stopping = true;
-      step(`${sig}: stopping the controller, kube-apiserver and etcd`);
-      void hc.stop().finally(() => process.exit(130));
-    });
-  }
   try {
     step(`control plane at ${hc.cp.url}, controller is leader; Node ${NODE_NAME} registered`);
     await applyExamples(hc);

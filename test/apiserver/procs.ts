@@ -52,6 +52,13 @@ export function releaseTempDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** A child spawned elsewhere (e.g. the controller process) gets the same exit and signal hooks. */
+export function trackChild(child: ChildProcess): void {
+  installHooks();
+  live.add(child);
+  child.once('close', () => live.delete(child));
+}
+
 export function startProc(name: string, bin: string, args: string[], logPath: string): Proc {
   installHooks();
   const [cmd, argv] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, args];

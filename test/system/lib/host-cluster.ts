@@ -11,6 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { startControlPlane, type ControlPlane, type KubeconfigFile } from '../../apiserver/harness.ts';
+import { trackChild } from '../../apiserver/procs.ts';
 import { REPO_ROOT } from '../../../lab/vm/vm.ts';
 
 export const NODE_NAME = 'lvs-node-1';
@@ -70,10 +71,7 @@ function startController(kubeconfig: string, logPath: string): ControllerProc {
     try { logs.push(JSON.parse(l) as Record<string, unknown>); } catch { /* not a log line */ }
   });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  // Never outlive this process, however it ends (another part's signal handler may exit first).
-  const reap = () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };
-  process.once('exit', reap);
-  void exited.then(() => process.off('exit', reap));
+  trackChild(child); // never outlives this process: the control plane's exit and signal hooks
   return {
     child, logs, stderr: () => stderr,
     async stop() {
