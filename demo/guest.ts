@@ -13,7 +13,8 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createTopology, nsRun, type Topology } from '../test/kernel/guest/lib/netns.ts';
 import { runClient, startServer, stopServers } from '../test/kernel/guest/lib/traffic.ts';
-import { ipvsStats, listIpvs, type IpvsService } from '../test/kernel/guest/lib/ipvsadm.ts';
+import { listIpvs, type IpvsService } from '../test/kernel/guest/lib/ipvsadm.ts';
+import { settledStats } from '../test/kernel/guest/agent/net.ts';
 import { AGENT_ENTRY } from '../lab/vm/guest-agent.ts';
 import { formatHops, startCapture, type Packet } from './capture.ts';
 import { connectDirectorToApiserver, envFromProcess, kubectl, startClusterAgent, waitForCondition, waitForKernel, type AgentProcess, type DemoEnv } from './cluster.ts';
@@ -88,16 +89,23 @@ function claim(ok: boolean, saw: string): void {
   if (!ok) throw new ClaimFailed(`the demo expected otherwise and saw: ${saw}`);
 }
 
-function directorCounters(vip: string, port: number) {
-  const svc = ipvsStats('director').find((s) => s.address === `${vip}:${port}`);
+/**
+ * The service's counters once they have settled (the kernel folds its per-CPU counters into the
+ * totals on a 2 s timer: a read right after traffic misses part of it), and checked to include at
+ * least the `made` connections just counted, so the claims below are about this traffic.
+ */
+async function directorCounters(vip: string, port: number, made: number) {
+  const svc = (await settledStats('director')).find((s) => s.address === `${vip}:${port}`);
   if (!svc) throw new ClaimFailed(`no IPVS service ${vip}:${port} on the director (ipvsadm -Ln --stats)`);
-  return { svc, line: `  director IPVS counters for ${vip}:${port}: InPkts ${svc.inPkts}, OutPkts ${svc.outPkts}` };
+  const line = `  director IPVS counters for ${vip}:${port}: Conns ${svc.conns}, InPkts ${svc.inPkts}, OutPkts ${svc.outPkts}`;
+  claim(svc.conns >= made, `${line.trim()} after ${made} connections were made through it`);
+  return { svc, line };
 }
 
-/** DR and TUN: requests passed the director (InPkts > 0) and no reply did (OutPkts = 0), checked. */
-function directReturn(vip: string, port: number, sentence: string): void {
-  const { svc, line } = directorCounters(vip, port);
-  claim(svc.inPkts > 0 && svc.outPkts === 0, `${line.trim()} (direct return means InPkts > 0 and OutPkts 0)`);
+/** DR and TUN: requests passed the director and no reply did (OutPkts = 0), checked. */
+async function directReturn(vip: string, port: number, made: number, sentence: string): Promise<void> {
+  const { svc, line } = await directorCounters(vip, port, made);
+  claim(svc.inPkts >= made && svc.outPkts === 0, `${line.trim()} (direct return means at least one InPkt per connection and OutPkts 0)`);
   say(`${line}   (checked: OutPkts 0, ${sentence})`);
 }
 
@@ -155,33 +163,33 @@ async function spreads(): Promise<void> {
   say('VS/NAT wrr, weights 1:2 (port 80 -> 8000 on 172.16.0.3):');
   await spread('NAT', '203.0.113.5', 80, 150, { 'rs 172.16.0.2:80': 'weight 1', 'rs 172.16.0.3:8000/21': 'weight 2' });
   await spread('NAT ftp', '203.0.113.5', 21, 10, { 'rs 172.16.0.3:8000/21': 'the only real server for :21' });
-  const nat = directorCounters('203.0.113.5', 80);
+  const nat = await directorCounters('203.0.113.5', 80, 150);
   claim(nat.svc.outPkts > 0, `${nat.line.trim()} (NAT replies must pass the director: OutPkts > 0)`);
   say(`${nat.line}   (checked: OutPkts > 0, NAT replies pass the director)`);
   say('VS/DR rr over two real servers:');
   await spread('DR', '198.51.100.12', 8088, 60, {});
-  directReturn('198.51.100.12', 8088, 'replies never touched the director');
+  await directReturn('198.51.100.12', 8088, 60, 'replies never touched the director');
   say('VS/TUN lc with persistence 600 s, netmask /24 (one client network sticks to one real server):');
   const tun = await spread('TUN', '203.0.113.20', 80, 60, {});
   const servers = Object.keys(tun);
   claim(servers.length === 1, `the client's connections to the persistent TUN service went to ${servers.join(', ')}`);
   say(`  (checked: all ${tun[servers[0]!]} went to ${servers[0]}, as persistence promises)`);
-  directReturn('203.0.113.20', 80, 'replies went straight back');
+  await directReturn('203.0.113.20', 80, 60, 'replies went straight back');
 }
 
 /** A change made with kubectl reaches the kernel through controller and agent; traffic follows. */
 async function liveChange(env: DemoEnv, agentProc: AgentProcess): Promise<void> {
   say('\n== kubectl patch vs seeds-web: weight of 172.16.0.3:8000 from 2 to 1');
   // A destination edited in place keeps its cumulative counters; one deleted and re-created starts at 0.
-  const connsOf = () => ipvsStats('director').find((s) => s.address === '203.0.113.5:80')?.dests.find((d) => d.address === '172.16.0.3:8000')?.conns;
-  const before = connsOf();
+  const connsOf = async () => (await settledStats('director')).find((s) => s.address === '203.0.113.5:80')?.dests.find((d) => d.address === '172.16.0.3:8000')?.conns;
+  const before = await connsOf();
   claim(before !== undefined && before > 0, `172.16.0.3:8000 under 203.0.113.5:80 with ${before ?? 'no'} connections before the patch`);
   const t0 = Date.now();
   kubectl(env, ['patch', 'vs', 'seeds-web', '-n', 'default', '--type=json', '-p', '[{"op":"replace","path":"/spec/backends/static/1/weight","value":1}]']);
   const patched = Date.now();
   await waitForKernel('director', 'weight 1 for 172.16.0.3:8000', (svcs) =>
     svcs.find((s) => s.address === '203.0.113.5:80')?.dests.find((d) => d.address === '172.16.0.3:8000')?.weight === 1, agentProc);
-  const after = connsOf();
+  const after = await connsOf();
   claim(after !== undefined && after >= before!, `172.16.0.3:8000 had ${before} connections before the patch and ${after ?? 'no entry'} after: it was re-created, not edited`);
   say(`  in the director's kernel ${Date.now() - patched} ms after kubectl returned (${Date.now() - t0} ms in all), edited in place`);
   say(`  (checked: it kept its cumulative connection counter, ${before} before and ${after} after; a re-created destination restarts at 0) (ipvsadm -Ln):`);
