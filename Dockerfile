@@ -23,6 +23,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY api ./api
+COPY kube ./kube
 COPY operator ./operator
 # Numeric, so the kubelet can verify runAsNonRoot without resolving a user name.
 USER 65532:65532
@@ -44,6 +45,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY api ./api
+COPY kube ./kube
 # The agent's standalone mode validates manifests against the CRD (api/schema.ts reads crds/).
 COPY crds ./crds
 # dataplane/agent reuses the controller's pure resolver for standalone manifests.

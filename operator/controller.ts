@@ -4,14 +4,14 @@
 // that takes over starts from synced caches.
 import type { Logger } from 'pino';
 import pino from 'pino';
-import type { BackoffPolicy } from './backoff.ts';
-import { realClock, type Clock } from './clock.ts';
+import type { BackoffPolicy } from '../kube/backoff.ts';
+import { realClock, type Clock } from '../kube/clock.ts';
 import { startHttp } from './http.ts';
-import type { KubeApi } from './kube/api.ts';
-import { EventRecorder } from './kube/events.ts';
-import { Informer } from './kube/informer.ts';
-import { ENDPOINT_SLICES, NODES, objectKey, SERVICES, VIRTUAL_SERVERS, type KubeObject, type NodeObject, type ResourceType, type VirtualServerObject } from './kube/types.ts';
-import { LeaderElector, type LeaderElectionConfig } from './leader.ts';
+import type { KubeApi } from '../kube/api.ts';
+import { EventRecorder } from '../kube/events.ts';
+import { Informer } from '../kube/informer.ts';
+import { ENDPOINT_SLICES, NODES, objectKey, SERVICES, VIRTUAL_SERVERS, type KubeObject, type NodeObject, type ResourceType, type VirtualServerObject } from '../kube/types.ts';
+import { LeaderElector, type LeaderElectionConfig } from '../kube/leader.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { WorkQueue, type ReconcileResult } from './queue.ts';
 import { reconcile } from './reconcile.ts';

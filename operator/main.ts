@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Controller } from './controller.ts';
-import { restConfigFromKubeConfig, RestKubeApi } from './kube/rest.ts';
-import { DEFAULT_LEADER_ELECTION } from './leader.ts';
+import { restConfigFromKubeConfig, RestKubeApi } from '../kube/rest.ts';
+import { DEFAULT_LEADER_ELECTION } from '../kube/leader.ts';
 
 const SA_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 

@@ -4,8 +4,8 @@
 //    when the worker calls done(), so the newest state is always reconciled after the event;
 //  - retries are rate-limited per key with exponential backoff and jitter, reset by forget().
 // Events only mark keys; all reading of state happens in reconcile, from the caches.
-import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from './backoff.ts';
-import type { Clock, Timer } from './clock.ts';
+import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from '../kube/backoff.ts';
+import type { Clock, Timer } from '../kube/clock.ts';
 
 export type ReconcileResult =
   | { kind: 'done' }

@@ -4,11 +4,11 @@
 // object again, recompute from the fresh copy and retry, so a concurrent spec change is never
 // overwritten with a status computed from the old spec.
 import type { Logger } from 'pino';
-import type { Clock } from './clock.ts';
-import type { KubeApi } from './kube/api.ts';
-import { isConflict, isNotFound } from './kube/errors.ts';
-import type { EventSink } from './kube/events.ts';
-import { splitKey, VIRTUAL_SERVERS, type VirtualServerObject } from './kube/types.ts';
+import type { Clock } from '../kube/clock.ts';
+import type { KubeApi } from '../kube/api.ts';
+import { isConflict, isNotFound } from '../kube/errors.ts';
+import type { EventSink } from '../kube/events.ts';
+import { splitKey, VIRTUAL_SERVERS, type VirtualServerObject } from '../kube/types.ts';
 import type { ReconcileResult } from './queue.ts';
 import { computeStatus, eventTransitions, statusUpToDate } from './status.ts';
 import type { World } from './world.ts';

@@ -2,7 +2,7 @@
 // the result with the stored status and writes only when they differ, so everything here must be
 // deterministic (sorted lists, no timestamps unless a condition really transitions).
 import type { Reason, ReasonType, VirtualServerResolution } from '../api/plan.ts';
-import type { Condition, NodeReport, StatusRealServer, VirtualServerObject, VirtualServerStatus } from './kube/types.ts';
+import type { Condition, NodeReport, StatusRealServer, VirtualServerObject, VirtualServerStatus } from '../kube/types.ts';
 
 export const CONDITION_TYPES = ['Ready', 'Programmed', 'Conflict', 'InvalidSpec', 'BackendsResolved'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];

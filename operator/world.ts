@@ -5,7 +5,7 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { VirtualServerResolution } from '../api/plan.ts';
 import { arbitrate, buildIndex, finalize, parseIp, resolveOne, setNodes, SERVICE_NAME_LABEL, type ResolveIndex, type VirtualServerLike } from './resolve/index.ts';
-import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from './kube/types.ts';
+import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../kube/types.ts';
 
 interface VsDeps {
   /** namespace/name of the backing Service. */

@@ -11,7 +11,7 @@
 // Addresses: VIPs in 198.18.0.0/15, pods in 10.0.0.0/8, nodes in 10.250.0.0/16, outside hosts in
 // 100.64.0.0/10. This is data only: nothing is ever sent to them.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import type { VirtualServerObject } from '../../operator/kube/types.ts';
+import type { VirtualServerObject } from '../../kube/types.ts';
 
 export const SERVICES = 10_000;
 export const ENDPOINTS_PER_SERVICE = 10;

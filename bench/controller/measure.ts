@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { resolve } from '../../operator/resolve/index.ts';
 import { computeStatus, statusUpToDate } from '../../operator/status.ts';
 import { World } from '../../operator/world.ts';
-import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../../operator/kube/types.ts';
+import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../../kube/types.ts';
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { backingService, cluster, ENDPOINTS_PER_SERVICE, isStatic, sliceObject, type Cluster } from './cluster.ts';
 

@@ -4,7 +4,7 @@
 // and which nodes direct it (status.directors). The spec gives the IPVS settings, through the
 // resolver's own normalisation so both sides read a spec the same way.
 import { serviceKey, type PlanRealServer, type PlanService } from '../../api/plan.ts';
-import type { NodeReport, StatusRealServer, VirtualServerObject } from '../../operator/kube/types.ts';
+import type { NodeReport, StatusRealServer, VirtualServerObject } from '../../kube/types.ts';
 import { claimantOf, planService, validateSpec, type VirtualServerLike } from '../../operator/resolve/index.ts';
 import type { RealServerVip } from '../realserver/plan.ts';
 import { addressFamily } from '../sync/keys.ts';

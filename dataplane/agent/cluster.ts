@@ -8,10 +8,10 @@
 import { release } from 'node:os';
 import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
-import { realClock, type Clock, type Timer } from '../../operator/clock.ts';
-import type { KubeApi } from '../../operator/kube/api.ts';
-import { Informer } from '../../operator/kube/informer.ts';
-import { objectKey, PODS, VIRTUAL_SERVERS, type KubeObject, type NodeReport, type VirtualServerObject } from '../../operator/kube/types.ts';
+import { realClock, type Clock, type Timer } from '../../kube/clock.ts';
+import type { KubeApi } from '../../kube/api.ts';
+import { Informer } from '../../kube/informer.ts';
+import { objectKey, PODS, VIRTUAL_SERVERS, type KubeObject, type NodeReport, type VirtualServerObject } from '../../kube/types.ts';
 import type { NetnsTarget, Runner } from '../exec.ts';
 import { describeTarget } from '../exec.ts';
 import type { IpvsKernel } from '../ipvs/types.ts';

@@ -108,7 +108,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   // Loaded here, not at the top: @kubernetes/client-node alone is ~900 modules, and the standalone
   // commands (apply, show, prepare, cleanup) must not pay for it on every start.
   const [{ KubeConfig }, { restConfigFromKubeConfig, RestKubeApi }, { createClusterAgent }] = await Promise.all([
-    import('@kubernetes/client-node'), import('../../operator/kube/rest.ts'), import('../agent/cluster.ts'),
+    import('@kubernetes/client-node'), import('../../kube/rest.ts'), import('../agent/cluster.ts'),
   ]);
   const kc = new KubeConfig();
   if (process.env.KUBECONFIG) kc.loadFromDefault(); else kc.loadFromCluster();

@@ -6,7 +6,7 @@
 // whose desired state changed (sync.ts); the periodic one reads everything back, so it is what
 // undoes edits made behind the agent's back. A new mark does not wait out a backoff:
 // a changed plan may be exactly what fixes the failure.
-import { realClock, type Timer } from '../../operator/clock.ts';
+import { realClock, type Timer } from '../../kube/clock.ts';
 import { createSyncer, type SyncResult, type SyncerOptions } from './sync.ts';
 
 export interface SyncLoopOptions extends SyncerOptions {

@@ -14,7 +14,7 @@
 // destination started draining, the VIPs it used to direct (their services must still be drained
 // and removed), the desired state of its last clean sync, and its consecutive failures.
 import type { Logger } from 'pino';
-import { realClock, type Clock } from '../../operator/clock.ts';
+import { realClock, type Clock } from '../../kube/clock.ts';
 import type { PlanService } from '../../api/plan.ts';
 import type { IpvsKernel, IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { applyOps } from './apply.ts';

@@ -6,10 +6,10 @@ import { Readable } from 'node:stream';
 import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ManualClock, settle } from '../../operator/clock.ts';
-import { Informer } from '../../operator/kube/informer.ts';
-import { restConfigFromKubeConfig, RestKubeApi } from '../../operator/kube/rest.ts';
-import { VIRTUAL_SERVERS, type KubeObject } from '../../operator/kube/types.ts';
+import { ManualClock, settle } from '../../kube/clock.ts';
+import { Informer } from '../../kube/informer.ts';
+import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
+import { VIRTUAL_SERVERS, type KubeObject } from '../../kube/types.ts';
 
 const SERVER = 'https://kube.test:6443';
 const PATH = '/apis/lvs.dev/v1alpha1/virtualservers';

@@ -10,10 +10,10 @@ import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
-import type { KubeApi } from '../../operator/kube/api.ts';
-import { isNotFound } from '../../operator/kube/errors.ts';
-import { restConfigFromKubeConfig, RestKubeApi } from '../../operator/kube/rest.ts';
-import { ENDPOINT_SLICES, LEASES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../operator/kube/types.ts';
+import type { KubeApi } from '../../kube/api.ts';
+import { isNotFound } from '../../kube/errors.ts';
+import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
+import { ENDPOINT_SLICES, LEASES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
 import { gated } from '../lib/prereq.ts';
 import { apiserverPrereqs, startControlPlane, type ControlPlane, type KubeconfigFile } from './harness.ts';
 

@@ -2,7 +2,7 @@
 // (built from their Go modules by scripts/build-apiserver.ts, cached under ~/.cache/lvs-operator)
 // on 127.0.0.1 with random free ports, a temp dir, generated certificates and RBAC on.
 //
-//   import { apiserverPrereqs, startControlPlane } from '../apiserver/harness.ts';
+//   import { apiserverPrereqs, startControlPlane } from './harness.ts';
 //   const test = gated(suite('x'), apiserverPrereqs());   // builds the binaries if not cached
 //   let cp: ControlPlane;
 //   test.before(async () => { cp = await startControlPlane(); await cp.installCrds('crds'); });

@@ -2,11 +2,11 @@
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { serviceKey, type PlanRealServer, type PlanService } from '../../api/plan.ts';
-import { sleepWith, type Clock, type Timer } from '../../operator/clock.ts';
+import { sleepWith, type Clock, type Timer } from '../../kube/clock.ts';
 
 /**
  * A clock that only moves when told to; advance() fires due timers in time order. advance() is
- * synchronous (the syncer tests step it between awaited syncs), unlike operator/clock.ts's.
+ * synchronous (the syncer tests step it between awaited syncs), unlike kube/clock.ts's.
  */
 export class ManualClock implements Clock {
   #now: number;

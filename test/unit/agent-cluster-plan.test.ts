@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { VirtualServerObject } from '../../operator/kube/types.ts';
+import type { VirtualServerObject } from '../../kube/types.ts';
 import { localRealServers, nodeReport, planFromVirtualServer, sameReport, syncFailures } from '../../dataplane/agent/cluster-plan.ts';
 
 const test = suite('agent: plan from VirtualServer status');

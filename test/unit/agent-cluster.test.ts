@@ -13,9 +13,9 @@ import type { NetnsFinder } from '../../dataplane/agent/netns.ts';
 import { CommandError, type NetnsTarget, type Runner } from '../../dataplane/exec.ts';
 import { FakeIpvsKernel } from '../../dataplane/ipvs/fake.ts';
 import { FakeKernel } from '../../dataplane/realserver/fake-netns.ts';
-import { ManualClock } from '../../operator/clock.ts';
-import { FakeKubeApi } from '../../operator/kube/fake.ts';
-import { VIRTUAL_SERVERS, type NodeReport, type VirtualServerObject } from '../../operator/kube/types.ts';
+import { ManualClock } from '../../kube/clock.ts';
+import { FakeKubeApi } from '../../kube/testing/fake.ts';
+import { VIRTUAL_SERVERS, type NodeReport, type VirtualServerObject } from '../../kube/types.ts';
 
 const test = suite('agent: cluster agent reports what it programmed, honestly');
 const VIP = '203.0.113.10';

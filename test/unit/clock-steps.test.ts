@@ -6,10 +6,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FakeIpvsKernel } from '../../dataplane/ipvs/fake.ts';
 import { createSyncer } from '../../dataplane/sync/sync.ts';
-import { ManualClock, realClock, settle } from '../../operator/clock.ts';
-import { FakeKubeApi } from '../../operator/kube/fake.ts';
-import { LEASES, type KubeObject } from '../../operator/kube/types.ts';
-import { LeaderElector } from '../../operator/leader.ts';
+import { ManualClock, realClock, settle } from '../../kube/clock.ts';
+import { FakeKubeApi } from '../../kube/testing/fake.ts';
+import { LEASES, type KubeObject } from '../../kube/types.ts';
+import { LeaderElector } from '../../kube/leader.ts';
 import { captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
 const test = suite('clock: wall-clock steps');

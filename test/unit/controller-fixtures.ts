@@ -1,5 +1,5 @@
 // Object builders for the controller's tests (unit tier, against FakeKubeApi).
-import type { KubeObject, NodeObject, VirtualServerObject } from '../../operator/kube/types.ts';
+import type { KubeObject, NodeObject, VirtualServerObject } from '../../kube/types.ts';
 
 export function vs(name: string, spec: Record<string, unknown>, namespace = 'default'): VirtualServerObject {
   return { apiVersion: 'lvs.dev/v1alpha1', kind: 'VirtualServer', metadata: { name, namespace }, spec };

@@ -4,12 +4,12 @@
 import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ManualClock, settle } from '../../operator/clock.ts';
-import type { KubeApi } from '../../operator/kube/api.ts';
-import { KubeApiError } from '../../operator/kube/errors.ts';
-import { FakeKubeApi } from '../../operator/kube/fake.ts';
-import { LEASES, type KubeObject } from '../../operator/kube/types.ts';
-import { LeaderElector } from '../../operator/leader.ts';
+import { ManualClock, settle } from '../../kube/clock.ts';
+import type { KubeApi } from '../../kube/api.ts';
+import { KubeApiError } from '../../kube/errors.ts';
+import { FakeKubeApi } from '../../kube/testing/fake.ts';
+import { LEASES, type KubeObject } from '../../kube/types.ts';
+import { LeaderElector } from '../../kube/leader.ts';
 
 const test = suite('controller: leader election');
 const CFG = { namespace: 'lvs-system', name: 'lvs-operator', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };

@@ -3,8 +3,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
-import { FakeKubeApi } from '../../operator/kube/fake.ts';
-import { NODES, VIRTUAL_SERVERS } from '../../operator/kube/types.ts';
+import { FakeKubeApi } from '../../kube/testing/fake.ts';
+import { NODES, VIRTUAL_SERVERS } from '../../kube/types.ts';
 import { parseConfig } from '../../operator/main.ts';
 import { node, staticVs, until } from './controller-fixtures.ts';
 

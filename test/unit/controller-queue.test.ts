@@ -2,8 +2,8 @@
 // requeue after a delay, cancellation.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ManualClock } from '../../operator/clock.ts';
-import { KubeApiError } from '../../operator/kube/errors.ts';
+import { ManualClock } from '../../kube/clock.ts';
+import { KubeApiError } from '../../kube/errors.ts';
 import { WorkQueue } from '../../operator/queue.ts';
 
 const test = suite('controller: work queue');

@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Reason, VirtualServerResolution } from '../../api/plan.ts';
-import type { Condition, NodeReport, VirtualServerObject } from '../../operator/kube/types.ts';
+import type { Condition, NodeReport, VirtualServerObject } from '../../kube/types.ts';
 import { computeStatus, desiredConditions, eventTransitions, MAX_STATUS_REAL_SERVERS, programmedCondition, statusUpToDate, withTransitions } from '../../operator/status.ts';
 
 const test = suite('controller: status');

@@ -2,7 +2,7 @@
 // change marks, and the incremental resolution with conflicts across VIPs.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { VirtualServerObject } from '../../operator/kube/types.ts';
+import type { VirtualServerObject } from '../../kube/types.ts';
 import { World } from '../../operator/world.ts';
 import { node, service, serviceVs, slice, staticVs, vs } from './controller-fixtures.ts';
 

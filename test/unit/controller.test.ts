@@ -3,9 +3,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
-import { FakeKubeApi } from '../../operator/kube/fake.ts';
-import { KubeApiError } from '../../operator/kube/errors.ts';
-import { ENDPOINT_SLICES, EVENTS, NODES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../operator/kube/types.ts';
+import { FakeKubeApi } from '../../kube/testing/fake.ts';
+import { KubeApiError } from '../../kube/errors.ts';
+import { ENDPOINT_SLICES, EVENTS, NODES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
 import { node, service, serviceVs, slice, staticVs, until } from './controller-fixtures.ts';
 
 const test = suite('controller');

@@ -1,7 +1,7 @@
 // The guest's side of the system tier, set up once: the node's networking and pod sandboxes, the
 // pods' workloads, the client, the Kubernetes objects (Services, Pods, EndpointSlices,
 // VirtualServers) written through the host's apiserver, and the agent. Scenarios share it.
-import type { KubeObject } from '../../../../operator/kube/types.ts';
+import type { KubeObject } from '../../../../kube/types.ts';
 import { startAgent, type AgentProc } from './agent.ts';
 import { ApiError, Kube } from './kube.ts';
 import { addPods, assertInVm, bash, CLIENT_NS, setupNode, type PodNet } from './node-net.ts';

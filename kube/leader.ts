@@ -9,10 +9,10 @@
 //    its next retry instead of waiting out the lease.
 import type { Logger } from 'pino';
 import type { Clock } from './clock.ts';
-import type { KubeApi } from './kube/api.ts';
-import { isConflict, isNotFound } from './kube/errors.ts';
-import { microTime } from './kube/events.ts';
-import { LEASES, type KubeObject } from './kube/types.ts';
+import type { KubeApi } from './api.ts';
+import { isConflict, isNotFound } from './errors.ts';
+import { microTime } from './events.ts';
+import { LEASES, type KubeObject } from './types.ts';
 
 export interface LeaseSpec {
   holderIdentity?: string;

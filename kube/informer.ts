@@ -8,8 +8,8 @@
 // diff the fresh list against the cache, so objects deleted meanwhile still produce onDelete.
 // Other failures back off exponentially with jitter, honouring Retry-After, and retry forever.
 import type { Logger } from 'pino';
-import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from '../backoff.ts';
-import type { Clock } from '../clock.ts';
+import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from './backoff.ts';
+import type { Clock } from './clock.ts';
 import type { KubeApi, WatchEvent } from './api.ts';
 import { isGone, KubeApiError } from './errors.ts';
 import { objectKey, type KubeObject, type ResourceType } from './types.ts';

@@ -3,9 +3,9 @@
 // (409 on a stale resourceVersion), the status subresource, generation bumps on spec changes,
 // paginated lists, and injectable failures. It counts writes so tests can assert "no redundant
 // status writes" as an end state.
-import type { KubeApi, ListOptions, ListPage, WatchEvent, WatchOptions } from './api.ts';
-import { KubeApiError } from './errors.ts';
-import { apiVersionOf, objectKey, type KubeObject, type ResourceType } from './types.ts';
+import type { KubeApi, ListOptions, ListPage, WatchEvent, WatchOptions } from '../api.ts';
+import { KubeApiError } from '../errors.ts';
+import { apiVersionOf, objectKey, type KubeObject, type ResourceType } from '../types.ts';
 
 type Op = 'list' | 'watch' | 'get' | 'create' | 'replace' | 'patchStatus' | 'applyStatus';
 

@@ -1,7 +1,7 @@
 // Kubernetes Events (events.k8s.io/v1) about VirtualServers. Recording is best effort: a failed
 // event is logged and counted, never allowed to fail or retry a reconcile.
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.ts';
+import type { Clock } from './clock.ts';
 import type { KubeApi } from './api.ts';
 import { EVENTS, type KubeObject } from './types.ts';
 
