@@ -1,5 +1,5 @@
 // Kubernetes' CEL IP library (k8s.io/apiserver/pkg/cel/library/ip.go) on the project's one IP
-// parser (operator/resolve/ip.ts), with the behaviour the CRD's rules rely on:
+// parser (api/ip.ts), with the behaviour the CRD's rules rely on:
 //   - isIP(s): Go's netip.ParseAddr accepts it, with no zone and not IPv4-mapped IPv6
 //     (::ffff:a.b.c.d); IPv4 octets with leading zeros are refused;
 //   - ip.isCanonical(s): the address's canonical text (Go's Addr.String(): dotted quad, RFC 5952)
@@ -7,7 +7,7 @@
 //   - ip(s): an IP value, an error for an invalid address; its methods isUnspecified,
 //     isLoopback, isLinkLocalUnicast, isGlobalUnicast (netip's: not unspecified, not
 //     255.255.255.255, not loopback, multicast or link-local unicast) and family().
-import { parseIp, type ParsedIp } from '../../operator/resolve/ip.ts';
+import { parseIp, type ParsedIp } from '../ip.ts';
 import { CelEvalError } from './errors.ts';
 
 export class CelIp {

@@ -7,6 +7,6 @@ export type { Arbitration, Loss } from './conflicts.ts';
 export { buildIndex, setNodes, directorsFor, SERVICE_NAME_LABEL } from './lookup.ts';
 export type { ResolveIndex, NodeInfo } from './lookup.ts';
 export { validateSpec } from './validate.ts';
-export { parseIp } from './ip.ts';
+export { parseIp } from '../../api/ip.ts';
 export { compareAddresses } from './order.ts';
 export type { Candidate, Claimant, ResolveInput, VirtualServerLike, VirtualServerSpecLike } from './types.ts';

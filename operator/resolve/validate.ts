@@ -7,7 +7,7 @@
 import type {
   Forwarding, NatReturnPath, Protocol, Reason, SchedulerFlag, SchedulerName, TunnelType,
 } from '../../api/plan.ts';
-import { isContiguousNetmask, parseIp } from './ip.ts';
+import { isContiguousNetmask, parseIp } from '../../api/ip.ts';
 import type { NormalizedSpec, StaticBackend, Vip, VsPort } from './types.ts';
 
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];

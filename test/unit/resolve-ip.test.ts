@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { compareAddresses, parseIp } from '../../operator/resolve/index.ts';
-import { isContiguousNetmask } from '../../operator/resolve/ip.ts';
+import { isContiguousNetmask } from '../../api/ip.ts';
 
 const test = suite('resolve: IP addresses');
 
