@@ -43,6 +43,8 @@ export interface KubeApi {
   create<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, obj: T, signal?: AbortSignal): Promise<T>;
   /** PUT; the object's metadata.resourceVersion makes it conditional (409 when stale). */
   replace<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, obj: T, signal?: AbortSignal): Promise<T>;
+  /** DELETE; with resourceVersion, only that version of the object (409 when it changed). */
+  delete(rt: ResourceType, namespace: string | undefined, name: string, opts?: { resourceVersion?: string }, signal?: AbortSignal): Promise<void>;
   /**
    * JSON merge patch of the status subresource. A metadata.resourceVersion in the patch makes
    * it conditional (409 when stale).

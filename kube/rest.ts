@@ -54,7 +54,7 @@ export async function restConfigFromKubeConfig(kc: KubeConfig): Promise<RestConf
 
 interface Call {
   op: string;
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH';
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   path: string;
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
@@ -130,6 +130,11 @@ export class RestKubeApi implements KubeApi {
 
   replace<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, obj: T, signal?: AbortSignal): Promise<T> {
     return this.#json<T>({ op: `replace ${rt.plural} ${ref(namespace, name)}`, method: 'PUT', path: resourcePath(rt, namespace, name), body: obj, signal });
+  }
+
+  async delete(rt: ResourceType, namespace: string | undefined, name: string, opts: { resourceVersion?: string } = {}, signal?: AbortSignal): Promise<void> {
+    const body = opts.resourceVersion ? { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { resourceVersion: opts.resourceVersion } } : undefined;
+    await this.#json<unknown>({ op: `delete ${rt.plural} ${ref(namespace, name)}`, method: 'DELETE', path: resourcePath(rt, namespace, name), body, signal });
   }
 
   patchStatus<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, patch: object, signal?: AbortSignal): Promise<T> {

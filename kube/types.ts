@@ -35,6 +35,8 @@ export const ENDPOINT_SLICES: ResourceType = { group: 'discovery.k8s.io', versio
 export const PODS: ResourceType = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true };
 export const NODES: ResourceType = { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false };
 export const LEASES: ResourceType = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true };
+export const PLAN_SLICES: ResourceType = { group: 'lvs.dev', version: 'v1alpha1', plural: 'planslices', kind: 'PlanSlice', namespaced: false };
+export const AGENT_REPORTS: ResourceType = { group: 'lvs.dev', version: 'v1alpha1', plural: 'agentreports', kind: 'AgentReport', namespaced: false };
 export const EVENTS: ResourceType = { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
 
 export function apiVersionOf(rt: ResourceType): string {

@@ -7,7 +7,7 @@ import type { KubeApi, ListOptions, ListPage, WatchEvent, WatchOptions } from '.
 import { KubeApiError } from '../errors.ts';
 import { apiVersionOf, objectKey, type KubeObject, type ResourceType } from '../types.ts';
 
-type Op = 'list' | 'watch' | 'get' | 'create' | 'replace' | 'patchStatus' | 'applyStatus';
+type Op = 'list' | 'watch' | 'get' | 'create' | 'replace' | 'delete' | 'patchStatus' | 'applyStatus';
 
 interface Watcher {
   plural: string;
@@ -148,6 +148,14 @@ export class FakeKubeApi implements KubeApi {
     const cur = this.#current(rt, 'replace', namespace, name, obj.metadata.resourceVersion);
     this.#counted('replace', rt);
     return this.#store(rt, { ...structuredClone(obj), metadata: { ...cur.metadata, ...structuredClone(obj.metadata) } }, 'MODIFIED', cur);
+  }
+
+  async delete(rt: ResourceType, namespace: string | undefined, name: string, opts: { resourceVersion?: string } = {}): Promise<void> {
+    await turn();
+    this.#fault('delete', rt);
+    this.#current(rt, 'delete', namespace, name, opts.resourceVersion);
+    this.#counted('delete', rt);
+    this.remove(rt, namespace, name);
   }
 
   async patchStatus<T extends KubeObject>(rt: ResourceType, namespace: string | undefined, name: string, patch: object): Promise<T> {
