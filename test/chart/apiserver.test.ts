@@ -51,9 +51,9 @@ test.after(async () => { await cp?.stop(); });
 
 test('the chart\'s CRDs are installed first and become Established', async () => {
   const crds = (await render()).filter(isCrd);
-  assert.is(crds.length, 1);
+  assert.is(crds.length, 3);
   await kubectl(['apply', '--server-side', '--field-manager=lvs-chart-test', '-f', '-'], toStream(crds));
-  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/virtualservers.lvs.dev']);
+  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/virtualservers.lvs.dev', 'crd/planslices.lvs.dev', 'crd/agentreports.lvs.dev']);
 });
 
 test('default render passes server-side dry-run', async () => {
@@ -140,10 +140,17 @@ const CAN: Array<[string, string, string, string, boolean]> = [
   [CONTROLLER, 'update', 'leases.coordination.k8s.io/someone-else', NAMESPACE, false],
   [CONTROLLER, 'get', 'secrets', NAMESPACE, false],
   [CONTROLLER, 'list', 'pods', '', false],
-  [AGENT, 'watch', 'virtualservers.lvs.dev', '', true],
-  [AGENT, 'patch', 'virtualservers.lvs.dev/status', 'demo', true],
-  [AGENT, 'update', 'virtualservers.lvs.dev/status', 'demo', false],
-  [AGENT, 'list', 'pods', '', true],
+  [CONTROLLER, 'create', 'planslices.lvs.dev', '', true],
+  [CONTROLLER, 'delete', 'planslices.lvs.dev', '', true],
+  [CONTROLLER, 'watch', 'agentreports.lvs.dev', '', true],
+  [CONTROLLER, 'update', 'agentreports.lvs.dev', '', false],
+  [AGENT, 'watch', 'planslices.lvs.dev', '', true],
+  [AGENT, 'create', 'planslices.lvs.dev', '', false],
+  [AGENT, 'create', 'agentreports.lvs.dev', '', true],
+  [AGENT, 'delete', 'agentreports.lvs.dev', '', false],
+  [AGENT, 'watch', 'virtualservers.lvs.dev', '', false],
+  [AGENT, 'patch', 'virtualservers.lvs.dev/status', 'demo', false],
+  [AGENT, 'list', 'pods', '', false],
   [AGENT, 'get', 'nodes', '', false],
   [AGENT, 'create', 'events.events.k8s.io', 'demo', false],
   [AGENT, 'delete', 'pods', 'demo', false],

@@ -33,28 +33,32 @@ test('default render: exactly the expected objects, all in the release namespace
   assert.equal(kinds(defaults), [
     `ClusterRole/${base}-agent`, `ClusterRole/${base}-controller`,
     `ClusterRoleBinding/${base}-agent`, `ClusterRoleBinding/${base}-controller`,
-    'CustomResourceDefinition/virtualservers.lvs.dev',
+    'CustomResourceDefinition/agentreports.lvs.dev', 'CustomResourceDefinition/planslices.lvs.dev', 'CustomResourceDefinition/virtualservers.lvs.dev',
     `DaemonSet/${base}-agent`, `Deployment/${base}-controller`,
     `Role/${base}-controller-leader-election`, `RoleBinding/${base}-controller-leader-election`,
     `Service/${base}-controller-metrics`,
     `ServiceAccount/${base}-agent`, `ServiceAccount/${base}-controller`,
+    `ValidatingAdmissionPolicy/${base}-agent-own-report`, `ValidatingAdmissionPolicyBinding/${base}-agent-own-report`,
   ].sort());
-  const clusterScoped = new Set(['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition']);
+  const clusterScoped = new Set(['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
   for (const d of defaults) {
     if (clusterScoped.has(d.kind)) assert.is(d.metadata.namespace, undefined, `${d.kind} has a namespace`);
     else assert.is(d.metadata.namespace, NAMESPACE, `${d.kind}/${d.metadata.name} namespace`);
   }
 });
 
-test('the CRD is crds/virtualserver.yaml itself, kept on uninstall by default', async () => {
-  const crd = one(defaults, 'CustomResourceDefinition');
-  const source = parse(readFileSync(join(root, 'crds/virtualserver.yaml'), 'utf8')) as Obj;
-  assert.equal(crd.spec, source.spec, 'spec differs from crds/virtualserver.yaml');
-  assert.is(crd.metadata.name, source.metadata.name);
-  assert.is(crd.metadata.annotations['helm.sh/resource-policy'], 'keep');
-  assert.is(crd.metadata.labels['app.kubernetes.io/managed-by'], 'Helm');
-  const notKept = one(await render({ crds: { keep: false } }), 'CustomResourceDefinition');
-  assert.is(notKept.metadata.annotations?.['helm.sh/resource-policy'], undefined);
+test('the CRDs are crds/*.yaml themselves, kept on uninstall by default', async () => {
+  for (const file of ['agentreport', 'planslice', 'virtualserver']) {
+    const source = parse(readFileSync(join(root, `crds/${file}.yaml`), 'utf8')) as Obj;
+    const crd = defaults.find((d) => d.kind === 'CustomResourceDefinition' && d.metadata.name === source.metadata.name);
+    assert.ok(crd, `${source.metadata.name} not rendered`);
+    assert.equal(crd.spec, source.spec, `spec differs from crds/${file}.yaml`);
+    assert.is(crd.metadata.annotations['helm.sh/resource-policy'], 'keep');
+    assert.is(crd.metadata.labels['app.kubernetes.io/managed-by'], 'Helm');
+  }
+  const notKept = (await render({ crds: { keep: false } })).filter((d) => d.kind === 'CustomResourceDefinition');
+  assert.is(notKept.length, 3);
+  for (const c of notKept) assert.is(c.metadata.annotations?.['helm.sh/resource-policy'], undefined);
   const none = await render({ crds: { install: false } });
   assert.is(none.filter((d) => d.kind === 'CustomResourceDefinition').length, 0);
 });
@@ -83,14 +87,23 @@ test('controller RBAC: exactly the rules of operator/rbac/clusterrole.yaml, Leas
 test('agent RBAC: exactly dataplane/rbac/clusterrole.yaml, which grants only what the agent needs', () => {
   const want = fileRules('dataplane/rbac/clusterrole.yaml');
   assert.equal(want, [
-    { apiGroups: ['lvs.dev'], resources: ['virtualservers'], verbs: ['get', 'list', 'watch'] },
-    { apiGroups: ['lvs.dev'], resources: ['virtualservers/status'], verbs: ['patch'] },
-    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['lvs.dev'], resources: ['planslices'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['lvs.dev'], resources: ['agentreports'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
   ]);
   const cr = one(defaults, 'ClusterRole', '-agent');
   assert.equal(cr.rules, want);
   assert.equal(one(defaults, 'ClusterRoleBinding', '-agent').subjects, [{ kind: 'ServiceAccount', name: one(defaults, 'ServiceAccount', '-agent').metadata.name, namespace: NAMESPACE }]);
   assert.is(defaults.filter((d) => d.kind === 'Role' && d.metadata.name.includes('agent')).length, 0);
+});
+
+test('agent report policy: dataplane/rbac/report-policy.yaml, named after the release', () => {
+  const source = parseDocs(readFileSync(join(root, 'dataplane/rbac/report-policy.yaml'), 'utf8'));
+  const policy = one(defaults, 'ValidatingAdmissionPolicy');
+  const binding = one(defaults, 'ValidatingAdmissionPolicyBinding');
+  assert.equal(policy.spec, source.find((d) => d.kind === 'ValidatingAdmissionPolicy')!.spec);
+  assert.equal(binding.spec, { ...source.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding')!.spec, policyName: policy.metadata.name });
+  assert.is(policy.metadata.name, `${RELEASE}-lvs-operator-agent-own-report`);
+  assert.is(policy.metadata.labels['app.kubernetes.io/instance'], RELEASE);
 });
 
 test('controller: 2 replicas, leader election, non-root, read-only root, no capabilities, no host access', () => {
@@ -224,7 +237,7 @@ test('helm package carries the CRD and rbac files (symlinks resolved) and render
   assert.is(r.code, 0, r.stderr);
   const tgz = join(out, 'lvs-operator-0.1.0.tgz');
   const list = spawnSync('tar', ['-tzvf', tgz], { encoding: 'utf8' }).stdout;
-  for (const f of ['files/crds/virtualserver.yaml', 'files/rbac/controller-clusterrole.yaml', 'files/rbac/agent-clusterrole.yaml']) {
+  for (const f of ['files/crds/virtualserver.yaml', 'files/crds/planslice.yaml', 'files/crds/agentreport.yaml', 'files/rbac/controller-clusterrole.yaml', 'files/rbac/agent-clusterrole.yaml', 'files/rbac/agent-report-policy.yaml']) {
     const line = list.split('\n').find((l) => l.endsWith(`lvs-operator/${f}`));
     assert.ok(line, `${f} not in the package:\n${list}`);
     assert.ok(line.startsWith('-'), `${f} is not a regular file in the package: ${line}`);
