@@ -93,3 +93,15 @@ export async function kubeconfigYaml(server: string, caCert: string, client: Key
     'current-context: lvs-test', '',
   ].join('\n');
 }
+
+/** A kubeconfig authenticating with a bearer token (e.g. a service account's bound token). */
+export async function tokenKubeconfigYaml(server: string, caCert: string, token: string, user: string): Promise<string> {
+  const ca = await b64(caCert);
+  return [
+    'apiVersion: v1', 'kind: Config', 'preferences: {}',
+    'clusters:', '- name: lvs-test', '  cluster:', `    server: ${server}`, `    certificate-authority-data: ${ca}`,
+    'users:', `- name: ${JSON.stringify(user)}`, '  user:', `    token: ${token}`,
+    'contexts:', '- name: lvs-test', '  context:', '    cluster: lvs-test', `    user: ${JSON.stringify(user)}`,
+    'current-context: lvs-test', '',
+  ].join('\n');
+}

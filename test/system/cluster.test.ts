@@ -41,12 +41,14 @@ test.after(async () => {
   log(`system tier total ${Date.now() - started} ms${vm ? ` (VM boot ${vm.bootMs} ms, VM total ${vm.totalMs} ms)` : ''}`);
 });
 
-test('the agent\'s user may read VirtualServers and Pods and patch status, nothing more', async () => {
+test('the agent (a pod-bound service-account token) reads plans and writes reports, nothing more', async () => {
   const can = async (...args: string[]) => (await H().cp.kubectl(['auth', 'can-i', ...args], { kubeconfig: H().agentHost })).stdout.trim();
-  assert.is(await can('watch', 'virtualservers.lvs.dev', '-A'), 'yes');
-  assert.is(await can('patch', 'virtualservers.lvs.dev', '--subresource=status', '-n', 'shop'), 'yes');
-  assert.is(await can('list', 'pods', '-A'), 'yes');
-  assert.is(await can('update', 'virtualservers.lvs.dev', '-n', 'shop'), 'no', 'spec is the user\'s');
+  assert.is(await can('watch', 'planslices.lvs.dev'), 'yes');
+  assert.is(await can('create', 'agentreports.lvs.dev'), 'yes');
+  assert.is(await can('create', 'planslices.lvs.dev'), 'no', 'plans are the controller\'s');
+  assert.is(await can('watch', 'virtualservers.lvs.dev', '-A'), 'no', 'the agent never reads a spec');
+  assert.is(await can('patch', 'virtualservers.lvs.dev', '--subresource=status', '-n', 'shop'), 'no');
+  assert.is(await can('list', 'pods', '-A'), 'no');
   assert.is(await can('list', 'endpointslices.discovery.k8s.io', '-A'), 'no', 'the agent never resolves Services');
   assert.is(await can('get', 'secrets', '-n', 'shop'), 'no');
 });

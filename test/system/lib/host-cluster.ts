@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
+import { tokenKubeconfigYaml } from '../../apiserver/certs.ts';
 import { startControlPlane, type ControlPlane, type KubeconfigFile } from '../../apiserver/harness.ts';
 import { trackChild } from '../../apiserver/procs.ts';
 import { REPO_ROOT } from '../../../lab/vm/vm.ts';
@@ -18,6 +19,8 @@ export const NODE_NAME = 'lvs-node-1';
 /** The VM's address on qemu's user network (eth0), as the Node's InternalIP. */
 export const NODE_IP = '10.0.2.15';
 export const LEASE_NS = 'lvs-system';
+/** The agents' ServiceAccount (in LEASE_NS, as the chart puts both in the release namespace). */
+export const AGENT_SA = 'lvs-agent';
 /** Ports the guest dials on 10.0.2.100; qemu forwards them to the host's loopback. */
 export const GUEST_API_PORT = 6443;
 export const GUEST_CONTROL_PORT = 8090;
@@ -100,6 +103,25 @@ metadata:
   labels: {kubernetes.io/hostname: ${NODE_NAME}, kubernetes.io/os: linux, lvs.dev/director: "true"}
 `;
 
+/**
+ * The agent's identity as the chart gives it: the lvs-agent ServiceAccount, and a token bound to
+ * the agent's pod on this node (what the kubelet requests), so the token names the node
+ * (authentication.kubernetes.io/node-name) and dataplane/rbac/report-policy.yaml applies.
+ */
+async function agentIdentity(cp: ControlPlane): Promise<KubeconfigFile> {
+  await kubectlOk(cp, ['create', 'serviceaccount', AGENT_SA, '-n', LEASE_NS]);
+  await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-agent', '--clusterrole=lvs-agent', `--serviceaccount=${LEASE_NS}:${AGENT_SA}`]);
+  await kubectlOk(cp, ['apply', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: `lvs-agent-${NODE_NAME}`, namespace: LEASE_NS },
+    spec: { nodeName: NODE_NAME, serviceAccountName: AGENT_SA, containers: [{ name: 'agent', image: 'lvs-operator-agent:dev' }] },
+  }));
+  const token = (await kubectlOk(cp, ['create', 'token', AGENT_SA, '-n', LEASE_NS, '--bound-object-kind=Pod', `--bound-object-name=lvs-agent-${NODE_NAME}`, '--duration=12h'])).trim();
+  const path = join(cp.dir, 'agent.kubeconfig');
+  const contents = await tokenKubeconfigYaml(cp.url, cp.caCert, token, `system:serviceaccount:${LEASE_NS}:${AGENT_SA}`);
+  await writeFile(path, contents, { mode: 0o600 });
+  return { path, contents };
+}
+
 export async function startHostCluster(log: (m: string) => void): Promise<HostCluster> {
   const t0 = Date.now();
   const timings: Record<string, number> = {};
@@ -111,10 +133,8 @@ export async function startHostCluster(log: (m: string) => void): Promise<HostCl
     timings.crdsMs = Date.now() - t0 - timings.controlPlaneMs;
     const agentRole = join(REPO_ROOT, 'dataplane/rbac/clusterrole.yaml');
     if (!existsSync(agentRole)) throw new Error(`${agentRole} is missing (the agent's ClusterRole)`);
-    await kubectlOk(cp, ['apply', '-f', join(REPO_ROOT, 'operator/rbac/clusterrole.yaml'), '-f', agentRole]);
+    await kubectlOk(cp, ['apply', '-f', join(REPO_ROOT, 'operator/rbac/clusterrole.yaml'), '-f', agentRole, '-f', join(REPO_ROOT, 'dataplane/rbac/report-policy.yaml')]);
     await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-operator', '--clusterrole=lvs-operator', '--user=lvs-operator']);
-    const agentUser = `system:lvs-agent:${NODE_NAME}`;
-    await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-agent', '--clusterrole=lvs-agent', `--user=${agentUser}`]);
     await kubectlOk(cp, ['create', 'namespace', LEASE_NS]);
     // A Node as a kubelet registers it; its address is status, written through the subresource.
     await kubectlOk(cp, ['apply', '-f', '-'], nodeYaml);
@@ -125,7 +145,7 @@ export async function startHostCluster(log: (m: string) => void): Promise<HostCl
       },
     })]);
     const operatorKc = await cp.userKubeconfig('lvs-operator');
-    const agentKc = await cp.userKubeconfig(agentUser, ['system:lvs-agents']);
+    const agentKc = await agentIdentity(cp);
     const guest = { admin: join(cp.dir, 'guest-admin.kubeconfig'), agent: join(cp.dir, 'guest-agent.kubeconfig') };
     await writeFile(guest.admin, guestKubeconfig(cp.kubeconfig.contents, GUEST_API_PORT), { mode: 0o600 });
     await writeFile(guest.agent, guestKubeconfig(agentKc.contents, GUEST_API_PORT), { mode: 0o600 });
