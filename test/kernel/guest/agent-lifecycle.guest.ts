@@ -103,6 +103,37 @@ test('bad input: a set with one invalid document exits 2, names the field, and c
   assert.is(readFileSync(STATE, 'utf8'), record, 'the owner record changed');
 });
 
+test('doubtful sets are refused and change nothing: empty, a mistyped kind, only other kinds, a duplicate name, a rule only CEL enforced', async () => {
+  const before = kernelSnapshot('director');
+  const record = readFileSync(STATE, 'utf8');
+  const set = (name: string, files: Record<string, string>, hold: readonly string[] | undefined) => {
+    const dir = join(WORK, `doubt-${name}`);
+    mkdirSync(dir, { recursive: true });
+    if (hold) writeHold(dir, hold); // would drain rs2 if anything were applied
+    for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text);
+    return dir;
+  };
+  const holdDoc = readFileSync(join(FIXTURES, 'hold.yaml'), 'utf8');
+  const sets = {
+    // An empty file once removed every service programmed before ("0 service(s) from 0 VirtualServer(s)").
+    empty: set('empty', { 'empty.yaml': '---\n---\n' }, undefined),
+    // The seeds' NAT file with its kind mistyped, beside a valid file: it used to be skipped silently.
+    kind: set('kind', { 'typo.yaml': holdDoc.replace('kind: VirtualServer', 'kind: VirtualSever').replace(/name: hold\b/, 'name: typo') }, [RS.rs1]),
+    other: set('other', { 'cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {}\n' }, undefined),
+    duplicate: set('duplicate', { 'again.yaml': holdDoc }, [RS.rs1]),
+    cel: set('cel', { 'nat-with-dr.yaml': readFileSync('test/invalid/nat-with-dr.yaml', 'utf8') }, [RS.rs1]),
+  };
+  const r = Object.fromEntries(await Promise.all(Object.entries(sets).map(async ([k, dir]) => [k, await apply(dir)] as const)));
+  for (const [k, run] of Object.entries(r)) assert.is(run.code, 2, `${k}: exit ${run.code}\n${run.stderr}`);
+  assert.match(r.empty!.stderr, 'no VirtualServer in the input; applying an empty set removes everything lvs-agent programmed on this host: pass --allow-empty to mean it');
+  assert.match(r.kind!.stderr, `${sets.kind}/typo.yaml document 1: kind: "VirtualSever" is not a kind of lvs.dev; expected VirtualServer`);
+  assert.match(r.other!.stderr, 'no VirtualServer in the input (1 document(s) of other API groups skipped)');
+  assert.match(r.duplicate!.stderr, /metadata\.name: Duplicate value: default\/hold is also defined by/);
+  assert.match(r.cel!.stderr, /spec\.nat/);
+  assert.equal(kernelSnapshot('director'), before, 'ipvsadm -S -n, lvs0 or the nft ruleset changed');
+  assert.is(readFileSync(STATE, 'utf8'), record, 'the owner record changed');
+});
+
 let draining = '';
 let staying = '';
 
