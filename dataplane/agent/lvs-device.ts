@@ -8,12 +8,18 @@ import type { PlanService } from '../../api/plan.ts';
 import { directorSpecFromPlan, type DirectorSpec } from '../director/plan.ts';
 import { observeDirector, ownedAddresses, syncDirector, type DirectorReport } from '../director/setup.ts';
 import { inNetns, type NetnsTarget, type Runner } from '../exec.ts';
+import { parseServiceKey } from '../sync/keys.ts';
 import type { VipBinder } from '../sync/sync.ts';
 
 export interface LvsDeviceOptions {
   run: Runner;
   node: string;
   plan: () => readonly PlanService[];
+  /**
+   * Service keys held as the kernel has them, without a plan entry (the syncer's `held`): an SNAT
+   * rule such a service already has is kept, as the agent cannot tell whether it needs one.
+   */
+  held?: () => readonly string[];
   logger?: Logger;
   target?: NetnsTarget;
   kernelRelease?: string;
@@ -23,13 +29,18 @@ export interface LvsDeviceOptions {
 }
 
 /** The director spec for exactly `bound` VIPs: SNAT only for VIPs that are bound. */
-export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'kernelRelease' | 'announce'>, bound: readonly string[]): DirectorSpec {
+export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce'>, bound: readonly string[]): DirectorSpec {
   const fromPlan = directorSpecFromPlan({ services: [...opts.plan()], virtualServers: new Map() }, opts.node, opts.kernelRelease ?? release(), opts.announce);
   const set = new Set(bound);
+  const keepSnat = (opts.held?.() ?? []).flatMap((key) => {
+    const k = parseServiceKey(key);
+    return k && set.has(k.vip) ? [{ family: k.family, protocol: k.protocol, vip: k.vip, port: k.port }] : [];
+  });
   return {
     ...fromPlan,
     vips: bound.map((address) => ({ address, announce: opts.announce?.(address) ?? false })),
     snat: fromPlan.snat.filter((r) => set.has(r.vip)),
+    ...(keepSnat.length > 0 ? { keepSnat } : {}),
   };
 }
 

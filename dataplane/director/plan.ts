@@ -43,6 +43,11 @@ export interface SnatRule {
 export interface DirectorSpec {
   vips: DirectorVip[];
   snat: SnatRule[];
+  /**
+   * SNAT rules kept only where present already (services held as the kernel has them, whose
+   * return path the agent cannot know from a plan): never added, not removed while held.
+   */
+  keepSnat?: SnatRule[];
   /** Families that have NAT services: their replies are forwarded, so forwarding must be on. */
   natFamilies: Array<4 | 6>;
   kernelRelease: string;
@@ -73,22 +78,28 @@ export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
     const prev = vips.get(address);
     vips.set(address, { address, announce: Boolean(v.announce) || Boolean(prev?.announce) });
   });
-  const snat = new Map<string, SnatRule>();
-  spec.snat.forEach((r, i) => {
-    const vip = canonicalIp(r.vip);
-    if (!vip) throw new DirectorSpecError(`snat[${i}].vip`, `${JSON.stringify(r.vip)} is not an IP address`);
-    if (!['TCP', 'UDP', 'SCTP'].includes(r.protocol)) throw new DirectorSpecError(`snat[${i}].protocol`, `must be TCP, UDP or SCTP, got ${JSON.stringify(r.protocol)}`);
-    if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new DirectorSpecError(`snat[${i}].port`, `must be an integer 0-65535, got ${r.port}`);
-    if (!vips.has(vip)) throw new DirectorSpecError(`snat[${i}].vip`, `${vip} is not one of this director's VIPs`);
-    snat.set(`${vip}|${r.protocol}|${r.port}`, { family: ipFamily(vip), protocol: r.protocol, vip, port: r.port });
-  });
   if (!/^\d+\.\d+/.test(spec.kernelRelease)) throw new DirectorSpecError('kernelRelease', `${JSON.stringify(spec.kernelRelease)} does not start with MAJOR.MINOR`);
-  return {
+  const out: DirectorSpec = {
     vips: [...vips.values()].sort((a, b) => cmp(ipKey(a.address), ipKey(b.address))),
-    snat: [...snat.values()].sort((a, b) => cmp(ipKey(a.vip), ipKey(b.vip)) || cmp(a.protocol, b.protocol) || a.port - b.port),
+    snat: normalizeSnat(spec.snat, vips, 'snat'),
     natFamilies: [...new Set(spec.natFamilies)].sort(),
     kernelRelease: spec.kernelRelease,
   };
+  if (spec.keepSnat?.length) out.keepSnat = normalizeSnat(spec.keepSnat, vips, 'keepSnat');
+  return out;
+}
+
+function normalizeSnat(rules: readonly SnatRule[], vips: ReadonlyMap<string, DirectorVip>, field: string): SnatRule[] {
+  const snat = new Map<string, SnatRule>();
+  rules.forEach((r, i) => {
+    const vip = canonicalIp(r.vip);
+    if (!vip) throw new DirectorSpecError(`${field}[${i}].vip`, `${JSON.stringify(r.vip)} is not an IP address`);
+    if (!['TCP', 'UDP', 'SCTP'].includes(r.protocol)) throw new DirectorSpecError(`${field}[${i}].protocol`, `must be TCP, UDP or SCTP, got ${JSON.stringify(r.protocol)}`);
+    if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) throw new DirectorSpecError(`${field}[${i}].port`, `must be an integer 0-65535, got ${r.port}`);
+    if (!vips.has(vip)) throw new DirectorSpecError(`${field}[${i}].vip`, `${vip} is not one of this director's VIPs`);
+    snat.set(`${vip}|${r.protocol}|${r.port}`, { family: ipFamily(vip), protocol: r.protocol, vip, port: r.port });
+  });
+  return [...snat.values()].sort((a, b) => cmp(ipKey(a.vip), ipKey(b.vip)) || cmp(a.protocol, b.protocol) || a.port - b.port);
 }
 
 /** The director part of a plan for one node: services whose directors include `node`. */
@@ -153,15 +164,30 @@ export interface NftTables {
 
 const L4: Record<Protocol, string> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
 
+/** One SNAT rule as `nft list table` prints it (without indentation). */
+function snatRuleLine(r: SnatRule): string {
+  const fam = r.family === 4 ? 'ipv4' : 'ipv6';
+  const ip = r.family === 4 ? 'ip' : 'ip6';
+  const port = r.port ? ` ct original proto-dst ${r.port}` : '';
+  return `meta nfproto ${fam} meta l4proto ${L4[r.protocol]} ct original ${ip} daddr ${r.vip}${port} masquerade`;
+}
+
+/** The spec's SNAT rules plus those of keepSnat that the listed inet table already holds. */
+export function withKeptSnat(spec: DirectorSpec, inet: string): DirectorSpec {
+  if (!spec.keepSnat?.length) return spec;
+  // Whole lines compared, so port 80 never matches a listed 8080.
+  const listed = new Set(inet.split('\n').map((l) => l.replace(/\s+/g, ' ').trim()));
+  const have = new Set(spec.snat.map(snatRuleLine));
+  const kept = spec.keepSnat.filter((r) => listed.has(snatRuleLine(r)) && !have.has(snatRuleLine(r)));
+  if (kept.length === 0) return spec;
+  const snat = [...spec.snat, ...kept].sort((a, b) => cmp(ipKey(a.vip), ipKey(b.vip)) || cmp(a.protocol, b.protocol) || a.port - b.port);
+  return { ...spec, snat };
+}
+
 export function nftTables(spec: DirectorSpec, alsoQuiet: readonly string[] = []): NftTables {
   let inet = '';
   if (spec.snat.length > 0) {
-    const rules = spec.snat.map((r) => {
-      const fam = r.family === 4 ? 'ipv4' : 'ipv6';
-      const ip = r.family === 4 ? 'ip' : 'ip6';
-      const port = r.port ? ` ct original proto-dst ${r.port}` : '';
-      return `\t\tmeta nfproto ${fam} meta l4proto ${L4[r.protocol]} ct original ${ip} daddr ${r.vip}${port} masquerade\n`;
-    });
+    const rules = spec.snat.map((r) => `\t\t${snatRuleLine(r)}\n`);
     inet = `table inet ${NFT_TABLE} {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n${rules.join('')}\t}\n}\n`;
   }
   // One rule per VIP rather than a set: rules list in insertion order, so the listing is

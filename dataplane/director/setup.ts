@@ -7,7 +7,7 @@ import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } 
 import { type LinkInfo, hostPrefix, ipFamily, readLink, readSysctls, writeSysctls } from '../realserver/iproute.ts';
 import {
   DEVICE, DIRECTOR_SYSCTLS, NFT_TABLE, type DirectorSpec, type NftTables,
-  directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset,
+  directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset, withKeptSnat,
 } from './plan.ts';
 
 export interface ObservedDirector {
@@ -28,7 +28,8 @@ export function ownedAddresses(device: LinkInfo | undefined): string[] {
 }
 
 /** Pure: the steps that take `obs` to `spec` (already normalised). Order keeps ARP safe. */
-export function planDirector(spec: DirectorSpec, obs: ObservedDirector, device = DEVICE): DirectorStep[] {
+export function planDirector(given: DirectorSpec, obs: ObservedDirector, device = DEVICE): DirectorStep[] {
+  const spec = withKeptSnat(given, obs.nft.inet);
   const steps: DirectorStep[] = [];
   for (const s of directorSysctls(spec)) {
     const cur = obs.sysctls[s.key];

@@ -3,10 +3,12 @@
 // Bad input never throws: it becomes a Problem naming the field. A service with a service-level
 // problem is "frozen" (its kernel state is left exactly as found, its VIP stays owned) rather than
 // dropped, because dropping it would make the diff tear down a service that may carry traffic.
+// Held keys (the caller's: an owner whose plan it cannot use and never had, a removal awaiting
+// confirmation) are frozen the same way without any plan entry: only the key names them.
 import { refKey, type Forwarding, type PlanRealServer, type PlanService } from '../../api/plan.ts';
 import type { ForwardMethod, IpvsDestination, IpvsService, IpvsServiceState } from '../ipvs/types.ts';
 import { SCHED_FLAG_BITS, SVC_F, TUNNEL_FLAG } from './flags.ts';
-import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey } from './keys.ts';
+import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey, parseServiceKey, serviceKeyOf } from './keys.ts';
 
 export interface Problem {
   /** Service key (the plan's key when the service's own address is unusable). */
@@ -23,7 +25,7 @@ export interface DesiredState {
   ownedVips: string[];
   /** Service key → owning VirtualServer "namespace/name", for log context. */
   owners: Map<string, string>;
-  /** Keys of services to leave untouched in the kernel because their plan entry is invalid. */
+  /** Keys of services to leave untouched in the kernel: their plan entry is invalid, or they are held. */
   frozen: string[];
   problems: Problem[];
 }
@@ -34,12 +36,25 @@ const TUNNEL_TYPES = new Set(['ipip', 'gue', 'gre']);
 /** ipvsadm's upper bound for -p (one month), also the CRD's. */
 const MAX_PERSISTENCE = 2678400;
 
-export function desiredState(plan: readonly PlanService[], node: string): DesiredState {
+/**
+ * `held`: service keys to leave exactly as the kernel has them, their VIPs owned, though the plan
+ * has no entry for them. A plan entry with a held key is not built (the hold wins) and is reported.
+ */
+export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = []): DesiredState {
   const byKey = new Map<string, IpvsServiceState>();
   const owners = new Map<string, string>();
   const vips = new Set<string>();
   const frozen = new Set<string>();
   const problems: Problem[] = [];
+  const holds = new Set<string>();
+  for (const h of held) {
+    const k = parseServiceKey(h);
+    if (!k) { problems.push({ key: h, field: 'key', message: 'held key is not a service key' }); continue; }
+    const key = serviceKeyOf(k);
+    holds.add(key);
+    frozen.add(key);
+    vips.add(k.vip);
+  }
   for (const ps of plan) {
     if (!ps.directors.includes(node)) continue;
     const vip = addressFamily(ps.vip) === ps.family ? canonicalAddress(ps.vip) : undefined;
@@ -51,6 +66,11 @@ export function desiredState(plan: readonly PlanService[], node: string): Desire
     const svcProblems: Problem[] = [];
     const service = buildService(ps, vip, svcProblems);
     const key = ipvsServiceKey(service);
+    if (holds.has(key)) {
+      owners.set(key, refKey(ps.owner));
+      problems.push({ key, field: 'key', message: 'held as the kernel has it (another owner\'s service is frozen or its removal awaits confirmation)' });
+      continue;
+    }
     if (byKey.has(key) || frozen.has(key)) {
       problems.push({ key, field: 'key', message: `duplicate service in the plan (also owned by ${owners.get(key) ?? '?'})` });
       continue;

@@ -44,6 +44,26 @@ export function ipvsServiceKey(k: IpvsServiceKey): string {
   return serviceKey(k.protocol, canonicalAddress(k.address), k.port);
 }
 
+/**
+ * The parts of a plan service key ("TCP/203.0.113.10:80", "UDP/[2001:db8::1]:53"), its address
+ * canonical; undefined for anything else (firewall-mark keys included).
+ */
+export function parseServiceKey(key: string): { protocol: 'TCP' | 'UDP' | 'SCTP'; vip: string; family: 4 | 6; port: number } | undefined {
+  const m = /^(TCP|UDP|SCTP)\/(?:\[([^\]]+)\]|([^:/\[\]]+)):(\d{1,5})$/.exec(key);
+  if (!m) return undefined;
+  const address = m[2] ?? m[3]!;
+  const family = addressFamily(address);
+  const port = Number(m[4]);
+  // An IPv6 address only in brackets, an IPv4 one only without.
+  if (family === undefined || (family === 6) !== (m[2] !== undefined) || port < 1 || port > 65535) return undefined;
+  return { protocol: m[1] as 'TCP' | 'UDP' | 'SCTP', vip: canonicalAddress(address), family, port };
+}
+
+/** The key of parseServiceKey()'s parts. */
+export function serviceKeyOf(k: { protocol: 'TCP' | 'UDP' | 'SCTP'; vip: string; port: number }): string {
+  return serviceKey(k.protocol, canonicalAddress(k.vip), k.port);
+}
+
 export function destKey(d: Pick<IpvsDestination, 'address' | 'port'>): string {
   return hostPort(d.address, d.port);
 }

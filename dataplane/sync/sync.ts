@@ -41,6 +41,12 @@ export interface SyncerOptions {
   /** The current plan (the services of every VirtualServer; only this node's are used). */
   plan: () => readonly PlanService[];
   log: Logger;
+  /**
+   * Service keys to leave exactly as the kernel has them, their VIPs still owned, though the plan
+   * has no entry for them (desiredState's `held`). Called right after plan(), in the same turn,
+   * so both describe one snapshot.
+   */
+  held?: () => readonly string[];
   /** Drain deadlines and backoff are measured on clock.now(), the monotonic timeline. */
   clock?: Clock;
   /** When given, owned VIPs are bound on it after their services exist and unbound once retired. */
@@ -115,7 +121,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   async function syncOnce(): Promise<SyncResult> {
     const summary: SyncSummary = { ops: 0, draining: draining.size, problems: [] };
     const now = clock.now();
-    const want = desiredState(opts.plan(), opts.node);
+    const want = desiredState(opts.plan(), opts.node, opts.held?.() ?? []);
     summary.problems = want.problems;
     for (const p of want.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
     const scope = scopeOf(want.ownedVips, want.frozen);

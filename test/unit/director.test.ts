@@ -115,6 +115,20 @@ test('outside edits are undone: a stray address on lvs0, a flipped sysctl, a del
   assert.ok(ns.nft.has('inet lvs_operator'));
 });
 
+test('keepSnat: a held service keeps the SNAT rule it has, and gets none it lacks', async () => {
+  const { ns, opts } = setup();
+  const other = '203.0.113.11';
+  const vips = [{ address: VIP, announce: false }, { address: other, announce: false }];
+  await syncDirector(opts, spec({ vips, snat: [{ family: 4, protocol: 'TCP', vip: VIP, port: 80 }], natFamilies: [4] }));
+  const keep = [{ family: 4 as const, protocol: 'TCP' as const, vip: VIP, port: 80 }, { family: 4 as const, protocol: 'TCP' as const, vip: other, port: 8080 }];
+  await syncDirector(opts, spec({ vips, keepSnat: keep }));
+  const inet = ns.nft.get('inet lvs_operator') ?? '';
+  assert.match(inet, /daddr 203\.0\.113\.10 ct original proto-dst 80 masquerade/, 'present: kept');
+  assert.not.match(inet, /203\.0\.113\.11/, 'absent: not invented');
+  await syncDirector(opts, spec({ vips }));
+  assert.not.ok(ns.nft.has('inet lvs_operator'), 'no longer held: removed');
+});
+
 test('ownership survives a restart: the device is the record', async () => {
   const { k, opts } = setup();
   await syncDirector(opts, spec({ vips: [{ address: VIP, announce: false }, { address: '203.0.113.11', announce: false }] }));

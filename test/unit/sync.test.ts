@@ -213,6 +213,32 @@ test('an invalid plan entry leaves its kernel service as it is and is reported',
   assert.equal(view(kernel), before);
 });
 
+test('held keys: the kernel service stays exactly as it is, its VIP stays bound, without any plan entry', async () => {
+  const bound = new Set<string>();
+  const vips: VipBinder = { list: async () => [...bound], set: async (want) => { bound.clear(); for (const v of want) bound.add(v); } };
+  const other = planService({ vip: '198.51.100.1' });
+  const held = { keys: [] as string[] };
+  const { kernel, state, syncer } = setup([planService(), other], { vips, held: () => held.keys });
+  await syncer.sync();
+  const web = ['TCP/203.0.113.10:80 wlc f=0 t=0 255.255.255.255', '  10.0.0.1:8080 masq w=1', '  10.0.0.2:8080 masq w=1'];
+  assert.equal(view(kernel).slice(3), web);
+  // The owner of WEB becomes unusable: no plan entry, only its key held; the other owner's service goes.
+  state.plan = [];
+  held.keys = [WEB];
+  const r = await syncer.sync();
+  assert.is(r.kind, 'ok');
+  assert.equal(view(kernel), web);
+  assert.equal([...bound], ['203.0.113.10'], 'held VIP stays bound; the removed one is unbound');
+  // A plan entry for a held key is not built (the hold wins) and is reported.
+  state.plan = [planService({ scheduler: { name: 'rr', flags: [] } })];
+  const r2 = await syncer.sync();
+  assert.equal(r2.problems.map((p) => `${p.key} ${p.field}`), [`${WEB} key`]);
+  assert.equal(view(kernel)[0], 'TCP/203.0.113.10:80 wlc f=0 t=0 255.255.255.255');
+  held.keys = [];
+  await syncer.sync();
+  assert.equal(view(kernel)[0], 'TCP/203.0.113.10:80 rr f=0 t=0 255.255.255.255', 'released: the plan applies');
+});
+
 test('VIPs: bound after their services exist, unbound only once their services are gone (also after a restart)', async () => {
   const bound = new Set<string>(['198.51.100.200']); // left over from an earlier run
   const order: string[] = [];
