@@ -16,6 +16,8 @@ export interface OwnerRecord {
   version: 1;
   appliedAt: string;
   owners: Record<string, string>;
+  /** Cluster mode: the uid of each key's VirtualServer (what a restarted agent holds keys by). */
+  uids?: Record<string, string>;
 }
 
 export function ownerRecord(plan: Plan, now: Date): OwnerRecord {

@@ -1,0 +1,33 @@
+// Pure: the owner record in cluster mode (../agent/show.ts writes and reads the file): which
+// VirtualServer (name and uid) each service key this node programs or holds belongs to. A
+// restarted agent reads it to know which kernel services to hold for an owner whose plan it
+// cannot use (./plan-book.ts) and how many services it programmed (./guard.ts).
+import type { OwnerRecord } from '../agent/show.ts';
+import { byString } from '../sync/keys.ts';
+import type { KeyOwner, RecordedOwner } from './plan-book.ts';
+
+export function clusterOwnerRecord(keys: ReadonlyMap<string, KeyOwner>, now: Date): OwnerRecord {
+  const owners: Record<string, string> = {};
+  const uids: Record<string, string> = {};
+  for (const key of [...keys.keys()].sort(byString)) {
+    const o = keys.get(key)!;
+    owners[key] = o.virtualServer;
+    uids[key] = o.uid;
+  }
+  return { version: 1, appliedAt: now.toISOString(), owners, uids };
+}
+
+/** key → owner, as recorded (no uid in a record written by standalone mode or an older agent). */
+export function recordedOwners(rec: OwnerRecord | undefined): Map<string, RecordedOwner> {
+  const out = new Map<string, RecordedOwner>();
+  for (const [key, virtualServer] of Object.entries(rec?.owners ?? {})) {
+    const uid = rec?.uids?.[key];
+    out.set(key, uid ? { uid, virtualServer } : { virtualServer });
+  }
+  return out;
+}
+
+/** The same keys and owners (appliedAt aside): nothing to write. */
+export function sameOwners(a: OwnerRecord | undefined, b: OwnerRecord): boolean {
+  return a !== undefined && JSON.stringify([a.owners, a.uids ?? {}]) === JSON.stringify([b.owners, b.uids ?? {}]);
+}

@@ -1,0 +1,136 @@
+// Pure: the plan book. The PlanSlices the controller published, grouped by owner (VirtualServer
+// uid), read strictly and assembled, decide what this agent programs for each owner:
+// - usable (every slice known and complete, one revision, hashing to it): that plan, remembered
+//   as the owner's last good plan;
+// - unusable (a field or value this agent does not know, slices missing or of two revisions, a
+//   hash mismatch): frozen, with the reason. The owner keeps its last good plan; without one (the
+//   agent restarted since), the kernel services the owner record names for it are held as they
+//   are — never re-resolved from a spec, never guessed;
+// - absent (no slice left): the controller, the only writer of slices, deleted the plan, so the
+//   owner's services are removed (drained) — the caller's mass-removal guard decides when.
+import { assemblePlan, OWNER_UID_LABEL, parsePlanSlice, planServices, type OwnerPlan, type PlanSliceObject } from '../../api/plan-slice.ts';
+import type { PlanService } from '../../api/plan.ts';
+import { byString, parseServiceKey, serviceKeyOf } from '../sync/keys.ts';
+
+/** Who a service key belongs to, as reports and the owner record name it. */
+export interface KeyOwner {
+  uid: string;
+  /** namespace/name */
+  virtualServer: string;
+}
+
+/** What the owner record says a key belonged to (uid absent in records of older agents). */
+export interface RecordedOwner {
+  uid?: string;
+  virtualServer: string;
+}
+
+export interface BookOwner extends KeyOwner {
+  /** The plan programmed for the owner: its published one, or (frozen) its last good one. */
+  plan?: OwnerPlan;
+  /** Why the published plan is not used (absent when it is). */
+  frozen?: string;
+  /** Frozen without a last good plan: the recorded service keys held as the kernel has them. */
+  held: string[];
+}
+
+export interface PlanBook {
+  /** By uid, sorted by namespace/name. */
+  owners: Map<string, BookOwner>;
+  /** The last good plan of every owner that still has slices: the memory for the next read. */
+  lastGood: Map<string, OwnerPlan>;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/** The owner a slice claims, read leniently (a slice this agent cannot parse still has one). */
+function rawOwner(obj: unknown): { uid: string; virtualServer?: string } {
+  const o = (obj ?? {}) as { owner?: { uid?: unknown; namespace?: unknown; name?: unknown }; metadata?: { name?: unknown; labels?: Record<string, unknown> } };
+  const uid = str(o.owner?.uid) ?? str(o.metadata?.labels?.[OWNER_UID_LABEL]) ?? `slice ${String(o.metadata?.name)}`;
+  const ns = str(o.owner?.namespace), name = str(o.owner?.name);
+  return ns && name ? { uid, virtualServer: `${ns}/${name}` } : { uid };
+}
+
+interface Group { virtualServer?: string; slices: PlanSliceObject[]; errors: string[] }
+
+function groupSlices(objects: readonly unknown[]): Map<string, Group> {
+  const groups = new Map<string, Group>();
+  for (const obj of objects) {
+    const parsed = parsePlanSlice(obj);
+    const owner = parsed.ok
+      ? { uid: parsed.value.owner.uid, virtualServer: `${parsed.value.owner.namespace}/${parsed.value.owner.name}` }
+      : rawOwner(obj);
+    const g = groups.get(owner.uid) ?? { slices: [], errors: [] };
+    g.virtualServer ??= owner.virtualServer;
+    if (parsed.ok) g.slices.push(parsed.value);
+    else g.errors.push(`slice ${String((obj as { metadata?: { name?: unknown } })?.metadata?.name)}: ${parsed.message}`);
+    groups.set(owner.uid, g);
+  }
+  return groups;
+}
+
+/** The recorded keys of an owner: by uid, or by name where the record has no uid. */
+function recordedKeys(recorded: ReadonlyMap<string, RecordedOwner>, owner: KeyOwner): string[] {
+  const out: string[] = [];
+  for (const [key, r] of recorded) if (r.uid === owner.uid || (r.uid === undefined && r.virtualServer === owner.virtualServer)) out.push(key);
+  return out.sort(byString);
+}
+
+/**
+ * Reads the book. `lastGood` is the previous read's memory; `recorded` is the owner record the
+ * agent wrote after its last sync (key → owner), used only for owners frozen without a last good plan.
+ */
+export function readPlanBook(objects: readonly unknown[], lastGood: ReadonlyMap<string, OwnerPlan>, recorded: ReadonlyMap<string, RecordedOwner>): PlanBook {
+  const owners: BookOwner[] = [];
+  const memory = new Map<string, OwnerPlan>();
+  for (const [uid, g] of groupSlices(objects)) {
+    const assembled = g.errors.length === 0 ? assemblePlan(g.slices) : undefined;
+    if (assembled?.ok) {
+      memory.set(uid, assembled.value);
+      const o = assembled.value.owner;
+      owners.push({ uid, virtualServer: `${o.namespace}/${o.name}`, plan: assembled.value, held: [] });
+      continue;
+    }
+    const reason = assembled ? assembled.message : g.errors.join('; ');
+    const last = lastGood.get(uid);
+    const virtualServer = g.virtualServer ?? (last ? `${last.owner.namespace}/${last.owner.name}` : [...recorded.values()].find((r) => r.uid === uid)?.virtualServer ?? '(unknown)');
+    if (last) {
+      memory.set(uid, last);
+      owners.push({ uid, virtualServer, plan: last, frozen: `plan unusable: ${reason}; keeping the last good plan (generation ${last.owner.generation})`, held: [] });
+    } else {
+      const held = recordedKeys(recorded, { uid, virtualServer });
+      owners.push({ uid, virtualServer, frozen: `plan unusable: ${reason}; no good plan seen since the agent started: ${held.length} recorded service(s) held as the kernel has them`, held });
+    }
+  }
+  owners.sort((a, b) => byString(a.virtualServer, b.virtualServer) || byString(a.uid, b.uid));
+  return { owners: new Map(owners.map((o) => [o.uid, o])), lastGood: memory };
+}
+
+/** The services to program: every owner's plan (published or last good), as the syncer reads them. */
+export function bookServices(book: PlanBook): PlanService[] {
+  return [...book.owners.values()].flatMap((o) => (o.plan ? planServices(o.plan) : []));
+}
+
+/** Keys held without a plan entry (owners frozen without a last good plan). */
+export function bookHeld(book: PlanBook): string[] {
+  return [...book.owners.values()].flatMap((o) => o.held);
+}
+
+/** Canonical service key of a plan key (the syncer's form); the key itself when it is no service key. */
+export function canonicalKey(key: string): string {
+  const k = parseServiceKey(key);
+  return k ? serviceKeyOf(k) : key;
+}
+
+/** The owner of every key this node programs from the book: its directed services and held keys. */
+export function directedKeys(book: PlanBook, node: string): Map<string, KeyOwner> {
+  const out = new Map<string, KeyOwner>();
+  for (const o of book.owners.values()) {
+    const owner = { uid: o.uid, virtualServer: o.virtualServer };
+    if (o.plan?.directors.includes(node)) for (const s of o.plan.services) out.set(canonicalKey(s.key), owner);
+    for (const k of o.held) out.set(canonicalKey(k), owner);
+  }
+  return out;
+}

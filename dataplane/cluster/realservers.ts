@@ -1,0 +1,84 @@
+// Pure: real servers in cluster mode. Gating — a DR/TUN real server that must be prepared gets
+// weight > 0 only once the agent of its node reports it prepared for that VIP and method, so no
+// connection goes to a pod that would drop it — and what this node prepares and reports.
+import { parseAgentReport, preparedKey, type PreparedRealServer } from '../../api/agent-report.ts';
+import type { PlanRealServer, PlanService } from '../../api/plan.ts';
+import type { RealServerVip } from '../realserver/plan.ts';
+import type { KeyOwner } from './plan-book.ts';
+
+/** node → preparedKey()s its report lists. */
+export type PreparedByNode = ReadonlyMap<string, ReadonlySet<string>>;
+
+/**
+ * The prepared entries of each node's report. A report this version cannot read, or one that
+ * disappeared, keeps the entries last read from it (`previous`): doubt never closes a gate that
+ * was open, since that would turn traffic away from pods that are still prepared.
+ */
+export function preparedByNode(reports: readonly unknown[], previous: PreparedByNode): Map<string, ReadonlySet<string>> {
+  const out = new Map(previous);
+  for (const obj of reports) {
+    const r = parseAgentReport(obj);
+    if (r.ok) out.set(r.value.node, new Set(r.value.prepared.map(preparedKey)));
+  }
+  return out;
+}
+
+function needsPreparation(s: PlanService): s is PlanService & { forwarding: 'DR' | 'TUN' } {
+  return s.prepareRealServers && s.forwarding !== 'NAT';
+}
+
+/** The services with weight 0 for every gated real server (on a node, not yet reported prepared). */
+export function gateServices(services: readonly PlanService[], prepared: PreparedByNode): PlanService[] {
+  return services.map((s) => {
+    if (!needsPreparation(s)) return s;
+    const gate = (r: PlanRealServer): PlanRealServer => {
+      if (r.node === undefined || r.weight === 0) return r;
+      const ok = prepared.get(r.node)?.has(preparedKey({ address: r.address, vip: s.vip, forwarding: s.forwarding }));
+      return ok ? r : { ...r, weight: 0 };
+    };
+    return { ...s, realServers: s.realServers.map(gate) };
+  });
+}
+
+export interface LocalRealServer {
+  vips: RealServerVip[];
+  /** Owners of services this address serves, for reports. */
+  owners: KeyOwner[];
+}
+
+/**
+ * Real servers on `node` to prepare, by address: each with the VIPs and methods it serves and the
+ * owners of those services (IPv4 only: preparation of IPv6 real servers is not implemented).
+ */
+export function localRealServers(plans: ReadonlyArray<{ owner: KeyOwner; services: readonly PlanService[] }>, node: string): Map<string, LocalRealServer> {
+  const out = new Map<string, LocalRealServer>();
+  for (const { owner, services } of plans) {
+    for (const svc of services) {
+      if (!needsPreparation(svc) || svc.family !== 4) continue;
+      for (const r of svc.realServers) {
+        if (r.node !== node) continue;
+        const entry = out.get(r.address) ?? { vips: [], owners: [] };
+        if (!entry.vips.some((x) => x.vip === svc.vip && x.mode === svc.forwarding)) entry.vips.push({ mode: svc.forwarding, vip: svc.vip });
+        if (!entry.owners.some((o) => o.uid === owner.uid)) entry.owners.push(owner);
+        out.set(r.address, entry);
+      }
+    }
+  }
+  return out;
+}
+
+/** The report's prepared list: every VIP and method of each prepared address. */
+export function preparedEntries(prepared: Iterable<string>, local: ReadonlyMap<string, LocalRealServer>): PreparedRealServer[] {
+  const out: PreparedRealServer[] = [];
+  for (const address of prepared) for (const v of local.get(address)?.vips ?? []) out.push({ address, vip: v.vip, forwarding: v.mode });
+  return out;
+}
+
+/** preparedKey()s of every wanted (address, VIP, method): what the real-server guard counts. */
+export function wantedEntries(local: ReadonlyMap<string, LocalRealServer>): Map<string, { address: string; vip: RealServerVip; owners: KeyOwner[] }> {
+  const out = new Map<string, { address: string; vip: RealServerVip; owners: KeyOwner[] }>();
+  for (const [address, l] of local) {
+    for (const v of l.vips) out.set(preparedKey({ address, vip: v.vip, forwarding: v.mode }), { address, vip: v, owners: l.owners });
+  }
+  return out;
+}

@@ -1,0 +1,71 @@
+// Gating and this node's report, as pure functions: weights follow other nodes' reports; the
+// report lists every failure where the controller will look for it.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { gateServices, localRealServers, preparedByNode, preparedEntries } from '../../dataplane/cluster/realservers.ts';
+import { reportFor, syncFailures } from '../../dataplane/cluster/report.ts';
+import type { SyncResult } from '../../dataplane/sync/sync.ts';
+import { planServices } from '../../api/plan-slice.ts';
+import { otherReport, ownerPlan, service } from '../lib/plan-fixtures.ts';
+
+const test = suite('cluster: gating and report');
+const WEB = { uid: 'uid-web', virtualServer: 'default/web' };
+const DR = service({
+  forwarding: 'DR', prepareRealServers: true, port: 80,
+  realServers: [
+    { address: '10.244.2.7', port: 80, weight: 2, state: 'Ready', node: 'n2' },
+    { address: '10.244.3.1', port: 80, weight: 1, state: 'Ready', node: 'n3' },
+    { address: '192.0.2.3', port: 80, weight: 1, state: 'Ready' },
+  ],
+});
+const weights = (s: ReturnType<typeof gateServices>) => s[0]!.realServers.map((r) => `${r.address}=${r.weight}`);
+
+test('gating: weight 0 until the real server\'s node lists (address, VIP, method); no node, NAT or prepare:false not gated', () => {
+  const services = planServices(ownerPlan('web', [DR]));
+  const gates = preparedByNode([otherReport('n2', [{ address: '10.244.2.7', vip: '203.0.113.10', forwarding: 'DR' }]), otherReport('n3', [{ address: '10.244.3.1', vip: '203.0.113.10', forwarding: 'TUN' }])], new Map());
+  assert.equal(weights(gateServices(services, gates)), ['10.244.2.7=2', '10.244.3.1=0', '192.0.2.3=1'], 'n3 prepared it for TUN, not DR');
+  assert.equal(weights(gateServices(services, new Map())), ['10.244.2.7=0', '10.244.3.1=0', '192.0.2.3=1']);
+  assert.equal(weights(gateServices(planServices(ownerPlan('web', [{ ...DR, forwarding: 'NAT' }])), new Map())), ['10.244.2.7=2', '10.244.3.1=1', '192.0.2.3=1']);
+  assert.equal(weights(gateServices(planServices(ownerPlan('web', [{ ...DR, prepareRealServers: false }])), new Map())), ['10.244.2.7=2', '10.244.3.1=1', '192.0.2.3=1']);
+});
+
+test('gates: a report that disappears or cannot be read keeps what it said last', () => {
+  const before = preparedByNode([otherReport('n2', [{ address: '10.244.2.7', vip: '203.0.113.10', forwarding: 'DR' }])], new Map());
+  const broken = { ...otherReport('n2', []), node: 'n9' }; // node != name: unreadable
+  assert.equal([...preparedByNode([broken], before).get('n2')!], ['10.244.2.7|203.0.113.10|DR']);
+  assert.equal([...preparedByNode([], before).get('n2')!], ['10.244.2.7|203.0.113.10|DR']);
+  assert.equal([...preparedByNode([otherReport('n2', [])], before).get('n2')!], [], 'a report saying less is believed');
+});
+
+test('local real servers and the prepared list: this node\'s IPv4 DR/TUN addresses, each VIP and method', () => {
+  const local = localRealServers([{ owner: WEB, services: planServices(ownerPlan('web', [DR, { ...DR, key: 'TCP/203.0.113.10:443', port: 443 }])) }], 'n2');
+  assert.equal([...local], [['10.244.2.7', { vips: [{ mode: 'DR', vip: '203.0.113.10' }], owners: [WEB] }]]);
+  assert.equal(preparedEntries(['10.244.2.7', '10.9.9.9'], local), [{ address: '10.244.2.7', vip: '203.0.113.10', forwarding: 'DR' }]);
+});
+
+const eperm = Object.assign(new Error('EPERM: dump'), { code: 'EPERM' });
+const base = { syncedResourceVersion: '42', keyOwners: new Map([['TCP/203.0.113.10:80', WEB]]), frozen: [], prepared: [], prepErrors: [], addressOwners: new Map() };
+
+test('report: a step of no one service is a node error, named; nothing failing is invented', () => {
+  const r = reportFor('n1', { ...base, sync: { kind: 'retry', after: 1000, errors: [{ op: 'dump', error: eperm }], ops: 0, draining: 0, problems: [] } });
+  assert.equal([r.syncedResourceVersion, r.nodeErrors, r.failing], ['42', ['kernel read-back failed: EPERM: dump'], []]);
+  const lvs0 = syncFailures({ kind: 'retry', after: 1, errors: [{ op: 'listVips', error: new Error('ip: EPERM') }, { op: 'bindVip', vip: 'a', error: new Error('x') }, { op: 'bindVip', vip: 'b', error: new Error('x') }], ops: 0, draining: 0, problems: [] });
+  assert.equal(lvs0.nodeErrors, ['director setup (lvs0, sysctls, nft) failed: ip: EPERM', 'binding VIPs on lvs0 failed: x'], 'each step once');
+});
+
+test('report: failed services and preparations fail their owners, naming key and step; frozen listed', () => {
+  const sync: SyncResult = { kind: 'retry', after: 1, errors: [{ op: 'addDestination', key: 'TCP/203.0.113.10:80', dest: '10.0.0.1:80', error: new Error('EINVAL') }], ops: 1, draining: 0, problems: [{ key: 'TCP/203.0.113.10:80', field: 'scheduler.flags[0]', message: 'bad' }] };
+  const api = { uid: 'uid-api', virtualServer: 'default/api' };
+  const r = reportFor('n1', {
+    ...base, sync, frozen: [{ owner: api, message: 'plan unusable: x' }],
+    prepErrors: [{ addresses: ['10.244.2.7'], message: 'netns:pod: sysctl failed' }],
+    addressOwners: new Map([['10.244.2.7', [api]]]),
+  });
+  assert.equal(r.failing, [
+    { uid: 'uid-api', virtualServer: 'default/api', message: 'real-server preparation failed: netns:pod: sysctl failed' },
+    { uid: 'uid-web', virtualServer: 'default/web', message: 'TCP/203.0.113.10:80: netlink addDestination 10.0.0.1:80 failed: EINVAL; scheduler.flags[0]: bad' },
+  ]);
+  assert.equal([r.failingCount, r.frozen, r.frozenCount], [2, [{ uid: 'uid-api', virtualServer: 'default/api', message: 'plan unusable: x' }], 1]);
+});
+
+test.run();
