@@ -42,7 +42,7 @@ export async function buildBundles(opts: { log?: (line: string) => void } = {}):
     absWorkingDir: ROOT,
     entryPoints: {
       'lvs-agent': 'dataplane/cli/main.ts',
-      'lvs-agent-cluster': 'dataplane/agent/cluster.ts',
+      'lvs-agent-cluster': 'dataplane/cluster/agent.ts',
     },
     outdir: next,
     bundle: true,

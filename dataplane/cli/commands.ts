@@ -108,7 +108,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   // Loaded here, not at the top: @kubernetes/client-node alone is ~900 modules, and the standalone
   // commands (apply, show, prepare, cleanup) must not pay for it on every start.
   const [{ KubeConfig }, { restConfigFromKubeConfig, RestKubeApi }, { createClusterAgent }] = await Promise.all([
-    import('@kubernetes/client-node'), import('../../kube/rest.ts'), import('../agent/cluster.ts'),
+    import('@kubernetes/client-node'), import('../../kube/rest.ts'), import('../cluster/agent.ts'),
   ]);
   const kc = new KubeConfig();
   if (process.env.KUBECONFIG) kc.loadFromDefault(); else kc.loadFromCluster();
@@ -120,7 +120,8 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const agent = createClusterAgent({
     api, node, kernel, run: ctx.run, log: ctx.log,
     ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
-    onPlan: (services) => writeOwnerRecord(stateFile, ownerRecord({ services, virtualServers: new Map() }, new Date())),
+    // The owner record: `lvs-agent show` labels services with it; a restarted agent holds by it.
+    stateFile,
   });
   const ac = new AbortController();
   process.once('SIGTERM', () => ac.abort());

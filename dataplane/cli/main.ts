@@ -12,8 +12,9 @@ import { UsageError } from './commands.ts';
 const USAGE = `usage:
   lvs-agent run
       cluster mode (the DaemonSet): NODE_NAME from the environment, KUBECONFIG or in-cluster
-      credentials; programs IPVS for the VirtualServers this node directs, prepares local DR/TUN
-      real servers, reports per-node state in status.nodes
+      credentials; programs IPVS from the plans the controller publishes (PlanSlices) for the
+      VirtualServers this node directs, prepares local DR/TUN real servers, reports in the node's
+      AgentReport
   lvs-agent apply -f FILE|DIR [-f ...] [--watch] [--allow-empty] [--drain-timeout SECONDS]
       program this host's IPVS from VirtualServer manifests (static backends); with --watch keep
       them applied (re-read on change, periodic resync undoes outside edits). Input is checked as

@@ -1,0 +1,305 @@
+// lvs-agent run: the agent in a cluster. It programs exactly the plans the controller published
+// (PlanSlices, ./plan-book.ts) and never re-resolves a spec; it gates DR/TUN real servers on the
+// AgentReports of their nodes (./realservers.ts) and writes its own node's report (./report.ts).
+// Watch events only mark work; two loops do it — the IPVS sync loop (director role) and a
+// real-server pass (./realserver-pass.ts) — and after either, the node's report is written when
+// its content changed.
+// Doubt freezes, never tears down: an unusable plan keeps the owner's last good one (or, after a
+// restart, holds its recorded kernel services); a mass removal waits for confirmation
+// (./guard.ts); while the API server is unreachable, or a list fails (403, or 404 with the CRD
+// gone), the informers keep their last state (kube/informer.ts swaps its cache only on a
+// successful list) and the kernel keeps serving it.
+import { release } from 'node:os';
+import type { Logger } from 'pino';
+import { compareResourceVersions } from '../../api/agent-report.ts';
+import { planServices, type OwnerPlan } from '../../api/plan-slice.ts';
+import type { PlanService } from '../../api/plan.ts';
+import type { KubeApi } from '../../kube/api.ts';
+import { realClock, type Clock, type Timer } from '../../kube/clock.ts';
+import { Informer } from '../../kube/informer.ts';
+import { AGENT_REPORTS, PLAN_SLICES, type KubeObject } from '../../kube/types.ts';
+import type { Runner } from '../exec.ts';
+import type { IpvsKernel } from '../ipvs/types.ts';
+import { createLvsDevice } from '../agent/lvs-device.ts';
+import { createNetnsFinder, type NetnsFinder } from '../agent/netns.ts';
+import { readOwnerRecord, writeOwnerRecord, type OwnerRecord } from '../agent/show.ts';
+import { parseServiceKey } from '../sync/keys.ts';
+import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
+import type { SyncResult } from '../sync/sync.ts';
+import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
+import { clusterOwnerRecord, recordedOwners, sameOwners } from './owner-record.ts';
+import { bookHeld, bookServices, canonicalKey, directedKeys, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
+import { createRealServerPass } from './realserver-pass.ts';
+import { gateServices, localRealServers, preparedByNode, preparedEntries, wantedEntries, type LocalRealServer } from './realservers.ts';
+import { createReportWriter } from './report-writer.ts';
+import { reportFor, type PrepError } from './report.ts';
+
+export interface ClusterAgentOptions {
+  api: KubeApi;
+  node: string;
+  kernel: IpvsKernel;
+  run: Runner;
+  log: Logger;
+  clock?: Clock;
+  finder?: NetnsFinder;
+  /** Periodic full resync of the kernel (undoes outside edits). Default 30 s. */
+  resyncIntervalMs?: number;
+  drainTimeoutMs?: number;
+  /** How soon a real-server pass that left errors or unfound addresses is tried again. Default 5 s. */
+  realServerRetryMs?: number;
+  /** Where the return-path record lives (see ../agent/return-path.ts); default under /run/lvs-agent. */
+  returnPathRecord?: string;
+  /** The owner record (../agent/show.ts): read at start, written after each sync. None when absent. */
+  stateFile?: string;
+  /** Mass-removal confirmation (./guard.ts); defaults DEFAULT_REMOVAL_GUARD. */
+  removalGuard?: Partial<RemovalGuardOptions>;
+}
+
+export interface ClusterAgent {
+  run(signal: AbortSignal): Promise<void>;
+  /** The plan the sync loop programs now, gated (this node's share is picked by the syncer). */
+  plan(): PlanService[];
+}
+
+/** What one sync reads: decided together, reported together once that sync finished. */
+interface Snapshot {
+  /** The newest plan-slice change the informer had applied when the plan was read (see sliceRv). */
+  rv: string;
+  services: PlanService[];
+  /** Canonical keys held without a plan entry (book and guard). */
+  held: string[];
+  keyOwners: Map<string, KeyOwner>;
+  frozen: Array<{ owner: KeyOwner; message: string }>;
+}
+
+interface RealServerState {
+  prepared: Set<string>;
+  errors: PrepError[];
+  local: Map<string, LocalRealServer>;
+  /** Mass removal of preparations held (owners, message). */
+  frozen: Array<{ owner: KeyOwner; message: string }>;
+  /** preparedKey → what was wanted by the last pass (the guard's baseline). */
+  wanted: Map<string, { address: string; vip: LocalRealServer['vips'][number]; owners: KeyOwner[] }>;
+  pending?: PendingRemoval;
+}
+
+function recordedAsOwners(recorded: ReadonlyMap<string, RecordedOwner>): Map<string, KeyOwner> {
+  return new Map([...recorded].map(([k, r]) => [canonicalKey(k), { uid: r.uid ?? `unrecorded:${r.virtualServer}`, virtualServer: r.virtualServer }]));
+}
+
+export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
+  const clock = opts.clock ?? realClock;
+  const log = opts.log.child({ node: opts.node });
+  const guard = { ...DEFAULT_REMOVAL_GUARD, ...opts.removalGuard };
+  const slices = new Informer<KubeObject>({ api: opts.api, resource: PLAN_SLICES, clock, logger: log });
+  const reports = new Informer<KubeObject>({ api: opts.api, resource: AGENT_REPORTS, clock, logger: log });
+  const writer = createReportWriter({ api: opts.api, node: opts.node, log, cached: () => reports.get(opts.node) });
+  const pass = createRealServerPass({ run: opts.run, log, finder: opts.finder ?? createNetnsFinder(opts.run, log), ...(opts.returnPathRecord ? { returnPathRecord: opts.returnPathRecord } : {}) });
+
+  let record: OwnerRecord | undefined = opts.stateFile ? readOwnerRecord(opts.stateFile) : undefined;
+  let recorded = recordedOwners(record);
+  let lastGood: ReadonlyMap<string, OwnerPlan> = new Map();
+  let gates: ReadonlyMap<string, ReadonlySet<string>> = new Map();
+  /** The services this node programmed or holds (the guard's baseline); a restart starts from the record. */
+  let programmed = recordedAsOwners(recorded);
+  let pending: PendingRemoval | undefined;
+  /**
+   * The resourceVersion of the newest slice event applied (watch events arrive in order; a list
+   * yields its items): every slice change up to it was read. Not the informer's own position,
+   * which bookmarks and every restart's list move on without any slice changing — reporting that
+   * would rewrite every node's report each minute for nothing.
+   */
+  let sliceRv = '';
+  let current: Snapshot | undefined;
+  let synced: Snapshot | undefined;
+  let lastSync: SyncResult | undefined;
+  const rs: RealServerState = { prepared: new Set(), errors: [], local: new Map(), frozen: [], wanted: new Map() };
+  const timers: { release?: Timer; rsRelease?: Timer; rsRetry?: Timer; report?: Timer } = {};
+  let stopping = false;
+
+  function readBook(): PlanBook {
+    const book = readPlanBook(slices.list(), lastGood, recorded);
+    lastGood = book.lastGood;
+    return book;
+  }
+
+  function at(name: 'release' | 'rsRelease' | 'rsRetry' | 'report', when: number | undefined, fn: () => void): void {
+    timers[name]?.cancel();
+    delete timers[name];
+    if (when !== undefined && !stopping) timers[name] = clock.setTimer(fn, Math.max(0, when - clock.now()));
+  }
+
+  /** The plan of the sync starting now: book, gates and guard, one snapshot. */
+  function decide(): Snapshot {
+    const rv = sliceRv;
+    const book = readBook();
+    const keyOwners = directedKeys(book, opts.node);
+    const g = guardRemovals(new Set(programmed.keys()), new Set(keyOwners.keys()), pending, clock.now(), guard);
+    pending = g.pending;
+    at('release', g.releaseAt, () => loop.markDirty());
+    for (const k of g.held) keyOwners.set(k, programmed.get(k)!);
+    programmed = new Map(keyOwners);
+    const frozen = [...book.owners.values()].filter((o) => o.frozen).map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
+    for (const k of g.held) frozen.push({ owner: keyOwners.get(k)!, message: g.message! });
+    if (g.held.length > 0) log.warn({ op: 'guard', held: g.held.length, releaseAt: g.releaseAt }, g.message!);
+    const services = gateServices(bookServices(book), gates);
+    current = { rv, services, held: [...bookHeld(book).map(canonicalKey), ...g.held], keyOwners, frozen };
+    return current;
+  }
+
+  const loop: SyncLoop = createSyncLoop({
+    kernel: opts.kernel, node: opts.node, log, clock,
+    plan: () => decide().services,
+    held: () => current?.held ?? [],
+    vips: createLvsDevice({ run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release() }),
+    resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
+    ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
+    onResult: (r) => { lastSync = r; synced = current; saveRecord(); void report(); },
+  });
+
+  function saveRecord(): void {
+    if (!opts.stateFile || !synced) return;
+    const next = clusterOwnerRecord(synced.keyOwners, new Date(clock.wallNow()));
+    if (sameOwners(record, next)) return;
+    try {
+      writeOwnerRecord(opts.stateFile, next);
+      record = next;
+      recorded = recordedOwners(next);
+    } catch (err) {
+      log.warn({ op: 'record', err: String(err) }, 'writing the owner record failed');
+    }
+  }
+
+  let rsDirty = true;
+  let rsRunning: Promise<void> | undefined;
+  /**
+   * No report before the first real-server pass: until then rs.prepared is empty, and reporting
+   * that would gate this node's DR/TUN pods to weight 0 on every director (./realservers.ts)
+   * although they are still prepared from before a restart: connections refused until the pass
+   * reports them again.
+   */
+  let rsPassDone = false;
+  let rsIncomplete = false;
+  /** Passes start with the loop, once plans and reports are read (events before only mark). */
+  let started = false;
+  const rsRetryMs = opts.realServerRetryMs ?? 5_000;
+  function markRealServers(): void {
+    if (stopping || !started) return;
+    at('rsRetry', undefined, markRealServers);
+    rsDirty = true;
+    rsRunning ??= (async () => {
+      while (rsDirty) {
+        rsDirty = false;
+        await realServerPass().catch((err) => { rs.errors = [{ message: (err as Error).message ?? String(err) }]; log.error({ op: 'realserver', err }, 'real-server pass failed'); });
+        rsPassDone = true;
+        await report();
+      }
+    })().finally(() => {
+      rsRunning = undefined;
+      // A pass that left errors, or wanted addresses not (yet) found, is tried again on its own.
+      if (rs.errors.length > 0 || rsIncomplete) at('rsRetry', clock.now() + rsRetryMs, markRealServers);
+    });
+  }
+
+  async function realServerPass(): Promise<void> {
+    const book = readBook();
+    const plans = [...book.owners.values()].flatMap((o) => (o.plan ? [{ owner: { uid: o.uid, virtualServer: o.virtualServer }, services: planServices(o.plan) }] : []));
+    const local = localRealServers(plans, opts.node);
+    const wanted = wantedEntries(local);
+    const g = guardRemovals(new Set(rs.wanted.keys()), new Set(wanted.keys()), rs.pending, clock.now(), guard, 'real-server preparations');
+    rs.pending = g.pending;
+    at('rsRelease', g.releaseAt, markRealServers);
+    rs.frozen = [];
+    for (const k of g.held) {
+      const w = rs.wanted.get(k)!;
+      wanted.set(k, w);
+      const e = local.get(w.address) ?? { vips: [], owners: [] };
+      if (!e.vips.some((x) => x.vip === w.vip.vip && x.mode === w.vip.mode)) e.vips.push(w.vip);
+      local.set(w.address, e);
+      for (const owner of w.owners) rs.frozen.push({ owner, message: g.message! });
+    }
+    rs.wanted = wanted;
+    const directed = new Set(bookServices(book).filter((s) => s.directors.includes(opts.node)).map((s) => s.vip));
+    for (const k of bookHeld(book)) { const p = parseServiceKey(k); if (p) directed.add(p.vip); }
+    const keepUnwanted = g.held.length > 0 || [...book.owners.values()].some((o) => o.frozen && !o.plan);
+    const r = await pass.run({ local, directed, keepUnwanted });
+    rs.prepared = r.prepared;
+    rs.errors = r.errors;
+    rs.local = local;
+    rsIncomplete = r.incomplete;
+  }
+
+  let reportRunning: Promise<void> | undefined;
+  let reportAgain = false;
+  /** Writes the node's report when its content changed; calls while one runs coalesce into one more. */
+  function report(): Promise<void> {
+    if (reportRunning) { reportAgain = true; return reportRunning; }
+    reportRunning = (async () => {
+      do { reportAgain = false; await writeReport(); } while (reportAgain);
+    })().finally(() => { reportRunning = undefined; });
+    return reportRunning;
+  }
+
+  async function writeReport(): Promise<void> {
+    // Only a finished sync speaks for the plan; the pass reports when it is done (rsPassDone).
+    if (!rsPassDone || !synced || stopping) return;
+    const body = reportFor(opts.node, {
+      syncedResourceVersion: synced.rv, sync: lastSync, keyOwners: synced.keyOwners,
+      frozen: [...synced.frozen, ...rs.frozen], prepared: preparedEntries(rs.prepared, rs.local),
+      prepErrors: rs.errors, addressOwners: new Map([...rs.local].map(([a, l]) => [a, l.owners])),
+    });
+    if (!(await writer.write(body))) at('report', clock.now() + rsRetryMs, () => void report());
+  }
+
+  /**
+   * Gates follow the reports' prepared lists; a change there changes weights. Only the report that
+   * changed is read; a deleted one keeps its entries (./realservers.ts preparedByNode).
+   */
+  function onReport(obj: KubeObject, deleted = false): void {
+    if (obj.metadata.name === opts.node) {
+      if (deleted) writer.forget();
+      void report();
+    }
+    if (deleted) return;
+    const next = preparedByNode([obj], gates);
+    const node = obj.metadata.name;
+    const was = gates.get(node), now = next.get(node);
+    gates = next;
+    if (was?.size !== now?.size || [...(now ?? [])].some((k) => !was!.has(k))) loop.markDirty();
+  }
+
+  // Any plan change marks both loops; they are coalesced and rate-limited, and a pass that finds
+  // nothing to do writes nothing (our own report coming back changes no gate and writes nothing).
+  const mark = (obj: KubeObject) => {
+    const rv = obj.metadata.resourceVersion ?? '';
+    if (compareResourceVersions(rv, sliceRv) !== -1) sliceRv = rv;
+    loop.markDirty();
+    markRealServers();
+  };
+  slices.addHandlers({ onAdd: mark, onUpdate: (_old, obj) => mark(obj), onDelete: mark });
+  reports.addHandlers({ onAdd: (o) => onReport(o), onUpdate: (_old, o) => onReport(o), onDelete: (o) => onReport(o, true) });
+
+  return {
+    plan: () => current?.services ?? [],
+    async run(signal) {
+      const informers = [slices.run(signal), reports.run(signal)];
+      const aborted = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+      // Gates need the reports: programming before they are read would set prepared pods to 0.
+      await Promise.race([Promise.all([slices.whenSynced(), reports.whenSynced()]), aborted]);
+      if (!signal.aborted) {
+        log.info({ op: 'start', planSlices: slices.size, agentReports: reports.size }, 'plans and reports synced; programming');
+        loop.start();
+        started = true;
+        markRealServers();
+        await aborted;
+      }
+      // Leaving rules and real-server preparation in place: a restart must not drop connections.
+      stopping = true;
+      for (const t of Object.values(timers)) t?.cancel();
+      await loop.stop();
+      await rsRunning;
+      await reportRunning;
+      await Promise.all(informers);
+    },
+  };
+}

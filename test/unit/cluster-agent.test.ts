@@ -1,0 +1,251 @@
+// The cluster agent end to end over fakes (Kubernetes API, IPVS kernel, commands): it programs
+// exactly the published plans, gates DR/TUN real servers on their node's report, writes an
+// honest report only when it changed, and never tears down on doubt. Assertions are on end state:
+// the kernel's tables and the stored AgentReport.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { AGENT_REPORTS, PLAN_SLICES, type KubeObject } from '../../kube/types.ts';
+import { KubeApiError } from '../../kube/errors.ts';
+import type { NetnsFinder } from '../../dataplane/agent/netns.ts';
+import { harness, otherReport, ownerPlan, POD, POD_NS, podFinder, publish, service, unpublish, VIP } from '../lib/cluster-fixtures.ts';
+
+const test = suite('cluster agent: programs published plans, reports honestly');
+
+test('a published plan is programmed; the report says up to where; nothing is written twice', async () => {
+  const h = harness('n1');
+  const web = ownerPlan('web', [service()]);
+  publish(h.api, web);
+  await h.start();
+  try {
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.5:8080 w=1`]);
+    const r = h.report()!;
+    assert.equal([r.syncedResourceVersion, r.nodeErrors, r.failing, r.frozen, r.prepared], [h.api.all(PLAN_SLICES)[0]!.metadata.resourceVersion, [], [], [], []]);
+    assert.ok(h.cmd.host.ns('host').links.get('lvs0')?.addrs.some((a) => a.address === VIP), 'VIP bound on lvs0');
+    // Resyncs and passes with nothing new: no further write.
+    await h.clock.advance(120_000);
+    assert.equal([h.api.count('create', 'agentreports'), h.api.count('replace', 'agentreports')], [1, 0]);
+    // A new plan revision: programmed, and the report moves on once.
+    publish(h.api, ownerPlan('web', [service({ realServers: [{ address: '10.244.1.6', port: 8080, weight: 3, state: 'Ready' }] })], { generation: 2 }));
+    await h.clock.advance(2_000);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.6:8080 w=3`]);
+    assert.is(h.report()!.syncedResourceVersion, h.api.all(PLAN_SLICES)[0]!.metadata.resourceVersion);
+    assert.equal([h.api.count('create', 'agentreports'), h.api.count('replace', 'agentreports')], [1, 1]);
+  } finally { await h.close(); }
+});
+
+test('a restart over an unchanged state writes no report and changes no kernel object', async () => {
+  const h = harness('n1');
+  publish(h.api, ownerPlan('web', [service()]));
+  await h.start();
+  await h.stop();
+  const mutations = h.kernel.mutations;
+  await h.start();
+  try {
+    assert.equal([h.api.count('create', 'agentreports'), h.api.count('replace', 'agentreports')], [1, 0]);
+    assert.is(h.kernel.mutations, mutations);
+  } finally { await h.close(); }
+});
+
+test('gating: a DR pod on another node gets weight 0 until that node reports it prepared for the VIP', async () => {
+  const h = harness('n1');
+  const dr = service({ forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 2, state: 'Ready', node: 'n2' }, { address: '192.0.2.3', port: 80, weight: 1, state: 'Ready' }], port: 80 });
+  publish(h.api, ownerPlan('web', [dr]));
+  h.api.apply(AGENT_REPORTS, otherReport('n2', [{ address: POD, vip: '203.0.113.99', forwarding: 'DR' }]));
+  await h.start();
+  try {
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.2.7:80 w=0`, `TCP/${VIP}:80 -> 192.0.2.3:80 w=1`], 'prepared for another VIP only: gated; a host without node: not gated');
+    h.api.apply(AGENT_REPORTS, otherReport('n2', [{ address: POD, vip: VIP, forwarding: 'DR' }]));
+    await h.clock.advance(2_000);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.2.7:80 w=2`, `TCP/${VIP}:80 -> 192.0.2.3:80 w=1`]);
+  } finally { await h.close(); }
+});
+
+test('this node prepares its own DR pod, reports it, and then opens its own gate', async () => {
+  const h = harness('n1');
+  const dr = service({ forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 1, state: 'Ready', node: 'n1' }] });
+  publish(h.api, ownerPlan('web', [dr]));
+  await h.start();
+  try {
+    await h.clock.advance(2_000);
+    assert.equal(h.report()!.prepared, [{ address: POD, vip: VIP, forwarding: 'DR' }]);
+    assert.ok(h.cmd.host.ns('/run/netns/pod-web').links.get('lo')?.addrs.some((a) => a.address === VIP), 'VIP on the pod\'s lo');
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> ${POD}:80 w=1`]);
+  } finally { await h.close(); }
+});
+
+test('a pod not found yet is looked for again on a timer, without any plan change', async () => {
+  const present = { pod: false };
+  const h = harness('n1', { finder: podFinder(present) });
+  publish(h.api, ownerPlan('web', [service({ forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 1, state: 'Ready', node: 'n1' }] })]));
+  await h.start();
+  try {
+    assert.equal([h.report()!.prepared, h.report()!.failing], [[], []], 'a pod still starting is no failure');
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> ${POD}:80 w=0`]);
+    present.pod = true;
+    await h.clock.advance(6_000);
+    assert.equal(h.report()!.prepared, [{ address: POD, vip: VIP, forwarding: 'DR' }]);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> ${POD}:80 w=1`]);
+  } finally { await h.close(); }
+});
+
+test('no report before the first real-server pass (it would close the gates of pods still prepared)', async () => {
+  const found = (addresses: readonly string[]) => new Map(addresses.filter((a) => a === POD).map((a) => [a, POD_NS] as const));
+  let released = false;
+  const waiting: Array<() => void> = [];
+  const release = () => { released = true; for (const w of waiting.splice(0)) w(); };
+  const slow: NetnsFinder = {
+    ...podFinder(),
+    find: (addresses) => new Promise((r) => { if (released) r(found(addresses)); else waiting.push(() => r(found(addresses))); }),
+  };
+  const h = harness('n1', { finder: slow });
+  publish(h.api, ownerPlan('web', [service({ forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 1, state: 'Ready', node: 'n1' }] })]));
+  await h.start();
+  try {
+    assert.ok(h.view().length === 1, 'the sync ran');
+    assert.is(h.report(), undefined);
+    release();
+    await h.clock.advance(100);
+    assert.equal(h.report()!.prepared, [{ address: POD, vip: VIP, forwarding: 'DR' }]);
+  } finally { release(); await h.close(); }
+});
+
+test('kernel read-back fails (EPERM): nodeErrors names the step, nothing is claimed; clean once it clears', async () => {
+  const h = harness('n1');
+  h.kernel.fail('dump', 'EPERM');
+  publish(h.api, ownerPlan('web', [service()]));
+  await h.start();
+  try {
+    assert.is(h.kernel.mutations, 0);
+    const r = h.report()!;
+    assert.is(r.nodeErrors.length, 1, JSON.stringify(r));
+    assert.match(r.nodeErrors[0]!, /^kernel read-back failed: .*EPERM/);
+    h.kernel.clearFailures();
+    await h.clock.advance(5_000);
+    assert.equal(h.report()!.nodeErrors, []);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.5:8080 w=1`]);
+  } finally { await h.close(); }
+});
+
+test('a failing service and a failing preparation name their owner, key and step', async () => {
+  const h = harness('n1');
+  h.kernel.fail('addDestination', 'EINVAL', { key: `TCP/${VIP}:80` });
+  publish(h.api, ownerPlan('web', [service()]));
+  publish(h.api, ownerPlan('pods', [service({ vip: '203.0.113.20', forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 1, state: 'Ready', node: 'n1' }] })], { directors: ['n9'] }));
+  h.cmd.state.failing = (argv) => argv[0] === 'nsenter' && argv.includes('sysctl') && argv.includes('-w');
+  await h.start();
+  try {
+    const r = h.report()!;
+    assert.equal(r.failing.map((f) => f.virtualServer), ['default/pods', 'default/web']);
+    assert.match(r.failing[0]!.message, /^real-server preparation failed: netns:pod-web: .*sysctl/);
+    assert.match(r.failing[1]!.message, new RegExp(`^TCP/${VIP}:80: netlink addDestination 10.244.1.5:8080 failed: .*EINVAL`));
+    assert.equal([r.failing[1]!.uid, r.nodeErrors, r.prepared], ['uid-web', [], []]);
+    h.kernel.clearFailures();
+    h.cmd.state.failing = undefined;
+    // Nothing else changes: the failed sync and the failed pass are retried on their own.
+    await h.clock.advance(6_000);
+    assert.equal([h.report()!.failing, h.report()!.prepared], [[], [{ address: POD, vip: '203.0.113.20', forwarding: 'DR' }]]);
+  } finally { await h.close(); }
+});
+
+test('a plan with a field this agent does not know: frozen naming the field, kernel kept as programmed', async () => {
+  const h = harness('n1');
+  const web = ownerPlan('web', [service()]);
+  publish(h.api, web);
+  await h.start();
+  try {
+    const newer = ownerPlan('web', [service({ realServers: [] })], { generation: 2 });
+    for (const s of (await import('../../api/plan-slice.ts')).slicePlan(newer)) {
+      (s.services[0] as unknown as Record<string, unknown>).sessionAffinity = 'Cookie';
+      h.api.apply(PLAN_SLICES, s as unknown as KubeObject);
+    }
+    await h.clock.advance(2_000);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.5:8080 w=1`], 'the last good plan stays programmed');
+    const f = h.report()!.frozen;
+    assert.equal(f.map((x) => [x.uid, x.virtualServer]), [['uid-web', 'default/web']]);
+    assert.match(f[0]!.message, /services\[0\]\.sessionAffinity: unknown field/);
+    assert.match(f[0]!.message, /keeping the last good plan \(generation 1\)/);
+  } finally { await h.close(); }
+});
+
+test('restart with an unusable plan: the owner record\'s services are held as they are; other owners\' go', async () => {
+  const h = harness('n1');
+  publish(h.api, ownerPlan('web', [service()]));
+  publish(h.api, ownerPlan('old', [service({ vip: '203.0.113.30' })]));
+  await h.start();
+  await h.stop();
+  // While the agent is down: web's slices get a value it does not know; old is deleted.
+  for (const s of h.api.all<KubeObject & { services: Array<{ scheduler: { name: string } }> }>(PLAN_SLICES)) {
+    if (s.metadata.name.startsWith('uid-web')) { s.services[0]!.scheduler.name = 'twos'; h.api.apply(PLAN_SLICES, s); }
+  }
+  unpublish(h.api, ownerPlan('old', []));
+  await h.start();
+  try {
+    await h.clock.advance(2_000);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.5:8080 w=1`], 'web held, old removed');
+    assert.ok(h.cmd.host.ns('host').links.get('lvs0')?.addrs.some((a) => a.address === VIP), 'held VIP stays bound');
+    const f = h.report()!.frozen;
+    assert.equal(f.map((x) => x.virtualServer), ['default/web']);
+    assert.match(f[0]!.message, /unknown value "twos".*1 recorded service\(s\) held as the kernel has them/);
+  } finally { await h.close(); }
+});
+
+test('mass removal: every slice gone is held and reported frozen, and happens after 60 s of the same plan', async () => {
+  const h = harness('n1');
+  const plans = Array.from({ length: 12 }, (_, i) => ownerPlan(`vs${String(i).padStart(2, '0')}`, [service({ vip: `203.0.113.${100 + i}` })]));
+  for (const p of plans) publish(h.api, p);
+  await h.start();
+  try {
+    assert.is(h.view().length, 12);
+    for (const p of plans) unpublish(h.api, p); // e.g. the CRD and with it every slice deleted
+    await h.clock.advance(2_000);
+    assert.is(h.view().length, 12, 'held');
+    const r = h.report()!;
+    assert.is(r.frozen.length, 12);
+    assert.is(r.frozen[0]!.message, 'mass removal of 12 of 12 services held until the same plan is seen for 60 s');
+    await h.clock.advance(50_000);
+    assert.is(h.view().length, 12, 'still held before the window ends');
+    await h.clock.advance(10_000);
+    assert.equal([h.view(), h.report()!.frozen], [[], []], 'removed once confirmed');
+  } finally { await h.close(); }
+});
+
+test('a removal below the threshold goes at once; an owner deleted is removed', async () => {
+  const h = harness('n1');
+  const plans = Array.from({ length: 12 }, (_, i) => ownerPlan(`vs${String(i).padStart(2, '0')}`, [service({ vip: `203.0.113.${100 + i}` })]));
+  for (const p of plans) publish(h.api, p);
+  await h.start();
+  try {
+    unpublish(h.api, plans[0]!);
+    await h.clock.advance(2_000);
+    assert.is(h.view().length, 11);
+    assert.equal(h.report()!.frozen, []);
+  } finally { await h.close(); }
+});
+
+test('a plan-slice relist that fails (CRD gone: 404) keeps what was programmed', async () => {
+  const h = harness('n1');
+  publish(h.api, ownerPlan('web', [service()]));
+  await h.start();
+  try {
+    h.api.compact();
+    for (let i = 0; i < 20; i++) h.api.failNext('list', new KubeApiError('list planslices', 404, 'the server could not find the requested resource', { reason: 'NotFound' }), 'planslices');
+    h.api.closeWatches();
+    await h.clock.advance(90_000);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.5:8080 w=1`]);
+    assert.equal(h.report()!.frozen, []);
+  } finally { await h.close(); }
+});
+
+test('report conflicts: a stale write (409) is re-read and retried', async () => {
+  const h = harness('n1');
+  h.api.apply(AGENT_REPORTS, otherReport('n1', [])); // left by an earlier run, stale content
+  publish(h.api, ownerPlan('web', [service()]));
+  h.api.failNext('replace', new KubeApiError('replace agentreports', 409, 'the object has been modified', { reason: 'Conflict' }), 'agentreports');
+  await h.start();
+  try {
+    assert.is(h.report()!.syncedResourceVersion, h.api.all(PLAN_SLICES)[0]!.metadata.resourceVersion);
+    assert.equal([h.api.count('create', 'agentreports'), h.api.count('replace', 'agentreports')], [0, 1]);
+  } finally { await h.close(); }
+});
+
+test.run();
