@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import type { Plan } from '../../api/plan.ts';
 import type { ForwardMethod, IpvsServiceState } from '../ipvs/types.ts';
 import { SVC_F } from '../sync/flags.ts';
-import { canonicalAddress, destKey, ipvsServiceKey } from '../sync/keys.ts';
+import { canonicalAddress, destKey, ipvsServiceKey, parseServiceKey } from '../sync/keys.ts';
 
 export const DEFAULT_STATE_FILE = '/run/lvs-agent/standalone.json';
 
@@ -18,6 +18,24 @@ export interface OwnerRecord {
   owners: Record<string, string>;
   /** Cluster mode: the uid of each key's VirtualServer (what a restarted agent holds keys by). */
   uids?: Record<string, string>;
+  /**
+   * VIPs whose services were still being retired (drained, then removed) when this was written:
+   * a restarted agent finishes their removal even if lvs0 no longer lists them.
+   */
+  retiringVips?: string[];
+}
+
+/**
+ * The VIPs a record says this node owned or was retiring — what a new process must retire unless
+ * its plan wants them (SyncerOptions.retiringVips).
+ */
+export function recordedVips(rec: OwnerRecord | undefined): string[] {
+  const vips = new Set(rec?.retiringVips ?? []);
+  for (const key of Object.keys(rec?.owners ?? {})) {
+    const k = parseServiceKey(key);
+    if (k) vips.add(k.vip);
+  }
+  return [...vips].sort();
 }
 
 export function ownerRecord(plan: Plan, now: Date): OwnerRecord {

@@ -9,7 +9,7 @@ import { loadManifests, standalonePlan, InvalidManifestsError } from '../agent/m
 import { openIpvs } from '../agent/kernel.ts';
 import { acquireAgentLock } from '../agent/lock.ts';
 import { createLvsDevice } from '../agent/lvs-device.ts';
-import { DEFAULT_STATE_FILE, formatShow, ownerRecord, readOwnerRecord, showView, writeOwnerRecord } from '../agent/show.ts';
+import { DEFAULT_STATE_FILE, formatShow, ownerRecord, readOwnerRecord, recordedVips, showView, writeOwnerRecord } from '../agent/show.ts';
 import { observeDirector, ownedAddresses, teardownDirector } from '../director/setup.ts';
 import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
@@ -62,26 +62,39 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   // Held until this process ends (see ../agent/lock.ts): a second apply or run is refused.
   await acquireAgentLock(ctx.values.watch ? 'apply --watch' : 'apply');
   const kernel = await openIpvs(ctx.run, ctx.log);
+  // What this host owned before (the last record): retired unless wanted, even without lvs0.
+  const before = recordedVips(readOwnerRecord(stateFile));
   const opts = {
-    kernel, node, log: ctx.log, plan: () => plan.services,
+    kernel, node, log: ctx.log, plan: () => plan.services, retiringVips: before,
     vips: createLvsDevice({ run: ctx.run, node, plan: () => plan.services, logger: ctx.log }),
     ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
   };
-  writeOwnerRecord(stateFile, ownerRecord(plan, new Date()));
+  // Written before the kernel is touched (a crash mid-sync must not forget what to retire) and
+  // again after each sync, with what is still retiring then.
+  const record = (retiring: readonly string[]) => writeOwnerRecord(stateFile, { ...ownerRecord(plan, new Date()), retiringVips: [...retiring] });
+  record(before);
   if (!ctx.values.watch) {
     try {
       const r = await createSyncer(opts).sync();
+      record(r.retiring ?? before);
       console.log(summarize(r, plan));
       return r.kind === 'retry' ? 1 : 0;
     } finally {
       await kernel.close();
     }
   }
-  const loop = createSyncLoop({ ...opts, onResult: (r) => { if (r.ops > 0 || r.kind === 'retry') console.log(summarize(r, plan)); } });
+  let retiring: readonly string[] = before;
+  const loop = createSyncLoop({
+    ...opts,
+    onResult: (r) => {
+      if (r.retiring && r.retiring.join() !== retiring.join()) record((retiring = r.retiring));
+      if (r.ops > 0 || r.kind === 'retry') console.log(summarize(r, plan));
+    },
+  });
   const reload = () => {
     try {
       plan = loadPlan(files, node, allowEmpty);
-      writeOwnerRecord(stateFile, ownerRecord(plan, new Date()));
+      record(retiring);
       loop.markDirty();
     } catch (err) {
       // Keep serving the last good plan: a bad edit must not remove working rules.

@@ -22,7 +22,7 @@ import type { Runner } from '../exec.ts';
 import type { IpvsKernel } from '../ipvs/types.ts';
 import { createLvsDevice } from '../agent/lvs-device.ts';
 import { createNetnsFinder, type NetnsFinder } from '../agent/netns.ts';
-import { readOwnerRecord, writeOwnerRecord, type OwnerRecord } from '../agent/show.ts';
+import { readOwnerRecord, recordedVips, writeOwnerRecord, type OwnerRecord } from '../agent/show.ts';
 import { parseServiceKey } from '../sync/keys.ts';
 import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
@@ -149,6 +149,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   const loop: SyncLoop = createSyncLoop({
     kernel: opts.kernel, node: opts.node, log, clock,
+    // VIPs owned before a restart are retired unless wanted, even if lvs0 went meanwhile.
+    retiringVips: recordedVips(record),
     plan: () => decide().services,
     held: () => current?.held ?? [],
     vips: createLvsDevice({ run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release() }),
@@ -159,7 +161,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   function saveRecord(): void {
     if (!opts.stateFile || !synced) return;
-    const next = clusterOwnerRecord(synced.keyOwners, new Date(clock.wallNow()));
+    const next = clusterOwnerRecord(synced.keyOwners, new Date(clock.wallNow()), lastSync?.retiring ?? record?.retiringVips ?? []);
     if (sameOwners(record, next)) return;
     try {
       writeOwnerRecord(opts.stateFile, next);

@@ -6,7 +6,7 @@ import type { OwnerRecord } from '../agent/show.ts';
 import { byString } from '../sync/keys.ts';
 import type { KeyOwner, RecordedOwner } from './plan-book.ts';
 
-export function clusterOwnerRecord(keys: ReadonlyMap<string, KeyOwner>, now: Date): OwnerRecord {
+export function clusterOwnerRecord(keys: ReadonlyMap<string, KeyOwner>, now: Date, retiringVips: readonly string[] = []): OwnerRecord {
   const owners: Record<string, string> = {};
   const uids: Record<string, string> = {};
   for (const key of [...keys.keys()].sort(byString)) {
@@ -14,7 +14,7 @@ export function clusterOwnerRecord(keys: ReadonlyMap<string, KeyOwner>, now: Dat
     owners[key] = o.virtualServer;
     uids[key] = o.uid;
   }
-  return { version: 1, appliedAt: now.toISOString(), owners, uids };
+  return { version: 1, appliedAt: now.toISOString(), owners, uids, ...(retiringVips.length > 0 ? { retiringVips: [...retiringVips] } : {}) };
 }
 
 /** key → owner, as recorded (no uid in a record written by standalone mode or an older agent). */
@@ -27,7 +27,7 @@ export function recordedOwners(rec: OwnerRecord | undefined): Map<string, Record
   return out;
 }
 
-/** The same keys and owners (appliedAt aside): nothing to write. */
+/** The same keys, owners and retiring VIPs (appliedAt aside): nothing to write. */
 export function sameOwners(a: OwnerRecord | undefined, b: OwnerRecord): boolean {
-  return a !== undefined && JSON.stringify([a.owners, a.uids ?? {}]) === JSON.stringify([b.owners, b.uids ?? {}]);
+  return a !== undefined && JSON.stringify([a.owners, a.uids ?? {}, a.retiringVips ?? []]) === JSON.stringify([b.owners, b.uids ?? {}, b.retiringVips ?? []]);
 }

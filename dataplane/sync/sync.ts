@@ -62,6 +62,12 @@ export interface SyncerOptions {
    * kernel.readService). Default 0: every sync is full. The sync loop passes its resync interval.
    */
   fullResyncIntervalMs?: number;
+  /**
+   * VIPs this node owned or was still retiring before this process (the owner record): their
+   * services are retired — drained, then removed — unless the plan wants them again, even when
+   * lvs0 no longer lists them (deleted by hand, or a one-shot apply that exited mid-drain).
+   */
+  retiringVips?: readonly string[];
 }
 
 export interface SyncError {
@@ -83,6 +89,8 @@ interface SyncSummary {
   problems: Problem[];
   /** Services read back: 'full' (everything), or how many (a partial sync). */
   read?: 'full' | number;
+  /** VIPs still being retired after this sync (services of ours left on them): for the owner record. */
+  retiring?: string[];
 }
 
 export type SyncResult =
@@ -102,7 +110,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   const maxMs = opts.backoff?.maxMs ?? 60_000;
   const log = opts.log.child({ node: opts.node });
   let draining = new Map<string, number>();
-  const retiring = new Set<string>();
+  const retiring = new Set<string>((opts.retiringVips ?? []).map(canonicalAddress));
   let lastOwned = new Set<string>();
   let failures = 0;
   const fullIntervalMs = opts.fullResyncIntervalMs ?? 0;
@@ -119,7 +127,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   }
 
   async function syncOnce(): Promise<SyncResult> {
-    const summary: SyncSummary = { ops: 0, draining: draining.size, problems: [] };
+    const summary: SyncSummary = { ops: 0, draining: draining.size, problems: [], retiring: [...retiring].sort(byString) };
     const now = clock.now();
     const want = desiredState(opts.plan(), opts.node, opts.held?.() ?? []);
     summary.problems = want.problems;
@@ -156,6 +164,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const troubled = new Set(outcome.failures.map((f) => canonicalAddress(f.op.service.address)));
     await reconcileVips(opts.vips, { want: want.ownedVips, bound, retired: d.retiredVips, troubled }, errors);
     for (const v of d.retiredVips) if (!troubled.has(v)) retiring.delete(v);
+    summary.retiring = [...retiring].sort(byString);
 
     if (errors.length > 0) return retry(errors, summary);
     failures = 0;

@@ -313,4 +313,33 @@ test('lvs0 deleted by hand while a removed service drains: the drain still finis
   assert.equal(kernel.snapshot().map((s) => s.service.address), ['198.51.100.7']);
 });
 
+test('a restart while a removed service drains, with lvs0 deleted: the recorded VIP is still retired', async () => {
+  const bound = new Set<string>();
+  const vips: VipBinder = { list: async () => [...bound], set: async (want) => { bound.clear(); for (const v of want) bound.add(v); } };
+  const other = planService({ vip: '198.51.100.7', owner: { namespace: 'default', name: 'other', generation: 1 } });
+  const first = setup([planService(), other], { vips });
+  await first.syncer.sync();
+  first.kernel.setConnections(WEB, '10.0.0.1:8080', { active: 3 });
+  first.state.plan = [other];
+  const r = await first.syncer.sync();
+  assert.equal(r.retiring, ['203.0.113.10'], 'what the owner record keeps');
+  bound.clear(); // ip link del lvs0, then the agent restarts
+  const web = () => view(first.kernel).filter((l) => l.startsWith('TCP/203.0.113.10')).length;
+  const orphaned = setup([other], { kernel: first.kernel, vips });
+  first.kernel.setConnections(WEB, '10.0.0.1:8080', { active: 0 });
+  assert.is((await orphaned.syncer.sync()).kind, 'ok');
+  assert.is(web(), 1, 'without the record the idle service is no longer known as ours: orphaned for good');
+  first.kernel.setConnections(WEB, '10.0.0.1:8080', { active: 3 });
+  const restarted = setup([other], { kernel: first.kernel, vips, retiringVips: r.retiring! });
+  assert.is((await restarted.syncer.sync()).kind, 'drainPending');
+  const still = view(first.kernel);
+  const at = still.findIndex((l) => l.startsWith('TCP/203.0.113.10'));
+  assert.ok(at >= 0 && still[at + 1]?.startsWith('  10.0.0.1:8080 ') && still[at + 1]?.endsWith(' w=0'), `drained at weight 0, not cut:\n${still.join('\n')}`);
+  first.kernel.setConnections(WEB, '10.0.0.1:8080', { active: 0 });
+  const done = await restarted.syncer.sync();
+  assert.is(done.kind, 'ok');
+  assert.equal(first.kernel.snapshot().map((s) => s.service.address), ['198.51.100.7']);
+  assert.equal(done.retiring, []);
+});
+
 test.run();
