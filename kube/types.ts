@@ -72,6 +72,39 @@ export interface Condition {
   observedGeneration?: number;
 }
 
+/** A node that has not programmed a VirtualServer's published plan, as status.unprogrammedNodes lists it. */
+export interface NodeProgramming {
+  name: string;
+  /** Waiting: has not read the plan yet (or no report); Failing: programming it failed; Frozen: keeps what it had. */
+  state: 'Waiting' | 'Failing' | 'Frozen';
+  message: string;
+}
+
+/** The VirtualServer status the controller writes (crds/virtualserver.yaml): bounded whatever the size of the plan. */
+export interface VirtualServerStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  /** Keys of the virtual services this VirtualServer won (PlanService.key), sorted. */
+  services?: string[];
+  /** Distinct real-server addresses with a Ready entry. */
+  readyRealServers?: number;
+  /** Distinct real-server addresses, Ready or Draining. */
+  realServerCount?: number;
+  /** The first MAX_STATUS_DIRECTORS directors of the published plan, sorted; directorCount counts them all. */
+  directors?: string[];
+  directorCount?: number;
+  /** The published plan: its revision, number of PlanSlices, and the generation it was resolved from. */
+  plan?: { revision: string; slices: number; generation: number };
+  /** Nodes that have not programmed the published plan (bounded); programmedNodes counts the others. */
+  unprogrammedNodes?: NodeProgramming[];
+  programmedNodes?: number;
+}
+
+// Legacy, for dataplane/agent/cluster-plan.ts and cluster.ts only until the agent reads
+// PlanSlices and writes AgentReports: the real-server list and per-node entries that
+// VirtualServer status carried before. The controller neither reads nor writes them (it removes
+// them from a stored status), and the CRD no longer has them.
+/** @deprecated status.realServers is gone; real servers are published in PlanSlices. */
 export interface StatusRealServer {
   port: string;
   address: string;
@@ -82,7 +115,7 @@ export interface StatusRealServer {
   pod?: { namespace: string; name: string };
 }
 
-/** One agent's report in status.nodes (written by that agent with server-side apply). */
+/** @deprecated status.nodes is gone; each agent writes its node's AgentReport. */
 export interface NodeReport {
   name: string;
   observedGeneration?: number;
@@ -93,14 +126,9 @@ export interface NodeReport {
   lastUpdateTime?: string;
 }
 
-export interface VirtualServerStatus {
-  observedGeneration?: number;
-  conditions?: Condition[];
-  directors?: string[];
+/** @deprecated see StatusRealServer and NodeReport. */
+export interface LegacyAgentStatus {
   realServers?: StatusRealServer[];
-  readyRealServers?: number;
-  /** Keys of the virtual services this VirtualServer won (PlanService.key), sorted. */
-  services?: string[];
   nodes?: NodeReport[];
 }
 
@@ -111,7 +139,7 @@ export interface VirtualServerObject extends KubeObject {
     directors?: { nodeSelector?: Record<string, string> };
     [k: string]: unknown;
   };
-  status?: VirtualServerStatus;
+  status?: VirtualServerStatus & LegacyAgentStatus;
 }
 
 export interface NodeObject extends KubeObject {

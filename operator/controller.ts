@@ -1,7 +1,8 @@
 // The controller: four informers feed the World (resolver index + reverse indexes), which maps
-// every event to the VirtualServer keys it can affect; keys go through the work queue to
-// reconcile. Only the leader runs reconciles; every replica keeps its caches warm, so a standby
-// that takes over starts from synced caches.
+// every event to the VirtualServer keys it can affect; two more hold what it published
+// (PlanSlices) and what the agents report (AgentReports). Keys go through the work queue to
+// reconcile, which publishes the plan and writes the status. Only the leader runs reconciles;
+// every replica keeps its caches warm, so a standby that takes over starts from synced caches.
 import type { Logger } from 'pino';
 import pino from 'pino';
 import type { BackoffPolicy } from '../kube/backoff.ts';
@@ -10,11 +11,17 @@ import { startHttp } from './http.ts';
 import type { KubeApi } from '../kube/api.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { Informer } from '../kube/informer.ts';
-import { ENDPOINT_SLICES, NODES, objectKey, SERVICES, VIRTUAL_SERVERS, type KubeObject, type NodeObject, type ResourceType, type VirtualServerObject } from '../kube/types.ts';
+import { parseAgentReport } from '../api/agent-report.ts';
+import type { PlanSliceObject } from '../api/plan-slice.ts';
+import {
+  AGENT_REPORTS, ENDPOINT_SLICES, NODES, objectKey, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type KubeObject, type NodeObject, type ResourceType, type VirtualServerObject,
+} from '../kube/types.ts';
 import { LeaderElector, type LeaderElectionConfig } from '../kube/leader.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { WorkQueue, type ReconcileResult } from './queue.ts';
 import { reconcile } from './reconcile.ts';
+import { keysToMark, Reports } from './reports.ts';
+import { ownerKeyOf, PublishedSlices } from './slices.ts';
 import { jsonEqual } from './status.ts';
 import { World } from './world.ts';
 
@@ -41,6 +48,13 @@ export class Controller {
   readonly world: World;
   readonly metrics: Metrics;
   readonly virtualServers: Informer<VirtualServerObject>;
+  readonly planSlices: Informer<PlanSliceObject>;
+  readonly agentReports: Informer<KubeObject>;
+  /** The slices as published (cache plus our unseen writes), by owner. */
+  readonly published = new PublishedSlices();
+  readonly reports = new Reports();
+  /** uid -> namespace/name of every cached VirtualServer (to map a report's exceptions to keys). */
+  readonly #uidKeys = new Map<string, string>();
   readonly #informers: Informer<KubeObject>[];
   readonly #o: ControllerOptions;
   readonly #clock: Clock;
@@ -66,7 +80,9 @@ export class Controller {
     });
     this.virtualServers = informer<VirtualServerObject>(VIRTUAL_SERVERS);
     const services = informer(SERVICES), slices = informer(ENDPOINT_SLICES), nodes = informer<NodeObject>(NODES);
-    this.#informers = [this.virtualServers, services, slices, nodes] as Informer<KubeObject>[];
+    this.planSlices = informer<PlanSliceObject>(PLAN_SLICES);
+    this.agentReports = informer<KubeObject>(AGENT_REPORTS);
+    this.#informers = [this.virtualServers, services, slices, nodes, this.planSlices, this.agentReports] as Informer<KubeObject>[];
     this.world = new World((k) => this.virtualServers.get(k));
     this.metrics = createMetrics({ queueDepth: () => this.queue.length, conditions: () => this.#conditionCounts(), isLeader: () => this.isLeader() }, { defaultMetrics: opts.defaultMetrics ?? false });
     this.#events = new EventRecorder({
@@ -74,6 +90,7 @@ export class Controller {
       onRecorded: (ev, ok) => { this.metrics.events.inc({ type: ev.type, outcome: ok ? 'ok' : 'failed' }); if (!ok) this.metrics.errors.inc({ op: 'event' }); },
     });
     this.#wire(services, slices, nodes);
+    this.#wirePublished();
     if (opts.leaderElection) {
       this.#elector = new LeaderElector({
         ...opts.leaderElection, api: opts.api, clock: this.#clock, logger: this.#log, identity: opts.identity,
@@ -90,15 +107,22 @@ export class Controller {
   }
 
   #wire(services: Informer<KubeObject>, slices: Informer<KubeObject>, nodes: Informer<NodeObject>): void {
+    const uid = (vs: VirtualServerObject, present: boolean) => {
+      if (!vs.metadata.uid) return;
+      if (present) this.#uidKeys.set(vs.metadata.uid, objectKey(vs)); else this.#uidKeys.delete(vs.metadata.uid);
+    };
     this.virtualServers.addHandlers({
-      onAdd: (vs) => this.#mark(this.world.virtualServerChanged(objectKey(vs), vs)),
+      onAdd: (vs) => { uid(vs, true); this.#mark(this.world.virtualServerChanged(objectKey(vs), vs)); },
       onUpdate: (old, vs) => {
+        uid(vs, true);
         // Only status (ours, or someone overwriting it) changed: neighbours are unaffected.
         if (jsonEqual(old.spec, vs.spec) && old.metadata.creationTimestamp === vs.metadata.creationTimestamp) this.queue.add(objectKey(vs));
         else this.#mark(this.world.virtualServerChanged(objectKey(vs), vs));
       },
       onDelete: (vs) => {
+        uid(vs, false);
         this.statusWrites.delete(objectKey(vs));
+        // The key is reconciled with no VirtualServer: its slices are deleted.
         this.#mark(this.world.virtualServerChanged(objectKey(vs), undefined));
       },
     });
@@ -121,6 +145,36 @@ export class Controller {
       onAdd: (n) => nodeChanged(n.metadata.name, n),
       onUpdate: (_, n) => nodeChanged(n.metadata.name, n),
       onDelete: (n) => nodeChanged(n.metadata.name, undefined),
+    });
+  }
+
+  /**
+   * A slice changed: its owner is reconciled unless the event only echoes our own write (someone
+   * else's edit or deletion is repaired). A report changed: only the VirtualServers it can
+   * affect are marked (reports.ts keysToMark says which, and what that costs).
+   */
+  #wirePublished(): void {
+    const slice = (s: PlanSliceObject, deleted: boolean) => {
+      const owner = ownerKeyOf(s);
+      if (!this.published.observe(s, deleted) && owner) this.queue.add(owner);
+    };
+    this.planSlices.addHandlers({ onAdd: (s) => slice(s, false), onUpdate: (_, s) => slice(s, false), onDelete: (s) => slice(s, true) });
+    const plans = {
+      ownersBetween: (lo: bigint, hi: bigint) => this.published.ownersBetween(lo, hi),
+      owners: () => this.published.owners(),
+      directors: (owner: string) => this.published.directors(owner),
+      keyOfUid: (u: string) => this.#uidKeys.get(u),
+    };
+    const report = (node: string, obj: KubeObject | undefined) => {
+      const parsed = obj ? parseAgentReport(obj) : undefined;
+      if (parsed && !parsed.ok) {
+        this.metrics.errors.inc({ op: 'report' });
+        this.#log.warn({ node, op: 'report', field: parsed.field, err: parsed.message }, 'unreadable AgentReport: its node counts as not reporting');
+      }
+      this.#mark(keysToMark(this.reports.set(node, parsed?.ok ? parsed.value : undefined), plans));
+    };
+    this.agentReports.addHandlers({
+      onAdd: (r) => report(r.metadata.name, r), onUpdate: (_, r) => report(r.metadata.name, r), onDelete: (r) => report(r.metadata.name, undefined),
     });
   }
 
@@ -169,8 +223,14 @@ export class Controller {
     const lead = this.#lead;
     const begin = Promise.all(this.#informers.map((i) => i.whenSynced()));
     for (let i = 0; i < n; i++) lead.workers.push(begin.then(() => this.#work(abort.signal)));
-    // Everything is suspect after a change of leader: reconcile every VirtualServer once.
-    void begin.then(() => { if (!abort.signal.aborted) for (const vs of this.virtualServers.list()) this.queue.add(objectKey(vs)); });
+    // Everything is suspect after a change of leader: reconcile every VirtualServer once, and
+    // every owner of a slice, so slices of VirtualServers that no longer exist (deleted while no
+    // leader watched) are deleted.
+    void begin.then(() => {
+      if (abort.signal.aborted) return;
+      for (const vs of this.virtualServers.list()) this.queue.add(objectKey(vs));
+      for (const owner of this.published.owners()) this.queue.add(owner);
+    });
   }
 
   async #stopLeading(): Promise<void> {
@@ -190,9 +250,10 @@ export class Controller {
       let result: ReconcileResult;
       try {
         result = await reconcile(key, {
-          api: this.#o.api, world: this.world, getVs: (k) => this.virtualServers.get(k), clock: this.#clock,
-          logger: this.#log, events: this.#events, canWrite: () => this.isLeader() && !signal.aborted,
+          api: this.#o.api, world: this.world, getVs: (k) => this.virtualServers.get(k), slices: this.published, reports: this.reports,
+          clock: this.#clock, logger: this.#log, events: this.#events, canWrite: () => this.isLeader() && !signal.aborted,
           onStatusWrite: (k) => { this.metrics.statusWrites.inc(); this.statusWrites.set(k, (this.statusWrites.get(k) ?? 0) + 1); },
+          onSliceWrite: (op) => this.metrics.sliceWrites.inc({ op }),
         }, signal);
       } catch (err) {
         result = { kind: 'error', err };

@@ -15,6 +15,7 @@ export interface Metrics {
   reconcileDuration: Histogram<'result'>;
   errors: Counter<'op'>;
   statusWrites: Counter;
+  sliceWrites: Counter<'op'>;
   events: Counter<'type' | 'outcome'>;
 }
 
@@ -26,8 +27,9 @@ export function createMetrics(src: MetricSources, opts: { defaultMetrics?: boole
     name: 'lvs_operator_reconcile_duration_seconds', help: 'Time to reconcile one VirtualServer (resolve, status diff, write).',
     labelNames: ['result'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry],
   });
-  const errors = new Counter({ name: 'lvs_operator_errors_total', help: 'Failed Kubernetes API operations by kind (list, watch, status, lease, event, reconcile).', labelNames: ['op'], registers: [registry] });
+  const errors = new Counter({ name: 'lvs_operator_errors_total', help: 'Failed Kubernetes API operations by kind (list, watch, status, lease, event, reconcile; report: an unreadable AgentReport).', labelNames: ['op'], registers: [registry] });
   const statusWrites = new Counter({ name: 'lvs_operator_status_writes_total', help: 'VirtualServer status writes that the API server accepted.', registers: [registry] });
+  const sliceWrites = new Counter({ name: 'lvs_operator_planslice_writes_total', help: 'PlanSlice writes that the API server accepted, by op (create, replace, delete).', labelNames: ['op'], registers: [registry] });
   const events = new Counter({ name: 'lvs_operator_events_total', help: 'Kubernetes Events recorded, by type and outcome.', labelNames: ['type', 'outcome'], registers: [registry] });
   new Gauge({ name: 'lvs_operator_queue_depth', help: 'VirtualServer keys waiting in the work queue.', registers: [registry], collect() { this.set(src.queueDepth()); } });
   new Gauge({ name: 'lvs_operator_leader', help: '1 when this replica holds the leader lease.', registers: [registry], collect() { this.set(src.isLeader() ? 1 : 0); } });
@@ -41,5 +43,5 @@ export function createMetrics(src: MetricSources, opts: { defaultMetrics?: boole
       }
     },
   });
-  return { registry, reconciles, reconcileDuration, errors, statusWrites, events };
+  return { registry, reconciles, reconcileDuration, errors, statusWrites, sliceWrites, events };
 }

@@ -1,16 +1,22 @@
 // Reconcile of one VirtualServer key: resolve it (incrementally, against the index and its VIP
-// neighbours), compute the status it should have, and write it only when the stored status
-// differs. The write is conditional on the resourceVersion we computed from; on 409 we read the
-// object again, recompute from the fresh copy and retry, so a concurrent spec change is never
-// overwritten with a status computed from the old spec.
+// neighbours), publish its plan as PlanSlices (only the slices that differ), judge Programmed
+// from the agents' reports, and write the status only when the stored one differs. A key whose
+// VirtualServer is gone gets its slices deleted (and so does a predecessor's uid under the same
+// name). The status write is conditional on the resourceVersion we computed from; on 409 we read
+// the object again, publish and recompute from the fresh copy and retry, so a concurrent spec
+// change is never overwritten with a status computed from the old spec.
 import type { Logger } from 'pino';
 import type { Clock } from '../kube/clock.ts';
 import type { KubeApi } from '../kube/api.ts';
 import { isConflict, isNotFound } from '../kube/errors.ts';
 import type { EventSink } from '../kube/events.ts';
 import { splitKey, VIRTUAL_SERVERS, type VirtualServerObject } from '../kube/types.ts';
+import { judgeProgrammed, type ReportView } from './programmed.ts';
+import { desiredSlices, leftoverOps, publicationOf, sliceOps, type Publication, type SliceOp } from './publish.ts';
+import { performSliceOps } from './publisher.ts';
 import type { ReconcileResult } from './queue.ts';
-import { computeStatus, eventTransitions, statusUpToDate } from './status.ts';
+import type { PublishedSlices } from './slices.ts';
+import { computeStatus, eventTransitions, statusPatch, statusUpToDate } from './status.ts';
 import type { World } from './world.ts';
 
 export interface ReconcileDeps {
@@ -18,30 +24,62 @@ export interface ReconcileDeps {
   world: World;
   /** The informer cache. */
   getVs(key: string): VirtualServerObject | undefined;
+  /** Published slices (informer cache plus our unseen writes). */
+  slices: PublishedSlices;
+  reports: ReportView;
   clock: Clock;
   logger: Logger;
   events: EventSink;
   /** Leader check, made right before every write. */
   canWrite(): boolean;
   onStatusWrite?(key: string): void;
+  onSliceWrite?(op: SliceOp['op']): void;
   /** Conflict retries before giving up to the queue's backoff. */
   maxConflictRetries?: number;
+}
+
+type Published = { ok: true; pub: Publication | undefined; resolution: ReturnType<World['resolve']> } | { ok: false; err: unknown };
+
+/** Publishes vs's plan (or keeps the published one when its spec is invalid); deletes other uids' slices. */
+async function publish(key: string, vs: VirtualServerObject, deps: ReconcileDeps, signal?: AbortSignal): Promise<Published> {
+  const { services, resolution } = deps.world.resolvePlan(vs);
+  const uid = vs.metadata.uid;
+  const stored = deps.slices.current(key);
+  const mine = stored.filter((s) => s.owner.uid === uid);
+  const desired = uid === undefined ? undefined
+    : desiredSlices({ namespace: vs.metadata.namespace ?? '', name: vs.metadata.name, uid, generation: vs.metadata.generation ?? 0 }, resolution.reasons, resolution.directors, services);
+  const ops = [...(desired ? sliceOps(desired, mine) : []), ...leftoverOps(stored, uid)];
+  if (ops.length) {
+    const done = await performSliceOps(key, ops, { api: deps.api, slices: deps.slices, canWrite: deps.canWrite, ...(deps.onSliceWrite ? { onWrite: deps.onSliceWrite } : {}) }, signal);
+    if (!done.ok) return done;
+    deps.logger.debug({ vs: key, op: 'publish', writes: done.writes }, 'plan slices written');
+  }
+  return { ok: true, pub: publicationOf(deps.slices.current(key).filter((s) => s.owner.uid === uid)), resolution };
 }
 
 export async function reconcile(key: string, deps: ReconcileDeps, signal?: AbortSignal): Promise<ReconcileResult> {
   const { namespace, name } = splitKey(key);
   const log = deps.logger.child({ vs: key, op: 'reconcile' });
   let vs = deps.getVs(key);
+  if (!vs) {
+    const ops = leftoverOps(deps.slices.current(key), undefined);
+    if (ops.length === 0) return { kind: 'done' };
+    const done = await performSliceOps(key, ops, { api: deps.api, slices: deps.slices, canWrite: deps.canWrite, ...(deps.onSliceWrite ? { onWrite: deps.onSliceWrite } : {}) }, signal);
+    return done.ok ? { kind: 'done' } : { kind: 'error', err: done.err };
+  }
   const retries = deps.maxConflictRetries ?? 3;
   for (let attempt = 0; vs; attempt++) {
-    // Being deleted: finalizers are not ours, and a status write now would only race the delete.
+    // Being deleted: finalizers are not ours; the slices go once the object is gone.
     if (vs.metadata.deletionTimestamp) return { kind: 'done' };
-    const resolution = deps.world.resolve(vs);
-    const desired = computeStatus(vs, resolution, deps.clock.wallNow());
+    const published = await publish(key, vs, deps, signal);
+    if (!published.ok) return { kind: 'error', err: published.err };
+    const generation = vs.metadata.generation ?? 0;
+    const programmed = judgeProgrammed(published.pub, vs.metadata.uid ?? '', generation, deps.reports);
+    const desired = computeStatus(vs, published.resolution, published.pub, programmed, deps.clock.wallNow());
     if (statusUpToDate(vs.status, desired)) return { kind: 'done' };
     if (!deps.canWrite()) return { kind: 'error', err: new Error('not the leader: status write withheld') };
     try {
-      const patch = { metadata: { resourceVersion: vs.metadata.resourceVersion }, status: desired };
+      const patch = { metadata: { resourceVersion: vs.metadata.resourceVersion }, status: statusPatch(vs.status, desired) };
       const written = await deps.api.patchStatus<VirtualServerObject>(VIRTUAL_SERVERS, namespace, name, patch, signal);
       deps.onStatusWrite?.(key);
       log.debug({ rv: written.metadata?.resourceVersion }, 'status written');

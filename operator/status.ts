@@ -1,23 +1,36 @@
-// From a VirtualServer's resolution to its status: pure functions only. The controller compares
-// the result with the stored status and writes only when they differ, so everything here must be
-// deterministic (sorted lists, no timestamps unless a condition really transitions).
+// From a VirtualServer's resolution, its published plan and the agents' reports to its status:
+// pure functions only. The controller compares the result with the stored status and writes only
+// when they differ, so everything here must be deterministic (sorted lists, no timestamps unless
+// a condition really transitions). The status stays small whatever the plan's size: counts, a
+// bounded list of directors and of nodes not programmed; the plan itself is in PlanSlices.
 import type { Reason, ReasonType, VirtualServerResolution } from '../api/plan.ts';
-import type { Condition, NodeReport, StatusRealServer, VirtualServerObject, VirtualServerStatus } from '../kube/types.ts';
+import type { Condition, LegacyAgentStatus, VirtualServerObject, VirtualServerStatus } from '../kube/types.ts';
+import type { ConditionValue, ProgrammedSummary } from './programmed.ts';
+import type { Publication } from './publish.ts';
 
 export const CONDITION_TYPES = ['Ready', 'Programmed', 'Conflict', 'InvalidSpec', 'BackendsResolved'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
-/** CRD bounds (crds/virtualserver.yaml): a longer list would be rejected with 422. */
-export const MAX_STATUS_REAL_SERVERS = 16384;
-export const MAX_STATUS_DIRECTORS = 5000;
+/** CRD bound on status.directors (crds/virtualserver.yaml); directorCount counts them all. */
+export const MAX_STATUS_DIRECTORS = 16;
 const MAX_MESSAGE = 32768;
+
+/** Status fields the controller owns: a field it no longer sets is removed (null in the patch). */
+const OWNED: Array<keyof VirtualServerStatus> = [
+  'observedGeneration', 'conditions', 'services', 'readyRealServers', 'realServerCount', 'directors', 'directorCount',
+  'plan', 'unprogrammedNodes', 'programmedNodes',
+];
+/** Fields of earlier versions (real servers, agents' entries), removed when met. */
+const LEGACY = ['realServers', 'nodes'] as const;
+
+type StoredStatus = VirtualServerStatus & LegacyAgentStatus;
 
 /** Reasons that keep a VirtualServer from serving, in the order Ready reports them. */
 const NOT_READY: ReasonType[] = ['InvalidSpec', 'Conflict', 'ServiceNotFound', 'ServicePortNotFound', 'NoDirectors', 'NoReadyEndpoints'];
 /** Reasons meaning some backends could not be resolved or used. */
 const UNRESOLVED: ReasonType[] = ['ServiceNotFound', 'ServicePortNotFound', 'PortRemapNotSupported', 'AddressFamilyMismatch'];
 
-type Desired = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
+type Desired = ConditionValue;
 
 function describe(reasons: Reason[]): string {
   const text = reasons.map((r) => (r.field ? `${r.field}: ${r.message}` : r.message)).join('; ');
@@ -42,36 +55,8 @@ export function readyCount(res: VirtualServerResolution): number {
   return new Set(res.realServers.filter((r) => r.state === 'Ready').map((r) => r.address)).size;
 }
 
-/**
- * Programmed, from the agents' own reports in status.nodes: True once every director reports the
- * current generation programmed, False when one (a director, or the node of DR/TUN real servers it
- * could not prepare) reports that generation failing — the message names the node and the failing
- * step — and Unknown while a director has not reported the current generation yet.
- */
-export function programmedCondition(res: VirtualServerResolution, nodes: readonly NodeReport[] | undefined, generation: number): Desired {
-  if (res.directors.length === 0 || res.services.length === 0) {
-    return { type: 'Programmed', status: 'False', reason: 'NothingToProgram', message: res.directors.length === 0 ? 'no director nodes' : 'no virtual service to program' };
-  }
-  const byNode = new Map((nodes ?? []).map((n) => [n.name, n] as const));
-  const failing: string[] = [];
-  const waiting: string[] = [];
-  for (const d of res.directors) {
-    const r = byNode.get(d);
-    if (!r || r.observedGeneration !== generation) waiting.push(d);
-    else if (!r.programmed) failing.push(`node ${d}: ${r.message || 'not programmed'}`);
-  }
-  for (const r of nodes ?? []) {
-    if (!res.directors.includes(r.name) && r.observedGeneration === generation && r.programmed === false) failing.push(`node ${r.name}: ${r.message || 'not programmed'}`);
-  }
-  if (failing.length) return { type: 'Programmed', status: 'False', reason: 'ProgrammingFailed', message: describe(failing.map((message) => ({ type: 'InvalidSpec', message }))) };
-  if (waiting.length) {
-    return { type: 'Programmed', status: 'Unknown', reason: 'AwaitingAgents', message: `waiting for ${waiting.length} of ${res.directors.length} director(s) to report generation ${generation}: ${waiting.slice(0, 10).join(', ')}${waiting.length > 10 ? ', ...' : ''}` };
-  }
-  return { type: 'Programmed', status: 'True', reason: 'Programmed', message: `${res.directors.length} director(s) programmed generation ${generation}` };
-}
-
-/** Condition statuses, reasons and messages (no times) for a resolution. */
-export function desiredConditions(res: VirtualServerResolution, nodes?: readonly NodeReport[], generation = res.ref.generation): Desired[] {
+/** Condition statuses, reasons and messages (no times) for a resolution and its Programmed value. */
+export function desiredConditions(res: VirtualServerResolution, programmed: ConditionValue): Desired[] {
   const reasons = res.reasons;
   const invalid = ofTypes(reasons, ['InvalidSpec']);
   const conflict = ofTypes(reasons, ['Conflict']);
@@ -82,7 +67,7 @@ export function desiredConditions(res: VirtualServerResolution, nodes?: readonly
   out.push(blocking
     ? { type: 'Ready', status: 'False', reason: blocking.type, message: describe(blocking.reasons) }
     : { type: 'Ready', status: 'True', reason: 'Resolved', message: `${ready} ready real server(s) on ${res.services.length} virtual service(s), ${res.directors.length} director(s)` });
-  out.push(programmedCondition(res, nodes, generation));
+  out.push({ ...programmed, type: 'Programmed' });
   out.push(conflict.length
     ? { type: 'Conflict', status: 'True', reason: 'AddressInUse', message: describe(conflict) }
     : { type: 'Conflict', status: 'False', reason: 'NoConflict', message: 'no other VirtualServer claims the same (VIP, protocol, port)' });
@@ -117,26 +102,27 @@ export function withTransitions(desired: Desired[], previous: Condition[] | unde
   });
 }
 
-function statusRealServers(res: VirtualServerResolution): StatusRealServer[] {
-  return res.realServers.slice(0, MAX_STATUS_REAL_SERVERS).map((r) => {
-    const s: StatusRealServer = { port: r.portName, address: r.address, targetPort: r.port, weight: r.weight, state: r.state };
-    if (r.node !== undefined) s.node = r.node;
-    if (r.pod) s.pod = { namespace: r.pod.namespace, name: r.pod.name };
-    return s;
-  });
-}
-
-/** The full status the controller wants for vs, given its resolution, at time now. */
-export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolution, now: number): VirtualServerStatus {
+/**
+ * The full status the controller wants for vs at time now: what its resolution says of the spec
+ * (services won, real-server counts, conditions), what is published (plan, directors: for an
+ * InvalidSpec the plan kept from before) and how far the agents programmed it.
+ */
+export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolution, pub: Publication | undefined, programmed: ProgrammedSummary, now: number): VirtualServerStatus {
   const generation = vs.metadata.generation ?? 0;
-  return {
+  const directors = pub?.directors ?? res.directors;
+  const st: VirtualServerStatus = {
     observedGeneration: generation,
-    conditions: withTransitions(desiredConditions(res, vs.status?.nodes, generation), vs.status?.conditions, generation, now),
-    directors: res.directors.slice(0, MAX_STATUS_DIRECTORS),
-    realServers: statusRealServers(res),
-    readyRealServers: readyCount(res),
+    conditions: withTransitions(desiredConditions(res, programmed.condition), vs.status?.conditions, generation, now),
     services: [...res.services],
+    readyRealServers: readyCount(res),
+    realServerCount: new Set(res.realServers.map((r) => r.address)).size,
+    directors: directors.slice(0, MAX_STATUS_DIRECTORS),
+    directorCount: directors.length,
+    unprogrammedNodes: programmed.nodes,
+    programmedNodes: programmed.programmedNodes,
   };
+  if (pub) st.plan = { revision: pub.revision, slices: pub.slices, generation: pub.generation };
+  return st;
 }
 
 /** Deep equality of JSON values, independent of object key order. */
@@ -153,10 +139,21 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return ka.length === kb.length && ka.every((k) => jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
-/** True when the stored status already says everything `desired` says (fields we own only). */
-export function statusUpToDate(stored: VirtualServerStatus | undefined, desired: VirtualServerStatus): boolean {
+/** True when the stored status already says exactly what `desired` says in the fields we own. */
+export function statusUpToDate(stored: StoredStatus | undefined, desired: VirtualServerStatus): boolean {
   const s = stored ?? {};
-  return (Object.keys(desired) as Array<keyof VirtualServerStatus>).every((k) => jsonEqual(s[k], desired[k]));
+  return OWNED.every((k) => jsonEqual(s[k], desired[k])) && LEGACY.every((k) => s[k] === undefined);
+}
+
+/** The merge patch making a stored status `desired`: owned fields set, or removed (null) when unset; legacy fields removed. */
+export function statusPatch(stored: StoredStatus | undefined, desired: VirtualServerStatus): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of OWNED) {
+    if (desired[k] !== undefined) out[k] = desired[k];
+    else if (stored?.[k] !== undefined) out[k] = null;
+  }
+  for (const k of LEGACY) if (stored?.[k] !== undefined) out[k] = null;
+  return out;
 }
 
 export interface Transition {

@@ -3,7 +3,7 @@
 // VirtualServer keys it can affect. Every *Changed method updates the index and returns keys to
 // mark; nothing here reads the API or the clock.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import type { VirtualServerResolution } from '../api/plan.ts';
+import type { PlanService, VirtualServerResolution } from '../api/plan.ts';
 import { arbitrate, buildIndex, finalize, parseIp, resolveOne, setNodes, SERVICE_NAME_LABEL, type ResolveIndex, type VirtualServerLike } from './resolve/index.ts';
 import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../kube/types.ts';
 
@@ -171,12 +171,17 @@ export class World {
    * sharing one of its VIPs: the only ones that can claim the same (VIP, protocol, port).
    */
   resolve(vs: VirtualServerObject): VirtualServerResolution {
+    return this.resolvePlan(vs).resolution;
+  }
+
+  /** resolve(), with the plan services the VirtualServer won (what it publishes). */
+  resolvePlan(vs: VirtualServerObject): { services: PlanService[]; resolution: VirtualServerResolution } {
     const key = objectKey(vs);
     const self = resolveOne(vs as unknown as VirtualServerLike, this.index);
     const others = this.#neighbours(key).map((k) => this.#getVs(k)).filter((o) => o !== undefined)
       .map((o) => resolveOne(o as unknown as VirtualServerLike, this.index));
     const { losses } = arbitrate([self, ...others]);
-    return finalize(self, losses.get(key)).resolution;
+    return finalize(self, losses.get(key));
   }
 
   /** Every VirtualServer key known to the index. */

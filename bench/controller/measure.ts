@@ -6,16 +6,21 @@
 // informer cache holds anyway) and, for the controller mode, with the World index added.
 //
 // Measured:
-//   batch resync   — resolve() of everything + computeStatus() and statusUpToDate() for every
-//                    VirtualServer (what a full pass costs); cold (first) and warm (median of 3);
+//   batch resync   — resolve() of everything, then for every VirtualServer its plan cut into
+//                    PlanSlices (revision hash included) + computeStatus() and statusUpToDate()
+//                    (what a full pass costs); cold (first) and warm (median of 3);
 //   controller     — the controller's own path on a start: the World index fed every object as an
-//                    informer event, then World.resolve + status for every VirtualServer key;
+//                    informer event, then World.resolvePlan + slices + status for every key;
 //   one change     — an EndpointSlice update (one pod replaced) through World.endpointSliceChanged,
-//                    then for each marked key World.resolve (index + arbitration against its VIP
-//                    neighbours) + computeStatus + statusUpToDate; CPU by process.cpuUsage over
-//                    `changes` repetitions on different slices, divided by the count.
+//                    then for each marked key World.resolvePlan (index + arbitration against its
+//                    VIP neighbours) + slices + computeStatus + statusUpToDate; CPU by
+//                    process.cpuUsage over `changes` repetitions on different slices, divided by
+//                    the count. No agent reports: Programmed is judged against none.
 import { performance } from 'node:perf_hooks';
 import { resolve } from '../../operator/resolve/index.ts';
+import { refKey, type PlanService, type VirtualServerResolution } from '../../api/plan.ts';
+import { judgeProgrammed } from '../../operator/programmed.ts';
+import { desiredSlices, publicationOf } from '../../operator/publish.ts';
 import { computeStatus, statusUpToDate } from '../../operator/status.ts';
 import { World } from '../../operator/world.ts';
 import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../../kube/types.ts';
@@ -23,6 +28,16 @@ import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { backingService, cluster, ENDPOINTS_PER_SERVICE, isStatic, sliceObject, type Cluster } from './cluster.ts';
 
 const NOW = Date.UTC(2026, 0, 1);
+const NO_REPORTS = { get: () => undefined, exceptions: () => new Map() };
+
+/** What a reconcile computes for one VirtualServer: its slices (as if stored at RV 1) and status. */
+function statusFor(vs: VirtualServerObject, res: VirtualServerResolution, won: readonly PlanService[]) {
+  const uid = vs.metadata.uid ?? objectKey(vs);
+  const generation = vs.metadata.generation ?? 0;
+  const slices = desiredSlices({ namespace: vs.metadata.namespace ?? '', name: vs.metadata.name, uid, generation }, res.reasons, res.directors, won) ?? [];
+  const pub = publicationOf(slices.map((s) => ({ ...s, metadata: { ...s.metadata, resourceVersion: '1' } })));
+  return computeStatus(vs, res, pub, judgeProgrammed(pub, uid, generation, NO_REPORTS), NOW);
+}
 
 interface Timing { wallMs: number; cpuMs: number }
 
@@ -41,10 +56,15 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 function batchResync(c: Cluster): { ok: number; services: number; realServers: number } {
   const plan = resolve({ virtualServers: c.virtualServers, services: c.services, endpointSlices: c.endpointSlices, nodes: c.nodes });
   let ok = 0;
+  const won = new Map<string, PlanService[]>();
+  for (const s of plan.services) {
+    const list = won.get(refKey(s.owner));
+    if (list) list.push(s); else won.set(refKey(s.owner), [s]);
+  }
   for (const vs of c.virtualServers) {
     const res = plan.virtualServers.get(objectKey(vs));
     if (!res) throw new Error(`no resolution for ${objectKey(vs)}`);
-    const st = computeStatus(vs, res, NOW);
+    const st = statusFor(vs, res, won.get(objectKey(vs)) ?? []);
     if (!statusUpToDate(vs.status, st) && st.conditions?.[0]?.status === 'True') ok++;
   }
   return { ok, services: plan.services.length, realServers: plan.services.reduce((n, s) => n + s.realServers.length, 0) };
@@ -63,7 +83,8 @@ function worldResync(world: World, byKey: Map<string, VirtualServerObject>): num
   let ok = 0;
   for (const key of world.keys()) {
     const vs = byKey.get(key)!;
-    const st = computeStatus(vs, world.resolve(vs), NOW);
+    const r = world.resolvePlan(vs);
+    const st = statusFor(vs, r.resolution, r.services);
     if (!statusUpToDate(vs.status, st) && st.conditions?.[0]?.status === 'True') ok++;
   }
   return ok;
@@ -91,7 +112,8 @@ function perChange(world: World, byKey: Map<string, VirtualServerObject>, slices
     for (const key of keys) {
       const vs = byKey.get(key);
       if (!vs) continue;
-      const st = computeStatus(vs, world.resolve(vs), NOW);
+      const r = world.resolvePlan(vs);
+      const st = statusFor(vs, r.resolution, r.services);
       if (!statusUpToDate(vs.status, st)) statuses++;
     }
   }

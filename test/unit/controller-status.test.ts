@@ -1,10 +1,13 @@
 // Status from a resolution: conditions (type, status, reason), lastTransitionTime kept unless
-// the status changes, the diff that decides whether to write, and which changes make Events.
+// the status changes, the diff that decides whether to write (and the patch that removes what we
+// no longer set), which changes make Events, and that the status stays small whatever the plan.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Reason, VirtualServerResolution } from '../../api/plan.ts';
-import type { Condition, NodeReport, VirtualServerObject } from '../../kube/types.ts';
-import { computeStatus, desiredConditions, eventTransitions, MAX_STATUS_REAL_SERVERS, programmedCondition, statusUpToDate, withTransitions } from '../../operator/status.ts';
+import type { Condition, VirtualServerObject } from '../../kube/types.ts';
+import type { ConditionValue, ProgrammedSummary } from '../../operator/programmed.ts';
+import type { Publication } from '../../operator/publish.ts';
+import { computeStatus, desiredConditions, eventTransitions, MAX_STATUS_DIRECTORS, statusPatch, statusUpToDate, withTransitions } from '../../operator/status.ts';
 
 const test = suite('controller: status');
 const T0 = Date.parse('2025-03-01T10:00:00Z');
@@ -16,10 +19,15 @@ function resolution(reasons: Reason[] = [], ready = 2, draining = 0): VirtualSer
   return { ref: { namespace: 'ns', name: 'vs', generation: 3 }, services: ['TCP/203.0.113.1:80'], realServers: rs, directors: ['node-a'], reasons };
 }
 
+const AWAITING: ConditionValue = { type: 'Programmed', status: 'Unknown', reason: 'AwaitingAgents', message: 'waiting for 1 of 1 director(s) to program plan abc: node-a' };
+const summary = (condition = AWAITING, nodes: ProgrammedSummary['nodes'] = [{ name: 'node-a', state: 'Waiting', message: 'no AgentReport from this node yet' }]): ProgrammedSummary => ({ condition, nodes, programmedNodes: 0 });
+const PUB: Publication = { revision: 'abc', slices: 1, generation: 3, directors: ['node-a'], services: 1, resourceVersion: '10' };
+const conditions = (res: VirtualServerResolution) => desiredConditions(res, AWAITING);
+
 const byType = (cs: Array<{ type: string; status: string; reason: string }>) => Object.fromEntries(cs.map((c) => [c.type, `${c.status}/${c.reason}`]));
 
-test('a clean resolution: Ready, no conflict, valid, backends resolved, Programmed awaiting agents', () => {
-  assert.equal(byType(desiredConditions(resolution())), {
+test('a clean resolution: Ready, no conflict, valid, backends resolved; Programmed as judged from the reports', () => {
+  assert.equal(byType(conditions(resolution())), {
     Ready: 'True/Resolved', Programmed: 'Unknown/AwaitingAgents', Conflict: 'False/NoConflict', InvalidSpec: 'False/Valid', BackendsResolved: 'True/Resolved',
   });
 });
@@ -42,100 +50,81 @@ test('each kind of reason lands on the right conditions', () => {
     [[{ type: 'NoReadyEndpoints', message: 'a' }, { type: 'Conflict', message: 'b' }], { Ready: 'False/Conflict' }],
   ];
   for (const [reasons, want] of cases) {
-    const got = byType(desiredConditions(resolution(reasons)));
+    const got = byType(conditions(resolution(reasons)));
     for (const [type, v] of Object.entries(want)) assert.is(got[type], v, `${reasons.map((r) => r.type).join('+')}: ${type}`);
   }
-  const msg = desiredConditions(resolution([{ type: 'ServiceNotFound', field: 'spec.backends.service.name', message: 'Service ns/web not found' }]))[0]!.message;
+  const msg = conditions(resolution([{ type: 'ServiceNotFound', field: 'spec.backends.service.name', message: 'Service ns/web not found' }]))[0]!.message;
   assert.is(msg, 'spec.backends.service.name: Service ns/web not found', 'messages name the field');
 });
 
 test('lastTransitionTime changes only with the status of its condition', () => {
-  const first = withTransitions(desiredConditions(resolution()), undefined, 3, T0);
+  const first = withTransitions(conditions(resolution()), undefined, 3, T0);
   assert.ok(first.every((c) => c.lastTransitionTime === '2025-03-01T10:00:00Z' && c.observedGeneration === 3));
-  const later = withTransitions(desiredConditions(resolution([], 1)), first, 4, T0 + 60_000);
+  const later = withTransitions(conditions(resolution([], 1)), first, 4, T0 + 60_000);
   const ready = later.find((c) => c.type === 'Ready')!;
   assert.is(ready.lastTransitionTime, '2025-03-01T10:00:00Z', 'message changed, status did not');
   assert.is(ready.observedGeneration, 4);
-  const broken = withTransitions(desiredConditions(resolution([{ type: 'NoReadyEndpoints', message: 'x' }], 0)), later, 4, T0 + 120_000);
+  const broken = withTransitions(conditions(resolution([{ type: 'NoReadyEndpoints', message: 'x' }], 0)), later, 4, T0 + 120_000);
   assert.is(broken.find((c) => c.type === 'Ready')!.lastTransitionTime, '2025-03-01T10:02:00Z');
   assert.is(broken.find((c) => c.type === 'Conflict')!.lastTransitionTime, '2025-03-01T10:00:00Z');
 });
 
-test('computeStatus: generation, directors, real servers, distinct ready addresses', () => {
+test('computeStatus: generation, counts, directors and plan from the publication, node summary from Programmed', () => {
   const vs: VirtualServerObject = { metadata: { name: 'vs', namespace: 'ns', generation: 3 } };
   const res = resolution([], 2, 1);
   res.realServers.push({ portName: 'https', address: '10.0.0.1', port: 8443, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: 'ns', name: 'p1' } });
-  const st = computeStatus(vs, res, T0);
-  assert.is(st.observedGeneration, 3);
-  assert.equal(st.directors, ['node-a']);
-  assert.is(st.readyRealServers, 2, 'a pod on two ports counts once');
-  assert.equal(st.realServers![3], { port: 'https', address: '10.0.0.1', targetPort: 8443, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: 'ns', name: 'p1' } });
-  assert.equal(st.realServers![2], { port: 'http', address: '10.0.1.1', targetPort: 8080, weight: 0, state: 'Draining' });
-  const huge = resolution([], MAX_STATUS_REAL_SERVERS + 5);
-  assert.is(computeStatus(vs, huge, T0).realServers!.length, MAX_STATUS_REAL_SERVERS, 'stays within the CRD bound');
+  const st = computeStatus(vs, res, PUB, summary(), T0);
+  assert.equal({ ...st, conditions: undefined }, {
+    observedGeneration: 3, conditions: undefined, services: ['TCP/203.0.113.1:80'], readyRealServers: 2, realServerCount: 3,
+    directors: ['node-a'], directorCount: 1, plan: { revision: 'abc', slices: 1, generation: 3 },
+    unprogrammedNodes: [{ name: 'node-a', state: 'Waiting', message: 'no AgentReport from this node yet' }], programmedNodes: 0,
+  });
+  assert.equal(st.conditions!.find((c) => c.type === 'Programmed')!.reason, 'AwaitingAgents', 'Programmed as judged');
+  // Nothing published (an invalid spec that never was valid): no plan, directors from the resolution.
+  const bare = computeStatus(vs, res, undefined, summary(), T0);
+  assert.is(bare.plan, undefined);
+  assert.equal(bare.directors, ['node-a']);
 });
 
-test('statusUpToDate: equal regardless of key order, different on any owned field; foreign fields ignored', () => {
+test('the status stays small: 10,000 real servers and 5,000 directors give counts and bounded lists', () => {
   const vs: VirtualServerObject = { metadata: { name: 'vs', namespace: 'ns', generation: 3 } };
-  const desired = computeStatus(vs, resolution(), T0);
-  const reordered = JSON.parse(JSON.stringify({ readyRealServers: desired.readyRealServers, realServers: desired.realServers, directors: desired.directors, services: desired.services, conditions: desired.conditions!.map((c) => Object.fromEntries(Object.entries(c).reverse())), observedGeneration: 3, agents: { x: 1 } }));
+  const res = resolution([], 10_000);
+  res.directors = Array.from({ length: 5000 }, (_, i) => `node-${String(i).padStart(4, '0')}`);
+  const pub = { ...PUB, directors: res.directors, slices: 21 };
+  const nodes = res.directors.slice(0, 32).map((name) => ({ name, state: 'Waiting' as const, message: 'has not synced this plan yet' }));
+  const st = computeStatus(vs, res, pub, { condition: AWAITING, nodes, programmedNodes: 4968 }, T0);
+  assert.is(st.directors!.length, MAX_STATUS_DIRECTORS);
+  assert.is(st.directorCount, 5000);
+  assert.is(st.readyRealServers, 10_000);
+  assert.ok(JSON.stringify(st).length < 16 * 1024, `status is ${JSON.stringify(st).length} bytes`);
+});
+
+test('statusUpToDate: equal regardless of key order, different on any owned field; foreign fields ignored; legacy fields removed', () => {
+  const vs: VirtualServerObject = { metadata: { name: 'vs', namespace: 'ns', generation: 3 } };
+  const desired = computeStatus(vs, resolution(), PUB, summary(), T0);
+  const reordered = JSON.parse(JSON.stringify({ ...Object.fromEntries(Object.entries(desired).reverse()), conditions: desired.conditions!.map((c) => Object.fromEntries(Object.entries(c).reverse())), agents: { x: 1 } }));
   assert.ok(statusUpToDate(reordered, desired));
   assert.not.ok(statusUpToDate(undefined, desired));
   assert.not.ok(statusUpToDate({ ...reordered, observedGeneration: 2 }, desired));
-  const moved = structuredClone(reordered);
-  moved.realServers[0].weight = 0;
-  assert.not.ok(statusUpToDate(moved, desired));
+  assert.not.ok(statusUpToDate({ ...reordered, programmedNodes: 1 }, desired));
+  assert.not.ok(statusUpToDate({ ...reordered, plan: { ...reordered.plan, revision: 'def' } }, desired));
   // Recomputing later from the stored status yields the same status: no write.
-  const again = computeStatus({ ...vs, status: desired }, resolution(), T0 + 3_600_000);
+  const again = computeStatus({ ...vs, status: desired }, resolution(), PUB, summary(), T0 + 3_600_000);
   assert.ok(statusUpToDate(desired, again));
-});
-
-test('Programmed follows the directors\' own reports in status.nodes', () => {
-  const res = resolution([], 1, 1);
-  res.directors = ['node-a', 'node-b'];
-  res.services = ['TCP/203.0.113.10:80'];
-  const prog = (nodes: NodeReport[] | undefined, gen = 4) => programmedCondition(res, nodes, gen);
-  assert.equal([prog(undefined).status, prog(undefined).reason], ['Unknown', 'AwaitingAgents']);
-  const a = { name: 'node-a', observedGeneration: 4, director: true, programmed: true };
-  const b = { name: 'node-b', observedGeneration: 4, director: true, programmed: true };
-  assert.match(prog([a]).message, /node-b/, 'names the director still to report');
-  assert.is(prog([a, { ...b, observedGeneration: 3 }]).status, 'Unknown', 'a report of an older generation does not count');
-  assert.equal([prog([a, b]).status, prog([a, b]).reason], ['True', 'Programmed']);
-  const failed = prog([a, { ...b, programmed: false, message: 'add destination: EINVAL' }]);
-  assert.equal([failed.status, failed.reason], ['False', 'ProgrammingFailed']);
-  assert.match(failed.message, /node-b: add destination: EINVAL/);
-  assert.is(prog([a, b, { name: 'node-c', observedGeneration: 1, programmed: false }]).status, 'True', 'non-directors do not matter');
-  const none = { ...res, directors: [] };
-  assert.is(programmedCondition(none, [a], 4).status, 'False');
-  // computeStatus reads the reports from the stored object and records the services won.
-  const vs: VirtualServerObject = { metadata: { name: 'vs', namespace: 'ns', generation: 4 }, status: { nodes: [a, b] } };
-  const st = computeStatus(vs, res, T0);
-  assert.is(st.conditions!.find((c) => c.type === 'Programmed')!.status, 'True');
-  assert.equal(st.services, ['TCP/203.0.113.10:80']);
-});
-
-test('Programmed=False names the node and the failing step of its report (kernel, lvs0, preparation)', () => {
-  const res = resolution([], 1, 1);
-  res.directors = ['n1'];
-  res.services = ['TCP/203.0.113.10:80'];
-  const n1 = { name: 'n1', observedGeneration: 4, director: true, programmed: false, message: 'kernel read-back failed: EPERM' };
-  const c = programmedCondition(res, [n1], 4);
-  assert.equal([c.status, c.reason, c.message], ['False', 'ProgrammingFailed', 'node n1: kernel read-back failed: EPERM']);
-  assert.is(programmedCondition(res, [{ ...n1, observedGeneration: 3 }], 4).status, 'Unknown', 'a failure of an older generation is not this one\'s');
-  // A real-server node that could not prepare its DR/TUN pods for this generation: not programmed.
-  const ok = { ...n1, programmed: true, message: '' };
-  const n2 = { name: 'n2', observedGeneration: 4, director: false, programmed: false, message: 'real-server preparation failed: pid 42: EPERM' };
-  const p = programmedCondition(res, [ok, n2], 4);
-  assert.equal([p.status, p.message], ['False', 'node n2: real-server preparation failed: pid 42: EPERM']);
-  assert.is(programmedCondition(res, [ok, { ...n2, programmed: true, message: '' }], 4).status, 'True');
-  // Through computeStatus, as the controller writes it.
-  const vs: VirtualServerObject = { metadata: { name: 'vs', namespace: 'ns', generation: 4 }, status: { nodes: [n1] } };
-  const cond = computeStatus(vs, res, T0).conditions!.find((x) => x.type === 'Programmed')!;
-  assert.equal([cond.status, cond.message], ['False', 'node n1: kernel read-back failed: EPERM']);
+  // A status of an earlier version (real servers, agents' entries) is rewritten without them.
+  const legacy = { ...reordered, realServers: [{ port: 'http', address: '10.0.0.1', targetPort: 8080, weight: 1, state: 'Ready' as const }] };
+  assert.not.ok(statusUpToDate(legacy, desired));
+  const patch = statusPatch(legacy, desired);
+  assert.is(patch.realServers, null);
+  assert.not.ok('nodes' in patch);
+  // A plan no longer published is removed, not left behind.
+  const unpublished = computeStatus(vs, resolution(), undefined, summary(), T0);
+  assert.not.ok(statusUpToDate(desired, unpublished));
+  assert.is(statusPatch(desired, unpublished).plan, null);
 });
 
 test('events: Warnings for problems, Normal for recoveries and Ready, nothing for healthy first values', () => {
-  const at = (reasons: Reason[], prev?: Condition[]) => withTransitions(desiredConditions(resolution(reasons)), prev, 1, T0);
+  const at = (reasons: Reason[], prev?: Condition[]) => withTransitions(conditions(resolution(reasons)), prev, 1, T0);
   const healthy = at([]);
   assert.equal(eventTransitions(undefined, healthy).map((t) => `${t.eventType} ${t.type}=${t.to.status}`), ['Normal Ready=True']);
   const conflict = at([{ type: 'Conflict', message: 'x' }], healthy);

@@ -1,11 +1,14 @@
 // The controller end to end against the in-memory API: informers -> world -> queue -> reconcile
-// -> status and events. Assertions are on end states (stored status, write counts, events).
+// -> PlanSlices, status and events. Assertions are on end states (stored slices and status, write
+// counts, events).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';
 import { KubeApiError } from '../../kube/errors.ts';
-import { ENDPOINT_SLICES, EVENTS, NODES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import { ENDPOINT_SLICES, EVENTS, NODES, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import type { OwnerPlan } from '../../api/plan-slice.ts';
+import { planRealServers, publishedPlan } from '../lib/published-plan.ts';
 import { node, service, serviceVs, slice, staticVs, until } from './controller-fixtures.ts';
 
 const test = suite('controller');
@@ -18,6 +21,14 @@ function start(api: FakeKubeApi, identity = 'c1'): Controller {
 
 const stored = (api: FakeKubeApi, name: string) => api.peek<VirtualServerObject>(VIRTUAL_SERVERS, 'default', name)!;
 const cond = (api: FakeKubeApi, name: string, type: string): Condition | undefined => stored(api, name).status?.conditions?.find((c) => c.type === type);
+/** The plan published for a VirtualServer, assembled from the stored slices as an agent would. */
+function planOf(api: FakeKubeApi, name: string): OwnerPlan {
+  const got = publishedPlan(api.all(PLAN_SLICES), stored(api, name).metadata.uid!);
+  if (!got.ok) throw new Error(`${name}: ${got.field}: ${got.message}`);
+  return got.value;
+}
+const rsOf = (api: FakeKubeApi, name: string) => planRealServers(planOf(api, name)).map(({ key: _k, ...r }) => r);
+const sliceWrites = (api: FakeKubeApi) => ['create', 'replace', 'delete'].reduce((n, op) => n + api.count(op as 'create', 'planslices'), 0);
 const settled = (c: Controller) => until(() => c.idle(), 'controller idle');
 async function quiesce(c: Controller): Promise<void> {
   await settled(c);
@@ -42,23 +53,28 @@ test('a Service-backed VirtualServer follows its EndpointSlices: ready, terminat
   const st = stored(api, 'web').status!;
   assert.equal(st.observedGeneration, 1);
   assert.equal(st.directors, ['node-a', 'node-b']);
-  assert.equal(st.realServers, [
-    { port: 'http', address: '10.244.1.5', targetPort: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: 'default', name: 'web-1' } },
-    { port: 'http', address: '10.244.1.6', targetPort: 8080, weight: 1, state: 'Ready', node: 'node-b', pod: { namespace: 'default', name: 'web-2' } },
+  assert.is(st.realServerCount, 2);
+  assert.equal(rsOf(api, 'web'), [
+    { portName: 'http', address: '10.244.1.5', port: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: 'default', name: 'web-1' } },
+    { portName: 'http', address: '10.244.1.6', port: 8080, weight: 1, state: 'Ready', node: 'node-b', pod: { namespace: 'default', name: 'web-2' } },
   ]);
+  assert.equal(planOf(api, 'web').directors, ['node-a', 'node-b']);
+  assert.equal(st.plan, { revision: api.all<KubeObject & { revision: string }>(PLAN_SLICES)[0]!.revision, slices: 1, generation: 1 });
   assert.equal(cond(api, 'web', 'Ready')?.status, 'True');
   assert.equal(cond(api, 'web', 'Programmed')?.reason, 'AwaitingAgents');
   assert.equal(cond(api, 'web', 'BackendsResolved')?.status, 'True');
 
   api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }, { ip: '10.244.1.6', pod: 'web-2', node: 'node-b', ready: false, serving: true, terminating: true }]));
   await until(() => stored(api, 'web').status?.readyRealServers === 1, 'one ready after terminating');
-  assert.equal(stored(api, 'web').status!.realServers![1], { port: 'http', address: '10.244.1.6', targetPort: 8080, weight: 0, state: 'Draining', node: 'node-b', pod: { namespace: 'default', name: 'web-2' } });
+  assert.equal(rsOf(api, 'web')[1], { portName: 'http', address: '10.244.1.6', port: 8080, weight: 0, state: 'Draining', node: 'node-b', pod: { namespace: 'default', name: 'web-2' } });
 
   api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }]));
-  await until(() => stored(api, 'web').status?.realServers?.length === 1, 'terminating endpoint removed');
+  await until(() => stored(api, 'web').status?.realServerCount === 1, 'terminating endpoint removed');
   await quiesce(c);
-  // One write for each change, none for the controller's own status updates coming back.
+  assert.equal(rsOf(api, 'web').map((r) => r.address), ['10.244.1.5']);
+  // One write for each change, none for the controller's own status and slice updates coming back.
   assert.is(c.statusWrites.get('default/web'), 3);
+  assert.equal([api.count('create', 'planslices'), api.count('replace', 'planslices'), api.count('delete', 'planslices')], [1, 2, 0]);
   await c.stop();
 });
 
@@ -124,13 +140,16 @@ test('a restarted controller converges without writing anything', async () => {
   await quiesce(c1);
   await c1.stop();
   const writes = api.count('patchStatus', 'virtualservers');
+  const slices = sliceWrites(api);
+  assert.is(slices, 2, 'one slice each');
   const c2 = start(api, 'c2');
   await until(() => c2.synced(), 'c2 synced');
   await quiesce(c2);
   assert.is(api.count('patchStatus', 'virtualservers'), writes);
+  assert.is(sliceWrites(api), slices, 'no slice rewritten');
   assert.is(c2.statusWrites.size, 0);
   // The static backend on node-b's address is attributed to node-b.
-  assert.equal(stored(api, 'legacy').status!.realServers!.map((r) => [r.address, r.node ?? null]), [['192.0.2.2', 'node-b'], ['198.51.100.7', null]]);
+  assert.equal(rsOf(api, 'legacy').map((r) => [r.address, r.node ?? null]), [['192.0.2.2', 'node-b'], ['198.51.100.7', null]]);
   await c2.stop();
 });
 
@@ -180,7 +199,9 @@ test('watch history compacted while disconnected: relist catches up, including d
   api.remove(ENDPOINT_SLICES, 'default', 'web-1');
   api.compact();
   await until(() => cond(api, 'web', 'Ready')?.reason === 'NoReadyEndpoints', 'deletion seen through relist', 5000);
-  assert.is(stored(api, 'web').status!.realServers!.length, 0);
+  assert.is(stored(api, 'web').status!.realServerCount, 0);
+  await quiesce(c);
+  assert.equal(planOf(api, 'web').services.map((x) => x.realServers.length), [0], 'the published plan follows');
   await c.stop();
 });
 

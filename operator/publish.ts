@@ -1,0 +1,93 @@
+// Publishing one VirtualServer's plan as PlanSlices (api/plan-slice.ts): pure decisions only.
+// operator/publisher.ts performs them. The slices of a VirtualServer are named after its uid, so
+// a VirtualServer deleted and created again under the same name never shares slices with its
+// predecessor: those are the predecessor's leftovers and are deleted.
+import type { PlanService, Reason } from '../api/plan.ts';
+import { sliceContent, slicePlan, type OwnerPlan, type PlanOwner, type PlanSliceObject } from '../api/plan-slice.ts';
+import { compareResourceVersions } from '../api/agent-report.ts';
+
+/** The plan a VirtualServer's resolution publishes: the services it won, its directors. */
+export function ownerPlan(owner: PlanOwner, directors: readonly string[], won: readonly PlanService[]): OwnerPlan {
+  return {
+    owner: { ...owner },
+    directors: [...directors],
+    // Owner and directors are per slice, not per service entry.
+    services: won.map(({ owner: _owner, directors: _directors, ...entry }) => entry),
+  };
+}
+
+/**
+ * An InvalidSpec resolution publishes nothing: the slices already published stay as they are, so
+ * a bad edit never takes away what agents programmed (the status names the bad field).
+ * Every other resolution publishes, even with no service (a VirtualServer that lost all its keys
+ * to a Conflict publishes an empty plan, and agents remove what they programmed for it).
+ */
+export function keepsPublished(reasons: readonly Reason[]): boolean {
+  return reasons.some((r) => r.type === 'InvalidSpec');
+}
+
+export type SliceOp =
+  | { op: 'create'; slice: PlanSliceObject }
+  /** slice.metadata.resourceVersion is the stored one: a concurrent change makes the PUT fail (409). */
+  | { op: 'replace'; slice: PlanSliceObject }
+  | { op: 'delete'; name: string; resourceVersion?: string };
+
+/**
+ * The writes that make `stored` (the slices of one owner uid) exactly `desired`: create or replace
+ * the slices whose content differs, in index order, then delete the slices desired does not name
+ * (the higher indexes of a plan that shrank). Unchanged slices are not written.
+ */
+export function sliceOps(desired: readonly PlanSliceObject[], stored: readonly PlanSliceObject[]): SliceOp[] {
+  const byName = new Map(stored.map((s) => [s.metadata.name, s] as const));
+  const ops: SliceOp[] = [];
+  for (const want of [...desired].sort((a, b) => a.index - b.index)) {
+    const have = byName.get(want.metadata.name);
+    if (!have) ops.push({ op: 'create', slice: want });
+    else if (sliceContent(have) !== sliceContent(want)) {
+      ops.push({ op: 'replace', slice: { ...want, metadata: { ...want.metadata, resourceVersion: have.metadata.resourceVersion } } });
+    }
+  }
+  const wanted = new Set(desired.map((s) => s.metadata.name));
+  const extra = stored.filter((s) => !wanted.has(s.metadata.name)).sort((a, b) => a.index - b.index || (a.metadata.name < b.metadata.name ? -1 : 1));
+  for (const s of extra) ops.push({ op: 'delete', name: s.metadata.name, ...(s.metadata.resourceVersion ? { resourceVersion: s.metadata.resourceVersion } : {}) });
+  return ops;
+}
+
+/** Slices of every uid other than `uid` (all of them when undefined): a predecessor's, to delete. */
+export function leftoverOps(stored: readonly PlanSliceObject[], uid: string | undefined): SliceOp[] {
+  return stored.filter((s) => s.owner.uid !== uid)
+    .map((s) => ({ op: 'delete' as const, name: s.metadata.name, ...(s.metadata.resourceVersion ? { resourceVersion: s.metadata.resourceVersion } : {}) }));
+}
+
+/** What the status says of a published plan, and what Programmed is judged against. */
+export interface Publication {
+  revision: string;
+  slices: number;
+  /** The VirtualServer generation the plan was resolved from (older than the spec's when kept). */
+  generation: number;
+  directors: string[];
+  /** Number of service entries (0: an empty plan, nothing to program). */
+  services: number;
+  /** The highest resourceVersion among the slices: an agent synced to it has read them all. */
+  resourceVersion: string;
+}
+
+/** The publication the slices of one uid make up, or undefined when there are none. */
+export function publicationOf(slices: readonly PlanSliceObject[]): Publication | undefined {
+  const first = [...slices].sort((a, b) => a.index - b.index)[0];
+  if (!first) return undefined;
+  let rv = '';
+  for (const s of slices) {
+    const v = s.metadata.resourceVersion ?? '';
+    if (rv === '' || compareResourceVersions(v, rv) === 1) rv = v;
+  }
+  return {
+    revision: first.revision, slices: first.count, generation: first.owner.generation, directors: first.directors,
+    services: new Set(slices.flatMap((s) => s.services.map((x) => x.key))).size, resourceVersion: rv,
+  };
+}
+
+/** The plan the controller wants published for a resolution (its slices), or undefined to keep what is. */
+export function desiredSlices(owner: PlanOwner, reasons: readonly Reason[], directors: readonly string[], won: readonly PlanService[]): PlanSliceObject[] | undefined {
+  return keepsPublished(reasons) ? undefined : slicePlan(ownerPlan(owner, directors, won));
+}
