@@ -1,7 +1,8 @@
 // The controller against a real kube-apiserver + etcd, running as a user bound only to
-// operator/rbac/clusterrole.yaml: examples applied with kubectl get a status; a Service-backed
-// VirtualServer follows its EndpointSlices; (VIP, protocol, port) conflicts; two replicas with
-// Lease leader election; a restart that converges without writing.
+// operator/rbac/clusterrole.yaml: examples applied with kubectl get a status and a published plan;
+// a Service-backed VirtualServer follows its EndpointSlices; 10,000 endpoints x 2 ports publish
+// ~20 PlanSlices with a small status, deleted with the VirtualServer; (VIP, protocol, port)
+// conflicts; two replicas with Lease leader election; a restart that converges without writing.
 import { KubeConfig } from '@kubernetes/client-node';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -13,8 +14,10 @@ import { Controller } from '../../operator/controller.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { isNotFound } from '../../kube/errors.ts';
 import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
-import { ENDPOINT_SLICES, LEASES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import { ENDPOINT_SLICES, LEASES, PLAN_SLICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import type { OwnerPlan } from '../../api/plan-slice.ts';
 import { gated } from '../lib/prereq.ts';
+import { fetchPlan, ownerSelector, planRealServers } from '../lib/published-plan.ts';
 import { apiserverPrereqs, startControlPlane, type ControlPlane, type KubeconfigFile } from './harness.ts';
 
 const test = gated(suite('apiserver: controller'), apiserverPrereqs());
@@ -71,6 +74,12 @@ async function until<T>(probe: () => Promise<T | undefined | false>, what: strin
 async function getVs(ns: string, name: string): Promise<VirtualServerObject | undefined> {
   try { return await admin.get<VirtualServerObject>(VIRTUAL_SERVERS, ns, name); } catch (err) { if (isNotFound(err)) return undefined; throw err; }
 }
+
+/** The plan published for a VirtualServer, listed by its uid label and assembled as an agent would. */
+async function planOf(vs: VirtualServerObject): Promise<OwnerPlan> {
+  return fetchPlan((labelSelector) => admin.list(PLAN_SLICES, { labelSelector }), vs.metadata.uid!);
+}
+const rsOf = async (vs: VirtualServerObject) => planRealServers(await planOf(vs)).map(({ key: _key, ...r }) => r);
 
 const condOf = (vs: VirtualServerObject | undefined, type: string): Condition | undefined => vs?.status?.conditions?.find((c) => c.type === type);
 
@@ -156,6 +165,9 @@ test('the ClusterRole grants what the controller needs and nothing more', async 
   assert.is(await can('get', 'secrets', '-n', 'default'), 'no');
   assert.is(await can('get', 'services', '-n', 'default'), 'no', 'informers only list and watch');
   assert.is(await can('patch', 'nodes'), 'no');
+  for (const verb of ['list', 'watch', 'create', 'update', 'delete']) assert.is(await can(verb, 'planslices.lvs.dev'), 'yes', `${verb} planslices`);
+  assert.is(await can('watch', 'agentreports.lvs.dev'), 'yes');
+  assert.is(await can('update', 'agentreports.lvs.dev'), 'no', 'reports are the agents\' own');
 });
 
 test('kubectl apply of every example: each VirtualServer gets a status for its generation', async () => {
@@ -177,8 +189,10 @@ test('kubectl apply of every example: each VirtualServer gets a status for its g
   // The NAT seeds example: two static real servers, on directors = every node (no selector).
   const seeds = await waitCond('default', 'seeds-web', 'Ready', 'True');
   assert.equal(seeds.status!.directors, ['node-a', 'node-b', 'node-c']);
-  assert.equal(seeds.status!.realServers!.map((r) => `${r.address}:${r.targetPort}/${r.weight}`), ['172.16.0.2:80/1', '172.16.0.3:8000/2']);
+  assert.equal((await rsOf(seeds)).map((r) => `${r.address}:${r.port}/${r.weight}`), ['172.16.0.2:80/1', '172.16.0.3:8000/2']);
   assert.is(seeds.status!.readyRealServers, 2);
+  const seedSlices = (await admin.list(PLAN_SLICES, { labelSelector: ownerSelector(seeds.metadata.uid!) })).items as Array<KubeObject & { revision: string }>;
+  assert.equal(seeds.status!.plan, { revision: seedSlices[0]!.revision, slices: 1, generation: seeds.metadata.generation });
   // The Service example has no endpoints here (no kube-controller-manager): not ready, and says why.
   const web = await waitCond('default', 'web', 'Ready', 'False', 'NoReadyEndpoints');
   assert.equal(web.status!.directors, ['node-a', 'node-b'], 'directors from the nodeSelector');
@@ -207,19 +221,80 @@ spec:
   await waitCond(ns, 'web', 'Ready', 'False', 'NoReadyEndpoints');
   await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: true }]));
   let vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 2 ? getVs(ns, 'web') : undefined), 'two ready');
-  assert.equal(vs!.status!.realServers, [
-    { port: 'web', address: '10.244.1.5', targetPort: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-1' } },
-    { port: 'web', address: '10.244.1.6', targetPort: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-2' } },
+  assert.equal(await rsOf(vs!), [
+    { portName: 'web', address: '10.244.1.5', port: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-1' } },
+    { portName: 'web', address: '10.244.1.6', port: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-2' } },
   ]);
   assert.is(condOf(vs, 'Ready')?.status, 'True');
   await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: false, terminating: true }]));
   vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 1 ? getVs(ns, 'web') : undefined), 'one ready, one draining');
-  assert.equal(vs!.status!.realServers!.map((r) => `${r.address} ${r.state} ${r.weight}`), ['10.244.1.5 Ready 1', '10.244.1.6 Draining 0']);
+  assert.equal((await rsOf(vs!)).map((r) => `${r.address} ${r.state} ${r.weight}`), ['10.244.1.5 Ready 1', '10.244.1.6 Draining 0']);
   await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }]));
-  vs = await until(async () => ((await getVs(ns, 'web'))?.status?.realServers?.length === 1 ? getVs(ns, 'web') : undefined), 'terminated endpoint gone');
-  assert.equal(vs!.status!.realServers!.map((r) => r.address), ['10.244.1.5']);
+  vs = await until(async () => ((await getVs(ns, 'web'))?.status?.realServerCount === 1 ? getVs(ns, 'web') : undefined), 'terminated endpoint gone');
+  assert.equal((await rsOf(vs!)).map((r) => r.address), ['10.244.1.5']);
   await idle(c);
   assert.is(c.statusWrites.get(`${ns}/web`), 4, 'one write per change: initial, ready, draining, removed');
+  await stopController(c);
+});
+
+/** n endpoints x the ports web (8080) and metrics (9090), in EndpointSlices of at most 100 as Kubernetes writes them. */
+function bigSlices(ns: string, n: number): KubeObject[] {
+  const out: KubeObject[] = [];
+  for (let i = 0; i * 100 < n; i++) {
+    out.push({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name: `big-${String(i).padStart(3, '0')}`, namespace: ns, labels: { 'kubernetes.io/service-name': 'big' } },
+      addressType: 'IPv4', ports: [{ name: 'web', port: 8080, protocol: 'TCP' }, { name: 'metrics', port: 9090, protocol: 'TCP' }],
+      endpoints: Array.from({ length: Math.min(100, n - i * 100) }, (_, j) => {
+        const k = i * 100 + j;
+        return {
+          addresses: [`10.${64 + (k >> 16)}.${(k >> 8) & 255}.${k & 255}`], nodeName: k % 2 ? 'node-b' : 'node-a',
+          targetRef: { kind: 'Pod', namespace: ns, name: `big-${k}` }, conditions: { ready: true, serving: true, terminating: false },
+        };
+      }),
+    } as KubeObject);
+  }
+  return out;
+}
+
+test('10,000 endpoints x 2 ports behind a NAT VirtualServer: ~20 PlanSlices accepted, a small Ready status; deleted with it', async () => {
+  const ns = 'big';
+  await kubectl(['create', 'namespace', ns]);
+  await kubectl(['apply', '-n', ns, '-f', '-'], `apiVersion: v1
+kind: Service
+metadata: {name: big}
+spec: {ports: [{name: web, port: 8080, targetPort: 8080}, {name: metrics, port: 9090, targetPort: 9090}]}
+`);
+  for (const sl of bigSlices(ns, 10_000)) await admin.create(ENDPOINT_SLICES, ns, sl);
+  await kubectl(['apply', '-n', ns, '-f', '-'], `apiVersion: lvs.dev/v1alpha1
+kind: VirtualServer
+metadata: {name: big}
+spec:
+  addresses: [203.0.113.99]
+  ports: [{name: web, port: 80}, {name: metrics, port: 9090}]
+  forwarding: NAT
+  backends: {service: {name: big}}
+`);
+  const c = await startController('replica-0');
+  const t0 = Date.now();
+  const vs = await until(async () => {
+    const v = await getVs(ns, 'big');
+    return v?.status?.readyRealServers === 10_000 && condOf(v, 'Ready')?.status === 'True' ? v : undefined;
+  }, 'Ready with 10,000 real servers', 120_000);
+  console.log(`# 10,000 endpoints x 2 ports: Ready and published in ${Date.now() - t0} ms`);
+  const slices = (await admin.list(PLAN_SLICES, { labelSelector: ownerSelector(vs.metadata.uid!) })).items;
+  assert.ok(slices.length >= 20, `${slices.length} slices`);
+  assert.equal(vs.status!.plan, { revision: (slices[0] as KubeObject & { revision: string }).revision, slices: slices.length, generation: vs.metadata.generation });
+  const plan = await planOf(vs);
+  assert.equal(plan.services.map((x) => [x.key, x.realServers.length]), [['TCP/203.0.113.99:80', 10_000], ['TCP/203.0.113.99:9090', 10_000]]);
+  assert.ok(plan.services[0]!.realServers.every((r) => r.port === 8080 && r.weight === 1), 'NAT to each endpoint\'s port');
+  const size = JSON.stringify(vs).length;
+  console.log(`# VirtualServer object: ${size} bytes with ${slices.length} PlanSlices of ${Math.max(...slices.map((x) => JSON.stringify(x).length))} bytes at most`);
+  assert.ok(size < 16 * 1024, `the VirtualServer is ${size} bytes`);
+  assert.equal([vs.status!.realServerCount, vs.status!.directorCount, vs.status!.services], [10_000, 3, ['TCP/203.0.113.99:80', 'TCP/203.0.113.99:9090']]);
+  await idle(c);
+  await kubectl(['delete', 'vs', 'big', '-n', ns]);
+  await until(async () => (await admin.list(PLAN_SLICES, { labelSelector: ownerSelector(vs.metadata.uid!) })).items.length === 0, 'slices deleted with the VirtualServer');
   await stopController(c);
 });
 
@@ -297,23 +372,25 @@ spec:
   assert.is(r2.statusWrites.size, 0, 'nothing to rewrite after the hand-over');
   await kubectl(['apply', '-n', ns, '-f', '-'], vs('two', '203.0.113.62'));
   const two = await waitCond(ns, 'two', 'Ready', 'True');
-  assert.equal(two.status!.realServers!.map((r) => [r.address, r.node ?? null]), [['172.16.8.1', null], ['192.0.2.3', 'node-c']]);
+  assert.equal((await rsOf(two)).map((r) => [r.address, r.node ?? null]), [['172.16.8.1', null], ['192.0.2.3', 'node-c']]);
   await idle(r2);
   assert.is(r2.statusWrites.get(`${ns}/two`), 1);
 
   // Restart: a fresh replica converges on the same objects without a single status write.
   const before = new Map<string, string | undefined>();
-  const all = (await admin.list(VIRTUAL_SERVERS)).items;
-  for (const o of all) before.set(`${o.metadata.namespace}/${o.metadata.name}`, o.metadata.resourceVersion);
+  const all = [...(await admin.list(VIRTUAL_SERVERS)).items, ...(await admin.list(PLAN_SLICES)).items];
+  for (const o of all) before.set(`${o.metadata.namespace ?? ''}/${o.metadata.name}`, o.metadata.resourceVersion);
   await stopController(r2);
   const r3 = await startController('replica-3');
   await until(async () => r3.isLeader() && r3.synced(), 'replica-3 leads');
   await idle(r3);
   await new Promise((r) => setTimeout(r, 1000));
   assert.is(r3.statusWrites.size, 0, `writes after restart: ${JSON.stringify([...r3.statusWrites])}`);
-  for (const o of (await admin.list(VIRTUAL_SERVERS)).items) {
-    const k = `${o.metadata.namespace}/${o.metadata.name}`;
-    assert.is(o.metadata.resourceVersion, before.get(k), `${k} untouched`);
+  const after = [...(await admin.list(VIRTUAL_SERVERS)).items, ...(await admin.list(PLAN_SLICES)).items];
+  assert.is(after.length, before.size);
+  for (const o of after) {
+    const k = `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+    assert.is(o.metadata.resourceVersion, before.get(k), `${k} untouched (status and plan slices)`);
   }
   await stopController(r3);
 });
