@@ -215,11 +215,13 @@ async function main(): Promise<void> {
     say(`== the agent programmed the controller's resolution of the examples ${(ms / 1000).toFixed(1)} s after it started (ipvsadm polled every 250 ms)` +
       (first ? ` (its first log line, written once Node had loaded the agent and it had opened IPVS, came ${((first - agentProc.started) / 1000).toFixed(1)} s after the start)` : ''));
     const pms = await waitForCondition(env, EXAMPLES, 'Programmed');
-    say(`  every VirtualServer Programmed=True (${pms} ms later: the agent reports per node in status.nodes)`);
+    say(`  every VirtualServer Programmed=True (${pms} ms later: the agent reports in its node's AgentReport, the controller judges each VirtualServer from it)`);
     say('  $ kubectl get vs');
     say(kubectl(env, ['get', 'vs', '-n', 'default']).trimEnd().replace(/^/gm, '  '));
-    say('  $ kubectl get vs -o custom-columns=NAME:...,PROGRAMMED:...,DIRECTORS:.status.directors,REPORTS:.status.nodes[*].name');
-    say(kubectl(env, ['get', 'vs', '-n', 'default', '-o', 'custom-columns=NAME:.metadata.name,PROGRAMMED:.status.conditions[?(@.type=="Programmed")].status,DIRECTORS:.status.directors,REPORTS:.status.nodes[*].name']).trimEnd().replace(/^/gm, '  '));
+    say('  $ kubectl get vs -o custom-columns=NAME:...,PROGRAMMED:...,DIRECTORS:.status.directors,PLAN:.status.plan.revision,SLICES:...,PROGRAMMED-NODES:...');
+    say(kubectl(env, ['get', 'vs', '-n', 'default', '-o', 'custom-columns=NAME:.metadata.name,PROGRAMMED:.status.conditions[?(@.type=="Programmed")].status,DIRECTORS:.status.directors,PLAN:.status.plan.revision,SLICES:.status.plan.slices,PROGRAMMED-NODES:.status.programmedNodes']).trimEnd().replace(/^/gm, '  '));
+    say('  $ kubectl get planslices,agentreports');
+    say(kubectl(env, ['get', 'planslices,agentreports']).trimEnd().replace(/^/gm, '  '));
     say('  $ lvs-agent show   (on the director)');
     say((await agent('director', ['show', '--state-file', STATE])).trimEnd().replace(/^/gm, '  '));
     await traces();

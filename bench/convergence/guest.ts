@@ -16,7 +16,7 @@ import { Kube } from '../../test/system/guest/lib/kube.ts';
 import { SLICES } from '../../test/system/guest/lib/objects.ts';
 import { rng } from '../../test/lib/fixtures.ts';
 import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
-import { watchVirtualServers } from './watch.ts';
+import { watchPlanSlices } from './watch.ts';
 
 if (process.env.LVS_IN_VM !== '1') throw new Error('bench/convergence/guest.ts runs only inside the VM (LVS_IN_VM=1); use `npm run bench -- convergence`');
 
@@ -84,9 +84,9 @@ async function main(): Promise<void> {
   try {
     const programmedMs = await waitProgrammed(kernel, n, agent, Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000);
     emit({ type: 'programmed', n, ms: Math.round(programmedMs), agentFirstOutputMs: agent.firstOutputMs() });
-    // Let the start-up settle: the agent reports each VirtualServer Programmed in status.nodes (N
-    // writes, each a watch event for the controller and the agent); measure once that is quiet.
-    const watch = await watchVirtualServers(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'), NS);
+    // Let the start-up settle (the controller's status writes as the agent's report comes in, the
+    // plan slices of a controller that started with the agent); measure once the plans are quiet.
+    const watch = await watchPlanSlices(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'), NS);
     const settle = performance.now();
     await sleep(5000);
     while (performance.now() - Math.max(watch.lastEventAt(), settle) < 10_000 && performance.now() - settle < 900_000) await sleep(1000);
@@ -117,12 +117,12 @@ async function main(): Promise<void> {
       let applied = agentApplied(agent, from, i);
       for (let w = 0; applied === undefined && seen !== undefined && w < 40; w++) { await sleep(25); applied = agentApplied(agent, from, i); }
       const spareIp = podIp(i, ENDPOINTS - 1);
-      const status = seen === undefined ? undefined
+      const planSeen = seen === undefined ? undefined
         : await watch.waitFor(name(i), sent, (rs) => rs.some((r) => r.address === spareIp && r.weight > 0) === want, 2000);
       const ev = {
         type: 'change', n, k, svc: i, kind: want ? 'add' : 'remove', writeMs: +(acked - sent).toFixed(1),
         seenMs: seen === undefined ? null : +(seen - sent).toFixed(1), agentAppliedMs: applied === undefined ? null : applied - wall,
-        statusSeenMs: status === undefined ? null : +(status - sent).toFixed(1), polls,
+        planSeenMs: planSeen === undefined ? null : +(planSeen - sent).toFixed(1), polls,
       };
       emit(ev);
       if (seen === undefined && ++timeouts >= 3) throw new Error('3 changes not seen within 180 s: stopping');

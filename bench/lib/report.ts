@@ -169,16 +169,16 @@ export function convergenceSection(r: ConvergenceRecord): string {
   const out = [
     `Command: \`${r.command}\` · ${machineLine(r.machine)}`,
     '',
-    'Latency = from sending the EndpointSlice write (guest, through the apiserver) to the first netlink poll (every 5 ms) that shows the spare destination added (weight 1) or removed/draining (weight 0), one clock in the guest. Split, same clock: "status seen" = when a watch on the VirtualServers, in the guest beside the agent, received the controller\'s status patch with the new realServers; "agent applied" = the agent\'s own log time of its netlink write for that destination.',
+    'Latency = from sending the EndpointSlice write (guest, through the apiserver) to the first netlink poll (every 5 ms) that shows the spare destination added (weight 1) or removed/draining (weight 0), one clock in the guest. Split, same clock: "plan seen" = when a watch on the PlanSlices, in the guest beside the agent, received the controller\'s slice with the new real servers (runs recorded before PlanSlices: "status seen", the VirtualServer status patch with the new realServers); "agent applied" = the agent\'s own log time of its netlink write for that destination.',
     '',
-    '| services | load before → after (1/5/15) | programmed from empty | changes seen / made | latency p50 | p90 | p99 | max | status seen p50 / p99 | agent applied p50 / p99 | slice write p50 |',
+    '| services | load before → after (1/5/15) | programmed from empty | changes seen / made | latency p50 | p90 | p99 | max | plan seen p50 / p99 | agent applied p50 / p99 | slice write p50 |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const run of r.runs) {
     const ch = run.events.filter((e) => e.type === 'change');
     const seen = ch.map((e) => num(e.seenMs)).filter(Number.isFinite).sort((a, b) => a - b);
     const applied = ch.map((e) => num(e.agentAppliedMs)).filter(Number.isFinite).sort((a, b) => a - b);
-    const status = ch.map((e) => num(e.statusSeenMs)).filter(Number.isFinite).sort((a, b) => a - b);
+    const status = ch.map((e) => num(e.planSeenMs ?? e.statusSeenMs)).filter(Number.isFinite).sort((a, b) => a - b);
     const writes = ch.map((e) => num(e.writeMs)).filter(Number.isFinite).sort((a, b) => a - b);
     const prog = num(run.events.find((e) => e.type === 'programmed')?.ms);
     const p = (xs: number[], q: number) => ms(percentile(xs, q));

@@ -141,11 +141,14 @@ scenario('the agent programs what the controller resolved: ipvsadm agrees, VIPs 
   assert.equal(addressesIn(undefined, 'lvs0').filter((a) => a.startsWith('198.51.100.')).sort(), Object.values(VIP).map((v) => `${v}/32`).sort());
   for (const name of ['web-nat', 'direct-dr', 'direct-tun']) {
     const vs = await waitProgrammed(w, name);
-    const mine = vs.status!.nodes!.find((n) => n.name === w.env.node);
-    assert.ok(mine?.programmed, `${name}: status.nodes has ${JSON.stringify(vs.status!.nodes)}`);
-    assert.is(mine!.observedGeneration, vs.metadata.generation);
+    assert.equal([vs.status!.programmedNodes, vs.status!.unprogrammedNodes], [1, []], `${name}: this node programmed it`);
+    assert.is(vs.status!.plan?.generation, vs.metadata.generation);
     assert.equal(vs.status!.directors, [w.env.node]);
-    if (name !== 'web-nat') assert.equal(mine!.preparedRealServers, [ip('direct-1'), ip('direct-2')], `${name}: prepared`);
+  }
+  // The DR and TUN pods are prepared on this node, as its AgentReport says.
+  const prepared = (await w.report())?.prepared ?? [];
+  for (const [vip, fwd] of [[VIP.dr, 'DR'], [VIP.tun, 'TUN']] as const) {
+    assert.equal(prepared.filter((p) => p.vip === vip && p.forwarding === fwd).map((p) => p.address).sort(), [ip('direct-1'), ip('direct-2')], `${fwd}: prepared`);
   }
   console.log(`# agent start -> all three Programmed=True: ${Date.now() - t0} ms`);
 });
@@ -233,7 +236,7 @@ scenario('scale down: a terminating, then removed pod drains: its open connectio
 
   await w.web.removePod(pod);
   await w.web.syncSlice();
-  await until(`the controller to drop ${pod} from status.realServers`, async () => !(await w.vs('web-nat')).status?.realServers?.some((r) => r.address === ip(pod)), { timeoutMs: 60_000 });
+  await until(`the controller to drop ${pod} from the published plan`, async () => !(await w.plan('web-nat')).services.some((s) => s.realServers.some((r) => r.address === ip(pod))), { timeoutMs: 60_000 });
   await sleep(5000); // the agent's next sync has seen the removal by now
   const d = service(ipvs(), VIP.nat, PORT)!.dests.find((x) => x.address === dest);
   assert.ok(d, `${dest} must stay in the kernel while its connection is open (drain, not delete)`);

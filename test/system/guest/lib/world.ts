@@ -1,7 +1,10 @@
 // The guest's side of the system tier, set up once: the node's networking and pod sandboxes, the
 // pods' workloads, the client, the Kubernetes objects (Services, Pods, EndpointSlices,
 // VirtualServers) written through the host's apiserver, and the agent. Scenarios share it.
-import type { KubeObject } from '../../../../kube/types.ts';
+import type { OwnerPlan } from '../../../../api/plan-slice.ts';
+import { AGENT_REPORTS, type KubeObject } from '../../../../kube/types.ts';
+import type { AgentReportObject } from '../../../../api/agent-report.ts';
+import { planSlicesPath, publishedPlan } from '../../../lib/published-plan.ts';
 import { startAgent, type AgentProc } from './agent.ts';
 import { ApiError, Kube } from './kube.ts';
 import { addPods, assertInVm, bash, CLIENT_NS, setupNode, type PodNet } from './node-net.ts';
@@ -57,6 +60,10 @@ export interface World {
   agent: AgentProc;
   startAgent(): AgentProc;
   vs(name: string): Promise<VsObj>;
+  /** The plan the controller published for a VirtualServer, assembled from its PlanSlices as the agent does. */
+  plan(name: string): Promise<OwnerPlan>;
+  /** This node's AgentReport (undefined before the agent wrote one). */
+  report(): Promise<AgentReportObject | undefined>;
 }
 
 export interface VsObj extends KubeObject {
@@ -66,8 +73,11 @@ export interface VsObj extends KubeObject {
     conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
     services?: string[];
     directors?: string[];
-    realServers?: Array<{ address: string; weight: number; state: string; node?: string }>;
-    nodes?: Array<{ name: string; observedGeneration?: number; programmed?: boolean; preparedRealServers?: string[]; message?: string }>;
+    readyRealServers?: number;
+    realServerCount?: number;
+    plan?: { revision: string; slices: number; generation: number };
+    unprogrammedNodes?: Array<{ name: string; state: string; message: string }>;
+    programmedNodes?: number;
   };
 }
 
@@ -117,6 +127,13 @@ export async function setupWorld(env: Env): Promise<World> {
       return w.agent;
     },
     vs: (name) => kube.get<VsObj>(VIRTUAL_SERVERS, NS, name),
+    async plan(name) {
+      const uid = (await w.vs(name)).metadata.uid!;
+      const got = publishedPlan((await kube.request<{ items: unknown[] }>('GET', planSlicesPath(uid))).items, uid);
+      if (!got.ok) throw new Error(`plan of ${NS}/${name}: ${got.field}: ${got.message}`);
+      return got.value;
+    },
+    report: () => kube.getOrUndefined<AgentReportObject>(AGENT_REPORTS, undefined, env.node),
   };
   return w;
 }
