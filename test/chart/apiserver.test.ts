@@ -91,8 +91,8 @@ test('the dry-run refuses what the API server refuses (so the checks above can f
 });
 
 test('helm install into the real API server; NOTES tell how to check it', async () => {
-  // The CRD applied above is not Helm's: remove it so the release installs it as a fresh cluster would.
-  await kubectl(['delete', 'crd', 'virtualservers.lvs.dev', '--wait=true', '--timeout=60s']);
+  // The CRDs applied above are not Helm's: remove them so the release installs them as a fresh cluster would.
+  await kubectl(['delete', 'crd', 'virtualservers.lvs.dev', 'planslices.lvs.dev', 'agentreports.lvs.dev', '--wait=true', '--timeout=60s']);
   const r = await helm(['install', RELEASE, chartDir, '--namespace', NAMESPACE], { kubeconfig: P().kubeconfig.path });
   assert.is(r.code, 0, `helm install:\n${r.stderr}${r.stdout}`);
   assert.match(r.stdout, /STATUS: deployed/);
