@@ -48,8 +48,8 @@ COPY api ./api
 COPY kube ./kube
 # The agent's standalone mode validates manifests against the CRD (api/schema.ts reads crds/).
 COPY crds ./crds
-# dataplane/agent reuses the controller's pure resolver for standalone manifests.
-COPY operator ./operator
+# Nothing from operator/: the agent programs published plans, and its standalone mode resolves
+# manifests with the shared resolver in api/resolve.
 COPY dataplane ./dataplane
 USER 0:0
 ENTRYPOINT ["node", "dataplane/cli/main.ts"]

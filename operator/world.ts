@@ -4,7 +4,7 @@
 // mark; nothing here reads the API or the clock.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { PlanService, VirtualServerResolution } from '../api/plan.ts';
-import { arbitrate, buildIndex, finalize, parseIp, resolveOne, setNodes, SERVICE_NAME_LABEL, type ResolveIndex, type VirtualServerLike } from './resolve/index.ts';
+import { arbitrate, buildIndex, finalize, parseIp, resolveOne, setNodes, SERVICE_NAME_LABEL, type ResolveIndex, type VirtualServerLike } from '../api/resolve/index.ts';
 import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../kube/types.ts';
 
 interface VsDeps {

@@ -17,7 +17,7 @@
 //                    process.cpuUsage over `changes` repetitions on different slices, divided by
 //                    the count. No agent reports: Programmed is judged against none.
 import { performance } from 'node:perf_hooks';
-import { resolve } from '../../operator/resolve/index.ts';
+import { resolve } from '../../api/resolve/index.ts';
 import { refKey, type PlanService, type VirtualServerResolution } from '../../api/plan.ts';
 import { judgeProgrammed } from '../../operator/programmed.ts';
 import { desiredSlices, publicationOf } from '../../operator/publish.ts';

@@ -16,7 +16,7 @@ import { parseAllDocuments } from 'yaml';
 import type { VirtualServer } from '../../api/generated/index.ts';
 import type { Plan } from '../../api/plan.ts';
 import { compiledCrd } from '../../api/schema.ts';
-import { resolve } from '../../operator/resolve/index.ts';
+import { resolve } from '../../api/resolve/index.ts';
 
 export interface ManifestProblem {
   file: string;

@@ -3,7 +3,7 @@
 // defaults are the common case so a test states only what it is about.
 import type { V1Endpoint, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { VirtualServer, VirtualServerSpec } from '../../api/generated/index.ts';
-import type { VirtualServerLike } from '../../operator/resolve/types.ts';
+import type { VirtualServerLike } from '../../api/resolve/types.ts';
 
 export const NS = 'default';
 export const T0 = '2025-01-01T00:00:00Z';

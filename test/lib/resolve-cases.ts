@@ -4,8 +4,8 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import * as assert from 'uvu/assert';
 import type { PlanRealServer, PlanService, Reason } from '../../api/plan.ts';
-import { resolve } from '../../operator/resolve/index.ts';
-import type { VirtualServerLike } from '../../operator/resolve/types.ts';
+import { resolve } from '../../api/resolve/index.ts';
+import type { VirtualServerLike } from '../../api/resolve/types.ts';
 import { node } from './fixtures.ts';
 
 export const NODES: V1Node[] = [

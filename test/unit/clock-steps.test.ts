@@ -4,7 +4,7 @@
 import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FakeIpvsKernel } from '../../dataplane/ipvs/fake.ts';
+import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import { createSyncer } from '../../dataplane/sync/sync.ts';
 import { ManualClock, realClock, settle } from '../../kube/clock.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';

@@ -1,7 +1,7 @@
 // Director setup against the in-memory kernel model: end state, read-back report, idempotency.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FakeKernel } from '../../dataplane/realserver/fake-netns.ts';
+import { FakeKernel } from '../../dataplane/realserver/testing/fake-netns.ts';
 import {
   DirectorSpecError, connReuseMode, directorSpecFromPlan, directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset,
   type DirectorSpec,

@@ -2,7 +2,7 @@
 // behaviour the real kernel does not have.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FakeIpvsKernel } from '../../dataplane/ipvs/fake.ts';
+import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import { IpvsError } from '../../dataplane/ipvs/errors.ts';
 import type { IpvsDestination, IpvsService } from '../../dataplane/ipvs/types.ts';
 

@@ -1,7 +1,7 @@
 // Real-server preparation against the in-memory kernel model: end state, idempotency, and undo.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FakeKernel } from '../../dataplane/realserver/fake-netns.ts';
+import { FakeKernel } from '../../dataplane/realserver/testing/fake-netns.ts';
 import { planRealServer } from '../../dataplane/realserver/diff.ts';
 import {
   RealServerSpecError, formatRecord, normalizeVips, parseRecord, sysctlNeeds,

@@ -4,9 +4,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Reason } from '../../api/plan.ts';
-import { arbitrate, assemble, buildIndex, resolve, resolveOne } from '../../operator/resolve/index.ts';
+import { arbitrate, assemble, buildIndex, resolve, resolveOne } from '../../api/resolve/index.ts';
 import type { VirtualServerSpec } from '../../api/generated/index.ts';
-import type { VirtualServerLike } from '../../operator/resolve/types.ts';
+import type { VirtualServerLike } from '../../api/resolve/types.ts';
 import { node, virtualServer } from '../lib/fixtures.ts';
 
 const NODES = [node('n1')];

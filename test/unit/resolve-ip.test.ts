@@ -3,7 +3,7 @@
 // a VIP or real server must not be in.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { compareAddresses, parseIp } from '../../operator/resolve/index.ts';
+import { compareAddresses, parseIp } from '../../api/resolve/index.ts';
 import { isContiguousNetmask } from '../../api/ip.ts';
 
 const test = suite('resolve: IP addresses');

@@ -5,8 +5,8 @@ import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Plan } from '../../api/plan.ts';
-import { buildIndex, compareAddresses, resolve, resolveOne } from '../../operator/resolve/index.ts';
-import type { ResolveInput, VirtualServerLike } from '../../operator/resolve/types.ts';
+import { buildIndex, compareAddresses, resolve, resolveOne } from '../../api/resolve/index.ts';
+import type { ResolveInput, VirtualServerLike } from '../../api/resolve/types.ts';
 import { draining, endpoint, endpointSlice, node, rng, service, shuffled, virtualServer } from '../lib/fixtures.ts';
 
 function scenario(): ResolveInput {

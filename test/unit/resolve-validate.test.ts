@@ -3,9 +3,9 @@
 // and the resolver never throws, whatever the shape of the object.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { resolve } from '../../operator/resolve/index.ts';
+import { resolve } from '../../api/resolve/index.ts';
 import type { VirtualServerSpec } from '../../api/generated/index.ts';
-import type { VirtualServerLike } from '../../operator/resolve/types.ts';
+import type { VirtualServerLike } from '../../api/resolve/types.ts';
 import { NS, node, virtualServer } from '../lib/fixtures.ts';
 
 const base = (): VirtualServerSpec => ({

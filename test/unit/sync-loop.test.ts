@@ -2,7 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PlanService } from '../../api/plan.ts';
-import { FakeIpvsKernel } from '../../dataplane/ipvs/fake.ts';
+import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import type { IpvsServiceState } from '../../dataplane/ipvs/types.ts';
 import { createSyncLoop, type SyncLoopOptions } from '../../dataplane/sync/loop.ts';
 import type { SyncResult } from '../../dataplane/sync/sync.ts';

@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PlanService } from '../../api/plan.ts';
-import { FakeIpvsKernel } from '../../dataplane/ipvs/fake.ts';
+import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import { createSyncer, type SyncerOptions, type VipBinder } from '../../dataplane/sync/sync.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 

@@ -2,7 +2,7 @@
 // real-server preparation. It understands exactly the commands those modules issue and fails the
 // way the real tools do (ip's "does not exist", "File exists", "Unknown device type"; sysctl's
 // missing keys), so tests can assert end state instead of call order.
-import { CommandError, type ExecResult, type Runner } from '../exec.ts';
+import { CommandError, type ExecResult, type Runner } from '../../exec.ts';
 
 export interface FakeAddr { address: string; prefixLen: number; label?: string; scope: string }
 export interface FakeLink { name: string; kind?: string; up: boolean; alias: string; addrs: FakeAddr[] }

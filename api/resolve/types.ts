@@ -1,10 +1,10 @@
 // Input and intermediate types of the resolver. Inputs are read-only; nothing here is mutated.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import type { VirtualServer } from '../../api/generated/index.ts';
+import type { VirtualServer } from '../generated/index.ts';
 import type {
   Forwarding, NatReturnPath, ObjectRef, PlanRealServer, PlanService, Protocol, Reason, SchedulerFlag, SchedulerName,
   TunnelType, VirtualServerResolution,
-} from '../../api/plan.ts';
+} from '../plan.ts';
 
 /**
  * The VirtualServer shape the resolver reads (lvs.dev/v1alpha1): the generated model

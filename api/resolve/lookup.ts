@@ -3,7 +3,7 @@
 // static address. The controller's incremental path keeps an index and replaces entries as
 // watch events arrive (a Service, one service's slice list, or the node maps as a whole).
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import { parseIp } from '../../api/ip.ts';
+import { parseIp } from '../ip.ts';
 import type { ResolveInput } from './types.ts';
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';

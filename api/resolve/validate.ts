@@ -6,8 +6,8 @@
 // nat with DR, realServers with NAT) are ignored rather than rejected: they cannot harm the plan.
 import type {
   Forwarding, NatReturnPath, Protocol, Reason, SchedulerFlag, SchedulerName, TunnelType,
-} from '../../api/plan.ts';
-import { isContiguousNetmask, parseIp } from '../../api/ip.ts';
+} from '../plan.ts';
+import { isContiguousNetmask, parseIp } from '../ip.ts';
 import type { NormalizedSpec, StaticBackend, Vip, VsPort } from './types.ts';
 
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];

@@ -1,8 +1,8 @@
 // Real servers for one VirtualServer port and one VIP family, from a Service's EndpointSlices or
 // from the static list. Pure: reads the index, returns real servers (sorted) and reasons.
 import type { V1EndpointSlice, V1Service, V1ServicePort } from '@kubernetes/client-node';
-import type { Forwarding, PlanRealServer, Protocol, Reason, RealServerState } from '../../api/plan.ts';
-import { parseIp } from '../../api/ip.ts';
+import type { Forwarding, PlanRealServer, Protocol, Reason, RealServerState } from '../plan.ts';
+import { parseIp } from '../ip.ts';
 import { nsName, type ResolveIndex } from './lookup.ts';
 import { cmp, compareSortable, type Sortable } from './order.ts';
 import type { NormalizedSpec, StaticBackend, VsPort } from './types.ts';

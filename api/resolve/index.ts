@@ -1,5 +1,6 @@
-// operator/resolve: the pure resolver. resolve() for a full pass; buildIndex + resolveOne +
-// assemble (or arbitrate + finalize) for the controller's incremental path.
+// api/resolve: the pure resolver, shared by the controller (operator/) and the agent's standalone
+// mode (dataplane/agent/manifests.ts), so both read a spec the same way. resolve() for a full pass;
+// buildIndex + resolveOne + assemble (or arbitrate + finalize) for the controller's incremental path.
 export { resolve, assemble } from './resolve.ts';
 export { resolveOne, claimantOf, planService } from './candidate.ts';
 export { arbitrate, finalize, compareClaimants } from './conflicts.ts';
@@ -7,6 +8,6 @@ export type { Arbitration, Loss } from './conflicts.ts';
 export { buildIndex, setNodes, directorsFor, SERVICE_NAME_LABEL } from './lookup.ts';
 export type { ResolveIndex, NodeInfo } from './lookup.ts';
 export { validateSpec } from './validate.ts';
-export { parseIp } from '../../api/ip.ts';
+export { parseIp } from '../ip.ts';
 export { compareAddresses } from './order.ts';
 export type { Candidate, Claimant, ResolveInput, VirtualServerLike, VirtualServerSpecLike } from './types.ts';

@@ -1,7 +1,7 @@
 // resolveOne: one VirtualServer on its own, before arbitration against the others. Costs
 // O(its own endpoints + VIPs x ports); everything else comes from the prebuilt index.
-import type { PlanRealServer, PlanService, Reason } from '../../api/plan.ts';
-import { serviceKey } from '../../api/plan.ts';
+import type { PlanRealServer, PlanService, Reason } from '../plan.ts';
+import { serviceKey } from '../plan.ts';
 import { serviceBackends, servicePortFor, staticBackends, staticFamilyReasons } from './backends.ts';
 import { directorsFor, nsName, type ResolveIndex } from './lookup.ts';
 import { cmp, sortReasons } from './order.ts';

@@ -2,8 +2,8 @@
 // pure function of the claimants (oldest creationTimestamp, then namespace/name), never of watch
 // order, so the kernel rule cannot flap between owners when the controller restarts or relists.
 // Invalid VirtualServers claim nothing and so never take part.
-import type { ObjectRef, PlanRealServer, PlanService, Reason, VirtualServerResolution } from '../../api/plan.ts';
-import { refKey } from '../../api/plan.ts';
+import type { ObjectRef, PlanRealServer, PlanService, Reason, VirtualServerResolution } from '../plan.ts';
+import { refKey } from '../plan.ts';
 import { compareRefs, sortReasons } from './order.ts';
 import type { Candidate, Claimant } from './types.ts';
 

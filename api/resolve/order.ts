@@ -1,7 +1,7 @@
 // Total orders used for every sorted list in the plan. Plain code-unit comparison, never
 // localeCompare: the plan must sort the same way on every machine and locale.
-import type { ObjectRef, PlanRealServer, Reason } from '../../api/plan.ts';
-import { parseIp } from '../../api/ip.ts';
+import type { ObjectRef, PlanRealServer, Reason } from '../plan.ts';
+import { parseIp } from '../ip.ts';
 
 export function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

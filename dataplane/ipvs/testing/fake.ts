@@ -15,12 +15,12 @@
 // trash (a destination deleted while connections still reference it is revived with them when
 // re-added), the sync daemon.
 // Tests drive it with setConnections() and fail(), and check identity with objectId().
-import { IpvsError, errnoOf } from './errors.ts';
+import { IpvsError, errnoOf } from '../errors.ts';
 import type {
   IpvsDestination, IpvsInfo, IpvsKernel, IpvsService, IpvsServiceKey, IpvsServiceState, IpvsTimeouts,
-} from './types.ts';
-import { SVC_F } from '../sync/flags.ts';
-import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey } from '../sync/keys.ts';
+} from '../types.ts';
+import { SVC_F } from '../../sync/flags.ts';
+import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey } from '../../sync/keys.ts';
 
 export type FakeOp = Exclude<keyof IpvsKernel, 'close'>;
 type ErrnoCode = Parameters<typeof errnoOf>[0];

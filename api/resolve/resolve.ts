@@ -1,7 +1,7 @@
 // The whole resolve: VirtualServers + Services + EndpointSlices + Nodes -> Plan. Pure and
 // deterministic: the plan depends on the input objects, never on their order.
-import type { Plan, PlanService, VirtualServerResolution } from '../../api/plan.ts';
-import { refKey } from '../../api/plan.ts';
+import type { Plan, PlanService, VirtualServerResolution } from '../plan.ts';
+import { refKey } from '../plan.ts';
 import { resolveOne } from './candidate.ts';
 import { arbitrate, compareClaimants, finalize } from './conflicts.ts';
 import { buildIndex } from './lookup.ts';
