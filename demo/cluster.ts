@@ -4,8 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { listIpvs, type IpvsService } from '../test/kernel/guest/lib/ipvsadm.ts';
-import { sh } from '../test/kernel/guest/lib/netns.ts';
+import { listIpvs, type IpvsService } from '../lab/guest/ipvsadm.ts';
+import { sh } from '../lab/guest/netns.ts';
 import { AGENT_ENTRY } from '../lab/vm/guest-agent.ts';
 
 export interface DemoEnv { adminKubeconfig: string; agentKubeconfig: string; node: string; kubectl: string }

@@ -11,10 +11,10 @@
 // replies (source = VIP) return through the router, never through the director.
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createTopology, nsRun, type Topology } from '../test/kernel/guest/lib/netns.ts';
-import { runClient, startServer, stopServers } from '../test/kernel/guest/lib/traffic.ts';
-import { listIpvs, type IpvsService } from '../test/kernel/guest/lib/ipvsadm.ts';
-import { settledStats } from '../test/kernel/guest/agent/net.ts';
+import { createTopology, nsRun, type Topology } from '../lab/guest/netns.ts';
+import { runClient, startServer, stopServers } from '../lab/guest/traffic.ts';
+import { listIpvs, type IpvsService } from '../lab/guest/ipvsadm.ts';
+import { settledStats } from '../lab/guest/agent-net.ts';
 import { AGENT_ENTRY } from '../lab/vm/guest-agent.ts';
 import { formatHops, startCapture, type Packet } from './capture.ts';
 import { connectDirectorToApiserver, envFromProcess, kubectl, startClusterAgent, waitForCondition, waitForKernel, type AgentProcess, type DemoEnv } from './cluster.ts';

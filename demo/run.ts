@@ -7,9 +7,9 @@
 // when it all worked.
 import { execFileSync } from 'node:child_process';
 import { binaryPath } from '../scripts/build-apiserver.ts';
-import { apiserverPrereqs } from '../test/apiserver/harness.ts';
+import { apiserverPrereqs } from '../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm, type VmResult } from '../lab/vm/vm.ts';
-import { GUEST_API_PORT, NODE_NAME, startHostCluster, type HostCluster } from '../test/system/lib/host-cluster.ts';
+import { GUEST_API_PORT, NODE_NAME, startHostCluster, type HostCluster } from '../lab/apiserver/host-cluster.ts';
 
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;

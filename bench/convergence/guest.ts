@@ -11,10 +11,10 @@ import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { IpvsNetlink } from '../../dataplane/ipvs/netlink.ts';
 import type { IpvsDestination, IpvsServiceKey } from '../../dataplane/ipvs/types.ts';
-import { startAgent, type AgentProc } from '../../test/system/guest/lib/agent.ts';
-import { Kube } from '../../test/system/guest/lib/kube.ts';
-import { SLICES } from '../../test/system/guest/lib/objects.ts';
-import { rng } from '../../test/lib/fixtures.ts';
+import { startAgent, type AgentProc } from '../../lab/guest/agent.ts';
+import { Kube } from '../../lab/guest/kube.ts';
+import { SLICES } from '../../lab/guest/objects.ts';
+import { rng } from '../../lab/random.ts';
 import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
 import { watchPlanSlices } from './watch.ts';
 

@@ -7,11 +7,11 @@
 // Environment: BENCH_CONVERGENCE_SIZES (default 100,5000), BENCH_CONVERGENCE_CHANGES (per size,
 // default 200), BENCH_CONVERGENCE_BUDGET_MIN (most minutes of changes per size, default 60),
 // BENCH_CONVERGENCE_TIMEOUT_MIN (VM deadline per size, default 150).
-import { apiserverPrereqs } from '../../test/apiserver/harness.ts';
+import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
-import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../test/system/lib/host-cluster.ts';
-import { Kube } from '../../test/system/guest/lib/kube.ts';
-import { SERVICES, SLICES, VIRTUAL_SERVERS } from '../../test/system/guest/lib/objects.ts';
+import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../lab/apiserver/host-cluster.ts';
+import { Kube } from '../../lab/guest/kube.ts';
+import { SERVICES, SLICES, VIRTUAL_SERVERS } from '../../lab/guest/objects.ts';
 import { load, machine, type Load, type Machine } from '../lib/machine.ts';
 import { MAX_SERVICES, NS, serviceManifest, sliceManifest, virtualServerManifest } from './layout.ts';
 
@@ -89,7 +89,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         BENCH_CONVERGENCE_ADMIN_KUBECONFIG: hc.guest.admin, BENCH_CONVERGENCE_AGENT_KUBECONFIG: hc.guest.agent,
         BENCH_CONVERGENCE_BUDGET_MIN: String(positive('BENCH_CONVERGENCE_BUDGET_MIN', 60)),
         BENCH_CONVERGENCE_PROGRAM_MIN: String(positive('BENCH_CONVERGENCE_PROGRAM_MIN', 20)),
-        // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (test/system/guest/lib/agent.ts).
+        // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (lab/guest/agent.ts).
         ...(process.env.LVS_SYSTEM_ECHO_AGENT ? { LVS_SYSTEM_ECHO_AGENT: process.env.LVS_SYSTEM_ECHO_AGENT } : {}),
       },
       label: `conv-${n}`,

@@ -8,7 +8,7 @@
 // client buffers whole bodies); on the stream's end it resumes from the last resourceVersion seen.
 import { request, type Agent } from 'node:https';
 import { performance } from 'node:perf_hooks';
-import { loadKubeconfig } from '../../test/system/guest/lib/kube.ts';
+import { loadKubeconfig } from '../../lab/guest/kube.ts';
 
 interface RealServer { address: string; weight: number }
 interface SliceEvent {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gated } from '../lib/prereq.ts';
-import { apiserverPrereqs, startControlPlane, type ControlPlane, type KubectlResult } from './harness.ts';
+import { apiserverPrereqs, startControlPlane, type ControlPlane, type KubectlResult } from '../../lab/apiserver/harness.ts';
 
 const test = gated(suite('agent identity: own node report only'), apiserverPrereqs());
 const NS = 'lvs-system';

@@ -18,7 +18,7 @@ import { ENDPOINT_SLICES, LEASES, PLAN_SLICES, VIRTUAL_SERVERS, type Condition, 
 import type { OwnerPlan } from '../../api/plan-slice.ts';
 import { gated } from '../lib/prereq.ts';
 import { fetchPlan, ownerSelector, planRealServers } from '../lib/published-plan.ts';
-import { apiserverPrereqs, startControlPlane, type ControlPlane, type KubeconfigFile } from './harness.ts';
+import { apiserverPrereqs, startControlPlane, type ControlPlane, type KubeconfigFile } from '../../lab/apiserver/harness.ts';
 
 const test = gated(suite('apiserver: controller'), apiserverPrereqs());
 const LEASE_NS = 'lvs-system';

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { invalidCases, manifestsIn } from '../lib/invalid-cases.ts';
 import { gated } from '../lib/prereq.ts';
 import { repoRoot as root } from '../lib/schema.ts';
-import { apiserverPrereqs, startControlPlane, type ControlPlane } from './harness.ts';
+import { apiserverPrereqs, startControlPlane, type ControlPlane } from '../../lab/apiserver/harness.ts';
 
 const examples = manifestsIn('examples');
 const invalid = invalidCases();

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gated } from '../lib/prereq.ts';
-import { apiserverPrereqs, startControlPlane, type ControlPlane } from './harness.ts';
+import { apiserverPrereqs, startControlPlane, type ControlPlane } from '../../lab/apiserver/harness.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const missing = apiserverPrereqs();

@@ -1,4 +1,4 @@
-// The chart against a real kube-apiserver + etcd (test/apiserver/harness.ts):
+// The chart against a real kube-apiserver + etcd (lab/apiserver/harness.ts):
 //  1. the rendered CRDs are installed first, then every other rendered object goes through
 //     `kubectl apply --dry-run=server` (schema, strict field validation, admission) for default
 //     and non-default values; a manifest the API server must refuse is refused;
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gated } from '../lib/prereq.ts';
-import { apiserverPrereqs, startControlPlane, type ControlPlane } from '../apiserver/harness.ts';
+import { apiserverPrereqs, startControlPlane, type ControlPlane } from '../../lab/apiserver/harness.ts';
 import { chartDir, helm, helmPrereqs, kubectlAt, NAMESPACE, one, parseDocs, RELEASE, render, root, toStream, valuesArgs, type Obj } from './helm.ts';
 
 const test = gated(suite('chart: apiserver'), helmPrereqs() ?? apiserverPrereqs());

@@ -6,11 +6,11 @@
 // small control server on this host (the "apiserver unavailable" scenario).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { apiserverPrereqs } from '../apiserver/harness.ts';
+import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm, type VmResult } from '../../lab/vm/vm.ts';
 import { gated } from '../lib/prereq.ts';
 import { startApiserverControl, type ApiserverControl } from './lib/apiserver-control.ts';
-import { GUEST_API_PORT, GUEST_CONTROL_PORT, NODE_IP, NODE_NAME, startHostCluster, type HostCluster } from './lib/host-cluster.ts';
+import { GUEST_API_PORT, GUEST_CONTROL_PORT, NODE_IP, NODE_NAME, startHostCluster, type HostCluster } from '../../lab/apiserver/host-cluster.ts';
 
 const GUEST_SUITE = 'test/system/guest/cluster.guest.ts';
 const test = gated(suite('system: host (control plane, controller, VM)'), kernelPrereqs() ?? apiserverPrereqs());

@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import { parseDocument } from 'yaml';
 import * as assert from 'uvu/assert';
-import { listIpvs } from './lib/ipvsadm.ts';
-import { nsRun, nsSh } from './lib/netns.ts';
-import { runClient, stopServers, type ClientResult } from './lib/traffic.ts';
+import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
+import { nsRun, nsSh } from '../../../lab/guest/netns.ts';
+import { runClient, stopServers, type ClientResult } from '../../../lab/guest/traffic.ts';
 import { agent, agentOk, later, opLines, timed } from './agent/cli.ts';
 import { describeViews, readViews, rowsFromIpvsadm, rowsFromShow } from './agent/compare.ts';
-import { agentTopology, CLIENT, CONNECT_TIMEOUT_MS, DIRECTOR_BACK, settledStats, startServerPatiently, type AgentTopology } from './agent/net.ts';
+import { agentTopology, CLIENT, CONNECT_TIMEOUT_MS, DIRECTOR_BACK, settledStats, startServerPatiently, type AgentTopology } from '../../../lab/guest/agent-net.ts';
 
 const uvuSuite = suite('lvs-agent forwarding: NAT (seeds), SNAT, UDP, DR, TUN with real traffic');
 const test = timed(uvuSuite);

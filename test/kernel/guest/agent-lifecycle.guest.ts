@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseDocument } from 'yaml';
-import { ipvsStats, listIpvs } from './lib/ipvsadm.ts';
-import { nsSh } from './lib/netns.ts';
+import { ipvsStats, listIpvs } from '../../../lab/guest/ipvsadm.ts';
+import { nsSh } from '../../../lab/guest/netns.ts';
 import { agent, agentOk, later, opLines, startAgent, timed, type AgentProcess } from './agent/cli.ts';
 import { describeViews, readViews, rowsFromIpvsadm, rowsFromShow } from './agent/compare.ts';
-import { agentTopology, burst, holdConnection, kernelSnapshot, rulesOf, settledStats, startEchoServer, stopEchoServers, type AgentTopology, type HeldConnection, type KernelSnapshot } from './agent/net.ts';
+import { agentTopology, burst, holdConnection, kernelSnapshot, rulesOf, settledStats, startEchoServer, stopEchoServers, type AgentTopology, type HeldConnection, type KernelSnapshot } from '../../../lab/guest/agent-net.ts';
 
 const uvuSuite = suite('lvs-agent lifecycle: bad input, drain, restart, outside edits, foreign service, cleanup');
 const test = timed(uvuSuite);

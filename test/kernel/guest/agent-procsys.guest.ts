@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { nsRun, sh } from './lib/netns.ts';
+import { nsRun, sh } from '../../../lab/guest/netns.ts';
 import { agentArgv, timed } from './agent/cli.ts';
 
 const uvuSuite = suite('lvs-agent with a read-only /proc/sys: LVS_PROC_SYS');

@@ -4,12 +4,12 @@
 // distributions that define rr, wrr and sh, and persistence with its kernel template.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { listIpvs } from './lib/ipvsadm.ts';
-import { nsRun } from './lib/netns.ts';
-import { runClient, stopServers, type ClientResult } from './lib/traffic.ts';
+import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
+import { nsRun } from '../../../lab/guest/netns.ts';
+import { runClient, stopServers, type ClientResult } from '../../../lab/guest/traffic.ts';
 import { agent, later, opLines, timed, type AgentRun } from './agent/cli.ts';
 import { describeViews, readViews, rowsFromIpvsadm, rowsFromShow } from './agent/compare.ts';
-import { agentTopology, burst, CLIENT, CONNECT_TIMEOUT_MS, parseConnections, parsePersistentConns, startServerPatiently, type AgentTopology } from './agent/net.ts';
+import { agentTopology, burst, CLIENT, CONNECT_TIMEOUT_MS, parseConnections, parsePersistentConns, startServerPatiently, type AgentTopology } from '../../../lab/guest/agent-net.ts';
 
 const uvuSuite = suite('lvs-agent schedulers: every one accepted, rr/wrr/sh distributions, persistence');
 const test = timed(uvuSuite);

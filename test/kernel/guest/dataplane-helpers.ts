@@ -1,8 +1,8 @@
 // Guest-side helpers for the director and real-server kernel suites (run only inside the test VM),
 // on top of the shared guest lib (topology, traffic, ipvsadm): sysctl snapshots, ARP probes,
 // settled IPVS counters, timings.
-import { ipvsStats, type IpvsCounters } from './lib/ipvsadm.ts';
-import { nsRun, run } from './lib/netns.ts';
+import { ipvsStats, type IpvsCounters } from '../../../lab/guest/ipvsadm.ts';
+import { nsRun, run } from '../../../lab/guest/netns.ts';
 
 /** Values of `keys` in `ns`, one `sysctl` process. */
 export function sysctls(ns: string, keys: string[]): Record<string, string> {

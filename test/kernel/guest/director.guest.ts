@@ -9,8 +9,8 @@ import { createRunner } from '../../../dataplane/exec.ts';
 import type { DirectorSpec } from '../../../dataplane/director/plan.ts';
 import { type DirectorOptions, syncDirector, teardownDirector } from '../../../dataplane/director/setup.ts';
 import { arpProbe, ipvsCounters, macOf, sysctls, timed } from './dataplane-helpers.ts';
-import { assertInVm, createTopology, nsRun, run, type Topology } from './lib/netns.ts';
-import { runClient, startServer, stopServers } from './lib/traffic.ts';
+import { assertInVm, createTopology, nsRun, run, type Topology } from '../../../lab/guest/netns.ts';
+import { runClient, startServer, stopServers } from '../../../lab/guest/traffic.ts';
 
 assertInVm();
 const test = suite('director (real kernel)');

@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { IpvsError, IpvsNetlink } from '../../../dataplane/ipvs/netlink.ts';
 import type { IpvsDestination, IpvsService, IpvsServiceKey } from '../../../dataplane/ipvs/types.ts';
-import { assertInVm, run } from './lib/netns.ts';
+import { assertInVm, run } from '../../../lab/guest/netns.ts';
 
 assertInVm();
 const ipvsadm = (...args: string[]) => run(['ipvsadm', ...args]);

@@ -15,8 +15,8 @@ import {
 } from '../../../dataplane/realserver/prepare.ts';
 import type { RealServerMode } from '../../../dataplane/realserver/plan.ts';
 import { arpProbe, ipvsCounters, macOf, sysctls, timed } from './dataplane-helpers.ts';
-import { assertInVm, createTopology, nsRun, run, type Topology } from './lib/netns.ts';
-import { runClient, startServer, stopServers } from './lib/traffic.ts';
+import { assertInVm, createTopology, nsRun, run, type Topology } from '../../../lab/guest/netns.ts';
+import { runClient, startServer, stopServers } from '../../../lab/guest/traffic.ts';
 
 assertInVm();
 const test = suite('realserver (real kernel)');

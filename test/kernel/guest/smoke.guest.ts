@@ -5,9 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ipvsStats, listIpvs } from './lib/ipvsadm.ts';
-import { natTopology, nsRun, nsSh, run, type NatTopology } from './lib/netns.ts';
-import { runClient, startServer, stopServers } from './lib/traffic.ts';
+import { ipvsStats, listIpvs } from '../../../lab/guest/ipvsadm.ts';
+import { natTopology, nsRun, nsSh, run, type NatTopology } from '../../../lab/guest/netns.ts';
+import { runClient, startServer, stopServers } from '../../../lab/guest/traffic.ts';
 
 const test = suite('kernel smoke');
 let topo: NatTopology | undefined;

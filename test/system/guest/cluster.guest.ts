@@ -14,8 +14,8 @@ import { statSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addressesIn, CLIENT_IP, CNI_BRIDGE, removePods } from './lib/node-net.ts';
-import { assertRunning, type AgentProc } from './lib/agent.ts';
-import { VIRTUAL_SERVERS } from './lib/objects.ts';
+import { assertRunning, type AgentProc } from '../../../lab/guest/agent.ts';
+import { VIRTUAL_SERVERS } from '../../../lab/guest/objects.ts';
 import { stopAllTraffic } from './lib/traffic.ts';
 import { dests, ipvs, service, settledStats, sleep, statsOf, timed, until } from './lib/wait.ts';
 import {

@@ -6,7 +6,7 @@
 //                                      ({stoppedAt}), starts it again N seconds later
 //   GET  /apiserver                    {state: up|down|starting, outages, lastDownMs, error?}
 //
-// The harness (test/apiserver/harness.ts) has no restart of its own; the command line is read
+// The harness (lab/apiserver/harness.ts) has no restart of its own; the command line is read
 // back from /proc/<pid>/cmdline of the running kube-apiserver (setpriv execs into it, so the
 // harness's pid is the apiserver's), and the replacement is started through the harness's own
 // process helper, so it too dies with the test process.
@@ -14,8 +14,8 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { request } from 'node:https';
 import { join } from 'node:path';
-import type { ControlPlane } from '../../apiserver/harness.ts';
-import { startProc, waitReady, type Proc } from '../../apiserver/procs.ts';
+import type { ControlPlane } from '../../../lab/apiserver/harness.ts';
+import { startProc, waitReady, type Proc } from '../../../lab/apiserver/procs.ts';
 
 export interface ApiserverControl {
   port: number;

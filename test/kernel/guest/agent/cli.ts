@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'uvu';
-import { assertInVm } from '../lib/netns.ts';
+import { assertInVm } from '../../../../lab/guest/netns.ts';
 import { AGENT_ENTRY } from '../../../../lab/vm/guest-agent.ts';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '../../../..');

@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import type { ForwardMethod } from '../../../../dataplane/ipvs/types.ts';
 import type { ShownService } from '../../../../dataplane/agent/show.ts';
-import { parseIpvsList, type IpvsService } from '../lib/ipvsadm.ts';
+import { parseIpvsList, type IpvsService } from '../../../../lab/guest/ipvsadm.ts';
 import { AGENT, NODE } from './cli.ts';
 
 /** One service in a form both sources can produce: "TCP 203.0.113.5:80", dests "172.16.0.2:80 Masq 1". */

@@ -2,8 +2,8 @@
 // 10,000 endpoints × 2 ports, in EndpointSlices of 100 endpoints as the EndpointSlice controller
 // writes them (its default maxEndpointsPerSlice). The endpoints are addresses only (no pods: NAT
 // real servers need no preparation), all on this node.
-import type { Kube } from './kube.ts';
-import { SERVICES, SLICES, type ServicePort } from './objects.ts';
+import type { Kube } from '../../../../lab/guest/kube.ts';
+import { SERVICES, SLICES, type ServicePort } from '../../../../lab/guest/objects.ts';
 
 export const BIG = { name: 'big', endpoints: 10_000, perSlice: 100 } as const;
 export const BIG_PORTS: readonly ServicePort[] = [{ name: 'a', port: 80, targetPort: 8080 }, { name: 'b', port: 81, targetPort: 8081 }];

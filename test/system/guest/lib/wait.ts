@@ -1,5 +1,5 @@
 // Polling with a deadline and timing lines, plus IPVS read-back through the independent ipvsadm.
-import { listIpvs, ipvsStats, type IpvsService, type IpvsServiceStats } from '../../../kernel/guest/lib/ipvsadm.ts';
+import { listIpvs, ipvsStats, type IpvsService, type IpvsServiceStats } from '../../../../lab/guest/ipvsadm.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -5,10 +5,10 @@ import type { OwnerPlan } from '../../../../api/plan-slice.ts';
 import { AGENT_REPORTS, type KubeObject } from '../../../../kube/types.ts';
 import type { AgentReportObject } from '../../../../api/agent-report.ts';
 import { planSlicesPath, publishedPlan } from '../../../lib/published-plan.ts';
-import { startAgent, type AgentProc } from './agent.ts';
-import { ApiError, Kube } from './kube.ts';
+import { startAgent, type AgentProc } from '../../../../lab/guest/agent.ts';
+import { ApiError, Kube } from '../../../../lab/guest/kube.ts';
 import { addPods, assertInVm, bash, CLIENT_NS, setupNode, type PodNet } from './node-net.ts';
-import { VIRTUAL_SERVERS, Workload } from './objects.ts';
+import { VIRTUAL_SERVERS, Workload } from '../../../../lab/guest/objects.ts';
 import { startClient, startPodServer, type Client, type PodServer } from './traffic.ts';
 import { until } from './wait.ts';
 

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { parse } from 'yaml';
-import { resourcePath, type KubeObject, type ResourceType } from '../../../../kube/types.ts';
+import { resourcePath, type KubeObject, type ResourceType } from '../../kube/types.ts';
 
 export class ApiError extends Error {
   readonly status: number;

@@ -2,7 +2,7 @@
 // kube-controller-manager and no kubelet: the test driver plays the kubelet (Pod status, graceful
 // deletion) and the EndpointSlice controller (one slice per Service, labels, owner reference,
 // endpoint conditions, nodeName, targetRef). Builders are pure; Workload does the API calls.
-import type { KubeObject } from '../../../../kube/types.ts';
+import type { KubeObject } from '../../kube/types.ts';
 import type { Kube } from './kube.ts';
 
 export const PODS = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true } as const;

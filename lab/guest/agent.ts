@@ -6,9 +6,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { AGENT_ENTRY } from '../../../../lab/vm/guest-agent.ts';
+import { AGENT_ENTRY } from '../vm/guest-agent.ts';
 
-const REPO = join(import.meta.dirname, '../../../..');
+const REPO = join(import.meta.dirname, '../..');
 
 export interface AgentLine { at: number; text: string; json?: Record<string, unknown> }
 

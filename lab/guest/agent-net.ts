@@ -12,9 +12,9 @@
 // rsnat's default route points at 172.16.0.254, a host that does not exist, so only a director
 // that source-NATs gets its replies back; dsrN answer clients directly on front (DR/TUN).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { ipvsStats, type IpvsServiceStats } from '../lib/ipvsadm.ts';
-import { createTopology, nsSh, type HostSpec, type Topology } from '../lib/netns.ts';
-import { startServer, type ServerHandle, type ServerOptions } from '../lib/traffic.ts';
+import { ipvsStats, type IpvsServiceStats } from './ipvsadm.ts';
+import { createTopology, nsSh, type HostSpec, type Topology } from './netns.ts';
+import { startServer, type ServerHandle, type ServerOptions } from './traffic.ts';
 
 export const CLIENT = '192.0.2.10';
 export const DIRECTOR_FRONT = '192.0.2.1';

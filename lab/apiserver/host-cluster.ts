@@ -1,4 +1,4 @@
-// Host side of the system tier: a real control plane (test/apiserver/harness.ts) with the CRDs,
+// Host side of the system tier: a real control plane (lab/apiserver/harness.ts) with the CRDs,
 // both ClusterRoles bound to their own users, the controller as a child process (operator/main.ts,
 // leader election on, as its least-privilege user), the Node object of the VM, and kubeconfigs
 // for the guest whose server is the apiserver as the guest reaches it through qemu's guestfwd
@@ -10,10 +10,10 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { tokenKubeconfigYaml } from '../../apiserver/certs.ts';
-import { startControlPlane, type ControlPlane, type KubeconfigFile } from '../../apiserver/harness.ts';
-import { trackChild } from '../../apiserver/procs.ts';
-import { REPO_ROOT } from '../../../lab/vm/vm.ts';
+import { tokenKubeconfigYaml } from './certs.ts';
+import { startControlPlane, type ControlPlane, type KubeconfigFile } from './harness.ts';
+import { trackChild } from './procs.ts';
+import { REPO_ROOT } from '../vm/vm.ts';
 
 export const NODE_NAME = 'lvs-node-1';
 /** The VM's address on qemu's user network (eth0), as the Node's InternalIP. */
