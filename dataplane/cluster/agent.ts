@@ -156,7 +156,11 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     vips: createLvsDevice({ run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release() }),
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
-    onResult: (r) => { lastSync = r; synced = current; saveRecord(); void report(); },
+    onResult: (r) => {
+      // One line per process: how a start went (after a restart, 0 operations is the norm).
+      if (!lastSync) log.info({ op: 'firstSync', result: r.kind, ops: r.ops, services: current?.services.length ?? 0 }, 'first sync done');
+      lastSync = r; synced = current; saveRecord(); void report();
+    },
   });
 
   function saveRecord(): void {

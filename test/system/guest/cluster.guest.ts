@@ -8,14 +8,16 @@
 // pod's established connection survives: drained, not cut); agent SIGKILL and restart (traffic
 // keeps flowing, nothing is reprogrammed); the apiserver stopped for 30 s (traffic keeps flowing,
 // a change made right after it returns reaches the kernel); a conflicting and an invalid
-// VirtualServer disturb nothing; finally the drained destination is gone once its connection is.
+// VirtualServer disturb nothing; the drained destination is gone once its connection is; finally a
+// Service of 10,000 endpoints x 2 ports is published in bounded PlanSlices and fully programmed.
 import { execFileSync } from 'node:child_process';
-import { statSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addressesIn, CLIENT_IP, CNI_BRIDGE, removePods } from './lib/node-net.ts';
 import { assertRunning, type AgentProc } from '../../../lab/guest/agent.ts';
+import { AGENT_REPORTS, type KubeObject } from '../../../kube/types.ts';
 import { VIRTUAL_SERVERS } from '../../../lab/guest/objects.ts';
+import { BIG, BIG_PORTS, bigAddress, createBigService } from './lib/big.ts';
 import { stopAllTraffic } from './lib/traffic.ts';
 import { dests, ipvs, service, settledStats, sleep, statsOf, timed, until } from './lib/wait.ts';
 import {
@@ -25,7 +27,6 @@ import {
 const test = suite('system: agent in the VM, controller and apiserver on the host');
 let w: World;
 const ip = (pod: string) => POD_NETS[pod]!.ip;
-const STATE_FILE = '/run/lvs-agent/standalone.json';
 /** The agent's own start (Node, its imports over 9p) under TCG: seconds on a quiet host, minutes on a loaded one. */
 const AGENT_START_MS = 360_000;
 const WANT = {
@@ -253,10 +254,6 @@ const KERNEL_OPS = new Set(['addService', 'updateService', 'deleteService', 'add
 /** ... and its other changes (the per-sync "kernel synced" summary only repeats the operations). */
 const CHANGES = new Set(['VIP bound', 'VIP unbound', 'director steps', 'realserver steps', 'return path steps']);
 
-function mtime(path: string): number {
-  try { return statSync(path).mtimeMs; } catch { return 0; }
-}
-
 scenario('agent SIGKILLed and restarted: traffic flows throughout; the new agent changes nothing', async () => {
   // A destination already draining may finish its drain meanwhile (see steadyView); everything
   // else must stay exactly as it is.
@@ -267,9 +264,12 @@ scenario('agent SIGKILLed and restarted: traffic flows throughout; the new agent
   await old.kill('SIGKILL');
   const down = await Promise.all([tally(VIP.nat, 8), tally(VIP.dr, 6), tally(VIP.tun, 6)]);
   assert.ok(down.every((t) => Object.keys(t).length >= 2), `served with no agent running: ${JSON.stringify(down)}`);
-  const synced0 = mtime(STATE_FILE);
+  const report0 = await w.kube.get<KubeObject>(AGENT_REPORTS, undefined, w.env.node);
   const t0 = Date.now();
-  const agent = await startAgentUntil('the new agent\'s first sync (state file rewritten)', () => mtime(STATE_FILE) > synced0, { timeoutMs: AGENT_START_MS, show: () => w.agent.tail(5) });
+  const firstSync = () => w.agent.lines.some((l) => l.json?.op === 'firstSync');
+  const agent = await startAgentUntil('the new agent\'s first sync', firstSync, { timeoutMs: AGENT_START_MS, show: () => w.agent.tail(5) });
+  const first = agent.lines.find((l) => l.json?.op === 'firstSync')!.json!;
+  assert.equal([first.result, first.ops], ['ok', 0], `first sync after the restart: ${JSON.stringify(first)}`);
   console.log(`# restart -> first output ${agent.firstOutputMs()} ms, first sync done ${Date.now() - t0} ms`);
   // Keep traffic and the table under watch while the new agent settles (real-server pass, reports).
   for (let i = 0; i < 5; i++) {
@@ -289,7 +289,9 @@ scenario('agent SIGKILLed and restarted: traffic flows throughout; the new agent
     }
   }
   const rvsAfter = await Promise.all(['web-nat', 'direct-dr', 'direct-tun'].map(async (n) => (await w.vs(n)).metadata.resourceVersion));
-  assert.equal(rvsAfter, rvs, 'no status write after the restart (reports unchanged)');
+  assert.equal(rvsAfter, rvs, 'no status write after the restart');
+  const report1 = await w.kube.get<KubeObject>(AGENT_REPORTS, undefined, w.env.node);
+  assert.is(report1.metadata.resourceVersion, report0.metadata.resourceVersion, 'the node\'s AgentReport was rewritten after the restart');
 });
 
 async function control(path: string, method = 'GET'): Promise<Record<string, unknown>> {
@@ -377,6 +379,36 @@ scenario('the drained destination is deleted once its connection has ended (TIME
   removePods([POD_NETS[pod]!]);
   const errors = w.agent.lines.filter((l) => Number(l.json?.level ?? 0) >= 50);
   console.log(`# agent error lines (run ${w.agent.run}): ${errors.length}${errors.length ? `\n${errors.map((l) => l.text).join('\n')}` : ''}`);
+});
+
+scenario('10,000 endpoints x 2 ports: the plan goes out in bounded PlanSlices, all 20,000 destinations reach the kernel, the status stays small; deleted, they go', async () => {
+  const vip = '198.51.100.20';
+  const t0 = Date.now();
+  await createBigService(w.kube, NS, w.env.node);
+  const tSlices = Date.now();
+  await w.kube.create(VIRTUAL_SERVERS, NS, {
+    apiVersion: 'lvs.dev/v1alpha1', kind: 'VirtualServer', metadata: { name: BIG.name, namespace: NS },
+    spec: { addresses: [vip], ports: BIG_PORTS.map((p) => ({ name: p.name, port: p.port, protocol: 'TCP' })), forwarding: 'NAT', scheduler: { name: 'rr' }, backends: { service: { name: BIG.name } } },
+  });
+  const vs = await waitProgrammed(w, BIG.name, 900_000);
+  const tProgrammed = Date.now();
+  const table = ipvs();
+  const counts = BIG_PORTS.map((p) => service(table, vip, p.port)?.dests.length ?? 0);
+  assert.equal(counts, [BIG.endpoints, BIG.endpoints], 'destinations per virtual service');
+  const last = bigAddress(BIG.endpoints - 1);
+  assert.ok(dests(table, vip, 81).includes(`${last}:8081 Masq 1`), `${last}:8081 missing`);
+  const slices = await w.kube.request<{ items: Array<{ services: Array<{ realServers: unknown[] }> }> }>('GET', `/apis/lvs.dev/v1alpha1/planslices?labelSelector=${encodeURIComponent(`lvs.dev/owner-uid=${vs.metadata.uid}`)}`);
+  const entries = slices.items.map((sl) => sl.services.reduce((n, sv) => n + sv.realServers.length, 0));
+  assert.ok(entries.every((n) => n <= 1000), `a slice holds more than 1,000 real servers: ${entries.join(',')}`);
+  assert.is(entries.reduce((a, b) => a + b, 0), 2 * BIG.endpoints);
+  const size = JSON.stringify(vs).length;
+  assert.ok(size < 16_384, `the VirtualServer is ${size} bytes`);
+  console.log(`# big: ${BIG.endpoints / BIG.perSlice} EndpointSlices written in ${tSlices - t0} ms; VirtualServer -> Programmed=True with 2 x ${BIG.endpoints} destinations in the kernel ${tProgrammed - tSlices} ms; ${slices.items.length} PlanSlices; VirtualServer ${size} bytes`);
+  await w.kube.request('DELETE', `/apis/lvs.dev/v1alpha1/namespaces/${NS}/virtualservers/${BIG.name}`);
+  const t1 = Date.now();
+  await until(`the ${vip} services gone`, () => !ipvs().some((svc) => svc.address.startsWith(`${vip}:`)), { timeoutMs: 600_000, everyMs: 3000 });
+  console.log(`# big: deleted -> both services gone from the kernel ${Date.now() - t1} ms`);
+  await waitProgrammed(w, 'web-nat');
 });
 
 test.run();
