@@ -381,6 +381,28 @@ scenario('the drained destination is deleted once its connection has ended (TIME
   console.log(`# agent error lines (run ${w.agent.run}): ${errors.length}${errors.length ? `\n${errors.map((l) => l.text).join('\n')}` : ''}`);
 });
 
+scenario('a failing director step is Programmed=False naming node and step; the kernel keeps serving; repaired, True again', async () => {
+  // nft made to fail (a bind mount of /bin/false over it): every full sync re-checks the director's
+  // nft tables, so the next one fails at that step. Nothing programmed may change meanwhile.
+  const { table, now } = steadyView();
+  const nft = execFileSync('sh', ['-c', 'command -v nft'], { encoding: 'utf8' }).trim();
+  execFileSync('mount', ['--bind', '/bin/false', nft]);
+  try {
+    const failed = await until('Programmed=False on web-nat naming the node and the step', async () => {
+      const c = cond(await w.vs('web-nat'), 'Programmed');
+      return c?.status === 'False' ? c : undefined;
+    }, { timeoutMs: 120_000, everyMs: 2000, show: async () => (await w.vs('web-nat')).status });
+    assert.is(failed.reason, 'ProgrammingFailed');
+    assert.match(failed.message, `node ${w.env.node}: director setup (lvs0, sysctls, nft) failed`);
+    const got = await tally(VIP.nat, 6);
+    assert.ok(Object.keys(got).length >= 2, `still served while failing: ${JSON.stringify(got)}`);
+    assert.equal(now(), table, 'the kernel rules changed while a step failed');
+  } finally {
+    execFileSync('umount', [nft]);
+  }
+  await waitProgrammed(w, 'web-nat', 150_000);
+});
+
 scenario('10,000 endpoints x 2 ports: the plan goes out in bounded PlanSlices, all 20,000 destinations reach the kernel, the status stays small; deleted, they go', async () => {
   const vip = '198.51.100.20';
   const t0 = Date.now();
