@@ -44,6 +44,7 @@ export class Informer<T extends KubeObject> {
   readonly #handlers: InformerHandlers<T>[] = [];
   #cache = new Map<string, T>();
   #rv = '';
+  #failing = false;
   #synced = false;
   #syncWaiters: Array<() => void> = [];
   /** Lists performed, for tests and logs. */
@@ -75,6 +76,15 @@ export class Informer<T extends KubeObject> {
     return this.#rv;
   }
 
+  /**
+   * True while the last list or watch request failed (403, the resource gone with its CRD, no
+   * connection): the cache is kept but may be stale. False again once a list succeeds or a watch
+   * is established and delivers or ends cleanly.
+   */
+  get failing(): boolean {
+    return this.#failing;
+  }
+
   get synced(): boolean {
     return this.#synced;
   }
@@ -90,14 +100,15 @@ export class Informer<T extends KubeObject> {
     while (!signal.aborted) {
       let step: 'list' | 'watch' = 'list';
       try {
-        if (!this.#rv) await this.#relist(signal);
+        if (!this.#rv) { await this.#relist(signal); this.#failing = false; }
         step = 'watch';
         const started = this.#o.clock.now();
         const delivered = await this.#watch(signal);
-        if (delivered > 0 || this.#o.clock.now() - started >= SHORT_WATCH_MS) { attempt = 0; continue; }
+        if (delivered > 0 || this.#o.clock.now() - started >= SHORT_WATCH_MS) { attempt = 0; this.#failing = false; continue; }
         throw new KubeApiError(`watch ${this.resource.plural}`, 0, 'watch ended immediately without events');
       } catch (err) {
         if (signal.aborted) break;
+        this.#failing = true;
         this.#o.onError?.(step, err);
         if (isGone(err)) {
           // Relist right away: waiting would only widen the gap the relist has to cover.
@@ -149,6 +160,7 @@ export class Informer<T extends KubeObject> {
     const timeoutSeconds = Math.floor(300 * (1 + (this.#o.random ?? Math.random)()));
     await this.#o.api.watch(this.resource, { resourceVersion: this.#rv, timeoutSeconds, allowWatchBookmarks: true, ...this.#selector() }, (e) => {
       this.#apply(e);
+      this.#failing = false; // an event (bookmarks come about every minute) proves the watch works
       delivered++;
     }, signal);
     return delivered;

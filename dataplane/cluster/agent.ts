@@ -134,7 +134,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const rv = sliceRv;
     const book = readBook();
     const keyOwners = directedKeys(book, opts.node);
-    const g = guardRemovals(new Set(programmed.keys()), new Set(keyOwners.keys()), pending, clock.now(), guard);
+    // A failing plan list (403, the CRD gone) is doubt: removals wait, and the wait does not run.
+    const g = guardRemovals(new Set(programmed.keys()), new Set(keyOwners.keys()), pending, clock.now(), guard, 'services', !slices.failing);
     pending = g.pending;
     at('release', g.releaseAt, () => loop.markDirty());
     for (const k of g.held) keyOwners.set(k, programmed.get(k)!);

@@ -3,7 +3,10 @@
 // CRD, a relist that comes back sharply smaller, a controller bug — the entries to remove are
 // held as they are, and the removal happens only once the very same desired set has been seen
 // continuously for `confirmMs` (monotonic clock). Any change of the desired set restarts the wait;
-// a removal below the threshold goes ahead at once and forgets any wait.
+// a removal below the threshold goes ahead at once and forgets any wait. Removing everything is
+// always a mass removal, however few entries there are (the CRD deleted on a small cluster), and
+// while the plan source is failing (`sourceOk` false: a list refused, the CRD gone) the wait does
+// not run at all: doubt holds, it never counts as confirmation.
 import { createHash } from 'node:crypto';
 import { byString } from '../sync/keys.ts';
 
@@ -38,17 +41,18 @@ function signature(desired: ReadonlySet<string>): string {
 /** `what` names the entries in the message ("services", "real-server preparations"). */
 export function guardRemovals(
   programmed: ReadonlySet<string>, desired: ReadonlySet<string>, pending: PendingRemoval | undefined,
-  now: number, o: RemovalGuardOptions, what = 'services',
+  now: number, o: RemovalGuardOptions, what = 'services', sourceOk = true,
 ): GuardDecision {
   const removed = [...programmed].filter((k) => !desired.has(k)).sort(byString);
-  if (removed.length < o.minimum || removed.length <= o.fraction * programmed.size) return { held: [] };
+  const everything = removed.length > 0 && removed.length === programmed.size;
+  if (!everything && (removed.length < o.minimum || removed.length <= o.fraction * programmed.size)) return { held: [] };
   const sig = signature(desired);
-  const since = pending?.signature === sig ? pending.since : now;
+  const since = pending?.signature === sig && sourceOk ? pending.since : now;
   if (now - since >= o.confirmMs) return { held: [] };
   return {
     held: removed,
     pending: { signature: sig, since },
-    message: `mass removal of ${removed.length} of ${programmed.size} ${what} held until the same plan is seen for ${Math.round(o.confirmMs / 1000)} s`,
+    message: `mass removal of ${removed.length} of ${programmed.size} ${what} held ${sourceOk ? `until the same plan is seen for ${Math.round(o.confirmMs / 1000)} s` : 'while the plans cannot be listed'}`,
     releaseAt: since + o.confirmMs,
   };
 }

@@ -236,6 +236,27 @@ test('a plan-slice relist that fails (CRD gone: 404) keeps what was programmed',
   } finally { await h.close(); }
 });
 
+test('the CRD deleted on a small cluster: its slices\' deletions, then 404s — held for as long as the plans cannot be listed', async () => {
+  const h = harness('n1');
+  const plans = [ownerPlan('web', [service()]), ownerPlan('api', [service({ vip: '203.0.113.90' })])];
+  for (const p of plans) publish(h.api, p);
+  await h.start();
+  try {
+    assert.is(h.view().length, 2);
+    // What the apiserver does when the CRD goes: every object is deleted (watch events), then the
+    // resource itself is gone, so every list is a 404.
+    for (const p of plans) unpublish(h.api, p);
+    const gone = (op: 'list' | 'watch') => new KubeApiError(`${op} planslices`, 404, 'the server could not find the requested resource', { reason: 'NotFound' });
+    for (let i = 0; i < 100; i++) { h.api.failNext('watch', gone('watch'), 'planslices'); h.api.failNext('list', gone('list'), 'planslices'); }
+    h.api.closeWatches();
+    await h.clock.advance(2_000);
+    assert.is(h.view().length, 2, 'removing everything is held, however few services');
+    await h.clock.advance(600_000);
+    assert.is(h.view().length, 2, 'still held ten minutes later: a failing list never confirms a removal');
+    assert.match(h.report()!.frozen[0]!.message, 'held while the plans cannot be listed');
+  } finally { await h.close(); }
+});
+
 test('report conflicts: a stale write (409) is re-read and retried', async () => {
   const h = harness('n1');
   h.api.apply(AGENT_REPORTS, otherReport('n1', [])); // left by an earlier run, stale content

@@ -36,6 +36,22 @@ test('a change of the desired set restarts the wait', () => {
   assert.is(guardRemovals(programmed, keys(28), changed.pending, 110_000, O).held.length, 0);
 });
 
+test('removing everything is held however few entries there are (the CRD deleted on a small cluster)', () => {
+  const d = guardRemovals(keys(3), new Set(), undefined, 0, O);
+  assert.equal([d.held.length, d.releaseAt], [3, 60_000]);
+  assert.is(guardRemovals(keys(3), keys(1), undefined, 0, O).held.length, 0, 'two of three is not everything: under the minimum');
+});
+
+test('while the plans cannot be listed the wait does not run: held, and the window starts again once they can', () => {
+  const programmed = keys(3);
+  let d = guardRemovals(programmed, new Set(), undefined, 0, O);
+  d = guardRemovals(programmed, new Set(), d.pending, 70_000, O, 'services', false);
+  assert.equal([d.held.length, d.releaseAt, d.message], [3, 130_000, 'mass removal of 3 of 3 services held while the plans cannot be listed']);
+  d = guardRemovals(programmed, new Set(), d.pending, 129_999, O);
+  assert.is(d.held.length, 3, 'the window counts only from when listing works again');
+  assert.is(guardRemovals(programmed, new Set(), d.pending, 130_000, O).held.length, 0);
+});
+
 test('the options: fraction, minimum, window', () => {
   const o = { fraction: 0.5, minimum: 2, confirmMs: 1_000 };
   assert.is(guardRemovals(keys(4), keys(2), undefined, 0, o).held.length, 0, 'half: not more than the fraction');
