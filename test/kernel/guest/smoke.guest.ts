@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ipvsStats, listIpvs } from '../../../lab/guest/ipvsadm.ts';
+import { settledStats } from '../../../lab/guest/agent-net.ts';
+import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
 import { natTopology, nsRun, nsSh, run, type NatTopology } from '../../../lab/guest/netns.ts';
 import { runClient, startServer, stopServers } from '../../../lab/guest/traffic.ts';
 
@@ -58,7 +59,7 @@ test('UDP NAT service with rr alternates datagrams from fresh source ports', asy
   for (const r of res.replies) assert.is(r.peer.split(':')[0], topo.clientAddr);
 });
 
-test('ipvsadm -Ln shows the service, its masquerading destinations and their counters', () => {
+test('ipvsadm -Ln shows the service, its masquerading destinations and their counters', async () => {
   const [svc0, udp] = listIpvs('director');
   // ActiveConn/InActConn are live connection entries, which expire (TIME_WAIT etc.) on a slow VM:
   // the exact counts are asserted on the cumulative --stats counters below instead.
@@ -70,7 +71,9 @@ test('ipvsadm -Ln shows the service, its masquerading destinations and their cou
     ],
   });
   assert.equal([udp?.proto, udp?.address, udp?.scheduler, udp?.dests.map((d) => d.weight)], ['UDP', '198.51.100.10:53', 'rr', [1, 1]]);
-  const [svc] = ipvsStats('director');
+  // The kernel folds per-CPU counters into the totals every 2 s: read them once they settle (with
+  // two vCPUs a read right after the traffic can miss the connections of the other CPU).
+  const [svc] = await settledStats('director');
   assert.is(svc?.conns, 60);
   assert.equal(svc?.dests.map((d) => [d.address, d.conns]), [['10.0.0.11:80', 20], ['10.0.0.12:80', 40]]);
   assert.ok((svc?.outPkts ?? 0) > 0, 'NAT replies must pass back through the director');
