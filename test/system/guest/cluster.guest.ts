@@ -269,7 +269,8 @@ scenario('agent SIGKILLed and restarted: traffic flows throughout; the new agent
   const firstSync = () => w.agent.lines.some((l) => l.json?.op === 'firstSync');
   const agent = await startAgentUntil('the new agent\'s first sync', firstSync, { timeoutMs: AGENT_START_MS, show: () => w.agent.tail(5) });
   const first = agent.lines.find((l) => l.json?.op === 'firstSync')!.json!;
-  assert.equal([first.result, first.ops], ['ok', 0], `first sync after the restart: ${JSON.stringify(first)}`);
+  // drainPending: the scale-down scenario's destination may still be draining (steadyView).
+  assert.ok(['ok', 'drainPending'].includes(String(first.result)) && first.ops === 0, `first sync after the restart: ${JSON.stringify(first)}`);
   console.log(`# restart -> first output ${agent.firstOutputMs()} ms, first sync done ${Date.now() - t0} ms`);
   // Keep traffic and the table under watch while the new agent settles (real-server pass, reports).
   for (let i = 0; i < 5; i++) {
