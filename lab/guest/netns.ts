@@ -33,11 +33,12 @@ export function run(argv: string[], opts: { input?: string } = {}): string {
   const [cmd, ...args] = argv;
   if (!cmd) throw new Error('run: empty argv');
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', input: opts.input, stdio: ['pipe', 'pipe', 'pipe'] });
+    // 256 MiB: `ipvsadm -Ln` of 20,000 destinations is over a MiB, execFileSync's default cap.
+    return execFileSync(cmd, args, { encoding: 'utf8', input: opts.input, stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 256 << 20 });
   } catch (err) {
-    const e = err as { status?: number | null; stderr?: string; stdout?: string };
+    const e = err as { status?: number | null; signal?: string | null; stderr?: string; stdout?: string };
     const stderr = e.stderr ?? '';
-    throw new CommandError(`\`${argv.join(' ')}\` exited ${e.status}: ${(stderr || e.stdout || String(err)).trim()}`, argv, e.status ?? undefined, stderr);
+    throw new CommandError(`\`${argv.join(' ')}\` exited ${e.status ?? `by ${e.signal ?? 'an unknown cause'}`}: ${(stderr || e.stdout || String(err)).trim()}`, argv, e.status ?? undefined, stderr);
   }
 }
 
