@@ -1,6 +1,13 @@
-// IP address parsing for the resolver: strict parsing, one canonical text form per address
-// (dotted quad; RFC 5952 for IPv6) so that "2001:DB8:0::1" and "2001:db8::1" are the same VIP
-// in conflict detection and the same real server in de-duplication, and a byte-order sort key.
+// The project's one IP module. parseIp: strict parsing for the resolver and the CEL library, one
+// canonical text form per address (dotted quad; RFC 5952 for IPv6) so that "2001:DB8:0::1" and
+// "2001:db8::1" are the same VIP in conflict detection and the same real server in
+// de-duplication, and a byte-order sort key. ipFamily/canonicalIp: the dataplane's reading of
+// any literal (kernel read-back, `ip -j` output, plan entries), in inet_ntop's text — the form
+// ipvsadm and the kernel print. Both give the same text for every address the CRD admits except
+// the deprecated IPv4-compatible form (::a.b.c.d, which inet_ntop prints dotted and Go's netip in
+// hex); the dataplane reads plans and the kernel alike through canonicalIp, so it only ever
+// compares its own form (test/unit/resolve-ip.test.ts checks both statements).
+import { isIP, SocketAddress } from 'node:net';
 
 export interface ParsedIp {
   family: 4 | 6;
@@ -135,3 +142,28 @@ export function isContiguousNetmask(s: unknown): boolean {
   // ones-then-zeros <=> the inverted mask is 2^k - 1.
   return (inverted & (inverted + 1)) === 0;
 }
+
+/** The family of a plain IPv4/IPv6 literal (zone ids rejected), or undefined. */
+export function ipFamily(address: string): 4 | 6 | undefined {
+  if (typeof address !== 'string' || address.includes('%')) return undefined;
+  const v = isIP(address);
+  return v === 4 || v === 6 ? v : undefined;
+}
+
+const v6Cache = new Map<string, string>();
+
+/** Canonical text of an IP literal (inet_ntop's: lowercase, RFC 5952 compressed), or undefined. */
+export function canonicalIp(address: string): string | undefined {
+  const family = ipFamily(address);
+  if (family === undefined) return undefined;
+  // node:net accepts only plain dotted-decimal IPv4 (no leading zeros), which is already canonical.
+  if (family === 4) return address;
+  let c = v6Cache.get(address);
+  if (c === undefined) {
+    c = new SocketAddress({ address, family: 'ipv6' }).address;
+    if (v6Cache.size >= 100_000) v6Cache.clear();
+    v6Cache.set(address, c);
+  }
+  return c;
+}
+

@@ -1,7 +1,8 @@
 // IP addresses as IPVS carries them: union nf_inet_addr, 16 bytes, an IPv4 address in the first 4
 // (the rest zero). Text forms are canonical (inet_ntop's, the same as node:net SocketAddress and
 // `ipvsadm -Ln`), so a read-back address compares equal to the desired one as a string.
-import { isIPv4, isIPv6, SocketAddress } from 'node:net';
+import { SocketAddress } from 'node:net';
+import { canonicalIp as canonical, ipFamily } from '../../api/ip.ts';
 import { NetlinkCodecError } from './nla.ts';
 
 export const AF_INET = 2;
@@ -19,10 +20,9 @@ export function familyOfAf(af: number, field: string): 4 | 6 {
 
 /** Canonical text of an IPv4/IPv6 literal of the given family; throws naming `field` otherwise. */
 export function canonicalIp(family: 4 | 6, address: string, field: string): string {
-  if (typeof address !== 'string' || !(family === 4 ? isIPv4(address) : isIPv6(address))) {
-    throw new NetlinkCodecError(field, `${JSON.stringify(address)} is not an IPv${family} address`);
-  }
-  return new SocketAddress({ address, family: family === 4 ? 'ipv4' : 'ipv6' }).address;
+  const c = typeof address === 'string' && ipFamily(address) === family ? canonical(address) : undefined;
+  if (c === undefined) throw new NetlinkCodecError(field, `${JSON.stringify(address)} is not an IPv${family} address`);
+  return c;
 }
 
 function ipv4Bytes(a: string): number[] {

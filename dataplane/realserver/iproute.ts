@@ -2,7 +2,7 @@
 // preparation touch: links with their addresses (`ip -j -d addr show`), and sysctls (`sysctl`).
 // Shared by dataplane/director and dataplane/realserver; every call goes through a Runner that is
 // already bound to the target namespace (see inNetns in ../exec.ts).
-import { isIPv4, isIPv6 } from 'node:net';
+import { canonicalIp } from '../../api/ip.ts';
 import { CommandError, type Runner } from '../exec.ts';
 
 export interface AddrInfo {
@@ -26,11 +26,7 @@ export interface LinkInfo {
 }
 
 /** Canonical text of an IP address (IPv6 lower-case, compressed), or undefined if not an IP. */
-export function canonicalIp(text: string): string | undefined {
-  if (isIPv4(text)) return text.split('.').map((o) => String(Number(o))).join('.');
-  if (isIPv6(text) && !text.includes('%')) return new URL(`http://[${text}]/`).hostname.slice(1, -1);
-  return undefined;
-}
+export { canonicalIp };
 
 export function ipFamily(address: string): 4 | 6 {
   return address.includes(':') ? 6 : 4;

@@ -1,31 +1,17 @@
 // Identity of kernel IPVS objects as plain strings, so desired state and the kernel's read-back can
 // be matched in maps whatever textual form an address arrived in. The kernel stores addresses as
 // bytes, so "2001:DB8:0::1" and "2001:db8::1" are the same service; we compare canonical forms.
-import { isIP, SocketAddress } from 'node:net';
+import { canonicalIp, ipFamily } from '../../api/ip.ts';
 import { serviceKey } from '../../api/plan.ts';
 import type { IpvsDestination, IpvsServiceKey } from '../ipvs/types.ts';
 
 /** The address's family, or undefined when it is not a plain IPv4/IPv6 literal (zone ids rejected). */
-export function addressFamily(address: string): 4 | 6 | undefined {
-  if (address.includes('%')) return undefined;
-  const v = isIP(address);
-  return v === 4 || v === 6 ? v : undefined;
-}
-
-const v6Cache = new Map<string, string>();
+export const addressFamily = ipFamily;
 
 /** Canonical text of an IP literal (lowercase, RFC 5952 compressed for IPv6). Throws on non-IPs. */
 export function canonicalAddress(address: string): string {
-  const family = addressFamily(address);
-  if (family === undefined) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
-  // node:net accepts only plain dotted-decimal IPv4 (no leading zeros), which is already canonical.
-  if (family === 4) return address;
-  let c = v6Cache.get(address);
-  if (c === undefined) {
-    c = new SocketAddress({ address, family: 'ipv6' }).address;
-    if (v6Cache.size >= 100_000) v6Cache.clear();
-    v6Cache.set(address, c);
-  }
+  const c = canonicalIp(address);
+  if (c === undefined) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
   return c;
 }
 
