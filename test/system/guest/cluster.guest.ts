@@ -15,7 +15,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addressesIn, CLIENT_IP, CNI_BRIDGE, removePods } from './lib/node-net.ts';
 import { assertRunning, type AgentProc } from '../../../lab/guest/agent.ts';
-import { AGENT_REPORTS, type KubeObject } from '../../../kube/types.ts';
+import { AGENT_REPORTS, PLAN_SLICES, type KubeObject } from '../../../kube/types.ts';
 import { VIRTUAL_SERVERS } from '../../../lab/guest/objects.ts';
 import { BIG, BIG_PORTS, bigAddress, createBigService } from './lib/big.ts';
 import { stopAllTraffic } from './lib/traffic.ts';
@@ -380,6 +380,29 @@ scenario('the drained destination is deleted once its connection has ended (TIME
   removePods([POD_NETS[pod]!]);
   const errors = w.agent.lines.filter((l) => Number(l.json?.level ?? 0) >= 50);
   console.log(`# agent error lines (run ${w.agent.run}): ${errors.length}${errors.length ? `\n${errors.map((l) => l.text).join('\n')}` : ''}`);
+});
+
+scenario('a plan with a field this agent does not know (a newer controller) is frozen: the kernel is kept, Programmed=False names the field; a good plan thaws it', async () => {
+  const { table, now } = steadyView();
+  const uid = (await w.vs('direct-dr')).metadata.uid!;
+  type Slice = KubeObject & { services: Array<Record<string, unknown>> };
+  const list = await w.kube.request<{ items: Slice[] }>('GET', `/apis/lvs.dev/v1alpha1/planslices?labelSelector=${encodeURIComponent(`lvs.dev/owner-uid=${uid}`)}`);
+  const slice = list.items[0]!;
+  slice.services[0]!.sessionAffinityV2 = { mode: 'strict' }; // what a newer controller might write
+  await w.kube.replace(PLAN_SLICES, undefined, { ...slice, apiVersion: 'lvs.dev/v1alpha1', kind: 'PlanSlice' } as KubeObject);
+  const frozen = await until('Programmed=False (Frozen) on direct-dr', async () => {
+    const c = cond(await w.vs('direct-dr'), 'Programmed');
+    return c?.status === 'False' ? c : undefined;
+  }, { timeoutMs: 60_000, everyMs: 1000, show: async () => (await w.vs('direct-dr')).status });
+  assert.is(frozen.reason, 'Frozen');
+  assert.match(frozen.message, 'services[0].sessionAffinityV2: unknown field');
+  assert.equal(now(), table, 'the kernel rules changed for a plan the agent cannot read');
+  const got = await tally(VIP.dr, 6);
+  assert.is(Object.values(got).reduce((a, b) => a + b, 0), 6);
+  // The slice deleted, the controller publishes the plan again as it resolves it: usable, thawed.
+  await w.kube.request('DELETE', `/apis/lvs.dev/v1alpha1/planslices/${slice.metadata.name}`);
+  await waitProgrammed(w, 'direct-dr', 120_000);
+  assert.equal(now(), table);
 });
 
 scenario('a failing director step is Programmed=False naming node and step; the kernel keeps serving; repaired, True again', async () => {
