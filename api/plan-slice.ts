@@ -185,7 +185,9 @@ function header(s: SliceService): string {
 
 /**
  * One VirtualServer's plan from its slices, or why it cannot be used: slices missing, of two
- * revisions, disagreeing, or not hashing to their revision.
+ * revisions, disagreeing, or not hashing to their revision. Field `slices` marks the states a
+ * controller's rewrite passes through (two revisions, some slices not there yet): incomplete, not
+ * wrong.
  */
 export function assemblePlan(slices: readonly PlanSliceObject[]): Parsed<OwnerPlan> {
   const first = slices[0];
@@ -193,12 +195,12 @@ export function assemblePlan(slices: readonly PlanSliceObject[]): Parsed<OwnerPl
   const byIndex = new Map<number, PlanSliceObject>();
   for (const s of slices) {
     if (s.revision !== first.revision || s.count !== first.count) {
-      return { ok: false, field: 'revision', message: `slices of two revisions (${first.revision}/${first.count}, ${s.revision}/${s.count}): the controller is rewriting this plan` };
+      return { ok: false, field: 'slices', message: `slices of two revisions (${first.revision}/${first.count}, ${s.revision}/${s.count}): the controller is rewriting this plan` };
     }
     if (byIndex.has(s.index)) return { ok: false, field: 'index', message: `two slices with index ${s.index}` };
     byIndex.set(s.index, s);
   }
-  if (byIndex.size !== first.count) return { ok: false, field: 'count', message: `${byIndex.size} of ${first.count} slices present` };
+  if (byIndex.size !== first.count) return { ok: false, field: 'slices', message: `${byIndex.size} of ${first.count} slices present` };
   const services: SliceService[] = [];
   for (let i = 0; i < first.count; i++) {
     for (const svc of byIndex.get(i)!.services) {

@@ -28,7 +28,7 @@ import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
 import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
 import { clusterOwnerRecord, recordedOwners, sameOwners } from './owner-record.ts';
-import { bookHeld, bookServices, canonicalKey, directedKeys, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
+import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
 import { createRealServerPass } from './realserver-pass.ts';
 import { gateServices, localRealServers, preparedByNode, preparedEntries, wantedEntries, type LocalRealServer } from './realservers.ts';
 import { createReportWriter } from './report-writer.ts';
@@ -140,11 +140,15 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     at('release', g.releaseAt, () => loop.markDirty());
     for (const k of g.held) keyOwners.set(k, programmed.get(k)!);
     programmed = new Map(keyOwners);
-    const frozen = [...book.owners.values()].filter((o) => o.frozen).map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
+    // A plan the controller is rewriting is incomplete, not wrong: its last good plan stays in the
+    // kernel, and this node reports itself synced only below the rewrite's first slice, so the
+    // controller shows it Waiting, not Frozen. Anything else unusable is reported frozen.
+    const { synced: reportRv, frozenOwners } = belowRewrites(rv, [...book.owners.values()].filter((o) => o.frozen));
+    const frozen = frozenOwners.map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
     for (const k of g.held) frozen.push({ owner: keyOwners.get(k)!, message: g.message! });
     if (g.held.length > 0) log.warn({ op: 'guard', held: g.held.length, releaseAt: g.releaseAt }, g.message!);
     const services = gateServices(bookServices(book), gates);
-    current = { rv, services, held: [...bookHeld(book).map(canonicalKey), ...g.held], keyOwners, frozen };
+    current = { rv: reportRv, services, held: [...bookHeld(book).map(canonicalKey), ...g.held], keyOwners, frozen };
     return current;
   }
 

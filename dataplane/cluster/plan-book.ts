@@ -8,6 +8,7 @@
 //   are — never re-resolved from a spec, never guessed;
 // - absent (no slice left): the controller, the only writer of slices, deleted the plan, so the
 //   owner's services are removed (drained) — the caller's mass-removal guard decides when.
+import { compareResourceVersions } from '../../api/agent-report.ts';
 import { assemblePlan, OWNER_UID_LABEL, parsePlanSlice, planServices, type OwnerPlan, type PlanSliceObject } from '../../api/plan-slice.ts';
 import type { PlanService } from '../../api/plan.ts';
 import { byString, parseServiceKey, serviceKeyOf } from '../sync/keys.ts';
@@ -32,6 +33,12 @@ export interface BookOwner extends KeyOwner {
   frozen?: string;
   /** Frozen without a last good plan: the recorded service keys held as the kernel has them. */
   held: string[];
+  /**
+   * The plan is only incomplete — the controller is rewriting it (slices of two revisions, or not
+   * all there yet): the lowest resourceVersion among its newest revision's slices. The agent
+   * reports itself synced only below it, so the controller waits instead of seeing it frozen.
+   */
+  rewriting?: string;
 }
 
 export interface PlanBook {
@@ -94,18 +101,29 @@ export function readPlanBook(objects: readonly unknown[], lastGood: ReadonlyMap<
       continue;
     }
     const reason = assembled ? assembled.message : g.errors.join('; ');
+    const rewriting = assembled?.field === 'slices' ? newestSince(g.slices) : undefined;
     const last = lastGood.get(uid);
     const virtualServer = g.virtualServer ?? (last ? `${last.owner.namespace}/${last.owner.name}` : [...recorded.values()].find((r) => r.uid === uid)?.virtualServer ?? '(unknown)');
     if (last) {
       memory.set(uid, last);
-      owners.push({ uid, virtualServer, plan: last, frozen: `plan unusable: ${reason}; keeping the last good plan (generation ${last.owner.generation})`, held: [] });
+      owners.push({ uid, virtualServer, plan: last, frozen: `plan unusable: ${reason}; keeping the last good plan (generation ${last.owner.generation})`, held: [], ...(rewriting ? { rewriting } : {}) });
     } else {
       const held = recordedKeys(recorded, { uid, virtualServer });
-      owners.push({ uid, virtualServer, frozen: `plan unusable: ${reason}; no good plan seen since the agent started: ${held.length} recorded service(s) held as the kernel has them`, held });
+      owners.push({ uid, virtualServer, frozen: `plan unusable: ${reason}; no good plan seen since the agent started: ${held.length} recorded service(s) held as the kernel has them`, held, ...(rewriting ? { rewriting } : {}) });
     }
   }
   owners.sort((a, b) => byString(a.virtualServer, b.virtualServer) || byString(a.uid, b.uid));
   return { owners: new Map(owners.map((o) => [o.uid, o])), lastGood: memory };
+}
+
+/** The lowest resourceVersion among the slices of the newest revision (the one written last). */
+function newestSince(slices: readonly PlanSliceObject[]): string | undefined {
+  const rv = (s: PlanSliceObject) => s.metadata.resourceVersion ?? '';
+  const newest = slices.reduce<PlanSliceObject | undefined>((a, s) => (!a || compareResourceVersions(rv(s), rv(a)) === 1 ? s : a), undefined);
+  if (!newest) return undefined;
+  const own = slices.filter((s) => s.revision === newest.revision).map(rv);
+  if (own.some((x) => compareResourceVersions(x, x) === undefined)) return undefined;
+  return own.reduce((a, b) => (compareResourceVersions(b, a) === -1 ? b : a));
 }
 
 /** The services to program: every owner's plan (published or last good), as the syncer reads them. */
@@ -134,3 +152,25 @@ export function directedKeys(book: PlanBook, node: string): Map<string, KeyOwner
   }
   return out;
 }
+
+/**
+ * The resourceVersion this node may report as synced while some plans are being rewritten: just
+ * below the first slice of each rewrite (so the controller keeps waiting for those plans), and
+ * the owners still to be reported frozen (unusable for another reason, or whose resourceVersions
+ * cannot be compared).
+ */
+export function belowRewrites(rv: string, unusable: readonly BookOwner[]): { synced: string; frozenOwners: BookOwner[] } {
+  let synced = rv;
+  const frozenOwners: BookOwner[] = [];
+  for (const o of unusable) {
+    const since = o.rewriting;
+    if (since === undefined || compareResourceVersions(since, since) === undefined || compareResourceVersions(synced, synced) === undefined || since === '0') {
+      frozenOwners.push(o);
+      continue;
+    }
+    const below = String(BigInt(since) - 1n);
+    if (compareResourceVersions(below, synced) === -1) synced = below;
+  }
+  return { synced, frozenOwners };
+}
+

@@ -147,6 +147,31 @@ test('a failing service and a failing preparation name their owner, key and step
   } finally { await h.close(); }
 });
 
+test('a plan being rewritten is incomplete, not frozen: the last good plan stays, the node reports itself synced only below the rewrite', async () => {
+  const h = harness('n1');
+  const rs = (n: number, port: number) => Array.from({ length: n }, (_, i) => ({ address: `10.64.${i >> 8}.${i & 255}`, port, weight: 1, state: 'Ready' as const }));
+  const before = ownerPlan('web', [service({ realServers: rs(1500, 8080) })]);
+  publish(h.api, before);
+  await h.start();
+  try {
+    const { slicePlan } = await import('../../api/plan-slice.ts');
+    const after = slicePlan(ownerPlan('web', [service({ realServers: rs(1500, 9090) })], { generation: 2 }));
+    assert.is(after.length, 2);
+    h.api.apply(PLAN_SLICES, after[0] as unknown as KubeObject); // the controller has written slice 0 of 2
+    const firstRv = h.api.peek<KubeObject>(PLAN_SLICES, undefined, after[0]!.metadata.name)!.metadata.resourceVersion!;
+    await h.clock.advance(2_000);
+    const mid = h.report()!;
+    assert.equal(mid.frozen, [], 'a rewrite in progress is not reported frozen');
+    assert.is(BigInt(mid.syncedResourceVersion), BigInt(firstRv) - 1n, 'synced just below the rewrite: the controller keeps waiting');
+    assert.ok(h.view().every((l) => l.includes(':8080 ')), 'the last good plan stays programmed');
+    h.api.apply(PLAN_SLICES, after[1] as unknown as KubeObject);
+    await h.clock.advance(2_000);
+    const done = h.report()!;
+    assert.is(done.syncedResourceVersion, h.api.peek<KubeObject>(PLAN_SLICES, undefined, after[1]!.metadata.name)!.metadata.resourceVersion);
+    assert.ok(h.view().length > 0 && h.view().every((l) => l.includes(':9090 ')), 'the new plan, whole');
+  } finally { await h.close(); }
+});
+
 test('a plan with a field this agent does not know: frozen naming the field, kernel kept as programmed', async () => {
   const h = harness('n1');
   const web = ownerPlan('web', [service()]);

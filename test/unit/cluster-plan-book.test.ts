@@ -2,7 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { planServices, slicePlan, type OwnerPlan, type PlanSliceObject } from '../../api/plan-slice.ts';
-import { bookHeld, bookServices, directedKeys, readPlanBook, type RecordedOwner } from '../../dataplane/cluster/plan-book.ts';
+import { belowRewrites, bookHeld, bookServices, directedKeys, readPlanBook, type RecordedOwner } from '../../dataplane/cluster/plan-book.ts';
 import { ownerPlan, service } from '../lib/plan-fixtures.ts';
 
 const test = suite('cluster: plan book');
@@ -27,10 +27,13 @@ test('slices of two revisions while the controller rewrites: frozen, the last go
   const before = big(1, 1);
   const memory = readPlanBook(sliced(before), new Map(), NONE).lastGood;
   const after = slicePlan(big(2, 2));
-  const mixed = [after[0]!, slicePlan(before)[1]!];
+  const mixed = [{ ...after[0]!, metadata: { ...after[0]!.metadata, resourceVersion: '20' } }, { ...slicePlan(before)[1]!, metadata: { ...slicePlan(before)[1]!.metadata, resourceVersion: '10' } }];
   const book = readPlanBook(mixed, memory, NONE);
   const o = book.owners.get('uid-web')!;
   assert.match(o.frozen!, /slices of two revisions/);
+  assert.is(o.rewriting, '20', 'incomplete, not wrong: a rewrite in progress since its newest slice');
+  assert.equal(belowRewrites('25', [o]), { synced: '19', frozenOwners: [] }, 'reported synced only below the rewrite');
+  assert.equal(belowRewrites('25', [{ ...o, rewriting: 'x' }]).frozenOwners.length, 1, 'versions that cannot be compared: frozen');
   assert.equal(bookServices(book), planServices(before));
   const done = readPlanBook(after, book.lastGood, NONE);
   assert.equal([done.owners.get('uid-web')!.frozen, bookServices(done)[0]!.realServers[0]!.weight], [undefined, 2], 'rewrite finished: the new plan');
@@ -44,6 +47,7 @@ test('a slice missing, or content not hashing to its revision: frozen with the r
   tampered[1]!.services[0]!.realServers[0]!.weight = 9;
   const book = readPlanBook(tampered, memory, NONE);
   assert.match(book.owners.get('uid-web')!.frozen!, /content hashes to \w+, not /);
+  assert.is(book.owners.get('uid-web')!.rewriting, undefined, 'a hash mismatch is wrong, not a rewrite');
   assert.equal(bookServices(book), planServices(p));
 });
 
