@@ -89,20 +89,55 @@ export class ManualClock implements Clock {
     return [...this.#timers.values()].map((t) => t.due - this.#now).sort((a, b) => a - b);
   }
 
+  /** The earliest pending timer due by `end`, if any. */
+  #due(end: number): [number, { due: number; fn: () => void }] | undefined {
+    let next: [number, { due: number; fn: () => void }] | undefined;
+    for (const entry of this.#timers) if (entry[1].due <= end && (!next || entry[1].due < next[1].due)) next = entry;
+    return next;
+  }
+
+  #fire(next: [number, { due: number; fn: () => void }]): void {
+    this.#timers.delete(next[0]);
+    this.#now = Math.max(this.#now, next[1].due);
+    next[1].fn();
+  }
+
   /** Moves time forward by ms, firing due timers in order and letting promises settle between. */
   async advance(ms: number): Promise<void> {
     const end = this.#now + ms;
     for (;;) {
       await settle();
-      let next: [number, { due: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) if (entry[1].due <= end && (!next || entry[1].due < next[1].due)) next = entry;
+      const next = this.#due(end);
       if (!next) break;
-      this.#timers.delete(next[0]);
-      this.#now = Math.max(this.#now, next[1].due);
-      next[1].fn();
+      this.#fire(next);
     }
     this.#now = end;
     await settle();
+  }
+
+  /** advance() without settling: synchronous, for tests that step between awaited calls. */
+  tick(ms: number): void {
+    const end = this.#now + ms;
+    for (let next = this.#due(end); next; next = this.#due(end)) this.#fire(next);
+    this.#now = end;
+  }
+
+  /** When the earliest pending timer is due, if any. */
+  nextAt(): number | undefined {
+    return this.#due(Infinity)?.[1].due;
+  }
+
+  /**
+   * Like tick(), but awaits `settle` after each timer, so timers set by async work that a timer
+   * started (a sync scheduling the next one) fire within the same span.
+   */
+  async elapse(ms: number, settle: () => Promise<void>): Promise<void> {
+    const end = this.#now + ms;
+    for (let at = this.nextAt(); at !== undefined && at <= end; at = this.nextAt()) {
+      this.tick(at - this.#now);
+      await settle();
+    }
+    this.tick(end - this.#now);
   }
 }
 

@@ -69,11 +69,11 @@ test('marks during a running sync are coalesced into exactly one more', async ()
   const { loop, runs, clock } = setup([planService()], { kernel });
   gate = new Promise((r) => { release = r; });
   loop.start();
-  clock.advance(0);
+  clock.tick(0);
   await new Promise((r) => setImmediate(r)); // the sync is now blocked inside dump()
   loop.markDirty();
   loop.markDirty();
-  clock.advance(5_000);
+  clock.tick(5_000);
   loop.markDirty();
   gate = undefined;
   release();

@@ -82,11 +82,11 @@ test('a drain started by a partial sync completes in later partial syncs that re
   const r1 = await syncer.sync();
   assert.equal([r1.kind, r1.read, r1.draining], ['drainPending', 1, 1]);
   assert.is(kernel.snapshot().find((s) => s.service.port === 1004)?.destinations.find((d) => d.address === '10.0.4.2')?.weight, 0, 'draining at weight 0');
-  clock.advance(5_000);
+  clock.tick(5_000);
   const r2 = await syncer.sync();
   assert.equal([r2.kind, r2.read, r2.ops], ['drainPending', 1, 0], 'still busy: re-read, kept');
   kernel.setConnections(key, '10.0.4.2:8080', { active: 0 });
-  clock.advance(5_000);
+  clock.tick(5_000);
   const r3 = await syncer.sync();
   assert.equal([r3.kind, r3.read, r3.ops, r3.draining], ['ok', 1, 1, 0]);
   assert.equal(reads(kernel), { dump: 1, readService: 3 });
@@ -99,10 +99,10 @@ test('an outside edit elsewhere survives partial syncs and is undone by the peri
   const svc5 = { family: 4 as const, protocol: 'TCP' as const, address: '203.0.113.10', port: 1005 };
   await kernel.deleteDestination(svc5, { family: 4, address: '10.0.5.1', port: 8080 });
   state.plan = plan(10, (i, s) => (i === 7 ? { ...s, realServers: [rs('10.0.7.1', 8080)] } : s));
-  clock.advance(10_000);
+  clock.tick(10_000);
   assert.is((await syncer.sync()).read, 1);
   assert.is(kernel.snapshot().find((s) => s.service.port === 1005)?.destinations.length, 1, 'not seen by the partial sync');
-  clock.advance(FULL_MS);
+  clock.tick(FULL_MS);
   const r = await syncer.sync();
   assert.equal([r.kind, r.read, r.ops], ['ok', 'full', 1]);
   assert.equal(reads(kernel), { dump: 2, readService: 1 });

@@ -77,7 +77,7 @@ test('a removed TCP real server drains at weight 0 and is deleted when its conne
   const r1 = await syncer.sync();
   assert.equal([r1.kind, r1.draining], ['drainPending', 1]);
   assert.equal(view(kernel).slice(1), ['  10.0.0.1:8080 masq w=0', '  10.0.0.2:8080 masq w=1']);
-  clock.advance(5_000);
+  clock.tick(5_000);
   kernel.setConnections(WEB, '10.0.0.1:8080', { active: 0, inactive: 1 });
   assert.is((await syncer.sync()).kind, 'drainPending');
   assert.is(view(kernel).length, 3, 'one inactive connection still holds it');
@@ -93,10 +93,10 @@ test('the drain deadline deletes a destination that still has connections', asyn
   state.plan = [planService({ realServers: [rs('10.0.0.2', 8080)] })];
   const r1 = await syncer.sync();
   assert.equal(r1.kind === 'drainPending' && r1.after <= 60_000, true);
-  clock.advance(59_999);
+  clock.tick(59_999);
   await syncer.sync();
   assert.is(view(kernel).length, 3);
-  clock.advance(1);
+  clock.tick(1);
   assert.is((await syncer.sync()).kind, 'ok');
   assert.equal(view(kernel).slice(1), ['  10.0.0.2:8080 masq w=1']);
 });
