@@ -245,6 +245,19 @@ export class FakeKubeApi implements KubeApi {
   }
 }
 
+/** The same API, with a switch that makes every new request fail as a partitioned network would. */
+export function partitionable(api: FakeKubeApi): { api: KubeApi; cut(on: boolean): void } {
+  let down = false;
+  const wrapped = new Proxy(api, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop) as unknown;
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => (down ? Promise.reject(new KubeApiError(String(prop), 0, 'network unreachable')) : (v as (...a: unknown[]) => unknown).apply(target, args));
+    },
+  });
+  return { api: wrapped, cut: (on) => { down = on; } };
+}
+
 /** Like a network round trip: lets timers and I/O run, so a runaway loop cannot starve them. */
 const turn = () => new Promise<void>((r) => setImmediate(r));
 

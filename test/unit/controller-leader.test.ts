@@ -6,26 +6,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ManualClock, settle } from '../../kube/clock.ts';
 import type { KubeApi } from '../../kube/api.ts';
-import { KubeApiError } from '../../kube/errors.ts';
-import { FakeKubeApi } from '../../kube/testing/fake.ts';
+import { FakeKubeApi, partitionable } from '../../kube/testing/fake.ts';
 import { LEASES, type KubeObject } from '../../kube/types.ts';
 import { LeaderElector } from '../../kube/leader.ts';
 
 const test = suite('controller: leader election');
 const CFG = { namespace: 'lvs-system', name: 'lvs-operator', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
-
-/** The same API, with a switch that makes every request fail as a partitioned network would. */
-function partitionable(api: FakeKubeApi): { api: KubeApi; cut(on: boolean): void } {
-  let down = false;
-  const wrapped = new Proxy(api, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop) as unknown;
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => (down ? Promise.reject(new KubeApiError(String(prop), 0, 'network unreachable')) : (v as (...a: unknown[]) => unknown).apply(target, args));
-    },
-  });
-  return { api: wrapped, cut: (on) => { down = on; } };
-}
 
 function elector(api: KubeApi, clock: ManualClock, identity: string, log: string[]) {
   const stop = new AbortController();

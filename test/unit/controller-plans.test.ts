@@ -7,10 +7,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildAgentReport, type ReportException } from '../../api/agent-report.ts';
 import { slicePlan, type PlanSliceObject } from '../../api/plan-slice.ts';
-import type { KubeApi } from '../../kube/api.ts';
 import { ManualClock, settle } from '../../kube/clock.ts';
 import { Controller } from '../../operator/controller.ts';
-import { FakeKubeApi } from '../../kube/testing/fake.ts';
+import { FakeKubeApi, partitionable } from '../../kube/testing/fake.ts';
 import { KubeApiError } from '../../kube/errors.ts';
 import { AGENT_REPORTS, ENDPOINT_SLICES, NODES, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type Condition, type VirtualServerObject } from '../../kube/types.ts';
 import { planRealServers, publishedPlan } from '../lib/published-plan.ts';
@@ -155,19 +154,6 @@ test('an invalid edit keeps the published plan untouched; a lost conflict publis
     await c.stop();
   }
 });
-
-/** The same API, with a switch that makes every new request fail as a partitioned network would. */
-function partitionable(api: FakeKubeApi): { api: KubeApi; cut(on: boolean): void } {
-  let down = false;
-  const wrapped = new Proxy(api, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop) as unknown;
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => (down ? Promise.reject(new KubeApiError(String(prop), 0, 'network unreachable')) : (v as (...a: unknown[]) => unknown).apply(target, args));
-    },
-  });
-  return { api: wrapped, cut: (on) => { down = on; } };
-}
 
 test('leading again after a lost lease sweeps orphans whose pending retry the lost lease dropped', async () => {
   const clock = new ManualClock();
