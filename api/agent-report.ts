@@ -51,9 +51,14 @@ export interface AgentReportObject {
   prepared: PreparedRealServer[];
 }
 
+/** A resourceVersion that compares as a number (a decimal integer). */
+export function comparableResourceVersion(rv: string): boolean {
+  return /^[0-9]{1,30}$/.test(rv);
+}
+
 /** -1, 0, 1, or undefined when either is not a decimal resourceVersion. */
 export function compareResourceVersions(a: string, b: string): -1 | 0 | 1 | undefined {
-  if (!/^[0-9]{1,30}$/.test(a) || !/^[0-9]{1,30}$/.test(b)) return undefined;
+  if (!comparableResourceVersion(a) || !comparableResourceVersion(b)) return undefined;
   const x = BigInt(a), y = BigInt(b);
   return x < y ? -1 : x > y ? 1 : 0;
 }

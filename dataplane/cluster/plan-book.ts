@@ -8,7 +8,7 @@
 //   are — never re-resolved from a spec, never guessed;
 // - absent (no slice left): the controller, the only writer of slices, deleted the plan, so the
 //   owner's services are removed (drained) — the caller's mass-removal guard decides when.
-import { compareResourceVersions } from '../../api/agent-report.ts';
+import { comparableResourceVersion, compareResourceVersions } from '../../api/agent-report.ts';
 import { assemblePlan, OWNER_UID_LABEL, parsePlanSlice, planServices, type OwnerPlan, type PlanSliceObject } from '../../api/plan-slice.ts';
 import type { PlanService } from '../../api/plan.ts';
 import { byString, parseServiceKey, serviceKeyOf } from '../sync/keys.ts';
@@ -122,7 +122,7 @@ function newestSince(slices: readonly PlanSliceObject[]): string | undefined {
   const newest = slices.reduce<PlanSliceObject | undefined>((a, s) => (!a || compareResourceVersions(rv(s), rv(a)) === 1 ? s : a), undefined);
   if (!newest) return undefined;
   const own = slices.filter((s) => s.revision === newest.revision).map(rv);
-  if (own.some((x) => compareResourceVersions(x, x) === undefined)) return undefined;
+  if (!own.every(comparableResourceVersion)) return undefined;
   return own.reduce((a, b) => (compareResourceVersions(b, a) === -1 ? b : a));
 }
 
@@ -164,7 +164,7 @@ export function belowRewrites(rv: string, unusable: readonly BookOwner[]): { syn
   const frozenOwners: BookOwner[] = [];
   for (const o of unusable) {
     const since = o.rewriting;
-    if (since === undefined || compareResourceVersions(since, since) === undefined || compareResourceVersions(synced, synced) === undefined || since === '0') {
+    if (since === undefined || !comparableResourceVersion(since) || !comparableResourceVersion(synced) || since === '0') {
       frozenOwners.push(o);
       continue;
     }
