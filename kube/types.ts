@@ -100,10 +100,9 @@ export interface VirtualServerStatus {
   programmedNodes?: number;
 }
 
-// Legacy, for dataplane/agent/cluster-plan.ts and cluster.ts only until the agent reads
-// PlanSlices and writes AgentReports: the real-server list and per-node entries that
-// VirtualServer status carried before. The controller neither reads nor writes them (it removes
-// them from a stored status), and the CRD no longer has them.
+// Legacy: the real-server list and per-node entries VirtualServer status carried before PlanSlices
+// and AgentReports. The CRD no longer has them; the controller only removes them where a stored
+// status still holds them (operator/status.ts).
 /** @deprecated status.realServers is gone; real servers are published in PlanSlices. */
 export interface StatusRealServer {
   port: string;
