@@ -167,3 +167,66 @@ export function canonicalIp(address: string): string | undefined {
   return c;
 }
 
+
+/** A closed range of addresses of one family, as numbers: a CIDR, an "a-b" range or one address. */
+export interface AddressRange {
+  family: 4 | 6;
+  start: bigint;
+  end: bigint;
+}
+
+/** The address as a number (from the fixed-width sort key). */
+export function ipNumber(ip: ParsedIp): bigint {
+  return BigInt(`0x${ip.sortKey.slice(1)}`);
+}
+
+/**
+ * Parses "a.b.c.d/n" or "x::/n" (host bits must be zero: "10.0.0.1/24" is refused, as
+ * Kubernetes' canonical CIDR form requires) into a range; a string error otherwise.
+ */
+export function parseCidr(s: unknown): AddressRange | string {
+  if (typeof s !== 'string') return 'must be a string';
+  const slash = s.indexOf('/');
+  if (slash < 0) return `${s} is not a CIDR (address/prefix-length)`;
+  const ip = parseIp(s.slice(0, slash));
+  const lenText = s.slice(slash + 1);
+  if (!ip || ip.address !== s.slice(0, slash)) return `${s}: ${s.slice(0, slash)} is not a canonical IP address`;
+  const bits = ip.family === 4 ? 32 : 128;
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(lenText) || Number(lenText) > bits) return `${s}: prefix length must be 0-${bits}`;
+  const host = (1n << BigInt(bits - Number(lenText))) - 1n;
+  const start = ipNumber(ip);
+  if ((start & host) !== 0n) return `${s} has host bits set (did you mean ${formatNumber(start & ~host, ip.family)}/${lenText}?)`;
+  return { family: ip.family, start, end: start | host };
+}
+
+/** Parses a CIDR, an "a-b" range (same family, a <= b) or a single address. */
+export function parseAddressRange(s: unknown): AddressRange | string {
+  if (typeof s !== 'string') return 'must be a string';
+  if (s.includes('/')) return parseCidr(s);
+  const dash = s.indexOf('-');
+  const parts = dash < 0 ? [s, s] : [s.slice(0, dash), s.slice(dash + 1)];
+  const a = parseIp(parts[0]), b = parseIp(parts[1]);
+  if (!a || !b || a.address !== parts[0] || b.address !== parts[1]) return `${s} is not a CIDR, an address or a range "first-last" of canonical addresses`;
+  if (a.family !== b.family) return `${s} mixes IPv4 and IPv6`;
+  const start = ipNumber(a), end = ipNumber(b);
+  if (start > end) return `${s}: the first address is after the last`;
+  return { family: a.family, start, end };
+}
+
+export function rangeContains(r: AddressRange, ip: ParsedIp): boolean {
+  if (r.family !== ip.family) return false;
+  const n = ipNumber(ip);
+  return n >= r.start && n <= r.end;
+}
+
+export function rangesOverlap(a: AddressRange, b: AddressRange): boolean {
+  return a.family === b.family && a.start <= b.end && b.start <= a.end;
+}
+
+/** Canonical text of an address given as a number. */
+export function formatNumber(n: bigint, family: 4 | 6): string {
+  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => ((n >> s) & 255n).toString()).join('.');
+  const groups: string[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(((n >> BigInt(i * 16)) & 0xffffn).toString(16));
+  return parseIp(groups.join(':'))?.address ?? groups.join(':');
+}

@@ -73,7 +73,11 @@ export type ReasonType =
   | 'AddressFamilyMismatch'
   | 'NoReadyEndpoints'
   | 'NoDirectors'
-  | 'InvalidSpec';
+  | 'InvalidSpec'
+  | 'AddressNotAllowed'
+  | 'AddressReserved'
+  | 'ForwardingNotAllowed'
+  | 'RealServerNotAllowed';
 
 /** Why (part of) a VirtualServer could not be resolved: data, never an exception. */
 export interface Reason {

@@ -37,6 +37,9 @@ export const NODES: ResourceType = { group: '', version: 'v1', plural: 'nodes', 
 export const LEASES: ResourceType = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true };
 export const PLAN_SLICES: ResourceType = { group: 'lvs.dev', version: 'v1alpha1', plural: 'planslices', kind: 'PlanSlice', namespaced: false };
 export const AGENT_REPORTS: ResourceType = { group: 'lvs.dev', version: 'v1alpha1', plural: 'agentreports', kind: 'AgentReport', namespaced: false };
+export const VIP_POOLS: ResourceType = { group: 'lvs.dev', version: 'v1alpha1', plural: 'vippools', kind: 'VIPPool', namespaced: false };
+export const NAMESPACES: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
+export const SERVICE_CIDRS: ResourceType = { group: 'networking.k8s.io', version: 'v1', plural: 'servicecidrs', kind: 'ServiceCIDR', namespaced: false };
 export const EVENTS: ResourceType = { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
 
 export function apiVersionOf(rt: ResourceType): string {
@@ -86,6 +89,8 @@ export interface VirtualServerStatus {
   conditions?: Condition[];
   /** Keys of the virtual services this VirtualServer won (PlanService.key), sorted. */
   services?: string[];
+  /** The same keys with the time each was first held: the holder keeps a key (api/resolve/conflicts.ts). */
+  claims?: Array<{ service: string; since: string }>;
   /** Distinct real-server addresses with a Ready entry. */
   readyRealServers?: number;
   /** Distinct real-server addresses, Ready or Draining. */

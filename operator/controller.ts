@@ -14,7 +14,8 @@ import { Informer } from '../kube/informer.ts';
 import { parseAgentReport } from '../api/agent-report.ts';
 import type { PlanSliceObject } from '../api/plan-slice.ts';
 import {
-  AGENT_REPORTS, ENDPOINT_SLICES, NODES, objectKey, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type KubeObject, type NodeObject, type ResourceType, type VirtualServerObject,
+  AGENT_REPORTS, ENDPOINT_SLICES, NAMESPACES, NODES, objectKey, PLAN_SLICES, SERVICE_CIDRS, SERVICES, VIP_POOLS, VIRTUAL_SERVERS,
+  type KubeObject, type NodeObject, type ResourceType, type VirtualServerObject,
 } from '../kube/types.ts';
 import { LeaderElector, type LeaderElectionConfig } from '../kube/leader.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
@@ -22,6 +23,7 @@ import { WorkQueue, type ReconcileResult } from './queue.ts';
 import { reconcile } from './reconcile.ts';
 import { keysToMark, Reports } from './reports.ts';
 import { ownerKeyOf, PublishedSlices } from './slices.ts';
+import { POOL_KEY_PREFIX, poolKey, reconcilePool, type PoolObject } from './pools.ts';
 import { jsonEqual } from './status.ts';
 import { World } from './world.ts';
 
@@ -50,6 +52,7 @@ export class Controller {
   readonly virtualServers: Informer<VirtualServerObject>;
   readonly planSlices: Informer<PlanSliceObject>;
   readonly agentReports: Informer<KubeObject>;
+  readonly pools: Informer<PoolObject>;
   /** The slices as published (cache plus our unseen writes), by owner. */
   readonly published = new PublishedSlices();
   readonly reports = new Reports();
@@ -82,7 +85,11 @@ export class Controller {
     const services = informer(SERVICES), slices = informer(ENDPOINT_SLICES), nodes = informer<NodeObject>(NODES);
     this.planSlices = informer<PlanSliceObject>(PLAN_SLICES);
     this.agentReports = informer<KubeObject>(AGENT_REPORTS);
-    this.#informers = [this.virtualServers, services, slices, nodes, this.planSlices, this.agentReports] as Informer<KubeObject>[];
+    this.pools = informer<PoolObject>(VIP_POOLS);
+    const namespaces = informer(NAMESPACES), serviceCIDRs = informer(SERVICE_CIDRS);
+    // Every informer must sync before the first reconcile: a VIPPool or Namespace list that has
+    // not arrived yet would read as "nothing is granted" and withdraw every plan.
+    this.#informers = [this.virtualServers, services, slices, nodes, this.planSlices, this.agentReports, this.pools, namespaces, serviceCIDRs] as Informer<KubeObject>[];
     this.world = new World((k) => this.virtualServers.get(k));
     this.metrics = createMetrics({ queueDepth: () => this.queue.length, conditions: () => this.#conditionCounts(), isLeader: () => this.isLeader() }, { defaultMetrics: opts.defaultMetrics ?? false });
     this.#events = new EventRecorder({
@@ -90,6 +97,7 @@ export class Controller {
       onRecorded: (ev, ok) => { this.metrics.events.inc({ type: ev.type, outcome: ok ? 'ok' : 'failed' }); if (!ok) this.metrics.errors.inc({ op: 'event' }); },
     });
     this.#wire(services, slices, nodes);
+    this.#wireAdmission(namespaces, serviceCIDRs);
     this.#wirePublished();
     if (opts.leaderElection) {
       this.#elector = new LeaderElector({
@@ -116,7 +124,7 @@ export class Controller {
       onUpdate: (old, vs) => {
         uid(vs, true);
         // Only status (ours, or someone overwriting it) changed: neighbours are unaffected.
-        if (jsonEqual(old.spec, vs.spec) && old.metadata.creationTimestamp === vs.metadata.creationTimestamp) this.queue.add(objectKey(vs));
+        if (jsonEqual(old.spec, vs.spec) && jsonEqual(old.status?.claims, vs.status?.claims) && old.metadata.creationTimestamp === vs.metadata.creationTimestamp) this.queue.add(objectKey(vs));
         else this.#mark(this.world.virtualServerChanged(objectKey(vs), vs));
       },
       onDelete: (vs) => {
@@ -145,6 +153,30 @@ export class Controller {
       onAdd: (n) => nodeChanged(n.metadata.name, n),
       onUpdate: (_, n) => nodeChanged(n.metadata.name, n),
       onDelete: (n) => nodeChanged(n.metadata.name, undefined),
+    });
+  }
+
+  /** Pools, namespaces (their labels) and service CIDRs decide which VIPs are admitted. */
+  #wireAdmission(namespaces: Informer<KubeObject>, serviceCIDRs: Informer<KubeObject>): void {
+    const pool = (p: KubeObject, deleted: boolean) => {
+      this.#mark(this.world.poolChanged(p, deleted));
+      // An overlap settled or created changes other pools' status too.
+      for (const q of this.pools.list()) this.queue.add(poolKey(q.metadata.name));
+    };
+    this.pools.addHandlers({
+      onAdd: (p) => pool(p, false),
+      onUpdate: (old, p) => (jsonEqual(old.spec, p.spec) ? this.queue.add(poolKey(p.metadata.name)) : pool(p, false)),
+      onDelete: (p) => pool(p, true),
+    });
+    namespaces.addHandlers({
+      onAdd: (n) => this.#mark(this.world.namespaceChanged(n, false)),
+      onUpdate: (_, n) => this.#mark(this.world.namespaceChanged(n, false)),
+      onDelete: (n) => this.#mark(this.world.namespaceChanged(n, true)),
+    });
+    serviceCIDRs.addHandlers({
+      onAdd: (c) => this.#mark(this.world.serviceCIDRChanged(c, false)),
+      onUpdate: (_, c) => this.#mark(this.world.serviceCIDRChanged(c, false)),
+      onDelete: (c) => this.#mark(this.world.serviceCIDRChanged(c, true)),
     });
   }
 
@@ -230,6 +262,7 @@ export class Controller {
       if (abort.signal.aborted) return;
       for (const vs of this.virtualServers.list()) this.queue.add(objectKey(vs));
       for (const owner of this.published.owners()) this.queue.add(owner);
+      for (const p of this.pools.list()) this.queue.add(poolKey(p.metadata.name));
     });
   }
 
@@ -249,7 +282,9 @@ export class Controller {
       const started = performance.now();
       let result: ReconcileResult;
       try {
-        result = await reconcile(key, {
+        result = key.startsWith(POOL_KEY_PREFIX) ? await reconcilePool(key.slice(POOL_KEY_PREFIX.length), {
+          api: this.#o.api, world: this.world, getPool: (n) => this.pools.get(n), clock: this.#clock, canWrite: () => this.isLeader() && !signal.aborted,
+        }, signal) : await reconcile(key, {
           api: this.#o.api, world: this.world, getVs: (k) => this.virtualServers.get(k), slices: this.published, reports: this.reports,
           clock: this.#clock, logger: this.#log, events: this.#events, canWrite: () => this.isLeader() && !signal.aborted,
           onStatusWrite: (k) => { this.metrics.statusWrites.inc(); this.statusWrites.set(k, (this.statusWrites.get(k) ?? 0) + 1); },

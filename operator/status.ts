@@ -17,7 +17,7 @@ const MAX_MESSAGE = 32768;
 
 /** Status fields the controller owns: a field it no longer sets is removed (null in the patch). */
 const OWNED: Array<keyof VirtualServerStatus> = [
-  'observedGeneration', 'conditions', 'services', 'readyRealServers', 'realServerCount', 'directors', 'directorCount',
+  'observedGeneration', 'conditions', 'services', 'claims', 'readyRealServers', 'realServerCount', 'directors', 'directorCount',
   'plan', 'unprogrammedNodes', 'programmedNodes',
 ];
 /** Fields of earlier versions (real servers, agents' entries), removed when met. */
@@ -26,9 +26,12 @@ const LEGACY = ['realServers', 'nodes'] as const;
 type StoredStatus = VirtualServerStatus & LegacyAgentStatus;
 
 /** Reasons that keep a VirtualServer from serving, in the order Ready reports them. */
-const NOT_READY: ReasonType[] = ['InvalidSpec', 'Conflict', 'ServiceNotFound', 'ServicePortNotFound', 'NoDirectors', 'NoReadyEndpoints'];
+const NOT_READY: ReasonType[] = [
+  'InvalidSpec', 'AddressReserved', 'AddressNotAllowed', 'ForwardingNotAllowed', 'Conflict', 'RealServerNotAllowed',
+  'ServiceNotFound', 'ServicePortNotFound', 'NoDirectors', 'NoReadyEndpoints',
+];
 /** Reasons meaning some backends could not be resolved or used. */
-const UNRESOLVED: ReasonType[] = ['ServiceNotFound', 'ServicePortNotFound', 'PortRemapNotSupported', 'AddressFamilyMismatch'];
+const UNRESOLVED: ReasonType[] = ['ServiceNotFound', 'ServicePortNotFound', 'PortRemapNotSupported', 'AddressFamilyMismatch', 'RealServerNotAllowed'];
 
 type Desired = ConditionValue;
 
@@ -114,6 +117,8 @@ export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolut
     observedGeneration: generation,
     conditions: withTransitions(desiredConditions(res, programmed.condition), vs.status?.conditions, generation, now),
     services: [...res.services],
+    // An invalid spec keeps its published plan, and with it what it holds.
+    claims: res.reasons.some((r) => r.type === 'InvalidSpec') ? [...(vs.status?.claims ?? [])] : claimsOf(res.services, vs.status?.claims, now),
     readyRealServers: readyCount(res),
     realServerCount: new Set(res.realServers.map((r) => r.address)).size,
     directors: directors.slice(0, MAX_STATUS_DIRECTORS),
@@ -123,6 +128,15 @@ export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolut
   };
   if (pub) st.plan = { revision: pub.revision, slices: pub.slices, generation: pub.generation };
   return st;
+}
+
+/** The keys held now, each with the time it was first held (kept from before, or now). */
+export function claimsOf(services: readonly string[], previous: ReadonlyArray<{ service?: string; since?: string }> | undefined, now: number): Array<{ service: string; since: string }> {
+  const before = new Map((Array.isArray(previous) ? previous : []).map((c) => [c?.service, c?.since] as const));
+  return services.map((service) => {
+    const since = before.get(service);
+    return { service, since: typeof since === 'string' && Number.isFinite(Date.parse(since)) ? since : rfc3339(now) };
+  });
 }
 
 /** Deep equality of JSON values, independent of object key order. */

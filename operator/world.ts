@@ -4,7 +4,11 @@
 // mark; nothing here reads the API or the clock.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { PlanService, VirtualServerResolution } from '../api/plan.ts';
-import { arbitrate, buildIndex, finalize, parseIp, resolveOne, setNodes, SERVICE_NAME_LABEL, type ResolveIndex, type VirtualServerLike } from '../api/resolve/index.ts';
+import { buildPools, type VIPPoolLike } from '../api/pool.ts';
+import {
+  arbitrate, buildIndex, finalize, isApiserverSlice, parseIp, reservedOfApiserverSlice, reservedOfNode, reservedOfService, reservedOfServiceCIDR,
+  REAL_SERVER_HOST_LABEL, resolveOne, setNodes, SERVICE_NAME_LABEL, type Admission, type ResolveIndex, type ServiceCIDRLike, type VirtualServerLike,
+} from '../api/resolve/index.ts';
 import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../kube/types.ts';
 
 interface VsDeps {
@@ -20,10 +24,19 @@ interface VsDeps {
 
 const canon = (a: unknown): string | undefined => (typeof a === 'string' ? (parseIp(a)?.address ?? a) : undefined);
 
+/** The VIP of a service key "PROTO/1.2.3.4:80" or "PROTO/[2001:db8::1]:80". */
+function vipOfKey(key: unknown): string | undefined {
+  if (typeof key !== 'string') return undefined;
+  const m = /^[A-Z]+\/(?:\[([0-9a-f:.]+)\]|([0-9.]+)):\d+$/.exec(key);
+  return m ? canon(m[1] ?? m[2]) : undefined;
+}
+
 function depsOf(vs: VirtualServerObject): VsDeps {
   const spec = vs.spec ?? {};
+  // Held VIPs count too: an invalid VirtualServer keeps claiming what it holds.
+  const held = (Array.isArray(vs.status?.claims) ? vs.status.claims : []).map((c) => vipOfKey(c?.service));
   const d: VsDeps = {
-    vips: [...new Set((Array.isArray(spec.addresses) ? spec.addresses : []).map(canon).filter((x) => x !== undefined))],
+    vips: [...new Set([...(Array.isArray(spec.addresses) ? spec.addresses : []).map(canon), ...held].filter((x) => x !== undefined))],
     statics: (Array.isArray(spec.backends?.static) ? spec.backends.static : []).map((s) => canon(s?.address)).filter((x) => x !== undefined),
   };
   const svc = spec.backends?.service?.name;
@@ -44,7 +57,7 @@ function removeFrom(m: Map<string, Set<string>>, k: string, v: string): void {
   if (s?.delete(v) && s.size === 0) m.delete(k);
 }
 
-function matches(selector: Record<string, string> | undefined, node: NodeObject | undefined): boolean {
+function matches(selector: Readonly<Record<string, string>> | undefined, node: NodeObject | undefined): boolean {
   if (!node) return false;
   const labels = node.metadata.labels ?? {};
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
@@ -54,11 +67,12 @@ function nodeAddresses(node: NodeObject | undefined): Set<string> {
   return new Set((node?.status?.addresses ?? []).map((a) => canon(a.address)).filter((x) => x !== undefined));
 }
 
-/** What the resolver reads from a Node: its labels (directors) and addresses (static backends). */
+/** What the resolver reads from a Node: labels (directors), addresses (static backends, reserved), pod CIDRs (reserved). */
 function nodeFingerprint(node: NodeObject | undefined): string {
   if (!node) return '';
   const labels = Object.entries(node.metadata.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
-  return JSON.stringify([labels, [...nodeAddresses(node)].sort()]);
+  const spec = (node as { spec?: { podCIDRs?: string[]; podCIDR?: string } }).spec;
+  return JSON.stringify([labels, [...nodeAddresses(node)].sort(), spec?.podCIDRs ?? spec?.podCIDR ?? null]);
 }
 
 export class World {
@@ -70,6 +84,7 @@ export class World {
   readonly #slices = new Map<string, Map<string, V1EndpointSlice>>();
   readonly #sliceOwner = new Map<string, string>();
   readonly #nodes = new Map<string, NodeObject>();
+  readonly #pools = new Map<string, VIPPoolLike>();
 
   /** getVs reads the VirtualServer cache (the informer's), for arbitration against neighbours. */
   constructor(getVs: (key: string) => VirtualServerObject | undefined) {
@@ -99,11 +114,57 @@ export class World {
     const key = objectKey(svc);
     if (deleted) this.index.services.delete(key);
     else this.index.services.set(key, svc as unknown as V1Service);
-    return [...(this.#byService.get(key) ?? [])];
+    const reserved = this.#reserve(`service/${key}`, deleted ? [] : reservedOfService(svc as unknown as V1Service));
+    return [...new Set([...(this.#byService.get(key) ?? []), ...reserved])];
+  }
+
+  /** The admission side of the index: pools, namespaces, reserved addresses (never unrestricted here). */
+  get admission(): Extract<Admission, { kind: 'pools' }> {
+    const a = this.index.admission;
+    if (a.kind !== 'pools') throw new Error('the controller always admits by pools');
+    return a;
+  }
+
+  /** Replaces one source of reserved addresses; returns the VirtualServers it can affect. */
+  #reserve(source: string, entries: ReturnType<typeof reservedOfService>): string[] {
+    const changed = this.admission.reserved.set(source, entries);
+    if (changed.ranges) return this.keys();
+    return [...new Set(changed.addresses.flatMap((a) => [...(this.#byVip.get(a) ?? [])]))];
+  }
+
+  /** A VIPPool was added, changed or deleted: pools are few and change rarely, so every VirtualServer is marked. */
+  poolChanged(pool: KubeObject, deleted: boolean): string[] {
+    const name = pool.metadata.name;
+    const before = JSON.stringify(this.#pools.get(name)?.spec ?? null);
+    if (deleted) this.#pools.delete(name); else this.#pools.set(name, pool as unknown as VIPPoolLike);
+    if (before === JSON.stringify(deleted ? null : (pool as unknown as VIPPoolLike).spec ?? null)) return [];
+    this.admission.pools = buildPools([...this.#pools.values()]);
+    this.index.directorCache.clear();
+    return this.keys();
+  }
+
+  /** The pools as parsed, with the problems of unusable ones (for VIPPool status). */
+  pools(): { names: string[]; problems: ReadonlyMap<string, ReadonlyArray<{ reason: string; field: string; message: string }>> } {
+    return { names: [...this.#pools.keys()].sort(), problems: this.admission.pools.problems };
+  }
+
+  /** A Namespace's labels changed (namespaceSelector): marks its VirtualServers. */
+  namespaceChanged(ns: KubeObject, deleted: boolean): string[] {
+    const name = ns.metadata.name;
+    const m = this.admission.namespaces;
+    const before = JSON.stringify(m.get(name) ?? null);
+    if (deleted) m.delete(name); else m.set(name, ns.metadata.labels ?? {});
+    if (before === JSON.stringify(m.get(name) ?? null)) return [];
+    return this.keys().filter((k) => k.startsWith(`${name}/`));
+  }
+
+  serviceCIDRChanged(obj: KubeObject, deleted: boolean): string[] {
+    return this.#reserve(`servicecidr/${obj.metadata.name}`, deleted ? [] : reservedOfServiceCIDR(obj as unknown as ServiceCIDRLike));
   }
 
   endpointSliceChanged(slice: KubeObject, deleted: boolean): string[] {
     const key = objectKey(slice);
+    const apiserver = isApiserverSlice(slice) ? this.#reserve(`apiserver/${slice.metadata.name}`, deleted ? [] : reservedOfApiserverSlice(slice as unknown as V1EndpointSlice)) : [];
     const ns = slice.metadata.namespace ?? '';
     const label = slice.metadata.labels?.[SERVICE_NAME_LABEL];
     const owner = !deleted && label ? `${ns}/${label}` : undefined;
@@ -123,7 +184,7 @@ export class World {
       this.#publishSlices(owner);
       touched.add(owner);
     }
-    return [...touched].flatMap((svc) => [...(this.#byService.get(svc) ?? [])]);
+    return [...new Set([...apiserver, ...[...touched].flatMap((svc) => [...(this.#byService.get(svc) ?? [])])])];
   }
 
   #publishSlices(service: string): void {
@@ -150,13 +211,20 @@ export class World {
     }
     if (next) this.#nodes.set(name, next); else this.#nodes.delete(name);
     setNodes(this.index, [...this.#nodes.values()] as unknown as V1Node[]);
+    const reserved = this.#reserve(`node/${name}`, next ? reservedOfNode(next as unknown as V1Node) : []);
     const before = nodeAddresses(old), after = nodeAddresses(next);
     const moved = new Set([...before, ...after].filter((a) => before.has(a) !== after.has(a)));
-    const out: string[] = [];
+    // A node joining or leaving a pool's directors, or gaining or losing the real-server-host
+    // label, is rare and may affect any VirtualServer: all are marked. Otherwise only those whose
+    // own selector's match changed or that use an address the node gained or lost.
+    const hostLabel = (n: NodeObject | undefined) => n?.metadata.labels?.[REAL_SERVER_HOST_LABEL];
+    const poolMoved = this.admission.pools.pools.some((p) => p.directors !== undefined && matches(p.directors, old) !== matches(p.directors, next));
+    if (poolMoved || hostLabel(old) !== hostLabel(next)) return this.keys();
+    const out = new Set(reserved);
     for (const [key, d] of this.#deps) {
-      if (matches(d.selector, old) !== matches(d.selector, next) || d.statics.some((a) => moved.has(a))) out.push(key);
+      if (matches(d.selector, old) !== matches(d.selector, next) || d.statics.some((a) => moved.has(a))) out.add(key);
     }
-    return out;
+    return [...out];
   }
 
   /** Keys of the other VirtualServers sharing at least one VIP with key. */

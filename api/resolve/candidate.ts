@@ -3,7 +3,8 @@
 import type { PlanRealServer, PlanService, Reason } from '../plan.ts';
 import { serviceKey } from '../plan.ts';
 import { serviceBackends, servicePortFor, staticBackends, staticFamilyReasons } from './backends.ts';
-import { directorsFor, nsName, type ResolveIndex } from './lookup.ts';
+import { admitRealServers, admitVips, type VipGrant } from './admit.ts';
+import { nsName, type ResolveIndex } from './lookup.ts';
 import { cmp, sortReasons } from './order.ts';
 import type { Candidate, Claimant, NormalizedSpec, VirtualServerLike, Vip, VsPort } from './types.ts';
 import { validateSpec } from './validate.ts';
@@ -16,7 +17,20 @@ export function claimantOf(vs: VirtualServerLike): Claimant {
   return {
     ref: { namespace: m.namespace ?? '', name: m.name ?? '', generation },
     created: Number.isFinite(ms) ? ms : Infinity,
+    held: heldOf(vs),
   };
+}
+
+function heldOf(vs: VirtualServerLike): Map<string, number> {
+  const out = new Map<string, number>();
+  const claims = vs.status?.claims;
+  if (!Array.isArray(claims)) return out;
+  for (const c of claims) {
+    if (typeof c?.service !== 'string') continue;
+    const t = c.since instanceof Date ? c.since.getTime() : typeof c.since === 'string' ? Date.parse(c.since) : NaN;
+    out.set(c.service, Number.isFinite(t) ? t : Infinity);
+  }
+  return out;
 }
 
 interface PortResult {
@@ -79,18 +93,13 @@ export function resolveOne(vs: VirtualServerLike, index: ResolveIndex): Candidat
     services: [], directors: [], keyFields: new Map<string, string>(), unresolvedPorts: new Set<string>(), realServersByPort: new Map(),
   };
   const v = validateSpec(vs.spec);
-  if (!v.ok) return { ...claimant, ...empty, reasons: sortReasons(v.reasons) };
+  if (!v.ok) return { ...claimant, ...empty, keeps: [...claimant.held.keys()].sort(cmp), reasons: sortReasons(v.reasons) };
   const spec = v.spec;
   const namespace = claimant.ref.namespace;
-  const reasons: Reason[] = [];
-  const directors = directorsFor(index, spec.nodeSelector);
-  if (directors.length === 0) {
-    reasons.push({
-      type: 'NoDirectors',
-      field: spec.nodeSelector ? 'spec.directors.nodeSelector' : 'spec.directors',
-      message: spec.nodeSelector ? 'no node matches spec.directors.nodeSelector' : 'the cluster has no nodes',
-    });
-  }
+  const admitted = admitVips(spec, namespace, index);
+  const reasons: Reason[] = [...admitted.reasons];
+  const directors = [...new Set(admitted.grants.flatMap((g) => g.directors))].sort(cmp);
+  if (admitted.grants.length > 0 && directors.length === 0) reasons.push(noDirectors(spec, admitted.grants));
   const families = new Set(spec.vips.map((x) => x.family));
   if (spec.backends.kind === 'static') reasons.push(...staticFamilyReasons(spec.backends.entries, families, spec.forwarding));
   else if (!index.services.has(nsName(namespace, spec.backends.name))) {
@@ -104,19 +113,41 @@ export function resolveOne(vs: VirtualServerLike, index: ResolveIndex): Candidat
   const keyFields = new Map<string, string>();
   const unresolvedPorts = new Set<string>();
   const realServersByPort = new Map<string, Map<4 | 6, PlanRealServer[]>>();
+  const refused = new Map<string, Reason>();
   for (const port of spec.ports) {
     const pb = portBackends(spec, port, families, namespace, index);
     reasons.push(...pb.reasons);
     if (pb.unresolved) unresolvedPorts.add(port.name);
-    realServersByPort.set(port.name, pb.byFamily);
-    for (const vip of spec.vips) {
-      const s = planService(claimant, spec, vip, port, pb.byFamily.get(vip.family) ?? [], directors);
+    const byFamily = new Map<4 | 6, PlanRealServer[]>();
+    realServersByPort.set(port.name, byFamily);
+    for (const g of admitted.grants) {
+      const rs = admitRealServers(g, pb.byFamily.get(g.vip.family) ?? [], spec, namespace, index, refused);
+      // Status counts: the first admitted VIP of each family speaks for it (VIPs of one family in
+      // different pools may keep different real servers; the plan services carry each one's own).
+      if (!byFamily.has(g.vip.family)) byFamily.set(g.vip.family, rs);
+      const s = planService(claimant, spec, g.vip, port, rs, g.directors);
       services.push(s);
-      keyFields.set(s.key, `spec.addresses[${vip.index}]`);
+      keyFields.set(s.key, `spec.addresses[${g.vip.index}]`);
     }
   }
+  reasons.push(...refused.values());
   services.sort((a, b) => cmp(a.key, b.key));
   return {
-    ...claimant, services, reasons: sortReasons(reasons), directors: [...directors], keyFields, unresolvedPorts, realServersByPort,
+    ...claimant, services, keeps: [], reasons: sortReasons(reasons), directors, keyFields, unresolvedPorts, realServersByPort,
+  };
+}
+
+function noDirectors(spec: NormalizedSpec, grants: readonly VipGrant[]): Reason {
+  const pools = [...new Set(grants.flatMap((g) => (g.pool?.directors ? [g.pool.name] : [])))];
+  if (pools.length > 0) {
+    return {
+      type: 'NoDirectors', field: spec.nodeSelector ? 'spec.directors.nodeSelector' : 'spec.addresses',
+      message: `no node matches the directors of VIPPool ${pools.join(', ')}${spec.nodeSelector ? ' narrowed by spec.directors.nodeSelector' : ''}`,
+    };
+  }
+  return {
+    type: 'NoDirectors',
+    field: spec.nodeSelector ? 'spec.directors.nodeSelector' : 'spec.directors',
+    message: spec.nodeSelector ? 'no node matches spec.directors.nodeSelector' : 'the cluster has no nodes',
   };
 }

@@ -1,17 +1,26 @@
-// Arbitration between VirtualServers that claim the same (VIP, protocol, port). The winner is a
-// pure function of the claimants (oldest creationTimestamp, then namespace/name), never of watch
-// order, so the kernel rule cannot flap between owners when the controller restarts or relists.
-// Invalid VirtualServers claim nothing and so never take part.
+// Arbitration between VirtualServers that claim the same (VIP, protocol, port). The holder keeps:
+// a VirtualServer whose status records the key (status.claims, written by the controller, never
+// by tenants) wins against every newcomer, however old the newcomer's object is, so editing an
+// old VirtualServer cannot take another team's VIP. Among claimants that do not hold it the
+// oldest creationTimestamp wins, then namespace/name. A pure function of the claimants, never of
+// watch order, so the kernel rule cannot flap between owners when the controller restarts or
+// relists. An invalid VirtualServer claims only what it holds (its published plan is kept).
 import type { ObjectRef, PlanRealServer, PlanService, Reason, VirtualServerResolution } from '../plan.ts';
 import { refKey } from '../plan.ts';
 import { compareRefs, sortReasons } from './order.ts';
 import type { Candidate, Claimant } from './types.ts';
 
-/** Negative when `a` wins over `b`. */
-export function compareClaimants(a: Claimant, b: Claimant): number {
+/** Negative when `a` wins `key` over `b` (without a key: by age, for de-duplication). */
+export function compareClaimants(a: Claimant, b: Claimant, key?: string): number {
+  const ha = key === undefined ? undefined : a.held.get(key);
+  const hb = key === undefined ? undefined : b.held.get(key);
+  if ((ha === undefined) !== (hb === undefined)) return ha !== undefined ? -1 : 1;
+  if (ha !== undefined && hb !== undefined && ha !== hb) return ha < hb ? -1 : 1;
   if (a.created !== b.created) return a.created < b.created ? -1 : 1;
   return compareRefs(a.ref, b.ref);
 }
+
+const claimedKeys = (c: Candidate): string[] => (c.keeps.length ? [...c.services.map((s) => s.key), ...c.keeps] : c.services.map((s) => s.key));
 
 export interface Loss {
   key: string;
@@ -33,9 +42,9 @@ export interface Arbitration {
 export function arbitrate(candidates: Iterable<Candidate>): Arbitration {
   const winners = new Map<string, Claimant>();
   for (const c of candidates) {
-    for (const s of c.services) {
-      const cur = winners.get(s.key);
-      if (!cur || compareClaimants(c, cur) < 0) winners.set(s.key, c);
+    for (const key of claimedKeys(c)) {
+      const cur = winners.get(key);
+      if (!cur || compareClaimants(c, cur, key) < 0) winners.set(key, c);
     }
   }
   const losses = new Map<string, Loss[]>();
@@ -54,7 +63,10 @@ export function arbitrate(candidates: Iterable<Candidate>): Arbitration {
 
 function conflictReason(c: Candidate, loss: Loss): Reason {
   const w = loss.winner;
-  const why = w.created < c.created ? 'it is older' : 'it was created at the same time and sorts first by namespace/name';
+  const since = w.held.get(loss.key);
+  const why = since !== undefined
+    ? `it holds it${Number.isFinite(since) ? ` since ${new Date(since).toISOString().replace(/\.\d{3}Z$/, 'Z')}` : ''} and the holder keeps it`
+    : w.created < c.created ? 'it is older' : 'it was created at the same time and sorts first by namespace/name';
   const r: Reason = {
     type: 'Conflict',
     message: `${loss.key} is already claimed by VirtualServer ${refKey(w.ref)} (${why}); this VirtualServer does not program it`,

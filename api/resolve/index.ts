@@ -11,3 +11,10 @@ export { validateSpec } from './validate.ts';
 export { parseIp } from '../ip.ts';
 export { compareAddresses } from './order.ts';
 export type { Candidate, Claimant, ResolveInput, VirtualServerLike, VirtualServerSpecLike } from './types.ts';
+export { admitVips, admitRealServers, REAL_SERVER_HOST_LABEL } from './admit.ts';
+export type { Admission } from './lookup.ts';
+export {
+  isApiserverSlice, LOAD_BALANCER_CLASS, ReservedAddresses, reservedOfApiserverSlice, reservedOfNode, reservedOfService, reservedOfServiceCIDR,
+} from './reserved.ts';
+export type { ReservedEntry, ServiceCIDRLike } from './reserved.ts';
+export type { NamespaceLike } from './types.ts';

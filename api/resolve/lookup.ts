@@ -4,7 +4,20 @@
 // watch events arrive (a Service, one service's slice list, or the node maps as a whole).
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { parseIp } from '../ip.ts';
+import type { Labels } from '../label-selector.ts';
+import { buildPools, type PoolSet } from '../pool.ts';
+import {
+  isApiserverSlice, ReservedAddresses, reservedOfApiserverSlice, reservedOfNode, reservedOfService, reservedOfServiceCIDR,
+} from './reserved.ts';
 import type { ResolveInput } from './types.ts';
+
+/**
+ * How VIPs are admitted: by pools (the controller: deny by default, reserved addresses always
+ * refused), or not at all (standalone `lvs-agent apply` on a host whose admin wrote the manifests).
+ */
+export type Admission =
+  | { kind: 'unrestricted' }
+  | { kind: 'pools'; pools: PoolSet; namespaces: Map<string, Labels>; reserved: ReservedAddresses };
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
@@ -24,6 +37,7 @@ export interface ResolveIndex {
   nodeByAddress: Map<string, string>;
   /** Memo of directorsFor(); must be cleared whenever `nodes` changes. */
   directorCache: Map<string, string[]>;
+  admission: Admission;
 }
 
 export const nsName = (namespace: string, name: string): string => `${namespace}/${name}`;
@@ -44,10 +58,24 @@ export function buildIndex(input: Omit<ResolveInput, 'virtualServers'>): Resolve
     else slices.set(key, [es]);
   }
   const index: ResolveIndex = {
-    services, slices, nodes: new Map(), nodeByAddress: new Map(), directorCache: new Map(),
+    services, slices, nodes: new Map(), nodeByAddress: new Map(), directorCache: new Map(), admission: admissionOf(input),
   };
   setNodes(index, input.nodes);
   return index;
+}
+
+function admissionOf(input: Omit<ResolveInput, 'virtualServers'>): Admission {
+  const a = input.admission;
+  if (a && 'unrestricted' in a && a.unrestricted === true) return { kind: 'unrestricted' };
+  const given = a && !('unrestricted' in a) ? a : {};
+  const reserved = new ReservedAddresses();
+  for (const n of input.nodes) if (n?.metadata?.name) reserved.set(`node/${n.metadata.name}`, reservedOfNode(n));
+  for (const s of input.services) if (s?.metadata?.name) reserved.set(`service/${s.metadata.namespace ?? ''}/${s.metadata.name}`, reservedOfService(s));
+  for (const es of input.endpointSlices) if (es && isApiserverSlice(es)) reserved.set(`apiserver/${es.metadata?.name ?? ''}`, reservedOfApiserverSlice(es));
+  for (const c of given.serviceCIDRs ?? []) if (c?.metadata?.name) reserved.set(`servicecidr/${c.metadata.name}`, reservedOfServiceCIDR(c));
+  const namespaces = new Map<string, Labels>();
+  for (const n of given.namespaces ?? []) if (n?.metadata?.name) namespaces.set(n.metadata.name, n.metadata.labels ?? {});
+  return { kind: 'pools', pools: buildPools(given.pools ?? []), namespaces, reserved };
 }
 
 /** Replaces every node-derived entry of the index (nodes change rarely; this is O(nodes)). */

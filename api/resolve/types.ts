@@ -1,6 +1,8 @@
 // Input and intermediate types of the resolver. Inputs are read-only; nothing here is mutated.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { VirtualServer } from '../generated/index.ts';
+import type { VIPPoolLike } from '../pool.ts';
+import type { ServiceCIDRLike } from './reserved.ts';
 import type {
   Forwarding, NatReturnPath, ObjectRef, PlanRealServer, PlanService, Protocol, Reason, SchedulerFlag, SchedulerName,
   TunnelType, VirtualServerResolution,
@@ -22,6 +24,8 @@ export interface VirtualServerLike {
     creationTimestamp?: string | Date;
   };
   spec?: VirtualServerSpecLike;
+  /** Only claims is read: who holds which (VIP, protocol, port) since when. */
+  status?: { claims?: Array<{ service?: string; since?: string | Date }> };
 }
 
 export interface VirtualServerSpecLike {
@@ -40,12 +44,22 @@ export interface VirtualServerSpecLike {
   realServers?: { prepare?: boolean };
 }
 
+export interface NamespaceLike {
+  metadata?: { name?: string; labels?: Record<string, string> };
+}
+
 export interface ResolveInput {
   /** Normally the generated VirtualServer; anything looser is validated, never trusted. */
   virtualServers: readonly (VirtualServer | VirtualServerLike)[];
   services: readonly V1Service[];
   endpointSlices: readonly V1EndpointSlice[];
   nodes: readonly V1Node[];
+  /**
+   * Who may use which address. Deny by default: without pools every VIP is refused
+   * (AddressNotAllowed). `unrestricted` is for standalone `lvs-agent apply`, where the admin of
+   * the host wrote every manifest and there is no cluster to protect.
+   */
+  admission?: { unrestricted: true } | { pools?: readonly VIPPoolLike[]; namespaces?: readonly NamespaceLike[]; serviceCIDRs?: readonly ServiceCIDRLike[] };
 }
 
 /** A VIP after validation: canonical text, family, sort key. */
@@ -90,11 +104,16 @@ export interface NormalizedSpec {
   prepareRealServers: boolean;
 }
 
-/** Identity of a VirtualServer plus what arbitration needs: its age. */
+/** Identity of a VirtualServer plus what arbitration needs: its age and what it holds. */
 export interface Claimant {
   ref: ObjectRef & { generation: number };
   /** creationTimestamp in ms since the epoch; +Infinity when absent or unparsable (youngest). */
   created: number;
+  /**
+   * Service keys it holds, from its status (status.claims, written by the controller only) ->
+   * since when (ms). The holder of a key keeps it against any other claimant.
+   */
+  held: ReadonlyMap<string, number>;
 }
 
 /**
@@ -106,6 +125,11 @@ export interface Candidate extends Claimant {
   services: PlanService[];
   /** Sorted; no Conflict reasons yet. */
   reasons: Reason[];
+  /**
+   * Keys it holds and keeps claiming though it does not serve them now: an invalid spec keeps
+   * what it held (its published plan stays), so a newcomer cannot take the key meanwhile.
+   */
+  keeps: string[];
   directors: string[];
   /** Which spec.addresses index each claimed key came from, for Conflict field paths. */
   keyFields: Map<string, string>;

@@ -4,6 +4,7 @@
 // queue's backoff, with no status written from a plan that was not published. Status writes are
 // merge patches of the status subresource, conditional on the resourceVersion the status was
 // computed from; slice replacements are PUTs conditional on the stored slice's resourceVersion.
+import { openPool } from '../lib/pools.ts';
 import nock from 'nock';
 import pino from 'pino';
 import { suite } from 'uvu';
@@ -37,6 +38,7 @@ const nodeA: NodeObject = { metadata: { name: 'node-a', labels: {} }, status: { 
 
 function deps(cached: VirtualServerObject, clock: ManualClock) {
   const world = new World(() => cached);
+  world.poolChanged(openPool(), false);
   world.nodeChanged('node-a', nodeA);
   world.virtualServerChanged('default/legacy', cached);
   const events: string[] = [];

@@ -58,6 +58,8 @@ export function runCase(c: Case): void {
     services: c.services ?? [],
     endpointSlices: c.slices ?? [],
     nodes: c.nodes ?? NODES,
+    // Resolution, not admission, is under test here (test/unit/resolve-admission.test.ts).
+    admission: { unrestricted: true },
   });
   assert.equal(plan.services, c.want, 'plan.services');
   for (const [id, res] of plan.virtualServers) {

@@ -1,6 +1,7 @@
 // A step of the wall clock (NTP, `date -s`) must not end every drain at once nor cost leadership:
 // durations are measured on the monotonic clock, wall time only stamps what is written to the API.
 // Date.now is stepped here by hours while the real monotonic clock (CLOCK_MONOTONIC) is not.
+
 import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

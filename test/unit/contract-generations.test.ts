@@ -9,14 +9,16 @@ import * as assert from 'uvu/assert';
 import type { PlanSliceObject } from '../../api/plan-slice.ts';
 import { readPlanBook } from '../../dataplane/cluster/plan-book.ts';
 import { Controller } from '../../operator/controller.ts';
+import { openPool } from '../lib/pools.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';
-import { NODES, PLAN_SLICES, VIRTUAL_SERVERS, objectKey, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import { NODES, PLAN_SLICES, VIRTUAL_SERVERS, objectKey, type KubeObject, type VirtualServerObject, VIP_POOLS } from '../../kube/types.ts';
 import { node, staticVs, until } from './controller-fixtures.ts';
 
 const test = suite('contract: no mixed generations');
 
 test('NAT targetPort 8000 -> DR: every plan the agent could read is all NAT:8000 or all DR:80', async () => {
   const api = new FakeKubeApi();
+  api.apply(VIP_POOLS, openPool());
   api.apply(NODES, node('node-a', {}, '192.0.2.1'));
   const addresses = Array.from({ length: 1024 }, (_, i) => `10.1.${Math.floor(i / 250)}.${(i % 250) + 1}`);
   const nat = staticVs('switch', addresses, '203.0.113.40');

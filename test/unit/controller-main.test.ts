@@ -3,8 +3,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
+import { openPool } from '../lib/pools.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';
-import { NODES, VIRTUAL_SERVERS } from '../../kube/types.ts';
+import { NODES, VIRTUAL_SERVERS, VIP_POOLS } from '../../kube/types.ts';
 import { parseConfig } from '../../operator/main.ts';
 import { node, staticVs, until } from './controller-fixtures.ts';
 
@@ -38,6 +39,7 @@ test('bad values are refused naming the flag and the reason', () => {
 
 test('/healthz, /readyz and /metrics of a running controller', async () => {
   const api = new FakeKubeApi();
+  api.apply(VIP_POOLS, openPool());
   api.apply(NODES, node('node-a'));
   api.apply(VIRTUAL_SERVERS, staticVs('legacy', ['198.51.100.7']));
   api.failNext('list', new Error('apiserver down'), 'nodes');

@@ -3,6 +3,7 @@
 // it, are swept when orphaned, are kept through an invalid edit, are emptied when it loses its
 // keys, are repaired when someone deletes one, and are never rewritten for nothing; Programmed
 // follows the AgentReports.
+
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildAgentReport, type ReportException } from '../../api/agent-report.ts';
@@ -10,8 +11,9 @@ import { slicePlan, type PlanSliceObject } from '../../api/plan-slice.ts';
 import { ManualClock, settle } from '../../kube/clock.ts';
 import { Controller } from '../../operator/controller.ts';
 import { FakeKubeApi, partitionable } from '../../kube/testing/fake.ts';
+import { openPool } from '../lib/pools.ts';
 import { KubeApiError } from '../../kube/errors.ts';
-import { AGENT_REPORTS, ENDPOINT_SLICES, NODES, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type Condition, type VirtualServerObject } from '../../kube/types.ts';
+import { AGENT_REPORTS, ENDPOINT_SLICES, NODES, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type Condition, type VirtualServerObject, VIP_POOLS } from '../../kube/types.ts';
 import { planRealServers, publishedPlan } from '../lib/published-plan.ts';
 import { node, service, serviceVs, slice, staticVs, until, type Ep } from './controller-fixtures.ts';
 
@@ -53,6 +55,7 @@ function endpoints(api: FakeKubeApi, n: number, svc = 'web'): void {
 
 function cluster(): FakeKubeApi {
   const api = new FakeKubeApi();
+  api.apply(VIP_POOLS, openPool());
   api.apply(NODES, node('node-a', {}, '192.0.2.1'));
   api.apply(NODES, node('node-b', {}, '192.0.2.2'));
   api.apply(SERVICES, service('web'));
@@ -158,6 +161,7 @@ test('an invalid edit keeps the published plan untouched; a lost conflict publis
 test('leading again after a lost lease sweeps orphans whose pending retry the lost lease dropped', async () => {
   const clock = new ManualClock();
   const fake = new FakeKubeApi(() => clock.now());
+  fake.apply(VIP_POOLS, openPool());
   fake.apply(NODES, node('node-a', {}, '192.0.2.1'));
   const net = partitionable(fake);
   const c = new Controller({

@@ -75,11 +75,16 @@ test('computeStatus: generation, counts, directors and plan from the publication
   res.realServers.push({ portName: 'https', address: '10.0.0.1', port: 8443, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: 'ns', name: 'p1' } });
   const st = computeStatus(vs, res, PUB, summary(), T0);
   assert.equal({ ...st, conditions: undefined }, {
-    observedGeneration: 3, conditions: undefined, services: ['TCP/203.0.113.1:80'], readyRealServers: 2, realServerCount: 3,
-    directors: ['node-a'], directorCount: 1, plan: { revision: 'abc', slices: 1, generation: 3 },
+    observedGeneration: 3, conditions: undefined, services: ['TCP/203.0.113.1:80'], claims: [{ service: 'TCP/203.0.113.1:80', since: '2025-03-01T10:00:00Z' }],
+    readyRealServers: 2, realServerCount: 3, directors: ['node-a'], directorCount: 1, plan: { revision: 'abc', slices: 1, generation: 3 },
     unprogrammedNodes: [{ name: 'node-a', state: 'Waiting', message: 'no AgentReport from this node yet' }], programmedNodes: 0,
   });
   assert.equal(st.conditions!.find((c) => c.type === 'Programmed')!.reason, 'AwaitingAgents', 'Programmed as judged');
+  // A key held before keeps its time; an invalid spec keeps what it held.
+  const held = { ...vs, status: { claims: [{ service: 'TCP/203.0.113.1:80', since: '2024-01-01T00:00:00Z' }, { service: 'TCP/203.0.113.1:81', since: '2024-01-01T00:00:00Z' }] } };
+  assert.equal(computeStatus(held, res, PUB, summary(), T0).claims, [{ service: 'TCP/203.0.113.1:80', since: '2024-01-01T00:00:00Z' }]);
+  const invalid = resolution([{ type: 'InvalidSpec', message: 'x' }], 0);
+  assert.equal(computeStatus(held, { ...invalid, services: [] }, PUB, summary(), T0).claims, held.status.claims);
   // Nothing published (an invalid spec that never was valid): no plan, directors from the resolution.
   const bare = computeStatus(vs, res, undefined, summary(), T0);
   assert.is(bare.plan, undefined);

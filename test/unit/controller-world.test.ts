@@ -1,5 +1,6 @@
 // Event -> keys mapping: which VirtualServers a Service, EndpointSlice, Node or VirtualServer
 // change marks, and the incremental resolution with conflicts across VIPs.
+import { openPool } from '../lib/pools.ts';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { VirtualServerObject } from '../../kube/types.ts';
@@ -11,6 +12,7 @@ const test = suite('controller: world');
 function world(objs: VirtualServerObject[]) {
   const byKey = new Map<string, VirtualServerObject>();
   const w = new World((k) => byKey.get(k));
+  w.poolChanged(openPool(), false);
   const put = (o: VirtualServerObject) => {
     o.metadata.creationTimestamp ??= `2025-01-01T00:00:0${byKey.size}Z`;
     o.metadata.generation ??= 1;

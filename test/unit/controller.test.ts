@@ -4,9 +4,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
+import { openPool } from '../lib/pools.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';
 import { KubeApiError } from '../../kube/errors.ts';
-import { ENDPOINT_SLICES, EVENTS, NODES, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import { ENDPOINT_SLICES, EVENTS, NODES, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject, VIP_POOLS } from '../../kube/types.ts';
 import type { OwnerPlan } from '../../api/plan-slice.ts';
 import { planRealServers, publishedPlan } from '../lib/published-plan.ts';
 import { node, service, serviceVs, slice, staticVs, until } from './controller-fixtures.ts';
@@ -38,6 +39,7 @@ async function quiesce(c: Controller): Promise<void> {
 
 function cluster(): FakeKubeApi {
   const api = new FakeKubeApi();
+  api.apply(VIP_POOLS, openPool());
   api.apply(NODES, node('node-a', { 'lvs.dev/director': 'true' }, '192.0.2.1'));
   api.apply(NODES, node('node-b', {}, '192.0.2.2'));
   api.apply(SERVICES, service('web'));
@@ -156,8 +158,8 @@ test('a restarted controller converges without writing anything', async () => {
 test('a status write that conflicts is re-read and retried; other errors back off and retry', async () => {
   const api = cluster();
   api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
-  api.failNext('patchStatus', new KubeApiError('patch', 409, 'conflict', { reason: 'Conflict' }));
-  api.failNext('patchStatus', new KubeApiError('patch', 500, 'etcd timeout'));
+  api.failNext('patchStatus', new KubeApiError('patch', 409, 'conflict', { reason: 'Conflict' }), 'virtualservers');
+  api.failNext('patchStatus', new KubeApiError('patch', 500, 'etcd timeout'), 'virtualservers');
   const c = start(api);
   await until(() => cond(api, 'web', 'Ready')?.status === 'True', 'ready despite failures');
   await quiesce(c);

@@ -12,7 +12,7 @@ import { node, virtualServer } from '../lib/fixtures.ts';
 const NODES = [node('n1')];
 const spec = (addresses: string[], ports: VirtualServerSpec['ports'], rs = '172.16.0.3'): VirtualServerSpec =>
   ({ addresses, ports, backends: { static: [{ address: rs }] } });
-const run = (vss: VirtualServerLike[]) => resolve({ virtualServers: vss, services: [], endpointSlices: [], nodes: NODES });
+const run = (vss: VirtualServerLike[]) => resolve({ virtualServers: vss, services: [], endpointSlices: [], nodes: NODES, admission: { unrestricted: true } });
 const owners = (vss: VirtualServerLike[]) => run(vss).services.map((s) => `${s.key} ${s.owner.namespace}/${s.owner.name}`);
 
 const test = suite('resolve: conflicts');
@@ -109,7 +109,7 @@ test('incremental pieces: resolveOne + arbitrate + assemble give the same plan a
     virtualServer('b', spec(['203.0.113.10'], [{ name: 'http', port: 80 }, { name: 'x', port: 81 }]), { created: '2025-01-02T00:00:00Z' }),
     virtualServer('c', spec(['203.0.113.11'], [{ name: 'http', port: 80 }])),
   ];
-  const index = buildIndex({ services: [], endpointSlices: [], nodes: NODES });
+  const index = buildIndex({ services: [], endpointSlices: [], nodes: NODES, admission: { unrestricted: true } });
   const candidates = vss.map((vs) => resolveOne(vs, index));
   assert.equal(assemble(candidates), run(vss));
   const { winners, losses } = arbitrate(candidates);

@@ -35,7 +35,7 @@ function scenario(): ResolveInput {
   const nodes: V1Node[] = [
     node('n3', ['192.168.0.3', 'fd00::3']), node('n1', ['192.168.0.1'], { role: 'lb' }), node('n2', ['192.168.0.2', '172.16.0.9'], { role: 'lb' }),
   ];
-  return { virtualServers: vss, services, endpointSlices: slices, nodes };
+  return { virtualServers: vss, services, endpointSlices: slices, nodes, admission: { unrestricted: true } };
 }
 
 /** Shuffles every input list, and the lists inside the objects whose order carries no meaning. */
@@ -47,7 +47,7 @@ function shuffleInput(input: ResolveInput, seed: number): ResolveInput {
   for (const n of c.nodes) if (n.status?.addresses) n.status.addresses = shuffled(n.status.addresses, r);
   return {
     virtualServers: shuffled(c.virtualServers, r), services: shuffled(c.services, r),
-    endpointSlices: shuffled(c.endpointSlices, r), nodes: shuffled(c.nodes, r),
+    endpointSlices: shuffled(c.endpointSlices, r), nodes: shuffled(c.nodes, r), admission: { unrestricted: true },
   };
 }
 
@@ -113,7 +113,7 @@ function scaleInput(count: number, perService: number): ResolveInput {
     const eps = Array.from({ length: perService }, (_, j) => endpoint(`10.${i >> 8}.${i & 255}.${j + 1}`, { node: `n${j % 3}`, pod: `${name}-${j}` }));
     slices.push(endpointSlice(name, eps));
   }
-  return { virtualServers: vss, services, endpointSlices: slices, nodes: [node('n0'), node('n1'), node('n2')] };
+  return { virtualServers: vss, services, endpointSlices: slices, nodes: [node('n0'), node('n1'), node('n2')], admission: { unrestricted: true } };
 }
 
 test('scale smoke (untimed): 10,000 VirtualServers, 100,000 endpoints', () => {

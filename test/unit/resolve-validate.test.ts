@@ -101,7 +101,7 @@ const test = suite('resolve: defensive validation');
 for (const [name, s, want] of cases) {
   test(`InvalidSpec: ${name}`, () => {
     const vs = { ...virtualServer('bad', base()), spec: s } as VirtualServerLike;
-    const plan = resolve({ virtualServers: [vs], services: [], endpointSlices: [], nodes: [node('n1')] });
+    const plan = resolve({ virtualServers: [vs], services: [], endpointSlices: [], nodes: [node('n1')], admission: { unrestricted: true } });
     assert.equal(plan.services, [], 'an invalid VirtualServer contributes no services');
     const res = plan.virtualServers.get(`${NS}/bad`);
     assert.ok(res, 'it still has a resolution');
@@ -113,7 +113,7 @@ for (const [name, s, want] of cases) {
 }
 
 test('the base spec of the table is valid (so each case fails for its own reason)', () => {
-  const plan = resolve({ virtualServers: [virtualServer('bad', base())], services: [], endpointSlices: [], nodes: [node('n1')] });
+  const plan = resolve({ virtualServers: [virtualServer('bad', base())], services: [], endpointSlices: [], nodes: [node('n1')], admission: { unrestricted: true } });
   assert.equal(plan.virtualServers.get(`${NS}/bad`)?.reasons, []);
   assert.equal(plan.services.map((s) => s.key), ['TCP/203.0.113.10:80']);
 });
@@ -125,7 +125,7 @@ test('an invalid VirtualServer does not hide a valid one, and garbage never thro
     { metadata: { name: 'p', namespace: NS, creationTimestamp: 'not a date' }, spec: { ...base(), backends: { service: { name: 'web', ports: 'x' } } } },
   ];
   const vss = [...garbage as VirtualServerLike[], virtualServer('good', base())];
-  const plan = resolve({ virtualServers: vss, services: [], endpointSlices: [], nodes: [node('n1')] });
+  const plan = resolve({ virtualServers: vss, services: [], endpointSlices: [], nodes: [node('n1')], admission: { unrestricted: true } });
   assert.equal(plan.services.map((s) => `${s.owner.name} ${s.key}`), ['good TCP/203.0.113.10:80']);
   assert.equal([...plan.virtualServers.keys()], ['/m', 'default/good', 'default/n', 'default/o', 'default/p'], 'objects without a name are skipped');
   for (const id of ['/m', 'default/n', 'default/o', 'default/p']) {
@@ -144,7 +144,12 @@ test('holes in Services, EndpointSlices and Nodes are skipped, not thrown on', (
       ports: [null, { name: 'http', port: 8080 }], endpoints: [null, { addresses: ['10.0.0.1'] }, { addresses: [] }, { addresses: ['bogus'] }],
     }],
     nodes: [null, { metadata: { name: 'n1' }, status: { addresses: [null, { type: 'Hostname', address: 'n1' }] } }],
+    admission: { unrestricted: true },
   } as unknown as Parameters<typeof resolve>[0];
+  // Admission by pools reads the same lists (reserved addresses), plus pools and namespaces with holes.
+  const pools = [null, { metadata: { name: 'p' }, spec: { addresses: [null, '203.0.113.0/24'], allocation: { namespaces: [null, NS] }, staticRealServers: [null] } }];
+  const admitted = resolve({ ...holey, admission: { pools, namespaces: [null, { metadata: null }], serviceCIDRs: [null, { spec: { cidrs: [null] } }] } } as unknown as Parameters<typeof resolve>[0]);
+  assert.equal(admitted.services, [], 'a pool with a bad entry grants nothing');
   const plan = resolve(holey);
   assert.equal(plan.services.map((s) => [s.key, s.realServers.map((r) => `${r.address}:${r.port}`), s.directors]), [
     ['TCP/203.0.113.10:80', ['10.0.0.1:8080'], ['n1']],

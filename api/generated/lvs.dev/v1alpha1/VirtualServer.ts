@@ -168,6 +168,13 @@ export interface IVirtualServer {
      */
     "services"?: Array<string>;
     /**
+     * The virtual services this VirtualServer holds and since when. The holder keeps a (VIP, protocol, port): another VirtualServer claiming it, however old, gets Conflict. Written by the controller only (tenants are never granted the status subresource).
+     */
+    "claims"?: Array<{
+      "service": string;
+      "since": string;
+    }>;
+    /**
      * Distinct real-server addresses with a Ready entry (a pod serving two ports counts once).
      */
     "readyRealServers"?: number;
