@@ -15,6 +15,7 @@ import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
 import type { RealServerMode } from '../realserver/plan.ts';
 import { createSyncLoop } from '../sync/loop.ts';
+import { adoptedKeys, type Refusal } from '../sync/adoption.ts';
 import { createSyncer, type SyncResult } from '../sync/sync.ts';
 import { watchPaths } from './watch.ts';
 import { canonicalAddress } from '../sync/keys.ts';
@@ -45,9 +46,17 @@ function drainTimeoutMs(v: string | undefined): number | undefined {
 
 function summarize(r: SyncResult, plan: Plan): string {
   const head = `${plan.services.length} service(s) from ${plan.virtualServers.size} VirtualServer(s); ${r.ops} kernel operation(s)`;
-  if (r.kind === 'retry') return `${head}; ${r.errors.length} failed:\n${r.errors.map((e) => `  ${e.error.message}`).join('\n')}`;
-  if (r.draining > 0) return `${head}; ${r.draining} destination(s) draining (weight 0 until their connections end; apply again or use --watch to finish)`;
-  return head;
+  // A refused VIP fails its services like a failed kernel operation does (exit status 1).
+  const refused = r.refused?.length ? `\n${r.refused.length} VIP(s) refused:\n${r.refused.map((x) => `  ${x.message}`).join('\n')}` : '';
+  if (r.kind === 'retry') return `${head}; ${r.errors.length} failed:\n${r.errors.map((e) => `  ${e.error.message}`).join('\n')}${refused}`;
+  if (r.draining > 0) return `${head}; ${r.draining} destination(s) draining (weight 0 until their connections end; apply again or use --watch to finish)${refused}`;
+  return head + refused;
+}
+
+/** The record of a plan, without the keys on VIPs refused as not ours (they must not count as ours next time). */
+function planRecord(plan: Plan, retiring: readonly string[], refused: readonly Refusal[] | undefined) {
+  const rec = ownerRecord(plan, new Date());
+  return { ...rec, owners: Object.fromEntries(adoptedKeys(new Map(Object.entries(rec.owners)), refused)), retiringVips: [...retiring] };
 }
 
 export async function applyCommand(ctx: CommandContext): Promise<number> {
@@ -71,14 +80,18 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   };
   // Written before the kernel is touched (a crash mid-sync must not forget what to retire) and
   // again after each sync, with what is still retiring then.
-  const record = (retiring: readonly string[]) => writeOwnerRecord(stateFile, { ...ownerRecord(plan, new Date()), retiringVips: [...retiring] });
+  // (Before the first sync the refusals are unknown: a crash in it may leave a refused VIP's keys
+  // recorded, which only weakens the foreign-services check for it until the next clean apply.)
+  let refused: readonly Refusal[] | undefined;
+  const record = (retiring: readonly string[]) => writeOwnerRecord(stateFile, planRecord(plan, retiring, refused));
   record(before);
   if (!ctx.values.watch) {
     try {
       const r = await createSyncer(opts).sync();
+      refused = r.refused;
       record(r.retiring ?? before);
       console.log(summarize(r, plan));
-      return r.kind === 'retry' ? 1 : 0;
+      return r.kind === 'retry' || (r.refused?.length ?? 0) > 0 ? 1 : 0;
     } finally {
       await kernel.close();
     }
@@ -87,8 +100,11 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const loop = createSyncLoop({
     ...opts,
     onResult: (r) => {
-      if (r.retiring && r.retiring.join() !== retiring.join()) record((retiring = r.retiring));
-      if (r.ops > 0 || r.kind === 'retry') console.log(summarize(r, plan));
+      const refusedNow = (r.refused ?? []).map((x) => x.message).join('\n');
+      const refusalsChanged = refusedNow !== (refused ?? []).map((x) => x.message).join('\n');
+      refused = r.refused;
+      if ((r.retiring && r.retiring.join() !== retiring.join()) || refusalsChanged) record((retiring = r.retiring ?? retiring));
+      if (r.ops > 0 || r.kind === 'retry' || refusalsChanged) console.log(summarize(r, plan));
     },
   });
   const reload = () => {

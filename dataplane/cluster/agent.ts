@@ -27,6 +27,7 @@ import { parseServiceKey } from '../sync/keys.ts';
 import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
 import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
+import { adoptedKeys } from '../sync/adoption.ts';
 import { clusterOwnerRecord, recordedOwners, sameOwners } from './owner-record.ts';
 import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
 import { createRealServerPass } from './realserver-pass.ts';
@@ -170,7 +171,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   function saveRecord(): void {
     if (!opts.stateFile || !synced) return;
-    const next = clusterOwnerRecord(synced.keyOwners, new Date(clock.wallNow()), lastSync?.retiring ?? record?.retiringVips ?? []);
+    const next = clusterOwnerRecord(adoptedKeys(synced.keyOwners, lastSync?.refused), new Date(clock.wallNow()), lastSync?.retiring ?? record?.retiringVips ?? []);
     if (sameOwners(record, next)) return;
     try {
       writeOwnerRecord(opts.stateFile, next);

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { PlanService } from '../../api/plan.ts';
 import type { IpvsKernel, IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
+import { refusedVips, withRefusals, type Refusal } from './adoption.ts';
 import { applyOps } from './apply.ts';
 import { desiredState, type DesiredState, type Problem } from './desired.ts';
 import { diff, type SyncOpKind } from './diff.ts';
@@ -33,6 +34,11 @@ export interface VipBinder {
   list(): Promise<string[]>;
   /** Make exactly `vips` bound, in one batch (adds and removals together). */
   set(vips: string[]): Promise<void>;
+  /**
+   * Canonical address → devices other than lvs0 it is assigned on, as read by the last list()
+   * (adoption.ts refuses those VIPs). Without this method, no address counts as assigned elsewhere.
+   */
+  elsewhere?(): ReadonlyMap<string, readonly string[]> | undefined;
 }
 
 export interface SyncerOptions {
@@ -91,6 +97,8 @@ interface SyncSummary {
   read?: 'full' | number;
   /** VIPs still being retired after this sync (services of ours left on them): for the owner record. */
   retiring?: string[];
+  /** Wanted VIPs this sync refused to adopt or froze (adoption.ts); their plan keys are in problems. */
+  refused?: Refusal[];
 }
 
 export type SyncResult =
@@ -117,6 +125,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   /** Desired state of the last clean sync; undefined forces the next sync to be full. */
   let view: SyncedView | undefined;
   let lastFullAt = -Infinity;
+  /** The last full sync refused a VIP: partial syncs would not know to leave its services alone. */
+  let refusedLast = '';
 
   function retry(errors: SyncError[], summary: SyncSummary): SyncResult {
     failures++;
@@ -129,20 +139,18 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   async function syncOnce(): Promise<SyncResult> {
     const summary: SyncSummary = { ops: 0, draining: draining.size, problems: [], retiring: [...retiring].sort(byString) };
     const now = clock.now();
-    const want = desiredState(opts.plan(), opts.node, opts.held?.() ?? []);
-    summary.problems = want.problems;
-    for (const p of want.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
-    const scope = scopeOf(want.ownedVips, want.frozen);
-    const changed = partialScope(want.services, scope, now);
-    if (changed) return partialSync(want, changed, summary, now, scope);
+    const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? []);
+    summary.problems = planned.problems;
+    for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
+    const scope = scopeOf(planned.ownedVips, planned.frozen);
+    const changed = partialScope(planned.services, scope, now);
+    if (changed) return partialSync(planned, changed, summary, now, scope);
     summary.read = 'full';
-    const owned = new Set(want.ownedVips);
-    for (const v of lastOwned) if (!owned.has(v)) retiring.add(v);
-    lastOwned = owned;
     const errors: SyncError[] = [];
+    // Ours before this sync: what the last sync accepted, what is being retired, what lvs0 holds.
+    const ours = new Set([...lastOwned, ...retiring]);
     const bound = await listBound(opts.vips, errors);
-    for (const v of bound ?? []) if (!owned.has(v)) retiring.add(v);
-    for (const v of owned) retiring.delete(v);
+    for (const v of bound ?? []) ours.add(v);
 
     let kernelState;
     try {
@@ -150,6 +158,14 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     } catch (err) {
       return retry([...errors, { op: 'dump', error: asError(err), ...codeOf(err) }], summary);
     }
+    const refusals = refusedVips({ wanted: planned.ownedVips, ours, elsewhere: elsewhereOf(opts.vips, bound), kernel: kernelState });
+    const want = withRefusals(planned, refusals, kernelState);
+    noteRefusals(refusals, summary, want.problems);
+    const owned = new Set(want.ownedVips);
+    for (const v of lastOwned) if (!owned.has(v)) retiring.add(v);
+    lastOwned = owned;
+    for (const v of bound ?? []) if (!owned.has(v)) retiring.add(v);
+    for (const v of owned) retiring.delete(v);
     const d = diff({
       desired: want.services, kernel: kernelState, ownedVips: want.ownedVips, retiringVips: retiring,
       frozen: want.frozen, draining, now, drainTimeoutMs,
@@ -162,7 +178,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       errors.push({ op: f.op.kind, key: f.op.key, ...('dest' in f.op ? { dest: f.op.dest } : {}), ...codeOf(f.error), error: f.error });
     }
     const troubled = new Set(outcome.failures.map((f) => canonicalAddress(f.op.service.address)));
-    await reconcileVips(opts.vips, { want: want.ownedVips, bound, retired: d.retiredVips, troubled }, errors);
+    // A refused VIP is never bound (one of ours that is frozen stays bound if it is).
+    await reconcileVips(opts.vips, { want: want.ownedVips.filter((v) => !refusals.has(v)), bound, retired: d.retiredVips, troubled }, errors);
     for (const v of d.retiredVips) if (!troubled.has(v)) retiring.delete(v);
     summary.retiring = [...retiring].sort(byString);
 
@@ -181,7 +198,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   /** The services a partial sync would read, or undefined when this sync must be full. */
   function partialScope(desired: readonly IpvsServiceState[], scope: string, now: number): Map<string, IpvsServiceKey> | undefined {
     if (!view || !opts.kernel.readService || now - lastFullAt >= fullIntervalMs) return undefined;
-    if (view.scope !== scope || retiring.size > 0) return undefined;
+    if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
     const changed = changedServices(view, desired, draining);
     // Nothing changed and nothing drains: the sync was asked for by something else than a change
     // of desired state (a manifest written again as it was, `apply` again) — read everything back,
@@ -218,6 +235,16 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     for (const since of draining.values()) deadline = Math.min(deadline, since + drainTimeoutMs);
     if (deadline !== Infinity) return { kind: 'drainPending', after: Math.max(1, Math.min(drainPollMs, deadline - now)), ...summary };
     return { kind: 'ok', ...summary };
+  }
+
+  /** Refusals into the summary; logged when they change (a full sync repeats them every time). */
+  function noteRefusals(refusals: ReadonlyMap<string, Refusal>, summary: SyncSummary, problems: Problem[]): void {
+    summary.problems = problems;
+    if (refusals.size === 0) { refusedLast = ''; return; }
+    summary.refused = [...refusals.values()];
+    const text = summary.refused.map((r) => r.message).join('\n');
+    if (text !== refusedLast) for (const r of summary.refused) log.warn({ op: 'adopt', vip: r.vip, ours: r.ours }, r.message);
+    refusedLast = text;
   }
 
   async function reconcileVips(
@@ -265,6 +292,12 @@ async function listBound(vips: VipBinder | undefined, errors: SyncError[]): Prom
     errors.push({ op: 'listVips', error: asError(err), ...codeOf(err) });
     return undefined;
   }
+}
+
+/** Addresses on the node's other devices; undefined (unknown) when lvs0 could not be listed. */
+function elsewhereOf(vips: VipBinder | undefined, bound: string[] | undefined): ReadonlyMap<string, readonly string[]> | undefined {
+  if (bound === undefined) return undefined;
+  return vips?.elsewhere?.() ?? new Map();
 }
 
 function asError(err: unknown): Error {
