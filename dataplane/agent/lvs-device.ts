@@ -47,16 +47,19 @@ export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 
 export function createLvsDevice(opts: LvsDeviceOptions): VipBinder {
   const dirOpts = { run: opts.run, ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.target ? { target: opts.target } : {}) };
   let bound: string[] | undefined;
+  let elsewhere: ReadonlyMap<string, readonly string[]> | undefined;
   async function apply(vips: string[]): Promise<string[]> {
     const report = await syncDirector(dirOpts, specFor(opts, vips));
     opts.onReport?.(report);
     bound = report.vips;
+    elsewhere = report.elsewhere;
     return report.vips;
   }
   return {
     // Reading lvs0 back also re-applies sysctls and nft tables for the VIPs found there, so an
     // outside change to them is undone on the next sync like an outside IPVS edit.
     async list() {
+      elsewhere = undefined; // unknown until this listing succeeds
       if (bound === undefined) {
         bound = ownedAddresses((await observeDirector(inNetns(opts.run, opts.target ?? { kind: 'host' }))).device);
       }
@@ -65,5 +68,8 @@ export function createLvsDevice(opts: LvsDeviceOptions): VipBinder {
     async set(vips) {
       await apply(vips);
     },
+    // The other devices' addresses, read by list()'s director sync in the same `ip -j addr` call
+    // that reads lvs0 (no extra read per sync).
+    elsewhere: () => elsewhere,
   };
 }

@@ -4,7 +4,7 @@
 import { release } from 'node:os';
 import type { Logger } from 'pino';
 import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } from '../exec.ts';
-import { type LinkInfo, hostPrefix, ipFamily, readLink, readSysctls, writeSysctls } from '../realserver/iproute.ts';
+import { type LinkInfo, hostPrefix, ipFamily, readLink, readLinks, readSysctls, writeSysctls } from '../realserver/iproute.ts';
 import {
   DEVICE, DIRECTOR_SYSCTLS, NFT_TABLE, type DirectorSpec, type NftTables,
   directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset, withKeptSnat,
@@ -14,6 +14,8 @@ export interface ObservedDirector {
   device?: LinkInfo;
   sysctls: Record<string, string>;
   nft: NftTables;
+  /** The namespace's other links with their addresses, when the observation read every link. */
+  others?: LinkInfo[];
 }
 
 export type DirectorStep =
@@ -79,6 +81,22 @@ export interface DirectorReport {
   sysctls: Array<{ key: string; value: string; previous?: string; why: string }>;
   /** Our nft tables present after the call, e.g. "inet lvs_operator". */
   nftTables: string[];
+  /**
+   * Address → the other devices it is assigned on (every scope), read once per call, before any
+   * step (steps only touch `device`): what the agent must not adopt as a VIP (sync/adoption.ts).
+   */
+  elsewhere: Map<string, string[]>;
+}
+
+/** Address → devices holding it, over `links` (canonical addresses, as parseIpAddrJson gives them). */
+export function addressesByDevice(links: readonly LinkInfo[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const l of links) for (const a of l.addresses) {
+    const devices = out.get(a.address) ?? [];
+    if (!devices.includes(l.name)) devices.push(l.name);
+    out.set(a.address, devices);
+  }
+  return out;
 }
 
 async function listTable(run: Runner, family: string): Promise<string> {
@@ -90,11 +108,15 @@ async function listTable(run: Runner, family: string): Promise<string> {
   }
 }
 
-export async function observeDirector(run: Runner, device = DEVICE): Promise<ObservedDirector> {
-  const [link, sysctls, inet, arp] = await Promise.all([
-    readLink(run, device), readSysctls(run, DIRECTOR_SYSCTLS), listTable(run, 'inet'), listTable(run, 'arp'),
+/** `all`: read every link (one `ip -j -d addr show` instead of the device's), keeping the others. */
+export async function observeDirector(run: Runner, device = DEVICE, all = false): Promise<ObservedDirector> {
+  const links = all ? readLinks(run) : readLink(run, device).then((l) => (l ? [l] : []));
+  const [linked, sysctls, inet, arp] = await Promise.all([
+    links, readSysctls(run, DIRECTOR_SYSCTLS), listTable(run, 'inet'), listTable(run, 'arp'),
   ]);
+  const link = linked.find((l) => l.name === device);
   const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet, arp } };
+  if (all) obs.others = linked.filter((l) => l.name !== device);
   if (link) {
     if (link.kind !== 'dummy') throw new Error(`director: device ${device} exists but is ${link.kind ? `a ${link.kind}` : 'not a dummy'} device`);
     obs.device = link;
@@ -145,8 +167,9 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
   const device = opts.device ?? DEVICE;
   const log = opts.logger?.child({ op: 'director', netns: describeTarget(target) });
   const applied: DirectorStep[] = [];
-  let obs = await observeDirector(run, device);
+  let obs = await observeDirector(run, device, true);
   const before = obs.sysctls;
+  const elsewhere = addressesByDevice(obs.others ?? []);
   let steps = planDirector(spec, obs, device);
   for (let round = 0; steps.length > 0 && round < (opts.maxRounds ?? 3); round++) {
     log?.info({ steps }, 'director steps');
@@ -166,6 +189,7 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
       ...(before[s.key] !== obs.sysctls[s.key] ? { previous: before[s.key]! } : {}),
     })),
     nftTables: (['inet', 'arp'] as const).filter((f) => obs.nft[f]).map((f) => `${f} ${NFT_TABLE}`),
+    elsewhere,
   };
 }
 
