@@ -4,6 +4,7 @@
 //   agent-schedulers  every scheduler accepted; rr/wrr/sh distributions; persistence templates
 //   agent-lifecycle   bad input, drain, SIGKILL + restart, outside edits, foreign service, cleanup
 //   agent-procsys     a read-only /proc/sys (non-privileged container) and LVS_PROC_SYS
+//   agent-adoption    VIPs on kube-ipvs0 (with kube-proxy's service) and lo are not adopted
 // Each ends by checking that `ipvsadm -Ln` agrees with `lvs-agent show --json`.
 import { runGuestSuite } from './harness/suite.ts';
 
@@ -12,6 +13,7 @@ await runGuestSuite(import.meta.url, [
   'test/kernel/guest/agent-schedulers.guest.ts',
   'test/kernel/guest/agent-lifecycle.guest.ts',
   'test/kernel/guest/agent-procsys.guest.ts',
+  'test/kernel/guest/agent-adoption.guest.ts',
 ], {
   // About 6-10 minutes on a 2-core host shared with other work (and over 20 when it is badly
   // overloaded); the limit only guards against a hung guest.
