@@ -3,6 +3,11 @@
 // retries). Kernel state is re-read, never remembered, so outside edits are undone and a fresh
 // agent over an already-programmed kernel performs no operation at all.
 //
+// Adoption: a full sync also decides (adoption.ts) which wanted VIPs it must not adopt — assigned
+// on another device of the node (lvs0's binder reads them in the same `ip -j addr` call as lvs0),
+// or carrying IPVS services of someone else — and leaves them and their services exactly as found.
+// While any VIP is refused, every sync is full, so nothing partial ever touches one.
+//
 // Full or partial read-back: a full sync dumps every service (one service dump plus a destination
 // dump per service). When the kernel offers readService() and fullResyncIntervalMs is set, a sync
 // within that interval of the last full one, after a clean sync, with the same owned VIPs and
