@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds the real control plane the apiserver tier runs: kube-apiserver and kubectl from the
-// k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, each through a small wrapper
+// k8s.io/kubernetes Go module (and kube-proxy, which the lab runs inside the VM), etcd from go.etcd.io/etcd/server/v3, each through a small wrapper
 // module in test/apiserver/build/. Binaries are cached outside the repo, keyed by version:
 //   ~/.cache/lvs-operator/bin/<name>-<version>/<name>
 //
@@ -27,7 +27,7 @@ export const ETCD_VERSION = 'v3.6.16';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = join(root, 'test/apiserver/build');
 
-export type BinaryName = 'kube-apiserver' | 'kubectl' | 'etcd';
+export type BinaryName = 'kube-apiserver' | 'kubectl' | 'kube-proxy' | 'etcd';
 
 interface Binary { name: BinaryName; version: string; module: 'kube' | 'etcd'; pkg: string; ldflags: string[] }
 
@@ -43,6 +43,8 @@ export const BINARIES: readonly Binary[] = [
   { name: 'etcd', version: ETCD_VERSION, module: 'etcd', pkg: '.', ldflags: [] },
   { name: 'kube-apiserver', version: KUBERNETES_VERSION, module: 'kube', pkg: './kube-apiserver', ldflags: kubeLdflags(KUBERNETES_VERSION) },
   { name: 'kubectl', version: KUBERNETES_VERSION, module: 'kube', pkg: './kubectl', ldflags: kubeLdflags(KUBERNETES_VERSION) },
+  // Not part of the control plane: run inside the VM next to the agent (lab/guest/kube-proxy.ts).
+  { name: 'kube-proxy', version: KUBERNETES_VERSION, module: 'kube', pkg: './kube-proxy', ldflags: kubeLdflags(KUBERNETES_VERSION) },
 ];
 
 export function cacheRoot(): string {
