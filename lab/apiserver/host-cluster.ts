@@ -103,6 +103,17 @@ metadata:
   labels: {kubernetes.io/hostname: ${NODE_NAME}, kubernetes.io/os: linux, lvs.dev/director: "true"}
 `;
 
+/** The VM's Node (NODE_NAME, InternalIP NODE_IP, Ready) as a kubelet registers it; its address is status, written through the subresource. */
+export async function registerNode(cp: ControlPlane): Promise<void> {
+  await kubectlOk(cp, ['apply', '-f', '-'], nodeYaml);
+  await kubectlOk(cp, ['patch', 'node', NODE_NAME, '--subresource=status', '--type=merge', '-p', JSON.stringify({
+    status: {
+      addresses: [{ type: 'InternalIP', address: NODE_IP }, { type: 'Hostname', address: NODE_NAME }],
+      conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'system tier: the VM is up' }],
+    },
+  })]);
+}
+
 /**
  * The agent's identity as the chart gives it: the lvs-agent ServiceAccount, and a token bound to
  * the agent's pod on this node (what the kubelet requests), so the token names the node
@@ -122,6 +133,24 @@ async function agentIdentity(cp: ControlPlane): Promise<KubeconfigFile> {
   return { path, contents };
 }
 
+/**
+ * The user the built-in ClusterRoleBinding `system:node-proxier` binds to the ClusterRole of the
+ * same name (what kube-up gives kube-proxy): a client certificate for it needs no binding of ours.
+ */
+export const KUBE_PROXY_USER = 'system:kube-proxy';
+
+/**
+ * kube-proxy's identity: a client certificate for KUBE_PROXY_USER, as a kubeconfig for the host
+ * (`kubectl auth can-i` checks) and one for the guest (server = the guestfwd address), written
+ * before the VM boots. Needs nothing else of the host cluster: works on a bare control plane.
+ */
+export async function kubeProxyIdentity(cp: ControlPlane, guestPort = GUEST_API_PORT): Promise<{ host: KubeconfigFile; guest: string }> {
+  const host = await cp.userKubeconfig(KUBE_PROXY_USER);
+  const guest = join(cp.dir, 'guest-kube-proxy.kubeconfig');
+  await writeFile(guest, guestKubeconfig(host.contents, guestPort), { mode: 0o600 });
+  return { host, guest };
+}
+
 export async function startHostCluster(log: (m: string) => void): Promise<HostCluster> {
   const t0 = Date.now();
   const timings: Record<string, number> = {};
@@ -136,14 +165,7 @@ export async function startHostCluster(log: (m: string) => void): Promise<HostCl
     await kubectlOk(cp, ['apply', '-f', join(REPO_ROOT, 'operator/rbac/clusterrole.yaml'), '-f', agentRole, '-f', join(REPO_ROOT, 'dataplane/rbac/report-policy.yaml')]);
     await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-operator', '--clusterrole=lvs-operator', '--user=lvs-operator']);
     await kubectlOk(cp, ['create', 'namespace', LEASE_NS]);
-    // A Node as a kubelet registers it; its address is status, written through the subresource.
-    await kubectlOk(cp, ['apply', '-f', '-'], nodeYaml);
-    await kubectlOk(cp, ['patch', 'node', NODE_NAME, '--subresource=status', '--type=merge', '-p', JSON.stringify({
-      status: {
-        addresses: [{ type: 'InternalIP', address: NODE_IP }, { type: 'Hostname', address: NODE_NAME }],
-        conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'system tier: the VM is up' }],
-      },
-    })]);
+    await registerNode(cp);
     const operatorKc = await cp.userKubeconfig('lvs-operator');
     const agentKc = await agentIdentity(cp);
     const guest = { admin: join(cp.dir, 'guest-admin.kubeconfig'), agent: join(cp.dir, 'guest-agent.kubeconfig') };
