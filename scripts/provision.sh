@@ -3,7 +3,8 @@
 # everything is present. The kernel image and the Go-built test binaries are provisioned by the
 # tiers themselves (cached under ~/.cache/lvs-operator), so a developer's laptop gets them too.
 set -euo pipefail
-pkgs=(qemu-system-x86 ipvsadm socat busybox-static kmod iproute2 nftables openssl tcpdump)
+# iptables + ipset: kube-proxy's iptables and ipvs modes (lab/kube-proxy-probe.ts, lab/KUBE-PROXY.md).
+pkgs=(qemu-system-x86 ipvsadm socat busybox-static kmod iproute2 nftables openssl tcpdump iptables ipset)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
