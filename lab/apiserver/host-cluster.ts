@@ -36,7 +36,7 @@ export interface HostCluster {
   cp: ControlPlane;
   controller: ControllerProc;
   /** kubeconfigs the guest uses (server = the guestfwd address) */
-  guest: { admin: string; agent: string };
+  guest: { admin: string; agent: string; kubeProxy: string };
   /** kubeconfig of the agent's user, for `kubectl auth can-i` checks on the host */
   agentHost: KubeconfigFile;
   timings: Record<string, number>;
@@ -168,7 +168,8 @@ export async function startHostCluster(log: (m: string) => void): Promise<HostCl
     await registerNode(cp);
     const operatorKc = await cp.userKubeconfig('lvs-operator');
     const agentKc = await agentIdentity(cp);
-    const guest = { admin: join(cp.dir, 'guest-admin.kubeconfig'), agent: join(cp.dir, 'guest-agent.kubeconfig') };
+    const kubeProxy = await kubeProxyIdentity(cp);
+    const guest = { admin: join(cp.dir, 'guest-admin.kubeconfig'), agent: join(cp.dir, 'guest-agent.kubeconfig'), kubeProxy: kubeProxy.guest };
     await writeFile(guest.admin, guestKubeconfig(cp.kubeconfig.contents, GUEST_API_PORT), { mode: 0o600 });
     await writeFile(guest.agent, guestKubeconfig(agentKc.contents, GUEST_API_PORT), { mode: 0o600 });
     const t1 = Date.now();

@@ -26,9 +26,12 @@ export const KUBE_PROXY_BINARY_ENV = 'LVS_KUBE_PROXY';
  * numgen; iptables and ipvs modes (iptables-nft): nft_compat with the xt matches and targets
  * kube-proxy writes, and ipset's types (ipvs mode).
  */
-export const KUBE_PROXY_MODULES: readonly string[] = [
+export const KUBE_PROXY_NFT_MODULES: readonly string[] = [
   'nf_conntrack_netlink', 'nft_fib', 'nft_fib_inet', 'nft_fib_ipv4', 'nft_fib_ipv6', 'nft_reject', 'nft_reject_inet', 'nft_reject_ipv4',
   'nft_reject_ipv6', 'nft_numgen', 'nft_limit', 'nft_hash', 'nft_redir',
+];
+export const KUBE_PROXY_MODULES: readonly string[] = [
+  ...KUBE_PROXY_NFT_MODULES,
   'nft_compat', 'x_tables', 'xt_comment', 'xt_mark', 'xt_conntrack', 'xt_addrtype', 'xt_statistic', 'xt_MASQUERADE', 'xt_nat',
   'xt_tcpudp', 'xt_multiport', 'xt_physdev', 'xt_set', 'xt_ipvs', 'xt_recent', 'ipt_REJECT', 'ip6t_REJECT',
   'ip_set', 'ip_set_hash_ip', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_hash_ipportnet', 'ip_set_hash_net', 'ip_set_bitmap_port',

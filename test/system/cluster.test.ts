@@ -8,6 +8,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm, type VmResult } from '../../lab/vm/vm.ts';
+import { binaryPath } from '../../scripts/build-apiserver.ts';
+import { KUBE_PROXY_BINARY_ENV, KUBE_PROXY_NFT_MODULES } from '../../lab/guest/kube-proxy.ts';
 import { gated } from '../lib/prereq.ts';
 import { startApiserverControl, type ApiserverControl } from './lib/apiserver-control.ts';
 import { GUEST_API_PORT, GUEST_CONTROL_PORT, NODE_IP, NODE_NAME, startHostCluster, type HostCluster } from '../../lab/apiserver/host-cluster.ts';
@@ -59,9 +61,11 @@ test('the guest suite passes in the VM (agent in the VM, controller and apiserve
     command: `node_modules/.bin/node ${GUEST_SUITE}`, // V8 flags and CPU: lab/vm/vm.ts
     timeoutMs: Number(process.env.LVS_SYSTEM_TIMEOUT_MS ?? 2_400_000),
     memoryMb: 2048,
+    modules: [...KUBE_PROXY_NFT_MODULES], // kube-proxy's nftables rules (the last scenario)
     guestfwd: [{ guestPort: GUEST_API_PORT, hostPort: api }, { guestPort: GUEST_CONTROL_PORT, hostPort: ctl!.port }],
     env: {
       LVS_SYSTEM_ADMIN_KUBECONFIG: H().guest.admin, LVS_SYSTEM_AGENT_KUBECONFIG: H().guest.agent,
+      LVS_SYSTEM_KUBE_PROXY_KUBECONFIG: H().guest.kubeProxy, [KUBE_PROXY_BINARY_ENV]: binaryPath('kube-proxy'),
       LVS_SYSTEM_CONTROL_URL: `http://10.0.2.100:${GUEST_CONTROL_PORT}`, LVS_SYSTEM_NODE: NODE_NAME, LVS_SYSTEM_NODE_IP: NODE_IP,
       ...Object.fromEntries(['LVS_SYSTEM_ECHO_AGENT'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
     },

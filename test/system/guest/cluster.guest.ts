@@ -8,7 +8,8 @@
 // pod's established connection survives: drained, not cut); agent SIGKILL and restart (traffic
 // keeps flowing, nothing is reprogrammed); the apiserver stopped for 30 s (traffic keeps flowing,
 // a change made right after it returns reaches the kernel); a conflicting and an invalid
-// VirtualServer disturb nothing; the drained destination is gone once its connection is; finally a
+// VirtualServer disturb nothing; the drained destination is gone once its connection is; a real
+// kube-proxy (nftables) beside the agent serves a ClusterIP and changes none of the agent's state; finally a
 // Service of 10,000 endpoints x 2 ports is published in bounded PlanSlices and fully programmed.
 import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
@@ -16,7 +17,9 @@ import * as assert from 'uvu/assert';
 import { addressesIn, CLIENT_IP, CNI_BRIDGE, removePods } from './lib/node-net.ts';
 import { assertRunning, type AgentProc } from '../../../lab/guest/agent.ts';
 import { AGENT_REPORTS, PLAN_SLICES, type KubeObject } from '../../../kube/types.ts';
-import { VIRTUAL_SERVERS } from '../../../lab/guest/objects.ts';
+import { SERVICES, VIRTUAL_SERVERS } from '../../../lab/guest/objects.ts';
+import { KUBE_PROXY_BINARY_ENV, startKubeProxy } from '../../../lab/guest/kube-proxy.ts';
+import { connect } from 'node:net';
 import { BIG, BIG_PORTS, bigAddress, createBigService } from './lib/big.ts';
 import { stopAllTraffic } from './lib/traffic.ts';
 import { dests, ipvs, service, settledStats, sleep, statsOf, timed, until } from './lib/wait.ts';
@@ -424,6 +427,63 @@ scenario('a failing director step is Programmed=False naming node and step; the 
     execFileSync('umount', [nft]);
   }
   await waitProgrammed(w, 'web-nat', 150_000);
+});
+
+/** The id of the pod that answers a connection from the node's own namespace (its first line). */
+function podAt(address: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: address, port, timeout: 10_000 });
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) { sock.destroy(); resolve((JSON.parse(buf.slice(0, nl)) as { id: string }).id); }
+    });
+    sock.on('timeout', () => { sock.destroy(); reject(new Error(`${address}:${port}: no answer in 10 s`)); });
+    sock.on('error', reject);
+  });
+}
+
+scenario('a real kube-proxy (nftables) beside the agent serves the ClusterIP of web; the agent\'s IPVS rules, VIPs and nft tables stay as they were', async () => {
+  const need = (k: string) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set (the host test passes it)`); return v; };
+  const { table, now } = steadyView();
+  const ourNft = () => execFileSync('sh', ['-c', 'for f in inet arp; do nft list table $f lvs_operator 2>/dev/null; done; true'], { encoding: 'utf8' });
+  const nftBefore = ourNft();
+  const vips = addressesIn(undefined, 'lvs0');
+  const clusterIp = (await w.kube.get<KubeObject & { spec: { clusterIP: string } }>(SERVICES, NS, 'web')).spec.clusterIP;
+  // A node reaches ClusterIPs through a route covering the service CIDR (usually its default
+  // route; kube-proxy DNATs after the routing decision): the VM's node has no default route.
+  execFileSync('ip', ['route', 'replace', '10.96.0.0/24', 'dev', 'eth0']);
+  const t0 = Date.now();
+  const kp = startKubeProxy({
+    binary: need(KUBE_PROXY_BINARY_ENV), kubeconfig: need('LVS_SYSTEM_KUBE_PROXY_KUBECONFIG'), node: w.env.node,
+    mode: 'nftables', clusterCidr: '10.244.0.0/16',
+    // A modprobe that finds no module tree: when `modprobe -va ip_vs` succeeds, kube-proxy in
+    // nftables mode flushes the whole IPVS table as it starts (lab/KUBE-PROXY.md).
+    path: '/usr/sbin:/usr/bin:/sbin:/bin',
+  });
+  try {
+    await kp.waitSynced(t0, 300_000);
+    console.log(`# kube-proxy: first sync ${Date.now() - t0} ms after its start`);
+    const answered: string[] = [];
+    for (let i = 0; i < 6; i++) answered.push(await podAt(clusterIp, PORT));
+    assert.ok(answered.every((id) => id.startsWith('web-')), `the ClusterIP ${clusterIp} was answered by ${answered.join(', ')}`);
+    console.log(`# kube-proxy: ClusterIP ${clusterIp}:${PORT} answered by ${answered.join(', ')}`);
+    assert.equal(now(), table, 'the IPVS rules changed after kube-proxy started');
+    assert.is(ourNft(), nftBefore, 'our nft tables changed');
+    assert.equal(addressesIn(undefined, 'lvs0'), vips, 'the VIPs on lvs0 changed');
+    const got = await tally(VIP.nat, 4);
+    assert.is(Object.values(got).reduce((a, b) => a + b, 0), 4, `the NAT VIP beside kube-proxy: ${JSON.stringify(got)}`);
+  } catch (err) {
+    console.log(`# kube-proxy's last lines:\n${kp.tail(30)}`);
+    throw err;
+  } finally {
+    await kp.kill();
+    // kube-proxy leaves its tables when it stops: take them away so the scenarios after this one
+    // meet the node as it was.
+    execFileSync('sh', ['-c', 'nft delete table ip kube-proxy; nft delete table ip6 kube-proxy; ip route del 10.96.0.0/24; true']);
+  }
 });
 
 scenario('10,000 endpoints x 2 ports: the plan goes out in bounded PlanSlices, all 20,000 destinations reach the kernel, the status stays small; deleted, they go', async () => {
