@@ -15,6 +15,7 @@ const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
 const step = (m: string) => console.log(`[${elapsed()}] ${m}`);
 const EXAMPLES = ['examples/nat-seeds.yaml', 'examples/dr.yaml', 'examples/tun.yaml'];
+const POOL = 'examples/cluster/pool.yaml';
 
 function prerequisites(): void {
   step('provisioning: Debian packages (qemu, ipvsadm, tcpdump, ...) and Debian\'s kernel');
@@ -26,11 +27,51 @@ function prerequisites(): void {
   if (api) throw new Error(`no control plane: ${api}`);
 }
 
+async function kubectlOk(hc: HostCluster, args: string[], stdin?: string): Promise<string> {
+  const r = await hc.cp.kubectl(args, stdin === undefined ? {} : { stdin });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
 async function applyExamples(hc: HostCluster): Promise<void> {
+  step(`as the cluster admin: kubectl apply -f ${POOL} (the addresses namespace default may use)`);
+  console.log((await kubectlOk(hc, ['apply', '-f', POOL])).replace(/^/gm, '  '));
   step(`kubectl apply ${EXAMPLES.map((e) => `-f ${e}`).join(' ')}`);
-  const r = await hc.cp.kubectl(['apply', ...EXAMPLES.flatMap((e) => ['-f', e])]);
-  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
-  console.log(r.stdout.trim().replace(/^/gm, '  '));
+  console.log((await kubectlOk(hc, ['apply', ...EXAMPLES.flatMap((e) => ['-f', e])])).replace(/^/gm, '  '));
+}
+
+/** Two VirtualServers the controller must refuse: an address no pool grants, and the node's own. */
+async function showRefusals(hc: HostCluster): Promise<void> {
+  step('two VirtualServers nobody granted: 198.51.100.99 (outside the pool) and 10.0.2.15 (the node\'s own InternalIP)');
+  const vs = (name: string, vip: string) => `apiVersion: lvs.dev/v1alpha1
+kind: VirtualServer
+metadata: {name: ${name}, namespace: default}
+spec:
+  addresses: [${vip}]
+  ports: [{name: http, port: 80}]
+  backends: {static: [{address: 172.16.0.2}]}
+`;
+  await kubectlOk(hc, ['apply', '-f', '-'], vs('not-granted', '198.51.100.99') + '---\n' + vs('node-address', '10.0.2.15'));
+  const reasons = new Set(['AddressNotAllowed', 'AddressReserved']);
+  const jsonpath = '{range .items[*]}{.metadata.name}{"\\t"}{.status.conditions[?(@.type=="Ready")].reason}{"\\t"}{.status.conditions[?(@.type=="Ready")].message}{"\\n"}{end}';
+  const deadline = Date.now() + 30_000;
+  let lines: string[] = [];
+  for (;;) {
+    const out = await kubectlOk(hc, ['get', 'vs', '-n', 'default', 'not-granted', 'node-address', '-o', `jsonpath=${jsonpath}`]);
+    lines = out.split('\n').filter(Boolean);
+    if (lines.length === 2 && lines.every((l) => reasons.has(l.split('\t')[1] ?? ''))) break;
+    if (Date.now() > deadline) throw new Error(`the controller did not refuse them in 30 s:\n${out}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  for (const l of lines) {
+    const [name, reason, message] = l.split('\t');
+    console.log(`  ${name}: Ready=False ${reason}: ${message}`);
+  }
+  const slices = await kubectlOk(hc, ['get', 'planslices', '-o', 'jsonpath={range .items[*]}{.owner.name}={.services}{"\\n"}{end}']);
+  const theirs = slices.split('\n').filter((l) => /^(not-granted|node-address)=/.test(l));
+  if (theirs.some((l) => !/=(\[\])?$/.test(l))) throw new Error(`a refused VirtualServer has a plan with services:\n${theirs.join('\n')}`);
+  console.log(`  their published plans hold no service (${theirs.length} PlanSlice(s), empty): no node programs either address`);
+  await kubectlOk(hc, ['delete', 'vs', '-n', 'default', 'not-granted', 'node-address']);
 }
 
 async function boot(hc: HostCluster): Promise<VmResult> {
@@ -62,6 +103,7 @@ async function main(): Promise<number> {
   try {
     step(`control plane at ${hc.cp.url}, controller is leader; Node ${NODE_NAME} registered`);
     await applyExamples(hc);
+    await showRefusals(hc);
     const result = await boot(hc);
     step(`VM: boot ${(result.bootMs / 1000).toFixed(1)} s, total ${(result.totalMs / 1000).toFixed(1)} s, exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}`);
     if (result.exitCode !== 0) {

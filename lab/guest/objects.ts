@@ -9,6 +9,7 @@ export const PODS = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', nam
 export const SERVICES = { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true } as const;
 export const SLICES = { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true } as const;
 export const VIRTUAL_SERVERS = { group: 'lvs.dev', version: 'v1alpha1', plural: 'virtualservers', kind: 'VirtualServer', namespaced: true } as const;
+export const VIP_POOLS = { group: 'lvs.dev', version: 'v1alpha1', plural: 'vippools', kind: 'VIPPool', namespaced: false } as const;
 
 /** An object as sent to the apiserver (metadata may use generateName instead of name). */
 export type Manifest = { apiVersion: string; kind: string; metadata: Record<string, unknown> } & Record<string, unknown>;

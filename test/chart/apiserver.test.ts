@@ -51,9 +51,9 @@ test.after(async () => { await cp?.stop(); });
 
 test('the chart\'s CRDs are installed first and become Established', async () => {
   const crds = (await render()).filter(isCrd);
-  assert.is(crds.length, 3);
+  assert.is(crds.length, 4);
   await kubectl(['apply', '--server-side', '--field-manager=lvs-chart-test', '-f', '-'], toStream(crds));
-  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/virtualservers.lvs.dev', 'crd/planslices.lvs.dev', 'crd/agentreports.lvs.dev']);
+  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/virtualservers.lvs.dev', 'crd/planslices.lvs.dev', 'crd/agentreports.lvs.dev', 'crd/vippools.lvs.dev']);
 });
 
 test('default render passes server-side dry-run', async () => {
@@ -92,7 +92,7 @@ test('the dry-run refuses what the API server refuses (so the checks above can f
 
 test('helm install into the real API server; NOTES tell how to check it', async () => {
   // The CRDs applied above are not Helm's: remove them so the release installs them as a fresh cluster would.
-  await kubectl(['delete', 'crd', 'virtualservers.lvs.dev', 'planslices.lvs.dev', 'agentreports.lvs.dev', '--wait=true', '--timeout=60s']);
+  await kubectl(['delete', 'crd', 'virtualservers.lvs.dev', 'planslices.lvs.dev', 'agentreports.lvs.dev', 'vippools.lvs.dev', '--wait=true', '--timeout=60s']);
   const r = await helm(['install', RELEASE, chartDir, '--namespace', NAMESPACE], { kubeconfig: P().kubeconfig.path });
   assert.is(r.code, 0, `helm install:\n${r.stderr}${r.stdout}`);
   assert.match(r.stdout, /STATUS: deployed/);
@@ -119,6 +119,8 @@ test('the kind e2e manifests (test/e2e/kind/manifests) are valid against the rea
   const app = readFileSync(join(root, 'test/e2e/kind/manifests/app.yaml'), 'utf8').replace('CLIENT_NODE', 'lvs-e2e-worker2');
   const r = await kubectlAt(P(), ['apply', '--dry-run=server', '--validate=strict', '-f', '-'], app);
   assert.is(r.code, 0, r.stderr);
+  const pool = await kubectlAt(P(), ['apply', '--dry-run=server', '--validate=strict', '-f', join(root, 'test/e2e/kind/manifests/pool.yaml')]);
+  assert.is(pool.code, 0, pool.stderr);
   const vs = await kubectlAt(P(), ['apply', '--dry-run=server', '--validate=strict', '-f', join(root, 'test/e2e/kind/manifests/virtualservers.yaml')]);
   assert.is(vs.code, 0, vs.stderr);
   for (const name of ['echo-nat', 'echo-dr', 'echo-tun']) assert.match(vs.stdout, new RegExp(`virtualserver\\.lvs\\.dev/${name} created \\(server dry run\\)`));
@@ -144,6 +146,11 @@ const CAN: Array<[string, string, string, string, boolean]> = [
   [CONTROLLER, 'update', 'leases.coordination.k8s.io/someone-else', NAMESPACE, false],
   [CONTROLLER, 'get', 'secrets', NAMESPACE, false],
   [CONTROLLER, 'list', 'pods', '', false],
+  [CONTROLLER, 'watch', 'vippools.lvs.dev', '', true],
+  [CONTROLLER, 'patch', 'vippools.lvs.dev/status', '', true],
+  [CONTROLLER, 'update', 'vippools.lvs.dev', '', false],
+  [CONTROLLER, 'watch', 'namespaces', '', true],
+  [CONTROLLER, 'list', 'servicecidrs.networking.k8s.io', '', true],
   [AGENT, 'watch', 'planslices.lvs.dev', '', true],
   [AGENT, 'create', 'planslices.lvs.dev', '', false],
   [AGENT, 'create', 'agentreports.lvs.dev', '', true],

@@ -31,9 +31,10 @@ test('helm lint passes with default and with non-default values', async () => {
 test('default render: exactly the expected objects, all in the release namespace', () => {
   const base = `${RELEASE}-lvs-operator`;
   assert.equal(kinds(defaults), [
-    `ClusterRole/${base}-agent`, `ClusterRole/${base}-controller`,
+    `ClusterRole/${base}-agent`, `ClusterRole/${base}-controller`, `ClusterRole/${base}-edit`, `ClusterRole/${base}-view`,
     `ClusterRoleBinding/${base}-agent`, `ClusterRoleBinding/${base}-controller`,
-    'CustomResourceDefinition/agentreports.lvs.dev', 'CustomResourceDefinition/planslices.lvs.dev', 'CustomResourceDefinition/virtualservers.lvs.dev',
+    'CustomResourceDefinition/agentreports.lvs.dev', 'CustomResourceDefinition/planslices.lvs.dev', 'CustomResourceDefinition/vippools.lvs.dev',
+    'CustomResourceDefinition/virtualservers.lvs.dev',
     `DaemonSet/${base}-agent`, `Deployment/${base}-controller`,
     `Role/${base}-controller-leader-election`, `RoleBinding/${base}-controller-leader-election`,
     `Service/${base}-controller-metrics`,
@@ -48,7 +49,7 @@ test('default render: exactly the expected objects, all in the release namespace
 });
 
 test('the CRDs are crds/*.yaml themselves, kept on uninstall by default', async () => {
-  for (const file of ['agentreport', 'planslice', 'virtualserver']) {
+  for (const file of ['agentreport', 'planslice', 'vippool', 'virtualserver']) {
     const source = parse(readFileSync(join(root, `crds/${file}.yaml`), 'utf8')) as Obj;
     const crd = defaults.find((d) => d.kind === 'CustomResourceDefinition' && d.metadata.name === source.metadata.name);
     assert.ok(crd, `${source.metadata.name} not rendered`);
@@ -57,7 +58,7 @@ test('the CRDs are crds/*.yaml themselves, kept on uninstall by default', async 
     assert.is(crd.metadata.labels['app.kubernetes.io/managed-by'], 'Helm');
   }
   const notKept = (await render({ crds: { keep: false } })).filter((d) => d.kind === 'CustomResourceDefinition');
-  assert.is(notKept.length, 3);
+  assert.is(notKept.length, 4);
   for (const c of notKept) assert.is(c.metadata.annotations?.['helm.sh/resource-policy'], undefined);
   const none = await render({ crds: { install: false } });
   assert.is(none.filter((d) => d.kind === 'CustomResourceDefinition').length, 0);

@@ -100,6 +100,7 @@ sed "s/CLIENT_NODE/$CLIENT_NODE/" "$here/manifests/app.yaml" | k apply -f -
 k -n "$APP_NS" rollout status deployment/echo --timeout=180s
 k -n "$APP_NS" rollout status deployment/echo-dr --timeout=180s
 k -n "$APP_NS" wait --for=condition=Ready pod/client --timeout=120s
+k apply -f "$here/manifests/pool.yaml"
 k apply -f "$here/manifests/virtualservers.yaml"
 for vs in echo-nat echo-dr echo-tun; do
   k -n "$APP_NS" wait --for=condition=Ready "vs/$vs" --timeout=180s

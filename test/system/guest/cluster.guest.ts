@@ -16,7 +16,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addressesIn, CLIENT_IP, CNI_BRIDGE, removePods } from './lib/node-net.ts';
 import { assertRunning, type AgentProc } from '../../../lab/guest/agent.ts';
-import { AGENT_REPORTS, PLAN_SLICES, type KubeObject } from '../../../kube/types.ts';
+import { AGENT_REPORTS, PLAN_SLICES, resourcePath, type KubeObject } from '../../../kube/types.ts';
 import { SERVICES, VIRTUAL_SERVERS } from '../../../lab/guest/objects.ts';
 import { KUBE_PROXY_BINARY_ENV, startKubeProxy } from '../../../lab/guest/kube-proxy.ts';
 import { connect } from 'node:net';
@@ -357,6 +357,25 @@ scenario('a second VirtualServer claiming the same VIP:port gets Conflict; the f
   assert.equal(natRules(), table, 'the kernel rules of the VIP are untouched');
   const got = await tally(VIP.nat, 9);
   assert.ok(Object.keys(got).every((id) => id.startsWith('web-')), JSON.stringify(got));
+});
+
+scenario('VirtualServers on the node\'s own address and outside the pool are refused by the controller; no address and no rule reaches the node', async () => {
+  const { table, now } = steadyView();
+  const lvs0 = addressesIn(undefined, 'lvs0').sort();
+  await w.kube.create(VIRTUAL_SERVERS, NS, virtualServer('takes-node', w.env.nodeIP, 'NAT', 'web'));
+  await w.kube.create(VIRTUAL_SERVERS, NS, virtualServer('not-granted', '203.0.113.77', 'NAT', 'web'));
+  for (const [name, reason, field] of [['takes-node', 'AddressReserved', 'spec.addresses[0]'], ['not-granted', 'AddressNotAllowed', 'spec.addresses[0]']] as const) {
+    const vs = await until(`${name}: Ready=False ${reason}`, async () => {
+      const v = await w.vs(name);
+      return cond(v, 'Ready')?.reason === reason ? v : undefined;
+    }, { timeoutMs: 60_000 });
+    assert.match(cond(vs, 'Ready')!.message, field);
+    assert.equal(vs.status?.services ?? [], [], `${name} wins no virtual service`);
+  }
+  await sleep(5000);
+  assert.equal(now(), table, 'ipvsadm unchanged');
+  assert.equal(addressesIn(undefined, 'lvs0').sort(), lvs0, 'no address bound on lvs0');
+  for (const name of ['takes-node', 'not-granted']) await w.kube.request('DELETE', resourcePath(VIRTUAL_SERVERS, NS, name));
 });
 
 scenario('an invalid VirtualServer is rejected by the apiserver, naming the field; nothing changes in the kernel', async () => {

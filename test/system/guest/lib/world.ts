@@ -8,7 +8,7 @@ import { planSlicesPath, publishedPlan } from '../../../lib/published-plan.ts';
 import { startAgent, type AgentProc } from '../../../../lab/guest/agent.ts';
 import { ApiError, Kube } from '../../../../lab/guest/kube.ts';
 import { addPods, assertInVm, bash, CLIENT_NS, setupNode, type PodNet } from './node-net.ts';
-import { VIRTUAL_SERVERS, Workload } from '../../../../lab/guest/objects.ts';
+import { VIP_POOLS, VIRTUAL_SERVERS, Workload } from '../../../../lab/guest/objects.ts';
 import { startClient, startPodServer, type Client, type PodServer } from './traffic.ts';
 import { until } from './wait.ts';
 
@@ -105,6 +105,13 @@ export async function setupWorld(env: Env): Promise<World> {
   });
   const clientP = startClient(CLIENT_NS);
   await kube.create({ group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false }, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+  // What the cluster admin grants the shop: the VIPs of every scenario (deny by default otherwise).
+  await kube.create(VIP_POOLS, undefined, {
+    apiVersion: 'lvs.dev/v1alpha1', kind: 'VIPPool', metadata: { name: 'shop' },
+    // The 10,000-endpoint scenario's endpoints are bare addresses (no Pod targetRef): a pool must
+    // allow them like static real servers, or they are RealServerNotAllowed.
+    spec: { addresses: ['198.51.100.0/24'], allocation: { namespaces: [NS] }, staticRealServers: ['10.250.0.0/16'] },
+  });
   const common = { ns: NS, node: env.node, hostIP: env.nodeIP };
   const web = new Workload(kube, { ...common, name: 'web', ports: [{ name: 'http', port: PORT, targetPort: 8080 }] });
   const direct = new Workload(kube, { ...common, name: 'direct', ports: [{ name: 'http', port: PORT, targetPort: PORT }] });
