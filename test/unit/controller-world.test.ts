@@ -21,8 +21,12 @@ function world(objs: VirtualServerObject[]) {
     return w.virtualServerChanged(k, o).sort();
   };
   for (const o of objs) put(o);
+  lookups.set(w, byKey);
   return { w, put, byKey };
 }
+
+const lookups = new WeakMap<World, Map<string, VirtualServerObject>>();
+const byKeyOf = (w: World, k: string): VirtualServerObject => lookups.get(w)!.get(k)!;
 
 test('a Service or its EndpointSlices mark exactly the VirtualServers that reference it', () => {
   const { w } = world([serviceVs('a', 'web', '203.0.113.1'), serviceVs('b', 'web', '203.0.113.2'), serviceVs('c', 'api', '203.0.113.3'), vs('d', { addresses: ['203.0.113.4'], ports: [], backends: { service: { name: 'web' } } }, 'other')]);
@@ -44,6 +48,20 @@ test('a VirtualServer change marks itself and those sharing a VIP (in any spelli
   assert.equal(put(staticVs('w', ['10.1.0.4'], '2001:DB8:0::1')), ['default/w', 'default/x']);
   // w moves from x's VIP to y's: both old and new neighbours are marked.
   assert.equal(put(staticVs('w', ['10.1.0.4'], '203.0.113.9')), ['default/w', 'default/x', 'default/y']);
+});
+
+test('admission inputs mark what they can change: pools everything, a cluster IP or ServiceCIDR the VIPs it covers, a namespace its own', () => {
+  const { w } = world([staticVs('a', ['198.51.100.1'], '203.0.113.1'), staticVs('b', ['198.51.100.2'], '203.0.113.2'), vs('c', { addresses: ['203.0.113.3'], ports: [], backends: { static: [] } }, 'team')]);
+  assert.equal(w.poolChanged(openPool('second', ['192.0.2.0/25']), false).sort(), ['default/a', 'default/b', 'team/c']);
+  assert.equal(w.poolChanged(openPool('second', ['192.0.2.0/25']), false), [], 'an unchanged pool marks nothing');
+  // A Service whose cluster IP is b's VIP makes it reserved: b, and only b.
+  const clash = { ...service('dns', 'kube-system'), spec: { clusterIP: '203.0.113.2' } };
+  assert.equal(w.serviceChanged(clash, false), ['default/b']);
+  assert.match(w.resolve(byKeyOf(w, 'default/b')).reasons.map((r) => r.message).join(), /cluster IP of Service kube-system\/dns/);
+  assert.equal(w.serviceChanged(clash, true), ['default/b']);
+  assert.equal(w.serviceCIDRChanged({ metadata: { name: 'extra' }, spec: { cidrs: ['203.0.113.0/30'] } } as never, false).length, 3, 'a range marks every VirtualServer');
+  assert.equal(w.namespaceChanged({ metadata: { name: 'team', labels: { a: 'b' } } }, false), ['team/c']);
+  assert.equal(w.namespaceChanged({ metadata: { name: 'team', labels: { a: 'b' } } }, false), [], 'same labels');
 });
 
 test('nodes: heartbeats mark nothing; label flips mark selector users; address moves mark static users', () => {
