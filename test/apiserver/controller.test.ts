@@ -14,7 +14,7 @@ import { Controller } from '../../operator/controller.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { isNotFound } from '../../kube/errors.ts';
 import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
-import { ENDPOINT_SLICES, LEASES, PLAN_SLICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import { ENDPOINT_SLICES, LEASES, PLAN_SLICES, VIP_POOLS, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
 import type { OwnerPlan } from '../../api/plan-slice.ts';
 import { gated } from '../lib/prereq.ts';
 import { fetchPlan, ownerSelector, planRealServers } from '../lib/published-plan.ts';
@@ -23,6 +23,8 @@ import { apiserverPrereqs, startControlPlane, type ControlPlane, type Kubeconfig
 const test = gated(suite('apiserver: controller'), apiserverPrereqs());
 const LEASE_NS = 'lvs-system';
 // Short but proportionate to the defaults (15/10/2 s), so hand-over is observable in seconds.
+/** Namespaces the tests below create (each its own; the examples use default). */
+const TEST_NAMESPACES = ['follow', 'big', 'conflict', 'ha', 'proc'];
 const ELECTION = { namespace: LEASE_NS, name: 'lvs-operator', leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 };
 
 let cp: ControlPlane | undefined;
@@ -81,7 +83,11 @@ async function planOf(vs: VirtualServerObject): Promise<OwnerPlan> {
 }
 const rsOf = async (vs: VirtualServerObject) => planRealServers(await planOf(vs)).map(({ key: _key, ...r }) => r);
 
-const condOf = (vs: VirtualServerObject | undefined, type: string): Condition | undefined => vs?.status?.conditions?.find((c) => c.type === type);
+async function getPool(name: string): Promise<KubeObject & { status?: { conditions?: Condition[] } }> {
+  return admin.get(VIP_POOLS, undefined, name);
+}
+
+const condOf = (vs: { status?: { conditions?: Condition[] } } | undefined, type: string): Condition | undefined => vs?.status?.conditions?.find((c) => c.type === type);
 
 async function waitCond(ns: string, name: string, type: string, status: string, reason?: string): Promise<VirtualServerObject> {
   return until(async () => {
@@ -146,6 +152,12 @@ async function setup(): Promise<void> {
   for (const [n, d, ip] of [['node-a', true, '192.0.2.1'], ['node-b', true, '192.0.2.2'], ['node-c', false, '192.0.2.3']] as const) {
     await kubectl(['apply', '-f', '-'], nodeYaml(n, d, ip));
   }
+  // Deny by default: the examples' VIPs are granted to namespace default by the example pool. The
+  // other tests' VIPs lie in its 203.0.113.0/24 too (pools never overlap), so the admin adds their
+  // namespaces to it, and node-c's address as a static real server (the ha test's second backend).
+  await kubectl(['apply', '-f', 'examples/cluster/pool.yaml']);
+  const grants = [...TEST_NAMESPACES.map((ns) => ({ op: 'add', path: '/spec/allocation/namespaces/-', value: ns })), { op: 'add', path: '/spec/staticRealServers/-', value: '192.0.2.3/32' }];
+  await kubectl(['patch', 'vippool', 'examples', '--type=json', '-p', JSON.stringify(grants)]);
 }
 
 test.after(async () => {
@@ -168,6 +180,14 @@ test('the ClusterRole grants what the controller needs and nothing more', async 
   for (const verb of ['list', 'watch', 'create', 'update', 'delete']) assert.is(await can(verb, 'planslices.lvs.dev'), 'yes', `${verb} planslices`);
   assert.is(await can('watch', 'agentreports.lvs.dev'), 'yes');
   assert.is(await can('update', 'agentreports.lvs.dev'), 'no', 'reports are the agents\' own');
+  // Admission: pools, namespaces' labels and service CIDRs are read; only a pool's status is written.
+  for (const res of ['vippools.lvs.dev', 'namespaces', 'servicecidrs.networking.k8s.io']) {
+    for (const verb of ['list', 'watch']) assert.is(await can(verb, res), 'yes', `${verb} ${res}`);
+    for (const verb of ['create', 'update', 'patch', 'delete']) assert.is(await can(verb, res), 'no', `${verb} ${res}`);
+  }
+  assert.is(await can('patch', 'vippools.lvs.dev', '--subresource=status'), 'yes');
+  assert.is(await can('update', 'vippools.lvs.dev', '--subresource=status'), 'no');
+  assert.is(await can('get', 'namespaces'), 'no', 'informers only list and watch');
 });
 
 test('kubectl apply of every example: each VirtualServer gets a status for its generation', async () => {
@@ -185,7 +205,11 @@ test('kubectl apply of every example: each VirtualServer gets a status for its g
     assert.is(condOf(vs, 'Programmed')?.reason, 'AwaitingAgents', n);
     assert.is(condOf(vs, 'Conflict')?.status, 'False', n);
     assert.is(vs.status!.observedGeneration, vs.metadata.generation, n);
+    // The example pool grants every example's VIPs, forwarding and static real servers.
+    const refused = vs.status!.conditions!.filter((x) => /NotAllowed|Reserved/.test(x.reason)).map((x) => `${x.type}=${x.reason}: ${x.message}`);
+    assert.equal(refused, [], n);
   }
+  await until(async () => condOf(await getPool('examples'), 'Ready')?.status === 'True', 'the example pool Ready=True');
   // The NAT seeds example: two static real servers, on directors = every node (no selector).
   const seeds = await waitCond('default', 'seeds-web', 'Ready', 'True');
   assert.equal(seeds.status!.directors, ['node-a', 'node-b', 'node-c']);
