@@ -24,6 +24,8 @@ import { reconcile } from './reconcile.ts';
 import { keysToMark, Reports } from './reports.ts';
 import { ownerKeyOf, PublishedSlices } from './slices.ts';
 import { POOL_KEY_PREFIX, poolKey, reconcilePool, type PoolObject } from './pools.ts';
+import { createLock, LB_KEY_PREFIX, lbKey, reconcileLoadBalancer } from './lb-reconcile.ts';
+import { SERVICE_LABEL, servedHere, type ServiceObject } from './loadbalancer.ts';
 import { jsonEqual } from './status.ts';
 import { World } from './world.ts';
 
@@ -42,6 +44,8 @@ export interface ControllerOptions {
   retryBackoff?: BackoffPolicy;
   /** Serve /healthz, /readyz, /metrics on this port (0: any free port). */
   http?: { port: number; host?: string };
+  /** Serve LoadBalancer Services without a loadBalancerClass too (this is the cluster's default load balancer). */
+  defaultLoadBalancerClass?: boolean;
   defaultMetrics?: boolean;
 }
 
@@ -53,6 +57,9 @@ export class Controller {
   readonly planSlices: Informer<PlanSliceObject>;
   readonly agentReports: Informer<KubeObject>;
   readonly pools: Informer<PoolObject>;
+  readonly services: Informer<ServiceObject>;
+  readonly #lbLock = createLock();
+  readonly #lbAllocations = new Map<string, string[]>();
   /** The slices as published (cache plus our unseen writes), by owner. */
   readonly published = new PublishedSlices();
   readonly reports = new Reports();
@@ -82,10 +89,11 @@ export class Controller {
       onError: (op) => this.metrics.errors.inc({ op }),
     });
     this.virtualServers = informer<VirtualServerObject>(VIRTUAL_SERVERS);
-    const services = informer(SERVICES), slices = informer(ENDPOINT_SLICES), nodes = informer<NodeObject>(NODES);
+    const services = informer<ServiceObject>(SERVICES), slices = informer(ENDPOINT_SLICES), nodes = informer<NodeObject>(NODES);
     this.planSlices = informer<PlanSliceObject>(PLAN_SLICES);
     this.agentReports = informer<KubeObject>(AGENT_REPORTS);
     this.pools = informer<PoolObject>(VIP_POOLS);
+    this.services = services;
     const namespaces = informer(NAMESPACES), serviceCIDRs = informer(SERVICE_CIDRS);
     // Every informer must sync before the first reconcile: a VIPPool or Namespace list that has
     // not arrived yet would read as "nothing is granted" and withdraw every plan.
@@ -119,6 +127,13 @@ export class Controller {
       if (!vs.metadata.uid) return;
       if (present) this.#uidKeys.set(vs.metadata.uid, objectKey(vs)); else this.#uidKeys.delete(vs.metadata.uid);
     };
+    // An owned VirtualServer's status decides its Service's ingress.
+    const lbOf = (vs: VirtualServerObject) => {
+      const svc = vs.metadata.labels?.[SERVICE_LABEL];
+      if (svc) this.queue.add(lbKey(vs.metadata.namespace ?? '', svc));
+    };
+    // A deleted VirtualServer frees its addresses: Services still waiting for one try again.
+    this.virtualServers.addHandlers({ onAdd: lbOf, onUpdate: (_, vs) => lbOf(vs), onDelete: (vs) => { lbOf(vs); this.#markLoadBalancers(); } });
     this.virtualServers.addHandlers({
       onAdd: (vs) => { uid(vs, true); this.#mark(this.world.virtualServerChanged(objectKey(vs), vs)); },
       onUpdate: (old, vs) => {
@@ -139,6 +154,11 @@ export class Controller {
       onUpdate: (_, o) => this.#mark(this.world.serviceChanged(o, false)),
       onDelete: (o) => this.#mark(this.world.serviceChanged(o, true)),
     });
+    const lb = (old: ServiceObject | undefined, svc: ServiceObject) => {
+      const dc = this.#o.defaultLoadBalancerClass ?? false;
+      if (servedHere(old, dc) || servedHere(svc, dc)) this.queue.add(lbKey(svc.metadata.namespace ?? '', svc.metadata.name));
+    };
+    services.addHandlers({ onAdd: (s) => lb(undefined, s), onUpdate: (old, s) => lb(old, s), onDelete: (s) => lb(s, s) });
     slices.addHandlers({
       onAdd: (o) => this.#mark(this.world.endpointSliceChanged(o, false)),
       onUpdate: (_, o) => this.#mark(this.world.endpointSliceChanged(o, false)),
@@ -160,8 +180,10 @@ export class Controller {
   #wireAdmission(namespaces: Informer<KubeObject>, serviceCIDRs: Informer<KubeObject>): void {
     const pool = (p: KubeObject, deleted: boolean) => {
       this.#mark(this.world.poolChanged(p, deleted));
-      // An overlap settled or created changes other pools' status too.
+      // An overlap settled or created changes other pools' status too; a Service left without an
+      // address may get one now.
       for (const q of this.pools.list()) this.queue.add(poolKey(q.metadata.name));
+      this.#markLoadBalancers();
     };
     this.pools.addHandlers({
       onAdd: (p) => pool(p, false),
@@ -263,7 +285,13 @@ export class Controller {
       for (const vs of this.virtualServers.list()) this.queue.add(objectKey(vs));
       for (const owner of this.published.owners()) this.queue.add(owner);
       for (const p of this.pools.list()) this.queue.add(poolKey(p.metadata.name));
+      this.#markLoadBalancers();
     });
+  }
+
+  #markLoadBalancers(): void {
+    const dc = this.#o.defaultLoadBalancerClass ?? false;
+    for (const s of this.services.list()) if (servedHere(s, dc)) this.queue.add(lbKey(s.metadata.namespace ?? '', s.metadata.name));
   }
 
   async #stopLeading(): Promise<void> {
@@ -282,7 +310,12 @@ export class Controller {
       const started = performance.now();
       let result: ReconcileResult;
       try {
-        result = key.startsWith(POOL_KEY_PREFIX) ? await reconcilePool(key.slice(POOL_KEY_PREFIX.length), {
+        const canWrite = () => this.isLeader() && !signal.aborted;
+        result = key.startsWith(LB_KEY_PREFIX) ? await reconcileLoadBalancer(key, {
+          api: this.#o.api, world: this.world, events: this.#events, defaultClass: this.#o.defaultLoadBalancerClass ?? false,
+          getService: (k) => this.services.get(k), getVs: (k) => this.virtualServers.get(k), listVs: () => this.virtualServers.list(),
+          canWrite, now: () => this.#clock.wallNow(), lock: this.#lbLock, allocations: this.#lbAllocations,
+        }, signal) : key.startsWith(POOL_KEY_PREFIX) ? await reconcilePool(key.slice(POOL_KEY_PREFIX.length), {
           api: this.#o.api, world: this.world, getPool: (n) => this.pools.get(n), clock: this.#clock, canWrite: () => this.isLeader() && !signal.aborted,
         }, signal) : await reconcile(key, {
           api: this.#o.api, world: this.world, getVs: (k) => this.virtualServers.get(k), slices: this.published, reports: this.reports,

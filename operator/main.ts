@@ -1,7 +1,8 @@
 // Entry point of the controller process. Configuration comes from flags and the environment:
 //   KUBECONFIG (else the in-cluster service account), POD_NAME (identity), POD_NAMESPACE (where
 //   the Lease lives), and flags --metrics-port, --lease-name, --lease-duration, --renew-deadline,
-//   --retry-period (durations in seconds), --workers, --log-level, --leader-elect=false.
+//   --retry-period (durations in seconds), --workers, --log-level, --leader-elect=false,
+//   --default-load-balancer-class=true (serve LoadBalancer Services that name no class).
 // SIGTERM/SIGINT stop it gracefully: in-flight reconciles finish, the lease is released, exit 0.
 import { KubeConfig } from '@kubernetes/client-node';
 import { existsSync, readFileSync } from 'node:fs';
@@ -21,6 +22,8 @@ export interface MainConfig {
   leaseNamespace: string;
   leaseName: string;
   leaderElect: boolean;
+  /** Serve LoadBalancer Services without spec.loadBalancerClass (the cluster's default load balancer). */
+  defaultLoadBalancerClass: boolean;
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
@@ -50,12 +53,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): MainConfig 
     options: {
       'metrics-port': { type: 'string' }, 'lease-name': { type: 'string' }, 'lease-namespace': { type: 'string' },
       'lease-duration': { type: 'string' }, 'renew-deadline': { type: 'string' }, 'retry-period': { type: 'string' },
-      workers: { type: 'string' }, 'log-level': { type: 'string' }, 'leader-elect': { type: 'string' },
+      workers: { type: 'string' }, 'log-level': { type: 'string' }, 'leader-elect': { type: 'string' }, 'default-load-balancer-class': { type: 'string' },
     },
     strict: true,
   });
   const le = values['leader-elect'] ?? 'true';
   if (le !== 'true' && le !== 'false') throw new Error(`--leader-elect: must be true or false, got ${JSON.stringify(le)}`);
+  const dlb = values['default-load-balancer-class'] ?? 'false';
+  if (dlb !== 'true' && dlb !== 'false') throw new Error(`--default-load-balancer-class: must be true or false, got ${JSON.stringify(dlb)}`);
   const ns = values['lease-namespace'] ?? env.POD_NAMESPACE ?? (existsSync(SA_NAMESPACE) ? readFileSync(SA_NAMESPACE, 'utf8').trim() : 'default');
   return {
     kubeconfig: env.KUBECONFIG ? 'env' : 'in-cluster',
@@ -63,6 +68,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): MainConfig 
     leaseNamespace: ns,
     leaseName: values['lease-name'] ?? DEFAULT_LEADER_ELECTION.name,
     leaderElect: le === 'true',
+    defaultLoadBalancerClass: dlb === 'true',
     leaseDurationMs: seconds('lease-duration', values['lease-duration'], DEFAULT_LEADER_ELECTION.leaseDurationMs),
     renewDeadlineMs: seconds('renew-deadline', values['renew-deadline'], DEFAULT_LEADER_ELECTION.renewDeadlineMs),
     retryPeriodMs: seconds('retry-period', values['retry-period'], DEFAULT_LEADER_ELECTION.retryPeriodMs),
@@ -79,7 +85,7 @@ export async function main(argv = process.argv.slice(2), env = process.env): Pro
   if (cfg.kubeconfig === 'env') kc.loadFromDefault(); else kc.loadFromCluster();
   const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
   const controller = new Controller({
-    api, identity: cfg.identity, logger, workers: cfg.workers, http: { port: cfg.metricsPort }, defaultMetrics: true,
+    api, identity: cfg.identity, logger, workers: cfg.workers, defaultLoadBalancerClass: cfg.defaultLoadBalancerClass, http: { port: cfg.metricsPort }, defaultMetrics: true,
     leaderElection: cfg.leaderElect && {
       namespace: cfg.leaseNamespace, name: cfg.leaseName,
       leaseDurationMs: cfg.leaseDurationMs, renewDeadlineMs: cfg.renewDeadlineMs, retryPeriodMs: cfg.retryPeriodMs,

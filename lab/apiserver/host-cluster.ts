@@ -162,7 +162,7 @@ export async function startHostCluster(log: (m: string) => void): Promise<HostCl
     timings.crdsMs = Date.now() - t0 - timings.controlPlaneMs;
     const agentRole = join(REPO_ROOT, 'dataplane/rbac/clusterrole.yaml');
     if (!existsSync(agentRole)) throw new Error(`${agentRole} is missing (the agent's ClusterRole)`);
-    await kubectlOk(cp, ['apply', '-f', join(REPO_ROOT, 'operator/rbac/clusterrole.yaml'), '-f', agentRole, '-f', join(REPO_ROOT, 'dataplane/rbac/report-policy.yaml')]);
+    await kubectlOk(cp, ['apply', '-f', join(REPO_ROOT, 'operator/rbac/clusterrole.yaml'), '-f', agentRole, '-f', join(REPO_ROOT, 'dataplane/rbac/report-policy.yaml'), '-f', join(REPO_ROOT, 'operator/rbac/owned-policy.yaml')]);
     await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-operator', '--clusterrole=lvs-operator', '--user=lvs-operator']);
     await kubectlOk(cp, ['create', 'namespace', LEASE_NS]);
     await registerNode(cp);

@@ -107,8 +107,10 @@ export class Workload {
     this.ns = o.ns; this.name = o.name; this.ports = o.ports; this.node = o.node; this.hostIP = o.hostIP;
   }
 
-  async createService(): Promise<void> {
-    const svc = await this.#kube.create<KubeObject>(SERVICES, this.ns, serviceObject(this.ns, this.name, this.name, this.ports));
+  /** `spec` is merged into the Service's spec (e.g. type LoadBalancer and its class). */
+  async createService(spec: Record<string, unknown> = {}): Promise<void> {
+    const obj = serviceObject(this.ns, this.name, this.name, this.ports);
+    const svc = await this.#kube.create<KubeObject>(SERVICES, this.ns, { ...obj, spec: { ...(obj as { spec?: object }).spec, ...spec } });
     this.#svcUid = svc.metadata.uid ?? '';
   }
 

@@ -144,7 +144,7 @@ test.before(async () => {
 async function setup(): Promise<void> {
   cp = await startControlPlane();
   await cp.installCrds('crds');
-  await kubectl(['apply', '-f', 'operator/rbac/clusterrole.yaml']);
+  await kubectl(['apply', '-f', 'operator/rbac/clusterrole.yaml', '-f', 'operator/rbac/owned-policy.yaml']);
   await kubectl(['create', 'clusterrolebinding', 'lvs-operator', '--clusterrole=lvs-operator', '--user=lvs-operator']);
   await kubectl(['create', 'namespace', LEASE_NS]);
   operatorKc = await cp.userKubeconfig('lvs-operator');
@@ -172,8 +172,11 @@ test('the ClusterRole grants what the controller needs and nothing more', async 
   assert.is(await can('create', 'events.events.k8s.io', '-n', 'default'), 'yes');
   assert.is(await can('update', 'leases.coordination.k8s.io/lvs-operator', '-n', LEASE_NS), 'yes');
   assert.is(await can('update', 'leases.coordination.k8s.io/kube-scheduler', '-n', 'kube-system'), 'no');
-  assert.is(await can('update', 'virtualservers.lvs.dev', '-n', 'default'), 'no', 'spec is the user\'s');
-  assert.is(await can('delete', 'virtualservers.lvs.dev', '-n', 'default'), 'no');
+  // RBAC lets it write VirtualServers (those it owns for LoadBalancer Services); the admission
+  // policy operator/rbac/owned-policy.yaml keeps it off everyone else's (next test).
+  assert.is(await can('update', 'virtualservers.lvs.dev', '-n', 'default'), 'yes');
+  assert.is(await can('patch', 'services', '--subresource=status', '-n', 'default'), 'yes');
+  assert.is(await can('update', 'services', '-n', 'default'), 'no');
   assert.is(await can('get', 'secrets', '-n', 'default'), 'no');
   assert.is(await can('get', 'services', '-n', 'default'), 'no', 'informers only list and watch');
   assert.is(await can('patch', 'nodes'), 'no');
@@ -188,6 +191,34 @@ test('the ClusterRole grants what the controller needs and nothing more', async 
   assert.is(await can('patch', 'vippools.lvs.dev', '--subresource=status'), 'yes');
   assert.is(await can('update', 'vippools.lvs.dev', '--subresource=status'), 'no');
   assert.is(await can('get', 'namespaces'), 'no', 'informers only list and watch');
+});
+
+test('as the controller: a user\'s VirtualServer cannot be created, edited or deleted; one it owns for a Service can', async () => {
+  const as = (args: string[], stdin?: string) => P().kubectl(args, { kubeconfig: operatorKc, ...(stdin === undefined ? {} : { stdin }) });
+  const doc = (name: string, owned: boolean) => `apiVersion: lvs.dev/v1alpha1
+kind: VirtualServer
+metadata: {name: ${name}, namespace: default${owned ? ', labels: {lvs.dev/load-balancer-service: x}' : ''}}
+spec: {addresses: [203.0.113.201], ports: [{name: http, port: 80}], backends: {service: {name: x}}}
+`;
+  await kubectl(['apply', '-f', '-'], doc('users-own', false));
+  // kubectl replace is an update (the verb RBAC grants the controller; it has no patch).
+  const edit = await as(['replace', '-f', '-'], doc('users-own', false).replace('port: 80}', 'port: 81}'));
+  assert.is.not(edit.code, 0, 'the controller edited a user\'s VirtualServer');
+  assert.match(edit.stderr, /writes only the VirtualServers it owns/);
+  const del = await as(['delete', 'vs', 'users-own', '-n', 'default']);
+  assert.is.not(del.code, 0, 'deleted a user\'s VirtualServer');
+  assert.match(del.stderr, /writes only the VirtualServers it owns/);
+  const create = await as(['create', '-f', '-'], doc('not-labelled', false));
+  assert.is.not(create.code, 0, 'created an unlabelled VirtualServer');
+  assert.match(create.stderr, /writes only the VirtualServers it owns/);
+  const take = await as(['replace', '-f', '-'], doc('users-own', true));
+  assert.is.not(take.code, 0, 'took a user\'s VirtualServer over by labelling it');
+  assert.match(take.stderr, /writes only the VirtualServers it owns/);
+  assert.equal((await admin.get<VirtualServerObject>(VIRTUAL_SERVERS, 'default', 'users-own')).spec?.ports, [{ name: 'http', port: 80, protocol: 'TCP' }], 'the user\'s spec is as written');
+  const mine = await as(['create', '-f', '-'], doc('lb-x', true));
+  assert.is(mine.code, 0, mine.stderr);
+  assert.is((await as(['delete', 'vs', 'lb-x', '-n', 'default'])).code, 0);
+  await kubectl(['delete', 'vs', 'users-own', '-n', 'default']);
 });
 
 test('kubectl apply of every example: each VirtualServer gets a status for its generation', async () => {

@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
-import { PLAN_SLICES, VIP_POOLS, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import { PLAN_SLICES, SERVICES, VIP_POOLS, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
 import { gated } from '../lib/prereq.ts';
 import { fetchPlan, planRealServers } from '../lib/published-plan.ts';
 import type { OwnerPlan } from '../../api/plan-slice.ts';
@@ -132,7 +132,7 @@ async function setup(): Promise<void> {
   cp = await startControlPlane({ apiserverArgs: [`--advertise-address=${APISERVER_IP}`] });
   await cp.installCrds('crds');
   admin = await apiFor(cp.kubeconfig.path);
-  await kubectl(['apply', '-f', 'operator/rbac/clusterrole.yaml']);
+  await kubectl(['apply', '-f', 'operator/rbac/clusterrole.yaml', '-f', 'operator/rbac/owned-policy.yaml']);
   await kubectl(['create', 'clusterrolebinding', 'lvs-operator', '--clusterrole=lvs-operator', '--user=lvs-operator']);
   await kubectl(['create', 'namespace', 'lvs-system']);
   await kubectl(['create', 'namespace', NS]);
@@ -277,6 +277,42 @@ test('VIPPool status: an overlapping newer pool and a reversed range are Ready=F
     assert.match(err, /The VIPPool "bad" is invalid: spec\.addresses\[0\]/, bad);
   }
   assert.match(await refused(['get', 'vippool', 'bad']), /NotFound/);
+});
+
+test('LoadBalancer Services of team-a get addresses from an autoAssign pool (ingress ipMode Proxy, an owned VirtualServer); exhaustion is reported; delete releases', async () => {
+  await kubectl(['apply', '-f', '-'], { stdin: poolYaml('lb', ['192.0.2.40-192.0.2.41'], `{namespaces: [${NS}], autoAssign: true}`) });
+  const svcYaml = (name: string) => `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: ${NS}}
+spec: {type: LoadBalancer, loadBalancerClass: lvs.dev/ipvs, ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: ${name}}}
+`;
+  type Svc = KubeObject & { status?: { loadBalancer?: { ingress?: Array<{ ip: string; ipMode?: string }> }; conditions?: Condition[] } };
+  const svc = (name: string) => admin.get<Svc>(SERVICES, NS, name);
+  const ingress = (name: string) => until(async () => (await svc(name)).status?.loadBalancer?.ingress, `ingress of ${name}`);
+  await asTenant(['apply', '-f', '-'], `${svcYaml('web')}---\n${svcYaml('api')}`);
+  const got = [...(await ingress('web')), ...(await ingress('api'))];
+  assert.equal(got.map((i) => i.ipMode), ['Proxy', 'Proxy'], 'ipMode Proxy: kube-proxy leaves the address to IPVS');
+  assert.equal(got.map((i) => i.ip).sort(), ['192.0.2.40', '192.0.2.41'], 'two Services, two addresses of the pool');
+  const owned = await admin.get<VirtualServerObject>(VIRTUAL_SERVERS, NS, 'lb-web');
+  const web = await svc('web');
+  assert.is(owned.metadata.labels?.['lvs.dev/load-balancer-service'], 'web');
+  assert.equal((owned.metadata as { ownerReferences?: Array<{ kind: string; uid: string }> }).ownerReferences?.map((o) => `${o.kind}/${o.uid}`), [`Service/${web.metadata.uid}`]);
+  assert.equal(owned.status?.services, [`TCP/${web.status!.loadBalancer!.ingress![0]!.ip}:80`]);
+  // The pool is exhausted: the third Service is told so, in a condition and an Event.
+  await asTenant(['apply', '-f', '-'], svcYaml('more'));
+  const more = await until(async () => {
+    const o = await svc('more');
+    return o.status?.conditions?.find((c) => c.type === 'lvs.dev/AddressAllocated' && c.status === 'False') ? o : undefined;
+  }, 'AllocationFailed on more');
+  assert.match(more.status!.conditions!.find((c) => c.type === 'lvs.dev/AddressAllocated')!.message, /have no free IPv4 address/);
+  assert.match(await kubectl(['get', 'events.events.k8s.io', '-n', NS, '--field-selector', 'regarding.name=more', '-o', 'jsonpath={.items[*].reason}']), /AllocationFailed/);
+  // Deleting web releases its address to more; its owned VirtualServer goes with it.
+  const freed = web.status!.loadBalancer!.ingress![0]!.ip;
+  await asTenant(['delete', 'service', 'web', '-n', NS]);
+  await until(async () => (await admin.list(VIRTUAL_SERVERS)).items.every((o) => o.metadata.name !== 'lb-web') || undefined, 'lb-web deleted');
+  assert.equal(await until(async () => ((await svc('more')).status?.loadBalancer?.ingress ?? []).length > 0 && (await svc('more')).status!.loadBalancer!.ingress, 'more gets an address'), [{ ip: freed, ipMode: 'Proxy' }]);
+  await asTenant(['delete', 'service', 'api', 'more', '-n', NS]);
+  await kubectl(['delete', 'vippool', 'lb']);
 });
 
 test('deleting the pool withdraws its VIPs: AddressNotAllowed and an empty plan', async () => {

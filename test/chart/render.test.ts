@@ -40,7 +40,12 @@ test('default render: exactly the expected objects, all in the release namespace
     `Service/${base}-controller-metrics`,
     `ServiceAccount/${base}-agent`, `ServiceAccount/${base}-controller`,
     `ValidatingAdmissionPolicy/${base}-agent-own-report`, `ValidatingAdmissionPolicyBinding/${base}-agent-own-report`,
+    `ValidatingAdmissionPolicy/${base}-controller-owned-virtualservers`, `ValidatingAdmissionPolicyBinding/${base}-controller-owned-virtualservers`,
   ].sort());
+  // The owned-VirtualServer policy names this release's controller ServiceAccount, not the lab's user.
+  const owned = defaults.find((d) => d.kind === 'ValidatingAdmissionPolicy' && d.metadata.name === `${base}-controller-owned-virtualservers`);
+  assert.equal(owned?.spec.matchConditions, [{ name: 'the-controller', expression: `request.userInfo.username == 'system:serviceaccount:${NAMESPACE}:${base}-controller'` }]);
+  assert.is(defaults.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding' && d.metadata.name === `${base}-controller-owned-virtualservers`)?.spec.policyName, `${base}-controller-owned-virtualservers`);
   const clusterScoped = new Set(['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
   for (const d of defaults) {
     if (clusterScoped.has(d.kind)) assert.is(d.metadata.namespace, undefined, `${d.kind} has a namespace`);
@@ -99,8 +104,8 @@ test('agent RBAC: exactly dataplane/rbac/clusterrole.yaml, which grants only wha
 
 test('agent report policy: dataplane/rbac/report-policy.yaml, named after the release', () => {
   const source = parseDocs(readFileSync(join(root, 'dataplane/rbac/report-policy.yaml'), 'utf8'));
-  const policy = one(defaults, 'ValidatingAdmissionPolicy');
-  const binding = one(defaults, 'ValidatingAdmissionPolicyBinding');
+  const policy = one(defaults, 'ValidatingAdmissionPolicy', '-agent-own-report');
+  const binding = one(defaults, 'ValidatingAdmissionPolicyBinding', '-agent-own-report');
   assert.equal(policy.spec, source.find((d) => d.kind === 'ValidatingAdmissionPolicy')!.spec);
   assert.equal(binding.spec, { ...source.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding')!.spec, policyName: policy.metadata.name });
   assert.is(policy.metadata.name, `${RELEASE}-lvs-operator-agent-own-report`);

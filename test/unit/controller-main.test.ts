@@ -16,6 +16,7 @@ test('defaults: in-cluster config, Lease timings 15/10/2 s, port 8080', () => {
   assert.equal(c, {
     kubeconfig: 'in-cluster', identity: 'op-0', leaseNamespace: 'lvs-system', leaseName: 'lvs-operator', leaderElect: true,
     leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, metricsPort: 8080, workers: 4, logLevel: 'info',
+    defaultLoadBalancerClass: false,
   });
 });
 

@@ -17,7 +17,7 @@ import * as assert from 'uvu/assert';
 import { addressesIn, CLIENT_IP, CNI_BRIDGE, removePods } from './lib/node-net.ts';
 import { assertRunning, type AgentProc } from '../../../lab/guest/agent.ts';
 import { AGENT_REPORTS, PLAN_SLICES, resourcePath, type KubeObject } from '../../../kube/types.ts';
-import { SERVICES, VIRTUAL_SERVERS } from '../../../lab/guest/objects.ts';
+import { SERVICES, VIRTUAL_SERVERS, Workload } from '../../../lab/guest/objects.ts';
 import { KUBE_PROXY_BINARY_ENV, startKubeProxy } from '../../../lab/guest/kube-proxy.ts';
 import { connect } from 'node:net';
 import { BIG, BIG_PORTS, bigAddress, createBigService } from './lib/big.ts';
@@ -464,6 +464,44 @@ function podAt(address: string, port: number): Promise<string> {
   });
 }
 
+/**
+ * A LoadBalancer Service (class lvs.dev/ipvs) while kube-proxy runs: the controller allocates an
+ * address from the shop pool (autoAssign) and publishes it with ipMode Proxy; kube-proxy programs
+ * the ClusterIP but not that address; the client outside and the node itself reach the address
+ * through IPVS (the director's counters grow), the ClusterIP through kube-proxy; deleting the
+ * Service releases the address and its IPVS service.
+ */
+async function loadBalancerBesideKubeProxy(): Promise<void> {
+  const lb = new Workload(w.kube, { ns: NS, node: w.env.node, hostIP: w.env.nodeIP, name: 'shop-lb', ports: [{ name: 'http', port: PORT, targetPort: 8080 }] });
+  await lb.createService({ type: 'LoadBalancer', loadBalancerClass: 'lvs.dev/ipvs' });
+  for (const [pod, from] of [['shop-lb-1', 'web-1'], ['shop-lb-2', 'web-2']] as const) await lb.addPod(pod, ip(from));
+  await lb.syncSlice();
+  type Svc = KubeObject & { spec: { clusterIP: string }; status?: { loadBalancer?: { ingress?: Array<{ ip: string; ipMode?: string }> } } };
+  const ingress = await until('shop-lb: status.loadBalancer.ingress', async () => (await w.kube.get<Svc>(SERVICES, NS, 'shop-lb')).status?.loadBalancer?.ingress?.[0], { timeoutMs: 120_000 });
+  assert.is(ingress.ipMode, 'Proxy', 'ipMode Proxy: kube-proxy must not take the address');
+  assert.match(ingress.ip, /^198\.51\.100\./, 'allocated from the shop pool');
+  const lbIp = ingress.ip;
+  await until(`IPVS service ${lbIp}:${PORT} with both pods`, () => dests(ipvs(), lbIp, PORT).length === 2 || undefined, { timeoutMs: 60_000 });
+  const before = statsOf(await settledStats(), lbIp, PORT).conns;
+  const outside = await tally(lbIp, 6);
+  assert.ok(Object.keys(outside).every((id) => id.startsWith('web-')), `the client through ${lbIp}: ${JSON.stringify(outside)}`);
+  const inside: string[] = [];
+  for (let i = 0; i < 4; i++) inside.push(await podAt(lbIp, PORT));
+  assert.ok(inside.every((id) => id.startsWith('web-')), `the node itself through ${lbIp}: ${inside.join(', ')}`);
+  const after = statsOf(await settledStats(), lbIp, PORT).conns;
+  assert.ok(after - before >= 10, `IPVS counted ${after - before} new connections on ${lbIp}:${PORT}, want >= 10 (6 from the client, 4 from the node)`);
+  const svc = await w.kube.get<Svc>(SERVICES, NS, 'shop-lb');
+  assert.ok((await podAt(svc.spec.clusterIP, PORT)).startsWith('web-'), 'the ClusterIP of the LoadBalancer Service through kube-proxy');
+  const kpTable = execFileSync('nft', ['list', 'table', 'ip', 'kube-proxy'], { encoding: 'utf8' });
+  assert.ok(kpTable.includes(svc.spec.clusterIP), 'kube-proxy programs the ClusterIP');
+  assert.not.ok(kpTable.includes(lbIp), `kube-proxy programs nothing for ${lbIp} (ipMode Proxy)`);
+  console.log(`# LoadBalancer shop-lb: ${lbIp} (ipMode Proxy) served by IPVS (+${after - before} connections), ClusterIP ${svc.spec.clusterIP} by kube-proxy`);
+  await w.kube.request('DELETE', resourcePath(SERVICES, NS, 'shop-lb'));
+  await until('lb-shop-lb deleted with its Service', async () => (await w.kube.getOrUndefined(VIRTUAL_SERVERS, NS, 'lb-shop-lb')) === undefined || undefined, { timeoutMs: 60_000 });
+  // Released: the service goes, its TCP destinations drained first (weight 0 until idle).
+  await until(`${lbIp}:${PORT} released`, () => dests(ipvs(), lbIp, PORT).every((d) => d.endsWith(' 0')) || undefined, { timeoutMs: 120_000 });
+}
+
 scenario('a real kube-proxy (nftables) beside the agent serves the ClusterIP of web; the agent\'s IPVS rules, VIPs and nft tables stay as they were', async () => {
   const need = (k: string) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set (the host test passes it)`); return v; };
   const { table, now } = steadyView();
@@ -494,6 +532,7 @@ scenario('a real kube-proxy (nftables) beside the agent serves the ClusterIP of 
     assert.equal(addressesIn(undefined, 'lvs0'), vips, 'the VIPs on lvs0 changed');
     const got = await tally(VIP.nat, 4);
     assert.is(Object.values(got).reduce((a, b) => a + b, 0), 4, `the NAT VIP beside kube-proxy: ${JSON.stringify(got)}`);
+    await loadBalancerBesideKubeProxy();
   } catch (err) {
     console.log(`# kube-proxy's last lines:\n${kp.tail(30)}`);
     throw err;

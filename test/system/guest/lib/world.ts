@@ -110,7 +110,7 @@ export async function setupWorld(env: Env): Promise<World> {
     apiVersion: 'lvs.dev/v1alpha1', kind: 'VIPPool', metadata: { name: 'shop' },
     // The 10,000-endpoint scenario's endpoints are bare addresses (no Pod targetRef): a pool must
     // allow them like static real servers, or they are RealServerNotAllowed.
-    spec: { addresses: ['198.51.100.0/24'], allocation: { namespaces: [NS] }, staticRealServers: ['10.250.0.0/16'] },
+    spec: { addresses: ['198.51.100.0/24'], allocation: { namespaces: [NS], autoAssign: true }, staticRealServers: ['10.250.0.0/16'] },
   });
   const common = { ns: NS, node: env.node, hostIP: env.nodeIP };
   const web = new Workload(kube, { ...common, name: 'web', ports: [{ name: 'http', port: PORT, targetPort: 8080 }] });
