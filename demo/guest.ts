@@ -31,7 +31,8 @@ function topology(): Topology {
     hosts: [
       { ns: 'client', links: [{ lan: 'front', addrs: ['192.0.2.10/24'] }], routes: [
         { to: 'default', via: '192.0.2.254' },
-        { to: '203.0.113.5/32', via: '192.0.2.1' }, { to: '198.51.100.12/32', via: '192.0.2.1' }, { to: '203.0.113.20/32', via: '192.0.2.1' },
+        // The pool's VIPs (the LoadBalancer Service's address is allocated from 203.0.113.0/24).
+        { to: '203.0.113.0/24', via: '192.0.2.1' }, { to: '198.51.100.12/32', via: '192.0.2.1' },
       ] },
       { ns: 'director', forwarding: true, links: [
         { lan: 'front', addrs: ['192.0.2.1/24'] }, { lan: 'nat', addrs: ['172.16.0.1/24'] }, { lan: 'dr', addrs: ['192.168.33.1/24'] },
@@ -110,11 +111,15 @@ async function directReturn(vip: string, port: number, made: number, sentence: s
 }
 
 const STATE = '/run/demo-agent.json';
-const EXAMPLES = ['seeds-web', 'seeds-ftp', 'dr-8088', 'tun-web'];
+const EXAMPLES = ['seeds-web', 'seeds-ftp', 'dr-8088', 'tun-web', 'lb-web-lb'];
+/** The address the controller allocated to the LoadBalancer Service web-lb (demo/run.ts passes it). */
+const LB = process.env.DEMO_LB_ADDRESS ?? '';
 
 /** The examples as the controller resolved them, all real servers in with weight > 0. */
 function examplesProgrammed(svcs: IpvsService[]): boolean {
-  const want: Record<string, number> = { '203.0.113.5:80': 2, '203.0.113.5:21': 1, '198.51.100.12:8088': 2, '203.0.113.20:80': 2, '203.0.113.20:443': 2 };
+  const want: Record<string, number> = {
+    '203.0.113.5:80': 2, '203.0.113.5:21': 1, '198.51.100.12:8088': 2, '203.0.113.20:80': 2, '203.0.113.20:443': 2, [`${LB}:80`]: 1,
+  };
   return Object.entries(want).every(([addr, n]) => {
     const s = svcs.find((x) => x.address === addr);
     return s !== undefined && s.dests.length === n && s.dests.every((d) => d.weight > 0);
@@ -175,6 +180,10 @@ async function spreads(): Promise<void> {
   claim(servers.length === 1, `the client's connections to the persistent TUN service went to ${servers.join(', ')}`);
   say(`  (checked: all ${tun[servers[0]!]} went to ${servers[0]}, as persistence promises)`);
   await directReturn('203.0.113.20', 80, 60, 'replies went straight back');
+  say(`LoadBalancer Service web-lb at ${LB}, the address the controller allocated from the pool (NAT to its endpoint 172.16.0.2:80):`);
+  await spread('LoadBalancer', LB, 80, 20, { 'rs 172.16.0.2:80': 'its only endpoint' });
+  const lb = await directorCounters(LB, 80, 20);
+  say(`${lb.line}   (checked: the allocated address is served by the director's IPVS)`);
 }
 
 /** A change made with kubectl reaches the kernel through controller and agent; traffic follows. */

@@ -16,6 +16,38 @@ const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
 const step = (m: string) => console.log(`[${elapsed()}] ${m}`);
 const EXAMPLES = ['examples/nat-seeds.yaml', 'examples/dr.yaml', 'examples/tun.yaml'];
 const POOL = 'examples/cluster/pool.yaml';
+const LB_SERVICE = 'examples/cluster/loadbalancer-service.yaml';
+/**
+ * The demo has no kube-controller-manager: the EndpointSlice its EndpointSlice controller would
+ * write for web-lb is written here, with the NAT real server 172.16.0.2:80 (a host, not a pod, so
+ * the pool's staticRealServers must admit it, and examples/cluster/pool.yaml does).
+ */
+const LB_SLICE = `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-lb-demo, namespace: default, labels: {kubernetes.io/service-name: web-lb}}
+addressType: IPv4
+ports: [{name: http, port: 80, protocol: TCP}]
+endpoints: [{addresses: [172.16.0.2], conditions: {ready: true}}]
+`;
+
+/** A LoadBalancer Service: the controller allocates its address from the pool; returns it. */
+async function loadBalancer(hc: HostCluster): Promise<string> {
+  step(`kubectl apply -f ${LB_SERVICE} (type LoadBalancer, loadBalancerClass lvs.dev/ipvs), and its EndpointSlice`);
+  console.log((await kubectlOk(hc, ['apply', '-f', LB_SERVICE])).replace(/^/gm, '  '));
+  await kubectlOk(hc, ['apply', '-f', '-'], LB_SLICE);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const ip = await kubectlOk(hc, ['get', 'svc', 'web-lb', '-n', 'default', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}']);
+    if (ip) {
+      console.log((await kubectlOk(hc, ['get', 'svc', 'web-lb', '-n', 'default'])).replace(/^/gm, '  '));
+      const mode = await kubectlOk(hc, ['get', 'svc', 'web-lb', '-n', 'default', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ipMode}']);
+      console.log(`  EXTERNAL-IP ${ip} allocated from VIPPool examples (ipMode ${mode}), served by VirtualServer lb-web-lb that the controller owns`);
+      return ip;
+    }
+    if (Date.now() > deadline) throw new Error('web-lb got no address in 30 s');
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
 
 function prerequisites(): void {
   step('provisioning: Debian packages (qemu, ipvsadm, tcpdump, ...) and Debian\'s kernel');
@@ -74,7 +106,7 @@ spec:
   await kubectlOk(hc, ['delete', 'vs', '-n', 'default', 'not-granted', 'node-address']);
 }
 
-async function boot(hc: HostCluster): Promise<VmResult> {
+async function boot(hc: HostCluster, lbAddress: string): Promise<VmResult> {
   step('booting Debian\'s kernel under qemu (TCG emulation: expect a few minutes in all)');
   let inDemo = false;
   return runInVm({
@@ -84,7 +116,7 @@ async function boot(hc: HostCluster): Promise<VmResult> {
     echo: false,
     label: 'demo',
     guestfwd: [{ guestPort: GUEST_API_PORT, hostPort: Number(new URL(hc.cp.url).port) }],
-    env: { DEMO_ADMIN_KUBECONFIG: hc.guest.admin, DEMO_AGENT_KUBECONFIG: hc.guest.agent, DEMO_NODE: NODE_NAME, DEMO_KUBECTL: binaryPath('kubectl') },
+    env: { DEMO_ADMIN_KUBECONFIG: hc.guest.admin, DEMO_AGENT_KUBECONFIG: hc.guest.agent, DEMO_NODE: NODE_NAME, DEMO_KUBECTL: binaryPath('kubectl'), DEMO_LB_ADDRESS: lbAddress },
     onOutput: (line) => {
       if (!inDemo) {
         if (line.includes('LVS-VM-START')) { inDemo = true; step('kernel up; running the demo inside it\n'); }
@@ -104,7 +136,8 @@ async function main(): Promise<number> {
     step(`control plane at ${hc.cp.url}, controller is leader; Node ${NODE_NAME} registered`);
     await applyExamples(hc);
     await showRefusals(hc);
-    const result = await boot(hc);
+    const lbAddress = await loadBalancer(hc);
+    const result = await boot(hc, lbAddress);
     step(`VM: boot ${(result.bootMs / 1000).toFixed(1)} s, total ${(result.totalMs / 1000).toFixed(1)} s, exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}`);
     if (result.exitCode !== 0) {
       console.log(result.kernelLog.split('\n').slice(-40).join('\n'));
