@@ -79,7 +79,7 @@ export async function reconcileLoadBalancer(key: string, deps: LbDeps, signal?: 
       const metadata = { ...existing.metadata, labels: { ...existing.metadata.labels, ...want.metadata.labels }, annotations: { ...existing.metadata.annotations, ...want.metadata.annotations } };
       await deps.api.replace(VIRTUAL_SERVERS, namespace, want.metadata.name, { ...existing, metadata, spec: want.spec }, signal);
     }
-    await writeStatus(svc, ingressOf(existing), { status: 'True', reason: 'Allocated', message: `${addresses.join(', ')} (VirtualServer ${vsKey})` }, deps, signal);
+    await writeStatus(svc, ingressOf(existing), allocatedCondition(existing, addresses, vsKey), deps, signal);
     return { kind: 'done' };
   } catch (err) {
     // A 409 (the VirtualServer or Service changed meanwhile) or anything else: retried with backoff.
@@ -105,7 +105,10 @@ async function addressesFor(svc: ServiceObject, svcKey: string, existing: Virtua
 /** Not (or no longer) ours to serve: the owned VirtualServer goes, and with it the ingress we wrote. */
 async function release(svc: ServiceObject | undefined, existing: VirtualServerObject | undefined, name: string, deps: LbDeps, signal?: AbortSignal): Promise<ReconcileResult> {
   deps.allocations.delete(`${existing?.metadata.namespace ?? svc?.metadata.namespace ?? ''}/${name}`);
-  if (existing && existing.metadata.labels?.[SERVICE_LABEL] === name && (!svc || ownedBy(existing, svc))) {
+  // Gone Service: its VirtualServer is the one labelled for it and controlled by a Service of that name.
+  const controlledByName = (existing?.metadata as { ownerReferences?: Array<{ kind?: string; name?: string; controller?: boolean }> } | undefined)
+    ?.ownerReferences?.some((o) => o.kind === 'Service' && o.name === name && o.controller === true) === true;
+  if (existing && existing.metadata.labels?.[SERVICE_LABEL] === name && (svc ? ownedBy(existing, svc) : controlledByName)) {
     await deps.api.delete(VIRTUAL_SERVERS, existing.metadata.namespace, existing.metadata.name, {}, signal).catch((err) => { if (!isNotFound(err)) throw err; });
   }
   if (svc && (svc.status?.loadBalancer?.ingress ?? []).some((i) => i.ipMode === 'Proxy') && !servedHere(svc, deps.defaultClass)) {
@@ -115,6 +118,17 @@ async function release(svc: ServiceObject | undefined, existing: VirtualServerOb
 }
 
 const CONDITION = 'lvs.dev/AddressAllocated';
+
+/**
+ * True once the VirtualServer serves an address; while it serves none (just created, or refused:
+ * an address the pools do not grant, or held by another), False with the VirtualServer's reason.
+ */
+function allocatedCondition(vs: VirtualServerObject | undefined, addresses: readonly string[], vsKey: string): { status: 'True' | 'False'; reason: string; message: string } {
+  if (ingressOf(vs).length > 0) return { status: 'True', reason: 'Allocated', message: `${addresses.join(', ')} (VirtualServer ${vsKey})` };
+  const ready = vs?.status?.conditions?.find((c) => c.type === 'Ready');
+  if (ready?.status === 'False' && ready.reason !== 'NoReadyEndpoints') return { status: 'False', reason: ready.reason, message: `VirtualServer ${vsKey}: ${ready.message}` };
+  return { status: 'False', reason: 'Pending', message: `${addresses.join(', ')}: VirtualServer ${vsKey} does not serve it yet` };
+}
 
 async function writeStatus(svc: ServiceObject, ingress: Array<{ ip: string; ipMode: 'Proxy' }>, cond: { status: 'True' | 'False'; reason: string; message: string }, deps: LbDeps, signal?: AbortSignal): Promise<void> {
   const conditions = (Array.isArray(svc.status?.conditions) ? svc.status.conditions : []) as Array<{ type?: string; status?: string; reason?: string; message?: string; lastTransitionTime?: string }>;
