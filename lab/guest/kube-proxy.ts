@@ -63,6 +63,11 @@ export interface KubeProxyConfigOptions {
    * which otherwise deletes every IPVS service of its family it did not create (lab/KUBE-PROXY.md)
    */
   ipvsExcludeCidrs?: string[];
+  /**
+   * Where NodePorts listen: CIDRs, or ['primary'] (the Node's primary IPs). Unset, ipvs and
+   * iptables modes accept NodePorts on every local address, lvs0's VIPs included (lab/KUBE-PROXY.md).
+   */
+  nodePortAddresses?: string[];
 }
 
 /**
@@ -88,6 +93,12 @@ export function kubeProxyConfig(o: KubeProxyConfigOptions): string {
     metricsBindAddress: `127.0.0.1:${port(o.metricsPort, 10249, 'metrics')}`,
     healthzBindAddress: `127.0.0.1:${port(o.healthzPort, 10256, 'healthz')}`,
   };
+  if (o.nodePortAddresses !== undefined) {
+    const n = o.nodePortAddresses;
+    const ok = (n.length === 1 && n[0] === 'primary') || (n.length > 0 && n.every((c) => /^[0-9a-fA-F.:]+\/\d+$/.test(c)));
+    if (!ok) throw new Error(`kube-proxy: bad nodePortAddresses ${JSON.stringify(n)} (CIDRs, or ['primary'])`);
+    config.nodePortAddresses = n;
+  }
   if (o.keepConntrackSysctls) {
     // 0 = "leave as is" for each of them (kube-proxy's documented meaning).
     config.conntrack = {

@@ -39,6 +39,15 @@ test('ipvs options only with mode ipvs', () => {
   assert.is(parse(kubeProxyConfig({ ...base, mode: 'iptables' })).ipvs, undefined);
 });
 
+test('nodePortAddresses: CIDRs or primary, in every mode', () => {
+  assert.equal(parse(kubeProxyConfig({ ...base, mode: 'ipvs', nodePortAddresses: ['primary'] })).nodePortAddresses, ['primary']);
+  assert.equal(parse(kubeProxyConfig({ ...base, nodePortAddresses: ['10.0.2.15/32'] })).nodePortAddresses, ['10.0.2.15/32']);
+  assert.is(parse(kubeProxyConfig(base)).nodePortAddresses, undefined);
+  assert.throws(() => kubeProxyConfig({ ...base, nodePortAddresses: [] }), /nodePortAddresses/);
+  assert.throws(() => kubeProxyConfig({ ...base, nodePortAddresses: ['primary', '10.0.2.15/32'] }), /nodePortAddresses/);
+  assert.throws(() => kubeProxyConfig({ ...base, nodePortAddresses: ['10.0.2.15'] }), /nodePortAddresses/);
+});
+
 test('bad input is refused', () => {
   assert.throws(() => kubeProxyConfig({ ...base, clusterCidr: '10.244.0.0' }), /clusterCidr/);
   assert.throws(() => kubeProxyConfig({ ...base, clusterCidr: [] }), /clusterCidr/);
