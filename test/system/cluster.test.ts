@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm, type VmResult } from '../../lab/vm/vm.ts';
 import { binaryPath } from '../../scripts/build-apiserver.ts';
-import { KUBE_PROXY_BINARY_ENV, KUBE_PROXY_NFT_MODULES } from '../../lab/guest/kube-proxy.ts';
+import { KUBE_PROXY_BINARY_ENV, KUBE_PROXY_MODULES } from '../../lab/guest/kube-proxy.ts';
 import { gated } from '../lib/prereq.ts';
 import { startApiserverControl, type ApiserverControl } from './lib/apiserver-control.ts';
 import { GUEST_API_PORT, GUEST_CONTROL_PORT, NODE_IP, NODE_NAME, startHostCluster, type HostCluster } from '../../lab/apiserver/host-cluster.ts';
@@ -61,7 +61,7 @@ test('the guest suite passes in the VM (agent in the VM, controller and apiserve
     command: `node_modules/.bin/node ${GUEST_SUITE}`, // V8 flags and CPU: lab/vm/vm.ts
     timeoutMs: Number(process.env.LVS_SYSTEM_TIMEOUT_MS ?? 2_400_000),
     memoryMb: 2048,
-    modules: [...KUBE_PROXY_NFT_MODULES], // kube-proxy's nftables rules (the last scenario)
+    modules: [...KUBE_PROXY_MODULES], // kube-proxy's rules: nftables, and iptables-nft + ipset for its ipvs mode (the kube-proxy scenarios)
     guestfwd: [{ guestPort: GUEST_API_PORT, hostPort: api }, { guestPort: GUEST_CONTROL_PORT, hostPort: ctl!.port }],
     env: {
       LVS_SYSTEM_ADMIN_KUBECONFIG: H().guest.admin, LVS_SYSTEM_AGENT_KUBECONFIG: H().guest.agent,
