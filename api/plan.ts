@@ -2,6 +2,8 @@
 // operator/ (which computes it from VirtualServers, Services, EndpointSlices and Nodes) and
 // dataplane/ (which turns it into kernel state). Nothing here talks to Kubernetes or a kernel.
 
+import { canonicalIp, ipFamily } from './ip.ts';
+
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export type Forwarding = 'NAT' | 'DR' | 'TUN';
 export type TunnelType = 'ipip' | 'gue' | 'gre';
@@ -103,6 +105,22 @@ export interface Plan {
   services: PlanService[];
   /** Keyed by namespace/name, iteration in sorted order. */
   virtualServers: Map<string, VirtualServerResolution>;
+}
+
+/**
+ * The parts of a service key ("TCP/203.0.113.10:80", "UDP/[2001:db8::1]:53"), its address
+ * canonical (api/ip.ts canonicalIp); undefined for anything else (firewall-mark keys included).
+ */
+export function parseServiceKey(key: string): { protocol: Protocol; vip: string; family: 4 | 6; port: number } | undefined {
+  const m = /^(TCP|UDP|SCTP)\/(?:\[([^\]]+)\]|([^:/\[\]]+)):(\d{1,5})$/.exec(key);
+  if (!m) return undefined;
+  const address = m[2] ?? m[3]!;
+  const family = ipFamily(address);
+  const vip = canonicalIp(address);
+  const port = Number(m[4]);
+  // An IPv6 address only in brackets, an IPv4 one only without.
+  if (family === undefined || vip === undefined || (family === 6) !== (m[2] !== undefined) || port < 1 || port > 65535) return undefined;
+  return { protocol: m[1] as Protocol, vip, family, port };
 }
 
 export function serviceKey(protocol: Protocol, vip: string, port: number): string {

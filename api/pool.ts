@@ -9,6 +9,7 @@
 // then name) keeps its addresses, so creating a pool never takes addresses from a pool in use.
 import type { Forwarding } from './plan.ts';
 import { parseAddressRange, parseCidr, rangeContains, rangesOverlap, type AddressRange, type ParsedIp } from './ip.ts';
+import { timestampMs } from './resolve/order.ts';
 import { selectorMatches, type LabelSelectorLike, type Labels } from './label-selector.ts';
 
 /** The VIPPool shape read here: every field optional, validated (stored objects are not trusted). */
@@ -59,11 +60,6 @@ export interface PoolSet {
 
 const FORWARDINGS: readonly Forwarding[] = ['NAT', 'DR', 'TUN'];
 
-function createdMs(t: unknown): number {
-  const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : NaN;
-  return Number.isFinite(ms) ? ms : Infinity;
-}
-
 function ranges(list: unknown, field: string, problems: PoolProblem[], parse: (s: unknown) => AddressRange | string): PoolRange[] {
   const out: PoolRange[] = [];
   (Array.isArray(list) ? list : []).forEach((text, i) => {
@@ -87,7 +83,7 @@ function parsePool(p: VIPPoolLike): { pool?: Pool; problems: PoolProblem[] } {
   const fw = Array.isArray(spec.forwarding) ? spec.forwarding : FORWARDINGS;
   const pool: Pool = {
     name,
-    created: createdMs(p.metadata?.creationTimestamp),
+    created: timestampMs(p.metadata?.creationTimestamp),
     ranges: rs,
     namespaces: new Set((Array.isArray(alloc.namespaces) ? alloc.namespaces : []).filter((n) => typeof n === 'string')),
     autoAssign: alloc.autoAssign === true,

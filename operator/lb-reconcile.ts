@@ -7,7 +7,7 @@ import { isNotFound } from '../kube/errors.ts';
 import type { EventSink } from '../kube/events.ts';
 import { SERVICES, VIRTUAL_SERVERS, type VirtualServerObject } from '../kube/types.ts';
 import {
-  allocate, desiredVirtualServer, familiesOf, ingressOf, ownedBy, requestedAddresses, SERVICE_LABEL, servedHere, SPEC_HASH_ANNOTATION, vsNameFor,
+  addressesOf, allocate, desiredVirtualServer, familiesOf, ingressOf, ownedBy, requestedAddresses, SERVICE_LABEL, servedHere, SPEC_HASH_ANNOTATION, vsNameFor,
   type ServiceObject,
 } from './loadbalancer.ts';
 import type { ReconcileResult } from './queue.ts';
@@ -91,11 +91,11 @@ async function addressesFor(svc: ServiceObject, svcKey: string, existing: Virtua
   const requested = requestedAddresses(svc);
   if (requested) return requested;
   const families = familiesOf(svc);
-  const had = (Array.isArray(existing?.spec?.addresses) ? existing.spec.addresses as string[] : []);
+  const had = addressesOf(existing);
   const sticky = families.map((f) => had.find((a) => (a.includes(':') ? 6 : 4) === f));
   if (sticky.every((a) => a !== undefined)) return sticky as string[];
   const used = new Set<string>();
-  for (const vs of deps.listVs()) for (const a of Array.isArray(vs.spec?.addresses) ? vs.spec.addresses as string[] : []) used.add(a);
+  for (const vs of deps.listVs()) for (const a of addressesOf(vs)) used.add(a);
   for (const [k, list] of deps.allocations) if (k !== svcKey) for (const a of list) used.add(a);
   const adm = deps.world.admission;
   const ns = svc.metadata.namespace ?? '';

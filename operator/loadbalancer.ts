@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { formatNumber, parseIp } from '../api/ip.ts';
 import type { Labels } from '../api/label-selector.ts';
+import { parseServiceKey } from '../api/plan.ts';
 import { poolAdmits, type PoolSet } from '../api/pool.ts';
 import { LOAD_BALANCER_CLASS, type ReservedAddresses } from '../api/resolve/index.ts';
 import type { KubeObject, VirtualServerObject } from '../kube/types.ts';
@@ -148,8 +149,14 @@ export function desiredVirtualServer(svc: ServiceObject, addresses: readonly str
   } as VirtualServerObject;
 }
 
+/** spec.addresses of a VirtualServer as stored (anything else: none). */
+export function addressesOf(vs: VirtualServerObject | undefined): string[] {
+  const a = vs?.spec?.addresses;
+  return Array.isArray(a) ? a.filter((x): x is string => typeof x === 'string') : [];
+}
+
 /** status.loadBalancer.ingress: the addresses whose virtual services the VirtualServer won. */
 export function ingressOf(vs: VirtualServerObject | undefined): Array<{ ip: string; ipMode: 'Proxy' }> {
-  const won = new Set((vs?.status?.services ?? []).map((k) => /\/\[?([0-9a-f:.]+)\]?:\d+$/.exec(k)?.[1]));
-  return (Array.isArray(vs?.spec?.addresses) ? vs.spec.addresses as string[] : []).filter((a) => won.has(a)).map((ip) => ({ ip, ipMode: 'Proxy' as const }));
+  const won = new Set((vs?.status?.services ?? []).map((k) => parseServiceKey(k)?.vip));
+  return addressesOf(vs).filter((a) => won.has(a)).map((ip) => ({ ip, ipMode: 'Proxy' as const }));
 }

@@ -40,7 +40,7 @@ export async function reconcilePool(name: string, deps: PoolReconcileDeps, signa
   const pool = deps.getPool(name);
   if (!pool) return { kind: 'done' };
   const generation = pool.metadata.generation ?? 0;
-  const want = desiredPoolCondition(pool, deps.world.pools().problems.get(name));
+  const want = desiredPoolCondition(pool, deps.world.poolProblems(name));
   const conditions = withTransitions([want], pool.status?.conditions, generation, deps.clock.wallNow());
   if (pool.status?.observedGeneration === generation && jsonEqual(pool.status?.conditions, conditions)) return { kind: 'done' };
   if (!deps.canWrite()) return { kind: 'error', err: new Error('not the leader: status write withheld') };

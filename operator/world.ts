@@ -3,7 +3,7 @@
 // VirtualServer keys it can affect. Every *Changed method updates the index and returns keys to
 // mark; nothing here reads the API or the clock.
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import type { PlanService, VirtualServerResolution } from '../api/plan.ts';
+import { parseServiceKey, type PlanService, type VirtualServerResolution } from '../api/plan.ts';
 import { buildPools, type VIPPoolLike } from '../api/pool.ts';
 import {
   arbitrate, buildIndex, finalize, isApiserverSlice, parseIp, reservedOfApiserverSlice, reservedOfNode, reservedOfService, reservedOfServiceCIDR,
@@ -24,17 +24,10 @@ interface VsDeps {
 
 const canon = (a: unknown): string | undefined => (typeof a === 'string' ? (parseIp(a)?.address ?? a) : undefined);
 
-/** The VIP of a service key "PROTO/1.2.3.4:80" or "PROTO/[2001:db8::1]:80". */
-function vipOfKey(key: unknown): string | undefined {
-  if (typeof key !== 'string') return undefined;
-  const m = /^[A-Z]+\/(?:\[([0-9a-f:.]+)\]|([0-9.]+)):\d+$/.exec(key);
-  return m ? canon(m[1] ?? m[2]) : undefined;
-}
-
 function depsOf(vs: VirtualServerObject): VsDeps {
   const spec = vs.spec ?? {};
   // Held VIPs count too: an invalid VirtualServer keeps claiming what it holds.
-  const held = (Array.isArray(vs.status?.claims) ? vs.status.claims : []).map((c) => vipOfKey(c?.service));
+  const held = (Array.isArray(vs.status?.claims) ? vs.status.claims : []).map((c) => (typeof c?.service === 'string' ? parseServiceKey(c.service)?.vip : undefined));
   const d: VsDeps = {
     vips: [...new Set([...(Array.isArray(spec.addresses) ? spec.addresses : []).map(canon), ...held].filter((x) => x !== undefined))],
     statics: (Array.isArray(spec.backends?.static) ? spec.backends.static : []).map((s) => canon(s?.address)).filter((x) => x !== undefined),
@@ -143,9 +136,9 @@ export class World {
     return this.keys();
   }
 
-  /** The pools as parsed, with the problems of unusable ones (for VIPPool status). */
-  pools(): { names: string[]; problems: ReadonlyMap<string, ReadonlyArray<{ reason: string; field: string; message: string }>> } {
-    return { names: [...this.#pools.keys()].sort(), problems: this.admission.pools.problems };
+  /** Why a pool grants nothing (for its VIPPool status); undefined when it is usable. */
+  poolProblems(name: string): ReadonlyArray<{ reason: string; field: string; message: string }> | undefined {
+    return this.admission.pools.problems.get(name);
   }
 
   /** A Namespace's labels changed (namespaceSelector): marks its VirtualServers. */

@@ -5,18 +5,16 @@ import { serviceKey } from '../plan.ts';
 import { serviceBackends, servicePortFor, staticBackends, staticFamilyReasons } from './backends.ts';
 import { admitRealServers, admitVips, type VipGrant } from './admit.ts';
 import { nsName, type ResolveIndex } from './lookup.ts';
-import { cmp, sortReasons } from './order.ts';
+import { cmp, sortReasons, timestampMs } from './order.ts';
 import type { Candidate, Claimant, NormalizedSpec, VirtualServerLike, Vip, VsPort } from './types.ts';
 import { validateSpec } from './validate.ts';
 
 export function claimantOf(vs: VirtualServerLike): Claimant {
   const m = vs.metadata ?? {};
   const generation = typeof m.generation === 'number' ? m.generation : 0;
-  const t = m.creationTimestamp;
-  const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : NaN;
   return {
     ref: { namespace: m.namespace ?? '', name: m.name ?? '', generation },
-    created: Number.isFinite(ms) ? ms : Infinity,
+    created: timestampMs(m.creationTimestamp),
     held: heldOf(vs),
   };
 }
@@ -27,8 +25,7 @@ function heldOf(vs: VirtualServerLike): Map<string, number> {
   if (!Array.isArray(claims)) return out;
   for (const c of claims) {
     if (typeof c?.service !== 'string') continue;
-    const t = c.since instanceof Date ? c.since.getTime() : typeof c.since === 'string' ? Date.parse(c.since) : NaN;
-    out.set(c.service, Number.isFinite(t) ? t : Infinity);
+    out.set(c.service, timestampMs(c.since));
   }
   return out;
 }

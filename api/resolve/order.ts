@@ -3,6 +3,12 @@
 import type { ObjectRef, PlanRealServer, Reason } from '../plan.ts';
 import { parseIp } from '../ip.ts';
 
+/** A metav1.Time as ms since the epoch (RFC 3339 text from raw JSON, Date from the typed client); +Infinity when absent or unparsable. */
+export function timestampMs(t: unknown): number {
+  const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : NaN;
+  return Number.isFinite(ms) ? ms : Infinity;
+}
+
 export function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }

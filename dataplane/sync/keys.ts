@@ -2,7 +2,7 @@
 // be matched in maps whatever textual form an address arrived in. The kernel stores addresses as
 // bytes, so "2001:DB8:0::1" and "2001:db8::1" are the same service; we compare canonical forms.
 import { canonicalIp, ipFamily } from '../../api/ip.ts';
-import { serviceKey } from '../../api/plan.ts';
+import { parseServiceKey, serviceKey } from '../../api/plan.ts';
 import type { IpvsDestination, IpvsServiceKey } from '../ipvs/types.ts';
 
 /** The address's family, or undefined when it is not a plain IPv4/IPv6 literal (zone ids rejected). */
@@ -30,20 +30,8 @@ export function ipvsServiceKey(k: IpvsServiceKey): string {
   return serviceKey(k.protocol, canonicalAddress(k.address), k.port);
 }
 
-/**
- * The parts of a plan service key ("TCP/203.0.113.10:80", "UDP/[2001:db8::1]:53"), its address
- * canonical; undefined for anything else (firewall-mark keys included).
- */
-export function parseServiceKey(key: string): { protocol: 'TCP' | 'UDP' | 'SCTP'; vip: string; family: 4 | 6; port: number } | undefined {
-  const m = /^(TCP|UDP|SCTP)\/(?:\[([^\]]+)\]|([^:/\[\]]+)):(\d{1,5})$/.exec(key);
-  if (!m) return undefined;
-  const address = m[2] ?? m[3]!;
-  const family = addressFamily(address);
-  const port = Number(m[4]);
-  // An IPv6 address only in brackets, an IPv4 one only without.
-  if (family === undefined || (family === 6) !== (m[2] !== undefined) || port < 1 || port > 65535) return undefined;
-  return { protocol: m[1] as 'TCP' | 'UDP' | 'SCTP', vip: canonicalAddress(address), family, port };
-}
+/** The parts of a plan service key: one parser, beside serviceKey() in the contract. */
+export { parseServiceKey };
 
 /** The key of parseServiceKey()'s parts. */
 export function serviceKeyOf(k: { protocol: 'TCP' | 'UDP' | 'SCTP'; vip: string; port: number }): string {

@@ -3,7 +3,6 @@
 // a Service-backed VirtualServer follows its EndpointSlices; 10,000 endpoints x 2 ports publish
 // ~20 PlanSlices with a small status, deleted with the VirtualServer; (VIP, protocol, port)
 // conflicts; two replicas with Lease leader election; a restart that converges without writing.
-import { KubeConfig } from '@kubernetes/client-node';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -13,9 +12,9 @@ import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { isNotFound } from '../../kube/errors.ts';
-import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
 import { ENDPOINT_SLICES, LEASES, PLAN_SLICES, VIP_POOLS, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
 import type { OwnerPlan } from '../../api/plan-slice.ts';
+import { apiFor, until } from '../lib/apiserver-client.ts';
 import { gated } from '../lib/prereq.ts';
 import { fetchPlan, ownerSelector, planRealServers } from '../lib/published-plan.ts';
 import { apiserverPrereqs, startControlPlane, type ControlPlane, type KubeconfigFile } from '../../lab/apiserver/harness.ts';
@@ -32,12 +31,6 @@ let operatorKc: KubeconfigFile;
 let admin: KubeApi;
 const running = new Set<Controller>();
 const P = () => { if (!cp) throw new Error('control plane did not start'); return cp; };
-
-async function apiFor(path: string): Promise<KubeApi> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(path);
-  return new RestKubeApi(await restConfigFromKubeConfig(kc));
-}
 
 async function kubectl(args: string[], stdin?: string): Promise<string> {
   const r = await P().kubectl(args, stdin === undefined ? {} : { stdin });
@@ -58,19 +51,6 @@ async function startController(identity: string): Promise<Controller> {
 async function stopController(c: Controller): Promise<void> {
   running.delete(c);
   await c.stop();
-}
-
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) { last = err; }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function getVs(ns: string, name: string): Promise<VirtualServerObject | undefined> {

@@ -8,14 +8,13 @@
 // AddressNotAllowed, static real servers outside the pool are RealServerNotAllowed, and a held
 // (VIP, protocol, port) stays with its holder however old the claimant. A refused VIP is in no
 // PlanSlice. Pools the CEL cannot judge (overlap, reversed range) get Ready=False naming the field.
-import { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
 import type { KubeApi } from '../../kube/api.ts';
-import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
 import { PLAN_SLICES, SERVICES, VIP_POOLS, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
+import { apiFor, until } from '../lib/apiserver-client.ts';
 import { gated } from '../lib/prereq.ts';
 import { fetchPlan, planRealServers } from '../lib/published-plan.ts';
 import type { OwnerPlan } from '../../api/plan-slice.ts';
@@ -33,12 +32,6 @@ let tenant: KubeconfigFile;
 let controller: Controller | undefined;
 const P = () => { if (!cp) throw new Error('control plane did not start'); return cp; };
 
-async function apiFor(path: string): Promise<KubeApi> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(path);
-  return new RestKubeApi(await restConfigFromKubeConfig(kc));
-}
-
 /** kubectl as admin, or as the tenant; must succeed. */
 async function kubectl(args: string[], o: { stdin?: string; as?: KubeconfigFile } = {}): Promise<string> {
   const r = await P().kubectl(args, { ...(o.stdin === undefined ? {} : { stdin: o.stdin }), ...(o.as ? { kubeconfig: o.as } : {}) });
@@ -52,19 +45,6 @@ async function refused(args: string[], o: { stdin?: string; as?: KubeconfigFile 
   const r = await P().kubectl(args, { ...(o.stdin === undefined ? {} : { stdin: o.stdin }), ...(o.as ? { kubeconfig: o.as } : {}) });
   assert.is.not(r.code, 0, `kubectl ${args.join(' ')} succeeded: ${r.stdout}`);
   return r.stderr;
-}
-
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) { last = err; }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 type WithConditions = KubeObject & { status?: { observedGeneration?: number; conditions?: Condition[] } };
