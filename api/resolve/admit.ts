@@ -43,9 +43,9 @@ function refuseVip(spec: NormalizedSpec, vip: Vip, namespace: string, index: Res
   const field = `spec.addresses[${vip.index}]`;
   const ip = parseIp(vip.address);
   if (!ip) return { type: 'AddressNotAllowed', field, message: `${vip.address} is not an address` };
-  const why = a.reserved.why(ip);
-  if (why) return { type: 'AddressReserved', field, message: `${vip.address} is reserved: ${why}; it is not programmed` };
   const pool = poolOf(a.pools, ip);
+  const why = a.reserved.why(ip, pool !== undefined);
+  if (why) return { type: 'AddressReserved', field, message: `${vip.address} is reserved: ${why}; it is not programmed` };
   if (!pool) return { type: 'AddressNotAllowed', field, message: `${vip.address} is in no VIPPool; an admin must grant it to namespace ${namespace}` };
   // A namespace not (yet) in the cache still has the label the API server sets on every one.
   const labels = a.namespaces.get(namespace) ?? { 'kubernetes.io/metadata.name': namespace };

@@ -17,6 +17,11 @@ export interface ReservedEntry {
   range?: AddressRange;
   /** Human text: "InternalIP of node lvs-node-1". */
   why: string;
+  /**
+   * Written by any namespace user (a Service's spec.externalIPs), so it cannot outrank an
+   * admin's VIPPool: inside a pool's addresses it does not reserve (see why()).
+   */
+  yieldsToPools?: boolean;
 }
 
 /** The Service load-balancer class this project serves; other classes' addresses are reserved. */
@@ -29,7 +34,7 @@ export interface ServiceCIDRLike {
 
 export class ReservedAddresses {
   readonly #bySource = new Map<string, ReservedEntry[]>();
-  readonly #byAddress = new Map<string, Map<string, string>>();
+  readonly #byAddress = new Map<string, Map<string, ReservedEntry>>();
   readonly #ranges = new Map<string, Array<{ range: AddressRange; why: string }>>();
 
   /**
@@ -51,7 +56,7 @@ export class ReservedAddresses {
       if (e.address === undefined) continue;
       let m = this.#byAddress.get(e.address);
       if (!m) this.#byAddress.set(e.address, (m = new Map()));
-      m.set(source, e.why);
+      m.set(source, e);
     }
     const rangeText = (xs: readonly ReservedEntry[]) => JSON.stringify(xs.filter((e) => e.range).map((e) => [`${e.range?.start}-${e.range?.end}`, e.why]));
     const ranges = rangeText(before) !== rangeText(entries);
@@ -61,23 +66,28 @@ export class ReservedAddresses {
     return { addresses, ranges };
   }
 
-  /** Why this address may not be a VIP, or undefined. */
-  why(ip: ParsedIp): string | undefined {
+  /**
+   * Why this address may not be a VIP, or undefined. `inPool`: the address lies in a VIPPool, so
+   * entries any namespace user can write (externalIPs) do not count: otherwise a tenant could
+   * list another team's VIP in its own Service's externalIPs and have that VIP withdrawn.
+   */
+  why(ip: ParsedIp, inPool = false): string | undefined {
     if (ip.unspecified) return 'it is the unspecified address';
     if (ip.loopback) return 'it is a loopback address';
     if (ip.linkLocal) return 'it is a link-local address';
     if (ip.multicast || ip.broadcast) return 'it is a multicast or broadcast address';
     if (ip.family === 4 && ip.address.startsWith('127.')) return 'it is a loopback address';
     const m = this.#byAddress.get(ip.address);
-    if (m && m.size > 0) return [...m.values()].sort()[0];
+    const counted = [...(m?.values() ?? [])].filter((e) => !(inPool && e.yieldsToPools)).map((e) => e.why);
+    if (counted.length > 0) return counted.sort()[0];
     for (const list of this.#ranges.values()) for (const r of list) if (rangeContains(r.range, ip)) return r.why;
     return undefined;
   }
 }
 
-function addr(a: unknown, why: string): ReservedEntry[] {
+function addr(a: unknown, why: string, yieldsToPools = false): ReservedEntry[] {
   const ip = parseIp(a);
-  return ip ? [{ address: ip.address, why }] : [];
+  return ip ? [{ address: ip.address, why, ...(yieldsToPools ? { yieldsToPools } : {}) }] : [];
 }
 
 function cidr(c: unknown, why: string): ReservedEntry[] {
@@ -100,7 +110,7 @@ export function reservedOfService(svc: V1Service): ReservedEntry[] {
   const out: ReservedEntry[] = [];
   const clusterIPs = spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [];
   for (const a of clusterIPs) out.push(...addr(a, `it is the cluster IP of Service ${id}`));
-  for (const a of spec.externalIPs ?? []) out.push(...addr(a, `it is an external IP of Service ${id}`));
+  for (const a of spec.externalIPs ?? []) out.push(...addr(a, `it is an external IP of Service ${id}`, true));
   // Addresses another load-balancer implementation assigned; ours are VIPs of our own VirtualServers.
   if (spec.type === 'LoadBalancer' && spec.loadBalancerClass !== LOAD_BALANCER_CLASS) {
     for (const i of svc.status?.loadBalancer?.ingress ?? []) out.push(...addr(i?.ip, `it is the load-balancer address of Service ${id} (class ${spec.loadBalancerClass ?? 'default'})`));

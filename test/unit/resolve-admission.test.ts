@@ -88,6 +88,21 @@ test('reserved whatever the pools say: node addresses, pod CIDRs, cluster IPs, s
   assert.match(msg('apiserver') ?? '', /an address of the Kubernetes API server/);
 });
 
+test('externalIPs, which any namespace user writes, cannot take a pooled VIP from its team; outside pools they still reserve', () => {
+  // The attack: team-b lists team-a's VIP in its own Service's spec.externalIPs to get it withdrawn.
+  const squat: V1Service = { ...service('squat', [{ name: 'http', port: 80 }], { namespace: 'team-b' }), spec: { clusterIP: '10.96.0.50', externalIPs: ['203.0.113.5', '192.0.2.200'], ports: [{ name: 'http', port: 80 }] } };
+  const wide = pool('wide', { addresses: ['203.0.113.0/28'], allocation: { namespaces: ['team-a'] } });
+  const plan = run({ vss: [nat('web', ['203.0.113.5']), nat('other', ['192.0.2.200'])], pools: [wide], services: [squat] });
+  assert.equal(plan.services.map((s) => s.key), ['TCP/203.0.113.5:80']);
+  assert.equal(types(reasonsOf(plan, 'team-a/web')).filter((t) => t === 'AddressReserved'), []);
+  assert.is(reasonsOf(plan, 'team-a/other').find((x) => x.type === 'AddressReserved')?.message,
+    '192.0.2.200 is reserved: it is an external IP of Service team-b/squat; it is not programmed');
+  // A cluster IP inside a pool stays reserved: the API server allocated it, no tenant chose it.
+  const dns: V1Service = { ...service('kube-dns', [{ name: 'dns', port: 53 }], { namespace: 'kube-system' }), spec: { clusterIP: '203.0.113.9', ports: [{ name: 'dns', port: 53 }] } };
+  const both = run({ vss: [nat('dns', ['203.0.113.9'])], pools: [wide], services: [dns] });
+  assert.equal(both.services, []);
+});
+
 test('forwarding methods are the pool\'s to allow', () => {
   const natOnly = pool('nat-only', { addresses: ['203.0.113.0/28'], allocation: { namespaces: ['team-a'] }, forwarding: ['NAT'] });
   const plan = run({ vss: [nat('web', ['203.0.113.5'], 'team-a', { forwarding: 'DR' })], pools: [natOnly] });
