@@ -34,6 +34,25 @@ export interface PreparedRealServer {
   forwarding: Exclude<Forwarding, 'NAT'>;
 }
 
+/** A real server a health check keeps out of rotation on this node (weight 0 or removed). */
+export interface UnhealthyRealServer {
+  uid: string;
+  virtualServer: string;
+  address: string;
+  port: number;
+  message: string;
+  /** RFC 3339, seconds: since when it is down (or, never passed, since it is checked). */
+  since: string;
+}
+
+/** Health checks on this node: how many targets it checks and which real servers are down. */
+export interface ReportHealth {
+  checked: number;
+  /** Sorted by virtualServer, address, port; capped at MAX_REPORT_EXCEPTIONS. */
+  unhealthy: UnhealthyRealServer[];
+  unhealthyCount: number;
+}
+
 export interface AgentReportObject {
   apiVersion: string;
   kind: 'AgentReport';
@@ -49,6 +68,8 @@ export interface AgentReportObject {
   frozenCount: number;
   /** Sorted by address, vip, forwarding. */
   prepared: PreparedRealServer[];
+  /** Absent from agents without health checks (older versions). */
+  health?: ReportHealth;
 }
 
 /** A resourceVersion that compares as a number (a decimal integer). */
@@ -72,6 +93,17 @@ function readException(r: Reader): ReportException {
   return { uid: r.str('uid'), virtualServer: r.str('virtualServer'), message: r.str('message') };
 }
 
+function readHealth(r: Reader): ReportHealth {
+  return {
+    checked: r.has('checked') ? r.int('checked', 0, Number.MAX_SAFE_INTEGER) : 0,
+    unhealthy: r.list('unhealthy').map((u) => ({
+      uid: u.str('uid'), virtualServer: u.str('virtualServer'), address: u.str('address'), port: u.int('port', 1, 65535),
+      message: u.str('message'), since: u.has('since') ? u.str('since') : '',
+    })),
+    unhealthyCount: r.has('unhealthyCount') ? r.int('unhealthyCount', 0, Number.MAX_SAFE_INTEGER) : 0,
+  };
+}
+
 /** Reads a report; fields this version does not know are ignored (a report is advice, not a plan). */
 export function parseAgentReport(obj: unknown): Parsed<AgentReportObject> {
   try {
@@ -88,6 +120,7 @@ export function parseAgentReport(obj: unknown): Parsed<AgentReportObject> {
       frozenCount: r.has('frozenCount') ? r.int('frozenCount', 0, Number.MAX_SAFE_INTEGER) : 0,
       prepared: r.list('prepared').map((p) => ({ address: p.str('address'), vip: p.str('vip'), forwarding: p.oneOf('forwarding', ['DR', 'TUN'] as const) })),
     };
+    if (r.has('health')) value.health = readHealth(r.obj('health'));
     if (value.node !== meta.name) r.fail('node', `must equal metadata.name (${JSON.stringify(meta.name)})`);
     return { ok: true, value };
   } catch (err) {
@@ -101,6 +134,7 @@ export function parseAgentReport(obj: unknown): Parsed<AgentReportObject> {
 export function buildAgentReport(node: string, r: {
   syncedResourceVersion: string; nodeErrors: readonly string[]; failing: readonly ReportException[];
   frozen: readonly ReportException[]; prepared: readonly PreparedRealServer[];
+  health?: { checked: number; unhealthy: readonly UnhealthyRealServer[] };
 }): AgentReportObject {
   const cut = (s: string) => (s.length > MAX_REPORT_MESSAGE ? `${s.slice(0, MAX_REPORT_MESSAGE - 3)}...` : s);
   const exc = (l: readonly ReportException[]) => [...l].sort((a, b) => (a.virtualServer < b.virtualServer ? -1 : a.virtualServer > b.virtualServer ? 1 : 0))
@@ -113,5 +147,13 @@ export function buildAgentReport(node: string, r: {
     failing: exc(r.failing), failingCount: r.failing.length,
     frozen: exc(r.frozen), frozenCount: r.frozen.length,
     prepared,
+    ...(r.health ? { health: healthOf(r.health, cut) } : {}),
   };
+}
+
+function healthOf(h: { checked: number; unhealthy: readonly UnhealthyRealServer[] }, cut: (s: string) => string): ReportHealth {
+  const key = (u: UnhealthyRealServer) => `${u.virtualServer}|${u.address}|${String(u.port).padStart(5, '0')}`;
+  const unhealthy = [...h.unhealthy].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0))
+    .slice(0, MAX_REPORT_EXCEPTIONS).map((u) => ({ ...u, message: cut(u.message) }));
+  return { checked: h.checked, unhealthy, unhealthyCount: h.unhealthy.length };
 }

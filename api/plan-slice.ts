@@ -11,7 +11,7 @@
 // Pure: slicing, revision and the strict reader (an agent meeting a field or value it does not
 // know — a newer controller — gets an error naming it and keeps what it programmed before).
 import { createHash } from 'node:crypto';
-import type { PlanRealServer, PlanService, PlanTunnel } from './plan.ts';
+import type { PlanHealthCheck, PlanRealServer, PlanService, PlanTunnel } from './plan.ts';
 import { reader, type Reader } from './strict.ts';
 
 export const PLAN_SLICE_API_VERSION = 'lvs.dev/v1alpha1';
@@ -109,7 +109,7 @@ const SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed'
 const SCHED_FLAGS = ['sh-fallback', 'sh-port', 'mh-fallback', 'mh-port'] as const;
 
 function readRealServer(r: Reader): PlanRealServer {
-  r.only(['address', 'port', 'weight', 'state', 'node', 'pod']);
+  r.only(['address', 'port', 'weight', 'state', 'node', 'pod', 'check']);
   const out: PlanRealServer = { address: r.str('address'), port: r.int('port', 0, 65535), weight: r.int('weight', 0, 65535), state: r.oneOf('state', ['Ready', 'Draining'] as const) };
   if (r.has('node')) out.node = r.str('node');
   if (r.has('pod')) {
@@ -117,6 +117,27 @@ function readRealServer(r: Reader): PlanRealServer {
     p.only(['namespace', 'name']);
     out.pod = { namespace: p.str('namespace'), name: p.str('name') };
   }
+  if (r.has('check')) {
+    const c = r.obj('check');
+    c.only(['port', 'path']);
+    out.check = {};
+    if (c.has('port')) out.check.port = c.int('port', 1, 65535);
+    if (c.has('path')) out.check.path = c.str('path');
+  }
+  return out;
+}
+
+function readHealthCheck(r: Reader): PlanHealthCheck {
+  r.only(['type', 'path', 'host', 'statuses', 'intervalSeconds', 'timeoutSeconds', 'failureThreshold', 'successThreshold', 'onFailure']);
+  const out: PlanHealthCheck = {
+    type: r.oneOf('type', ['tcp', 'http', 'https'] as const),
+    intervalSeconds: r.int('intervalSeconds', 1, 3600), timeoutSeconds: r.int('timeoutSeconds', 1, 60),
+    failureThreshold: r.int('failureThreshold', 1, 100), successThreshold: r.int('successThreshold', 1, 100),
+    onFailure: r.oneOf('onFailure', ['Quiesce', 'Remove'] as const),
+  };
+  if (r.has('path')) out.path = r.str('path');
+  if (r.has('host')) out.host = r.str('host');
+  if (r.has('statuses')) out.statuses = r.list('statuses').map((x) => x.intSelf(100, 599));
   return out;
 }
 
@@ -129,7 +150,7 @@ function readTunnel(r: Reader): PlanTunnel {
 }
 
 function readService(r: Reader): SliceService {
-  r.only(['key', 'portName', 'vip', 'family', 'protocol', 'port', 'forwarding', 'tunnel', 'natReturnPath', 'scheduler', 'persistence', 'prepareRealServers', 'realServers']);
+  r.only(['key', 'portName', 'vip', 'family', 'protocol', 'port', 'forwarding', 'tunnel', 'natReturnPath', 'scheduler', 'persistence', 'prepareRealServers', 'realServers', 'healthCheck']);
   const sched = r.obj('scheduler');
   sched.only(['name', 'flags']);
   const out: SliceService = {
@@ -140,6 +161,7 @@ function readService(r: Reader): SliceService {
     realServers: r.list('realServers').map(readRealServer),
   };
   if (r.has('tunnel')) out.tunnel = readTunnel(r.obj('tunnel'));
+  if (r.has('healthCheck')) out.healthCheck = readHealthCheck(r.obj('healthCheck'));
   if (r.has('natReturnPath')) out.natReturnPath = r.oneOf('natReturnPath', ['Gateway', 'SNAT'] as const);
   if (r.has('persistence')) {
     const p = r.obj('persistence');

@@ -34,6 +34,27 @@ export interface PlanRealServer {
   node?: string;
   /** The pod behind it, for real-server preparation (DR/TUN). */
   pod?: ObjectRef;
+  /** This real server's health check differs from the service's in port or path. */
+  check?: { port?: number; path?: string };
+}
+
+/**
+ * How each director checks the service's real servers (spec.healthCheck). Checkers report only
+ * up/down; the agent's policy turns a down real server into weight 0 (Quiesce) or no destination
+ * (Remove), and one that has never passed starts at weight 0.
+ */
+export interface PlanHealthCheck {
+  type: 'tcp' | 'http' | 'https';
+  /** http/https: request path and Host header (default the real server's address). */
+  path?: string;
+  host?: string;
+  /** http/https: passing statuses, sorted; absent means 200..399. */
+  statuses?: number[];
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  failureThreshold: number;
+  successThreshold: number;
+  onFailure: 'Quiesce' | 'Remove';
 }
 
 export interface PlanTunnel {
@@ -61,6 +82,7 @@ export interface PlanService {
   scheduler: { name: SchedulerName; flags: SchedulerFlag[] };
   persistence?: { timeoutSeconds: number; netmask: string };
   prepareRealServers: boolean;
+  healthCheck?: PlanHealthCheck;
   /** Sorted by address, then port. */
   realServers: PlanRealServer[];
   /** Sorted node names. */

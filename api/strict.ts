@@ -26,6 +26,7 @@ export interface Reader {
   list(key: string): Reader[];
   /** This value itself, as a string / one of values (for list elements). */
   strSelf(): string;
+  intSelf(min: number, max: number): number;
   oneOfSelf<T extends string | number>(values: readonly T[]): T;
 }
 
@@ -76,6 +77,10 @@ export function reader(value: unknown, path: string): Reader {
     },
     strSelf() {
       if (typeof value !== 'string') throw new FieldError(path || '.', 'must be a string');
+      return value;
+    },
+    intSelf(min, max) {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new FieldError(path || '.', `must be an integer in ${min}..${max}`);
       return value;
     },
     oneOfSelf(values) {

@@ -113,6 +113,7 @@ export function staticBackends(index: ResolveIndex, entries: StaticBackend[], po
       weight: e.weight,
       state: e.weight === 0 ? 'Draining' : 'Ready',
     };
+    if (e.check) rs.check = { ...e.check };
     const node = index.nodeByAddress.get(e.address);
     if (node !== undefined) rs.node = node;
     out.push({ sortKey: e.sortKey, rs });

@@ -76,6 +76,7 @@ export function planService(claimant: Claimant, spec: NormalizedSpec, vip: Vip, 
   };
   if (spec.tunnel) s.tunnel = { ...spec.tunnel, ...(spec.tunnel.flags ? { flags: [...spec.tunnel.flags] } : {}) };
   if (spec.natReturnPath) s.natReturnPath = spec.natReturnPath;
+  if (spec.healthCheck) s.healthCheck = { ...spec.healthCheck, ...(spec.healthCheck.statuses ? { statuses: [...spec.healthCheck.statuses] } : {}) };
   if (spec.persistence) {
     const { timeoutSeconds, netmask4, netmask6 } = spec.persistence;
     s.persistence = { timeoutSeconds, netmask: vip.family === 4 ? netmask4 : netmask6 };

@@ -4,7 +4,7 @@ import type { VirtualServer } from '../generated/index.ts';
 import type { VIPPoolLike } from '../pool.ts';
 import type { ServiceCIDRLike } from './reserved.ts';
 import type {
-  Forwarding, NatReturnPath, ObjectRef, PlanRealServer, PlanService, Protocol, Reason, SchedulerFlag, SchedulerName,
+  Forwarding, NatReturnPath, ObjectRef, PlanHealthCheck, PlanRealServer, PlanService, Protocol, Reason, SchedulerFlag, SchedulerName,
   TunnelType, VirtualServerResolution,
 } from '../plan.ts';
 
@@ -38,8 +38,9 @@ export interface VirtualServerSpecLike {
   persistence?: { timeoutSeconds?: number; netmask?: string; ipv6PrefixLength?: number };
   backends?: {
     service?: { name?: string; ports?: Array<{ name?: string; servicePort?: number | string }> };
-    static?: Array<{ address?: string; port?: number; weight?: number }>;
+    static?: Array<{ address?: string; port?: number; weight?: number; healthCheck?: { port?: number; path?: string } }>;
   };
+  healthCheck?: Record<string, unknown>;
   directors?: { nodeSelector?: Record<string, string> };
   realServers?: { prepare?: boolean };
 }
@@ -85,6 +86,7 @@ export interface StaticBackend {
   sortKey: string;
   port?: number;
   weight: number;
+  check?: { port?: number; path?: string };
 }
 
 /** A VirtualServer spec with defaults applied and every value checked: safe to plan from. */
@@ -102,6 +104,7 @@ export interface NormalizedSpec {
   /** undefined: every node is a director. */
   nodeSelector?: Record<string, string>;
   prepareRealServers: boolean;
+  healthCheck?: PlanHealthCheck;
 }
 
 /** Identity of a VirtualServer plus what arbitration needs: its age and what it holds. */

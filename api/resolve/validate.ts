@@ -8,6 +8,7 @@ import type {
   Forwarding, NatReturnPath, Protocol, Reason, SchedulerFlag, SchedulerName, TunnelType,
 } from '../plan.ts';
 import { isContiguousNetmask, parseIp } from '../ip.ts';
+import { validateCheckOverride, validateHealthCheck, checkOverrides } from './health-check.ts';
 import type { NormalizedSpec, StaticBackend, Vip, VsPort } from './types.ts';
 
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -22,13 +23,13 @@ const CHECKSUMS = ['None', 'Checksum', 'RemoteChecksum'] as const;
 const MAX_PERSISTENCE_SECONDS = 2678400;
 
 type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isInt = (v: unknown, min: number, max: number): v is number =>
+export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isInt = (v: unknown, min: number, max: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 const oneOf = <T extends string>(list: readonly T[], v: unknown): v is T =>
   typeof v === 'string' && (list as readonly string[]).includes(v);
 
-class Problems {
+export class Problems {
   readonly reasons: Reason[] = [];
   add(field: string, message: string): void {
     this.reasons.push({ type: 'InvalidSpec', field, message });
@@ -55,6 +56,8 @@ export function validateSpec(spec: unknown): Validation {
   const persistence = validatePersistence(spec.persistence, p);
   const backends = validateBackends(spec.backends, vips, ports, fwd, p);
   const nodeSelector = validateDirectors(spec.directors, p);
+  const healthCheck = validateHealthCheck(spec.healthCheck, p);
+  if (backends?.kind === 'static') checkOverrides(backends.entries, healthCheck, p);
   const out: NormalizedSpec = {
     vips, ports, forwarding: fwd, scheduler, backends: backends ?? { kind: 'static', entries: [] },
     prepareRealServers: fwd !== 'NAT' && validatePrepare(spec.realServers, p),
@@ -63,6 +66,7 @@ export function validateSpec(spec: unknown): Validation {
   if (fwd === 'NAT') out.natReturnPath = validateNat(spec.nat, p);
   if (persistence) out.persistence = persistence;
   if (nodeSelector) out.nodeSelector = nodeSelector;
+  if (healthCheck) out.healthCheck = healthCheck;
   return p.reasons.length ? { ok: false, reasons: p.reasons } : { ok: true, spec: out };
 }
 
@@ -297,6 +301,8 @@ function validateStatic(v: unknown, vips: Vip[], ports: VsPort[], fwd: Forwardin
     if (!isInt(weight, 0, 65535)) { p.add(`${ef}.weight`, 'weight must be an integer from 0 to 65535'); return; }
     const entry: StaticBackend = { index, address: ip.address, family: ip.family, sortKey: ip.sortKey, weight };
     if (e.port !== undefined) entry.port = e.port as number;
+    const check = validateCheckOverride(e.healthCheck, `${ef}.healthCheck`, p);
+    if (check) entry.check = check;
     entries.push(entry);
   });
   return { kind: 'static', entries };

@@ -6,6 +6,8 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Plan } from '../../api/plan.ts';
 import type { ForwardMethod, IpvsServiceState } from '../ipvs/types.ts';
+import type { HealthRecord } from '../health/record.ts';
+import { useKey } from '../health/targets.ts';
 import { SVC_F } from '../sync/flags.ts';
 import { canonicalAddress, destKey, ipvsServiceKey, parseServiceKey } from '../sync/keys.ts';
 
@@ -66,6 +68,8 @@ export interface ShownDestination {
   weight: number;
   activeConns: number;
   inactiveConns: number;
+  /** Health check as the agent last recorded it: "up", "down: <why>", or absent when not checked. */
+  health?: string;
 }
 
 export interface ShownService {
@@ -81,7 +85,7 @@ export interface ShownService {
   destinations: ShownDestination[];
 }
 
-export function showView(state: readonly IpvsServiceState[], boundVips: readonly string[], rec: OwnerRecord | undefined, all: boolean): ShownService[] {
+export function showView(state: readonly IpvsServiceState[], boundVips: readonly string[], rec: OwnerRecord | undefined, all: boolean, health?: HealthRecord): ShownService[] {
   const bound = new Set(boundVips.map(canonicalAddress));
   const out: ShownService[] = [];
   for (const { service: s, destinations } of state) {
@@ -98,10 +102,14 @@ export function showView(state: readonly IpvsServiceState[], boundVips: readonly
       fwmark: s.fwmark ?? 0,
       scheduler: s.scheduler,
       persistent: s.flags & SVC_F.PERSISTENT ? s.timeout : 0,
-      destinations: destinations.map((d) => ({
-        address: d.address, port: d.port, forward: d.forward, weight: d.weight,
-        activeConns: d.stats?.activeConns ?? 0, inactiveConns: d.stats?.inactiveConns ?? 0,
-      })),
+      destinations: destinations.map((d) => {
+        const h = ours ? health?.realServers[useKey(key, d.address, d.port)] : undefined;
+        return {
+          address: d.address, port: d.port, forward: d.forward, weight: d.weight,
+          activeConns: d.stats?.activeConns ?? 0, inactiveConns: d.stats?.inactiveConns ?? 0,
+          ...(h ? { health: h.up ? 'up' : `down: ${h.message}` } : {}),
+        };
+      }),
     });
   }
   return out;
@@ -111,13 +119,13 @@ const FWD: Record<ForwardMethod, string> = { masq: 'Masq', local: 'Local', tunne
 
 /** A table in the spirit of `ipvsadm -Ln`, grouped by VirtualServer. */
 export function formatShow(view: readonly ShownService[]): string {
-  const lines = ['VIRTUALSERVER                   SERVICE                           SCHED    REAL SERVER                     FWD     WEIGHT  ACTIVE  INACTIVE'];
+  const lines = ['VIRTUALSERVER                   SERVICE                           SCHED    REAL SERVER                     FWD     WEIGHT  ACTIVE  INACTIVE  HEALTH'];
   for (const s of view) {
     const vs = s.virtualServer ?? (s.ours ? '(unrecorded)' : '(foreign)');
     const svc = `${s.protocol} ${destKey(s)}${s.persistent ? ` persistent ${s.persistent}` : ''}`;
     if (s.destinations.length === 0) lines.push(`${vs.padEnd(31)} ${svc.padEnd(33)} ${s.scheduler.padEnd(8)} -`);
     for (const d of s.destinations) {
-      lines.push(`${vs.padEnd(31)} ${svc.padEnd(33)} ${s.scheduler.padEnd(8)} ${destKey(d).padEnd(31)} ${FWD[d.forward].padEnd(7)} ${String(d.weight).padStart(6)}  ${String(d.activeConns).padStart(6)}  ${String(d.inactiveConns).padStart(8)}`);
+      lines.push(`${vs.padEnd(31)} ${svc.padEnd(33)} ${s.scheduler.padEnd(8)} ${destKey(d).padEnd(31)} ${FWD[d.forward].padEnd(7)} ${String(d.weight).padStart(6)}  ${String(d.activeConns).padStart(6)}  ${String(d.inactiveConns).padStart(8)}  ${d.health ?? '-'}`);
     }
   }
   return lines.join('\n');

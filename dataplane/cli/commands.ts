@@ -14,7 +14,10 @@ import { observeDirector, ownedAddresses, teardownDirector } from '../director/s
 import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
 import type { RealServerMode } from '../realserver/plan.ts';
-import { createSyncLoop } from '../sync/loop.ts';
+import { realClock } from '../../kube/clock.ts';
+import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
+import { healthFileOf, healthRecord, readHealthRecord, writeHealthRecord } from '../health/record.ts';
+import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
 import { adoptedKeys, type Refusal } from '../sync/adoption.ts';
 import { createSyncer, type SyncResult } from '../sync/sync.ts';
 import { watchPaths } from './watch.ts';
@@ -73,8 +76,19 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const kernel = await openIpvs(ctx.run, ctx.log);
   // What this host owned before (the last record): retired unless wanted, even without lvs0.
   const before = recordedVips(readOwnerRecord(stateFile));
+  // Health checks (../health/): in one-shot mode one round decides, so one pass suffices.
+  const healthFile = healthFileOf(stateFile);
+  const writeHealth = () => writeHealthRecord(healthFile, healthRecord(health.states(), new Date()));
+  const health: AgentHealth = createAgentHealth({
+    node, clock: realClock, log: ctx.log, onChange: () => { loop?.markDirty(); writeHealth(); },
+    ...(ctx.values.watch ? {} : { successThreshold: 1 }),
+  });
+  // A restarted --watch keeps what it had in rotation until checks say otherwise; a one-shot
+  // apply decides by its one round alone.
+  if (ctx.values.watch) health.seedFrom(await kernel.dump());
+  let loop: SyncLoop | undefined;
   const opts = {
-    kernel, node, log: ctx.log, plan: () => plan.services, retiringVips: before,
+    kernel, node, log: ctx.log, plan: () => health.apply(plan.services), retiringVips: before,
     vips: createLvsDevice({ run: ctx.run, node, plan: () => plan.services, logger: ctx.log }),
     ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
   };
@@ -87,6 +101,10 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   record(before);
   if (!ctx.values.watch) {
     try {
+      health.apply(plan.services);
+      await health.firstRound();
+      health.close();
+      writeHealth();
       const r = await createSyncer(opts).sync();
       refused = r.refused;
       record(r.retiring ?? before);
@@ -97,9 +115,10 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
     }
   }
   let retiring: readonly string[] = before;
-  const loop = createSyncLoop({
+  loop = createSyncLoop({
     ...opts,
     onResult: (r) => {
+      if (r.kind === 'ok') health.endSeed();
       const refusedNow = (r.refused ?? []).map((x) => x.message).join('\n');
       const refusalsChanged = refusedNow !== (refused ?? []).map((x) => x.message).join('\n');
       refused = r.refused;
@@ -126,6 +145,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   // Rules stay programmed on exit: a restart must not drop connections.
   watcher.close();
   clearTimeout(pending);
+  health.close();
   await loop.stop();
   await kernel.close();
   return 0;
@@ -166,7 +186,8 @@ export async function showCommand(ctx: CommandContext): Promise<number> {
   const kernel = await openIpvs(ctx.run, ctx.log);
   try {
     const [state, obs] = await Promise.all([kernel.dump(), observeDirector(ctx.run)]);
-    const view = showView(state, ownedAddresses(obs.device), readOwnerRecord(ctx.values['state-file'] ?? DEFAULT_STATE_FILE), Boolean(ctx.values.all));
+    const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
+    const view = showView(state, ownedAddresses(obs.device), readOwnerRecord(stateFile), Boolean(ctx.values.all), readHealthRecord(healthFileOf(stateFile)));
     console.log(ctx.values.json ? JSON.stringify(view, null, 2) : formatShow(view));
     return 0;
   } finally {

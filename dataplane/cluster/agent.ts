@@ -30,6 +30,9 @@ import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type Removal
 import { adoptedKeys } from '../sync/adoption.ts';
 import { clusterOwnerRecord, recordedOwners, sameOwners } from './owner-record.ts';
 import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
+import { createAgentHealth } from '../health/agent-health.ts';
+import type { Checker } from '../health/check.ts';
+import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
 import { createRealServerPass } from './realserver-pass.ts';
 import { gateServices, localRealServers, preparedByNode, preparedEntries, wantedEntries, type LocalRealServer } from './realservers.ts';
 import { createReportWriter } from './report-writer.ts';
@@ -54,6 +57,8 @@ export interface ClusterAgentOptions {
   stateFile?: string;
   /** Mass-removal confirmation (./guard.ts); defaults DEFAULT_REMOVAL_GUARD. */
   removalGuard?: Partial<RemovalGuardOptions>;
+  /** Health-check probes (default: real TCP/HTTP from this network namespace). */
+  checker?: Checker;
 }
 
 export interface ClusterAgent {
@@ -148,10 +153,20 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const frozen = frozenOwners.map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
     for (const k of g.held) frozen.push({ owner: keyOwners.get(k)!, message: g.message! });
     if (g.held.length > 0) log.warn({ op: 'guard', held: g.held.length, releaseAt: g.releaseAt }, g.message!);
-    const services = gateServices(bookServices(book), gates);
+    const services = health.apply(gateServices(bookServices(book), gates));
     current = { rv: reportRv, services, held: [...bookHeld(book).map(canonicalKey), ...g.held], keyOwners, frozen };
     return current;
   }
+
+  // Health checks of this node's checked services (../health/): a flip syncs and reports.
+  const health = createAgentHealth({
+    node: opts.node, clock, log, ...(opts.checker ? { checker: opts.checker } : {}),
+    onChange: () => { loop.markDirty(); void report(); writeHealth(); },
+  });
+  const writeHealth = () => {
+    if (!opts.stateFile) return;
+    try { writeHealthRecord(healthFileOf(opts.stateFile), healthRecord(health.states(), new Date(clock.wallNow()))); } catch (err) { log.warn({ op: 'health', err: String(err) }, 'writing the health record failed'); }
+  };
 
   const loop: SyncLoop = createSyncLoop({
     kernel: opts.kernel, node: opts.node, log, clock,
@@ -165,7 +180,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     onResult: (r) => {
       // One line per process: how a start went (after a restart, 0 operations is the norm).
       if (!lastSync) log.info({ op: 'firstSync', result: r.kind, ops: r.ops, services: current?.services.length ?? 0 }, 'first sync done');
-      lastSync = r; synced = current; saveRecord(); void report();
+      if (r.kind === 'ok') health.endSeed();
+      lastSync = r; synced = current; saveRecord(); writeHealth(); void report();
     },
   });
 
@@ -259,6 +275,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       syncedResourceVersion: synced.rv, sync: lastSync, keyOwners: synced.keyOwners,
       frozen: [...synced.frozen, ...rs.frozen], prepared: preparedEntries(rs.prepared, rs.local),
       prepErrors: rs.errors, addressOwners: new Map([...rs.local].map(([a, l]) => [a, l.owners])),
+      health: { checked: health.checked(), down: health.down() },
     });
     if (!(await writer.write(body))) at('report', clock.now() + rsRetryMs, () => void report());
   }
@@ -300,6 +317,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       await Promise.race([Promise.all([slices.whenSynced(), reports.whenSynced()]), aborted]);
       if (!signal.aborted) {
         log.info({ op: 'start', planSlices: slices.size, agentReports: reports.size }, 'plans and reports synced; programming');
+        // Checked real servers the kernel has in rotation stay there until checks say otherwise.
+        try { health.seedFrom(await opts.kernel.dump()); } catch (err) { log.warn({ op: 'health', err: String(err) }, 'reading the kernel for health seeds failed: checked real servers start down'); }
         loop.start();
         started = true;
         markRealServers();
@@ -307,6 +326,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       }
       // Leaving rules and real-server preparation in place: a restart must not drop connections.
       stopping = true;
+      health.close();
       for (const t of Object.values(timers)) t?.cancel();
       await loop.stop();
       await rsRunning;

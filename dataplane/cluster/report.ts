@@ -4,7 +4,8 @@
 // real-server preparation failed (failing), owners kept as they were (frozen) — and the real
 // servers prepared here. The controller reads "no exception and synced past the plan" as
 // programmed, so every failure must land in one of these lists.
-import { buildAgentReport, type AgentReportObject, type PreparedRealServer, type ReportException } from '../../api/agent-report.ts';
+import { buildAgentReport, type AgentReportObject, type PreparedRealServer, type ReportException, type UnhealthyRealServer } from '../../api/agent-report.ts';
+import type { RealServerHealth } from '../health/agent-health.ts';
 import type { SyncError, SyncResult } from '../sync/sync.ts';
 import { canonicalKey, type KeyOwner } from './plan-book.ts';
 
@@ -70,6 +71,20 @@ export interface ReportState {
   prepErrors: readonly PrepError[];
   /** Local real-server address → owners it serves. */
   addressOwners: ReadonlyMap<string, readonly KeyOwner[]>;
+  /** Health checks: targets checked here, and the real servers out of rotation by service key. */
+  health?: { checked: number; down: readonly RealServerHealth[] };
+}
+
+/** Down real servers by owner uid, one entry per (uid, address, port), with the owner's name. */
+function unhealthyOf(s: ReportState): UnhealthyRealServer[] {
+  const out = new Map<string, UnhealthyRealServer>();
+  for (const d of s.health?.down ?? []) {
+    const owner = s.keyOwners.get(d.serviceKey) ?? s.keyOwners.get(canonicalKey(d.serviceKey));
+    if (!owner) continue;
+    const k = `${owner.uid}|${d.address}|${d.port}`;
+    if (!out.has(k)) out.set(k, { uid: owner.uid, virtualServer: owner.virtualServer, address: d.address, port: d.port, message: d.message, since: new Date(d.since).toISOString().replace(/\.\d{3}Z$/, 'Z') });
+  }
+  return [...out.values()];
 }
 
 export function reportFor(node: string, s: ReportState): AgentReportObject {
@@ -90,6 +105,7 @@ export function reportFor(node: string, s: ReportState): AgentReportObject {
   return buildAgentReport(node, {
     syncedResourceVersion: s.syncedResourceVersion, nodeErrors: f.nodeErrors,
     failing: failing.list(), frozen: frozen.list(), prepared: s.prepared,
+    ...(s.health ? { health: { checked: s.health.checked, unhealthy: unhealthyOf(s) } } : {}),
   });
 }
 

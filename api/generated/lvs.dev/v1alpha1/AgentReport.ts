@@ -25,4 +25,22 @@ export interface IAgentReport {
     "vip": string;
     "forwarding": "DR" | "TUN";
   }>;
+  /**
+   * Health checks on this node (spec.healthCheck of the VirtualServers it directs).
+   */
+  "health"?: {
+    "checked"?: number;
+    /**
+     * Real servers out of rotation here (down, or not passed yet); at most 100, unhealthyCount counts all.
+     */
+    "unhealthy"?: Array<{
+      "uid": string;
+      "virtualServer": string;
+      "address": string;
+      "port": number;
+      "message": string;
+      "since"?: string;
+    }>;
+    "unhealthyCount"?: number;
+  };
 }

@@ -127,6 +127,13 @@ export interface IVirtualServer {
          * Scheduling weight; 0 quiesces the server (keeps its connections, gets no new ones). Default: 1.
          */
         "weight"?: number;
+        /**
+         * This real server's check differs from spec.healthCheck in port or path.
+         */
+        "healthCheck"?: {
+          "port"?: number;
+          "path"?: string;
+        };
       }>;
     };
     "directors"?: {
@@ -136,6 +143,70 @@ export interface IVirtualServer {
       "nodeSelector"?: {
         [key: string]: string;
       };
+    };
+    /**
+     * Checks every real server from each director (keepalived's TCP_CHECK, HTTP_GET, SSL_GET). A real server that fails failureThreshold checks in a row gets weight 0 (its connections finish) or is removed (onFailure Remove); it returns after successThreshold passes. A real server that has never passed starts at weight 0. Service-backed real servers are checked too: the director's view adds to pod readiness (the path from the director to the pod).
+     */
+    "healthCheck"?: {
+      /**
+       * Passes when a TCP connection to the real server's port is accepted.
+       */
+      "tcp"?: {
+      };
+      /**
+       * Passes when GET path answers with an expected status.
+       */
+      "http"?: {
+        /**
+         * Request path (default /). Default: "/".
+         */
+        "path"?: string;
+        /**
+         * Host header (default the real server's address).
+         */
+        "host"?: string;
+        /**
+         * HTTP status codes that pass; absent means any 200–399 (as Kubernetes probes).
+         */
+        "expectedStatuses"?: Array<number>;
+      };
+      /**
+       * As http, over TLS; the certificate is not verified (as keepalived SSL_GET).
+       */
+      "https"?: {
+        /**
+         * Request path (default /). Default: "/".
+         */
+        "path"?: string;
+        /**
+         * Host header (default the real server's address).
+         */
+        "host"?: string;
+        /**
+         * HTTP status codes that pass; absent means any 200–399 (as Kubernetes probes).
+         */
+        "expectedStatuses"?: Array<number>;
+      };
+      /**
+       * Default: 2.
+       */
+      "intervalSeconds"?: number;
+      /**
+       * Default: 1.
+       */
+      "timeoutSeconds"?: number;
+      /**
+       * Consecutive failures that take a real server out of rotation. Default: 3.
+       */
+      "failureThreshold"?: number;
+      /**
+       * Consecutive passes that bring it (back) into rotation. Default: 1.
+       */
+      "successThreshold"?: number;
+      /**
+       * Quiesce (weight 0, existing connections finish) or Remove (destination deleted once drained). Default: "Quiesce".
+       */
+      "onFailure"?: "Quiesce" | "Remove";
     };
     /**
      * Real-server preparation for DR and TUN.

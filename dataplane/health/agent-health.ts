@@ -1,0 +1,108 @@
+// Health checks as the agent uses them, in both modes: the raw plan in, the plan with health
+// applied out (weights are the policy's: targets.ts withHealth), the monitor kept in step with the
+// plan's targets, seeded from the kernel at start, and what to report (down real servers by
+// service key, for AgentReports and `lvs-agent show`).
+import type { Logger } from 'pino';
+import type { PlanService } from '../../api/plan.ts';
+import type { Clock } from '../../kube/clock.ts';
+import type { IpvsServiceState } from '../ipvs/types.ts';
+import { ipvsServiceKey } from '../sync/keys.ts';
+import type { Checker } from './check.ts';
+import { HealthMonitor } from './monitor.ts';
+import type { Health } from './policy.ts';
+import { probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
+
+export interface AgentHealthOptions {
+  node: string;
+  clock: Clock;
+  log: Logger;
+  /** A real server went up or down: sync (and report). */
+  onChange: () => void;
+  onTransition?: (t: Target, h: Health) => void;
+  checker?: Checker;
+  random?: () => number;
+  maxInFlight?: number;
+  /** Overrides every check's successThreshold (one-shot `apply` runs one round: 1). */
+  successThreshold?: number;
+}
+
+/** One checked real server of one service on this node. */
+export interface RealServerHealth {
+  up: boolean;
+  serviceKey: string;
+  /** namespace/name */
+  virtualServer: string;
+  address: string;
+  /** The destination's port (the check may use another: backends.static[].healthCheck.port). */
+  port: number;
+  message: string;
+  /** Since when (ms since the epoch) it is up or down (or unchecked). */
+  since: number;
+}
+
+export interface AgentHealth {
+  readonly monitor: HealthMonitor;
+  /** The plan with health applied; the monitor follows its targets. */
+  apply(raw: readonly PlanService[]): PlanService[];
+  /** Destinations the kernel holds at weight > 0 now start up (call before the first sync). */
+  seedFrom(state: readonly IpvsServiceState[]): void;
+  endSeed(): void;
+  /** Resolves once every current target has been checked at least once. */
+  firstRound(): Promise<void>;
+  /** Every checked real server of the last applied plan, in plan order. */
+  states(): RealServerHealth[];
+  /** The ones not up (down, or not passed yet). */
+  down(): RealServerHealth[];
+  /** How many targets (distinct probes) this node checks. */
+  checked(): number;
+  close(): void;
+}
+
+export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
+  const monitor = new HealthMonitor({
+    clock: o.clock, log: o.log, onChange: o.onChange,
+    ...(o.onTransition ? { onTransition: o.onTransition } : {}), ...(o.checker ? { checker: o.checker } : {}),
+    ...(o.random ? { random: o.random } : {}), ...(o.maxInFlight ? { maxInFlight: o.maxInFlight } : {}),
+  });
+  let last: readonly PlanService[] = [];
+  let targets = new Map<string, Target>();
+  return {
+    monitor,
+    apply(raw) {
+      if (raw !== last) {
+        targets = targetsOf(raw, o.node);
+        if (o.successThreshold) for (const t of targets.values()) t.thresholds.successThreshold = o.successThreshold;
+        monitor.setTargets(targets);
+        last = raw;
+      }
+      return withHealth(raw, o.node, (id) => monitor.health(id));
+    },
+    seedFrom(state) {
+      const keys: string[] = [];
+      for (const s of state) {
+        if (s.service.fwmark) continue;
+        const key = ipvsServiceKey(s.service);
+        for (const d of s.destinations) if (d.weight > 0) keys.push(useKey(key, d.address, d.port));
+      }
+      monitor.seed(keys);
+    },
+    endSeed: () => monitor.endSeed(),
+    firstRound: () => monitor.firstRound(),
+    states() {
+      const out: RealServerHealth[] = [];
+      for (const s of last) {
+        if (!s.healthCheck || !s.directors.includes(o.node)) continue;
+        for (const rs of s.realServers) {
+          let probe;
+          try { probe = probeOf(s.healthCheck, rs); } catch { continue; }
+          const h = monitor.health(probeId(probe));
+          out.push({ up: h?.up ?? false, serviceKey: s.key, virtualServer: `${s.owner.namespace}/${s.owner.name}`, address: probe.address, port: rs.port, message: h?.message ?? 'not checked yet', since: h?.since ?? o.clock.wallNow() });
+        }
+      }
+      return out;
+    },
+    down() { return this.states().filter((x) => !x.up); },
+    checked: () => targets.size,
+    close: () => monitor.close(),
+  };
+}
