@@ -103,6 +103,17 @@ export interface VirtualServerStatus {
   /** Nodes that have not programmed the published plan (bounded); programmedNodes counts the others. */
   unprogrammedNodes?: NodeProgramming[];
   programmedNodes?: number;
+  /** Health checks as the directors report them (only with spec.healthCheck). */
+  health?: { down: number; unhealthy: UnhealthyEntry[] };
+}
+
+/** One real server out of rotation on one director. */
+export interface UnhealthyEntry {
+  node: string;
+  address: string;
+  port: number;
+  message: string;
+  since?: string;
 }
 
 // Legacy: the real-server list and per-node entries VirtualServer status carried before PlanSlices

@@ -10,7 +10,8 @@ import type { Clock } from '../kube/clock.ts';
 import type { KubeApi } from '../kube/api.ts';
 import { isConflict, isNotFound } from '../kube/errors.ts';
 import type { EventSink } from '../kube/events.ts';
-import { splitKey, VIRTUAL_SERVERS, type VirtualServerObject } from '../kube/types.ts';
+import { healthStatus, healthTransitions } from './health-status.ts';
+import { splitKey, VIRTUAL_SERVERS, type VirtualServerObject, type VirtualServerStatus } from '../kube/types.ts';
 import { judgeProgrammed, type ReportView } from './programmed.ts';
 import { desiredSlices, leftoverOps, publicationOf, sliceOps, type Publication, type SliceOp } from './publish.ts';
 import { performSliceOps } from './publisher.ts';
@@ -57,6 +58,13 @@ async function publish(key: string, vs: VirtualServerObject, deps: ReconcileDeps
   return { ok: true, pub: publicationOf(deps.slices.current(key).filter((s) => s.owner.uid === uid)), resolution };
 }
 
+/** One Event per real server that went out of or back into rotation on a director. */
+async function healthEvents(regarding: VirtualServerObject, prev: VirtualServerStatus['health'], next: VirtualServerStatus['health'], events: EventSink): Promise<void> {
+  const t = healthTransitions(prev, next);
+  for (const e of t.down) await events.record(regarding, { type: 'Warning', reason: 'RealServerDown', action: 'HealthCheck', note: `${e.address}:${e.port} out of rotation on node ${e.node}: ${e.message}` });
+  for (const e of t.up) await events.record(regarding, { type: 'Normal', reason: 'RealServerUp', action: 'HealthCheck', note: `${e.address}:${e.port} back in rotation on node ${e.node}` });
+}
+
 export async function reconcile(key: string, deps: ReconcileDeps, signal?: AbortSignal): Promise<ReconcileResult> {
   const { namespace, name } = splitKey(key);
   const log = deps.logger.child({ vs: key, op: 'reconcile' });
@@ -75,7 +83,7 @@ export async function reconcile(key: string, deps: ReconcileDeps, signal?: Abort
     if (!published.ok) return { kind: 'error', err: published.err };
     const generation = vs.metadata.generation ?? 0;
     const programmed = judgeProgrammed(published.pub, vs.metadata.uid ?? '', generation, deps.reports);
-    const desired = computeStatus(vs, published.resolution, published.pub, programmed, deps.clock.wallNow());
+    const desired = computeStatus(vs, published.resolution, published.pub, programmed, deps.clock.wallNow(), healthStatus(vs, deps.reports));
     if (statusUpToDate(vs.status, desired)) return { kind: 'done' };
     if (!deps.canWrite()) return { kind: 'error', err: new Error('not the leader: status write withheld') };
     try {
@@ -89,6 +97,7 @@ export async function reconcile(key: string, deps: ReconcileDeps, signal?: Abort
           note: `${t.type}=${t.to.status}: ${t.to.message}`,
         });
       }
+      await healthEvents(written?.metadata ? written : vs, vs.status?.health, desired.health, deps.events);
       return { kind: 'done' };
     } catch (err) {
       if (isNotFound(err)) return { kind: 'done' };

@@ -7,6 +7,8 @@ import { compareResourceVersions, type AgentReportObject } from '../api/agent-re
 export interface NodeException {
   failing?: string;
   frozen?: string;
+  /** Real servers its health checks keep out of rotation there. */
+  unhealthy?: Array<{ address: string; port: number; message: string; since: string }>;
 }
 
 /** What changed between two reports of one node, for deciding which VirtualServers to mark. */
@@ -28,6 +30,11 @@ function exceptionsOf(r: AgentReportObject | undefined): Map<string, NodeExcepti
   const out = new Map<string, NodeException & { virtualServer: string }>();
   for (const e of r?.failing ?? []) out.set(e.uid, { ...out.get(e.uid), virtualServer: e.virtualServer, failing: e.message });
   for (const e of r?.frozen ?? []) out.set(e.uid, { ...out.get(e.uid), virtualServer: e.virtualServer, frozen: e.message });
+  for (const u of r?.health?.unhealthy ?? []) {
+    const prev = out.get(u.uid);
+    const entry = { address: u.address, port: u.port, message: u.message, since: u.since };
+    out.set(u.uid, { ...prev, virtualServer: u.virtualServer, unhealthy: [...(prev?.unhealthy ?? []), entry] });
+  }
   return out;
 }
 
@@ -37,7 +44,7 @@ export function reportChange(node: string, prev: AgentReportObject | undefined, 
   const a = exceptionsOf(prev), b = exceptionsOf(next);
   for (const [uid, e] of a) {
     const n = b.get(uid);
-    if (!n || n.failing !== e.failing || n.frozen !== e.frozen) uids.set(uid, e.virtualServer);
+    if (!n || n.failing !== e.failing || n.frozen !== e.frozen || JSON.stringify(n.unhealthy) !== JSON.stringify(e.unhealthy)) uids.set(uid, e.virtualServer);
   }
   for (const [uid, e] of b) if (!a.has(uid)) uids.set(uid, e.virtualServer);
   const out: ReportChange = { node, whole: false, directed: false, uids };
@@ -76,7 +83,10 @@ export class Reports {
     for (const [uid, e] of exceptionsOf(next)) {
       let m = this.#exceptions.get(uid);
       if (!m) this.#exceptions.set(uid, (m = new Map()));
-      m.set(node, { ...(e.failing !== undefined ? { failing: e.failing } : {}), ...(e.frozen !== undefined ? { frozen: e.frozen } : {}) });
+      m.set(node, {
+        ...(e.failing !== undefined ? { failing: e.failing } : {}), ...(e.frozen !== undefined ? { frozen: e.frozen } : {}),
+        ...(e.unhealthy !== undefined ? { unhealthy: e.unhealthy } : {}),
+      });
     }
     return reportChange(node, prev, next);
   }

@@ -18,7 +18,7 @@ const MAX_MESSAGE = 32768;
 /** Status fields the controller owns: a field it no longer sets is removed (null in the patch). */
 const OWNED: Array<keyof VirtualServerStatus> = [
   'observedGeneration', 'conditions', 'services', 'claims', 'readyRealServers', 'realServerCount', 'directors', 'directorCount',
-  'plan', 'unprogrammedNodes', 'programmedNodes',
+  'plan', 'unprogrammedNodes', 'programmedNodes', 'health',
 ];
 /** Fields of earlier versions (real servers, agents' entries), removed when met. */
 const LEGACY = ['realServers', 'nodes'] as const;
@@ -110,7 +110,7 @@ export function withTransitions(desired: Desired[], previous: Condition[] | unde
  * (services won, real-server counts, conditions), what is published (plan, directors: for an
  * InvalidSpec the plan kept from before) and how far the agents programmed it.
  */
-export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolution, pub: Publication | undefined, programmed: ProgrammedSummary, now: number): VirtualServerStatus {
+export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolution, pub: Publication | undefined, programmed: ProgrammedSummary, now: number, health?: VirtualServerStatus['health']): VirtualServerStatus {
   const generation = vs.metadata.generation ?? 0;
   const directors = pub?.directors ?? res.directors;
   const st: VirtualServerStatus = {
@@ -127,6 +127,7 @@ export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolut
     programmedNodes: programmed.programmedNodes,
   };
   if (pub) st.plan = { revision: pub.revision, slices: pub.slices, generation: pub.generation };
+  if (health) st.health = health;
   return st;
 }
 

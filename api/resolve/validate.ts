@@ -57,7 +57,8 @@ export function validateSpec(spec: unknown): Validation {
   const backends = validateBackends(spec.backends, vips, ports, fwd, p);
   const nodeSelector = validateDirectors(spec.directors, p);
   const healthCheck = validateHealthCheck(spec.healthCheck, p);
-  if (backends?.kind === 'static') checkOverrides(backends.entries, healthCheck, p);
+  // An invalid healthCheck is reported once, not again by each override.
+  if (backends?.kind === 'static' && (healthCheck || spec.healthCheck === undefined)) checkOverrides(backends.entries, healthCheck, p);
   const out: NormalizedSpec = {
     vips, ports, forwarding: fwd, scheduler, backends: backends ?? { kind: 'static', entries: [] },
     prepareRealServers: fwd !== 'NAT' && validatePrepare(spec.realServers, p),

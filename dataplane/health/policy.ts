@@ -17,6 +17,8 @@ export interface Health {
   message: string;
   /** At least one check has completed. */
   checked: boolean;
+  /** The first failure of the current run of failures (cleared by a pass). */
+  failure?: string;
 }
 
 export function initialHealth(now: number, up = false): Health {
@@ -33,6 +35,9 @@ export function observe(h: Health, ok: boolean, message: string, t: Thresholds, 
   const changed = up !== h.up;
   // While down, the failure that started the run of failures keeps naming it (a report is not
   // rewritten for every failed check).
-  const msg = up ? 'ok' : ok ? `passed ${passes} of ${t.successThreshold} checks needed` : h.failures > 0 && h.checked ? h.message : message;
-  return { health: { up, passes, failures, since: changed ? now : h.since, message: msg, checked: true }, changed };
+  const failure = ok ? undefined : h.failure ?? message;
+  const msg = up ? 'ok' : ok ? `passed ${passes} of ${t.successThreshold} checks needed` : failure!;
+  const health: Health = { up, passes, failures, since: changed ? now : h.since, message: msg, checked: true };
+  if (failure !== undefined) health.failure = failure;
+  return { health, changed };
 }

@@ -290,6 +290,19 @@ export interface IVirtualServer {
       "message": string;
     }>;
     /**
+     * Health checks (spec.healthCheck) as each director sees them, from the AgentReports: down counts real servers out of rotation per director (down, or not passed yet); unhealthy lists the first 16 by node, address and port.
+     */
+    "health"?: {
+      "down"?: number;
+      "unhealthy"?: Array<{
+        "node": string;
+        "address": string;
+        "port": number;
+        "message": string;
+        "since"?: string;
+      }>;
+    };
+    /**
      * Nodes that have programmed the published plan.
      */
     "programmedNodes"?: number;
