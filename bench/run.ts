@@ -7,6 +7,8 @@
 //   npm run bench -- agent             only the agent benchmark
 //   npm run bench -- convergence       only the convergence benchmark (apiserver + controller here,
 //                                      agent in the VM; one cluster and one VM boot per size)
+//   npm run bench -- health            health checks: one agent probing 10,000 real servers every 2 s
+//                                      (TCP, then HTTP) on loopback, its CPU and spread (host, no VM)
 //   npm run bench -- report            only regenerate RESULTS.md from the stored records
 // Environment: BENCH_AGENT_SIZES (default 100x10*3,1000x10*2,10000x10: NxM*repetitions),
 // BENCH_AGENT_PROFILE (default 100x10; "none" to skip), BENCH_AGENT_R_FULL_MAX, BENCH_AGENT_NOOP_MAX,
@@ -15,19 +17,21 @@
 // results/agent-<label>.json beside results/agent.json, pooled with it in the report; an agent run
 // without a label replaces agent.json and removes the labelled records), BENCH_CONVERGENCE_SIZES
 // (default 100,5000), BENCH_CONVERGENCE_CHANGES (default 200 per size), BENCH_CONVERGENCE_BUDGET_MIN,
-// BENCH_CONVERGENCE_TIMEOUT_MIN (see bench/convergence/host.ts).
+// BENCH_CONVERGENCE_TIMEOUT_MIN (see bench/convergence/host.ts), BENCH_HEALTH_SIZES (default
+// 10000), BENCH_HEALTH_WINDOW_S (default 30).
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAgentBench, type AgentRecord } from './agent/host.ts';
 import { runConvergenceBench, type ConvergenceRecord } from './convergence/host.ts';
 import { runControllerBench, type ControllerRecord } from './controller/run.ts';
-import { agentSection, controllerSection, convergenceSection, replaceSection } from './lib/report.ts';
+import { runHealthBench, type HealthRecord } from './health/run.ts';
+import { agentSection, controllerSection, convergenceSection, healthSection, replaceSection } from './lib/report.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = join(HERE, 'results');
 const RESULTS_MD = join(HERE, 'RESULTS.md');
-const BENCHES = ['controller', 'agent', 'convergence', 'report'] as const;
+const BENCHES = ['controller', 'agent', 'convergence', 'health', 'report'] as const;
 type Bench = (typeof BENCHES)[number];
 
 function command(bench: string): string {
@@ -58,6 +62,8 @@ function report(): void {
   if (agents.length) md = replaceSection(md, 'agent', agentSection(agents));
   const conv = stored<ConvergenceRecord>('convergence');
   if (conv) md = replaceSection(md, 'convergence', convergenceSection(conv));
+  const health = stored<HealthRecord>('health');
+  if (health) md = replaceSection(md, 'health', healthSection(health));
   writeFileSync(RESULTS_MD, md);
   console.log(`# wrote ${resolve(RESULTS_MD)}`);
 }
@@ -92,6 +98,10 @@ async function main(): Promise<void> {
       save(label ? `agent-${label}` : 'agent', record);
     } else if (b === 'convergence') {
       save('convergence', await runConvergenceBench({ command: command('convergence') }));
+    } else if (b === 'health') {
+      const sizes = process.env.BENCH_HEALTH_SIZES?.split(',').map(Number);
+      const window = process.env.BENCH_HEALTH_WINDOW_S ? Number(process.env.BENCH_HEALTH_WINDOW_S) : undefined;
+      save('health', await runHealthBench({ command: command('health'), ...(sizes ? { sizes } : {}), ...(window ? { windowSeconds: window } : {}) }));
     }
     report();
   }

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import pino from 'pino';
 import type { BackoffPolicy } from '../kube/backoff.ts';
 import { realClock, type Clock } from '../kube/clock.ts';
-import { startHttp } from './http.ts';
+import { startHttp } from '../kube/http.ts';
 import type { KubeApi } from '../kube/api.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { Informer } from '../kube/informer.ts';

@@ -1,6 +1,7 @@
 // Turns the recorded runs (bench/results/*.json) into the generated sections of bench/RESULTS.md.
 // Only text between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name -->` is
 // replaced; everything else in RESULTS.md (analysis, the convergence TODO) is prose kept as is.
+import type { HealthRecord } from '../health/run.ts';
 import type { AgentRecord } from '../agent/host.ts';
 import type { ConvergenceRecord } from '../convergence/host.ts';
 import { percentile } from '../convergence/layout.ts';
@@ -184,5 +185,19 @@ export function convergenceSection(r: ConvergenceRecord): string {
     const p = (xs: number[], q: number) => ms(percentile(xs, q));
     out.push(`| ${run.n} | ${loadText(run.loadBefore)} → ${loadText(run.loadAfter)} | ${Number.isFinite(prog) ? `${(prog / 1000).toFixed(1)} s` : '–'} | ${seen.length} / ${ch.length}${run.complete ? '' : ' (incomplete)'} | ${p(seen, 50)} ms | ${p(seen, 90)} ms | ${p(seen, 99)} ms | ${ms(seen.at(-1) ?? NaN)} ms | ${status.length ? `${p(status, 50)} / ${p(status, 99)} ms` : '–'} | ${p(applied, 50)} / ${p(applied, 99)} ms | ${p(writes, 50)} ms |`);
   }
+  return out.join('\n');
+}
+
+/** The health-check section: one row per (size, probe type). */
+export function healthSection(r: HealthRecord): string {
+  const out = [
+    `Command: \`${r.command}\` · ${machineLine(r.machine)} · load before ${loadText(r.loadBefore)}, after ${loadText(r.loadAfter)}`,
+    '',
+    'One process (the agent\'s dataplane/health with the real checkers) probing every real server every interval, ±10% jitter, at most 256 probes in flight; the real servers are listeners on loopback in another process. CPU = the probing process\'s user+system time over the window divided by wall time (1.0 = one core). Spread = probes per 100 ms bucket, fullest against mean.',
+    '',
+    '| probe | real servers | interval | window | probes/s | failed | CPU (cores) | spread max/mean per 100 ms | event-loop delay p99 | RSS |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const c of r.cases) out.push(`| ${c.type} | ${c.realServers.toLocaleString('en-US')} | ${c.intervalSeconds} s | ${c.windowSeconds} s | ${c.probesPerSecond} | ${c.failures} | ${c.cpuCores} | ${c.burstMax} / ${c.burstMean} | ${c.eventLoopDelayP99Ms} ms | ${c.rssMiB} MiB |`);
   return out.join('\n');
 }

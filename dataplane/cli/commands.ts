@@ -10,6 +10,7 @@ import { openIpvs } from '../agent/kernel.ts';
 import { acquireAgentLock } from '../agent/lock.ts';
 import { createLvsDevice } from '../agent/lvs-device.ts';
 import { DEFAULT_STATE_FILE, formatShow, ownerRecord, readOwnerRecord, recordedVips, showView, writeOwnerRecord } from '../agent/show.ts';
+import { startAgentHttp } from '../agent/metrics.ts';
 import { observeDirector, ownedAddresses, teardownDirector } from '../director/setup.ts';
 import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
@@ -28,7 +29,7 @@ export class UsageError extends Error {}
 export interface CommandContext {
   values: {
     file?: string[]; watch?: boolean; 'allow-empty'?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
-    forwarding?: string; vip?: string[]; netns?: string; pid?: string; 'state-file'?: string;
+    forwarding?: string; vip?: string[]; netns?: string; pid?: string; 'state-file'?: string; 'metrics-address'?: string;
   };
   log: Logger;
   run: Runner;
@@ -140,12 +141,14 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   let pending: NodeJS.Timeout | undefined;
   // Follows files replaced by rename (editors, sed -i): see ./watch.ts.
   const watcher = watchPaths(files, () => { clearTimeout(pending); pending = setTimeout(reload, 200); });
+  const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], health) : undefined;
   loop.start();
   await new Promise<void>((resolve) => { process.once('SIGTERM', resolve); process.once('SIGINT', resolve); });
   // Rules stay programmed on exit: a restart must not drop connections.
   watcher.close();
   clearTimeout(pending);
   health.close();
+  await http?.close();
   await loop.stop();
   await kernel.close();
   return 0;
@@ -175,8 +178,10 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const ac = new AbortController();
   process.once('SIGTERM', () => ac.abort());
   process.once('SIGINT', () => ac.abort());
-  ctx.log.info({ node, op: 'start' }, 'lvs-agent running in cluster mode');
+  const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], agent.health) : undefined;
+  ctx.log.info({ node, op: 'start', metrics: http?.port }, 'lvs-agent running in cluster mode');
   await agent.run(ac.signal);
+  await http?.close();
   await kernel.close();
   return 0;
 }

@@ -28,7 +28,12 @@ const USAGE = `usage:
   lvs-agent cleanup [--netns NAME | --pid PID]
       with a target: undo real-server preparation there; without: remove this host's director
       state that lvs-agent owns (IPVS services on lvs0 VIPs, lvs0, its nft tables) and nothing else
-common options: --state-file PATH (default /run/lvs-agent/standalone.json), --log-level LEVEL`;
+common options: --state-file PATH (default /run/lvs-agent/standalone.json), --log-level LEVEL
+run and apply --watch: --metrics-address HOST:PORT serves /healthz and /metrics (health checks per
+      real server, probes run and failed)
+health checks (spec.healthCheck): each director probes its real servers; one failing
+      failureThreshold checks gets weight 0 (or is removed), back after successThreshold passes;
+      \`show\` prints each real server's last state (HEALTH), one-shot \`apply\` runs one round`;
 
 const OPTIONS = {
   file: { type: 'string', short: 'f', multiple: true },
@@ -42,6 +47,7 @@ const OPTIONS = {
   netns: { type: 'string' },
   pid: { type: 'string' },
   'state-file': { type: 'string' },
+  'metrics-address': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;

@@ -30,7 +30,7 @@ import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type Removal
 import { adoptedKeys } from '../sync/adoption.ts';
 import { clusterOwnerRecord, recordedOwners, sameOwners } from './owner-record.ts';
 import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
-import { createAgentHealth } from '../health/agent-health.ts';
+import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
 import { createRealServerPass } from './realserver-pass.ts';
@@ -65,6 +65,8 @@ export interface ClusterAgent {
   run(signal: AbortSignal): Promise<void>;
   /** The plan the sync loop programs now, gated (this node's share is picked by the syncer). */
   plan(): PlanService[];
+  /** Health checks of this node's checked services (for /metrics). */
+  readonly health: AgentHealth;
 }
 
 /** What one sync reads: decided together, reported together once that sync finished. */
@@ -310,6 +312,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   return {
     plan: () => current?.services ?? [],
+    health,
     async run(signal) {
       const informers = [slices.run(signal), reports.run(signal)];
       const aborted = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));

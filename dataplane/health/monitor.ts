@@ -1,6 +1,7 @@
 // Runs the checks: every target on its own timer, first check soon after it appears (at a random
-// point of the first quarter second, or of its interval if shorter), then every interval ±10% at
-// random, so 10,000 targets do not fire in bursts; at most maxInFlight probes at once (the rest
+// point of the first quarter second, or of its interval if shorter), the second anywhere in
+// [0.5, 1.5) intervals later (spreading the phases of targets that appeared together), then every
+// interval ±10% at random, so 10,000 targets do not fire in bursts; at most maxInFlight probes at once (the rest
 // wait their turn, oldest first). Results go through the policy (policy.ts); a flip calls
 // onChange so the agent syncs, and onTransition for logs, Events and metrics.
 //
@@ -32,6 +33,8 @@ interface Entry {
   queued: boolean;
   running: boolean;
   removed: boolean;
+  /** The phase-spreading second check was scheduled. */
+  spread?: boolean;
 }
 
 export class HealthMonitor {
@@ -135,7 +138,11 @@ export class HealthMonitor {
     const { health, changed } = observe(e.health, ok, message, e.target.thresholds, this.#o.clock.wallNow());
     e.health = health;
     const random = this.#o.random ?? Math.random;
-    this.#arm(e, e.target.intervalMs * (0.9 + 0.2 * random()));
+    // The first checks of a new plan come together (soon after it appears); the next one lands at
+    // a uniformly random point of a whole interval around the due time, so phases spread at once.
+    const spread = e.health.passes + e.health.failures === 1 && !e.spread ? 0.5 + random() : 0.9 + 0.2 * random();
+    e.spread = true;
+    this.#arm(e, e.target.intervalMs * spread);
     if (!changed) return;
     const p = e.target.probe;
     this.#o.log.info({ op: 'health', target: e.target.id, up: health.up, message: health.message }, `real server ${p.address}:${p.port} ${health.up ? 'up' : 'down'}: ${health.message}`);

@@ -167,6 +167,11 @@ test('agent: host network and PID, exactly NET_ADMIN SYS_ADMIN SYS_PTRACE SYS_MO
     }
     const env = c.env as Obj[];
     assert.is(env.find((e) => e.name === 'LVS_PROC_SYS')?.value, '/host/proc/sys');
+    // /healthz and /metrics on the node's address (hostNetwork): probes and the PodMonitor use the port.
+    assert.is(env.find((e) => e.name === 'HOST_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
+    assert.equal(c.args, ['--metrics-address=$(HOST_IP):9810']);
+    assert.equal(c.ports, [{ name: 'http-metrics', containerPort: 9810, protocol: 'TCP' }]);
+    assert.equal([c.livenessProbe.httpGet, c.startupProbe.httpGet], [{ path: '/healthz', port: 'http-metrics' }, { path: '/healthz', port: 'http-metrics' }]);
     assert.is(env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
   };
   check(one(defaults, 'DaemonSet'), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_MODULE'], true);
@@ -205,11 +210,14 @@ test('non-default values reach the manifests', async () => {
   assert.is(container(ds).image, `registry.example/lvs/agent@${digest}`);
   assert.equal(ds.spec.template.spec.nodeSelector, { 'kubernetes.io/os': 'linux', 'lvs.dev/director': 'true' });
   assert.is(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, '20%');
-  assert.equal(container(ds).args, ['--resync-seconds=60']);
+  assert.equal(container(ds).args, ['--metrics-address=$(HOST_IP):9810', '--resync-seconds=60']);
   const sm = one(docs, 'ServiceMonitor');
   assert.is(sm.metadata.labels.release, 'prom');
   assert.equal(sm.spec.endpoints, [{ port: 'http-metrics', path: '/metrics', interval: '15s', scrapeTimeout: '10s' }]);
   assert.equal(sm.spec.selector.matchLabels, one(docs, 'Service', '-metrics').spec.selector);
+  const pm = one(docs, 'PodMonitor');
+  assert.equal(pm.spec.podMetricsEndpoints, [{ port: 'http-metrics', path: '/metrics', interval: '15s', scrapeTimeout: '10s' }]);
+  assert.equal(pm.spec.selector.matchLabels, ds.spec.selector.matchLabels);
   assert.is(one(docs, 'ClusterRole', 'lb-agent').metadata.name, 'lb-agent');
 });
 

@@ -94,7 +94,7 @@ function scripted(results: Map<string, boolean>, calls: Probe[], hold?: { releas
     return Promise.resolve(r);
   };
 }
-monitor('first check within 250 ms, then every interval ±10%; a flip calls onChange once; removal stops checks', async () => {
+monitor('first check within 250 ms, the second within [0.5, 1.5) intervals, then every interval ±10%; a flip calls onChange once; removal stops checks', async () => {
   const clock = new ManualClock();
   const results = new Map([['10.0.0.1:8080', true], ['10.0.0.2:8080', false]]);
   const calls: Probe[] = [];
@@ -107,10 +107,11 @@ monitor('first check within 250 ms, then every interval ±10%; a flip calls onCh
   assert.is(m.health('tcp 10.0.0.1:8080')?.up, true);
   assert.is(m.health('tcp 10.0.0.2:8080')?.up, false);
   assert.is(changes, 1);
-  assert.ok(clock.pending().every((x) => x > 2150 && x <= 2200), 'interval plus at most 10%');
+  assert.ok(clock.pending().every((x) => x > 2950 && x <= 3000), 'the second check anywhere in [0.5, 1.5) intervals: phases spread');
   results.set('10.0.0.1:8080', false);
-  await clock.advance(2200);
+  await clock.advance(3000);
   assert.is(m.health('tcp 10.0.0.1:8080')?.up, true, 'one failure of two');
+  assert.ok(clock.pending().every((x) => x > 2150 && x <= 2200), 'then every interval plus at most 10%');
   await clock.advance(2200);
   assert.is(m.health('tcp 10.0.0.1:8080')?.up, false);
   assert.is(changes, 2);
@@ -188,3 +189,27 @@ checkers('http: a server that accepts and never answers fails on the timeout', a
   s.close();
 });
 checkers.run();
+
+const metrics = suite('health: the agent\'s /metrics');
+metrics('per real server up/down, targets, probes by result; /healthz answers', async () => {
+  const { createAgentHealth } = await import('../../dataplane/health/agent-health.ts');
+  const { startAgentHttp, parseListenAddress } = await import('../../dataplane/agent/metrics.ts');
+  const clock = new ManualClock();
+  const health = createAgentHealth({ node: 'n1', clock, log, onChange: () => {}, checker: async (p) => (p.address === '10.0.0.1' ? { ok: true, message: 'ok' } : { ok: false, message: 'refused' }) });
+  health.apply([svc('192.0.2.10', { healthCheck: hc({ successThreshold: 1 }) })]);
+  await clock.advance(300);
+  const http = await startAgentHttp('127.0.0.1:0', health);
+  try {
+    const body = await (await fetch(`http://127.0.0.1:${http.port}/metrics`)).text();
+    assert.match(body, 'lvs_agent_real_server_up{virtual_server="shop/web",service="TCP/192.0.2.10:80",real_server="10.0.0.1:8080"} 1');
+    assert.match(body, 'lvs_agent_real_server_up{virtual_server="shop/web",service="TCP/192.0.2.10:80",real_server="10.0.0.2:8080"} 0');
+    assert.match(body, 'lvs_agent_health_check_targets 2');
+    assert.match(body, 'lvs_agent_health_checks_total{result="pass"} 1');
+    assert.match(body, 'lvs_agent_health_checks_total{result="fail"} 1');
+    assert.is((await fetch(`http://127.0.0.1:${http.port}/healthz`)).status, 200);
+  } finally { await http.close(); health.close(); }
+  assert.equal(parseListenAddress(':9810'), { host: '0.0.0.0', port: 9810 });
+  assert.equal(parseListenAddress('[::1]:9810'), { host: '::1', port: 9810 });
+  assert.is(parseListenAddress('9810'), undefined);
+});
+metrics.run();
