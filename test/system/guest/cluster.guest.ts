@@ -21,6 +21,7 @@ import { SERVICES, VIRTUAL_SERVERS, Workload } from '../../../lab/guest/objects.
 import { KUBE_PROXY_BINARY_ENV, startKubeProxy, type KubeProxyProc } from '../../../lab/guest/kube-proxy.ts';
 import { connect } from 'node:net';
 import { BIG, BIG_PORTS, bigAddress, createBigService } from './lib/big.ts';
+import { healthCheckedService } from './lib/health.ts';
 import { stopAllTraffic } from './lib/traffic.ts';
 import { dests, ipvs, service, settledStats, sleep, statsOf, timed, until } from './lib/wait.ts';
 import {
@@ -424,6 +425,8 @@ scenario('a PlanSlice edited by hand (a field this agent does not know) is resto
   assert.is(Object.values(got).reduce((a, b) => a + b, 0), 6);
   assert.equal(now(), table, 'the kernel rules changed');
 });
+
+scenario('health check (cluster mode): a web pod whose process died while its endpoint stays Ready goes out of rotation on the director, no connection fails, status, report and Events say so; restarted, it is back', () => healthCheckedService(w, tally));
 
 scenario('a failing director step is Programmed=False naming node and step; the kernel keeps serving; repaired, True again', async () => {
   // nft made to fail (a bind mount of /bin/false over it): every full sync re-checks the director's
