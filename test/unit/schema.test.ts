@@ -143,8 +143,8 @@ const examples = suite('examples');
 const exampleFiles = yamlFiles(join(repoRoot, 'examples'));
 const DOC_RANGES = [/^192\.0\.2\.\d+$/, /^198\.51\.100\.\d+$/, /^203\.0\.113\.\d+$/, /^2001:db8:/];
 
-examples('the four documented examples exist', () => {
-  assert.equal(exampleFiles.map((f) => relative(join(repoRoot, 'examples'), f)), ['dr.yaml', 'nat-seeds.yaml', 'service.yaml', 'tun.yaml']);
+examples('the five documented examples exist', () => {
+  assert.equal(exampleFiles.map((f) => relative(join(repoRoot, 'examples'), f)), ['dr.yaml', 'health-check.yaml', 'nat-seeds.yaml', 'service.yaml', 'tun.yaml']);
 });
 
 for (const file of exampleFiles) {
