@@ -37,6 +37,22 @@ test('never passed: weight 0 until the first pass; a dead one goes to 0 after fa
   } finally { await h.close(); }
 });
 
+test('all real servers down with onFailure Remove: every destination goes, the service stays, and all are reported', async () => {
+  const h = harness('n1');
+  const alive = new Set(['10.0.0.1', '10.0.0.2']);
+  publish(h.api, ownerPlan('db', [service({ healthCheck: { ...HC, onFailure: 'Remove' }, realServers: [{ address: '10.0.0.1', port: 5432, weight: 4, state: 'Ready' }, { address: '10.0.0.2', port: 5432, weight: 1, state: 'Ready' }] })]));
+  await h.start({ checker: scripted(alive, []), drainTimeoutMs: 1_000 });
+  try {
+    await h.clock.advance(1_500);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.0.0.1:5432 w=4`, `TCP/${VIP}:80 -> 10.0.0.2:5432 w=1`]);
+    alive.clear();
+    await h.clock.advance(12_000);
+    assert.equal(h.view(), [`TCP/${VIP}:80`], 'the virtual service is kept without destinations');
+    assert.equal(h.report()!.health?.unhealthy.map((u) => u.address), ['10.0.0.1', '10.0.0.2']);
+    assert.equal(h.report()!.failing, [], 'out of rotation is health, not a programming failure');
+  } finally { await h.close(); }
+});
+
 test('a restart keeps checked real servers in rotation until their checks say otherwise (seeded from the kernel)', async () => {
   const h = harness('n1');
   const alive = new Set(['10.0.0.1', '10.0.0.2']);
