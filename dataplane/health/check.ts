@@ -33,7 +33,12 @@ function failure(err: unknown): CheckResult {
   return { ok: false, message: (code && text[code]) ?? (err instanceof Error ? err.message : String(err)) };
 }
 
-/** TCP_CHECK: the handshake completes. The connection is closed at once. */
+/**
+ * TCP_CHECK: the handshake completes. The connection is closed at once, unread: a server that
+ * sent a greeting gets a reset (as HAProxy's checks do), which leaves no TIME_WAIT behind on the
+ * director at thousands of checks a second. A server must survive a peer's reset (the system
+ * tier's own test workload did not, until it handled ECONNRESET).
+ */
 export function tcpCheck(p: Probe): Promise<CheckResult> {
   return new Promise((resolve) => {
     const sock = connect({ host: p.address, port: p.port });

@@ -225,6 +225,8 @@ scenario('scale up: a third pod becomes ready; its endpoint reaches the kernel a
   assert.equal(await tally(VIP.nat, 30), { 'web-1': 10, 'web-2': 10, 'web-3': 10 });
 });
 
+scenario('health check (cluster mode): a web pod whose process died while its endpoint stays Ready goes out of rotation on the director, no connection fails, status, report and Events say so; restarted, it is back', () => healthCheckedService(w, tally));
+
 scenario('scale down: a terminating, then removed pod drains: its open connection completes, new ones avoid it', async () => {
   const held = await w.client.open('held', VIP.nat, PORT);
   const pod = held.id;
@@ -425,8 +427,6 @@ scenario('a PlanSlice edited by hand (a field this agent does not know) is resto
   assert.is(Object.values(got).reduce((a, b) => a + b, 0), 6);
   assert.equal(now(), table, 'the kernel rules changed');
 });
-
-scenario('health check (cluster mode): a web pod whose process died while its endpoint stays Ready goes out of rotation on the director, no connection fails, status, report and Events say so; restarted, it is back', () => healthCheckedService(w, tally));
 
 scenario('a failing director step is Programmed=False naming node and step; the kernel keeps serving; repaired, True again', async () => {
   // nft made to fail (a bind mount of /bin/false over it): every full sync re-checks the director's

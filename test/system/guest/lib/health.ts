@@ -1,5 +1,5 @@
-// The system tier's health-check scenario (cluster mode): a Service-backed VirtualServer with a
-// TCP health check over the web pods. One pod's process is killed while its endpoint stays Ready
+// The system tier's health-check scenario (cluster mode, run after the scale-up scenario: three web
+// pods ready): a Service-backed VirtualServer with a TCP health check over the web pods. One pod's process is killed while its endpoint stays Ready
 // in the EndpointSlice (what pod readiness cannot see: the path from the director): the director
 // takes it out of rotation (weight 0), no client connection fails, and the VirtualServer's status,
 // the node's AgentReport and an Event say so; restarted, it is back in rotation.
@@ -29,10 +29,10 @@ export async function healthCheckedService(w: World, tally: (vip: string, n: num
   await w.kube.create(VIRTUAL_SERVERS, NS, vs);
   try {
     await waitProgrammed(w, NAME, 180_000);
-    // The web pods now in the NAT service (the scale scenarios changed which): each passes its first check.
-    const live = await until('both checked pods in rotation', () => {
+    // The three web pods (after the scale-up scenario) each pass their first check.
+    const live = await until('all three checked pods in rotation', () => {
       const d = dests(ipvs(), VIP_CHECKED, PORT);
-      return d.length >= 2 && d.every((x) => x.endsWith(' Masq 1')) ? d : undefined;
+      return d.length === 3 && d.every((x) => x.endsWith(' Masq 1')) ? d : undefined;
     }, { timeoutMs: 60_000, show: () => dests(ipvs(), VIP_CHECKED, PORT) });
     const [victimDest] = live;
     const victimIp = victimDest!.split(':')[0]!;
@@ -64,5 +64,7 @@ export async function healthCheckedService(w: World, tally: (vip: string, n: num
     assert.ok((again[victim] ?? 0) > 0, `${victim} takes connections again: ${JSON.stringify(again)}`);
   } finally {
     await w.kube.request('DELETE', resourcePath(VIRTUAL_SERVERS, NS, NAME)).catch(() => {});
+    // Gone from the kernel before the next scenario starts: its work must not overlap this one's.
+    await until(`${VIP_CHECKED} gone from the kernel`, () => !ipvs().some((s) => s.address === VIP_CHECKED) || undefined, { timeoutMs: 120_000, show: () => dests(ipvs(), VIP_CHECKED, PORT) });
   }
 }

@@ -15,7 +15,9 @@ await Promise.all(cfg.tcp.map((port) => new Promise<void>((ok, fail) => {
   const server = createServer((sock) => {
     sock.on('error', () => {});
     sock.write(JSON.stringify({ id: cfg.id, peer: `${sock.remoteAddress}:${sock.remotePort}`, local: `${sock.localAddress}:${sock.localPort}` }) + '\n');
-    createInterface(sock).on('line', (line) => { if (!sock.destroyed) sock.write(JSON.stringify({ id: cfg.id, echo: line }) + '\n'); });
+    // A health check connects and resets (RST: it does not read the greeting): readline re-emits
+    // the socket's ECONNRESET, which would end this process without a listener.
+    createInterface(sock).on('line', (line) => { if (!sock.destroyed) sock.write(JSON.stringify({ id: cfg.id, echo: line }) + '\n'); }).on('error', () => {});
     sock.on('end', () => sock.end());
   });
   server.once('error', fail);
