@@ -78,10 +78,18 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   // What this host owned before (the last record): retired unless wanted, even without lvs0.
   const before = recordedVips(readOwnerRecord(stateFile));
   // Health checks (../health/): in one-shot mode one round decides, so one pass suffices.
+  // The health record (what `lvs-agent show` prints) follows every change a check makes, up/down
+  // or only its reason (at most every 250 ms), and every sync (a reload changes what is checked).
   const healthFile = healthFileOf(stateFile);
-  const writeHealth = () => writeHealthRecord(healthFile, healthRecord(health.states(), new Date()));
+  let healthWrite: NodeJS.Timeout | undefined;
+  const writeHealth = () => {
+    clearTimeout(healthWrite);
+    healthWrite = undefined;
+    try { writeHealthRecord(healthFile, healthRecord(health.states(), new Date())); } catch (err) { ctx.log.warn({ op: 'health', err: String(err) }, 'writing the health record failed'); }
+  };
   const health: AgentHealth = createAgentHealth({
     node, clock: realClock, log: ctx.log, onChange: () => { loop?.markDirty(); writeHealth(); },
+    onUpdate: () => { healthWrite ??= setTimeout(writeHealth, 250).unref(); },
     ...(ctx.values.watch ? {} : { successThreshold: 1 }),
   });
   // A restarted --watch keeps what it had in rotation until checks say otherwise; a one-shot
@@ -120,6 +128,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
     ...opts,
     onResult: (r) => {
       if (r.kind === 'ok') health.endSeed();
+      writeHealth();
       const refusedNow = (r.refused ?? []).map((x) => x.message).join('\n');
       const refusalsChanged = refusedNow !== (refused ?? []).map((x) => x.message).join('\n');
       refused = r.refused;
@@ -148,6 +157,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   watcher.close();
   clearTimeout(pending);
   health.close();
+  clearTimeout(healthWrite);
   await http?.close();
   await loop.stop();
   await kernel.close();

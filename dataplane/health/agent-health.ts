@@ -19,6 +19,8 @@ export interface AgentHealthOptions {
   /** A real server went up or down: sync (and report). */
   onChange: () => void;
   onTransition?: (t: Target, h: Health) => void;
+  /** A check result changed a real server's up/down or its reason (the health record may refresh). */
+  onUpdate?: () => void;
   checker?: Checker;
   random?: () => number;
   maxInFlight?: number;
@@ -61,7 +63,8 @@ export interface AgentHealth {
 export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
   const monitor = new HealthMonitor({
     clock: o.clock, log: o.log, onChange: o.onChange,
-    ...(o.onTransition ? { onTransition: o.onTransition } : {}), ...(o.checker ? { checker: o.checker } : {}),
+    ...(o.onTransition ? { onTransition: o.onTransition } : {}), ...(o.onUpdate ? { onUpdate: o.onUpdate } : {}),
+    ...(o.checker ? { checker: o.checker } : {}),
     ...(o.random ? { random: o.random } : {}), ...(o.maxInFlight ? { maxInFlight: o.maxInFlight } : {}),
   });
   let last: readonly PlanService[] = [];

@@ -20,6 +20,8 @@ export interface MonitorOptions {
   /** A real server came up or went down: the plan's weights changed. */
   onChange: () => void;
   onTransition?: (t: Target, h: Health) => void;
+  /** A result changed what a target's health says (up, or the message): records may refresh. */
+  onUpdate?: () => void;
   checker?: Checker;
   random?: () => number;
   /** Most probes running at once. Default 256. */
@@ -136,6 +138,7 @@ export class HealthMonitor {
 
   #record(e: Entry, ok: boolean, message: string): void {
     const { health, changed } = observe(e.health, ok, message, e.target.thresholds, this.#o.clock.wallNow());
+    const updated = changed || health.message !== e.health.message;
     e.health = health;
     const random = this.#o.random ?? Math.random;
     // The first checks of a new plan come together (soon after it appears); the next one lands at
@@ -143,6 +146,7 @@ export class HealthMonitor {
     const spread = e.health.passes + e.health.failures === 1 && !e.spread ? 0.5 + random() : 0.9 + 0.2 * random();
     e.spread = true;
     this.#arm(e, e.target.intervalMs * spread);
+    if (updated) this.#o.onUpdate?.();
     if (!changed) return;
     const p = e.target.probe;
     this.#o.log.info({ op: 'health', target: e.target.id, up: health.up, message: health.message }, `real server ${p.address}:${p.port} ${health.up ? 'up' : 'down'}: ${health.message}`);

@@ -1,0 +1,42 @@
+// Health checks' monitor (dataplane/health/), on a manual clock: what the real-kernel test
+// (test/kernel/health.test.ts) found — when the monitor tells its owner that the health record is
+// worth rewriting (`lvs-agent show` printed a restarted agent's predecessor's record, and nothing
+// at all for a real server down from the start), and how late a dead real server is found.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ManualClock } from '../../kube/clock.ts';
+import type { CheckResult, Probe } from '../../dataplane/health/check.ts';
+import { HealthMonitor } from '../../dataplane/health/monitor.ts';
+import type { Target } from '../../dataplane/health/targets.ts';
+import { captureLog } from '../lib/sync-fixtures.ts';
+
+const test = suite('health: monitor updates and detection time');
+
+function target(o: Partial<Target> & { probe: Probe }): Target {
+  return { id: `${o.probe.type} ${o.probe.address}:${o.probe.port}`, intervalMs: 1000, thresholds: { failureThreshold: 3, successThreshold: 2 }, uses: [`TCP/203.0.113.80:80|${o.probe.address}:${o.probe.port}`], ...o };
+}
+
+test('onUpdate when a result changes up/down or the reason, not for a repeated identical result', async () => {
+  const clock = new ManualClock();
+  const results: CheckResult[] = [
+    { ok: false, message: 'connection refused' }, { ok: false, message: 'connection refused' },
+    { ok: true, message: 'ok' }, { ok: true, message: 'ok' }, { ok: true, message: 'ok' },
+  ];
+  const t = target({ probe: { type: 'tcp', address: '172.16.0.3', port: 80, timeoutMs: 1000 } });
+  const updates: string[] = [];
+  let flips = 0;
+  const m: HealthMonitor = new HealthMonitor({
+    clock, log: captureLog().log, random: () => 0.5,
+    checker: async () => results.shift() ?? { ok: true, message: 'ok' },
+    onChange: () => { flips++; },
+    onUpdate: () => { const h = m.health(t.id)!; updates.push(`${h.up ? 'up' : 'down'}: ${h.message}`); },
+  });
+  m.setTargets(new Map([[t.id, t]]));
+  await clock.advance(6000);
+  m.close();
+  // "not checked yet" -> refused (the second refusal changes nothing) -> 1 of 2 passes -> up (then nothing).
+  assert.equal(updates, ['down: connection refused', 'down: passed 1 of 2 checks needed', 'up: ok']);
+  assert.is(flips, 1);
+});
+
+test.run();
