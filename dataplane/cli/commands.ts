@@ -126,6 +126,10 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   let retiring: readonly string[] = before;
   loop = createSyncLoop({
     ...opts,
+    // A health check's flip must reach the kernel well within the 1 s the check budget leaves
+    // (out of rotation within failureThreshold × interval + 1 s); the default 1 s between sync
+    // starts used it all up when two flips came close together. File changes are debounced below.
+    minIntervalMs: 250,
     onResult: (r) => {
       if (r.kind === 'ok') health.endSeed();
       writeHealth();
