@@ -1,7 +1,9 @@
 // Runs the checks: every target on its own timer, first check soon after it appears (at a random
 // point of the first quarter second, or of its interval if shorter), the second anywhere in
-// [0.5, 1.5) intervals later (spreading the phases of targets that appeared together), then every
-// interval ±10% at random, so 10,000 targets do not fire in bursts; at most maxInFlight probes at once (the rest
+// [0.5, 1.5) intervals later (spreading the phases of targets that appeared together), then start
+// to start every 80-100% of the interval at random, so 10,000 targets do not fire in bursts and a
+// real server that stops answering is down within failureThreshold × interval (plus one timeout
+// when its checks time out) whatever the jitter; at most maxInFlight probes at once (the rest
 // wait their turn, oldest first). Results go through the policy (policy.ts); a flip calls
 // onChange so the agent syncs, and onTransition for logs, Events and metrics.
 //
@@ -121,6 +123,7 @@ export class HealthMonitor {
   async #probe(e: Entry): Promise<void> {
     this.#inFlight++;
     e.running = true;
+    const started = this.#o.clock.now();
     const checker = this.#o.checker ?? realChecker;
     let r;
     try {
@@ -132,20 +135,22 @@ export class HealthMonitor {
     e.running = false;
     this.counts.checks++;
     if (!r.ok) this.counts.failures++;
-    if (!e.removed && !this.#closed) this.#record(e, r.ok, r.message);
+    if (!e.removed && !this.#closed) this.#record(e, r.ok, r.message, started);
     this.#next();
   }
 
-  #record(e: Entry, ok: boolean, message: string): void {
+  #record(e: Entry, ok: boolean, message: string, started: number): void {
     const { health, changed } = observe(e.health, ok, message, e.target.thresholds, this.#o.clock.wallNow());
     const updated = changed || health.message !== e.health.message;
     e.health = health;
     const random = this.#o.random ?? Math.random;
     // The first checks of a new plan come together (soon after it appears); the next one lands at
     // a uniformly random point of a whole interval around the due time, so phases spread at once.
-    const spread = e.health.passes + e.health.failures === 1 && !e.spread ? 0.5 + random() : 0.9 + 0.2 * random();
+    // Later ones never later than one interval after the last one started: the jitter must not
+    // stretch failureThreshold checks past failureThreshold × interval (nor a timeout add to each).
+    const spread = e.health.passes + e.health.failures === 1 && !e.spread ? 0.5 + random() : 0.8 + 0.2 * random();
     e.spread = true;
-    this.#arm(e, e.target.intervalMs * spread);
+    this.#arm(e, started + e.target.intervalMs * spread - this.#o.clock.now());
     if (updated) this.#o.onUpdate?.();
     if (!changed) return;
     const p = e.target.probe;

@@ -39,4 +39,35 @@ test('onUpdate when a result changes up/down or the reason, not for a repeated i
   assert.is(flips, 1);
 });
 
+/** How long after it dies (at `dieAt` ms) a real server that failed at once, or after a 1 s timeout, goes down. */
+async function downAfterDeath(o: { dieAt: number; hang: boolean; random: number }): Promise<number> {
+  const clock = new ManualClock();
+  const t0 = clock.now();
+  const t = target({ probe: { type: 'tcp', address: '172.16.0.3', port: 80, timeoutMs: 1000 }, thresholds: { failureThreshold: 3, successThreshold: 1 } });
+  let downAt = -1;
+  const m: HealthMonitor = new HealthMonitor({
+    clock, log: captureLog().log, random: () => o.random,
+    checker: async () => {
+      if (clock.now() - t0 < o.dieAt) return { ok: true, message: 'ok' };
+      if (o.hang) await clock.sleep(1000);
+      return { ok: false, message: o.hang ? 'timed out after 1000 ms' : 'connection refused' };
+    },
+    onChange: () => { if (!m.health(t.id)!.up) downAt = clock.now() - t0; },
+  });
+  m.setTargets(new Map([[t.id, t]]));
+  await clock.advance(10_000);
+  m.close();
+  return downAt - o.dieAt;
+}
+
+test('jitter never stretches detection past failureThreshold × interval (+ one timeout when checks hang)', async () => {
+  // With the jitter at its longest, the checks run at ~250 ms, ~1749 ms (the phase-spreading
+  // second check), then every ~1000 ms; the server dies just after the second.
+  const refused = await downAfterDeath({ dieAt: 1749, hang: false, random: 0.999 });
+  assert.ok(refused <= 3000, `refused: down ${refused} ms after it died`);
+  // Intervals run start to start: the 1 s timeouts do not add to the three intervals.
+  const hung = await downAfterDeath({ dieAt: 1749, hang: true, random: 0.999 });
+  assert.ok(hung <= 3000 + 1000, `hung: down ${hung} ms after it died`);
+});
+
 test.run();
