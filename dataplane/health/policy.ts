@@ -33,10 +33,11 @@ export function observe(h: Health, ok: boolean, message: string, t: Thresholds, 
   if (!up && ok && passes >= t.successThreshold) up = true;
   if (up && !ok && failures >= t.failureThreshold) up = false;
   const changed = up !== h.up;
-  // While down, the failure that started the run of failures keeps naming it (a report is not
-  // rewritten for every failed check).
+  // While down, the latest failure names it: the first of the run can be a passing hiccup (a
+  // timeout while the agent starts) that is no longer why the server is out; `failure` keeps the
+  // first. A steady reason is the same string check after check, so reports change only when it does.
   const failure = ok ? undefined : h.failure ?? message;
-  const msg = up ? 'ok' : ok ? `passed ${passes} of ${t.successThreshold} checks needed` : failure!;
+  const msg = up ? 'ok' : ok ? `passed ${passes} of ${t.successThreshold} checks needed` : message;
   const health: Health = { up, passes, failures, since: changed ? now : h.since, message: msg, checked: true };
   if (failure !== undefined) health.failure = failure;
   return { health, changed };

@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { ManualClock } from '../../kube/clock.ts';
 import type { CheckResult, Probe } from '../../dataplane/health/check.ts';
 import { HealthMonitor } from '../../dataplane/health/monitor.ts';
+import { initialHealth, observe } from '../../dataplane/health/policy.ts';
 import type { Target } from '../../dataplane/health/targets.ts';
 import { captureLog } from '../lib/sync-fixtures.ts';
 
@@ -68,6 +69,15 @@ test('jitter never stretches detection past failureThreshold × interval (+ one 
   // Intervals run start to start: the 1 s timeouts do not add to the three intervals.
   const hung = await downAfterDeath({ dieAt: 1749, hang: true, random: 0.999 });
   assert.ok(hung <= 3000 + 1000, `hung: down ${hung} ms after it died`);
+});
+
+test('policy: a never-passed server whose first check timed out (agent starting) and then answers 500 is down for "status 500"', () => {
+  const t = { failureThreshold: 3, successThreshold: 1 };
+  let h = initialHealth(0);
+  h = observe(h, false, 'timed out after 1000 ms', t, 1).health;
+  assert.is(h.message, 'timed out after 1000 ms');
+  for (let i = 2; i < 5; i++) h = observe(h, false, 'status 500', t, i).health;
+  assert.equal([h.up, h.message], [false, 'status 500']);
 });
 
 test.run();

@@ -42,8 +42,9 @@ policy('never passed starts down; up after successThreshold passes in a row; dow
   assert.is(h.up, true, 'a pass resets the count');
   const down = observe(h, false, 'status 500', t, 8);
   assert.ok(down.changed && !down.health.up);
-  assert.is(down.health.message, 'connection refused', 'the failure that started the run names it');
-  assert.is(observe(down.health, false, 'timed out', t, 9).health.message, 'connection refused');
+  assert.is(down.health.message, 'status 500', 'the latest failure names it');
+  assert.is(down.health.failure, 'connection refused', 'the first failure of the run is kept');
+  assert.is(observe(down.health, false, 'timed out', t, 9).health.message, 'timed out');
 });
 policy('a seeded target starts up and stays up until failureThreshold failures', () => {
   let h = initialHealth(0, true);
