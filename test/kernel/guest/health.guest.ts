@@ -1,7 +1,8 @@
 // Guest suite of test/kernel/health.test.ts: health checks of static real servers on Debian's
 // kernel, a standalone director (`lvs-agent apply --watch` in the director namespace, NAT), real
 // servers in their own namespaces and real client traffic; `ipvsadm -Ln`, read in a loop by a
-// sampler (./health/sampler.ts), is the witness of every weight and of when it changed.
+// sampler (./health/sampler.ts) together with /proc/net/ip_vs (read every ~50 ms, to time
+// changes), is the witness of every weight and of when it changed.
 // Services: test/kernel/fixtures/health/health.yaml (every check at a 1 s interval).
 //   rs1 172.16.0.2, rs2 .3  identity servers on 80 and 81 (lab/guest/echo-server.ts); rs2 is not
 //                           running when the agent starts
@@ -52,8 +53,11 @@ uvuSuite.after(async () => {
   await Promise.all(http.map((s) => s.stop()));
   await stopServers();
   topo?.destroy();
-  const gaps = (sampler?.samples ?? []).slice(1).map((x, i) => x.at - sampler!.samples[i]!.at).sort((a, b) => a - b);
-  if (gaps.length) measured.push(`ipvsadm sampler: ${gaps.length + 1} reads, period median ${gaps[gaps.length >> 1]} ms, 90th percentile ${gaps[Math.floor(gaps.length * 0.9)]} ms`);
+  for (const source of ['proc', 'ipvsadm'] as const) {
+    const reads = (sampler?.samples ?? []).filter((x) => x.source === source);
+    const gaps = reads.slice(1).map((x, i) => x.at - reads[i]!.at).sort((a, b) => a - b);
+    if (gaps.length) measured.push(`sampler, ${source === 'proc' ? '/proc/net/ip_vs' : 'ipvsadm -Ln'}: ${reads.length} reads, period median ${gaps[gaps.length >> 1]} ms, 90th percentile ${gaps[Math.floor(gaps.length * 0.9)]} ms`);
+  }
   if (measured.length) console.log(`\n# health measurements:\n${measured.map((m) => `#   ${m}`).join('\n')}`);
 });
 
@@ -63,8 +67,7 @@ const weight = (s: Sample, svc: string, rs: string) => destOf(s, svc, rs)?.weigh
 
 /** The table of our four services, "svc: rs weight, ..." (what the sampler or ipvsadm saw). */
 function ours(services: Sample['services'] = listIpvs('director')): Record<string, string[]> {
-  const s: Sample = { before: 0, at: 0, services };
-  const w = (svc: string) => weightsOf(s, svc).sort();
+  const w = (svc: string) => weightsOf({ services }, svc).sort();
   return { [Q]: w(Q), [R]: w(R), [H]: w(H), [E]: w(E) };
 }
 
@@ -96,7 +99,12 @@ function breakdown(t0: number, seen: Sample, target: string, up: boolean, opMsg:
   const op = logs.find((l) => (l.time ?? 0) >= (flip?.time ?? t0) && (l.msg ?? '').includes(opMsg));
   const prev = sampler!.samples[sampler!.samples.indexOf(seen) - 1];
   const ms = (t?: number) => (t === undefined ? '?' : `${t - t0} ms`);
-  return `check flip at ${ms(flip?.time)}, kernel op logged at ${ms(op?.time)}, ipvsadm read before it at ${ms(prev?.at)}, first read showing it at ${ms(seen.at)}`;
+  return `check flip at ${ms(flip?.time)}, kernel op logged at ${ms(op?.time)}, the read before (${prev?.source}) at ${ms(prev?.at)}, the first read showing it (${seen.source}) at ${ms(seen.at)}`;
+}
+
+/** The first `ipvsadm -Ln` read from `from` on that agrees with `pred`: the independent tool's confirmation. */
+async function confirmedByIpvsadm(from: Sample, pred: (s: Sample) => boolean, what: string): Promise<Sample> {
+  return sampler!.waitFor((s) => s.source === 'ipvsadm' && pred(s), { after: from.before, timeoutMs: 10_000, what: `ipvsadm read confirming ${what}` });
 }
 
 const tcpClients = (host: string, port: number, count: number): Promise<ClientResult> =>
@@ -162,6 +170,7 @@ test('never passed: rs2, not running at apply, stays at weight 0 (tcp-quiesce) a
     assert.ok(!weight(s, Q, q(RS2)), `rs2 in tcp-quiesce at ${s.at}: ${weightsOf(s, Q).join(', ')}`);
     assert.is(destOf(s, R, r(RS2)), undefined, `rs2 in tcp-remove at ${s.at}: ${weightsOf(s, R).join(', ')}`);
   }
+  assert.ok(span.filter((x) => x.source === 'ipvsadm').length >= 10, 'ipvsadm read the table throughout');
   const last = span.at(-1)!;
   assert.is(weight(last, Q, q(RS2)), 0, `tcp-quiesce holds rs2 at weight 0: ${weightsOf(last, Q).join(', ')}`);
   rs2 = await startServerPatiently('rs2', { id: 'rs2', tcp: [80, 81] });
@@ -189,6 +198,9 @@ test(`TCP check: rs2 killed -> weight 0 within failureThreshold × interval + 1 
   const drainR = await sampler!.waitFor((s) => weight(s, R, r(RS2)) === 0, { after: killed, what: `${r(RS2)} draining` });
   measure('rs2 killed -> weight 0 in tcp-quiesce', outQ.at - killed);
   measure('rs2 killed -> weight 0 (draining) in tcp-remove', drainR.at - killed);
+  const [byQ, byR] = [await confirmedByIpvsadm(outQ, (s) => weight(s, Q, q(RS2)) === 0, 'rs2 at 0 in tcp-quiesce'), await confirmedByIpvsadm(drainR, (s) => weight(s, R, r(RS2)) === 0, 'rs2 draining in tcp-remove')];
+  measure('rs2 killed -> ipvsadm shows weight 0 in tcp-quiesce', byQ.at - killed);
+  measure('rs2 killed -> ipvsadm shows weight 0 in tcp-remove', byR.at - killed);
   console.log(`# tcp-quiesce after the kill: ${breakdown(killed, outQ, `tcp ${q(RS2)}`, false, `${q(RS2)} of TCP/${Q}`)}`);
   console.log(`# tcp-remove after the kill: ${breakdown(killed, drainR, `tcp ${r(RS2)}`, false, `${r(RS2)} of TCP/${R}`)}`);
   assert.ok(outQ.at - killed <= OUT_WITHIN_MS, `tcp-quiesce: ${outQ.at - killed} ms > ${OUT_WITHIN_MS} ms`);
@@ -204,7 +216,9 @@ test(`TCP check: rs2 killed -> weight 0 within failureThreshold × interval + 1 
   assert.is(cr.errors, 0, cr.firstError);
   assert.equal(cr.byId, { rs1: 20 });
   // Remove: the destination is deleted once the drain ends (--drain-timeout 5: its TIME_WAIT entries would last 2 min).
-  const gone = await sampler!.waitFor((s) => s.services.some((x) => x.address === R) && destOf(s, R, r(RS2)) === undefined, { after: drainR.at, what: `${r(RS2)} deleted` });
+  const isGone = (s: Sample) => s.services.some((x) => x.address === R) && destOf(s, R, r(RS2)) === undefined;
+  const gone = await sampler!.waitFor(isGone, { after: drainR.at, what: `${r(RS2)} deleted` });
+  await confirmedByIpvsadm(gone, isGone, 'rs2 deleted from tcp-remove');
   measure('tcp-remove: rs2 draining -> deleted (drain timeout 5 s)', gone.at - drainR.at);
   assert.ok(gone.at - drainR.at >= 4000, `deleted ${gone.at - drainR.at} ms after the drain began, before the drain timeout`);
   assert.equal(weightsOf(gone, R), [`${r(RS1)} 1`]);
@@ -217,6 +231,7 @@ test('TCP check: rs2 back -> its weight is restored after successThreshold passe
   const inQ = await sampler!.waitFor((s) => weight(s, Q, q(RS2)) === 2, { after: listening, what: `${q(RS2)} back at weight 2` });
   const inR = await sampler!.waitFor((s) => weight(s, R, r(RS2)) === 1, { after: listening, what: `${r(RS2)} back in tcp-remove` });
   measure(`rs2 back (listening) -> weight 2 restored in tcp-quiesce (successThreshold ${SUCCESS_THRESHOLD})`, inQ.at - listening);
+  measure('rs2 back (listening) -> ipvsadm shows weight 2 in tcp-quiesce', (await confirmedByIpvsadm(inQ, (s) => weight(s, Q, q(RS2)) === 2, 'rs2 back at 2')).at - listening);
   measure('rs2 back (listening) -> re-added to tcp-remove', inR.at - listening);
   console.log(`# tcp-quiesce after rs2 came back: ${breakdown(listening, inQ, `tcp ${q(RS2)}`, true, `${q(RS2)} of TCP/${Q}`)}`);
   assert.ok(inQ.at - listening <= BACK_WITHIN_MS, `${inQ.at - listening} ms > ${BACK_WITHIN_MS} ms`);
@@ -303,12 +318,13 @@ async function restartWhileSampling(from: number): Promise<void> {
   await sleep(OUT_WITHIN_MS);
   const to = Date.now();
   const span = sampler!.between(from, to);
-  assert.ok(span.length >= 10, `only ${span.length} samples over ${to - from} ms`);
+  const byIpvsadm = span.filter((s) => s.source === 'ipvsadm').length;
+  assert.ok(byIpvsadm >= 10, `only ${byIpvsadm} ipvsadm reads over ${to - from} ms`);
   let maxGap = 0;
   for (let i = 1; i < span.length; i++) maxGap = Math.max(maxGap, span[i]!.before - span[i - 1]!.at);
   assert.ok(maxGap < 2000, `the sampler paused ${maxGap} ms`);
   for (const s of span) assert.equal(ours(s.services), ALL_UP, `at ${s.at} (${s.at - from} ms into the restart)`);
-  measure(`restart: ipvsadm read ${span.length} times from the SIGTERM to ${to - from} ms (the new agent's first sync at ${recorded - from} ms), all weights unchanged; largest gap between reads`, maxGap);
+  measure(`restart: the table read ${span.length} times (${byIpvsadm} by ipvsadm) from the SIGTERM to ${to - from} ms (the new agent's first sync at ${recorded - from} ms), all weights unchanged; largest gap between reads`, maxGap);
 }
 
 test('one-shot apply with rs2 dead: rs2 programmed at weight 0, rs1 at its weight; Remove leaves it out', async () => {
