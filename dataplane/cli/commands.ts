@@ -15,9 +15,8 @@ import { observeDirector, ownedAddresses, teardownDirector } from '../director/s
 import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
 import type { RealServerMode } from '../realserver/plan.ts';
-import { realClock } from '../../kube/clock.ts';
-import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
-import { healthFileOf, healthRecord, readHealthRecord, writeHealthRecord } from '../health/record.ts';
+import { healthFileOf, readHealthRecord } from '../health/record.ts';
+import { standaloneHealth } from '../health/standalone.ts';
 import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
 import { adoptedKeys, type Refusal } from '../sync/adoption.ts';
 import { createSyncer, type SyncResult } from '../sync/sync.ts';
@@ -77,25 +76,12 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const kernel = await openIpvs(ctx.run, ctx.log);
   // What this host owned before (the last record): retired unless wanted, even without lvs0.
   const before = recordedVips(readOwnerRecord(stateFile));
-  // Health checks (../health/): in one-shot mode one round decides, so one pass suffices.
-  // The health record (what `lvs-agent show` prints) follows every change a check makes, up/down
-  // or only its reason (at most every 250 ms), and every sync (a reload changes what is checked).
-  const healthFile = healthFileOf(stateFile);
-  let healthWrite: NodeJS.Timeout | undefined;
-  const writeHealth = () => {
-    clearTimeout(healthWrite);
-    healthWrite = undefined;
-    try { writeHealthRecord(healthFile, healthRecord(health.states(), new Date())); } catch (err) { ctx.log.warn({ op: 'health', err: String(err) }, 'writing the health record failed'); }
-  };
-  const health: AgentHealth = createAgentHealth({
-    node, clock: realClock, log: ctx.log, onChange: () => { loop?.markDirty(); writeHealth(); },
-    onUpdate: () => { healthWrite ??= setTimeout(writeHealth, 250).unref(); },
-    ...(ctx.values.watch ? {} : { successThreshold: 1 }),
-  });
+  let loop: SyncLoop | undefined;
+  const checks = standaloneHealth({ node, log: ctx.log, stateFile, watch: Boolean(ctx.values.watch), onFlip: () => loop?.markDirty() });
+  const health = checks.health;
   // A restarted --watch keeps what it had in rotation until checks say otherwise; a one-shot
   // apply decides by its one round alone.
   if (ctx.values.watch) health.seedFrom(await kernel.dump());
-  let loop: SyncLoop | undefined;
   const opts = {
     kernel, node, log: ctx.log, plan: () => health.apply(plan.services), retiringVips: before,
     vips: createLvsDevice({ run: ctx.run, node, plan: () => plan.services, logger: ctx.log }),
@@ -112,8 +98,8 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
     try {
       health.apply(plan.services);
       await health.firstRound();
-      health.close();
-      writeHealth();
+      checks.close();
+      checks.write();
       const r = await createSyncer(opts).sync();
       refused = r.refused;
       record(r.retiring ?? before);
@@ -132,7 +118,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
     minIntervalMs: 250,
     onResult: (r) => {
       if (r.kind === 'ok') health.endSeed();
-      writeHealth();
+      checks.write();
       const refusedNow = (r.refused ?? []).map((x) => x.message).join('\n');
       const refusalsChanged = refusedNow !== (refused ?? []).map((x) => x.message).join('\n');
       refused = r.refused;
@@ -160,8 +146,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   // Rules stay programmed on exit: a restart must not drop connections.
   watcher.close();
   clearTimeout(pending);
-  health.close();
-  clearTimeout(healthWrite);
+  checks.close();
   await http?.close();
   await loop.stop();
   await kernel.close();

@@ -122,7 +122,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   let synced: Snapshot | undefined;
   let lastSync: SyncResult | undefined;
   const rs: RealServerState = { prepared: new Set(), errors: [], local: new Map(), frozen: [], wanted: new Map() };
-  const timers: { release?: Timer; rsRelease?: Timer; rsRetry?: Timer; report?: Timer } = {};
+  const timers: { release?: Timer; rsRelease?: Timer; rsRetry?: Timer; report?: Timer; health?: Timer } = {};
   let stopping = false;
 
   function readBook(): PlanBook {
@@ -164,6 +164,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const health = createAgentHealth({
     node: opts.node, clock, log, ...(opts.checker ? { checker: opts.checker } : {}),
     onChange: () => { loop.markDirty(); void report(); writeHealth(); },
+    // A reason changed without a flip: the record and the report follow (coalesced).
+    onUpdate: () => { if (!timers.health) timers.health = clock.setTimer(() => { delete timers.health; writeHealth(); void report(); }, 250); },
   });
   const writeHealth = () => {
     if (!opts.stateFile) return;
