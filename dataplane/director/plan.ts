@@ -10,8 +10,14 @@
 //   lvs0 is answered on eth0 unless something stops it. Instead of arp_ignore=1 on all interfaces
 //   (which silences every VIP, including those the node should announce, and changes behaviour
 //   for the node's other addresses), the ARP requests for non-announced VIPs are dropped in an
-//   nftables `arp` table at the input hook, before arp_process() would reply or learn. IPv6 needs
-//   nothing: ndisc answers a neighbour solicitation only for addresses on the receiving device.
+//   nftables `arp` table at the input hook, before arp_process() would reply or learn.
+// - NDP: ndisc answers a neighbour solicitation only for an address on the receiving device or a
+//   proxy-NDP entry of it (ndisc_recv_ns), so a VIP on lvs0 is silent on eth0 by default; with
+//   proxy_ndp and `ip -6 neigh add proxy VIP dev eth0` (how an IPv6 VIP gets announced) it is
+//   answered. The mirror of the ARP table: solicitations whose target is a non-announced VIP are
+//   dropped in an `ip6` table at the input hook, before ndisc_rcv(), whatever proxy entry exists.
+//   (The director's own solicitations never carry the VIP: ndisc uses a packet's source only if it
+//   is on the outgoing device, so no arp_announce counterpart is needed.)
 // - arp_announce=2 (conf.all; the effective value is max(all, dev)): the director forwards NAT
 //   replies whose source is the VIP; with the default 0 its ARP requests would carry the VIP as
 //   sender address and teach the LAN that the VIP lives here.
@@ -21,6 +27,7 @@
 //   nat rule matching `ct original ip daddr VIP ct original proto-dst PORT` can masquerade it;
 //   replies come back to the director, conntrack undoes the masquerade and IPVS the DNAT.
 import type { Plan, Protocol } from '../../api/plan.ts';
+import { ipNumber, parseIp } from '../../api/ip.ts';
 import { canonicalIp, ipFamily } from '../realserver/iproute.ts';
 
 export const DEVICE = 'lvs0';
@@ -160,7 +167,11 @@ export const DIRECTOR_SYSCTLS: readonly string[] = [
 export interface NftTables {
   inet: string;
   arp: string;
+  /** Neighbour solicitations for non-announced IPv6 VIPs. */
+  ip6: string;
 }
+
+export const NFT_FAMILIES = ['inet', 'arp', 'ip6'] as const;
 
 const L4: Record<Protocol, string> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
 
@@ -191,27 +202,50 @@ export function nftTables(spec: DirectorSpec, alsoQuiet: readonly string[] = [])
     inet = `table inet ${NFT_TABLE} {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n${rules.join('')}\t}\n}\n`;
   }
   // One rule per VIP rather than a set: rules list in insertion order, so the listing is
-  // deterministic and comparable; ARP is rare enough that a linear walk costs nothing.
+  // deterministic and comparable; ARP and NDP are rare enough that a linear walk costs nothing.
   const quiet = [...new Set([...spec.vips.filter((v) => !v.announce).map((v) => v.address), ...alsoQuiet])]
-    .filter((a) => ipFamily(a) === 4).sort((a, b) => cmp(ipKey(a), ipKey(b)));
-  let arp = '';
-  if (quiet.length > 0) {
-    const rules = quiet.map((a) => `\t\tarp operation request arp daddr ip ${a} drop\n`).join('');
-    arp = `table arp ${NFT_TABLE} {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n${rules}\t}\n}\n`;
-  }
-  return { inet, arp };
+    .sort((a, b) => cmp(ipKey(a), ipKey(b)));
+  const quiet4 = quiet.filter((a) => ipFamily(a) === 4);
+  const quiet6 = quiet.filter((a) => ipFamily(a) === 6);
+  const arp = inputTable('arp', quiet4.map((a) => `arp operation request arp daddr ip ${a} drop`));
+  const ip6 = inputTable('ip6', quiet6.map((a) => `icmpv6 type nd-neighbor-solicit ${ndTarget(a)} drop`));
+  return { inet, arp, ip6 };
 }
 
-/** Compare listings modulo whitespace (nft wraps and indents as it likes). */
+function inputTable(family: string, rules: readonly string[]): string {
+  if (rules.length === 0) return '';
+  const body = rules.map((r) => `\t\t${r}\n`).join('');
+  return `table ${family} ${NFT_TABLE} {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n${body}\t}\n}\n`;
+}
+
+/**
+ * The target address of a neighbour solicitation: 16 bytes at offset 8 of the ICMPv6 header. As a
+ * raw payload match, because nft before 1.1 has no `icmpv6 taddr` (1.0.6 prints this form back).
+ */
+function ndTarget(address: string): string {
+  return `@th,64,128 0x${ipv6Hex(address)}`;
+}
+
+function ipv6Hex(address: string): string {
+  const ip = parseIp(address);
+  if (!ip) throw new DirectorSpecError('vips', `${address} is not an IP address`);
+  return ipNumber(ip).toString(16).padStart(32, '0');
+}
+
+/**
+ * Compare listings modulo whitespace (nft wraps and indents as it likes) and the two ways nft
+ * prints a solicitation's target (newer versions may show the raw match as `icmpv6 taddr`).
+ */
 export function sameRuleset(a: string, b: string): boolean {
-  const norm = (s: string) => s.replace(/\s+/g, ' ').trim();
+  const norm = (s: string) => s.replace(/icmpv6 taddr (\S+)/g, (_m, ip: string) => ndTarget(canonicalIp(ip) ?? ip)).replace(/\s+/g, ' ').trim();
   return norm(a) === norm(b);
 }
 
 /** One atomic `nft -f -` transaction replacing exactly our tables (and nothing else). */
 export function nftTransaction(want: NftTables): string {
   const lines: string[] = [];
-  for (const [family, text] of [['inet', want.inet], ['arp', want.arp]] as const) {
+  for (const family of NFT_FAMILIES) {
+    const text = want[family];
     // "add" of an empty table is a no-op when it exists, so the delete never fails.
     lines.push(`table ${family} ${NFT_TABLE} {}`, `delete table ${family} ${NFT_TABLE}`);
     if (text) lines.push(text.trimEnd());

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } from '../exec.ts';
 import { type LinkInfo, hostPrefix, ipFamily, readLink, readLinks, readSysctls, writeSysctls } from '../realserver/iproute.ts';
 import {
-  DEVICE, DIRECTOR_SYSCTLS, NFT_TABLE, type DirectorSpec, type NftTables,
+  DEVICE, DIRECTOR_SYSCTLS, NFT_FAMILIES, NFT_TABLE, type DirectorSpec, type NftTables,
   directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset, withKeptSnat,
 } from './plan.ts';
 
@@ -47,7 +47,7 @@ export function planDirector(given: DirectorSpec, obs: ObservedDirector, device 
   // While a VIP is being removed it stays in the ARP drop list, so it is never answered; the next
   // round (after the address is gone) drops the rule.
   const tables = nftTables(spec, removing);
-  if (!sameRuleset(tables.inet, obs.nft.inet) || !sameRuleset(tables.arp, obs.nft.arp)) steps.push({ kind: 'nft', tables });
+  if (NFT_FAMILIES.some((f) => !sameRuleset(tables[f], obs.nft[f]))) steps.push({ kind: 'nft', tables });
   if (spec.vips.length > 0 && !obs.device) steps.push({ kind: 'link', device, op: 'create' }, { kind: 'link', device, op: 'up' });
   if (obs.device && !obs.device.up && spec.vips.length > 0) steps.push({ kind: 'link', device, op: 'up' });
   for (const v of spec.vips) {
@@ -111,11 +111,11 @@ async function listTable(run: Runner, family: string): Promise<string> {
 /** `all`: read every link (one `ip -j -d addr show` instead of the device's), keeping the others. */
 export async function observeDirector(run: Runner, device = DEVICE, all = false): Promise<ObservedDirector> {
   const links = all ? readLinks(run) : readLink(run, device).then((l) => (l ? [l] : []));
-  const [linked, sysctls, inet, arp] = await Promise.all([
-    links, readSysctls(run, DIRECTOR_SYSCTLS), listTable(run, 'inet'), listTable(run, 'arp'),
+  const [linked, sysctls, inet, arp, ip6] = await Promise.all([
+    links, readSysctls(run, DIRECTOR_SYSCTLS), ...NFT_FAMILIES.map((f) => listTable(run, f)),
   ]);
   const link = linked.find((l) => l.name === device);
-  const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet, arp } };
+  const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet: inet!, arp: arp!, ip6: ip6! } };
   if (all) obs.others = linked.filter((l) => l.name !== device);
   if (link) {
     if (link.kind !== 'dummy') throw new Error(`director: device ${device} exists but is ${link.kind ? `a ${link.kind}` : 'not a dummy'} device`);
@@ -188,7 +188,7 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
       key: s.key, value: obs.sysctls[s.key]!, why: s.why,
       ...(before[s.key] !== obs.sysctls[s.key] ? { previous: before[s.key]! } : {}),
     })),
-    nftTables: (['inet', 'arp'] as const).filter((f) => obs.nft[f]).map((f) => `${f} ${NFT_TABLE}`),
+    nftTables: NFT_FAMILIES.filter((f) => obs.nft[f]).map((f) => `${f} ${NFT_TABLE}`),
     elsewhere,
   };
 }

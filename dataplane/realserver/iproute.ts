@@ -13,6 +13,8 @@ export interface AddrInfo {
   scope: string;
   /** IPv4 address label (e.g. "lo:lvs"); absent for IPv6. */
   label?: string;
+  /** Prefix-route metric given when the address was added (IFA_RT_PRIORITY), if any. */
+  metric?: number;
 }
 
 export interface LinkInfo {
@@ -32,7 +34,7 @@ export function ipFamily(address: string): 4 | 6 {
   return address.includes(':') ? 6 : 4;
 }
 
-interface RawAddr { family?: string; local?: string; prefixlen?: number; scope?: string; label?: string }
+interface RawAddr { family?: string; local?: string; prefixlen?: number; scope?: string; label?: string; metric?: number }
 interface RawLink { ifname?: string; flags?: string[]; ifalias?: string; linkinfo?: { info_kind?: string }; addr_info?: RawAddr[] }
 
 /** Parse `ip -j -d addr show` output. */
@@ -45,6 +47,7 @@ export function parseIpAddrJson(text: string): LinkInfo[] {
       const address = canonicalIp(a.local) ?? a.local;
       const info: AddrInfo = { family: a.family === 'inet' ? 4 : 6, address, prefixLen: a.prefixlen ?? 0, scope: a.scope ?? 'global' };
       if (a.label !== undefined) info.label = a.label;
+      if (a.metric !== undefined) info.metric = a.metric;
       addresses.push(info);
     }
     const link: LinkInfo = { name: l.ifname ?? '', up: (l.flags ?? []).includes('UP'), alias: l.ifalias ?? '', addresses };

@@ -3,17 +3,17 @@
 // observation is the verification: a step that did not stick fails the call.
 import type { Logger } from 'pino';
 import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } from '../exec.ts';
-import { readLink, readLinks, readSysctls, writeSysctls } from './iproute.ts';
+import { hostPrefix, ipFamily, readLink, readLinks, readSysctls, writeSysctls } from './iproute.ts';
 import { type RealServerPlan, type RealServerStep, assessRealServer, planRealServer } from './diff.ts';
 import {
-  type ObservedRealServer, type RealServerVip, MANAGED_SYSCTLS, TUNNEL_DEVICE,
+  type ObservedRealServer, type RealServerVip, MANAGED_SYSCTLS, OWNED_METRIC6, TUNNELS, TUNNEL_DEVICES,
   normalizeVips, ownedLabel, ownedVips, parseRecord, formatRecord,
 } from './plan.ts';
 
 export interface RealServerOptions {
   run: Runner;
   logger?: Logger;
-  /** How to load the ipip module when tunl0 is missing; default `modprobe ipip`. */
+  /** The command that loads a tunnel module (its name appended) when autoload fails; default `modprobe`. */
   modprobe?: readonly string[];
   /** Rounds of observe/plan/apply before giving up; default 3. */
   maxRounds?: number;
@@ -30,21 +30,23 @@ export interface RealServerResult {
   recordable: boolean;
 }
 
-export class IpipUnsupportedError extends Error {
-  constructor(detail: string) {
-    super(`kernel has no ipip support: ${detail}`);
-    this.name = 'IpipUnsupportedError';
+/** The kernel cannot make the fallback tunnel device (no ipip, ip6_tunnel or sit support). */
+export class TunnelUnsupportedError extends Error {
+  constructor(kind: string, detail: string) {
+    super(`kernel has no ${kind} support: ${detail}`);
+    this.name = 'TunnelUnsupportedError';
   }
 }
+/** The name this error had while tunl0 was the only tunnel. */
+export const IpipUnsupportedError = TunnelUnsupportedError;
 
 export async function observeRealServer(run: Runner): Promise<ObservedRealServer> {
-  // One `ip` for every link (lo and tunl0 at once) and one `sysctl`: process spawns dominate.
+  // One `ip` for every link (lo and the tunnels at once) and one `sysctl`: process spawns dominate.
   const [links, sysctls] = await Promise.all([readLinks(run), readSysctls(run, MANAGED_SYSCTLS)]);
-  const obs: ObservedRealServer = { sysctls: Object.fromEntries(sysctls) };
+  const tunnels = Object.fromEntries(links.filter((l) => TUNNEL_DEVICES.includes(l.name)).map((l) => [l.name, l]));
+  const obs: ObservedRealServer = { tunnels, sysctls: Object.fromEntries(sysctls) };
   const lo = links.find((l) => l.name === 'lo');
-  const tunnel = links.find((l) => l.name === TUNNEL_DEVICE);
   if (lo) obs.lo = lo;
-  if (tunnel) obs.tunnel = tunnel;
   return obs;
 }
 
@@ -76,11 +78,12 @@ export async function prepareRealServer(opts: RealServerOptions, target: NetnsTa
   return syncRealServer(opts, target, [...owned, ...add]);
 }
 
-/** Remove `vips` (default: every VIP we own); sysctls and tunl0 are restored once unneeded. */
+/** Remove `vips` (default: every VIP we own); sysctls and tunnels are restored once unneeded. */
 export async function cleanupRealServer(opts: RealServerOptions, target: NetnsTarget, vips?: readonly RealServerVip[]): Promise<RealServerResult> {
-  const drop = vips ? normalizeVips(vips).map((v) => `${v.vip}/${v.mode}`) : undefined;
+  const key = (v: RealServerVip) => `${v.vip}/${v.mode}/${v.encap ?? ''}`;
+  const drop = vips ? normalizeVips(vips).map(key) : undefined;
   const owned = ownedVips(await observeRealServer(inNetns(opts.run, target)));
-  return syncRealServer(opts, target, drop ? owned.filter((v) => !drop.includes(`${v.vip}/${v.mode}`)) : []);
+  return syncRealServer(opts, target, drop ? owned.filter((v) => !drop.includes(key(v))) : []);
 }
 
 export interface RealServerInspection {
@@ -110,7 +113,7 @@ export async function applySteps(opts: RealServerOptions, run: Runner, steps: re
     if ((line && sysctl.length) || (!line && ip.length)) await flush();
     if (line) ip.push(line);
     else if (step.kind === 'sysctl') sysctl.push([step.key, step.to]);
-    else { await flush(); await ensureTunnel(opts, run); }
+    else if (step.kind === 'link') { await flush(); await ensureTunnel(opts, run, step.device); }
   }
   await flush();
 }
@@ -120,9 +123,11 @@ function ipLine(step: RealServerStep): string | undefined {
   switch (step.kind) {
     case 'record': return `link set dev lo alias "${step.to}"`;
     case 'address':
-      return step.op === 'add'
+      if (step.op === 'remove') return `addr del ${hostPrefix(step.address)} dev ${step.device}`;
+      // IPv6: no labels, so our metric marks the address; nodad, as it is usable at once.
+      return ipFamily(step.address) === 4
         ? `addr add ${step.address}/32 dev ${step.device} label ${ownedLabel(step.device)}`
-        : `addr del ${step.address}/32 dev ${step.device}`;
+        : `addr add ${step.address}/128 dev ${step.device} nodad metric ${OWNED_METRIC6}`;
     case 'link':
       if (step.op === 'ensure') return undefined;
       return step.op === 'delete' ? `link del dev ${step.device}` : `link set dev ${step.device} ${step.op}`;
@@ -131,42 +136,45 @@ function ipLine(step: RealServerStep): string | undefined {
 }
 
 /**
- * tunl0 is the ipip module's fallback device: it appears in every namespace once the module is
- * loaded. `ip link add tunl0 type ipip` makes the kernel autoload the module (EEXIST then means
- * the fallback device arrived); where autoload is unavailable, modprobe; where fallback devices
- * are disabled for non-initial namespaces (net.core.fb_tunnels_only_for_init_net), the add
- * creates an ordinary any-to-any ipip device, which we record so cleanup deletes it.
+ * tunl0, ip6tnl0 and sit0 are the fallback devices of ipip, ip6_tunnel and sit: each appears in
+ * every namespace once its module is loaded. `ip link add <dev> type ...` makes the kernel
+ * autoload the module (EEXIST then means the fallback device arrived); where autoload is
+ * unavailable, modprobe; where fallback devices are disabled for non-initial namespaces
+ * (net.core.fb_tunnels_only_for_init_net), the add creates an ordinary any-to-any device of the
+ * same mode, which we record so cleanup deletes it.
  */
-async function ensureTunnel(opts: RealServerOptions, run: Runner): Promise<void> {
-  const add = () => run('ip', ['link', 'add', 'name', TUNNEL_DEVICE, 'type', 'ipip']);
+async function ensureTunnel(opts: RealServerOptions, run: Runner, device: string): Promise<void> {
+  const spec = TUNNELS[device];
+  if (!spec) throw new Error(`realserver: ${device} is not a tunnel this agent manages`);
+  const add = () => run('ip', ['link', 'add', 'name', device, ...spec.linkArgs]);
   try {
     await add();
-    await markTunnelCreated(run);
+    await markTunnelCreated(run, device);
     return;
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
     if (/exists/i.test(err.stderr)) return;
     if (!/unknown device type|not supported/i.test(err.stderr)) throw err;
   }
-  const [cmd, ...args] = opts.modprobe ?? ['modprobe', 'ipip'];
+  const [cmd, ...args] = opts.modprobe ?? ['modprobe'];
   let modprobeError = '';
-  try { await opts.run(cmd!, args); } catch (err) { modprobeError = err instanceof Error ? err.message : String(err); }
-  if (await readLink(run, TUNNEL_DEVICE)) return;
+  try { await opts.run(cmd!, [...args, spec.module]); } catch (err) { modprobeError = err instanceof Error ? err.message : String(err); }
+  if (await readLink(run, device)) return;
   try {
     await add();
-    await markTunnelCreated(run);
+    await markTunnelCreated(run, device);
   } catch (err) {
     if (err instanceof CommandError && /unknown device type|not supported/i.test(err.stderr)) {
-      throw new IpipUnsupportedError(`${err.message}${modprobeError ? `; ${modprobeError}` : ''}`);
+      throw new TunnelUnsupportedError(spec.kind, `${err.message}${modprobeError ? `; ${modprobeError}` : ''}`);
     }
     throw err;
   }
 }
 
-async function markTunnelCreated(run: Runner): Promise<void> {
+async function markTunnelCreated(run: Runner, device: string): Promise<void> {
   const lo = await readLink(run, 'lo');
   const rec = parseRecord(lo?.alias ?? '');
   if (!rec) return;
-  rec.tunnelCreated = true;
+  rec.tunnels[device] = { up: rec.tunnels[device]?.up ?? false, created: true };
   await run('ip', ['link', 'set', 'dev', 'lo', 'alias', formatRecord(rec)]);
 }

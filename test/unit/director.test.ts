@@ -87,6 +87,24 @@ test('ARP: non-announced IPv4 VIPs are dropped at arp input; announced ones are 
   assert.not.match(arp, /2001/);
 });
 
+test('NDP: solicitations for non-announced IPv6 VIPs are dropped at ip6 input (raw target match); announced ones are not', async () => {
+  const { ns, opts } = setup();
+  const vips = [{ address: VIP, announce: false }, { address: '2001:db8::1', announce: false }, { address: '2001:db8:0:1::a', announce: true }];
+  const r = await syncDirector(opts, spec({ vips }));
+  const ip6 = ns.nft.get('ip6 lvs_operator')!;
+  assert.equal(ip6.split('\n').filter((l) => l.includes('drop')).map((l) => l.trim()), [
+    'icmpv6 type nd-neighbor-solicit @th,64,128 0x20010db8000000000000000000000001 drop',
+  ]);
+  assert.equal(r.nftTables, ['arp lvs_operator', 'ip6 lvs_operator']);
+  assert.not.match(ns.nft.get('arp lvs_operator')!, /2001/);
+  // A removed VIP stays silenced until its address is gone; then the table goes with the last one.
+  const gone = await syncDirector(opts, spec({ vips: [{ address: VIP, announce: false }] }));
+  assert.ok(gone.steps.some((s) => s.kind === 'address' && s.op === 'remove'));
+  assert.not.ok(ns.nft.has('ip6 lvs_operator'));
+  // nft >= 1.1 may print the same match as `icmpv6 taddr`: no rewrite for that.
+  assert.ok(sameRuleset(ip6, ip6.replace('@th,64,128 0x20010db8000000000000000000000001', 'icmpv6 taddr 2001:db8::1')));
+});
+
 test('second sync changes nothing; removal drops addresses, rules and the ARP entry', async () => {
   const { k, ns, opts } = setup();
   const full = spec({ vips: [{ address: VIP, announce: false }, { address: '203.0.113.11', announce: false }], snat: [{ family: 4, protocol: 'TCP', vip: '203.0.113.11', port: 80 }], natFamilies: [4] });
@@ -187,6 +205,7 @@ test('nft transaction replaces only our tables, atomically', () => {
   const t = nftTransaction(nftTables(normalizeSpec(spec())));
   assert.equal(t.split('\n').filter((l) => /^(table|delete)/.test(l)).map((l) => l.replace(/ \{.*$/, '')), [
     'table inet lvs_operator', 'delete table inet lvs_operator', 'table arp lvs_operator', 'delete table arp lvs_operator', 'table arp lvs_operator',
+    'table ip6 lvs_operator', 'delete table ip6 lvs_operator',
   ]);
   assert.ok(sameRuleset('table x {\n\tchain y {\n\t}\n}\n', 'table x { chain y { } }'));
 });

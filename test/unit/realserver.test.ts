@@ -71,7 +71,7 @@ test('TUN where fallback tunnels exist only in the initial namespace: we create 
   assert.not.ok(ns.links.has('tunl0'));
   await prepareRealServer(opts, RS, [{ mode: 'TUN', vip: VIP }]);
   assert.ok(ns.links.get('tunl0')?.up);
-  assert.equal(parseRecord(ns.links.get('lo')!.alias)?.tunnelCreated, true);
+  assert.equal(parseRecord(ns.links.get('lo')!.alias)?.tunnels.tunl0, { up: true, created: true });
   assert.is((await prepareRealServer(opts, RS, [{ mode: 'TUN', vip: VIP }])).changed, false);
   await cleanupRealServer(opts, RS);
   assert.not.ok(ns.links.has('tunl0'), 'ours, so deleted');
@@ -185,7 +185,9 @@ test('inspection explains what is missing', async () => {
 test('bad input names the field', () => {
   assert.throws(() => normalizeVips([{ mode: 'DR', vip: '203.0.113.300' }]), (e: unknown) => e instanceof RealServerSpecError && e.field === 'vips[0].vip');
   assert.throws(() => normalizeVips([{ mode: 'NAT' as 'DR', vip: VIP }]), /vips\[0\]\.mode: must be DR or TUN/);
-  assert.throws(() => normalizeVips([{ mode: 'DR', vip: '2001:db8::1' }]), /IPv4 VIPs only/);
+  assert.throws(() => normalizeVips([{ mode: 'DR', vip: '2001:db8::1', encap: 4 }]), /vips\[0\]\.encap: DR delivers the packet unchanged/);
+  assert.throws(() => normalizeVips([{ mode: 'TUN', vip: VIP, encap: 6 }]), /IPv4 in IPv6\) is not supported/);
+  assert.throws(() => normalizeVips([{ mode: 'TUN', vip: VIP, encap: 5 as 4 }]), /vips\[0\]\.encap: must be 4 or 6/);
 });
 
 test('planning is pure and ordered for ARP safety: sysctls before the address', async () => {
@@ -198,7 +200,8 @@ test('planning is pure and ordered for ARP safety: sysctls before the address', 
 });
 
 test('record round-trips and stays short', () => {
-  const r = { sysctls: Object.fromEntries(sysctlNeeds([{ mode: 'DR', vip: VIP }, { mode: 'TUN', vip: VIP }]).map((n) => [n.key, '2'])), tunnelUp: true, tunnelCreated: true };
+  const all = { up: true, created: true };
+  const r = { sysctls: Object.fromEntries(sysctlNeeds([{ mode: 'DR', vip: VIP }, { mode: 'TUN', vip: VIP }]).map((n) => [n.key, '2'])), tunnels: { tunl0: all, ip6tnl0: all, sit0: all } };
   const text = formatRecord(r);
   assert.equal(parseRecord(text), r);
   assert.ok(text.length < 255, `${text.length} chars fit IFALIASZ`);

@@ -4,7 +4,7 @@
 // missing keys), so tests can assert end state instead of call order.
 import { CommandError, type ExecResult, type Runner } from '../../exec.ts';
 
-export interface FakeAddr { address: string; prefixLen: number; label?: string; scope: string }
+export interface FakeAddr { address: string; prefixLen: number; label?: string; scope: string; metric?: number }
 export interface FakeLink { name: string; kind?: string; up: boolean; alias: string; addrs: FakeAddr[] }
 
 export class FakeNetns {
@@ -46,7 +46,12 @@ export interface FakeKernelOptions {
   ipvs?: boolean;
   /** net.core.fb_tunnels_only_for_init_net=1: only the initial namespace gets a fallback tunl0. */
   fbTunnelsOnlyInitNet?: boolean;
+  /** Kernel has ip6_tunnel and sit (loadable; default true). */
+  tunnels6?: boolean;
 }
+
+/** link kind -> [module, fallback device] of the tunnels the fake knows. */
+const FAKE_TUNNELS: Record<string, [string, string]> = { ipip: ['ipip', 'tunl0'], ip6tnl: ['ip6_tunnel', 'ip6tnl0'], sit: ['sit', 'sit0'] };
 
 export class FakeKernel {
   readonly namespaces = new Map<string, FakeNetns>();
@@ -55,9 +60,13 @@ export class FakeKernel {
   ipipLoaded = false;
   ipvs: boolean;
   fbTunnelsOnlyInitNet: boolean;
+  tunnels6: boolean;
+  /** Loaded tunnel link kinds besides ipip (ip6tnl, sit). */
+  readonly loaded6 = new Set<string>();
 
   constructor(opts: FakeKernelOptions = {}) {
     this.ipip = opts.ipip ?? true;
+    this.tunnels6 = opts.tunnels6 ?? true;
     this.fbTunnelsOnlyInitNet = opts.fbTunnelsOnlyInitNet ?? false;
     this.ipvs = opts.ipvs ?? true;
     this.ns('host');
@@ -69,7 +78,10 @@ export class FakeKernel {
     let ns = this.namespaces.get(path);
     if (!ns) {
       ns = new FakeNetns();
-      if (this.ipipLoaded && (path === 'host' || !this.fbTunnelsOnlyInitNet)) ns.addLink('tunl0', 'ipip');
+      if (path === 'host' || !this.fbTunnelsOnlyInitNet) {
+        if (this.ipipLoaded) ns.addLink('tunl0', 'ipip');
+        for (const kind of this.loaded6) ns.addLink(FAKE_TUNNELS[kind]![1], kind);
+      }
       if (this.ipvs) FakeKernel.addIpvsSysctls(ns);
       this.namespaces.set(path, ns);
     }
@@ -83,10 +95,26 @@ export class FakeKernel {
   }
 
   loadIpip(): void {
-    this.ipipLoaded = true;
+    this.loadTunnel('ipip');
+  }
+
+  /** Load a tunnel module: its fallback device appears in every namespace that gets one. */
+  loadTunnel(kind: string): void {
+    if (kind === 'ipip') this.ipipLoaded = true;
+    else this.loaded6.add(kind);
+    const device = FAKE_TUNNELS[kind]![1];
     for (const [path, ns] of this.namespaces) {
-      if (!ns.links.has('tunl0') && (path === 'host' || !this.fbTunnelsOnlyInitNet)) ns.addLink('tunl0', 'ipip');
+      if (!ns.links.has(device) && (path === 'host' || !this.fbTunnelsOnlyInitNet)) ns.addLink(device, kind);
     }
+  }
+
+  /** Does the kernel have (loadable) support for this tunnel kind? */
+  hasTunnel(kind: string): boolean {
+    return kind === 'ipip' ? this.ipip : this.tunnels6 && kind in FAKE_TUNNELS;
+  }
+
+  isLoaded(kind: string): boolean {
+    return kind === 'ipip' ? this.ipipLoaded : this.loaded6.has(kind);
   }
 
   runner(): Runner {
@@ -110,7 +138,8 @@ export class FakeKernel {
     if (cmd === 'ip') return ipCommand(this, ns, argv, a, input);
     if (cmd === 'sysctl') return sysctlCommand(ns, argv, a);
     if (cmd === 'modprobe') {
-      if (a.includes('ipip') && this.ipip) { this.loadIpip(); return ok(); }
+      const kind = Object.keys(FAKE_TUNNELS).find((k) => FAKE_TUNNELS[k]![0] === a.at(-1));
+      if (kind && this.hasTunnel(kind)) { this.loadTunnel(kind); return ok(); }
       return fail(argv, `modprobe: FATAL: Module ${a.at(-1)} not found`);
     }
     if (cmd === 'nft') return nftCommand(ns, argv, a, input);
@@ -147,9 +176,9 @@ function ipCommand(k: FakeKernel, ns: FakeNetns, argv: string[], a: string[], in
   if (a[0] === 'link' && a[1] === 'add') {
     const name = at('name') ?? a[2]!, type = at('type');
     if (ns.links.has(name)) fail(argv, 'RTNETLINK answers: File exists');
-    if (type === 'ipip') {
-      if (!k.ipip) fail(argv, 'Error: Unknown device type.');
-      if (!k.ipipLoaded) { k.loadIpip(); if (ns.links.has(name)) fail(argv, 'RTNETLINK answers: File exists'); }
+    if (type && type in FAKE_TUNNELS) {
+      if (!k.hasTunnel(type)) fail(argv, 'Error: Unknown device type.');
+      if (!k.isLoaded(type)) { k.loadTunnel(type); if (ns.links.has(name)) fail(argv, 'RTNETLINK answers: File exists'); }
     } else if (type !== 'dummy') fail(argv, 'Error: Unknown device type.');
     ns.addLink(name, type!);
     return ok();
@@ -170,6 +199,8 @@ function ipCommand(k: FakeKernel, ns: FakeNetns, argv: string[], a: string[], in
       if (i >= 0) fail(argv, 'RTNETLINK answers: File exists');
       const addr: FakeAddr = { address: address!, prefixLen: Number(len), scope: 'global' };
       if (!address!.includes(':')) addr.label = a.includes('label') ? at('label')! : l.name;
+      else if (a.includes('label')) fail(argv, 'Error: Label is not supported for IPv6 addresses.');
+      if (a.includes('metric')) addr.metric = Number(at('metric'));
       l.addrs.push(addr);
     } else {
       if (i < 0) fail(argv, 'RTNETLINK answers: Cannot assign requested address');
@@ -189,6 +220,7 @@ function linkJson(l: FakeLink): object {
     addr_info: l.addrs.map((x) => ({
       family: x.address.includes(':') ? 'inet6' : 'inet', local: x.address, prefixlen: x.prefixLen, scope: x.scope,
       ...(x.label ? { label: x.label } : {}),
+      ...(x.metric !== undefined ? { metric: x.metric } : {}),
     })),
   };
 }
