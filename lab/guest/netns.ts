@@ -98,6 +98,9 @@ function topologyScript(spec: TopologySpec): string {
   for (const h of spec.hosts) {
     const n = `ip -n ${h.ns}`;
     lines.push(`ip netns add ${h.ns}`, `${n} link set lo up`);
+    // IPv6 addresses would stay tentative (unusable) for DAD's ~1-2 s: devices made from here on
+    // in this namespace skip DAD, as nothing else on these private lans can hold their addresses.
+    if (h.links.some((l) => l.addrs.some((a) => a.includes(':')))) lines.push(`ip netns exec ${h.ns} sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0`);
     h.links.forEach((link, i) => {
       const outer = `v-${h.ns}-${i}`; // root-namespace end, attached to the lan's bridge
       lines.push(`ip link add ${outer} type veth peer name eth${i} netns ${h.ns}`, `ip link set ${outer} master br-${link.lan} up`);

@@ -20,22 +20,27 @@ export function macOf(ns: string, dev: string): string {
 
 /**
  * Ask the LAN who has `ip` the way the kernel does: make `ip` on-link for `ns`, send one UDP
- * datagram (the kernel ARPs for it), wait, and read the neighbour entry. Returns the MAC that
- * answered, or undefined when nobody did. One bash process: spawns are slow under TCG.
+ * datagram (the kernel ARPs for an IPv4 address, sends a neighbour solicitation for an IPv6 one),
+ * wait, and read the neighbour entry. Returns the MAC that answered, or undefined when nobody did.
+ * One bash process: spawns are slow under TCG.
  */
 export async function arpProbe(ns: string, ip: string, waitMs = 2500): Promise<string | undefined> {
+  const v6 = ip.includes(':');
   const script = [
     `ip -n ${ns} neigh flush dev eth0`,
-    `ip -n ${ns} route replace ${ip}/32 dev eth0`,
-    `echo x | ip netns exec ${ns} socat -u - UDP-SENDTO:${ip}:9`,
+    `ip -n ${ns} route replace ${ip}/${v6 ? 128 : 32} dev eth0`,
+    `echo x | ip netns exec ${ns} socat -u - ${v6 ? `UDP6-SENDTO:[${ip}]` : `UDP-SENDTO:${ip}`}:9`,
     `sleep ${waitMs / 1000}`,
     `ip -n ${ns} -j neigh show to ${ip} dev eth0`,
-    `ip -n ${ns} route del ${ip}/32 dev eth0`,
+    `ip -n ${ns} route del ${ip}/${v6 ? 128 : 32} dev eth0`,
   ].join('\n');
   const out = run(['bash', '-e', '-s'], { input: script });
   const entries = JSON.parse(out.trim() || '[]') as Array<{ lladdr?: string; state?: string[] }>;
   return entries.find((e) => e.lladdr && !(e.state ?? []).includes('FAILED'))?.lladdr;
 }
+
+/** The same probe for an IPv6 address (a neighbour solicitation instead of ARP). */
+export const ndpProbe = arpProbe;
 
 /**
  * Counters of the IPVS service at `address` (e.g. 198.51.100.10:80) in `ns`, from ipvsadm. On this
