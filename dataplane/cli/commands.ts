@@ -14,7 +14,7 @@ import { startAgentHttp } from '../agent/metrics.ts';
 import { observeDirector, ownedAddresses, teardownDirector } from '../director/setup.ts';
 import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
-import type { RealServerMode } from '../realserver/plan.ts';
+import type { RealServerMode, RealServerVip } from '../realserver/plan.ts';
 import { healthFileOf, readHealthRecord } from '../health/record.ts';
 import { standaloneHealth } from '../health/standalone.ts';
 import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
@@ -28,7 +28,7 @@ export class UsageError extends Error {}
 export interface CommandContext {
   values: {
     file?: string[]; watch?: boolean; 'allow-empty'?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
-    forwarding?: string; vip?: string[]; netns?: string; pid?: string; 'state-file'?: string; 'metrics-address'?: string;
+    forwarding?: string; vip?: string[]; encap?: string; netns?: string; pid?: string; 'state-file'?: string; 'metrics-address'?: string;
   };
   log: Logger;
   run: Runner;
@@ -215,9 +215,13 @@ export async function prepareCommand(ctx: CommandContext): Promise<number> {
   if (mode !== 'DR' && mode !== 'TUN') throw new UsageError(`--forwarding: must be DR or TUN (NAT real servers need no preparation), got ${JSON.stringify(mode)}`);
   const vips = ctx.values.vip ?? [];
   if (vips.length === 0) throw new UsageError('--vip: at least one VIP is required');
+  const encap = ctx.values.encap;
+  if (encap !== undefined && encap !== '4' && encap !== '6') throw new UsageError(`--encap: must be 4 or 6 (the real server's address family), got ${JSON.stringify(encap)}`);
   const target = targetOf(ctx.values);
-  const r = await prepareRealServer({ run: ctx.run, logger: ctx.log }, target, vips.map((vip) => ({ mode: mode as RealServerMode, vip })));
-  console.log(`${r.target}: ${r.changed ? `${r.changes.length} change(s)` : 'already prepared'}; prepared for ${r.owned.map((v) => `${v.vip} (${v.mode})`).join(', ') || 'nothing'}`);
+  const wanted = vips.map((vip) => ({ mode: mode as RealServerMode, vip, ...(encap ? { encap: Number(encap) as 4 | 6 } : {}) }));
+  const r = await prepareRealServer({ run: ctx.run, logger: ctx.log }, target, wanted);
+  const what = (v: RealServerVip) => `${v.vip} (${v.mode}${v.encap ? ` over IPv${v.encap}` : ''})`;
+  console.log(`${r.target}: ${r.changed ? `${r.changes.length} change(s)` : 'already prepared'}; prepared for ${r.owned.map(what).join(', ') || 'nothing'}`);
   return 0;
 }
 

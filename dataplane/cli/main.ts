@@ -23,8 +23,9 @@ const USAGE = `usage:
       VirtualServer is refused unless --allow-empty (it removes every service lvs-agent programmed)
   lvs-agent show [--json] [--all]
       what is programmed, by VirtualServer, with connection counts (--all: foreign services too)
-  lvs-agent prepare --forwarding DR|TUN --vip IP [--vip IP ...] [--netns NAME | --pid PID]
-      prepare a real server (this host by default) for direct return of VIP traffic
+  lvs-agent prepare --forwarding DR|TUN --vip IP [--vip IP ...] [--encap 4] [--netns NAME | --pid PID]
+      prepare a real server (this host by default) for direct return of VIP traffic; IPv4 and
+      IPv6 VIPs; --encap 4: TUN of IPv6 VIPs to this real server's IPv4 address (sit0)
   lvs-agent cleanup [--netns NAME | --pid PID]
       with a target: undo real-server preparation there; without: remove this host's director
       state that lvs-agent owns (IPVS services on lvs0 VIPs, lvs0, its nft tables) and nothing else
@@ -44,6 +45,7 @@ const OPTIONS = {
   all: { type: 'boolean' },
   forwarding: { type: 'string' },
   vip: { type: 'string', multiple: true },
+  encap: { type: 'string' },
   netns: { type: 'string' },
   pid: { type: 'string' },
   'state-file': { type: 'string' },

@@ -53,7 +53,7 @@ export function createRealServerPass(o: { run: Runner; log: Logger; finder: Netn
       if (!target) { incomplete = true; continue; } // not (yet) on this node: the pod may still be starting
       const k = describeTarget(target);
       const d = desired.get(k) ?? { target, vips: [], addresses: [] };
-      for (const v of l.vips) if (!d.vips.some((x) => x.vip === v.vip && x.mode === v.mode)) d.vips.push(v);
+      for (const v of l.vips) if (!d.vips.some((x) => x.vip === v.vip && x.mode === v.mode && x.encap === v.encap)) d.vips.push(v);
       d.addresses.push(address);
       desired.set(k, d);
     }

@@ -48,23 +48,33 @@ export interface LocalRealServer {
 
 /**
  * Real servers on `node` to prepare, by address: each with the VIPs and methods it serves and the
- * owners of those services (IPv4 only: preparation of IPv6 real servers is not implemented).
+ * owners of those services. A TUN real server of the other family than its VIP gets `encap` (an
+ * IPv6 VIP over an IPv4 pod is decapsulated by sit0); an IPv4 VIP over an IPv6 real server cannot
+ * be prepared (see ../realserver/plan.ts) and is left out, so its gate stays closed.
  */
 export function localRealServers(plans: ReadonlyArray<{ owner: KeyOwner; services: readonly PlanService[] }>, node: string): Map<string, LocalRealServer> {
   const out = new Map<string, LocalRealServer>();
   for (const { owner, services } of plans) {
     for (const svc of services) {
-      if (!needsPreparation(svc) || svc.family !== 4) continue;
+      if (!needsPreparation(svc)) continue;
       for (const r of svc.realServers) {
         if (r.node !== node) continue;
+        const vip = realServerVip(svc, r.address);
+        if (!vip) continue;
         const entry = out.get(r.address) ?? { vips: [], owners: [] };
-        if (!entry.vips.some((x) => x.vip === svc.vip && x.mode === svc.forwarding)) entry.vips.push({ mode: svc.forwarding, vip: svc.vip });
+        if (!entry.vips.some((x) => x.vip === vip.vip && x.mode === vip.mode && x.encap === vip.encap)) entry.vips.push(vip);
         if (!entry.owners.some((o) => o.uid === owner.uid)) entry.owners.push(owner);
         out.set(r.address, entry);
       }
     }
   }
   return out;
+}
+
+function realServerVip(svc: PlanService & { forwarding: 'DR' | 'TUN' }, address: string): RealServerVip | undefined {
+  const family = address.includes(':') ? 6 : 4;
+  if (family === svc.family) return { mode: svc.forwarding, vip: svc.vip };
+  return svc.forwarding === 'TUN' && family === 4 ? { mode: 'TUN', vip: svc.vip, encap: 4 } : undefined;
 }
 
 /** The report's prepared list: every VIP and method of each prepared address. */

@@ -30,7 +30,9 @@
 //   fallback device sit0 takes (again only while UP; inner addresses outside 2002::/16 pass its
 //   6rd spoofing check). IPv6 has no reverse-path filter sysctl, so no sysctl is needed.
 // - An IPv4 VIP over an IPv6 real server (IPv4 in IPv6, next header 4) is refused here: ip6tnl0
-//   is ip6ip6 only, and a second any-to-any ip6tnl device collides with it (EEXIST).
+//   decapsulates ip6ip6 only (seen: such traffic dropped), a second any-to-any ip6tnl device
+//   collides with it (EEXIST), and switching ip6tnl0 to `mode any` (seen working) would change a
+//   device every user of ip6_tunnel in the namespace shares.
 //
 // Ownership: IPv4 addresses we add carry the label "<dev>:lvsop"; IPv6 addresses have no label, so
 // ours carry the prefix-route metric OWNED_METRIC6 (IFA_RT_PRIORITY, kernel >= 4.18; a /128's
@@ -111,7 +113,7 @@ export function normalizeVips(vips: readonly RealServerVip[], field = 'vips'): R
     if (encap !== ipFamily(vip)) {
       if (v.mode === 'DR') throw new RealServerSpecError(`${field}[${i}].encap`, 'DR delivers the packet unchanged: the real server has the VIP\'s family');
       if (encap === 6) {
-        throw new RealServerSpecError(`${field}[${i}].encap`, `${vip} over an IPv6 real server (IPv4 in IPv6) is not supported: the kernel's ip6tnl0 takes ip6ip6 only`);
+        throw new RealServerSpecError(`${field}[${i}].encap`, `${vip} over an IPv6 real server (IPv4 in IPv6) is not supported: the shared fallback device ip6tnl0 decapsulates ip6ip6 only`);
       }
       n.encap = encap;
     }

@@ -43,6 +43,20 @@ test('local real servers and the prepared list: this node\'s IPv4 DR/TUN address
   assert.equal(preparedEntries(['10.244.2.7', '10.9.9.9'], local), [{ address: '10.244.2.7', vip: '203.0.113.10', forwarding: 'DR' }]);
 });
 
+test('local real servers over IPv6: DR and TUN of an IPv6 VIP; an IPv6 VIP over an IPv4 pod is TUN with encap 4; IPv4 over IPv6 is left out', () => {
+  const V6 = '2001:db8:100::10';
+  const rs = (address: string) => ({ address, port: 80, weight: 1, state: 'Ready' as const, node: 'n2' });
+  const dr6 = service({ vip: V6, family: 6, forwarding: 'DR', prepareRealServers: true, realServers: [rs('fd00::7')] });
+  const tun6 = service({ vip: V6, family: 6, forwarding: 'TUN', prepareRealServers: true, port: 81, realServers: [rs('fd00::7'), rs('10.244.2.7')] });
+  const tun4 = service({ forwarding: 'TUN', prepareRealServers: true, port: 82, realServers: [rs('fd00::8')] });
+  const local = localRealServers([{ owner: WEB, services: planServices(ownerPlan('web', [dr6, tun6, tun4])) }], 'n2');
+  assert.equal(Object.fromEntries([...local].map(([a, l]) => [a, l.vips])), {
+    'fd00::7': [{ mode: 'DR', vip: V6 }, { mode: 'TUN', vip: V6 }],
+    '10.244.2.7': [{ mode: 'TUN', vip: V6, encap: 4 }],
+  });
+  assert.equal(preparedEntries(['10.244.2.7'], local), [{ address: '10.244.2.7', vip: V6, forwarding: 'TUN' }]);
+});
+
 const eperm = Object.assign(new Error('EPERM: dump'), { code: 'EPERM' });
 const base = { syncedResourceVersion: '42', keyOwners: new Map([['TCP/203.0.113.10:80', WEB]]), frozen: [], prepared: [], prepErrors: [], addressOwners: new Map() };
 
