@@ -8,6 +8,8 @@ import { FakeKernel } from '../../dataplane/realserver/testing/fake-netns.ts';
 import { OWNED_METRIC6, normalizeVips, parseRecord } from '../../dataplane/realserver/plan.ts';
 import { TunnelUnsupportedError, cleanupRealServer, inspectRealServer, prepareRealServer } from '../../dataplane/realserver/prepare.ts';
 import type { NetnsTarget } from '../../dataplane/exec.ts';
+import { pino } from 'pino';
+import { prepareCommand } from '../../dataplane/cli/commands.ts';
 
 const test = suite('realserver IPv6');
 const RS: NetnsTarget = { kind: 'named', name: 'rs1' };
@@ -104,6 +106,22 @@ test('a kernel without ip6_tunnel: a clear error naming it', async () => {
     assert.instance(err, TunnelUnsupportedError);
     assert.match((err as Error).message, /^kernel has no ip6tnl support/);
   }
+});
+
+test('lvs-agent prepare: IPv6 VIPs, --encap 4 picks sit0 and is named in the summary; a bad --encap is a usage error', async () => {
+  const { ns, opts } = setup();
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (line: string) => { lines.push(line); };
+  try {
+    const ctx = (encap: string) => ({ values: { forwarding: 'TUN', vip: ['2001:db8:100:0::10'], encap, netns: 'rs1' }, log: pino({ level: 'silent' }), run: opts.run });
+    assert.is(await prepareCommand(ctx('4')), 0);
+    await prepareCommand(ctx('5')).then(() => assert.unreachable(), (err: Error) => assert.match(err.message, /--encap: must be 4 or 6/));
+  } finally {
+    console.log = log;
+  }
+  assert.ok(ns.links.get('sit0')!.up);
+  assert.match(lines[0]!, /^netns:rs1: \d+ change\(s\); prepared for 2001:db8:100::10 \(TUN over IPv4\)$/);
 });
 
 test('IPv6 VIPs sort after IPv4 ones, numerically', () => {
