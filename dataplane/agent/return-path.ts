@@ -9,6 +9,9 @@
 // off (0) accept it. So on exactly those interfaces: accept_local=1, and rp_filter=2 where the
 // effective value would be 1 (max() makes 2 win over all=1 without touching conf.all).
 // conf.all.accept_local is never set: it would let every interface accept local sources.
+// IPv6 needs none of this: it has neither the martian-source check nor rp_filter, and a pod's reply
+// sourced from an IPv6 VIP on the node's lvs0 is forwarded to the client as it is (seen in the test
+// VM, kernel 6.1), so only pods serving IPv4 VIPs get these settings.
 //
 // What we changed is recorded (previous values, per interface) in a file under /run/lvs-agent, a
 // tmpfs with the same lifetime as the sysctls (one boot); an interface no longer needed gets its

@@ -89,7 +89,8 @@ export function createRealServerPass(o: { run: Runner; log: Logger; finder: Netn
   async function returnPath(desired: Map<string, Wanted>, directed: ReadonlySet<string>, prepared: Set<string>, errors: PrepError[]): Promise<void> {
     // Pods serving a VIP this node directs answer from an address local to the node: their
     // uplinks must accept it (../agent/return-path.ts) before they count as prepared.
-    const returning = [...desired.values()].filter((d) => d.target.kind !== 'host' && d.vips.some((v) => directed.has(v.vip)) && d.addresses.some((a) => prepared.has(a)));
+    // IPv4 VIPs only: IPv6 forwards a reply whose source is a node-local VIP as it is (../agent/return-path.ts).
+    const returning = [...desired.values()].filter((d) => d.target.kind !== 'host' && d.vips.some((v) => directed.has(v.vip) && !v.vip.includes(':')) && d.addresses.some((a) => prepared.has(a)));
     try {
       await syncReturnPath({ run: o.run, log: o.log, ...(o.returnPathRecord ? { recordPath: o.returnPathRecord } : {}) }, returning.map((d) => d.target));
     } catch (err) {

@@ -73,6 +73,28 @@ test('this node prepares its own DR pod, reports it, and then opens its own gate
   } finally { await h.close(); }
 });
 
+test('a dual-stack pod of this node is prepared for an IPv4 and an IPv6 TUN VIP, reported, and gated open for both', async () => {
+  const POD6 = 'fd00:10::7', VIP6 = '2001:db8::10';
+  const finder: NetnsFinder = {
+    async find(addresses) { return new Map(addresses.filter((a) => a === POD || a === POD6).map((a) => [a, POD_NS] as const)); },
+    size: () => 1,
+    async confirm(_t, addresses) { return [...addresses]; },
+    forget() {},
+  };
+  const h = harness('n1', { finder });
+  const tun = (vip: string, family: 4 | 6, address: string) => service({ vip, family, forwarding: 'TUN', prepareRealServers: true, realServers: [{ address, port: 80, weight: 1, state: 'Ready', node: 'n1' }] });
+  publish(h.api, ownerPlan('web', [tun(VIP, 4, POD), tun(VIP6, 6, POD6)]));
+  await h.start();
+  try {
+    await h.clock.advance(2_000);
+    assert.equal(h.report()!.prepared, [{ address: POD, vip: VIP, forwarding: 'TUN' }, { address: POD6, vip: VIP6, forwarding: 'TUN' }]);
+    const links = h.cmd.host.ns('/run/netns/pod-web').links;
+    assert.ok(links.get('tunl0')?.addrs.some((a) => a.address === VIP) && links.get('tunl0')?.up, 'IPv4 VIP on tunl0');
+    assert.ok(links.get('ip6tnl0')?.addrs.some((a) => a.address === VIP6) && links.get('ip6tnl0')?.up, 'IPv6 VIP on ip6tnl0');
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> ${POD}:80 w=1`, `TCP/${VIP6}:80 -> ${POD6}:80 w=1`]);
+  } finally { await h.close(); }
+});
+
 test('a pod not found yet is looked for again on a timer, without any plan change', async () => {
   const present = { pod: false };
   const h = harness('n1', { finder: podFinder(present) });
