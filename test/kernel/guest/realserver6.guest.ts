@@ -1,8 +1,9 @@
 // Guest suite of test/kernel/realserver6.test.ts (runs inside the VM): IPv6 through IPVS on a real
 // kernel. LAN "front": client, director eth0, an NDP peer, rs1 (a named netns) and rs2 (reached by
 // the PID of a process inside it, as a pod would be), all dual-stack. LAN "back": director eth1 and
-// rsnat, whose default route is the director (classic NAT). The director's VIP lives on lvs0 via
-// our director setup; the IPVS rules come from the stock ipvsadm, the independent witness.
+// rsnat, whose default route is the director (classic NAT); LAN "pods": director eth2 and a pod.
+// The director's VIP lives on lvs0 via our director setup; the IPVS rules come from the stock
+// ipvsadm, the independent witness.
 // Real-server preparation must turn failing DR/TUN traffic into direct replies (OutPkts 0) and
 // cleanup must restore each namespace exactly. Ports: 80 DR, 81 TUN (ip6ip6), 82 TUN over the
 // real servers' IPv4 addresses (IPv6 in IPv4, sit0), 90 NAT -> rsnat:8080.
@@ -50,10 +51,12 @@ const svc = (port: number) => `[${VIP}]:${port}`;
 test.before(async () => {
   const dual = (v6: string, v4?: string) => [`${v6}/64`, ...(v4 ? [`${v4}/24`] : [])];
   topo = createTopology({
-    lans: ['front', 'back'],
+    lans: ['front', 'back', 'pods'],
     hosts: [
       { ns: 'client', links: [{ lan: 'front', addrs: dual(CLIENT, '192.0.2.10') }], routes: [{ to: `${VIP}/128`, via: DIRECTOR }] },
-      { ns: 'director', links: [{ lan: 'front', addrs: dual(DIRECTOR, '192.0.2.1') }, { lan: 'back', addrs: dual('2001:db8:2::1') }] },
+      { ns: 'director', links: [{ lan: 'front', addrs: dual(DIRECTOR, '192.0.2.1') }, { lan: 'back', addrs: dual('2001:db8:2::1') }, { lan: 'pods', addrs: dual('fd00:1::1') }] },
+      // A pod on the director node (its lan plays the node's pod network).
+      { ns: 'pod', links: [{ lan: 'pods', addrs: dual('fd00:1::2') }], routes: [{ to: 'default', via: 'fd00:1::1' }] },
       { ns: 'peer', links: [{ lan: 'front', addrs: dual('2001:db8:1::20') }] },
       ...RS.map((rs) => ({ ns: rs.ns, links: [{ lan: 'front', addrs: dual(rs.addr, rs.addr4) }] })),
       { ns: 'rsnat', links: [{ lan: 'back', addrs: dual(RSNAT) }], routes: [{ to: 'default', via: '2001:db8:2::1' }] },
@@ -221,6 +224,14 @@ test('TUN: idempotent; cleanup brings ip6tnl0 and sit0 down, removes the VIPs, r
   }
   assert.is((await client(81, 2, 2000)).errors, 2);
   assert.is((await client(82, 2, 2000)).errors, 2);
+});
+
+test('a pod on the director node answering from the VIP (local there on lvs0) is forwarded as it is: IPv6 needs no accept_local', () => {
+  nsRun('pod', ['ip', '-6', 'addr', 'add', `${VIP}/128`, 'dev', 'lo', 'nodad']);
+  const got = run(['bash', '-c', `ip netns exec client timeout 15 socat -u UDP6-RECVFROM:9999 - & sleep 1
+echo from-vip | ip netns exec pod socat -u - 'UDP6-SENDTO:[${CLIENT}]:9999,bind=[${VIP}]'; wait`]);
+  assert.is(got.trim(), 'from-vip');
+  assert.equal(sysctls('director', ['net.ipv4.conf.eth2.accept_local']), { 'net.ipv4.conf.eth2.accept_local': '0' }, 'the IPv4 remedy is not in play');
 });
 
 test('an IPv6 VIP someone else put on lo (no metric) serves DR and is never removed', async () => {
