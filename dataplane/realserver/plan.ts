@@ -27,8 +27,8 @@
 // - TUN: IPVS wraps an IPv6 packet for an IPv6 real server in IPv6 with next header 41 (ip6ip6).
 //   ip6_tunnel's fallback device ip6tnl0 (ip6ip6, any to any) decapsulates it only while UP. For
 //   an IPv4 real server behind an IPv6 VIP the outer header is IPv4 with protocol 41, which sit's
-//   fallback device sit0 takes (again only while UP; inner addresses outside 2002::/16 pass its
-//   6rd spoofing check). IPv6 has no reverse-path filter sysctl, so no sysctl is needed.
+//   fallback device sit0 takes (again only while UP; inner addresses outside its 6rd prefix,
+//   2002::/16 by default, pass its spoofing check). IPv6 has no rp_filter: no sysctl is needed.
 // - An IPv4 VIP over an IPv6 real server (IPv4 in IPv6, next header 4) is refused here: ip6tnl0
 //   decapsulates ip6ip6 only (seen: such traffic dropped), a second any-to-any ip6tnl device
 //   collides with it (EEXIST), and switching ip6tnl0 to `mode any` (seen working) would change a
@@ -38,11 +38,13 @@
 // ours carry the prefix-route metric OWNED_METRIC6 (IFA_RT_PRIORITY, kernel >= 4.18; a /128's
 // prefix route duplicates its local route, so the metric changes nothing about delivery). Cleanup
 // removes only those (an identical address someone else configured satisfies the VIP but is never
-// removed). Sysctls
-// we change are recorded with their previous value in the lo device's alias (IFLA_IFALIAS), a
-// string that lives and dies with the namespace; once no owned VIP needs a sysctl any more it is
-// restored to the recorded value, but only if it still holds the value we set. When lo's alias is
-// used by someone else nothing is recorded and nothing is restored (result.recordable = false).
+// removed). Sysctls we change, and the tunnels we bring up or create, are recorded with their
+// previous state in the lo device's alias (IFLA_IFALIAS), a string that lives and dies with the
+// namespace; once no owned VIP needs a sysctl any more it is restored to the recorded value, but
+// only if it still holds the value we set. When lo's alias is used by someone else nothing is
+// recorded and nothing is restored (result.recordable = false).
+//
+// The 6rd detail is from net/ipv6/sit.c (is_spoofed_6rd); the rest was seen in the test VM.
 import { parseIp } from '../../api/ip.ts';
 import type { AddrInfo, LinkInfo } from './iproute.ts';
 import { canonicalIp, ipFamily } from './iproute.ts';
