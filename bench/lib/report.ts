@@ -193,7 +193,7 @@ export function healthSection(r: HealthRecord): string {
   const out = [
     `Command: \`${r.command}\` · ${machineLine(r.machine)} · load before ${loadText(r.loadBefore)}, after ${loadText(r.loadAfter)}`,
     '',
-    'One process (the agent\'s dataplane/health with the real checkers) probing every real server every interval, ±10% jitter, at most 256 probes in flight; the real servers are listeners on loopback in another process. CPU = the probing process\'s user+system time over the window divided by wall time (1.0 = one core). Spread = probes per 100 ms bucket, fullest against mean.',
+    'One process (the agent\'s dataplane/health with the real checkers) probing every real server once per interval (start to start, at a random 80–100% of it), at most 256 probes in flight; the real servers are listeners on loopback in another process. CPU = the probing process\'s user+system time over the window divided by wall time (1.0 = one core). Spread = probes per 100 ms bucket, fullest against mean.',
     '',
     '| probe | real servers | interval | window | probes/s | failed | CPU (cores) | spread max/mean per 100 ms | event-loop delay p99 | RSS |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
