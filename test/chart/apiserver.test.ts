@@ -64,14 +64,16 @@ test('default render passes server-side dry-run', async () => {
   }
 });
 
-test('non-default render (ServiceMonitor on, no module loading) passes server-side dry-run', async () => {
+test('non-default render (ServiceMonitor and PodMonitor on, no module loading) passes server-side dry-run', async () => {
   await kubectl(['apply', '--server-side', '-f', 'test/chart/fixtures/servicemonitor-crd.yaml']);
-  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com']);
+  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/servicemonitors.monitoring.coreos.com', 'crd/podmonitors.monitoring.coreos.com']);
   const docs = await render(NON_DEFAULT);
   one(docs, 'ServiceMonitor');
+  one(docs, 'PodMonitor');
   const r = await dryRun(docs);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /servicemonitor\.monitoring\.coreos\.com\/lvs-lvs-operator-controller created \(server dry run\)/);
+  assert.match(r.stdout, /podmonitor\.monitoring\.coreos\.com\/lvs-lvs-operator-agent created \(server dry run\)/);
 });
 
 test('the dry-run refuses what the API server refuses (so the checks above can fail)', async () => {
