@@ -16,8 +16,8 @@
 // What we changed is recorded (previous values, per interface) in a file under /run/lvs-agent, a
 // tmpfs with the same lifetime as the sysctls (one boot); an interface no longer needed gets its
 // previous values back, but only where it still holds ours.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from './state-file.ts';
 import type { Logger } from 'pino';
 import { describeTarget, inNetns, type NetnsTarget, type Runner } from '../exec.ts';
 import { readSysctls, writeSysctls } from '../realserver/iproute.ts';
@@ -115,9 +115,7 @@ export function readRecord(path: string): ReturnPathRecord {
 }
 
 function writeRecord(path: string, record: ReturnPathRecord): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(`${path}.tmp`, `${JSON.stringify(record)}\n`);
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomic(path, `${JSON.stringify(record)}\n`);
 }
 
 const linksIn = async (run: Runner) => JSON.parse((await run('ip', ['-j', 'link', 'show'])).stdout || '[]') as RawIpLink[];

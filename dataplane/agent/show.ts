@@ -2,8 +2,8 @@
 // the kernel (never from the agent's memory), labelled with the owning VirtualServer when the
 // agent recorded one. A service is ours when its VIP is bound on lvs0; others are foreign and
 // shown only on request.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from './state-file.ts';
 import type { Plan } from '../../api/plan.ts';
 import type { ForwardMethod, IpvsServiceState } from '../ipvs/types.ts';
 import type { HealthRecord } from '../health/record.ts';
@@ -47,9 +47,7 @@ export function ownerRecord(plan: Plan, now: Date): OwnerRecord {
 }
 
 export function writeOwnerRecord(path: string, rec: OwnerRecord): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(`${path}.tmp`, JSON.stringify(rec, null, 2));
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomic(path, JSON.stringify(rec, null, 2));
 }
 
 export function readOwnerRecord(path: string): OwnerRecord | undefined {

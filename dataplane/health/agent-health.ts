@@ -2,28 +2,15 @@
 // applied out (weights are the policy's: targets.ts withHealth), the monitor kept in step with the
 // plan's targets, seeded from the kernel at start, and what to report (down real servers by
 // service key, for AgentReports and `lvs-agent show`).
-import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
-import type { Clock } from '../../kube/clock.ts';
 import type { IpvsServiceState } from '../ipvs/types.ts';
 import { ipvsServiceKey } from '../sync/keys.ts';
-import type { Checker } from './check.ts';
-import { HealthMonitor } from './monitor.ts';
-import type { Health } from './policy.ts';
+import { HealthMonitor, type MonitorOptions } from './monitor.ts';
 import { probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
 
-export interface AgentHealthOptions {
+/** The monitor's options (onChange: a real server went up or down — sync and report), plus: */
+export interface AgentHealthOptions extends MonitorOptions {
   node: string;
-  clock: Clock;
-  log: Logger;
-  /** A real server went up or down: sync (and report). */
-  onChange: () => void;
-  onTransition?: (t: Target, h: Health) => void;
-  /** A check result changed a real server's up/down or its reason (the health record may refresh). */
-  onUpdate?: () => void;
-  checker?: Checker;
-  random?: () => number;
-  maxInFlight?: number;
   /** Overrides every check's successThreshold (one-shot `apply` runs one round: 1). */
   successThreshold?: number;
 }
@@ -61,12 +48,7 @@ export interface AgentHealth {
 }
 
 export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
-  const monitor = new HealthMonitor({
-    clock: o.clock, log: o.log, onChange: o.onChange,
-    ...(o.onTransition ? { onTransition: o.onTransition } : {}), ...(o.onUpdate ? { onUpdate: o.onUpdate } : {}),
-    ...(o.checker ? { checker: o.checker } : {}),
-    ...(o.random ? { random: o.random } : {}), ...(o.maxInFlight ? { maxInFlight: o.maxInFlight } : {}),
-  });
+  const monitor = new HealthMonitor(o);
   let last: readonly PlanService[] = [];
   let targets = new Map<string, Target>();
   return {

@@ -1,7 +1,7 @@
 // The health record: what the running agent last saw of every checked real server, written beside
 // the owner record (../agent/show.ts) so `lvs-agent show` (another process) can print it.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../agent/state-file.ts';
 import { useKey } from './targets.ts';
 import type { RealServerHealth } from './agent-health.ts';
 
@@ -23,9 +23,7 @@ export function healthRecord(states: readonly RealServerHealth[], now: Date): He
 }
 
 export function writeHealthRecord(path: string, rec: HealthRecord): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(`${path}.tmp`, JSON.stringify(rec));
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomic(path, JSON.stringify(rec));
 }
 
 export function readHealthRecord(path: string): HealthRecord | undefined {
