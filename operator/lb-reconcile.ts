@@ -7,8 +7,8 @@ import { isNotFound } from '../kube/errors.ts';
 import type { EventSink } from '../kube/events.ts';
 import { SERVICES, VIRTUAL_SERVERS, type VirtualServerObject } from '../kube/types.ts';
 import {
-  addressesOf, allocate, desiredVirtualServer, familiesOf, ingressOf, ownedBy, requestedAddresses, SERVICE_LABEL, servedHere, SPEC_HASH_ANNOTATION, vsNameFor,
-  type ServiceObject,
+  addressesOf, allocate, chooseAddresses, desiredVirtualServer, ingressOf, ownedBy, SERVICE_LABEL, servedHere, SPEC_HASH_ANNOTATION, vsNameFor,
+  type AddressChoice, type ServiceObject,
 } from './loadbalancer.ts';
 import type { ReconcileResult } from './queue.ts';
 import { jsonEqual, rfc3339 } from './status.ts';
@@ -61,25 +61,28 @@ export async function reconcileLoadBalancer(key: string, deps: LbDeps, signal?: 
       return { kind: 'done' };
     }
     const svcKey = `${namespace}/${name}`;
-    const addresses = await deps.lock(async () => {
-      const got = await addressesFor(svc, svcKey, existing, deps);
-      if (Array.isArray(got)) deps.allocations.set(svcKey, got); else deps.allocations.delete(svcKey);
+    const choice = await deps.lock(async () => {
+      const got = addressesFor(svc, svcKey, existing, deps);
+      if ('error' in got) deps.allocations.delete(svcKey); else deps.allocations.set(svcKey, got.addresses);
       return got;
     });
-    if ('error' in addresses) {
-      await deps.events.record(svc, { type: 'Warning', reason: 'AllocationFailed', action: 'Allocate', note: addresses.error });
-      await writeStatus(svc, [], { status: 'False', reason: 'AllocationFailed', message: addresses.error }, deps, signal);
+    if ('error' in choice) {
+      await deps.events.record(svc, { type: 'Warning', reason: 'AllocationFailed', action: 'Allocate', note: choice.error });
+      await writeStatus(svc, [], { status: 'False', reason: 'AllocationFailed', message: choice.error }, deps, signal);
       return { kind: 'done' };
     }
+    const { addresses, partial } = choice;
     const want = desiredVirtualServer(svc, addresses);
+    let changed = true;
     if (!existing) {
       await deps.api.create(VIRTUAL_SERVERS, namespace, want, signal);
       await deps.events.record(svc, { type: 'Normal', reason: 'AddressAllocated', action: 'Allocate', note: `${addresses.join(', ')} served by VirtualServer ${vsKey}` });
     } else if (existing.metadata.annotations?.[SPEC_HASH_ANNOTATION] !== want.metadata.annotations?.[SPEC_HASH_ANNOTATION] || !jsonEqual(existing.spec?.addresses, want.spec?.addresses)) {
       const metadata = { ...existing.metadata, labels: { ...existing.metadata.labels, ...want.metadata.labels }, annotations: { ...existing.metadata.annotations, ...want.metadata.annotations } };
       await deps.api.replace(VIRTUAL_SERVERS, namespace, want.metadata.name, { ...existing, metadata, spec: want.spec }, signal);
-    }
-    await writeStatus(svc, ingressOf(existing), allocatedCondition(existing, addresses, vsKey), deps, signal);
+    } else changed = false;
+    if (partial && changed) await deps.events.record(svc, { type: 'Warning', reason: 'SingleStackFallback', action: 'Allocate', note: partial });
+    await writeStatus(svc, ingressOf(existing), allocatedCondition(existing, addresses, vsKey, partial), deps, signal);
     return { kind: 'done' };
   } catch (err) {
     // A 409 (the VirtualServer or Service changed meanwhile) or anything else: retried with backoff.
@@ -87,19 +90,20 @@ export async function reconcileLoadBalancer(key: string, deps: LbDeps, signal?: 
   }
 }
 
-async function addressesFor(svc: ServiceObject, svcKey: string, existing: VirtualServerObject | undefined, deps: LbDeps): Promise<string[] | { error: string }> {
-  const requested = requestedAddresses(svc);
-  if (requested) return requested;
-  const families = familiesOf(svc);
-  const had = addressesOf(existing);
-  const sticky = families.map((f) => had.find((a) => (a.includes(':') ? 6 : 4) === f));
-  if (sticky.every((a) => a !== undefined)) return sticky as string[];
-  const used = new Set<string>();
-  for (const vs of deps.listVs()) for (const a of addressesOf(vs)) used.add(a);
-  for (const [k, list] of deps.allocations) if (k !== svcKey) for (const a of list) used.add(a);
-  const adm = deps.world.admission;
-  const ns = svc.metadata.namespace ?? '';
-  return allocate({ pools: adm.pools, namespace: ns, namespaceLabels: adm.namespaces.get(ns) ?? { 'kubernetes.io/metadata.name': ns }, families, used, reserved: adm.reserved });
+function addressesFor(svc: ServiceObject, svcKey: string, existing: VirtualServerObject | undefined, deps: LbDeps): AddressChoice {
+  let used: Set<string> | undefined;
+  const allocateFamily = (family: 4 | 6, taken: readonly string[]) => {
+    if (!used) {
+      used = new Set<string>();
+      for (const vs of deps.listVs()) for (const a of addressesOf(vs)) used.add(a);
+      for (const [k, list] of deps.allocations) if (k !== svcKey) for (const a of list) used.add(a);
+    }
+    const adm = deps.world.admission;
+    const ns = svc.metadata.namespace ?? '';
+    const got = allocate({ pools: adm.pools, namespace: ns, namespaceLabels: adm.namespaces.get(ns) ?? { 'kubernetes.io/metadata.name': ns }, families: [family], used: new Set([...used, ...taken]), reserved: adm.reserved });
+    return 'error' in got ? got : got[0]!;
+  };
+  return chooseAddresses(svc, addressesOf(existing), allocateFamily);
 }
 
 /** Not (or no longer) ours to serve: the owned VirtualServer goes, and with it the ingress we wrote. */
@@ -120,12 +124,18 @@ async function release(svc: ServiceObject | undefined, existing: VirtualServerOb
 const CONDITION = 'lvs.dev/AddressAllocated';
 
 /**
- * True once the VirtualServer serves an address; while it serves none (just created, or refused:
- * an address the pools do not grant, or held by another), False with the VirtualServer's reason.
+ * True once the VirtualServer serves every address; PartiallyServed while it serves some (a
+ * dual-stack Service whose IPv6 address was refused, say); while it serves none (just created, or
+ * refused: an address the pools do not grant, or held by another), False with the VirtualServer's reason.
  */
-function allocatedCondition(vs: VirtualServerObject | undefined, addresses: readonly string[], vsKey: string): { status: 'True' | 'False'; reason: string; message: string } {
-  if (ingressOf(vs).length > 0) return { status: 'True', reason: 'Allocated', message: `${addresses.join(', ')} (VirtualServer ${vsKey})` };
+function allocatedCondition(vs: VirtualServerObject | undefined, addresses: readonly string[], vsKey: string, partial?: string): { status: 'True' | 'False'; reason: string; message: string } {
+  const won = new Set(ingressOf(vs).map((i) => i.ip));
   const ready = vs?.status?.conditions?.find((c) => c.type === 'Ready');
+  if (won.size > 0 && addresses.every((a) => won.has(a))) return { status: 'True', reason: 'Allocated', message: `${addresses.join(', ')} (VirtualServer ${vsKey})${partial ? `; ${partial}` : ''}` };
+  if (won.size > 0) {
+    const why = ready?.status === 'False' && ready.reason !== 'NoReadyEndpoints' ? `: ${ready.message}` : ' yet';
+    return { status: 'False', reason: 'PartiallyServed', message: `VirtualServer ${vsKey} serves ${[...won].join(', ')}, not ${addresses.filter((a) => !won.has(a)).join(', ')}${why}` };
+  }
   if (ready?.status === 'False' && ready.reason !== 'NoReadyEndpoints') return { status: 'False', reason: ready.reason, message: `VirtualServer ${vsKey}: ${ready.message}` };
   return { status: 'False', reason: 'Pending', message: `${addresses.join(', ')}: VirtualServer ${vsKey} does not serve it yet` };
 }

@@ -66,6 +66,45 @@ export function familiesOf(svc: ServiceObject): Array<4 | 6> {
   return [...new Set(dual ? fams : fams.slice(0, 1))];
 }
 
+const familyOf = (address: string): 4 | 6 => (address.includes(':') ? 6 : 4);
+const familyNames = (fams: ReadonlyArray<4 | 6>) => `[${fams.map((f) => `IPv${f}`).join(', ')}]`;
+
+/** The addresses a LoadBalancer Service is served at; `partial` says which family PreferDualStack went without. */
+export type AddressChoice = { addresses: string[]; partial?: string } | { error: string };
+
+/**
+ * Addresses for a LoadBalancer Service, one per family it wants (familiesOf), primary family first:
+ * requested ones as they are (each of a family the Service has: an IPv6 VIP cannot reach IPv4-only
+ * endpoints), else per family the one its VirtualServer already has (sticky: a Service turned
+ * dual-stack keeps its IPv4 address), else a fresh one from `allocateFamily`. RequireDualStack
+ * needs every family; PreferDualStack is served with the primary family alone when no pool has an
+ * address of the other (and picks one up when a pool does, as pool changes reconcile the Service).
+ */
+export function chooseAddresses(svc: ServiceObject, had: readonly string[], allocateFamily: (family: 4 | 6, taken: readonly string[]) => string | { error: string }): AddressChoice {
+  const families = familiesOf(svc);
+  const requested = requestedAddresses(svc);
+  if (requested && 'error' in requested) return requested;
+  if (requested) {
+    const field = svc.metadata.annotations?.[ADDRESS_ANNOTATION] !== undefined ? `metadata.annotations[${ADDRESS_ANNOTATION}]` : 'spec.loadBalancerIP';
+    const stray = requested.find((a) => !families.includes(familyOf(a)));
+    if (stray) return { error: `${field}: ${stray} is IPv${familyOf(stray)}, but the Service is served in ${familyNames(families)} (spec.ipFamilies, spec.ipFamilyPolicy)` };
+    const missing = families.filter((f) => !requested.some((a) => familyOf(a) === f));
+    if (missing.length && svc.spec?.ipFamilyPolicy === 'RequireDualStack') {
+      return { error: `${field}: spec.ipFamilyPolicy is RequireDualStack, and no ${familyNames(missing)} address is requested` };
+    }
+    return { addresses: requested };
+  }
+  const out: string[] = [];
+  for (const [i, family] of families.entries()) {
+    const kept = had.find((a) => familyOf(a) === family);
+    const got = kept ?? allocateFamily(family, out);
+    if (typeof got === 'string') { out.push(got); continue; }
+    if (i === 0 || svc.spec?.ipFamilyPolicy === 'RequireDualStack') return got;
+    return { addresses: out, partial: `PreferDualStack: served in IPv${families[0]} only: ${got.error}` };
+  }
+  return { addresses: out };
+}
+
 /** Addresses the Service asks for, canonical; an error names the field. */
 export function requestedAddresses(svc: ServiceObject): string[] | { error: string } | undefined {
   const annotated = svc.metadata.annotations?.[ADDRESS_ANNOTATION];

@@ -25,6 +25,7 @@ const NS = 'team-a';
 /** The API server advertises a global unicast address (the harness default is loopback, reserved anyway). */
 const APISERVER_IP = '198.51.100.250';
 const NODE_IP = '192.0.2.1', POD_CIDR = '10.244.1.0/24';
+const SERVICE_CIDR6 = 'fd00:10:96::/112';
 
 let cp: ControlPlane | undefined;
 let admin: KubeApi;
@@ -109,7 +110,8 @@ test.before(async () => {
 });
 
 async function setup(): Promise<void> {
-  cp = await startControlPlane({ apiserverArgs: [`--advertise-address=${APISERVER_IP}`] });
+  // A dual-stack service CIDR (later flags win), so RequireDualStack Services are accepted.
+  cp = await startControlPlane({ apiserverArgs: [`--advertise-address=${APISERVER_IP}`, `--service-cluster-ip-range=10.96.0.0/24,${SERVICE_CIDR6}`] });
   await cp.installCrds('crds');
   admin = await apiFor(cp.kubeconfig.path);
   await kubectl(['apply', '-f', 'operator/rbac/clusterrole.yaml', '-f', 'operator/rbac/owned-policy.yaml']);
@@ -167,7 +169,7 @@ test('the tenant can neither write a VIPPool nor VirtualServer status (can-i and
 test('reserved addresses are refused even inside a pool admitting team-a: node, pod CIDR, Services, service CIDR, API server', async () => {
   const kubernetesIP = (await kubectl(['get', 'svc', 'kubernetes', '-n', 'default', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
   assert.is(kubernetesIP, '10.96.0.1');
-  assert.is((await kubectl(['get', 'servicecidr', 'kubernetes', '-o', 'jsonpath={.spec.cidrs}'])).trim(), '["10.96.0.0/24"]');
+  assert.is((await kubectl(['get', 'servicecidr', 'kubernetes', '-o', 'jsonpath={.spec.cidrs}'])).trim(), `["10.96.0.0/24","${SERVICE_CIDR6}"]`);
   const apiserverEps = (await kubectl(['get', 'endpointslices', '-n', 'default', '-l', 'kubernetes.io/service-name=kubernetes', '-o', 'jsonpath={.items[*].endpoints[*].addresses[*]}'])).trim();
   assert.is(apiserverEps, APISERVER_IP);
   await expectRefused('on-node', NODE_IP, 'AddressReserved', /192\.0\.2\.1 is reserved: it is the InternalIP of node node-a/);
@@ -293,6 +295,29 @@ spec: {type: LoadBalancer, loadBalancerClass: lvs.dev/ipvs, ports: [{name: http,
   assert.equal(await until(async () => ((await svc('more')).status?.loadBalancer?.ingress ?? []).length > 0 && (await svc('more')).status!.loadBalancer!.ingress, 'more gets an address'), [{ ip: freed, ipMode: 'Proxy' }]);
   await asTenant(['delete', 'service', 'api', 'more', '-n', NS]);
   await kubectl(['delete', 'vippool', 'lb']);
+});
+
+test('a RequireDualStack LoadBalancer Service gets one address per family from a dual-stack pool; turned SingleStack it keeps its IPv4 address', async () => {
+  await kubectl(['apply', '-f', '-'], { stdin: poolYaml('lb-dual', ['192.0.2.42/32', '2001:db8:42::1-2001:db8:42::2'], `{namespaces: [${NS}], autoAssign: true}`) });
+  await asTenant(['apply', '-f', '-'], `apiVersion: v1
+kind: Service
+metadata: {name: dual, namespace: ${NS}}
+spec: {type: LoadBalancer, loadBalancerClass: lvs.dev/ipvs, ipFamilyPolicy: RequireDualStack, ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: dual}}
+`);
+  type Svc = KubeObject & { spec?: { ipFamilies?: string[] }; status?: { loadBalancer?: { ingress?: Array<{ ip: string; ipMode?: string }> } } };
+  const svc = () => admin.get<Svc>(SERVICES, NS, 'dual');
+  assert.equal((await svc()).spec?.ipFamilies, ['IPv4', 'IPv6'], 'the API server made it dual-stack');
+  const both = await until(async () => { const i = (await svc()).status?.loadBalancer?.ingress; return i?.length === 2 ? i : undefined; }, 'two ingress addresses');
+  assert.equal(both, [{ ip: '192.0.2.42', ipMode: 'Proxy' }, { ip: '2001:db8:42::1', ipMode: 'Proxy' }]);
+  const owned = await admin.get<VirtualServerObject>(VIRTUAL_SERVERS, NS, 'lb-dual');
+  assert.equal(owned.spec?.addresses, ['192.0.2.42', '2001:db8:42::1']);
+  assert.equal(owned.status?.services, ['TCP/192.0.2.42:80', 'TCP/[2001:db8:42::1]:80']);
+  await asTenant(['patch', 'service', 'dual', '-n', NS, '--type=merge', '-p', '{"spec":{"ipFamilyPolicy":"SingleStack","ipFamilies":["IPv4"]}}']);
+  const single = await until(async () => { const i = (await svc()).status?.loadBalancer?.ingress; return i?.length === 1 ? i : undefined; }, 'IPv6 address released');
+  assert.equal(single, [{ ip: '192.0.2.42', ipMode: 'Proxy' }]);
+  await asTenant(['delete', 'service', 'dual', '-n', NS]);
+  await until(async () => (await admin.list(VIRTUAL_SERVERS)).items.every((o) => o.metadata.name !== 'lb-dual') || undefined, 'lb-dual deleted');
+  await kubectl(['delete', 'vippool', 'lb-dual']);
 });
 
 test('deleting the pool withdraws its VIPs: AddressNotAllowed and an empty plan', async () => {

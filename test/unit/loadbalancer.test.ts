@@ -6,9 +6,9 @@ import * as assert from 'uvu/assert';
 import { buildPools } from '../../api/pool.ts';
 import { ReservedAddresses } from '../../api/resolve/index.ts';
 import { Controller } from '../../operator/controller.ts';
-import { allocate, desiredVirtualServer, familiesOf, ingressOf, requestedAddresses, type ServiceObject } from '../../operator/loadbalancer.ts';
+import { allocate, chooseAddresses, desiredVirtualServer, familiesOf, ingressOf, requestedAddresses, type ServiceObject } from '../../operator/loadbalancer.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';
-import { ENDPOINT_SLICES, NODES, SERVICES, VIP_POOLS, VIRTUAL_SERVERS, type VirtualServerObject } from '../../kube/types.ts';
+import { ENDPOINT_SLICES, EVENTS, NODES, SERVICES, VIP_POOLS, VIRTUAL_SERVERS, type VirtualServerObject } from '../../kube/types.ts';
 import { node, slice, until, vs } from './controller-fixtures.ts';
 
 const test = suite('LoadBalancer Services');
@@ -55,6 +55,34 @@ test('the owned VirtualServer: ports by name, annotations for method and schedul
   assert.equal((v.metadata as { ownerReferences?: unknown }).ownerReferences, [{ apiVersion: 'v1', kind: 'Service', name: 'web', uid: 'u1', controller: true }]);
   assert.equal(ingressOf({ ...v, spec: { ...v.spec, addresses: ['203.0.113.1', '2001:db8::1'] }, status: { services: ['TCP/[2001:db8::1]:80'] } }), [{ ip: '2001:db8::1', ipMode: 'Proxy' }]);
   assert.equal(ingressOf(v), [], 'nothing won yet: no ingress');
+});
+
+test('dual-stack choice: one address per family, sticky per family, RequireDualStack needs both, PreferDualStack falls back; requests checked against the families', () => {
+  const dual = (policy: string, families = ['IPv4', 'IPv6'], annotations: Record<string, string> = {}) => lbService('d', { ipFamilies: families, ipFamilyPolicy: policy }, annotations);
+  const fresh: Record<number, string[]> = { 4: ['203.0.113.1', '203.0.113.2'], 6: ['2001:db8::1'] };
+  const calls: string[] = [];
+  const from = (pool: Record<number, string[]>) => (family: 4 | 6, taken: readonly string[]) => {
+    calls.push(`IPv${family}`);
+    return pool[family]?.find((a) => !taken.includes(a)) ?? { error: `no free IPv${family} address` };
+  };
+  assert.equal(chooseAddresses(dual('RequireDualStack', ['IPv6', 'IPv4']), [], from(fresh)), { addresses: ['2001:db8::1', '203.0.113.1'] }, 'primary family first');
+  // Turned dual-stack: the IPv4 address it had is kept, only IPv6 is allocated.
+  calls.length = 0;
+  assert.equal(chooseAddresses(dual('RequireDualStack'), ['203.0.113.9'], from(fresh)), { addresses: ['203.0.113.9', '2001:db8::1'] });
+  assert.equal(calls, ['IPv6']);
+  // Back to single stack: the IPv6 address is let go, the IPv4 one kept.
+  assert.equal(chooseAddresses(dual('SingleStack'), ['203.0.113.9', '2001:db8::1'], from(fresh)), { addresses: ['203.0.113.9'] });
+  const v4only = { 4: ['203.0.113.1'] };
+  assert.equal(chooseAddresses(dual('RequireDualStack'), [], from(v4only)), { error: 'no free IPv6 address' });
+  assert.equal(chooseAddresses(dual('PreferDualStack'), [], from(v4only)), { addresses: ['203.0.113.1'], partial: 'PreferDualStack: served in IPv4 only: no free IPv6 address' });
+  assert.equal(chooseAddresses(dual('PreferDualStack', ['IPv6', 'IPv4']), [], from(v4only)), { error: 'no free IPv6 address' }, 'the primary family is never optional');
+  // Requests: every address of a family the Service has; RequireDualStack needs one of each.
+  const ann = (v: string) => ({ 'lvs.dev/address': v });
+  assert.equal(chooseAddresses(dual('RequireDualStack', ['IPv4', 'IPv6'], ann('2001:db8::7, 203.0.113.7')), [], from(fresh)), { addresses: ['2001:db8::7', '203.0.113.7'] });
+  assert.equal(chooseAddresses(dual('RequireDualStack', ['IPv4', 'IPv6'], ann('203.0.113.7')), [], from(fresh)), { error: 'metadata.annotations[lvs.dev/address]: spec.ipFamilyPolicy is RequireDualStack, and no [IPv6] address is requested' });
+  assert.equal(chooseAddresses(dual('PreferDualStack', ['IPv4', 'IPv6'], ann('203.0.113.7')), [], from(fresh)), { addresses: ['203.0.113.7'] });
+  assert.equal(chooseAddresses(lbService('s', { ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', loadBalancerIP: '2001:db8::7' }), [], from(fresh)),
+    { error: 'spec.loadBalancerIP: 2001:db8::7 is IPv6, but the Service is served in [IPv4] (spec.ipFamilies, spec.ipFamilyPolicy)' });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -113,6 +141,41 @@ test('controller: a user\'s VirtualServer named lb-<service> is never taken over
   assert.equal(vsOf(api, 'lb-web')!.spec?.addresses, ['203.0.113.2'], 'the user\'s object is untouched');
   assert.is(svcOf(api, 'web')!.status?.loadBalancer?.ingress, undefined);
   assert.is(vsOf(api, 'lb-metallb'), undefined);
+  await c.stop();
+});
+
+test('controller: a RequireDualStack Service gets one address per family; made SingleStack it keeps its IPv4 one; PreferDualStack without an IPv6 pool is served in IPv4 and picks IPv6 up when a pool grants it', async () => {
+  const api = cluster(['203.0.113.1-203.0.113.2', '2001:db8:1::10-2001:db8:1::11']);
+  const dual = (name: string, policy: string) => lbService(name, { ipFamilies: ['IPv4', 'IPv6'], ipFamilyPolicy: policy });
+  api.apply(SERVICES, dual('web', 'RequireDualStack'));
+  api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }], 'team-a'));
+  api.apply(ENDPOINT_SLICES, { ...slice('web-2', 'web', [{ ip: 'fd00::5', pod: 'web-1' }], 'team-a'), addressType: 'IPv6' });
+  const c = start(api);
+  const ingress = (name: string) => svcOf(api, name)?.status?.loadBalancer?.ingress?.map((i) => i.ip);
+  await until(() => ingress('web')?.length === 2, 'both families in the ingress');
+  assert.equal(ingress('web'), ['203.0.113.1', '2001:db8:1::10']);
+  assert.equal(vsOf(api, 'lb-web')!.spec?.addresses, ['203.0.113.1', '2001:db8:1::10']);
+  assert.equal(vsOf(api, 'lb-web')!.status?.services, ['TCP/203.0.113.1:80', 'TCP/[2001:db8:1::10]:80']);
+  const allocated = (name: string) => (svcOf(api, name)?.status?.conditions as Array<{ type: string; status: string; reason: string; message: string }> | undefined)?.find((x) => x.type === 'lvs.dev/AddressAllocated');
+  assert.is(allocated('web')?.status, 'True');
+  // SingleStack again: the IPv6 address goes, the IPv4 one stays.
+  api.apply(SERVICES, { ...svcOf(api, 'web')!, spec: { ...svcOf(api, 'web')!.spec, ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack' } });
+  await until(() => ingress('web')?.length === 1, 'IPv6 address released');
+  assert.equal(ingress('web'), ['203.0.113.1']);
+  // PreferDualStack in namespace team-b, whose pool has no IPv6 range: IPv4 alone, said so.
+  api.apply(VIP_POOLS, { ...pool(['203.0.113.5']), metadata: { name: 'team-b', creationTimestamp: '2024-01-02T00:00:00Z' }, spec: { addresses: ['203.0.113.5'], allocation: { namespaces: ['team-b'], autoAssign: true } } });
+  api.apply(SERVICES, { ...dual('api', 'PreferDualStack'), metadata: { name: 'api', namespace: 'team-b', annotations: {} } });
+  const svcB = () => api.peek<ServiceObject>(SERVICES, 'team-b', 'api');
+  const condB = () => (svcB()?.status?.conditions as Array<{ type: string; status: string; message: string }> | undefined)?.find((x) => x.type === 'lvs.dev/AddressAllocated');
+  await until(() => condB()?.status === 'True', 'api served');
+  assert.equal(svcB()!.status!.loadBalancer!.ingress, [{ ip: '203.0.113.5', ipMode: 'Proxy' }]);
+  assert.match(condB()!.message, /PreferDualStack: served in IPv4 only: the autoAssign VIPPools admitting namespace team-b \(team-b\) have no free IPv6 address/);
+  const reasons = (await api.list(EVENTS)).items.filter((e) => e.metadata.namespace === 'team-b').map((e) => (e as { reason?: string }).reason);
+  assert.ok(reasons.includes('SingleStackFallback'), reasons.join(', '));
+  // The pool gains an IPv6 range: the Service picks an IPv6 address up and keeps its IPv4 one.
+  api.apply(VIP_POOLS, { ...pool([]), metadata: { name: 'team-b', creationTimestamp: '2024-01-02T00:00:00Z' }, spec: { addresses: ['203.0.113.5', '2001:db8:2::1'], allocation: { namespaces: ['team-b'], autoAssign: true } } });
+  await until(() => api.peek<VirtualServerObject>(VIRTUAL_SERVERS, 'team-b', 'lb-api')?.spec?.addresses?.length === 2, 'IPv6 picked up');
+  assert.equal(api.peek<VirtualServerObject>(VIRTUAL_SERVERS, 'team-b', 'lb-api')!.spec?.addresses, ['203.0.113.5', '2001:db8:2::1']);
   await c.stop();
 });
 
