@@ -194,7 +194,7 @@ test('non-default values reach the manifests', async () => {
       image: { repository: 'registry.example/lvs/agent', digest, pullPolicy: 'IfNotPresent' },
       nodeSelector: { 'kubernetes.io/os': 'linux', 'lvs.dev/director': 'true' },
       tolerations: [{ key: 'lvs.dev/director', operator: 'Exists', effect: 'NoSchedule' }],
-      updateStrategy: { maxUnavailable: '20%' }, extraArgs: ['--resync-seconds=60'], logLevel: 'warn',
+      updateStrategy: { maxUnavailable: '20%' }, extraArgs: ['--log-level=debug'], logLevel: 'warn',
     },
     serviceMonitor: { enabled: true, interval: '15s', labels: { release: 'prom' } },
   });
@@ -210,7 +210,7 @@ test('non-default values reach the manifests', async () => {
   assert.is(container(ds).image, `registry.example/lvs/agent@${digest}`);
   assert.equal(ds.spec.template.spec.nodeSelector, { 'kubernetes.io/os': 'linux', 'lvs.dev/director': 'true' });
   assert.is(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, '20%');
-  assert.equal(container(ds).args, ['--metrics-address=$(HOST_IP):9810', '--resync-seconds=60']);
+  assert.equal(container(ds).args, ['--metrics-address=$(HOST_IP):9810', '--log-level=debug']);
   const sm = one(docs, 'ServiceMonitor');
   assert.is(sm.metadata.labels.release, 'prom');
   assert.equal(sm.spec.endpoints, [{ port: 'http-metrics', path: '/metrics', interval: '15s', scrapeTimeout: '10s' }]);
