@@ -1,7 +1,9 @@
 // Kubernetes objects as the real components would write them, for a cluster that has no
 // kube-controller-manager and no kubelet: the test driver plays the kubelet (Pod status, graceful
-// deletion) and the EndpointSlice controller (one slice per Service, labels, owner reference,
-// endpoint conditions, nodeName, targetRef). Builders are pure; Workload does the API calls.
+// deletion) and the EndpointSlice controller (one slice per Service and address family, labels,
+// owner reference, endpoint conditions, nodeName, targetRef). Builders are pure; Workload does
+// the API calls. Dual-stack pods (an IPv6 address beside the IPv4 one) are one endpoint in each
+// family's slice, as the EndpointSlice controller keeps them (addressType IPv4 / IPv6).
 import type { KubeObject } from '../../kube/types.ts';
 import type { Kube } from './kube.ts';
 
@@ -21,6 +23,8 @@ export interface EndpointState {
   pod: string;
   uid: string;
   ip: string;
+  /** the pod's IPv6 address, when it is dual-stack */
+  ip6?: string;
   /** Pod Ready and not terminating */
   ready: boolean;
   /** the Pod has a deletionTimestamp */
@@ -38,12 +42,12 @@ export function podObject(ns: string, name: string, app: string, node: string, p
   };
 }
 
-/** What the kubelet reports once the pod's sandbox and container run. */
-export function podStatus(ip: string, hostIP: string, ready: boolean, now = new Date()): Record<string, unknown> {
+/** What the kubelet reports once the pod's sandbox and container run (podIPs: IPv4, then IPv6 if any). */
+export function podStatus(ip: string, hostIP: string, ready: boolean, now = new Date(), ip6?: string): Record<string, unknown> {
   const t = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   return {
     status: {
-      phase: 'Running', hostIP, hostIPs: [{ ip: hostIP }], podIP: ip, podIPs: [{ ip }], startTime: t,
+      phase: 'Running', hostIP, hostIPs: [{ ip: hostIP }], podIP: ip, podIPs: [{ ip }, ...(ip6 ? [{ ip: ip6 }] : [])], startTime: t,
       conditions: [
         { type: 'PodScheduled', status: 'True', lastTransitionTime: t },
         { type: 'Initialized', status: 'True', lastTransitionTime: t },
@@ -63,12 +67,14 @@ export function serviceObject(ns: string, name: string, app: string, ports: read
 }
 
 /**
- * The slice the EndpointSlice controller keeps for a Service: endpoints sorted as it sorts them
- * (by address), ports with the Service port's name and the pod's target port, terminating pods
- * kept with serving = their readiness (EndpointSliceTerminatingCondition, GA since 1.26).
+ * The slice the EndpointSlice controller keeps for a Service and an address family: endpoints
+ * (the pods that have an address of that family) sorted as it sorts them (by address), ports with
+ * the Service port's name and the pod's target port, terminating pods kept with serving = their
+ * readiness (EndpointSliceTerminatingCondition, GA since 1.26).
  */
-export function sliceObject(svc: { ns: string; name: string; uid: string }, node: string, ports: readonly ServicePort[], eps: readonly EndpointState[]): Manifest {
-  const sorted = [...eps].sort((a, b) => a.ip.localeCompare(b.ip, 'en', { numeric: true }));
+export function sliceObject(svc: { ns: string; name: string; uid: string }, node: string, ports: readonly ServicePort[], eps: readonly EndpointState[], family: 4 | 6 = 4): Manifest {
+  const addr = (e: EndpointState) => (family === 4 ? e.ip : e.ip6!);
+  const sorted = eps.filter((e) => family === 4 || e.ip6).sort((a, b) => addr(a).localeCompare(addr(b), 'en', { numeric: true }));
   return {
     apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
     metadata: {
@@ -77,10 +83,10 @@ export function sliceObject(svc: { ns: string; name: string; uid: string }, node
       annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') },
       ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: svc.name, uid: svc.uid, controller: true, blockOwnerDeletion: true }],
     },
-    addressType: 'IPv4',
+    addressType: family === 4 ? 'IPv4' : 'IPv6',
     ports: ports.map((p) => ({ name: p.name, port: p.targetPort, protocol: 'TCP' })),
     endpoints: sorted.map((e) => ({
-      addresses: [e.ip],
+      addresses: [addr(e)],
       conditions: { ready: e.ready && !e.terminating, serving: e.ready, terminating: e.terminating },
       nodeName: node,
       targetRef: { kind: 'Pod', namespace: svc.ns, name: e.pod, uid: e.uid },
@@ -88,7 +94,10 @@ export function sliceObject(svc: { ns: string; name: string; uid: string }, node
   };
 }
 
-/** A Service, its Pods and its EndpointSlice, kept in step as the real controllers would. */
+/**
+ * A Service, its Pods and its EndpointSlices (IPv4; IPv6 too once a pod has an IPv6 address),
+ * kept in step as the real controllers would.
+ */
 export class Workload {
   readonly ns: string;
   readonly name: string;
@@ -97,7 +106,7 @@ export class Workload {
   readonly hostIP: string;
   readonly #kube: Kube;
   #svcUid = '';
-  #slice: KubeObject | undefined;
+  readonly #slices = new Map<4 | 6, KubeObject>();
   readonly #eps = new Map<string, EndpointState>();
   /** slice writes so far (create + updates) */
   writes = 0;
@@ -114,18 +123,18 @@ export class Workload {
     this.#svcUid = svc.metadata.uid ?? '';
   }
 
-  /** Pod created, scheduled to our node, started and Ready (status through the subresource). */
-  async addPod(name: string, ip: string): Promise<void> {
+  /** Pod created, scheduled to our node, started and Ready (status through the subresource); `ip6` makes it dual-stack. */
+  async addPod(name: string, ip: string, ip6?: string): Promise<void> {
     const pod = await this.#kube.create<KubeObject>(PODS, this.ns, podObject(this.ns, name, this.name, this.node, this.ports[0]!.targetPort));
-    await this.#kube.mergePatch(PODS, this.ns, name, podStatus(ip, this.hostIP, true), 'status');
-    this.#eps.set(name, { pod: name, uid: pod.metadata.uid ?? '', ip, ready: true, terminating: false });
+    await this.#kube.mergePatch(PODS, this.ns, name, podStatus(ip, this.hostIP, true, undefined, ip6), 'status');
+    this.#eps.set(name, { pod: name, uid: pod.metadata.uid ?? '', ip, ...(ip6 ? { ip6 } : {}), ready: true, terminating: false });
   }
 
   /** Graceful deletion begins: the Pod gets a deletionTimestamp, the kubelet marks it not ready. */
   async terminatePod(name: string, stillServing: boolean): Promise<void> {
     await this.#kube.request('DELETE', `/api/v1/namespaces/${this.ns}/pods/${name}`, { kind: 'DeleteOptions', apiVersion: 'v1', gracePeriodSeconds: 30 });
-    await this.#kube.mergePatch(PODS, this.ns, name, podStatus(this.#eps.get(name)!.ip, this.hostIP, stillServing), 'status');
     const e = this.#eps.get(name)!;
+    await this.#kube.mergePatch(PODS, this.ns, name, podStatus(e.ip, this.hostIP, stillServing, undefined, e.ip6), 'status');
     this.#eps.set(name, { ...e, ready: stillServing, terminating: true });
   }
 
@@ -137,16 +146,25 @@ export class Workload {
 
   endpoints(): EndpointState[] { return [...this.#eps.values()]; }
 
-  /** Writes the slice for the current pods (create once, then conditional updates). */
+  /**
+   * Writes the slices for the current pods (each created once, then conditional updates): IPv4
+   * always, IPv6 once some pod has had an IPv6 address (kept, possibly empty, as the controller
+   * keeps a family's slice while the Service has that family).
+   */
   async syncSlice(): Promise<void> {
-    const want = sliceObject({ ns: this.ns, name: this.name, uid: this.#svcUid }, this.node, this.ports, this.endpoints());
-    if (!this.#slice) {
-      this.#slice = await this.#kube.create<KubeObject>(SLICES, this.ns, want);
-    } else {
-      const { name, resourceVersion } = this.#slice.metadata;
-      const { generateName: _, ...meta } = want.metadata;
-      this.#slice = await this.#kube.replace<KubeObject>(SLICES, this.ns, { ...want, metadata: { ...meta, name, resourceVersion } } as unknown as KubeObject);
+    const eps = this.endpoints();
+    const families: Array<4 | 6> = [4, ...(this.#slices.has(6) || eps.some((e) => e.ip6) ? [6 as const] : [])];
+    for (const family of families) {
+      const want = sliceObject({ ns: this.ns, name: this.name, uid: this.#svcUid }, this.node, this.ports, eps, family);
+      const had = this.#slices.get(family);
+      if (!had) {
+        this.#slices.set(family, await this.#kube.create<KubeObject>(SLICES, this.ns, want));
+      } else {
+        const { name, resourceVersion } = had.metadata;
+        const { generateName: _, ...meta } = want.metadata;
+        this.#slices.set(family, await this.#kube.replace<KubeObject>(SLICES, this.ns, { ...want, metadata: { ...meta, name, resourceVersion } } as unknown as KubeObject));
+      }
+      this.writes += 1;
     }
-    this.writes += 1;
   }
 }

@@ -67,7 +67,7 @@ test('the guest suite passes in the VM (agent in the VM, controller and apiserve
       LVS_SYSTEM_ADMIN_KUBECONFIG: H().guest.admin, LVS_SYSTEM_AGENT_KUBECONFIG: H().guest.agent,
       LVS_SYSTEM_KUBE_PROXY_KUBECONFIG: H().guest.kubeProxy, [KUBE_PROXY_BINARY_ENV]: binaryPath('kube-proxy'),
       LVS_SYSTEM_CONTROL_URL: `http://10.0.2.100:${GUEST_CONTROL_PORT}`, LVS_SYSTEM_NODE: NODE_NAME, LVS_SYSTEM_NODE_IP: NODE_IP,
-      ...Object.fromEntries(['LVS_SYSTEM_ECHO_AGENT'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
+      ...Object.fromEntries(['LVS_SYSTEM_ECHO_AGENT', 'LVS_SYSTEM_ONLY'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
     },
     label: 'vm',
   });

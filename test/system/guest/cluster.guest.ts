@@ -14,7 +14,7 @@
 import { execFileSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { addressesIn, CLIENT_IP, CNI_BRIDGE, removePods } from './lib/node-net.ts';
+import { addressesIn, CLIENT_IP, CLIENT_IP6, CNI_BRIDGE, removePods } from './lib/node-net.ts';
 import { assertRunning, type AgentProc } from '../../../lab/guest/agent.ts';
 import { AGENT_REPORTS, PLAN_SLICES, resourcePath, type KubeObject } from '../../../kube/types.ts';
 import { SERVICES, VIRTUAL_SERVERS, Workload } from '../../../lab/guest/objects.ts';
@@ -76,8 +76,17 @@ async function startAgentUntil(what: string, probe: () => boolean, o: Parameters
   return agent;
 }
 
+/**
+ * LVS_SYSTEM_ONLY (a regular expression): run only the scenarios whose name matches it, besides
+ * the first (the agent's start), which every other needs. For development: a scenario may rely on
+ * what an earlier one left (the scale-down's drained destination, say).
+ */
+const ONLY = process.env.LVS_SYSTEM_ONLY ? new RegExp(process.env.LVS_SYSTEM_ONLY) : undefined;
+let scenarios = 0;
+
 /** Runs a scenario; on failure shows what the agent said last (uvu prints only the assertion). */
 function scenario(name: string, fn: () => Promise<void>): void {
+  if (ONLY && scenarios++ > 0 && !ONLY.test(name)) return;
   test(name, async () => {
     const t0 = Date.now();
     try {
@@ -215,9 +224,125 @@ async function directReturn(vip: string, dev: 'lo' | 'tunl0', label: string): Pr
 scenario('DR: the agent prepared both pods (VIP on lo); they answer the client directly', () => directReturn(VIP.dr, 'lo', 'dr'));
 scenario('TUN: the agent prepared both pods (VIP on tunl0); they decapsulate and answer directly', () => directReturn(VIP.tun, 'tunl0', 'tun'));
 
+/** Dual-stack VirtualServers: an IPv4 and an IPv6 VIP each, over the same dual-stack pods. */
+const DS = [
+  { name: 'web-nat-ds', v4: '198.51.100.30', v6: '2001:db8:100::30', fwd: 'NAT', svc: 'web', pods: ['web-1', 'web-2'], port: 8080, kind: 'Masq' },
+  { name: 'direct-dr-ds', v4: '198.51.100.31', v6: '2001:db8:100::31', fwd: 'DR', svc: 'direct', pods: ['direct-1', 'direct-2'], port: PORT, kind: 'Route' },
+  { name: 'direct-tun-ds', v4: '198.51.100.32', v6: '2001:db8:100::32', fwd: 'TUN', svc: 'direct', pods: ['direct-1', 'direct-2'], port: PORT, kind: 'Tunnel' },
+] as const;
+type Ds = (typeof DS)[number];
+/** How ipvsadm prints an IPv6 address before its port. */
+const v6 = (a: string) => `[${a}]`;
+/** What ipvsadm must show for each family of a dual-stack VirtualServer: that family's pod addresses only. */
+const wantDs = (d: Ds) => ({
+  v4: d.pods.map((p) => `${ip(p)}:${d.port} ${d.kind} 1`).sort(),
+  v6: d.pods.map((p) => `${v6(POD_NETS[p]!.ip6!)}:${d.port} ${d.kind} 1`).sort(),
+});
+const seenDs = (d: Ds) => { const t = ipvs(); return { v4: dests(t, d.v4, PORT), v6: dests(t, v6(d.v6), PORT) }; };
+/** `ip -j link` of dev in ns (undefined when it does not exist). */
+function linkOf(ns: string, dev: string): { flags: string[]; ifalias?: string; stats64?: { rx?: { packets?: number } } } | undefined {
+  const out = execFileSync('sh', ['-c', `ip -n ${ns} -s -j link show dev ${dev} 2>/dev/null; true`], { encoding: 'utf8' }).trim();
+  return out ? (JSON.parse(out) as Array<{ flags: string[]; ifalias?: string; stats64?: { rx?: { packets?: number } } }>)[0] : undefined;
+}
+/** What a pod's preparation may change for IPv6: addresses on lo and ip6tnl0, ip6tnl0 up or not, lo's alias (the record). */
+const podPrep = (pod: string) => {
+  const ns = POD_NETS[pod]!.ns;
+  const t = linkOf(ns, 'ip6tnl0');
+  return { lo: addressesIn(ns, 'lo').sort(), ip6tnl0: addressesIn(ns, 'ip6tnl0').sort(), ip6tnl0Up: t ? t.flags.includes('UP') : 'absent', alias: linkOf(ns, 'lo')?.ifalias ?? '' };
+};
+const addrOf = (hostPort: string) => hostPort.slice(0, hostPort.lastIndexOf(':'));
+
+scenario('dual-stack: NAT, DR and TUN VirtualServers with an IPv4 and an IPv6 VIP carry real IPv6 traffic (DR/TUN answered directly by prepared pods) and IPv4 traffic; deleted, every IPv6 trace goes', async () => {
+  const { table, now } = steadyView();
+  const pods = ['web-1', 'web-2', 'direct-1', 'direct-2'];
+  const podsBefore = Object.fromEntries(pods.map((p) => [p, podPrep(p)]));
+  const lvs0Before = addressesIn(undefined, 'lvs0').sort();
+  const nftBefore = nftTables();
+  assert.is(sysctl('net.ipv6.conf.all.forwarding'), '1', 'the node forwards IPv6 (node setup)');
+  const t0 = Date.now();
+  for (const d of DS) await w.kube.create(VIRTUAL_SERVERS, NS, virtualServer(d.name, [d.v4, d.v6], d.fwd, d.svc));
+  await until('ipvsadm to show each dual-stack service with its family\'s pods (DR/TUN at weight 1 once prepared)', () => DS.every((d) => JSON.stringify(seenDs(d)) === JSON.stringify(wantDs(d))), { timeoutMs: 180_000, everyMs: 1000, show: () => DS.map(seenDs) });
+  console.log(`# dual-stack: created -> kernel programmed (both families, DR/TUN prepared) ${Date.now() - t0} ms`);
+  for (const d of DS) {
+    const vs = await waitProgrammed(w, d.name);
+    assert.equal(vs.status!.services, [`TCP/${d.v4}:${PORT}`, `TCP/${v6(d.v6)}:${PORT}`], `${d.name}: won both families' services`);
+    assert.is(service(ipvs(), v6(d.v6), PORT)?.scheduler, 'rr');
+  }
+  console.log(`# dual-stack: created -> all three Programmed=True ${Date.now() - t0} ms`);
+  assert.equal(addressesIn(undefined, 'lvs0').filter((a) => a.startsWith('2001:db8:100:')).sort(), DS.map((d) => `${d.v6}/128`).sort(), 'IPv6 VIPs on lvs0');
+  // The agent prepared the pods for the IPv6 VIPs: their IPv6 addresses are in its report, the
+  // DR VIP is on lo, the TUN VIP on ip6tnl0 (up: the ip6ip6 fallback device decapsulates only then).
+  const prepared = (await w.report())?.prepared ?? [];
+  for (const d of DS.filter((x) => x.fwd !== 'NAT')) {
+    assert.equal(prepared.filter((p) => p.vip === d.v6 && p.forwarding === d.fwd).map((p) => p.address).sort(), d.pods.map((p) => POD_NETS[p]!.ip6!).sort(), `${d.fwd}: IPv6 pods prepared`);
+  }
+  for (const p of ['direct-1', 'direct-2']) {
+    const s = podPrep(p);
+    assert.ok(s.lo.includes(`${DS[1].v6}/128`), `${p}: ${DS[1].v6}/128 on lo (has ${s.lo})`);
+    assert.ok(s.ip6tnl0.includes(`${DS[2].v6}/128`), `${p}: ${DS[2].v6}/128 on ip6tnl0 (has ${s.ip6tnl0})`);
+    assert.is(s.ip6tnl0Up, true, `${p}: ip6tnl0 up`);
+    assert.not.ok(addressesIn(POD_NETS[p]!.ns, 'eth0').some((a) => a.startsWith('2001:db8:100:')), `${p}: no VIP on eth0`);
+  }
+
+  // IPv6 NAT: balanced over both pods, which see the client's own address; replies pass the director.
+  const nat = DS[0];
+  const natBefore = statsOf(await settledStats(), v6(nat.v6), PORT);
+  assert.equal(await tally(nat.v6, 20), { 'web-1': 10, 'web-2': 10 }, 'IPv6 NAT');
+  const natId = await w.client.open('nat6-probe', nat.v6, PORT);
+  assert.is(addrOf(natId.peer), CLIENT_IP6, 'no SNAT: the pod sees the client\'s IPv6 address');
+  assert.ok(nat.pods.some((p) => natId.local === `${POD_NETS[p]!.ip6}:8080`), `NAT rewrote [VIP]:80 to a pod's [IPv6]:8080: ${natId.local}`);
+  await w.client.close('nat6-probe');
+  const natAfter = statsOf(await settledStats(), v6(nat.v6), PORT);
+  assert.is(natAfter.conns - natBefore.conns, 21);
+  assert.ok(natAfter.outPkts > natBefore.outPkts, 'NAT replies pass the director');
+  console.log(`# dual-stack NAT ${v6(nat.v6)}: +${natAfter.conns - natBefore.conns} conns, InPkts +${natAfter.inPkts - natBefore.inPkts}, OutPkts +${natAfter.outPkts - natBefore.outPkts}`);
+
+  // IPv6 DR and TUN: the pods answer the client themselves, from the VIP (the director does not
+  // rewrite their replies; the probe's local address is the VIP).
+  for (const d of [DS[1], DS[2]]) {
+    const rx = d.pods.map((p) => linkOf(POD_NETS[p]!.ns, 'ip6tnl0')?.stats64?.rx?.packets ?? 0);
+    const before = statsOf(await settledStats(), v6(d.v6), PORT);
+    assert.equal(await tally(d.v6, 10), { 'direct-1': 5, 'direct-2': 5 }, `IPv6 ${d.fwd}`);
+    const id = await w.client.open(`${d.fwd}6-probe`, d.v6, PORT);
+    assert.is(id.local, `${d.v6}:${PORT}`, 'the pod accepted the packet addressed to the IPv6 VIP as its own');
+    assert.is(addrOf(id.peer), CLIENT_IP6);
+    await w.client.close(`${d.fwd}6-probe`);
+    const after = statsOf(await settledStats(), v6(d.v6), PORT);
+    const tunnelled = d.pods.map((p, i) => (linkOf(POD_NETS[p]!.ns, 'ip6tnl0')?.stats64?.rx?.packets ?? 0) - rx[i]!);
+    console.log(`# dual-stack ${d.fwd} ${v6(d.v6)}: +${after.conns - before.conns} conns, InPkts +${after.inPkts - before.inPkts}, OutPkts +${after.outPkts - before.outPkts}; ip6tnl0 rx per pod +${tunnelled.join(', +')}`);
+    assert.is(after.conns - before.conns, 11);
+    assert.ok(after.inPkts > before.inPkts, 'the client\'s packets pass the director');
+    // OutPkts is printed, not asserted (as for IPv4, see directReturn): the node is the pods'
+    // gateway, so their replies (from the VIP, as the probe's local address shows) are forwarded
+    // through it and IPVS counts them there without rewriting them (measured 2026-12-04: DR +43
+    // for 11 connections; with the client beside the real servers it stays 0: the kernel tier).
+    if (d.fwd === 'TUN') assert.ok(tunnelled.every((n) => n >= 5 * 3), `ip6ip6 packets decapsulated on each pod's ip6tnl0: ${tunnelled}`);
+    else assert.equal(tunnelled, [0, 0], 'DR never tunnels');
+  }
+
+  // IPv4 on the same VirtualServers.
+  assert.equal(await tally(nat.v4, 20), { 'web-1': 10, 'web-2': 10 }, 'IPv4 NAT');
+  for (const d of [DS[1], DS[2]]) assert.equal(await tally(d.v4, 10), { 'direct-1': 5, 'direct-2': 5 }, `IPv4 ${d.fwd}`);
+
+  // Deleted: both families' services, the VIPs on lvs0 (and the ip6 NDP table), the pods' IPv6
+  // VIPs and ip6tnl0's state go; everything else is as before.
+  const t1 = Date.now();
+  for (const d of DS) await w.kube.request('DELETE', resourcePath(VIRTUAL_SERVERS, NS, d.name));
+  const ours = (svc: { address: string }) => DS.some((d) => svc.address.startsWith(`${d.v4}:`) || svc.address.startsWith(`${v6(d.v6)}:`));
+  await until('the dual-stack services gone from the kernel', () => !ipvs().some(ours), { timeoutMs: 240_000, everyMs: 2000, show: () => ipvs().filter(ours) });
+  console.log(`# dual-stack: deleted -> services gone from the kernel ${Date.now() - t1} ms`);
+  await until('the pods\' IPv6 preparation undone', () => pods.every((p) => JSON.stringify(podPrep(p)) === JSON.stringify({ ...podsBefore[p], ip6tnl0Up: podsBefore[p]!.ip6tnl0Up === 'absent' ? false : podsBefore[p]!.ip6tnl0Up })), { timeoutMs: 120_000, everyMs: 2000, show: () => pods.map(podPrep) });
+  await until('lvs0 as before', () => JSON.stringify(addressesIn(undefined, 'lvs0').sort()) === JSON.stringify(lvs0Before), { timeoutMs: 60_000, show: () => addressesIn(undefined, 'lvs0') });
+  console.log(`# dual-stack: deleted -> pods and lvs0 as before ${Date.now() - t1} ms; pods now ${JSON.stringify(podPrep('direct-1'))}`);
+  assert.equal(nftTables(), nftBefore, 'nft tables as before (no ip6 lvs_operator table left)');
+  assert.equal(now(), table, 'the other VirtualServers\' rules are untouched');
+  const stale = async () => ((await w.report())?.prepared ?? []).filter((p) => p.address.includes(':') || DS.some((d) => d.v4 === p.vip));
+  await until('the node\'s report to list no preparation for the deleted VIPs', async () => (await stale()).length === 0, { timeoutMs: 60_000, show: stale });
+});
+
 scenario('scale up: a third pod becomes ready; its endpoint reaches the kernel and takes traffic', async () => {
   const t0 = Date.now();
-  await w.web.addPod('web-3', ip('web-3'));
+  await w.web.addPod('web-3', ip('web-3'), POD_NETS['web-3']!.ip6);
   await w.web.syncSlice();
   await until('web-3 in the NAT service', () => dests(ipvs(), VIP.nat, PORT).includes('10.244.0.13:8080 Masq 1'), { timeoutMs: 120_000, show: () => dests(ipvs(), VIP.nat, PORT) });
   console.log(`# EndpointSlice write -> kernel (scale up): ${Date.now() - t0} ms`);

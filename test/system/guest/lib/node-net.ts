@@ -5,8 +5,13 @@
 // (node 192.0.2.1, client 192.0.2.10) and routes the VIP range to the node, as an upstream router
 // would. The node forwards (ip_forward=1) between the two, as every Kubernetes node does.
 //
-// Addresses: documentation ranges for the client and VIPs, 10.244.0.0/24 for pods: only inside
-// the VM. Everything is one bash script per call (a process spawn costs up to a second under TCG).
+// Dual-stack: the bridge also has fd00:10:244::1/64 and every pod an IPv6 address on eth0 with a
+// default IPv6 route via it; the client has 2001:db8:2::10/64 (node side 2001:db8:2::1) and routes
+// the IPv6 VIP range 2001:db8:100::/64 to the node, which forwards IPv6 too. Every IPv6 address
+// is added `nodad`: duplicate address detection would leave it tentative (unusable) for a while.
+//
+// Addresses: documentation ranges for the client and VIPs, 10.244.0.0/24 and fd00:10:244::/64
+// for pods: only inside the VM. Everything is one bash script per call (a process spawn costs up to a second under TCG).
 import { execFileSync } from 'node:child_process';
 
 export const CNI_BRIDGE = 'cni0';
@@ -15,11 +20,17 @@ export const CLIENT_NS = 'client';
 export const CLIENT_IP = '192.0.2.10';
 export const NODE_CLIENT_IP = '192.0.2.1';
 export const VIP_RANGE = '198.51.100.0/24';
+export const POD_GATEWAY6 = 'fd00:10:244::1';
+export const CLIENT_IP6 = '2001:db8:2::10';
+export const NODE_CLIENT_IP6 = '2001:db8:2::1';
+export const VIP_RANGE6 = '2001:db8:100::/64';
 
 export interface PodNet {
   /** network namespace name (/run/netns/<ns>) */
   ns: string;
   ip: string;
+  /** the pod's IPv6 address (dual-stack pods), on eth0 beside `ip` */
+  ip6?: string;
   /** host-side veth, attached to cni0 (at most 15 characters) */
   veth: string;
 }
@@ -41,23 +52,27 @@ export function bash(script: string): string {
 export function setupNode(): void {
   assertInVm();
   bash(`
-sysctl -qw net.ipv4.ip_forward=1
+sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 ip link add ${CNI_BRIDGE} type bridge
 ip addr add ${POD_GATEWAY}/24 dev ${CNI_BRIDGE}
+ip addr add ${POD_GATEWAY6}/64 dev ${CNI_BRIDGE} nodad
 ip link set ${CNI_BRIDGE} up
 ip netns add ${CLIENT_NS}
 ip -n ${CLIENT_NS} link set lo up
 ip link add vclient type veth peer name eth0 netns ${CLIENT_NS}
 ip addr add ${NODE_CLIENT_IP}/24 dev vclient
+ip addr add ${NODE_CLIENT_IP6}/64 dev vclient nodad
 ip link set vclient up
 ip -n ${CLIENT_NS} addr add ${CLIENT_IP}/24 dev eth0
+ip -n ${CLIENT_NS} addr add ${CLIENT_IP6}/64 dev eth0 nodad
 ip -n ${CLIENT_NS} link set eth0 up
 ip -n ${CLIENT_NS} route add ${VIP_RANGE} via ${NODE_CLIENT_IP}
+ip -n ${CLIENT_NS} -6 route add ${VIP_RANGE6} via ${NODE_CLIENT_IP6}
 `);
 }
 
 /**
- * Pod sandboxes as a CNI bridge plugin makes them. Their sysctls start like a typical Linux host
+ * Pod sandboxes as a CNI bridge plugin makes them (dual-stack when the pod has an `ip6`). Their sysctls start like a typical Linux host
  * (rp_filter=1), so DR/TUN real servers work only once the agent has prepared them.
  */
 export function addPods(pods: readonly PodNet[]): void {
@@ -71,6 +86,8 @@ ip link set ${p.veth} master ${CNI_BRIDGE} up
 ip -n ${p.ns} addr add ${p.ip}/24 dev eth0
 ip -n ${p.ns} link set eth0 up
 ip -n ${p.ns} route add default via ${POD_GATEWAY}
+${p.ip6 ? `ip -n ${p.ns} addr add ${p.ip6}/64 dev eth0 nodad
+ip -n ${p.ns} -6 route add default via ${POD_GATEWAY6}` : ''}
 `).join('\n'));
 }
 

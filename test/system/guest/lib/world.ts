@@ -7,7 +7,7 @@ import type { AgentReportObject } from '../../../../api/agent-report.ts';
 import { planSlicesPath, publishedPlan } from '../../../lib/published-plan.ts';
 import { startAgent, type AgentProc } from '../../../../lab/guest/agent.ts';
 import { ApiError, Kube } from '../../../../lab/guest/kube.ts';
-import { addPods, assertInVm, bash, CLIENT_NS, setupNode, type PodNet } from './node-net.ts';
+import { addPods, assertInVm, bash, CLIENT_NS, setupNode, VIP_RANGE, VIP_RANGE6, type PodNet } from './node-net.ts';
 import { VIP_POOLS, VIRTUAL_SERVERS, Workload } from '../../../../lab/guest/objects.ts';
 import { startClient, startPodServer, type Client, type PodServer } from './traffic.ts';
 import { until } from './wait.ts';
@@ -30,21 +30,22 @@ export function envFromProcess(): Env {
   };
 }
 
-/** Pod sandboxes: "web" serves 8080 behind NAT; "direct" serves 80 itself for DR and TUN. */
+/** Pod sandboxes, dual-stack: "web" serves 8080 behind NAT; "direct" serves 80 itself for DR and TUN. */
 export const POD_NETS: Record<string, PodNet> = {
-  'web-1': { ns: 'web-1', ip: '10.244.0.11', veth: 'vweb1' },
-  'web-2': { ns: 'web-2', ip: '10.244.0.12', veth: 'vweb2' },
-  'web-3': { ns: 'web-3', ip: '10.244.0.13', veth: 'vweb3' },
-  'direct-1': { ns: 'direct-1', ip: '10.244.0.21', veth: 'vdirect1' },
-  'direct-2': { ns: 'direct-2', ip: '10.244.0.22', veth: 'vdirect2' },
+  'web-1': { ns: 'web-1', ip: '10.244.0.11', ip6: 'fd00:10:244::11', veth: 'vweb1' },
+  'web-2': { ns: 'web-2', ip: '10.244.0.12', ip6: 'fd00:10:244::12', veth: 'vweb2' },
+  'web-3': { ns: 'web-3', ip: '10.244.0.13', ip6: 'fd00:10:244::13', veth: 'vweb3' },
+  'direct-1': { ns: 'direct-1', ip: '10.244.0.21', ip6: 'fd00:10:244::21', veth: 'vdirect1' },
+  'direct-2': { ns: 'direct-2', ip: '10.244.0.22', ip6: 'fd00:10:244::22', veth: 'vdirect2' },
 };
 
-export function virtualServer(name: string, vip: string, forwarding: 'NAT' | 'DR' | 'TUN', service: string): KubeObject & Record<string, unknown> {
+/** `vip`: one address, or several (an IPv4 and an IPv6 one: dual-stack). */
+export function virtualServer(name: string, vip: string | readonly string[], forwarding: 'NAT' | 'DR' | 'TUN', service: string): KubeObject & Record<string, unknown> {
   return {
     apiVersion: 'lvs.dev/v1alpha1', kind: 'VirtualServer',
     metadata: { name, namespace: NS },
     spec: {
-      addresses: [vip], ports: [{ name: 'http', port: PORT, protocol: 'TCP' }], forwarding,
+      addresses: typeof vip === 'string' ? [vip] : [...vip], ports: [{ name: 'http', port: PORT, protocol: 'TCP' }], forwarding,
       scheduler: { name: 'rr' }, backends: { service: { name: service } },
     },
   };
@@ -105,20 +106,20 @@ export async function setupWorld(env: Env): Promise<World> {
   });
   const clientP = startClient(CLIENT_NS);
   await kube.create({ group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false }, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
-  // What the cluster admin grants the shop: the VIPs of every scenario (deny by default otherwise).
+  // What the cluster admin grants the shop: the VIPs of every scenario, IPv4 and IPv6 (deny by default otherwise).
   await kube.create(VIP_POOLS, undefined, {
     apiVersion: 'lvs.dev/v1alpha1', kind: 'VIPPool', metadata: { name: 'shop' },
     // The 10,000-endpoint scenario's endpoints are bare addresses (no Pod targetRef): a pool must
     // allow them like static real servers, or they are RealServerNotAllowed.
-    spec: { addresses: ['198.51.100.0/24'], allocation: { namespaces: [NS], autoAssign: true }, staticRealServers: ['10.250.0.0/16'] },
+    spec: { addresses: [VIP_RANGE, VIP_RANGE6], allocation: { namespaces: [NS], autoAssign: true }, staticRealServers: ['10.250.0.0/16'] },
   });
   const common = { ns: NS, node: env.node, hostIP: env.nodeIP };
   const web = new Workload(kube, { ...common, name: 'web', ports: [{ name: 'http', port: PORT, targetPort: 8080 }] });
   const direct = new Workload(kube, { ...common, name: 'direct', ports: [{ name: 'http', port: PORT, targetPort: PORT }] });
   await web.createService();
   await direct.createService();
-  for (const p of ['web-1', 'web-2']) await web.addPod(p, POD_NETS[p]!.ip);
-  for (const p of ['direct-1', 'direct-2']) await direct.addPod(p, POD_NETS[p]!.ip);
+  for (const p of ['web-1', 'web-2']) await web.addPod(p, POD_NETS[p]!.ip, POD_NETS[p]!.ip6);
+  for (const p of ['direct-1', 'direct-2']) await direct.addPod(p, POD_NETS[p]!.ip, POD_NETS[p]!.ip6);
   await web.syncSlice();
   await direct.syncSlice();
   for (const [name, vip, fwd, svc] of [['web-nat', VIP.nat, 'NAT', 'web'], ['direct-dr', VIP.dr, 'DR', 'direct'], ['direct-tun', VIP.tun, 'TUN', 'direct']] as const) {
