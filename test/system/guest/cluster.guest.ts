@@ -4,7 +4,9 @@
 // writes as Kubernetes would (Pods, Services, EndpointSlices, VirtualServers). Pods are network
 // namespaces with real workloads; a client namespace sends real TCP traffic to the VIPs.
 //
-// Scenarios share one cluster and run in order: NAT, DR, TUN; scaling up and down (a removed
+// Scenarios share one cluster and run in order: NAT, DR, TUN; dual-stack VirtualServers (an IPv4
+// and an IPv6 VIP each) carrying IPv6 and IPv4 in NAT, DR and TUN, then deleted without a trace;
+// scaling up and down (a removed
 // pod's established connection survives: drained, not cut); agent SIGKILL and restart (traffic
 // keeps flowing, nothing is reprogrammed); the apiserver stopped for 30 s (traffic keeps flowing,
 // a change made right after it returns reaches the kernel); a conflicting and an invalid
@@ -314,8 +316,8 @@ scenario('dual-stack: NAT, DR and TUN VirtualServers with an IPv4 and an IPv6 VI
     assert.ok(after.inPkts > before.inPkts, 'the client\'s packets pass the director');
     // OutPkts is printed, not asserted (as for IPv4, see directReturn): the node is the pods'
     // gateway, so their replies (from the VIP, as the probe's local address shows) are forwarded
-    // through it and IPVS counts them there without rewriting them (measured 2026-12-04: DR +43
-    // for 11 connections; with the client beside the real servers it stays 0: the kernel tier).
+    // through it and IPVS counts them there without rewriting them (measured 2026-12-04: DR +40 to
+    // +43 for 11 connections; with the client beside the real servers it stays 0: the kernel tier).
     if (d.fwd === 'TUN') assert.ok(tunnelled.every((n) => n >= 5 * 3), `ip6ip6 packets decapsulated on each pod's ip6tnl0: ${tunnelled}`);
     else assert.equal(tunnelled, [0, 0], 'DR never tunnels');
   }
@@ -630,6 +632,14 @@ async function loadBalancerBesideKubeProxy(kp: KubeProxyProc, mode: 'nftables' |
   const after = statsOf(await settledStats(), lbIp, PORT).conns;
   assert.is(after - before, 10, `IPVS counted ${after - before} new connections on ${lbIp}:${PORT}, want 10 (6 from the client, 4 from the node)`);
   const svc = await w.kube.get<Svc>(SERVICES, NS, name);
+  if (mode === 'ipvs') {
+    // A sync after the ingress does not mean kube-proxy had the Service's EndpointSlice by then
+    // (separate watches, slow under TCG): seen on 2026-12-04, its IPVS service for the ClusterIP
+    // still had no destination (ECONNREFUSED). Wait for the rule itself.
+    const t = Date.now();
+    await until(`kube-proxy's IPVS service ${svc.spec.clusterIP}:${PORT} with both endpoints`, () => dests(ipvs(), svc.spec.clusterIP, PORT).length === 2 || undefined, { timeoutMs: 120_000, everyMs: 1000, show: () => dests(ipvs(), svc.spec.clusterIP, PORT) });
+    console.log(`# LoadBalancer ${name} (ipvs): kube-proxy's ClusterIP service had its endpoints ${Date.now() - t} ms after the checks through IPVS`);
+  }
   assert.ok((await podAt(svc.spec.clusterIP, PORT)).startsWith('web-'), 'the ClusterIP of the LoadBalancer Service through kube-proxy');
   if (mode === 'nftables') {
     const kpTable = execFileSync('nft', ['list', 'table', 'ip', 'kube-proxy'], { encoding: 'utf8' });
