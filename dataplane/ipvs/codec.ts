@@ -45,25 +45,25 @@ export const SVC_F_HASHED = 0x0002;
 /** IP_VS_SCHEDNAME_MAXLEN / IP_VS_PENAME_MAXLEN include the NUL. */
 const NAME_MAXLEN = 16;
 
-const PROTO_NUM: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
+export const PROTO_NUM: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 const PROTO_NAME = new Map<number, Protocol>(Object.entries(PROTO_NUM).map(([n, v]) => [v, n as Protocol]));
 /** IP_VS_CONN_F_MASQ..BYPASS, the low 3 bits (IP_VS_CONN_F_FWD_MASK) of a destination's conn flags. */
-const FWD_NUM: Record<ForwardMethod, number> = { masq: 0, local: 1, tunnel: 2, droute: 3, bypass: 4 };
+export const FWD_NUM: Record<ForwardMethod, number> = { masq: 0, local: 1, tunnel: 2, droute: 3, bypass: 4 };
 const FWD_NAME = new Map<number, ForwardMethod>(Object.entries(FWD_NUM).map(([n, v]) => [v, n as ForwardMethod]));
 /** IP_VS_CONN_F_TUNNEL_TYPE_*. */
-const TUN_NUM: Record<IpvsTunnelType, number> = { ipip: 0, gue: 1, gre: 2 };
+export const TUN_NUM: Record<IpvsTunnelType, number> = { ipip: 0, gue: 1, gre: 2 };
 const TUN_NAME = new Map<number, IpvsTunnelType>(Object.entries(TUN_NUM).map(([n, v]) => [v, n as IpvsTunnelType]));
 
 // ---- validation -------------------------------------------------------------------------------
 
-function uint(v: unknown, max: number, field: string): number {
+export function uint(v: unknown, max: number, field: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
     throw new NetlinkCodecError(field, `${JSON.stringify(v)} is not an integer 0..${max}`);
   }
   return v;
 }
 
-function name(v: unknown, field: string, optional: boolean): string {
+export function name(v: unknown, field: string, optional: boolean): string {
   if (optional && (v === undefined || v === '')) return '';
   if (typeof v !== 'string' || !/^[\w-]+$/.test(v) || Buffer.byteLength(v) >= NAME_MAXLEN) {
     throw new NetlinkCodecError(field, `${JSON.stringify(v)} is not a module name of 1..${NAME_MAXLEN - 1} word characters`);
@@ -71,12 +71,12 @@ function name(v: unknown, field: string, optional: boolean): string {
   return v;
 }
 
-function family(v: unknown, field: string): 4 | 6 {
+export function family(v: unknown, field: string): 4 | 6 {
   if (v !== 4 && v !== 6) throw new NetlinkCodecError(field, `${JSON.stringify(v)} is not 4 or 6`);
   return v;
 }
 
-function lookup<K extends string>(table: Record<K, number>, v: unknown, field: string): number {
+export function lookup<K extends string>(table: Record<K, number>, v: unknown, field: string): number {
   if (typeof v !== 'string' || !Object.hasOwn(table, v)) {
     throw new NetlinkCodecError(field, `${JSON.stringify(v)} is not one of ${Object.keys(table).join(', ')}`);
   }

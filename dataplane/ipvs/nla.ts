@@ -45,8 +45,8 @@ export function readU16(b: Buffer, off = 0): number { return LE ? b.readUInt16LE
 export function readU32(b: Buffer, off = 0): number { return LE ? b.readUInt32LE(off) : b.readUInt32BE(off); }
 export function readS32(b: Buffer, off = 0): number { return LE ? b.readInt32LE(off) : b.readInt32BE(off); }
 export function readU64(b: Buffer, off = 0): bigint { return LE ? b.readBigUInt64LE(off) : b.readBigUInt64BE(off); }
-function writeU16(b: Buffer, v: number, off: number): void { if (LE) b.writeUInt16LE(v, off); else b.writeUInt16BE(v, off); }
-function writeU32(b: Buffer, v: number, off: number): void { if (LE) b.writeUInt32LE(v, off); else b.writeUInt32BE(v, off); }
+export function writeU16(b: Buffer, v: number, off: number): void { if (LE) b.writeUInt16LE(v, off); else b.writeUInt16BE(v, off); }
+export function writeU32(b: Buffer, v: number, off: number): void { if (LE) b.writeUInt32LE(v, off); else b.writeUInt32BE(v, off); }
 /** u32 values in host order, back to back (for small structs such as struct ip_vs_flags). */
 export function hostU32s(...values: number[]): Buffer {
   const b = Buffer.alloc(4 * values.length);

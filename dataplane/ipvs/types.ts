@@ -82,6 +82,19 @@ export interface IpvsTimeouts {
   udp: number;
 }
 
+/** One write of a batch: the arguments of the IpvsKernel method of the same name. */
+export type IpvsWrite =
+  | { kind: 'addService' | 'updateService'; service: IpvsService }
+  | { kind: 'deleteService'; service: IpvsServiceKey }
+  | { kind: 'addDestination' | 'updateDestination'; service: IpvsServiceKey; destination: IpvsDestination }
+  | { kind: 'deleteDestination'; service: IpvsServiceKey; destination: Pick<IpvsDestination, 'address' | 'port' | 'family'> };
+
+/**
+ * What became of one write: 'ok' (the kernel accepted it), 'failed' (an IpvsError, as the one-op
+ * method would have thrown), or 'skipped' (an earlier addService of the same service failed).
+ */
+export type IpvsWriteResult = { status: 'ok' } | { status: 'failed'; error: Error } | { status: 'skipped' };
+
 /**
  * The narrow kernel interface the agent depends on. The netlink client implements it against a
  * real kernel; the unit-test fake implements it in memory and fails the way the kernel does
@@ -95,6 +108,11 @@ export interface IpvsKernel {
    * undefined when the kernel has no such service. Optional: without it every sync is full.
    */
   readService?(key: IpvsServiceKey): Promise<IpvsServiceState | undefined>;
+  /**
+   * The writes in order, one result per write (same index). A write whose service's addService
+   * failed earlier in the batch is skipped. Optional: callers fall back to the one-op methods.
+   */
+  applyBatch?(writes: readonly IpvsWrite[]): Promise<IpvsWriteResult[]>;
   addService(svc: IpvsService): Promise<void>;
   updateService(svc: IpvsService): Promise<void>;
   deleteService(key: IpvsServiceKey): Promise<void>;
