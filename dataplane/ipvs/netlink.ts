@@ -9,11 +9,13 @@ import {
   describeDestination, describeService, encodeDestination, encodeDestinationKey, encodeService, encodeServiceKey,
   encodeTimeouts, IPVS_GENL_NAME, IPVS_GENL_VERSION,
 } from './codec.ts';
+import { applyBatch as runBatch } from './batch.ts';
 import { errnoOf, IpvsError, type IpvsErrorContext, type IpvsOp } from './errors.ts';
 import { Attrs, NetlinkCodecError, type GenlMessage } from './nla.ts';
 import { GenlChannel, NetlinkErrno, type Tap } from './transport.ts';
 import type {
-  IpvsDestination, IpvsInfo, IpvsKernel, IpvsService, IpvsServiceKey, IpvsServiceState, IpvsTimeouts,
+  IpvsDestination, IpvsInfo, IpvsKernel, IpvsService, IpvsServiceKey, IpvsServiceState, IpvsTimeouts, IpvsWrite,
+  IpvsWriteResult,
 } from './types.ts';
 
 export { IpvsError } from './errors.ts';
@@ -29,6 +31,9 @@ export interface IpvsNetlinkOptions {
   dumpConcurrency?: number;
   /** Do-requests (add/update/delete) in flight at once on the command socket; default 64. */
   window?: number;
+  /** applyBatch: messages per sendmsg buffer (default 128) and bytes per buffer (default 64 KiB). */
+  batchMessages?: number;
+  batchBytes?: number;
   /** Sees every datagram sent and received, e.g. to capture kernel replies as test fixtures. */
   tap?: Tap;
   /** Resolves the generic netlink family id; default: ask the genl controller through npm `netlink`. */
@@ -60,11 +65,13 @@ export class IpvsNetlink implements IpvsKernel {
   private readonly family: number;
   private readonly channels: GenlChannel[];
   private readonly log: Logger;
+  private readonly batchLimits: { messages: number; bytes: number };
 
-  private constructor(family: number, channels: GenlChannel[], log: Logger) {
+  private constructor(family: number, channels: GenlChannel[], log: Logger, batchLimits: { messages: number; bytes: number }) {
     this.family = family;
     this.channels = channels;
     this.log = log;
+    this.batchLimits = batchLimits;
   }
 
   /** Resolves the IPVS family (IpvsError 'open'/ENOENT "kernel has no IPVS (modprobe ip_vs)" without it). */
@@ -75,7 +82,8 @@ export class IpvsNetlink implements IpvsKernel {
     const channels = Array.from({ length: n }, (_, index) =>
       new GenlChannel({ timeoutMs, window: Math.max(1, opts.window ?? 64), index, ...(opts.tap ? { tap: opts.tap } : {}) }));
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'ipvs-netlink' });
-    return new IpvsNetlink(family, channels, log);
+    const limits = { messages: Math.max(1, opts.batchMessages ?? 128), bytes: Math.max(1024, opts.batchBytes ?? 64 * 1024) };
+    return new IpvsNetlink(family, channels, log, limits);
   }
 
   private get command(): GenlChannel {
@@ -127,6 +135,30 @@ export class IpvsNetlink implements IpvsKernel {
   async deleteDestination(svc: IpvsServiceKey, dest: DestKey): Promise<void> {
     const object = `${describeDestination(dest)} from ${describeService(svc)}`;
     await this.call('deleteDestination', { object }, () => this.doRequest(CMD.DEL_DEST, encodeDestinationKey(svc, dest)));
+  }
+
+  /** The writes in few sendmsg buffers on the command socket; see batch.ts. */
+  async applyBatch(writes: readonly IpvsWrite[]): Promise<IpvsWriteResult[]> {
+    return runBatch({
+      genlFamily: this.family, channel: this.command, maxMessages: this.batchLimits.messages, maxBytes: this.batchLimits.bytes,
+      single: (w) => this.single(w),
+      error: (w, err) => {
+        const e = toIpvsError(w.kind, writeContext(w), err);
+        this.log.debug({ op: w.kind, object: e.object, code: e.code }, e.message);
+        return e;
+      },
+    }, writes);
+  }
+
+  private single(w: IpvsWrite): Promise<void> {
+    switch (w.kind) {
+      case 'addService': return this.addService(w.service);
+      case 'updateService': return this.updateService(w.service);
+      case 'deleteService': return this.deleteService(w.service);
+      case 'addDestination': return this.addDestination(w.service, w.destination);
+      case 'updateDestination': return this.updateDestination(w.service, w.destination);
+      case 'deleteDestination': return this.deleteDestination(w.service, w.destination);
+    }
   }
 
   /** Every service (GET_SERVICE dump), in service-key order. */
@@ -193,6 +225,19 @@ function onlyReply(replies: GenlMessage[]): GenlMessage {
   const r = replies[0];
   if (!r) throw new NetlinkCodecError('reply', 'the kernel acknowledged without the expected reply message');
   return r;
+}
+
+/** The error context the one-op method of this write gives. */
+function writeContext(w: IpvsWrite): IpvsErrorContext {
+  switch (w.kind) {
+    case 'addService':
+    case 'updateService':
+      return { object: describeService(w.service), scheduler: w.service.scheduler, ...(w.service.pe ? { pe: w.service.pe } : {}) };
+    case 'deleteService': return { object: describeService(w.service) };
+    case 'addDestination': return { object: `${describeDestination(w.destination)} to ${describeService(w.service)}` };
+    case 'updateDestination': return { object: `${describeDestination(w.destination)} in ${describeService(w.service)}` };
+    case 'deleteDestination': return { object: `${describeDestination(w.destination)} from ${describeService(w.service)}` };
+  }
 }
 
 function toIpvsError(op: IpvsOp, ctx: IpvsErrorContext, err: unknown): IpvsError {

@@ -16,7 +16,7 @@
 import { Protocol, RawNetlinkSocket } from 'netlink';
 import {
   encodeGenlRequest, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, parseDone, parseError,
-  parseGenl, splitMessages, type GenlMessage, type NlMessage,
+  parseGenl, readU16, splitMessages, writeU16, writeU32, type GenlMessage, type NlMessage,
 } from './nla.ts';
 import { errnoOf } from './errors.ts';
 
@@ -56,6 +56,28 @@ export interface ChannelOptions {
   index?: number;
 }
 
+/** A batch in flight: per message (by index) the kernel's error, settled by the last one's reply. */
+interface BatchPending {
+  seqs: number[];
+  errors: Array<NetlinkErrno | undefined>;
+  timer: NodeJS.Timeout;
+  resolve: (errors: Array<NetlinkErrno | undefined>) => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * A batch whose outcome is unknown: `maybeApplied` is false when sendmsg itself failed (the kernel
+ * processed nothing), true when the replies were lost afterwards (ENOBUFS, timeout, close).
+ */
+export class BatchLost extends NetlinkErrno {
+  readonly maybeApplied: boolean;
+  constructor(errno: number, maybeApplied: boolean) {
+    super(errno);
+    this.name = 'BatchLost';
+    this.maybeApplied = maybeApplied;
+  }
+}
+
 interface Pending {
   dump: boolean;
   replies: GenlMessage[];
@@ -68,6 +90,8 @@ export class GenlChannel {
   private readonly socket: RawNetlinkSocket;
   private readonly opts: ChannelOptions;
   private readonly pending = new Map<number, Pending>();
+  /** Sequence number → the batch that message belongs to, and its index there. */
+  private readonly batched = new Map<number, { batch: BatchPending; index: number }>();
   private seq = 1;
   private inFlight = 0;
   private readonly waiting: Array<() => void> = [];
@@ -101,6 +125,74 @@ export class GenlChannel {
     return run;
   }
 
+  /**
+   * Sends `bytes`, complete netlink requests starting at `offsets`, in one sendmsg, and resolves
+   * with each message's error (undefined: accepted). The channel numbers the messages and sets
+   * NLM_F_ACK on the last one only. Kernel behaviour relied on (net/netlink/af_netlink.c
+   * netlink_rcv_skb): every message of the buffer is processed, in order, synchronously within
+   * sendmsg, and an NLMSG_ERROR is queued for a message when it failed or when it asked for an
+   * ACK. So the last message's reply comes after every other reply of the buffer, and a message
+   * without a reply by then succeeded. Rejects with BatchLost when that cannot be known.
+   */
+  async sendBatch(bytes: Buffer, offsets: readonly number[]): Promise<Array<NetlinkErrno | undefined>> {
+    if (offsets.length === 0) return [];
+    await this.acquire();
+    try {
+      return await this.sendBatchNow(bytes, offsets);
+    } finally {
+      this.release();
+    }
+  }
+
+  private sendBatchNow(bytes: Buffer, offsets: readonly number[]): Promise<Array<NetlinkErrno | undefined>> {
+    if (this.closed) return Promise.reject(new BatchLost(errnoOf('ECONNRESET'), false));
+    return new Promise((resolve, reject) => {
+      const seqs: number[] = [];
+      const timer = setTimeout(() => this.settleBatch(batch, new BatchLost(errnoOf('ETIMEDOUT'), true)), this.opts.timeoutMs);
+      const batch: BatchPending = { seqs, errors: new Array(offsets.length).fill(undefined), timer, resolve, reject };
+      offsets.forEach((off, index) => {
+        const seq = this.nextSeq();
+        seqs.push(seq);
+        this.batched.set(seq, { batch, index });
+        writeU32(bytes, seq, off + 8);
+        const flags = readU16(bytes, off + 6) & ~NLM_F_ACK;
+        writeU16(bytes, index === offsets.length - 1 ? flags | NLM_F_ACK : flags, off + 6);
+      });
+      if (this.pending.size === 0 && this.batched.size === seqs.length) this.socket.ref();
+      this.opts.tap?.('send', bytes, this.opts.index ?? 0);
+      this.socket.send(bytes, {}, (err) => {
+        if (err) this.settleBatch(batch, new BatchLost(err.errno > 0 ? err.errno : -err.errno || errnoOf('EIO'), false));
+      });
+    });
+  }
+
+  private settleBatch(batch: BatchPending, outcome: Error | undefined): void {
+    if (!this.batched.has(batch.seqs[0]!)) return;
+    for (const seq of batch.seqs) this.batched.delete(seq);
+    clearTimeout(batch.timer);
+    if (this.pending.size === 0 && this.batched.size === 0 && !this.closed) this.socket.unref();
+    if (outcome) batch.reject(outcome);
+    else batch.resolve(batch.errors);
+  }
+
+  /** An NLMSG_ERROR (error or ACK) for a batched message; true when `m` was one. */
+  private deliverBatched(m: NlMessage): boolean {
+    const hit = this.batched.get(m.seq);
+    if (!hit) return false;
+    const { batch, index } = hit;
+    if (m.type !== NLMSG_ERROR) return true; // IPVS writes have no reply payload; ignore any
+    let e;
+    try {
+      e = parseError(m);
+    } catch (err) {
+      e = { errno: 0 };
+      batch.errors[index] = new NetlinkProtocolError('NLMSG_ERROR', err);
+    }
+    if (e.errno !== 0) batch.errors[index] = new NetlinkErrno(e.errno, e.message);
+    if (index === batch.seqs.length - 1) this.settleBatch(batch, undefined);
+    return true;
+  }
+
   close(): void {
     if (this.closed) return;
     this.failAll(errnoOf('ECONNRESET'));
@@ -125,7 +217,7 @@ export class GenlChannel {
 
   private nextSeq(): number {
     do this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
-    while (this.pending.has(this.seq));
+    while (this.pending.has(this.seq) || this.batched.has(this.seq));
     return this.seq;
   }
 
@@ -138,6 +230,7 @@ export class GenlChannel {
       // The datagram cannot be split, so no message in it can be told apart: every request then in
       // flight may have lost its reply and fails (each would otherwise only time out).
       for (const seq of [...this.pending.keys()]) this.settle(seq, new NetlinkProtocolError('datagram', err));
+      for (const { batch } of [...this.batched.values()]) this.settleBatch(batch, new BatchLost(errnoOf('EBADMSG'), true));
       return;
     }
     // This runs in the socket's 'message' listener: a throw would escape to the event loop and kill
@@ -152,6 +245,7 @@ export class GenlChannel {
   }
 
   private deliver(m: NlMessage): void {
+    if (this.deliverBatched(m)) return;
     const p = this.pending.get(m.seq);
     if (!p) return; // a late reply to a request that already timed out
     if (m.type === NLMSG_ERROR) {
@@ -184,13 +278,15 @@ export class GenlChannel {
     if (!p) return;
     this.pending.delete(seq);
     clearTimeout(p.timer);
-    if (this.pending.size === 0 && !this.closed) this.socket.unref();
+    if (this.pending.size === 0 && this.batched.size === 0 && !this.closed) this.socket.unref();
     if (outcome instanceof Error) p.reject(outcome);
     else p.resolve(outcome);
   }
 
   private failAll(errno: number): void {
     for (const seq of [...this.pending.keys()]) this.settle(seq, new NetlinkErrno(errno));
+    // A socket error (ENOBUFS: replies dropped) after sendmsg: what the kernel did is unknown.
+    for (const { batch } of [...this.batched.values()]) this.settleBatch(batch, new BatchLost(errno, true));
   }
 
   private async acquire(): Promise<void> {

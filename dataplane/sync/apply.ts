@@ -2,9 +2,13 @@
 // aborts the others — one bad destination must not hold back every other service — except that
 // the destinations of a service whose NEW_SERVICE failed are skipped (the kernel would only answer
 // ESRCH for each). Failures are returned with their operation; the caller decides about retries.
+// When the kernel client offers applyBatch (the netlink client packs the ops into few sendmsg
+// buffers), the ops go through it in one call with the same outcome: the client reports a
+// destination of a failed service 'skipped' (see dataplane/ipvs/batch.ts for the one case where the
+// kernel had already run it in the same buffer and accepted it: reported applied, as it was).
 import type { Logger } from 'pino';
 import { isIpvsError } from '../ipvs/errors.ts';
-import type { IpvsKernel } from '../ipvs/types.ts';
+import type { IpvsKernel, IpvsWrite, IpvsWriteResult } from '../ipvs/types.ts';
 import type { SyncOp } from './diff.ts';
 
 export interface OpFailure {
@@ -31,32 +35,65 @@ export interface ApplyOptions {
 
 export async function applyOps(ops: readonly SyncOp[], opts: ApplyOptions): Promise<ApplyOutcome> {
   const out: ApplyOutcome = { applied: 0, failures: [], skipped: [] };
+  if (ops.length === 0) return out;
+  if (typeof opts.kernel.applyBatch === 'function') {
+    const results = await opts.kernel.applyBatch(ops.map(toWrite));
+    ops.forEach((op, i) => record(out, op, results[i] ?? { status: 'failed', error: new Error('no result from applyBatch') }, opts));
+    return out;
+  }
   const broken = new Set<string>();
   for (const op of ops) {
     if (broken.has(op.key)) {
       out.skipped.push(op);
       continue;
     }
-    const log = opts.log.child({ op: op.kind, vip: op.service.address, vs: opts.owners?.get(op.key) ?? null });
-    const fields = logFields(op);
+    let result: IpvsWriteResult;
     try {
       await perform(opts.kernel, op);
-      out.applied++;
-      log.info(fields, describe(op));
+      result = { status: 'ok' };
     } catch (err) {
-      if (alreadyGone(op, err)) {
-        // Someone (or an earlier partial sync) removed it already: the end state is what we want.
-        out.applied++;
-        log.debug(fields, `${describe(op)}: already gone`);
-        continue;
-      }
-      const error = err instanceof Error ? err : new Error(String(err));
-      out.failures.push({ op, error, ...(isIpvsError(err) ? { code: err.code } : {}) });
-      if (op.kind === 'addService') broken.add(op.key);
-      log.warn({ ...fields, err: error }, `${describe(op)} failed`);
+      result = { status: 'failed', error: err instanceof Error ? err : new Error(String(err)) };
+      if (op.kind === 'addService' && !alreadyGone(op, err)) broken.add(op.key);
     }
+    record(out, op, result, opts);
   }
   return out;
+}
+
+/** Counts and logs one op's result. */
+function record(out: ApplyOutcome, op: SyncOp, result: IpvsWriteResult, opts: ApplyOptions): void {
+  if (result.status === 'skipped') {
+    out.skipped.push(op);
+    return;
+  }
+  const log = opts.log.child({ op: op.kind, vip: op.service.address, vs: opts.owners?.get(op.key) ?? null });
+  const fields = logFields(op);
+  if (result.status === 'ok') {
+    out.applied++;
+    log.info(fields, describe(op));
+    return;
+  }
+  const error = result.error;
+  if (alreadyGone(op, error)) {
+    // Someone (or an earlier partial sync) removed it already: the end state is what we want.
+    out.applied++;
+    log.debug(fields, `${describe(op)}: already gone`);
+    return;
+  }
+  out.failures.push({ op, error, ...(isIpvsError(error) ? { code: error.code } : {}) });
+  log.warn({ ...fields, err: error }, `${describe(op)} failed`);
+}
+
+function toWrite(op: SyncOp): IpvsWrite {
+  switch (op.kind) {
+    case 'addService':
+    case 'updateService': return { kind: op.kind, service: op.service };
+    case 'deleteService': return { kind: 'deleteService', service: op.service };
+    case 'addDestination': return { kind: 'addDestination', service: op.service, destination: op.destination };
+    case 'updateDestination':
+    case 'drainDestination': return { kind: 'updateDestination', service: op.service, destination: op.destination };
+    case 'deleteDestination': return { kind: 'deleteDestination', service: op.service, destination: op.destination };
+  }
 }
 
 async function perform(kernel: IpvsKernel, op: SyncOp): Promise<void> {

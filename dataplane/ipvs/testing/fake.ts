@@ -17,7 +17,8 @@
 // Tests drive it with setConnections() and fail(), and check identity with objectId().
 import { IpvsError, errnoOf } from '../errors.ts';
 import type {
-  IpvsDestination, IpvsInfo, IpvsKernel, IpvsService, IpvsServiceKey, IpvsServiceState, IpvsTimeouts,
+  IpvsDestination, IpvsInfo, IpvsKernel, IpvsService, IpvsServiceKey, IpvsServiceState, IpvsTimeouts, IpvsWrite,
+  IpvsWriteResult,
 } from '../types.ts';
 import { SVC_F } from '../../sync/flags.ts';
 import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey } from '../../sync/keys.ts';
@@ -196,6 +197,43 @@ export class FakeIpvsKernel implements IpvsKernel {
       tcpFin: t.tcpFin || this.#timeouts.tcpFin,
       udp: t.udp || this.#timeouts.udp,
     };
+  }
+
+  /** Sizes of the applyBatch calls so far. */
+  readonly batches: number[] = [];
+
+  /**
+   * As the netlink client: every write in order, each failing as its one-op call would (injected
+   * failures included), and the writes after a failed addService of their service skipped.
+   */
+  async applyBatch(writes: readonly IpvsWrite[]): Promise<IpvsWriteResult[]> {
+    this.batches.push(writes.length);
+    const failed = new Set<string>();
+    const out: IpvsWriteResult[] = [];
+    for (const w of writes) {
+      let key: string;
+      try { key = ipvsServiceKey(w.service); } catch { key = `invalid ${JSON.stringify(w.service)}`; }
+      if (failed.has(key)) { out.push({ status: 'skipped' }); continue; }
+      try {
+        await this.#one(w);
+        out.push({ status: 'ok' });
+      } catch (err) {
+        out.push({ status: 'failed', error: err as Error });
+        if (w.kind === 'addService') failed.add(key);
+      }
+    }
+    return out;
+  }
+
+  #one(w: IpvsWrite): Promise<void> {
+    switch (w.kind) {
+      case 'addService': return this.addService(w.service);
+      case 'updateService': return this.updateService(w.service);
+      case 'deleteService': return this.deleteService(w.service);
+      case 'addDestination': return this.addDestination(w.service, w.destination);
+      case 'updateDestination': return this.updateDestination(w.service, w.destination);
+      case 'deleteDestination': return this.deleteDestination(w.service, w.destination);
+    }
   }
 
   async close(): Promise<void> {
