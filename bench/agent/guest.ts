@@ -228,7 +228,10 @@ async function main(): Promise<void> {
   sh(['bash', '-ec', 'ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0']);
   const agents = await openAgent();
   const version = sh(['ipvsadm', '--version']).trim();
-  emit({ type: 'env', kernel: sh(['uname', '-r']).trim(), ipvsadm: version, node: process.version, cpus: sh(['nproc']).trim() });
+  // The agent's write path: apply.ts sends the ops of a sync through IpvsKernel.applyBatch when the
+  // client has it (few sendmsg buffers); records without this field are of the one-request-per-op path.
+  const writePath = typeof (IpvsNetlink.prototype as { applyBatch?: unknown }).applyBatch === 'function' ? 'batched' : 'one request per op';
+  emit({ type: 'env', kernel: sh(['uname', '-r']).trim(), ipvsadm: version, node: process.version, cpus: sh(['nproc']).trim(), writePath });
 
   // Fixed cost of one ipvsadm-restore process (fork/exec, libnl, family lookup) with no rules.
   const empty = join(TMP, 'empty.rules');

@@ -67,7 +67,20 @@ function recordHeader(r: AgentRecord): string[] {
   return out;
 }
 
+/** Which write path a record measured: 'batched' (applyBatch), or the one awaited request per op before it. */
+function writePath(r: AgentRecord): string {
+  const env = r.events.find((e) => e.type === 'env') ?? {};
+  return typeof env.writePath === 'string' ? env.writePath : 'one request per op';
+}
+
+/** Records of different write paths are never pooled: one set of tables per path. */
 export function agentSection(records: AgentRecord[]): string {
+  const paths = [...new Set(records.map(writePath))];
+  if (paths.length === 1) return agentTables(records);
+  return paths.map((p) => `### Write path: ${p}\n\n${agentTables(records.filter((r) => writePath(r) === p))}`).join('\n\n');
+}
+
+function agentTables(records: AgentRecord[]): string {
   const rows = records.flatMap(stepRows);
   const sizes = [...new Set(rows.map((x) => x.size))].sort((a, b) => parseInt(a) - parseInt(b));
   const pick = (size: string, side: StepRow['side'], step: string) => rows.filter((x) => x.size === size && x.side === side && x.step === step);
@@ -78,14 +91,14 @@ export function agentSection(records: AgentRecord[]): string {
   for (const r of records) out.push(...recordHeader(r), '');
   out.push('Full programming from an empty table (ms of wall time in the guest: median, and min–max over the repetitions; ratios of the medians):');
   out.push('');
-  out.push('| N×M | reps (ours/ref) | rules | ours | ipvsadm-restore | ipvsadm -R | **ours / ipvsadm-restore** | ours / ipvsadm -R | our netlink requests | our replies (datagrams) |');
-  out.push('|---|---|---|---|---|---|---|---|---|---|');
+  out.push('| N×M | reps (ours/ref) | rules | ours | ipvsadm-restore | ipvsadm -R | **ours / ipvsadm-restore** | ours / ipvsadm -R | our netlink requests (sendmsg writes) | writes per rule | our replies (datagrams) |');
+  out.push('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const size of sizes) {
     const ours = med(size, 'ours', 'full', (x) => x.ms);
     const rest = med(size, 'reference', 'full', (x) => x.ms);
     const restR = med(size, 'reference', 'fullR', (x) => x.ms);
     const rules = med(size, 'reference', 'full', (x) => x.ops);
-    out.push(`| ${size} | ${pick(size, 'ours', 'full').length}/${pick(size, 'reference', 'full').length} | ${Number.isFinite(rules) ? rules : med(size, 'ours', 'full', (x) => x.ops)} | ${msCell(size, 'ours', 'full')} | ${msCell(size, 'reference', 'full')} | ${msCell(size, 'reference', 'fullR')} | **${ratio(ours, rest)}** | ${ratio(ours, restR)} | ${med(size, 'ours', 'full', sent)} | ${med(size, 'ours', 'full', (x) => get(x.counts, 'wire', 'received'))} |`);
+    out.push(`| ${size} | ${pick(size, 'ours', 'full').length}/${pick(size, 'reference', 'full').length} | ${Number.isFinite(rules) ? rules : med(size, 'ours', 'full', (x) => x.ops)} | ${msCell(size, 'ours', 'full')} | ${msCell(size, 'reference', 'full')} | ${msCell(size, 'reference', 'fullR')} | **${ratio(ours, rest)}** | ${ratio(ours, restR)} | ${med(size, 'ours', 'full', sent)} | ${perRule(med(size, 'ours', 'full', sent), Number.isFinite(rules) ? rules : med(size, 'ours', 'full', (x) => x.ops))} | ${med(size, 'ours', 'full', (x) => get(x.counts, 'wire', 'received'))} |`);
   }
   out.push('');
   out.push('Changes on the programmed table: ours = one full sync (desired → dump → diff → apply); the reference = `ipvsadm -R` of the delta lines (it is handed the delta, it computes nothing). "ops" = kernel writes; "requests" = every netlink request our client sent, dump requests included; "received" = bytes our client read back.');
@@ -122,6 +135,10 @@ export function agentSection(records: AgentRecord[]): string {
     }
   }
   return out.join('\n');
+}
+
+function perRule(writes: number, rules: number): string {
+  return Number.isFinite(writes) && rules > 0 ? (writes / rules).toFixed(writes / rules < 0.1 ? 4 : 2) : '–';
 }
 
 export function controllerSection(r: ControllerRecord): string {
