@@ -142,17 +142,27 @@ function putDestKey(w: AttrWriter, d: DestKey, field: string): void {
   w.u16(DEST_ATTR.ADDR_FAMILY, afOf(fam));
 }
 
+/**
+ * A destination's numbers as the kernel takes them, each checked (a NetlinkCodecError naming the
+ * field) in this order, before the service key; shared by encodeDestination and encoder.ts.
+ */
+export function destinationNumbers(d: IpvsDestination, f: string) {
+  return {
+    fwd: lookup(FWD_NUM, d.forward, `${f}.forward`),
+    // The kernel keeps weight in an int and answers ERANGE for a negative one.
+    weight: uint(d.weight, 0x7fffffff, `${f}.weight`),
+    upper: uint(d.upperThreshold, 0xffffffff, `${f}.upperThreshold`),
+    lower: uint(d.lowerThreshold, 0xffffffff, `${f}.lowerThreshold`),
+    tunType: d.tunnelType === undefined ? undefined : lookup(TUN_NUM, d.tunnelType, `${f}.tunnelType`),
+    tunPort: d.tunnelPort === undefined ? undefined : uint(d.tunnelPort, 0xffff, `${f}.tunnelPort`),
+    tunFlags: d.tunnelFlags === undefined ? undefined : uint(d.tunnelFlags, 0xffff, `${f}.tunnelFlags`),
+  };
+}
+
 /** NEW_DEST/SET_DEST: the service key plus a full destination (FWD_METHOD, WEIGHT, U/L_THRESH required). */
 export function encodeDestination(svc: IpvsServiceKey, d: IpvsDestination): Buffer {
   const f = 'destination';
-  const fwd = lookup(FWD_NUM, d.forward, `${f}.forward`);
-  // The kernel keeps weight in an int and answers ERANGE for a negative one.
-  const weight = uint(d.weight, 0x7fffffff, `${f}.weight`);
-  const upper = uint(d.upperThreshold, 0xffffffff, `${f}.upperThreshold`);
-  const lower = uint(d.lowerThreshold, 0xffffffff, `${f}.lowerThreshold`);
-  const tunType = d.tunnelType === undefined ? undefined : lookup(TUN_NUM, d.tunnelType, `${f}.tunnelType`);
-  const tunPort = d.tunnelPort === undefined ? undefined : uint(d.tunnelPort, 0xffff, `${f}.tunnelPort`);
-  const tunFlags = d.tunnelFlags === undefined ? undefined : uint(d.tunnelFlags, 0xffff, `${f}.tunnelFlags`);
+  const { fwd, weight, upper, lower, tunType, tunPort, tunFlags } = destinationNumbers(d, f);
   return Buffer.concat([
     encodeServiceKey(svc),
     new AttrWriter().nested(CMD_ATTR.DEST, (w) => {

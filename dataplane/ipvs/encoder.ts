@@ -5,8 +5,7 @@
 // input fails with the same NetlinkCodecError naming the same field, checked in the same order.
 import { addressToBytes, afOf } from './address.ts';
 import {
-  CMD, CMD_ATTR, DEST_ATTR, family, FWD_NUM, IPVS_GENL_VERSION, lookup, name, PROTO_NUM, SVC_ATTR, SVC_F_HASHED,
-  TUN_NUM, uint,
+  CMD, CMD_ATTR, DEST_ATTR, destinationNumbers, family, IPVS_GENL_VERSION, lookup, name, PROTO_NUM, SVC_ATTR, SVC_F_HASHED, uint,
 } from './codec.ts';
 import { align4, GENL_HDRLEN, NetlinkCodecError, NLA_F_NESTED, NLA_HDRLEN, NLMSG_HDRLEN, writeU16, writeU32 } from './nla.ts';
 import type { IpvsDestination, IpvsService, IpvsServiceKey, IpvsWrite } from './types.ts';
@@ -182,13 +181,7 @@ export class MessageWriter {
   /** As codec.ts encodeDestination: the destination's numbers are checked before the service key. */
   private destination(svc: IpvsServiceKey, d: IpvsDestination): string {
     const f = 'destination';
-    const fwd = lookup(FWD_NUM, d.forward, `${f}.forward`);
-    const weight = uint(d.weight, 0x7fffffff, `${f}.weight`);
-    const upper = uint(d.upperThreshold, 0xffffffff, `${f}.upperThreshold`);
-    const lower = uint(d.lowerThreshold, 0xffffffff, `${f}.lowerThreshold`);
-    const tunType = d.tunnelType === undefined ? undefined : lookup(TUN_NUM, d.tunnelType, `${f}.tunnelType`);
-    const tunPort = d.tunnelPort === undefined ? undefined : uint(d.tunnelPort, 0xffff, `${f}.tunnelPort`);
-    const tunFlags = d.tunnelFlags === undefined ? undefined : uint(d.tunnelFlags, 0xffff, `${f}.tunnelFlags`);
+    const { fwd, weight, upper, lower, tunType, tunPort, tunFlags } = destinationNumbers(d, f);
     const key = this.serviceKeyOnly(svc);
     const at = this.open(CMD_ATTR.DEST);
     this.destKey(d, f);

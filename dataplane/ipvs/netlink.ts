@@ -13,9 +13,9 @@ import { applyBatch as runBatch } from './batch.ts';
 import { errnoOf, IpvsError, type IpvsErrorContext, type IpvsOp } from './errors.ts';
 import { Attrs, NetlinkCodecError, type GenlMessage } from './nla.ts';
 import { GenlChannel, NetlinkErrno, type Tap } from './transport.ts';
-import type {
-  IpvsDestination, IpvsInfo, IpvsKernel, IpvsService, IpvsServiceKey, IpvsServiceState, IpvsTimeouts, IpvsWrite,
-  IpvsWriteResult,
+import {
+  performWrite, type IpvsDestination, type IpvsInfo, type IpvsKernel, type IpvsService, type IpvsServiceKey,
+  type IpvsServiceState, type IpvsTimeouts, type IpvsWrite, type IpvsWriteResult,
 } from './types.ts';
 
 export { IpvsError } from './errors.ts';
@@ -141,24 +141,13 @@ export class IpvsNetlink implements IpvsKernel {
   async applyBatch(writes: readonly IpvsWrite[]): Promise<IpvsWriteResult[]> {
     return runBatch({
       genlFamily: this.family, channel: this.command, maxMessages: this.batchLimits.messages, maxBytes: this.batchLimits.bytes,
-      single: (w) => this.single(w),
+      single: (w) => performWrite(this, w),
       error: (w, err) => {
         const e = toIpvsError(w.kind, writeContext(w), err);
         this.log.debug({ op: w.kind, object: e.object, code: e.code }, e.message);
         return e;
       },
     }, writes);
-  }
-
-  private single(w: IpvsWrite): Promise<void> {
-    switch (w.kind) {
-      case 'addService': return this.addService(w.service);
-      case 'updateService': return this.updateService(w.service);
-      case 'deleteService': return this.deleteService(w.service);
-      case 'addDestination': return this.addDestination(w.service, w.destination);
-      case 'updateDestination': return this.updateDestination(w.service, w.destination);
-      case 'deleteDestination': return this.deleteDestination(w.service, w.destination);
-    }
   }
 
   /** Every service (GET_SERVICE dump), in service-key order. */

@@ -124,3 +124,15 @@ export interface IpvsKernel {
   setTimeouts(t: IpvsTimeouts): Promise<void>;
   close(): Promise<void>;
 }
+
+/** One write through the one-op methods (the unbatched path; the fallback of a lost batch). */
+export function performWrite(k: IpvsKernel, w: IpvsWrite): Promise<void> {
+  switch (w.kind) {
+    case 'addService': return k.addService(w.service);
+    case 'updateService': return k.updateService(w.service);
+    case 'deleteService': return k.deleteService(w.service);
+    case 'addDestination': return k.addDestination(w.service, w.destination);
+    case 'updateDestination': return k.updateDestination(w.service, w.destination);
+    case 'deleteDestination': return k.deleteDestination(w.service, w.destination);
+  }
+}

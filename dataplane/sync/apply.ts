@@ -8,7 +8,7 @@
 // kernel had already run it in the same buffer and accepted it: reported applied, as it was).
 import type { Logger } from 'pino';
 import { isIpvsError } from '../ipvs/errors.ts';
-import type { IpvsKernel, IpvsWrite, IpvsWriteResult } from '../ipvs/types.ts';
+import { performWrite, type IpvsKernel, type IpvsWrite, type IpvsWriteResult } from '../ipvs/types.ts';
 import type { SyncOp } from './diff.ts';
 
 export interface OpFailure {
@@ -49,7 +49,7 @@ export async function applyOps(ops: readonly SyncOp[], opts: ApplyOptions): Prom
     }
     let result: IpvsWriteResult;
     try {
-      await perform(opts.kernel, op);
+      await performWrite(opts.kernel, toWrite(op));
       result = { status: 'ok' };
     } catch (err) {
       result = { status: 'failed', error: err instanceof Error ? err : new Error(String(err)) };
@@ -102,18 +102,6 @@ function toWrite(op: SyncOp): IpvsWrite {
     case 'updateDestination':
     case 'drainDestination': return { kind: 'updateDestination', service: op.service, destination: op.destination };
     case 'deleteDestination': return { kind: 'deleteDestination', service: op.service, destination: op.destination };
-  }
-}
-
-async function perform(kernel: IpvsKernel, op: SyncOp): Promise<void> {
-  switch (op.kind) {
-    case 'addService': return kernel.addService(op.service);
-    case 'updateService': return kernel.updateService(op.service);
-    case 'deleteService': return kernel.deleteService(op.service);
-    case 'addDestination': return kernel.addDestination(op.service, op.destination);
-    case 'updateDestination':
-    case 'drainDestination': return kernel.updateDestination(op.service, op.destination);
-    case 'deleteDestination': return kernel.deleteDestination(op.service, op.destination);
   }
 }
 

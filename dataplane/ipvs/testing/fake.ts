@@ -16,9 +16,9 @@
 // re-added), the sync daemon.
 // Tests drive it with setConnections() and fail(), and check identity with objectId().
 import { IpvsError, errnoOf } from '../errors.ts';
-import type {
-  IpvsDestination, IpvsInfo, IpvsKernel, IpvsService, IpvsServiceKey, IpvsServiceState, IpvsTimeouts, IpvsWrite,
-  IpvsWriteResult,
+import {
+  performWrite, type IpvsDestination, type IpvsInfo, type IpvsKernel, type IpvsService, type IpvsServiceKey,
+  type IpvsServiceState, type IpvsTimeouts, type IpvsWrite, type IpvsWriteResult,
 } from '../types.ts';
 import { SVC_F } from '../../sync/flags.ts';
 import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey } from '../../sync/keys.ts';
@@ -215,7 +215,7 @@ export class FakeIpvsKernel implements IpvsKernel {
       try { key = ipvsServiceKey(w.service); } catch { key = `invalid ${JSON.stringify(w.service)}`; }
       if (failed.has(key)) { out.push({ status: 'skipped' }); continue; }
       try {
-        await this.#one(w);
+        await performWrite(this, w);
         out.push({ status: 'ok' });
       } catch (err) {
         out.push({ status: 'failed', error: err as Error });
@@ -223,17 +223,6 @@ export class FakeIpvsKernel implements IpvsKernel {
       }
     }
     return out;
-  }
-
-  #one(w: IpvsWrite): Promise<void> {
-    switch (w.kind) {
-      case 'addService': return this.addService(w.service);
-      case 'updateService': return this.updateService(w.service);
-      case 'deleteService': return this.deleteService(w.service);
-      case 'addDestination': return this.addDestination(w.service, w.destination);
-      case 'updateDestination': return this.updateDestination(w.service, w.destination);
-      case 'deleteDestination': return this.deleteDestination(w.service, w.destination);
-    }
   }
 
   async close(): Promise<void> {
