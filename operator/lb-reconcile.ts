@@ -91,8 +91,9 @@ export async function reconcileLoadBalancer(key: string, deps: LbDeps, signal?: 
 }
 
 function addressesFor(svc: ServiceObject, svcKey: string, existing: VirtualServerObject | undefined, deps: LbDeps): AddressChoice {
+  // Families are distinct, so an address chosen for one never collides with another's.
   let used: Set<string> | undefined;
-  const allocateFamily = (family: 4 | 6, taken: readonly string[]) => {
+  const allocateFamily = (family: 4 | 6) => {
     if (!used) {
       used = new Set<string>();
       for (const vs of deps.listVs()) for (const a of addressesOf(vs)) used.add(a);
@@ -100,7 +101,7 @@ function addressesFor(svc: ServiceObject, svcKey: string, existing: VirtualServe
     }
     const adm = deps.world.admission;
     const ns = svc.metadata.namespace ?? '';
-    const got = allocate({ pools: adm.pools, namespace: ns, namespaceLabels: adm.namespaces.get(ns) ?? { 'kubernetes.io/metadata.name': ns }, families: [family], used: new Set([...used, ...taken]), reserved: adm.reserved });
+    const got = allocate({ pools: adm.pools, namespace: ns, namespaceLabels: adm.namespaces.get(ns) ?? { 'kubernetes.io/metadata.name': ns }, families: [family], used, reserved: adm.reserved });
     return 'error' in got ? got : got[0]!;
   };
   return chooseAddresses(svc, addressesOf(existing), allocateFamily);

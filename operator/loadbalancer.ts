@@ -80,7 +80,7 @@ export type AddressChoice = { addresses: string[]; partial?: string } | { error:
  * needs every family; PreferDualStack is served with the primary family alone when no pool has an
  * address of the other (and picks one up when a pool does, as pool changes reconcile the Service).
  */
-export function chooseAddresses(svc: ServiceObject, had: readonly string[], allocateFamily: (family: 4 | 6, taken: readonly string[]) => string | { error: string }): AddressChoice {
+export function chooseAddresses(svc: ServiceObject, had: readonly string[], allocateFamily: (family: 4 | 6) => string | { error: string }): AddressChoice {
   const families = familiesOf(svc);
   const requested = requestedAddresses(svc);
   if (requested && 'error' in requested) return requested;
@@ -97,7 +97,7 @@ export function chooseAddresses(svc: ServiceObject, had: readonly string[], allo
   const out: string[] = [];
   for (const [i, family] of families.entries()) {
     const kept = had.find((a) => familyOf(a) === family);
-    const got = kept ?? allocateFamily(family, out);
+    const got = kept ?? allocateFamily(family);
     if (typeof got === 'string') { out.push(got); continue; }
     if (i === 0 || svc.spec?.ipFamilyPolicy === 'RequireDualStack') return got;
     return { addresses: out, partial: `PreferDualStack: served in IPv${families[0]} only: ${got.error}` };
