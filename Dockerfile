@@ -35,10 +35,11 @@ FROM node:24-bookworm-slim AS agent
 # iproute2: ip (addresses, dummy/ipip devices); nftables: nft (SNAT return path, ARP rules);
 # kmod: modprobe ip_vs/ipip from the host's /lib/modules; ipvsadm: the independent view of IPVS
 # for operators (kubectl exec ... ipvsadm -Ln); util-linux: nsenter into pods' namespaces;
-# procps: sysctl.
+# procps: sysctl; iputils-arping, libndp-tools (ndptool): gratuitous ARP and unsolicited neighbour
+# advertisements when a VIP is announced.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      iproute2 nftables kmod ipvsadm util-linux procps \
+      iproute2 nftables kmod ipvsadm util-linux procps iputils-arping libndp-tools \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
 WORKDIR /app

@@ -4,7 +4,8 @@
 # tiers themselves (cached under ~/.cache/lvs-operator), so a developer's laptop gets them too.
 set -euo pipefail
 # iptables + ipset: kube-proxy's iptables and ipvs modes (lab/kube-proxy-probe.ts, lab/KUBE-PROXY.md).
-pkgs=(qemu-system-x86 ipvsadm socat busybox-static kmod iproute2 nftables openssl tcpdump iptables ipset)
+# iputils-arping + libndp-tools: the agent's gratuitous ARP / unsolicited NA (dataplane/director/announce.ts).
+pkgs=(qemu-system-x86 ipvsadm socat busybox-static kmod iproute2 nftables openssl tcpdump iptables ipset iputils-arping libndp-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

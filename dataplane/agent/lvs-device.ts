@@ -23,13 +23,15 @@ export interface LvsDeviceOptions {
   logger?: Logger;
   target?: NetnsTarget;
   kernelRelease?: string;
-  /** Answer ARP for this VIP (default: never; clients reach VIPs by routes to the directors). */
+  /** Answer ARP/NDP for this VIP and announce it (default: never; clients reach VIPs by routes to the directors). */
   announce?: (vip: string) => boolean;
+  /** Devices to announce on (default: each VIP's uplinks, see ../director/announce.ts). */
+  interfaces?: readonly string[];
   onReport?: (r: DirectorReport) => void;
 }
 
 /** The director spec for exactly `bound` VIPs: SNAT only for VIPs that are bound. */
-export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce'>, bound: readonly string[]): DirectorSpec {
+export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce' | 'interfaces'>, bound: readonly string[]): DirectorSpec {
   const fromPlan = directorSpecFromPlan({ services: [...opts.plan()], virtualServers: new Map() }, opts.node, opts.kernelRelease ?? release(), opts.announce);
   const set = new Set(bound);
   const keepSnat = (opts.held?.() ?? []).flatMap((key) => {
@@ -41,6 +43,7 @@ export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 
     vips: bound.map((address) => ({ address, announce: opts.announce?.(address) ?? false })),
     snat: fromPlan.snat.filter((r) => set.has(r.vip)),
     ...(keepSnat.length > 0 ? { keepSnat } : {}),
+    ...(opts.interfaces ? { interfaces: [...opts.interfaces] } : {}),
   };
 }
 

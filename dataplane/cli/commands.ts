@@ -29,6 +29,7 @@ export interface CommandContext {
   values: {
     file?: string[]; watch?: boolean; 'allow-empty'?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
     forwarding?: string; vip?: string[]; encap?: string; netns?: string; pid?: string; 'state-file'?: string; 'metrics-address'?: string;
+    announce?: string; 'announce-interface'?: string[];
   };
   log: Logger;
   run: Runner;
@@ -62,6 +63,15 @@ function planRecord(plan: Plan, retiring: readonly string[], refused: readonly R
   return { ...rec, owners: Object.fromEntries(adoptedKeys(new Map(Object.entries(rec.owners)), refused)), retiringVips: [...retiring] };
 }
 
+/** --announce l2|none and --announce-interface: how a standalone director announces its VIPs. */
+export function announceOptions(values: { announce?: string; 'announce-interface'?: string[] }): { announce: () => boolean; interfaces?: string[] } {
+  const mode = values.announce ?? 'l2';
+  if (mode !== 'l2' && mode !== 'none') throw new UsageError(`--announce must be l2 or none, got ${JSON.stringify(mode)}`);
+  const interfaces = values['announce-interface'];
+  if (interfaces && mode === 'none') throw new UsageError('--announce-interface needs --announce l2');
+  return { announce: () => mode === 'l2', ...(interfaces ? { interfaces } : {}) };
+}
+
 export async function applyCommand(ctx: CommandContext): Promise<number> {
   const files = ctx.values.file ?? [];
   if (files.length === 0) throw new UsageError('apply needs -f FILE|DIR');
@@ -69,6 +79,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
   const allowEmpty = Boolean(ctx.values['allow-empty']);
+  const announce = announceOptions(ctx.values);
   // Loaded before the kernel is opened: a rejected set never reaches it.
   let plan = loadPlan(files, node, allowEmpty);
   // Held until this process ends (see ../agent/lock.ts): a second apply or run is refused.
@@ -84,7 +95,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   if (ctx.values.watch) health.seedFrom(await kernel.dump());
   const opts = {
     kernel, node, log: ctx.log, plan: () => health.apply(plan.services), retiringVips: before,
-    vips: createLvsDevice({ run: ctx.run, node, plan: () => plan.services, logger: ctx.log }),
+    vips: createLvsDevice({ run: ctx.run, node, plan: () => plan.services, logger: ctx.log, ...announce }),
     ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
   };
   // Written before the kernel is touched (a crash mid-sync must not forget what to retire) and

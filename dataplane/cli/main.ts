@@ -16,11 +16,15 @@ const USAGE = `usage:
       VirtualServers this node directs, prepares local DR/TUN real servers, reports in the node's
       AgentReport
   lvs-agent apply -f FILE|DIR [-f ...] [--watch] [--allow-empty] [--drain-timeout SECONDS]
+          [--announce l2|none] [--announce-interface DEV ...]
       program this host's IPVS from VirtualServer manifests (static backends); with --watch keep
       them applied (re-read on change, periodic resync undoes outside edits). Input is checked as
       the API server checks it (the CRD's schema and CEL rules) and any error changes nothing;
       documents of other API groups are skipped (and listed on stderr); a set with no
-      VirtualServer is refused unless --allow-empty (it removes every service lvs-agent programmed)
+      VirtualServer is refused unless --allow-empty (it removes every service lvs-agent programmed).
+      --announce l2 (default): answer ARP/NDP for the VIPs and send a gratuitous ARP / unsolicited
+      NA when one appears, on the devices whose subnet holds it (or --announce-interface);
+      none: stay silent (the network routes VIPs to this host)
   lvs-agent show [--json] [--all]
       what is programmed, by VirtualServer, with connection counts (--all: foreign services too)
   lvs-agent prepare --forwarding DR|TUN --vip IP [--vip IP ...] [--encap 4] [--netns NAME | --pid PID]
@@ -50,6 +54,8 @@ const OPTIONS = {
   pid: { type: 'string' },
   'state-file': { type: 'string' },
   'metrics-address': { type: 'string' },
+  announce: { type: 'string' },
+  'announce-interface': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;

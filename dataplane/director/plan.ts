@@ -58,6 +58,11 @@ export interface DirectorSpec {
   /** Families that have NAT services: their replies are forwarded, so forwarding must be on. */
   natFamilies: Array<4 | 6>;
   kernelRelease: string;
+  /**
+   * Devices announced VIPs are announced on (gratuitous ARP, unsolicited NA, proxy NDP). Default:
+   * each VIP's uplinks, the devices whose subnet contains it (./announce.ts).
+   */
+  interfaces?: string[];
 }
 
 export class DirectorSpecError extends Error {
@@ -93,6 +98,12 @@ export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
     kernelRelease: spec.kernelRelease,
   };
   if (spec.keepSnat?.length) out.keepSnat = normalizeSnat(spec.keepSnat, vips, 'keepSnat');
+  if (spec.interfaces) {
+    spec.interfaces.forEach((d, i) => {
+      if (!/^[^\s/.][^\s/]{0,14}$/.test(d)) throw new DirectorSpecError(`interfaces[${i}]`, `${JSON.stringify(d)} is not a network device name`);
+    });
+    out.interfaces = [...new Set(spec.interfaces)].sort();
+  }
   return out;
 }
 

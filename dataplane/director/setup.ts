@@ -6,6 +6,9 @@ import type { Logger } from 'pino';
 import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } from '../exec.ts';
 import { type LinkInfo, hostPrefix, ipFamily, readLink, readLinks, readSysctls, writeSysctls } from '../realserver/iproute.ts';
 import {
+  type Announcement, type ProxyEntry, announceCommand, announcements, newlyAnnounced, parseProxies, proxyChanges, uplinkSysctls, wantedProxies,
+} from './announce.ts';
+import {
   DEVICE, DIRECTOR_SYSCTLS, NFT_FAMILIES, NFT_TABLE, type DirectorSpec, type NftTables,
   directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset, withKeptSnat,
 } from './plan.ts';
@@ -14,6 +17,8 @@ export interface ObservedDirector {
   device?: LinkInfo;
   sysctls: Record<string, string>;
   nft: NftTables;
+  /** IPv6 proxy-NDP entries of the namespace (read when asked). */
+  proxies?: ProxyEntry[];
   /** The namespace's other links with their addresses, when the observation read every link. */
   others?: LinkInfo[];
 }
@@ -22,24 +27,28 @@ export type DirectorStep =
   | { kind: 'sysctl'; key: string; from: string; to: string }
   | { kind: 'nft'; tables: NftTables }
   | { kind: 'link'; device: string; op: 'create' | 'up' | 'delete' }
-  | { kind: 'address'; address: string; op: 'add' | 'remove' };
+  | { kind: 'address'; address: string; op: 'add' | 'remove' }
+  | { kind: 'proxy'; address: string; device: string; op: 'add' | 'remove' };
 
 /** Global-scope addresses on the device: the VIPs this node owns (link-local ones are the kernel's). */
 export function ownedAddresses(device: LinkInfo | undefined): string[] {
   return (device?.addresses ?? []).filter((a) => a.scope === 'global').map((a) => a.address);
 }
 
-/** Pure: the steps that take `obs` to `spec` (already normalised). Order keeps ARP safe. */
-export function planDirector(given: DirectorSpec, obs: ObservedDirector, device = DEVICE): DirectorStep[] {
+/**
+ * Pure: the steps that take `obs` to `spec` (already normalised). Order keeps ARP safe.
+ * `announced`: the spec's announced VIPs with their devices (./announce.ts announcements()).
+ */
+export function planDirector(given: DirectorSpec, obs: ObservedDirector, device = DEVICE, announced: readonly Announcement[] = []): DirectorStep[] {
   const spec = withKeptSnat(given, obs.nft.inet);
   const steps: DirectorStep[] = [];
-  for (const s of directorSysctls(spec)) {
+  for (const s of [...directorSysctls(spec), ...uplinkSysctls(announced)]) {
     const cur = obs.sysctls[s.key];
     if (cur === undefined) {
-      const hint = s.key.startsWith('net.ipv4.vs.') ? ' (the ip_vs module is not loaded)' : '';
+      const hint = s.key.startsWith('net.ipv4.vs.') ? ' (the ip_vs module is not loaded)' : s.key.startsWith('net.ipv6.') ? ' (IPv6 is off on that device)' : '';
       throw new Error(`director: sysctl ${s.key} does not exist in this namespace${hint}`);
     }
-    if (cur !== s.want) steps.push({ kind: 'sysctl', key: s.key, from: cur, to: s.want });
+    if (cur !== s.want && ('onlyFrom' in s ? cur === s.onlyFrom : true)) steps.push({ kind: 'sysctl', key: s.key, from: cur, to: s.want });
   }
   const want = new Set(spec.vips.map((v) => v.address));
   const have = ownedAddresses(obs.device);
@@ -59,7 +68,26 @@ export function planDirector(given: DirectorSpec, obs: ObservedDirector, device 
     const wrongPrefix = a.prefixLen !== (a.family === 4 ? 32 : 128);
     if (!want.has(a.address) || wrongPrefix) steps.push({ kind: 'address', address: `${a.address}/${a.prefixLen}`, op: 'remove' });
   }
+  if (obs.proxies) {
+    // After the address steps: an IPv6 VIP is answered for only once it is local.
+    const { add, remove } = proxyChanges(wantedProxies(announced), obs.proxies, new Set([...have, ...want]));
+    for (const e of remove) steps.push({ kind: 'proxy', ...e, op: 'remove' });
+    for (const e of add) steps.push({ kind: 'proxy', ...e, op: 'add' });
+  }
   return steps;
+}
+
+/** The announcements `obs` already makes: IPv4 VIPs on the device and not ARP-dropped; IPv6 proxy entries. */
+export function announcedNow(obs: ObservedDirector, wanted: readonly Announcement[]): Announcement[] {
+  const bound = new Set(ownedAddresses(obs.device));
+  const dropped = new Set([...obs.nft.arp.matchAll(/arp daddr ip (\S+) drop/g)].map((m) => m[1]!));
+  const proxied = new Set((obs.proxies ?? []).map((e) => `${e.address}%${e.device}`));
+  return wanted.map((a) => ({
+    address: a.address,
+    devices: ipFamily(a.address) === 4
+      ? (bound.has(a.address) && !dropped.has(a.address) ? a.devices : [])
+      : a.devices.filter((d) => proxied.has(`${a.address}%${d}`)),
+  }));
 }
 
 export interface DirectorOptions {
@@ -69,6 +97,8 @@ export interface DirectorOptions {
   logger?: Logger;
   device?: string;
   maxRounds?: number;
+  /** Send a gratuitous ARP / unsolicited NA for VIPs that became announced (default true). */
+  announceNow?: boolean;
 }
 
 export interface DirectorReport {
@@ -86,6 +116,10 @@ export interface DirectorReport {
    * step (steps only touch `device`): what the agent must not adopt as a VIP (sync/adoption.ts).
    */
   elsewhere: Map<string, string[]>;
+  /** Announced VIPs with the devices they are announced on (VIPs without an uplink left out). */
+  announced: Announcement[];
+  /** Those announced by this call (a gratuitous ARP / unsolicited NA went out for each). */
+  newlyAnnounced: Announcement[];
 }
 
 /** Address → devices holding it, over `links` (canonical addresses, as parseIpAddrJson gives them). */
@@ -108,14 +142,21 @@ async function listTable(run: Runner, family: string): Promise<string> {
   }
 }
 
-/** `all`: read every link (one `ip -j -d addr show` instead of the device's), keeping the others. */
-export async function observeDirector(run: Runner, device = DEVICE, all = false): Promise<ObservedDirector> {
+async function listProxies(run: Runner): Promise<ProxyEntry[]> {
+  return parseProxies((await run('ip', ['-6', '-j', 'neigh', 'show', 'proxy'])).stdout);
+}
+
+/**
+ * `all`: read every link (one `ip -j -d addr show` instead of the device's), keeping the others.
+ * `extraSysctls`: the uplinks' keys of announced IPv6 VIPs. Proxy-NDP entries are always read.
+ */
+export async function observeDirector(run: Runner, device = DEVICE, all = false, extraSysctls: readonly string[] = []): Promise<ObservedDirector> {
   const links = all ? readLinks(run) : readLink(run, device).then((l) => (l ? [l] : []));
-  const [linked, sysctls, inet, arp, ip6] = await Promise.all([
-    links, readSysctls(run, DIRECTOR_SYSCTLS), ...NFT_FAMILIES.map((f) => listTable(run, f)),
+  const [linked, sysctls, proxies, inet, arp, ip6] = await Promise.all([
+    links, readSysctls(run, [...DIRECTOR_SYSCTLS, ...extraSysctls]), listProxies(run), ...NFT_FAMILIES.map((f) => listTable(run, f)),
   ]);
   const link = linked.find((l) => l.name === device);
-  const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet: inet!, arp: arp!, ip6: ip6! } };
+  const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet: inet!, arp: arp!, ip6: ip6! }, proxies };
   if (all) obs.others = linked.filter((l) => l.name !== device);
   if (link) {
     if (link.kind !== 'dummy') throw new Error(`director: device ${device} exists but is ${link.kind ? `a ${link.kind}` : 'not a dummy'} device`);
@@ -130,6 +171,7 @@ function ipLine(step: DirectorStep, device: string): string | undefined {
     if (step.op === 'create') return `link add ${device} type dummy`;
     return step.op === 'delete' ? `link del dev ${device}` : `link set dev ${device} up`;
   }
+  if (step.kind === 'proxy') return `neigh ${step.op === 'add' ? 'add' : 'del'} proxy ${step.address} dev ${step.device}`;
   if (step.kind !== 'address') return undefined;
   if (step.op === 'remove') return `addr del ${step.address} dev ${device}`;
   // nodad: the address is ours alone (a dummy device has no link to probe anyway).
@@ -159,7 +201,7 @@ async function applySteps(run: Runner, steps: readonly DirectorStep[], device: s
   }
 }
 
-/** Bring the director's namespace to `spec`: lvs0 + VIPs, sysctls, our nft tables. */
+/** Bring the director's namespace to `spec`: lvs0 + VIPs, sysctls, our nft tables, announcements. */
 export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): Promise<DirectorReport> {
   const spec = normalizeSpec(input);
   const target = opts.target ?? { kind: 'host' };
@@ -168,29 +210,58 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
   const log = opts.logger?.child({ op: 'director', netns: describeTarget(target) });
   const applied: DirectorStep[] = [];
   let obs = await observeDirector(run, device, true);
+  const announced = announcements(spec, obs.others ?? [], device);
+  const extra = uplinkSysctls(announced).map((s) => s.key);
+  if (extra.length > 0) Object.assign(obs.sysctls, Object.fromEntries(await readSysctls(run, extra)));
+  const was = announcedNow(obs, announced);
   const before = obs.sysctls;
   const elsewhere = addressesByDevice(obs.others ?? []);
-  let steps = planDirector(spec, obs, device);
+  let steps = planDirector(spec, obs, device, announced);
   for (let round = 0; steps.length > 0 && round < (opts.maxRounds ?? 3); round++) {
     log?.info({ steps }, 'director steps');
     await applySteps(run, steps, device);
     applied.push(...steps);
-    obs = await observeDirector(run, device);
-    steps = planDirector(spec, obs, device);
+    obs = await observeDirector(run, device, false, extra);
+    steps = planDirector(spec, obs, device, announced);
   }
   if (steps.length > 0) throw new Error(`director setup of ${describeTarget(target)} did not converge; still to do: ${JSON.stringify(steps)}`);
+  const fresh = newlyAnnounced(was, announced);
+  // Not awaited: arping exits a second after it sent, and nothing here depends on its end.
+  if (fresh.length > 0 && opts.announceNow !== false) void sendAnnouncements(run, fresh, log);
   return {
     target: describeTarget(target),
     changed: applied.length > 0,
     steps: applied,
     vips: ownedAddresses(obs.device),
-    sysctls: directorSysctls(spec).map((s) => ({
+    sysctls: [...directorSysctls(spec), ...uplinkSysctls(announced)].filter((s) => obs.sysctls[s.key] !== undefined).map((s) => ({
       key: s.key, value: obs.sysctls[s.key]!, why: s.why,
       ...(before[s.key] !== obs.sysctls[s.key] ? { previous: before[s.key]! } : {}),
     })),
     nftTables: NFT_FAMILIES.filter((f) => obs.nft[f]).map((f) => `${f} ${NFT_TABLE}`),
     elsewhere,
+    announced: announced.filter((a) => a.devices.length > 0),
+    newlyAnnounced: fresh,
   };
+}
+
+/**
+ * Tell the segments where `list` lives now: one gratuitous ARP or unsolicited NA per VIP and
+ * device, all at once. Failures are logged and returned, never thrown: a missing announcement
+ * slows clients down (they find the VIP when their neighbour entry expires) but breaks nothing.
+ */
+export async function sendAnnouncements(run: Runner, list: readonly Announcement[], log?: Logger): Promise<Array<{ address: string; device: string; error?: string }>> {
+  return Promise.all(list.flatMap((a) => a.devices.map(async (device) => {
+    const [cmd, args] = announceCommand(a.address, device);
+    try {
+      await run(cmd, args);
+      log?.debug({ vip: a.address, device }, 'announced');
+      return { address: a.address, device };
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      log?.warn({ vip: a.address, device, err: error }, `could not announce ${a.address} on ${device} (${cmd})`);
+      return { address: a.address, device, error };
+    }
+  })));
 }
 
 /** Give up the director role: no VIPs, no nft tables, no device. Sysctls are left as they are. */

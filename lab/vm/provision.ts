@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { packInitramfs, type CpioEntry } from './cpio.ts';
 
 /** Debian packages the kernel tier needs on the host (qemu, module tools, traffic/IPVS tools). */
-export const HOST_PACKAGES = ['qemu-system-x86', 'kmod', 'socat', 'ipvsadm', 'iproute2', 'busybox-static', 'nftables', 'xz-utils'];
+export const HOST_PACKAGES = ['qemu-system-x86', 'kmod', 'socat', 'ipvsadm', 'iproute2', 'busybox-static', 'nftables', 'xz-utils', 'iputils-arping', 'libndp-tools'];
 /** Modules the initramfs loads (with their dependencies) to reach the 9p root share. */
 const INITRD_MODULES = ['virtio_pci', '9pnet_virtio', '9p'];
 

@@ -5,6 +5,7 @@
 //   agent-lifecycle   bad input, drain, SIGKILL + restart, outside edits, foreign service, cleanup
 //   agent-procsys     a read-only /proc/sys (non-privileged container) and LVS_PROC_SYS
 //   agent-adoption    VIPs on kube-ipvs0 (with kube-proxy's service) and lo are not adopted
+//   agent-announce    a lone director answers ARP/NDP for its VIPs (seed 004), or stays silent
 // Each ends by checking that `ipvsadm -Ln` agrees with `lvs-agent show --json`.
 import { runGuestSuite } from './harness/suite.ts';
 
@@ -14,6 +15,7 @@ await runGuestSuite(import.meta.url, [
   'test/kernel/guest/agent-lifecycle.guest.ts',
   'test/kernel/guest/agent-procsys.guest.ts',
   'test/kernel/guest/agent-adoption.guest.ts',
+  'test/kernel/guest/agent-announce.guest.ts',
 ], {
   // About 6-10 minutes on a 2-core host shared with other work (and over 20 when it is badly
   // overloaded); the limit only guards against a hung guest.

@@ -12,6 +12,10 @@ export class FakeNetns {
   sysctls = new Map<string, string>();
   /** nft tables by "family name" -> the text that was loaded for them. */
   nft = new Map<string, string>();
+  /** IPv6 proxy-NDP entries, "address%device". */
+  proxies = new Set<string>();
+  /** Gratuitous ARPs / unsolicited NAs sent, "address%device". */
+  announced: string[] = [];
 
   constructor() {
     this.links.set('lo', { name: 'lo', up: false, alias: '', addrs: [{ address: '127.0.0.1', prefixLen: 8, label: 'lo', scope: 'host' }] });
@@ -28,12 +32,16 @@ export class FakeNetns {
     const link: FakeLink = { name, kind, up, alias: '', addrs: [] };
     this.links.set(name, link);
     for (const s of ['arp_ignore', 'arp_announce', 'rp_filter']) this.sysctls.set(`net.ipv4.conf.${name}.${s}`, this.sysctls.get(`net.ipv4.conf.default.${s}`) ?? '0');
+    // The kernel's defaults for a new device.
+    for (const [k, v] of [['forwarding', '0'], ['proxy_ndp', '0'], ['accept_ra', '1']]) this.sysctls.set(`net.ipv6.conf.${name}.${k}`, v!);
+    this.sysctls.set(`net.ipv6.neigh.${name}.proxy_delay`, '80');
     return link;
   }
 
   deleteLink(name: string): void {
     this.links.delete(name);
-    for (const k of [...this.sysctls.keys()]) if (k.startsWith(`net.ipv4.conf.${name}.`)) this.sysctls.delete(k);
+    for (const k of [...this.sysctls.keys()]) if (k.includes(`.${name}.`)) this.sysctls.delete(k);
+    for (const p of [...this.proxies]) if (p.endsWith(`%${name}`)) this.proxies.delete(p);
   }
 }
 
@@ -143,6 +151,7 @@ export class FakeKernel {
       return fail(argv, `modprobe: FATAL: Module ${a.at(-1)} not found`);
     }
     if (cmd === 'nft') return nftCommand(ns, argv, a, input);
+    if (cmd === 'arping' || cmd === 'ndptool') return announceCommand(ns, argv, a);
     return fail(argv, `${cmd}: command not found`, 127);
   }
 }
@@ -208,7 +217,29 @@ function ipCommand(k: FakeKernel, ns: FakeNetns, argv: string[], a: string[], in
     }
     return ok();
   }
+  if (a.join(' ') === '-6 -j neigh show proxy') {
+    return ok(JSON.stringify([...ns.proxies].map((p) => ({ dst: p.split('%')[0], dev: p.split('%')[1], proxy: null }))));
+  }
+  if (a[0] === 'neigh' && a[2] === 'proxy' && (a[1] === 'add' || a[1] === 'del')) {
+    dev(at('dev'));
+    const key = `${a[3]}%${at('dev')}`;
+    if (a[1] === 'add' && ns.proxies.has(key)) fail(argv, 'RTNETLINK answers: File exists');
+    if (a[1] === 'del' && !ns.proxies.has(key)) fail(argv, 'RTNETLINK answers: No such file or directory');
+    if (a[1] === 'add') ns.proxies.add(key); else ns.proxies.delete(key);
+    return ok();
+  }
   return fail(argv, `fake ip: unsupported ${a.join(' ')}`);
+}
+
+/** arping -U … -I DEV -s VIP VIP and ndptool -t na -U -i DEV -T VIP send: recorded; the device must be up. */
+function announceCommand(ns: FakeNetns, argv: string[], a: string[]): ExecResult {
+  const at = (word: string) => (a.includes(word) ? a[a.indexOf(word) + 1] : undefined);
+  const device = argv[0] === 'arping' ? at('-I') : at('-i');
+  const address = argv[0] === 'arping' ? at('-s') : at('-T');
+  const l = device ? ns.links.get(device) : undefined;
+  if (!l || !l.up) fail(argv, argv[0] === 'arping' ? `arping: Interface "${device}" is down` : `Failed to send message: No such device`, 2);
+  ns.announced.push(`${address}%${device}`);
+  return ok();
 }
 
 function linkJson(l: FakeLink): object {
