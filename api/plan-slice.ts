@@ -11,7 +11,7 @@
 // Pure: slicing, revision and the strict reader (an agent meeting a field or value it does not
 // know — a newer controller — gets an error naming it and keeps what it programmed before).
 import { createHash } from 'node:crypto';
-import type { PlanHealthCheck, PlanRealServer, PlanService, PlanTunnel } from './plan.ts';
+import type { PlanAnnounce, PlanHealthCheck, PlanRealServer, PlanService, PlanTunnel } from './plan.ts';
 import { reader, type Reader } from './strict.ts';
 
 export const PLAN_SLICE_API_VERSION = 'lvs.dev/v1alpha1';
@@ -149,8 +149,16 @@ function readTunnel(r: Reader): PlanTunnel {
   return t;
 }
 
+function readAnnounce(r: Reader): PlanAnnounce {
+  r.only(['interfaces']);
+  if (!r.has('interfaces')) return {};
+  const interfaces = r.list('interfaces').map((d) => d.strSelf());
+  interfaces.forEach((d, i) => { if (!/^[^\s/.][^\s/]{0,14}$/.test(d)) r.fail(`interfaces[${i}]`, `${JSON.stringify(d)} is not a network device name`); });
+  return { interfaces };
+}
+
 function readService(r: Reader): SliceService {
-  r.only(['key', 'portName', 'vip', 'family', 'protocol', 'port', 'forwarding', 'tunnel', 'natReturnPath', 'scheduler', 'persistence', 'prepareRealServers', 'realServers', 'healthCheck']);
+  r.only(['key', 'portName', 'vip', 'family', 'protocol', 'port', 'forwarding', 'tunnel', 'natReturnPath', 'scheduler', 'persistence', 'prepareRealServers', 'realServers', 'healthCheck', 'announce']);
   const sched = r.obj('scheduler');
   sched.only(['name', 'flags']);
   const out: SliceService = {
@@ -163,6 +171,7 @@ function readService(r: Reader): SliceService {
   if (r.has('tunnel')) out.tunnel = readTunnel(r.obj('tunnel'));
   if (r.has('healthCheck')) out.healthCheck = readHealthCheck(r.obj('healthCheck'));
   if (r.has('natReturnPath')) out.natReturnPath = r.oneOf('natReturnPath', ['Gateway', 'SNAT'] as const);
+  if (r.has('announce')) out.announce = readAnnounce(r.obj('announce'));
   if (r.has('persistence')) {
     const p = r.obj('persistence');
     p.only(['timeoutSeconds', 'netmask']);

@@ -57,6 +57,15 @@ export interface PlanHealthCheck {
   onFailure: 'Quiesce' | 'Remove';
 }
 
+/**
+ * Present: the VIP is announced on L2 (its active director answers ARP/NDP), on `interfaces` or
+ * else on the devices whose subnet holds it. Absent: no director announces it (the pool says
+ * none, or the plan comes from manifests without pools, whose agent decides by its own flag).
+ */
+export interface PlanAnnounce {
+  interfaces?: string[];
+}
+
 export interface PlanTunnel {
   type: TunnelType;
   /** UDP destination port for gue. */
@@ -85,6 +94,7 @@ export interface PlanService {
   healthCheck?: PlanHealthCheck;
   /** Sorted by address, then port. */
   realServers: PlanRealServer[];
+  announce?: PlanAnnounce;
   /** Sorted node names. */
   directors: string[];
 }

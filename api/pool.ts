@@ -22,8 +22,12 @@ export interface VIPPoolLike {
     forwarding?: string[];
     staticRealServers?: string[];
     realServers?: { prepareHosts?: boolean };
+    announce?: { l2?: { interfaces?: string[] }; none?: object };
   };
 }
+
+/** How the network finds a pool's VIPs: L2 (ARP/NDP by the active director) or not at all. */
+export type PoolAnnounce = { mode: 'L2'; interfaces?: string[] } | { mode: 'None' };
 
 export interface PoolRange extends AddressRange {
   /** spec.addresses[i] */
@@ -43,6 +47,7 @@ export interface Pool {
   forwarding: ReadonlySet<Forwarding>;
   staticRealServers: AddressRange[];
   prepareHosts: boolean;
+  announce: PoolAnnounce;
 }
 
 export interface PoolProblem {
@@ -90,11 +95,20 @@ function parsePool(p: VIPPoolLike): { pool?: Pool; problems: PoolProblem[] } {
     forwarding: new Set(FORWARDINGS.filter((f) => fw.includes(f))),
     staticRealServers: statics,
     prepareHosts: spec.realServers?.prepareHosts === true,
+    announce: parseAnnounce(spec.announce),
   };
   if (alloc.namespaceSelector && typeof alloc.namespaceSelector === 'object') pool.namespaceSelector = alloc.namespaceSelector;
   const sel = spec.directors?.nodeSelector;
   if (sel && typeof sel === 'object') pool.directors = sel;
   return { pool, problems };
+}
+
+/** spec.announce; absent (a pool stored before the field existed) is the CRD's default, l2. */
+function parseAnnounce(a: NonNullable<VIPPoolLike['spec']>['announce']): PoolAnnounce {
+  if (a && typeof a === 'object' && a.none && !a.l2) return { mode: 'None' };
+  const list = a?.l2?.interfaces;
+  const interfaces = Array.isArray(list) ? list.filter((d): d is string => typeof d === 'string' && /^[^\s/.][^\s/]{0,14}$/.test(d)) : [];
+  return interfaces.length > 0 ? { mode: 'L2', interfaces: [...new Set(interfaces)].sort() } : { mode: 'L2' };
 }
 
 function older(a: Pool, b: Pool): boolean {

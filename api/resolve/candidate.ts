@@ -1,6 +1,7 @@
 // resolveOne: one VirtualServer on its own, before arbitration against the others. Costs
 // O(its own endpoints + VIPs x ports); everything else comes from the prebuilt index.
 import type { PlanRealServer, PlanService, Reason } from '../plan.ts';
+import type { PoolAnnounce } from '../pool.ts';
 import { serviceKey } from '../plan.ts';
 import { serviceBackends, servicePortFor, staticBackends, staticFamilyReasons } from './backends.ts';
 import { admitRealServers, admitVips, type VipGrant } from './admit.ts';
@@ -59,7 +60,7 @@ function portBackends(spec: NormalizedSpec, port: VsPort, families: Set<4 | 6>, 
   return { byFamily, reasons, unresolved: false };
 }
 
-export function planService(claimant: Claimant, spec: NormalizedSpec, vip: Vip, port: VsPort, realServers: PlanRealServer[], directors: string[]): PlanService {
+export function planService(claimant: Claimant, spec: NormalizedSpec, vip: Vip, port: VsPort, realServers: PlanRealServer[], directors: string[], announce?: PoolAnnounce): PlanService {
   const s: PlanService = {
     key: serviceKey(port.protocol, vip.address, port.port),
     owner: { ...claimant.ref },
@@ -76,6 +77,7 @@ export function planService(claimant: Claimant, spec: NormalizedSpec, vip: Vip, 
   };
   if (spec.tunnel) s.tunnel = { ...spec.tunnel, ...(spec.tunnel.flags ? { flags: [...spec.tunnel.flags] } : {}) };
   if (spec.natReturnPath) s.natReturnPath = spec.natReturnPath;
+  if (announce?.mode === 'L2') s.announce = announce.interfaces ? { interfaces: [...announce.interfaces] } : {};
   if (spec.healthCheck) s.healthCheck = { ...spec.healthCheck, ...(spec.healthCheck.statuses ? { statuses: [...spec.healthCheck.statuses] } : {}) };
   if (spec.persistence) {
     const { timeoutSeconds, netmask4, netmask6 } = spec.persistence;
@@ -123,7 +125,7 @@ export function resolveOne(vs: VirtualServerLike, index: ResolveIndex): Candidat
       // Status counts: the first admitted VIP of each family speaks for it (VIPs of one family in
       // different pools may keep different real servers; the plan services carry each one's own).
       if (!byFamily.has(g.vip.family)) byFamily.set(g.vip.family, rs);
-      const s = planService(claimant, spec, g.vip, port, rs, g.directors);
+      const s = planService(claimant, spec, g.vip, port, rs, g.directors, g.pool?.announce);
       services.push(s);
       keyFields.set(s.key, `spec.addresses[${g.vip.index}]`);
     }

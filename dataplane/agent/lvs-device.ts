@@ -27,11 +27,13 @@ export interface LvsDeviceOptions {
   announce?: (vip: string) => boolean;
   /** Devices to announce on (default: each VIP's uplinks, see ../director/announce.ts). */
   interfaces?: readonly string[];
+  /** Devices to announce one VIP on (the plan's), before `interfaces`. */
+  interfacesFor?: (vip: string) => readonly string[] | undefined;
   onReport?: (r: DirectorReport) => void;
 }
 
 /** The director spec for exactly `bound` VIPs: SNAT only for VIPs that are bound. */
-export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce' | 'interfaces'>, bound: readonly string[]): DirectorSpec {
+export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce' | 'interfaces' | 'interfacesFor'>, bound: readonly string[]): DirectorSpec {
   const fromPlan = directorSpecFromPlan({ services: [...opts.plan()], virtualServers: new Map() }, opts.node, opts.kernelRelease ?? release(), opts.announce);
   const set = new Set(bound);
   const keepSnat = (opts.held?.() ?? []).flatMap((key) => {
@@ -40,7 +42,10 @@ export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 
   });
   return {
     ...fromPlan,
-    vips: bound.map((address) => ({ address, announce: opts.announce?.(address) ?? false })),
+    vips: bound.map((address) => {
+      const interfaces = opts.interfacesFor?.(address);
+      return { address, announce: opts.announce?.(address) ?? false, ...(interfaces ? { interfaces: [...interfaces] } : {}) };
+    }),
     snat: fromPlan.snat.filter((r) => set.has(r.vip)),
     ...(keepSnat.length > 0 ? { keepSnat } : {}),
     ...(opts.interfaces ? { interfaces: [...opts.interfaces] } : {}),

@@ -21,6 +21,7 @@ import { AGENT_REPORTS, PLAN_SLICES, type KubeObject } from '../../kube/types.ts
 import type { Runner } from '../exec.ts';
 import type { IpvsKernel } from '../ipvs/types.ts';
 import { createLvsDevice } from '../agent/lvs-device.ts';
+import { announcePolicy } from '../announce/decide.ts';
 import { createNetnsFinder, type NetnsFinder } from '../agent/netns.ts';
 import { readOwnerRecord, recordedVips, writeOwnerRecord, type OwnerRecord } from '../agent/show.ts';
 import { parseServiceKey } from '../sync/keys.ts';
@@ -178,7 +179,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     retiringVips: recordedVips(record),
     plan: () => decide().services,
     held: () => current?.held ?? [],
-    vips: createLvsDevice({ run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release() }),
+    vips: createLvsDevice({
+      run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release(),
+      ...announcePolicy(() => current?.services ?? [], opts.node),
+    }),
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
     onResult: (r) => {

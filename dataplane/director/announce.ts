@@ -61,12 +61,12 @@ function networkOf(address: string, prefixLen: number): string {
   return formatNumber(ipNumber(ip) & ~((1n << BigInt(bits - prefixLen)) - 1n), ip.family);
 }
 
-/** Announced VIPs with their devices: the spec's `interfaces` if given, else the uplinks. */
+/** Announced VIPs with their devices: the VIP's or the spec's `interfaces` if given, else its uplinks. */
 export function announcements(spec: DirectorSpec, links: readonly LinkInfo[], device: string): Announcement[] {
-  return spec.vips.filter((v) => v.announce).map((v) => ({
-    address: v.address,
-    devices: spec.interfaces ? [...spec.interfaces] : uplinksFor(v.address, links, device),
-  }));
+  return spec.vips.filter((v) => v.announce).map((v) => {
+    const given = v.interfaces ?? spec.interfaces;
+    return { address: v.address, devices: given ? [...given] : uplinksFor(v.address, links, device) };
+  });
 }
 
 /** The per-device sysctls that let an uplink answer solicitations for proxied IPv6 VIPs. */

@@ -37,6 +37,8 @@ export interface DirectorVip {
   address: string;
   /** Answer ARP for it (the active director of an announced VIP); false keeps the node silent. */
   announce: boolean;
+  /** Devices to announce it on, instead of the spec's `interfaces` or its uplinks. */
+  interfaces?: string[];
 }
 
 export interface SnatRule {
@@ -88,7 +90,9 @@ export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
     const address = canonicalIp(v.address);
     if (!address) throw new DirectorSpecError(`vips[${i}].address`, `${JSON.stringify(v.address)} is not an IP address`);
     const prev = vips.get(address);
-    vips.set(address, { address, announce: Boolean(v.announce) || Boolean(prev?.announce) });
+    const interfaces = v.interfaces ?? prev?.interfaces;
+    if (interfaces) checkDevices(interfaces, `vips[${i}].interfaces`);
+    vips.set(address, { address, announce: Boolean(v.announce) || Boolean(prev?.announce), ...(interfaces ? { interfaces: [...new Set(interfaces)].sort() } : {}) });
   });
   if (!/^\d+\.\d+/.test(spec.kernelRelease)) throw new DirectorSpecError('kernelRelease', `${JSON.stringify(spec.kernelRelease)} does not start with MAJOR.MINOR`);
   const out: DirectorSpec = {
@@ -99,12 +103,16 @@ export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
   };
   if (spec.keepSnat?.length) out.keepSnat = normalizeSnat(spec.keepSnat, vips, 'keepSnat');
   if (spec.interfaces) {
-    spec.interfaces.forEach((d, i) => {
-      if (!/^[^\s/.][^\s/]{0,14}$/.test(d)) throw new DirectorSpecError(`interfaces[${i}]`, `${JSON.stringify(d)} is not a network device name`);
-    });
+    checkDevices(spec.interfaces, 'interfaces');
     out.interfaces = [...new Set(spec.interfaces)].sort();
   }
   return out;
+}
+
+function checkDevices(list: readonly string[], field: string): void {
+  list.forEach((d, i) => {
+    if (!/^[^\s/.][^\s/]{0,14}$/.test(d)) throw new DirectorSpecError(`${field}[${i}]`, `${JSON.stringify(d)} is not a network device name`);
+  });
 }
 
 function normalizeSnat(rules: readonly SnatRule[], vips: ReadonlyMap<string, DirectorVip>, field: string): SnatRule[] {

@@ -258,6 +258,11 @@ test('VIPPool status: an overlapping newer pool and a reversed range are Ready=F
     const err = await refused(['create', '-f', '-'], { stdin: poolYaml('bad', [bad], `{namespaces: [${NS}]}`) });
     assert.match(err, /The VIPPool "bad" is invalid: spec\.addresses\[0\]/, bad);
   }
+  // spec.announce: defaulted to l2; exactly one of l2 and none; device names checked.
+  assert.is((await kubectl(['get', 'vippool', 'tenants', '-o', 'jsonpath={.spec.announce}'])).trim(), '{"l2":{}}');
+  const announce = (a: string) => poolYaml('bad', ['192.0.2.192/28'], `{namespaces: [${NS}]}`) + `  announce: ${a}\n`;
+  assert.match(await refused(['create', '-f', '-'], { stdin: announce('{l2: {}, none: {}}') }), /spec\.announce: Invalid value: "object": set exactly one of l2 and none/);
+  assert.match(await refused(['create', '-f', '-'], { stdin: announce('{l2: {interfaces: [a/b]}}') }), /spec\.announce\.l2\.interfaces\[0\]/);
   assert.match(await refused(['get', 'vippool', 'bad']), /NotFound/);
 });
 

@@ -55,6 +55,19 @@ export interface IVIPPool {
      * CIDRs static real servers (and endpoints that are not pods of the VirtualServer's namespace) may lie in. Default none: traffic only goes to the namespace's own pods.
      */
     "staticRealServers"?: Array<string>;
+    /**
+     * How the network finds the pool's VIPs. l2 (the default): the active director of each VIP answers ARP (IPv4) and NDP (IPv6) for it and sends a gratuitous ARP / unsolicited neighbour advertisement when it takes the VIP over; with several directors exactly one announces each VIP. none: no director answers (the network routes VIPs to the directors, e.g. static routes or ECMP).
+     */
+    "announce"?: {
+      "l2"?: {
+        /**
+         * Node devices to announce on. Default: the devices whose own subnet holds the VIP.
+         */
+        "interfaces"?: Array<string>;
+      };
+      "none"?: {
+      };
+    };
     "realServers"?: {
       /**
        * Allow DR/TUN real servers at a node's own address to be prepared in that host's network namespace (VIP on lo, ARP sysctls, tunnel device); only on nodes labelled lvs.dev/real-server-host=true. Default: false.
