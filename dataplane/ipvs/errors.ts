@@ -22,7 +22,7 @@ export type IpvsOp =
   | 'open' | 'dump' | 'dumpServices' | 'dumpDestinations' | 'getService' | 'readService'
   | 'addService' | 'updateService' | 'deleteService'
   | 'addDestination' | 'updateDestination' | 'deleteDestination'
-  | 'info' | 'getTimeouts' | 'setTimeouts' | 'close';
+  | 'info' | 'getTimeouts' | 'setTimeouts' | 'listDaemons' | 'startDaemon' | 'stopDaemon' | 'close';
 
 /** What a failed request was about, for the message: `<verb> <object>: <CODE> — <hint>`. */
 export interface IpvsErrorContext {
@@ -39,7 +39,8 @@ const VERB: Record<IpvsOp, string> = {
   open: 'open IPVS netlink', dump: 'dump IPVS', dumpServices: 'dump services', dumpDestinations: 'dump destinations of', getService: 'read service', readService: 'read service',
   addService: 'add service', updateService: 'update service', deleteService: 'delete service',
   addDestination: 'add destination', updateDestination: 'update destination', deleteDestination: 'delete destination',
-  info: 'read IPVS info', getTimeouts: 'read IPVS timeouts', setTimeouts: 'set IPVS timeouts', close: 'close IPVS netlink',
+  info: 'read IPVS info', getTimeouts: 'read IPVS timeouts', setTimeouts: 'set IPVS timeouts',
+  listDaemons: 'list IPVS sync daemons', startDaemon: 'start IPVS sync daemon', stopDaemon: 'stop IPVS sync daemon', close: 'close IPVS netlink',
 };
 
 const isDestOp = (op: string) => op === 'addDestination' || op === 'updateDestination' || op === 'deleteDestination';
@@ -48,8 +49,12 @@ const isServiceWrite = (op: string) => op === 'addService' || op === 'updateServ
 /** The likely cause of a kernel errno for one operation, in the words of ip_vs_ctl.c's checks. */
 export function ipvsHint(op: string, errno: number, ctx: IpvsErrorContext = {}): string {
   switch (errnoCode(errno)) {
-    case 'EEXIST': return 'already exists';
-    case 'ESRCH': return 'no such service';
+    // start_sync_thread (ip_vs_sync.c): one master and one backup per network namespace.
+    case 'EEXIST': return op === 'startDaemon' ? 'a sync daemon of this state already runs in this network namespace' : 'already exists';
+    // stop_sync_thread: ESRCH when no daemon of that state runs.
+    case 'ESRCH': return op === 'stopDaemon' ? 'no sync daemon of this state is running' : 'no such service';
+    // start_sync_thread looks the interface up by name in the caller's namespace.
+    case 'ENODEV': return op === 'startDaemon' ? 'no such multicast interface in this network namespace' : 'no such device';
     case 'ENOENT':
       if (op === 'open') return 'kernel has no IPVS (modprobe ip_vs)';
       if (isDestOp(op)) return 'no such destination in this service';
@@ -65,6 +70,11 @@ export function ipvsHint(op: string, errno: number, ctx: IpvsErrorContext = {}):
         return 'real server address is not unicast in this namespace (broadcast, multicast, 0.0.0.0, IPv6 link-local), or an IPv4/IPv6 mix without TUN';
       }
       if (isServiceWrite(op)) return 'invalid service attributes (e.g. IPv6 persistence netmask outside 1..128)';
+      if (op === 'startDaemon') {
+        // ip_vs_genl_new_daemon: a group that is not multicast, or mixed-family destinations
+        // (the sync protocol cannot carry them); start_sync_thread: a state other than 1 or 2.
+        return 'invalid daemon attributes (group not multicast, interface name too long), or this namespace has destinations of another family than their service';
+      }
       return 'invalid request';
     case 'EPERM': return 'needs CAP_NET_ADMIN';
     case 'ERANGE': return 'weight negative or lower threshold above upper threshold';

@@ -10,12 +10,13 @@ import {
   encodeTimeouts, IPVS_GENL_NAME, IPVS_GENL_VERSION,
 } from './codec.ts';
 import { applyBatch as runBatch } from './batch.ts';
+import { compareDaemons, decodeDaemon, describeDaemon, encodeDaemon, encodeDaemonState } from './daemon-codec.ts';
 import { errnoOf, IpvsError, type IpvsErrorContext, type IpvsOp } from './errors.ts';
 import { Attrs, NetlinkCodecError, type GenlMessage } from './nla.ts';
 import { GenlChannel, NetlinkErrno, type Tap } from './transport.ts';
 import {
   performWrite, type IpvsDestination, type IpvsInfo, type IpvsKernel, type IpvsService, type IpvsServiceKey,
-  type IpvsServiceState, type IpvsTimeouts, type IpvsWrite, type IpvsWriteResult,
+  type IpvsServiceState, type IpvsTimeouts, type IpvsWrite, type IpvsWriteResult, type SyncDaemon,
 } from './types.ts';
 
 export { IpvsError } from './errors.ts';
@@ -203,6 +204,24 @@ export class IpvsNetlink implements IpvsKernel {
   /** A zero timeout leaves that timeout unchanged (kernel semantics, as `ipvsadm --set 0 0 0`). */
   async setTimeouts(t: IpvsTimeouts): Promise<void> {
     await this.call('setTimeouts', {}, () => this.doRequest(CMD.SET_CONFIG, encodeTimeouts(t)));
+  }
+
+  /** GET_DAEMON dump: one message per running daemon, master first (none: an empty dump). */
+  async listDaemons(): Promise<SyncDaemon[]> {
+    const replies = await this.call('listDaemons', {}, () =>
+      this.command.dump(this.family, CMD.GET_DAEMON, IPVS_GENL_VERSION, Buffer.alloc(0)));
+    return this.call('listDaemons', {}, async () =>
+      replies.map((r) => decodeDaemon(new Attrs(r.attrs, 'reply'))).sort(compareDaemons));
+  }
+
+  /** NEW_DAEMON: EEXIST when that state already runs, ENODEV for an interface unknown in this namespace. */
+  async startDaemon(d: SyncDaemon): Promise<void> {
+    await this.call('startDaemon', { object: describeDaemon(d) }, () => this.doRequest(CMD.NEW_DAEMON, encodeDaemon(d)));
+  }
+
+  /** DEL_DAEMON: ESRCH when no daemon of that state runs. */
+  async stopDaemon(state: SyncDaemon['state']): Promise<void> {
+    await this.call('stopDaemon', { object: state }, () => this.doRequest(CMD.DEL_DAEMON, encodeDaemonState(state)));
   }
 
   async close(): Promise<void> {

@@ -82,6 +82,26 @@ export interface IpvsTimeouts {
   udp: number;
 }
 
+/**
+ * One IPVS connection-synchronisation daemon (what `ipvsadm --start-daemon` starts). A network
+ * namespace runs at most one master and one backup (both may run together).
+ */
+export interface SyncDaemon {
+  state: 'master' | 'backup';
+  /** The multicast interface (IPVS_DAEMON_ATTR_MCAST_IFN); at most 15 bytes (IP_VS_IFNAME_MAXLEN 16 with the NUL). */
+  interface: string;
+  /** 0..255: the sync messages carry it in one byte. */
+  syncId: number;
+  /** Largest sync message payload; absent or 0 = the kernel's default (from the MTU). */
+  maxLen?: number;
+  /** Multicast group (IPv4 or IPv6); absent = the kernel's default 224.0.0.81. */
+  group?: string;
+  /** UDP port; absent or 0 = the kernel's default 8848. */
+  port?: number;
+  /** Multicast TTL; absent or 0 = the kernel's default 1. */
+  ttl?: number;
+}
+
 /** One write of a batch: the arguments of the IpvsKernel method of the same name. */
 export type IpvsWrite =
   | { kind: 'addService' | 'updateService'; service: IpvsService }
@@ -122,6 +142,12 @@ export interface IpvsKernel {
   info(): Promise<IpvsInfo>;
   getTimeouts(): Promise<IpvsTimeouts>;
   setTimeouts(t: IpvsTimeouts): Promise<void>;
+  /** The running sync daemons (GET_DAEMON dump), master before backup. Optional, as the next two. */
+  listDaemons?(): Promise<SyncDaemon[]>;
+  /** NEW_DAEMON: EEXIST when a daemon of that state already runs, ENODEV for an unknown interface. */
+  startDaemon?(d: SyncDaemon): Promise<void>;
+  /** DEL_DAEMON: ESRCH when no daemon of that state runs. */
+  stopDaemon?(state: SyncDaemon['state']): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -11,15 +11,17 @@
 // text, IP_VS_SVC_F_HASHED masked out of the flags (the kernel sets it on every live service),
 // tunnel attributes only on tunnel destinations, counters on every destination; and it keeps a
 // destination's counters across SET_DEST and SET_SERVICE, as the kernel does.
+// Sync daemons: see fake-daemons.ts.
 // Not modelled: routing (the real kernel also refuses unroutable destinations), the destination
 // trash (a destination deleted while connections still reference it is revived with them when
-// re-added), the sync daemon.
+// re-added).
 // Tests drive it with setConnections() and fail(), and check identity with objectId().
 import { IpvsError, errnoOf } from '../errors.ts';
 import {
   performWrite, type IpvsDestination, type IpvsInfo, type IpvsKernel, type IpvsService, type IpvsServiceKey,
-  type IpvsServiceState, type IpvsTimeouts, type IpvsWrite, type IpvsWriteResult,
+  type IpvsServiceState, type IpvsTimeouts, type IpvsWrite, type IpvsWriteResult, type SyncDaemon,
 } from '../types.ts';
+import { FakeSyncDaemons } from './fake-daemons.ts';
 import { SVC_F } from '../../sync/flags.ts';
 import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey } from '../../sync/keys.ts';
 
@@ -53,6 +55,8 @@ interface StoredService {
 export interface FakeIpvsOptions {
   schedulers?: Iterable<string>;
   persistenceEngines?: Iterable<string>;
+  /** The namespace's interfaces for sync daemons, name → MTU; default fake-daemons.ts DEFAULT_LINKS. */
+  links?: Readonly<Record<string, number>>;
 }
 
 export class FakeIpvsKernel implements IpvsKernel {
@@ -67,10 +71,12 @@ export class FakeIpvsKernel implements IpvsKernel {
   #failures: Injected[] = [];
   #nextId = 1;
   #timeouts: IpvsTimeouts = { tcp: 900, tcpFin: 120, udp: 300 };
+  readonly #daemons: FakeSyncDaemons;
 
   constructor(opts: FakeIpvsOptions = {}) {
     this.#schedulers = new Set(opts.schedulers ?? KERNEL_SCHEDULERS);
     this.#pes = new Set(opts.persistenceEngines ?? ['sip']);
+    this.#daemons = new FakeSyncDaemons(opts.links);
   }
 
   // ---- test hooks ----
@@ -197,6 +203,23 @@ export class FakeIpvsKernel implements IpvsKernel {
       tcpFin: t.tcpFin || this.#timeouts.tcpFin,
       udp: t.udp || this.#timeouts.udp,
     };
+  }
+
+  async listDaemons(): Promise<SyncDaemon[]> {
+    this.#check('listDaemons');
+    return this.#daemons.list();
+  }
+
+  async startDaemon(d: SyncDaemon): Promise<void> {
+    this.#check('startDaemon');
+    const mixed = [...this.#services.values()].reduce((n, s) =>
+      n + [...s.dests.values()].filter((x) => x.dest.family !== s.service.family).length, 0);
+    this.#daemons.start(d, mixed);
+  }
+
+  async stopDaemon(state: SyncDaemon['state']): Promise<void> {
+    this.#check('stopDaemon');
+    this.#daemons.stop(state);
   }
 
   /** Sizes of the applyBatch calls so far. */
