@@ -31,10 +31,10 @@ interface Director {
 
 const open: Array<{ close(): unknown }> = [];
 
-async function freePorts(n: number): Promise<number[]> {
+async function freePorts(n: number, host = HOST): Promise<number[]> {
   const socks = await Promise.all(Array.from({ length: n }, async () => {
-    const s = createSocket('udp4');
-    s.bind(0, HOST);
+    const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    s.bind(0, host);
     await once(s, 'listening');
     return s;
   }));
@@ -43,16 +43,16 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-interface Extra { key?: Buffer; intervalMs?: number; onSample?: () => void }
+interface Extra { key?: Buffer; intervalMs?: number; onSample?: () => void; host?: string; peerHost?: string }
 
 async function director(node: string, port: number, peerPorts: number[], x: Extra = {}): Promise<Director> {
-  const { key = KEY, intervalMs = INTERVAL, onSample } = x;
+  const { key = KEY, intervalMs = INTERVAL, onSample, host = HOST, peerHost = host } = x;
   let eligible = true;
   const changes: Director['changes'] = [];
   const peers = await startPeers({
     node, key, clock, intervalMs,
-    listen: { address: HOST, port },
-    peers: peerPorts.map((p): Endpoint => ({ address: HOST, port: p })),
+    listen: { address: host, port },
+    peers: peerPorts.map((p): Endpoint => ({ address: peerHost, port: p })),
     eligible: () => { onSample?.(); return eligible; },
     onChange: (members) => changes.push({ at: clock.now(), members }),
   });
@@ -126,6 +126,14 @@ test('three directors see each other; onChange reports it; self is a member with
     assert.ok(s.sent > 0 && s.accepted > 0, JSON.stringify(s));
     assert.is(Object.values(s.rejected).reduce((x, y) => x + y, 0), 0, JSON.stringify(s.rejected));
   }
+});
+
+test('IPv6: peers listed in a non-canonical form are matched against the sender address', async () => {
+  const [pa, pb] = await freePorts(2, '::1') as [number, number];
+  const a = await director('a', pa, [pb], { host: '::1', peerHost: '0:0:0:0:0:0:0:1' });
+  const b = await director('b', pb, [pa], { host: '::1', peerHost: '0::1' });
+  await waitFor('both', () => names(a) === 'a,b' && names(b) === 'a,b');
+  assert.is(a.peers.stats().rejected.source, 0);
 });
 
 test('a stall of our own event loop longer than deadAfterMs does not drop live peers', async () => {
