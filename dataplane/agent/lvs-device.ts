@@ -6,7 +6,7 @@ import { release } from 'node:os';
 import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
 import { directorSpecFromPlan, type DirectorSpec } from '../director/plan.ts';
-import { observeDirector, ownedAddresses, syncDirector, type DirectorReport } from '../director/setup.ts';
+import { announceQuick, observeDirector, ownedAddresses, syncDirector, type DirectorReport } from '../director/setup.ts';
 import { inNetns, type NetnsTarget, type Runner } from '../exec.ts';
 import { parseServiceKey } from '../sync/keys.ts';
 import type { VipBinder } from '../sync/sync.ts';
@@ -52,18 +52,48 @@ export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 
   };
 }
 
-export function createLvsDevice(opts: LvsDeviceOptions): VipBinder {
+export interface LvsDevice extends VipBinder {
+  /**
+   * Re-decide which bound VIPs are announced and change only that (../director/setup.ts
+   * announceQuick): the failover path, milliseconds instead of a full sync. Nothing before the
+   * first full sync. Runs one at a time with the syncs.
+   */
+  reannounce(): Promise<void>;
+}
+
+export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
   const dirOpts = { run: opts.run, ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.target ? { target: opts.target } : {}) };
   let bound: string[] | undefined;
   let elsewhere: ReadonlyMap<string, readonly string[]> | undefined;
-  async function apply(vips: string[]): Promise<string[]> {
-    const report = await syncDirector(dirOpts, specFor(opts, vips));
+  let last: Pick<DirectorReport, 'announced' | 'devices'> | undefined;
+  /** The announced VIPs as last decided (sorted, joined): reannounce() acts only on a change. */
+  let decided = '';
+  const decide = (spec: DirectorSpec) => spec.vips.filter((v) => v.announce).map((v) => v.address).sort().join();
+  let queue: Promise<unknown> = Promise.resolve();
+  // One director change at a time: a quick announce must not interleave with a full sync.
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = queue.then(fn, fn);
+    queue = p.catch(() => {});
+    return p;
+  };
+  const apply = (vips: string[]): Promise<string[]> => serial(async () => {
+    const spec = specFor(opts, vips);
+    const report = await syncDirector(dirOpts, spec);
+    decided = decide(spec);
     opts.onReport?.(report);
     bound = report.vips;
     elsewhere = report.elsewhere;
+    last = report;
     return report.vips;
-  }
+  });
   return {
+    reannounce: () => serial(async () => {
+      if (!last || !bound) return;
+      const spec = specFor(opts, bound);
+      if (decide(spec) === decided) return;
+      last = { devices: last.devices, announced: await announceQuick(dirOpts, spec, last) };
+      decided = decide(spec);
+    }),
     // Reading lvs0 back also re-applies sysctls and nft tables for the VIPs found there, so an
     // outside change to them is undone on the next sync like an outside IPVS edit.
     async list() {

@@ -21,6 +21,8 @@ import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
 import { adoptedKeys, type Refusal } from '../sync/adoption.ts';
 import { createSyncer, type SyncResult } from '../sync/sync.ts';
 import { watchPaths } from './watch.ts';
+import { haSettings, standaloneAnnounce, type HaFlags } from './ha-options.ts';
+import { startHa, type Ha } from '../announce/ha.ts';
 import { canonicalAddress } from '../sync/keys.ts';
 
 export class UsageError extends Error {}
@@ -30,7 +32,7 @@ export interface CommandContext {
     file?: string[]; watch?: boolean; 'allow-empty'?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
     forwarding?: string; vip?: string[]; encap?: string; netns?: string; pid?: string; 'state-file'?: string; 'metrics-address'?: string;
     announce?: string; 'announce-interface'?: string[];
-  };
+  } & HaFlags;
   log: Logger;
   run: Runner;
 }
@@ -64,22 +66,24 @@ function planRecord(plan: Plan, retiring: readonly string[], refused: readonly R
 }
 
 /** --announce l2|none and --announce-interface: how a standalone director announces its VIPs. */
-export function announceOptions(values: { announce?: string; 'announce-interface'?: string[] }): { announce: () => boolean; interfaces?: string[] } {
+export function announceOptions(values: { announce?: string; 'announce-interface'?: string[] }): { mode: 'l2' | 'none'; interfaces?: string[] } {
   const mode = values.announce ?? 'l2';
   if (mode !== 'l2' && mode !== 'none') throw new UsageError(`--announce must be l2 or none, got ${JSON.stringify(mode)}`);
   const interfaces = values['announce-interface'];
   if (interfaces && mode === 'none') throw new UsageError('--announce-interface needs --announce l2');
-  return { announce: () => mode === 'l2', ...(interfaces ? { interfaces } : {}) };
+  return { mode, ...(interfaces ? { interfaces } : {}) };
 }
 
 export async function applyCommand(ctx: CommandContext): Promise<number> {
   const files = ctx.values.file ?? [];
   if (files.length === 0) throw new UsageError('apply needs -f FILE|DIR');
-  const node = hostname();
+  const node = ctx.values['node-name'] ?? hostname();
   const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
   const allowEmpty = Boolean(ctx.values['allow-empty']);
   const announce = announceOptions(ctx.values);
+  const haOpts = haSettings(ctx.values);
+  let ha: Ha | undefined;
   // Loaded before the kernel is opened: a rejected set never reaches it.
   let plan = loadPlan(files, node, allowEmpty);
   // Held until this process ends (see ../agent/lock.ts): a second apply or run is refused.
@@ -93,9 +97,14 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   // A restarted --watch keeps what it had in rotation until checks say otherwise; a one-shot
   // apply decides by its one round alone.
   if (ctx.values.watch) health.seedFrom(await kernel.dump());
+  const device = createLvsDevice({
+    run: ctx.run, node, plan: () => plan.services, logger: ctx.log,
+    announce: standaloneAnnounce(announce.mode, node, haOpts !== undefined, () => ha, ctx.log),
+    ...(announce.interfaces ? { interfaces: announce.interfaces } : {}),
+  });
   const opts = {
     kernel, node, log: ctx.log, plan: () => health.apply(plan.services), retiringVips: before,
-    vips: createLvsDevice({ run: ctx.run, node, plan: () => plan.services, logger: ctx.log, ...announce }),
+    vips: device,
     ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
   };
   // Written before the kernel is touched (a crash mid-sync must not forget what to retire) and
@@ -152,9 +161,16 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   // Follows files replaced by rename (editors, sed -i): see ./watch.ts.
   const watcher = watchPaths(files, () => { clearTimeout(pending); pending = setTimeout(reload, 200); });
   const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], health) : undefined;
+  if (haOpts) {
+    const lp = loop;
+    // A membership change flips announcements at once (announceQuick), then a full sync verifies.
+    const onChange = () => void device.reannounce().catch((err) => ctx.log.error({ op: 'announce', err: String(err) }, 'quick announce failed')).finally(() => lp.markDirty());
+    ha = await startHa({ ...haOpts, node, kernel, log: ctx.log, onChange, healthy: () => lp.last !== undefined && lp.last.kind !== 'retry' });
+  }
   loop.start();
   await new Promise<void>((resolve) => { process.once('SIGTERM', resolve); process.once('SIGINT', resolve); });
   // Rules stay programmed on exit: a restart must not drop connections.
+  await ha?.close();
   watcher.close();
   clearTimeout(pending);
   checks.close();

@@ -25,6 +25,14 @@ const USAGE = `usage:
       --announce l2 (default): answer ARP/NDP for the VIPs and send a gratuitous ARP / unsolicited
       NA when one appears, on the devices whose subnet holds it (or --announce-interface);
       none: stay silent (the network routes VIPs to this host)
+  lvs-agent apply --watch ... --peer ADDR[:PORT] [--peer ...] --peer-key-file FILE
+          [--peer-listen ADDR[:PORT]] [--sync-interface DEV [--sync-id N]] [--node-name NAME]
+          [--peer-interval-ms 100] [--peer-dead-ms 350] [--peer-warmup-ms 5000]
+      directors with the same manifests elect one announcer per VIP among themselves (UDP
+      heartbeats, HMAC-SHA256 with the shared key; port 7480 by default); a director that stops
+      beating or fails its syncs loses its VIPs to the others within --peer-dead-ms.
+      --sync-interface runs the kernel's IPVS connection sync (master and backup daemons) there,
+      so established connections continue on the director that takes over
   lvs-agent show [--json] [--all]
       what is programmed, by VirtualServer, with connection counts (--all: foreign services too)
   lvs-agent prepare --forwarding DR|TUN --vip IP [--vip IP ...] [--encap 4] [--netns NAME | --pid PID]
@@ -56,6 +64,15 @@ const OPTIONS = {
   'metrics-address': { type: 'string' },
   announce: { type: 'string' },
   'announce-interface': { type: 'string', multiple: true },
+  peer: { type: 'string', multiple: true },
+  'peer-listen': { type: 'string' },
+  'peer-key-file': { type: 'string' },
+  'peer-interval-ms': { type: 'string' },
+  'peer-dead-ms': { type: 'string' },
+  'peer-warmup-ms': { type: 'string' },
+  'sync-interface': { type: 'string' },
+  'sync-id': { type: 'string' },
+  'node-name': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;

@@ -260,10 +260,10 @@ export function sameRuleset(a: string, b: string): boolean {
   return norm(a) === norm(b);
 }
 
-/** One atomic `nft -f -` transaction replacing exactly our tables (and nothing else). */
-export function nftTransaction(want: NftTables): string {
+/** One atomic `nft -f -` transaction replacing exactly our tables of `families` (and nothing else). */
+export function nftTransaction(want: NftTables, families: ReadonlyArray<(typeof NFT_FAMILIES)[number]> = NFT_FAMILIES): string {
   const lines: string[] = [];
-  for (const family of NFT_FAMILIES) {
+  for (const family of families) {
     const text = want[family];
     // "add" of an empty table is a no-op when it exists, so the delete never fails.
     lines.push(`table ${family} ${NFT_TABLE} {}`, `delete table ${family} ${NFT_TABLE}`);

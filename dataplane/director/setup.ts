@@ -120,6 +120,8 @@ export interface DirectorReport {
   announced: Announcement[];
   /** Those announced by this call (a gratuitous ARP / unsolicited NA went out for each). */
   newlyAnnounced: Announcement[];
+  /** Every VIP of the spec with the devices it would be announced on (for announceQuick). */
+  devices: Announcement[];
 }
 
 /** Address → devices holding it, over `links` (canonical addresses, as parseIpAddrJson gives them). */
@@ -210,7 +212,9 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
   const log = opts.logger?.child({ op: 'director', netns: describeTarget(target) });
   const applied: DirectorStep[] = [];
   let obs = await observeDirector(run, device, true);
-  const announced = announcements(spec, obs.others ?? [], device);
+  const devices = announcements({ ...spec, vips: spec.vips.map((v) => ({ ...v, announce: true })) }, obs.others ?? [], device);
+  const on = new Set(spec.vips.filter((v) => v.announce).map((v) => v.address));
+  const announced = devices.filter((d) => on.has(d.address));
   const extra = uplinkSysctls(announced).map((s) => s.key);
   if (extra.length > 0) Object.assign(obs.sysctls, Object.fromEntries(await readSysctls(run, extra)));
   const was = announcedNow(obs, announced);
@@ -241,7 +245,36 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
     elsewhere,
     announced: announced.filter((a) => a.devices.length > 0),
     newlyAnnounced: fresh,
+    devices,
   };
+}
+
+/**
+ * The failover path: only the announce flags of bound VIPs changed since `prev` (the last full
+ * sync's report), so only what answers ARP/NDP changes — our arp and ip6 nft tables in one
+ * transaction, the proxy entries of the IPv6 VIPs that flipped — and the newly announced VIPs are
+ * announced. No observation (a full sync reads everything back right after, and repairs). Returns
+ * the announced list, to pass as `prev.announced` next time.
+ */
+export async function announceQuick(opts: DirectorOptions, input: DirectorSpec, prev: Pick<DirectorReport, 'announced' | 'devices'>): Promise<Announcement[]> {
+  const spec = normalizeSpec(input);
+  const run = inNetns(opts.run, opts.target ?? { kind: 'host' });
+  const log = opts.logger?.child({ op: 'announce' });
+  const byVip = new Map(prev.devices.map((d) => [d.address, d.devices]));
+  const announced = spec.vips.filter((v) => v.announce).map((v) => ({ address: v.address, devices: v.interfaces ?? spec.interfaces ?? byVip.get(v.address) ?? [] }))
+    .filter((a) => a.devices.length > 0);
+  const tables = nftTables(spec);
+  const script = nftTransaction({ inet: '', arp: tables.arp, ip6: tables.ip6 }, ['arp', 'ip6']);
+  const { add, remove } = proxyChanges(wantedProxies(announced), wantedProxies(prev.announced), new Set(spec.vips.map((v) => v.address)));
+  // Silence first, then answer: never a moment where a VIP leaving us is still proxied after its
+  // successor answers (the order within this node does not matter to the successor).
+  await run('nft', ['-f', '-'], { input: script });
+  const lines = [...remove.map((e) => `neigh del proxy ${e.address} dev ${e.device}`), ...add.map((e) => `neigh add proxy ${e.address} dev ${e.device}`)];
+  if (lines.length > 0) await run('ip', ['-batch', '-'], { input: lines.join('\n') + '\n' });
+  const fresh = newlyAnnounced(prev.announced, announced);
+  log?.info({ announced: announced.map((a) => a.address), fresh: fresh.map((a) => a.address) }, 'announcements changed');
+  if (fresh.length > 0 && opts.announceNow !== false) void sendAnnouncements(run, fresh, log);
+  return announced;
 }
 
 /**
