@@ -56,9 +56,11 @@ export interface LvsDevice extends VipBinder {
   /**
    * Re-decide which bound VIPs are announced and change only that (../director/setup.ts
    * announceQuick): the failover path, milliseconds instead of a full sync. Nothing before the
-   * first full sync. Runs one at a time with the syncs.
+   * first full sync. Runs one at a time with the syncs. `all`: send a gratuitous ARP / NA for
+   * every announced VIP even when nothing changed here (the directors' membership changed: a
+   * director that comes back may have kept answering, and clients may have followed it).
    */
-  reannounce(): Promise<void>;
+  reannounce(all?: boolean): Promise<void>;
 }
 
 export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
@@ -87,11 +89,13 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     return report.vips;
   });
   return {
-    reannounce: () => serial(async () => {
+    reannounce: (all = false) => serial(async () => {
       if (!last || !bound) return;
       const spec = specFor(opts, bound);
-      if (decide(spec) === decided) return;
-      last = { devices: last.devices, announced: await announceQuick(dirOpts, spec, last) };
+      const now = decide(spec);
+      // Nothing changed and nothing to repeat: no process started (membership changes are frequent).
+      if (now === decided && (!all || now === '')) return;
+      last = { devices: last.devices, announced: await announceQuick(dirOpts, spec, last, all) };
       decided = decide(spec);
     }),
     // Reading lvs0 back also re-applies sysctls and nft tables for the VIPs found there, so an

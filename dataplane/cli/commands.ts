@@ -65,6 +65,8 @@ function planRecord(plan: Plan, retiring: readonly string[], refused: readonly R
   return { ...rec, owners: Object.fromEntries(adoptedKeys(new Map(Object.entries(rec.owners)), refused)), retiringVips: [...retiring] };
 }
 
+const ANNOUNCE_REFRESH_MS = 10_000;
+
 /** --announce l2|none and --announce-interface: how a standalone director announces its VIPs. */
 export function announceOptions(values: { announce?: string; 'announce-interface'?: string[] }): { mode: 'l2' | 'none'; interfaces?: string[] } {
   const mode = values.announce ?? 'l2';
@@ -164,11 +166,16 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   if (haOpts) {
     const lp = loop;
     // A membership change flips announcements at once (announceQuick), then a full sync verifies.
-    const onChange = () => void device.reannounce().catch((err) => ctx.log.error({ op: 'announce', err: String(err) }, 'quick announce failed')).finally(() => lp.markDirty());
+    const onChange = () => void device.reannounce(true).catch((err) => ctx.log.error({ op: 'announce', err: String(err) }, 'quick announce failed')).finally(() => lp.markDirty());
     ha = await startHa({ ...haOpts, node, kernel, log: ctx.log, onChange, healthy: () => lp.last !== undefined && lp.last.kind !== 'retry' });
   }
+  // Announced VIPs are announced again periodically (keepalived's garp_master_refresh): a
+  // neighbour that followed another director's announcement (a partition, a restart elsewhere)
+  // comes back within this period even when nothing changed here.
+  const refresh = announce.mode === 'l2' ? setInterval(() => void device.reannounce(true).catch(() => {}), ANNOUNCE_REFRESH_MS) : undefined;
   loop.start();
   await new Promise<void>((resolve) => { process.once('SIGTERM', resolve); process.once('SIGINT', resolve); });
+  clearInterval(refresh);
   // Rules stay programmed on exit: a restart must not drop connections.
   await ha?.close();
   watcher.close();

@@ -254,9 +254,10 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
  * sync's report), so only what answers ARP/NDP changes — our arp and ip6 nft tables in one
  * transaction, the proxy entries of the IPv6 VIPs that flipped — and the newly announced VIPs are
  * announced. No observation (a full sync reads everything back right after, and repairs). Returns
- * the announced list, to pass as `prev.announced` next time.
+ * the announced list, to pass as `prev.announced` next time. `all`: announce every announced VIP,
+ * not only the new ones (a peer came back: its neighbours may still point at it).
  */
-export async function announceQuick(opts: DirectorOptions, input: DirectorSpec, prev: Pick<DirectorReport, 'announced' | 'devices'>): Promise<Announcement[]> {
+export async function announceQuick(opts: DirectorOptions, input: DirectorSpec, prev: Pick<DirectorReport, 'announced' | 'devices'>, all = false): Promise<Announcement[]> {
   const spec = normalizeSpec(input);
   const run = inNetns(opts.run, opts.target ?? { kind: 'host' });
   const log = opts.logger?.child({ op: 'announce' });
@@ -271,7 +272,7 @@ export async function announceQuick(opts: DirectorOptions, input: DirectorSpec, 
   await run('nft', ['-f', '-'], { input: script });
   const lines = [...remove.map((e) => `neigh del proxy ${e.address} dev ${e.device}`), ...add.map((e) => `neigh add proxy ${e.address} dev ${e.device}`)];
   if (lines.length > 0) await run('ip', ['-batch', '-'], { input: lines.join('\n') + '\n' });
-  const fresh = newlyAnnounced(prev.announced, announced);
+  const fresh = all ? announced : newlyAnnounced(prev.announced, announced);
   log?.info({ announced: announced.map((a) => a.address), fresh: fresh.map((a) => a.address) }, 'announcements changed');
   if (fresh.length > 0 && opts.announceNow !== false) void sendAnnouncements(run, fresh, log);
   return announced;

@@ -17,6 +17,8 @@ export interface StreamConn {
   maxGapMs: number; // largest time between two echoes after MARK (or from the last echo to STOP)
   echoes: number;
   error?: string; // e.g. ECONNRESET, or 'closed' when the peer ended the connection
+  /** After MARK, every gap over 100 ms between two echoes: [wall ms of the echo that ended it, gap ms]. */
+  gaps?: Array<[number, number]>;
 }
 
 interface Live { sock: Socket; conn: StreamConn; lastEcho: number; seq: number; final: boolean; buf: string }
@@ -42,7 +44,10 @@ function open(cfg: StreamClientConfig, i: number, onEcho: () => void): Live {
       const line = live.buf.slice(0, nl);
       live.buf = live.buf.slice(nl + 1);
       const now = Date.now();
-      if (marked && live.lastEcho) conn.maxGapMs = Math.max(conn.maxGapMs, now - live.lastEcho);
+      if (marked && live.lastEcho) {
+        conn.maxGapMs = Math.max(conn.maxGapMs, now - live.lastEcho);
+        if (now - live.lastEcho > 100) (conn.gaps ??= []).push([now, now - live.lastEcho]);
+      }
       live.lastEcho = now;
       conn.echoes += 1;
       if (line === `${i}:final`) live.final = true;

@@ -49,7 +49,7 @@ test('topology; lvs-agent prepares rs1/rs2 (DR + TUN) and programs d1 and d2 ide
   for (const ns of ['rs1', 'rs2']) await startStreamServer(ns, [PORTS.DR, PORTS.TUN]);
   for (const ns of ['nrs1', 'nrs2']) await startStreamServer(ns, [PORTS.NAT, PORTS.SNAT]);
   await prepared;
-  const applied = await Promise.all(DIRECTORS.map((d) => agentOk(d, ['apply', '-f', FIXTURES, '--state-file', `/run/lvs-agent/${d}.json`])));
+  const applied = await Promise.all(DIRECTORS.map((d) => agentOk(d, ['apply', '-f', FIXTURES, '--state-file', `/run/lvs-agent/${d}.json`, '--announce', 'none'])));
   for (const r of applied) assert.match(r.stdout, /^4 service\(s\) from 4 VirtualServer\(s\)/);
   const tables = DIRECTORS.map((d) => run(['ip', 'netns', 'exec', d, 'ipvsadm', '-Ln']));
   assert.is(tables[0], tables[1], 'both directors hold the same IPVS table');
