@@ -210,7 +210,7 @@ test('helm upgrade to non-default values, then uninstall keeps the CRD and its V
   assert.is(dep.spec.replicas, 3);
   const ds = parseDocs(await kubectl(['get', '-n', NAMESPACE, 'daemonset/lvs-lvs-operator-agent', '-o', 'yaml']))[0]!;
   const sc = ds.spec.template.spec.containers[0].securityContext;
-  assert.equal([...sc.capabilities.add].sort(), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE']);
+  assert.equal([...sc.capabilities.add].sort(), ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'SYS_PTRACE']);
   assert.ok(!(ds.spec.template.spec.volumes as Obj[]).some((v) => v.hostPath?.path === '/lib/modules'), 'no /lib/modules after kernelModules.load=false');
   const un = await helm(['uninstall', RELEASE, '--namespace', NAMESPACE], kc);
   assert.is(un.code, 0, `helm uninstall:\n${un.stderr}`);

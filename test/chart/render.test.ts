@@ -137,7 +137,7 @@ test('controller: 2 replicas, leader election, non-root, read-only root, no capa
   assert.is(one(defaults, 'Service', '-metrics').spec.ports[0].port, 8080);
 });
 
-test('agent: host network and PID, exactly NET_ADMIN SYS_ADMIN SYS_PTRACE SYS_MODULE, /lib/modules read-only', async () => {
+test('agent: host network and PID, exactly NET_ADMIN NET_RAW SYS_ADMIN SYS_PTRACE SYS_MODULE, /lib/modules read-only', async () => {
   const check = (ds: Obj, caps: string[], modules: boolean) => {
     const pod = ds.spec.template.spec;
     const c = container(ds);
@@ -174,8 +174,8 @@ test('agent: host network and PID, exactly NET_ADMIN SYS_ADMIN SYS_PTRACE SYS_MO
     assert.equal([c.livenessProbe.httpGet, c.startupProbe.httpGet], [{ path: '/healthz', port: 'http-metrics' }, { path: '/healthz', port: 'http-metrics' }]);
     assert.is(env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
   };
-  check(one(defaults, 'DaemonSet'), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_MODULE'], true);
-  check(one(await render({ agent: { kernelModules: { load: false } } }), 'DaemonSet'), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'], false);
+  check(one(defaults, 'DaemonSet'), ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_MODULE'], true);
+  check(one(await render({ agent: { kernelModules: { load: false } } }), 'DaemonSet'), ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'SYS_PTRACE'], false);
   assert.equal(one(defaults, 'DaemonSet').spec.template.spec.tolerations, [{ operator: 'Exists' }]);
 });
 

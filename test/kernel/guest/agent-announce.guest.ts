@@ -13,7 +13,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createTopology, nsRun, nsSh, type Topology } from '../../../lab/guest/netns.ts';
 import { burst, startEchoServer, stopEchoServers } from '../../../lab/guest/agent-net.ts';
-import { agentOk, timed } from './agent/cli.ts';
+import { spawnSync } from 'node:child_process';
+import { AGENT, NODE, agentOk, timed } from './agent/cli.ts';
 
 const uvuSuite = suite('lvs-agent announce: a lone director answers ARP/NDP for its VIPs (seed 004)');
 const test = timed(uvuSuite);
@@ -119,6 +120,30 @@ test('default, IPv6: a proxy entry answers solicitations at once and an unsolici
   nsRun('client', ['ip', '-6', 'neigh', 'replace', VIP6, 'lladdr', BOGUS, 'dev', 'eth0', 'nud', 'stale']);
   await agentOk('director', ['apply', '-f', MANIFEST, ...STATE]);
   await until(`client's entry for ${VIP6} is the director's ${mac}`, () => clientNeighbour(VIP6) === mac);
+});
+
+/** `lvs-agent apply` in the director with only `caps` (the DaemonSet's securityContext, as a bounding set). */
+function applyWithCaps(caps: string[]): { code: number | null; stderr: string } {
+  const r = spawnSync('ip', ['netns', 'exec', 'director', 'setpriv', '--bounding-set', `-all,${caps.map((c) => `+${c}`).join(',')}`, '--',
+    NODE, AGENT, 'apply', '-f', MANIFEST, ...STATE], { encoding: 'utf8', timeout: 300_000 });
+  return { code: r.status, stderr: r.stderr };
+}
+
+test('the chart\'s capabilities: without NET_RAW the gratuitous ARP cannot go out (logged, nothing else fails); with NET_RAW it does', async () => {
+  const mac = macOf('director', 'eth0');
+  for (const [caps, sent] of [[['net_admin', 'sys_admin', 'sys_ptrace'], false], [['net_admin', 'net_raw', 'sys_admin', 'sys_ptrace'], true]] as const) {
+    await agentOk('director', ['apply', '-f', MANIFEST, ...STATE, '--announce', 'none']);
+    nsRun('client', ['ip', 'neigh', 'replace', VIP, 'lladdr', BOGUS, 'dev', 'eth0', 'nud', 'stale']);
+    const r = applyWithCaps([...caps]);
+    assert.is(r.code, 0, r.stderr);
+    if (sent) {
+      await until(`client's entry for ${VIP} is the director's ${mac}`, () => clientNeighbour(VIP) === mac);
+    } else {
+      assert.match(r.stderr, `could not announce ${VIP} on eth0 (arping)`);
+      await new Promise((res) => setTimeout(res, 2000));
+      assert.is(clientNeighbour(VIP), BOGUS, 'no gratuitous ARP reached the client');
+    }
+  }
 });
 
 test('cleanup removes the proxy entries with the VIPs; the real servers never answered for the VIP', async () => {
