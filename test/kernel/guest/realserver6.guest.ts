@@ -145,13 +145,17 @@ test('NDP on the director: our ip6 table drops solicitations for a non-announced
   try {
     assert.match(nsRun('director', ['nft', 'list', 'table', 'ip6', 'lvs_operator']), 'icmpv6 type nd-neighbor-solicit @th,64,128 0x20010db8010000000000000000000010 drop');
     assert.is(await ndpProbe('peer', VIP), undefined, 'dropped before ndisc');
-    const on = await syncDirector(director, directorSpec(true));
+    // Announced on eth0 (the VIP is in none of its subnets, so it is named): the agent owns the
+    // proxy entry of its VIP (the one above is kept as it is) and sets what ndisc needs for it.
+    const on = await syncDirector(director, { ...directorSpec(true), interfaces: ['eth0'] });
     assert.equal(on.nftTables, [], 'announced: no drop table');
+    assert.equal(on.announced, [{ address: VIP, devices: ['eth0'] }]);
     assert.is(await ndpProbe('peer', VIP), macOf('director', 'eth0'), 'announced: the proxy entry answers');
     await syncDirector(director, directorSpec(false));
     assert.is(await ndpProbe('peer', VIP), undefined);
+    assert.not.match(nsRun('director', ['ip', '-6', 'neigh', 'show', 'proxy']), VIP, 'silenced: our VIP\'s proxy entry is gone');
   } finally {
-    nsRun('director', ['bash', '-c', `ip -6 neigh del proxy ${VIP} dev eth0; sysctl -qw net.ipv6.conf.all.proxy_ndp=0`]);
+    nsRun('director', ['bash', '-c', `ip -6 neigh del proxy ${VIP} dev eth0 2>/dev/null; sysctl -qw net.ipv6.conf.all.proxy_ndp=0`]);
   }
 });
 
