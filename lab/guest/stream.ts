@@ -95,9 +95,10 @@ async function finish(cfg: StreamClientConfig, lives: Live[]): Promise<void> {
   const deadline = Date.now() + cfg.finalMs;
   while (Date.now() < deadline && lives.some((l) => !l.final && !l.conn.error)) await new Promise((r) => setTimeout(r, 50));
   for (const l of lives) l.conn.survived = l.conn.established && l.final && !l.conn.error;
-  process.stdout.write(JSON.stringify({ conns: lives.map((l) => l.conn) }) + '\n');
   for (const l of lives) l.sock.destroy();
-  process.exit(0);
+  // Exit only once the line is written: stdout to a pipe is asynchronous in Node, and with every
+  // connection's gaps the line can exceed the pipe's buffer, which process.exit() would cut.
+  process.stdout.write(JSON.stringify({ conns: lives.map((l) => l.conn) }) + '\n', () => process.exit(0));
 }
 
 const [mode, json = '{}'] = process.argv.slice(2);
