@@ -23,17 +23,12 @@ import { syncDaemons } from '../ipvs/daemon.ts';
 import type { IpvsKernel, SyncDaemon } from '../ipvs/types.ts';
 import type { ActiveDirector } from './decide.ts';
 import { activeFor, type Member } from './election.ts';
-import { startPeers, type Peers } from './peers.ts';
+import { startPeers, type Peers, type PeersOptions } from './peers.ts';
 
-export interface Endpoint { address: string; port: number }
+export type { Endpoint } from './peers.ts';
 
-export interface HaOptions {
-  node: string;
-  listen: Endpoint;
-  peers: Endpoint[];
-  key: Buffer;
-  intervalMs?: number;
-  deadAfterMs?: number;
+/** The membership's own options (./peers.ts) plus what the election and the sync need. */
+export interface HaOptions extends Pick<PeersOptions, 'node' | 'listen' | 'peers' | 'key' | 'intervalMs' | 'deadAfterMs'> {
   /** Not eligible until this long after start (default 5 s; see the header). */
   warmupMs?: number;
   /** Data-path health: false takes this director out of the election (its VIPs move). */
