@@ -18,6 +18,7 @@ export const MAX_REPORT_EXCEPTIONS = 100;
 export const MAX_REPORT_NODE_ERRORS = 16;
 export const MAX_REPORT_PREPARED = 8192;
 export const MAX_REPORT_MESSAGE = 1024;
+export const MAX_REPORT_ANNOUNCED = 1024;
 
 /** A VirtualServer this node could not program (failing) or keeps as it was (frozen). */
 export interface ReportException {
@@ -70,6 +71,14 @@ export interface AgentReportObject {
   prepared: PreparedRealServer[];
   /** Absent from agents without health checks (older versions). */
   health?: ReportHealth;
+  /**
+   * The VIPs this node answers ARP/NDP for now (it is their active director), sorted, capped at
+   * MAX_REPORT_ANNOUNCED; announcedCount counts all. Absent from older agents.
+   */
+  announced?: string[];
+  announcedCount?: number;
+  /** Where this node's agent takes director heartbeats (lvs-agent run --peer-key-file); absent without. */
+  peer?: { address: string; port: number };
 }
 
 /** A resourceVersion that compares as a number (a decimal integer). */
@@ -121,6 +130,14 @@ export function parseAgentReport(obj: unknown): Parsed<AgentReportObject> {
       prepared: r.list('prepared').map((p) => ({ address: p.str('address'), vip: p.str('vip'), forwarding: p.oneOf('forwarding', ['DR', 'TUN'] as const) })),
     };
     if (r.has('health')) value.health = readHealth(r.obj('health'));
+    if (r.has('announced')) {
+      value.announced = r.list('announced').map((e) => e.strSelf());
+      value.announcedCount = r.has('announcedCount') ? r.int('announcedCount', 0, Number.MAX_SAFE_INTEGER) : value.announced.length;
+    }
+    if (r.has('peer')) {
+      const p = r.obj('peer');
+      value.peer = { address: p.str('address'), port: p.int('port', 1, 65535) };
+    }
     if (value.node !== meta.name) r.fail('node', `must equal metadata.name (${JSON.stringify(meta.name)})`);
     return { ok: true, value };
   } catch (err) {
@@ -135,6 +152,8 @@ export function buildAgentReport(node: string, r: {
   syncedResourceVersion: string; nodeErrors: readonly string[]; failing: readonly ReportException[];
   frozen: readonly ReportException[]; prepared: readonly PreparedRealServer[];
   health?: { checked: number; unhealthy: readonly UnhealthyRealServer[] };
+  announced?: readonly string[];
+  peer?: { address: string; port: number };
 }): AgentReportObject {
   const cut = (s: string) => (s.length > MAX_REPORT_MESSAGE ? `${s.slice(0, MAX_REPORT_MESSAGE - 3)}...` : s);
   const exc = (l: readonly ReportException[]) => [...l].sort((a, b) => (a.virtualServer < b.virtualServer ? -1 : a.virtualServer > b.virtualServer ? 1 : 0))
@@ -148,6 +167,8 @@ export function buildAgentReport(node: string, r: {
     frozen: exc(r.frozen), frozenCount: r.frozen.length,
     prepared,
     ...(r.health ? { health: healthOf(r.health, cut) } : {}),
+    ...(r.announced ? { announced: [...r.announced].sort().slice(0, MAX_REPORT_ANNOUNCED), announcedCount: r.announced.length } : {}),
+    ...(r.peer ? { peer: { address: r.peer.address, port: r.peer.port } } : {}),
   };
 }
 

@@ -61,6 +61,8 @@ export interface LvsDevice extends VipBinder {
    * director that comes back may have kept answering, and clients may have followed it).
    */
   reannounce(all?: boolean): Promise<void>;
+  /** The VIPs answered for ARP/NDP after the last sync or announce (sorted; empty before the first). */
+  announced(): string[];
 }
 
 export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
@@ -98,6 +100,7 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
       last = { devices: last.devices, announced: await announceQuick(dirOpts, spec, last, all) };
       decided = decide(spec);
     }),
+    announced: () => (last?.announced ?? []).map((a) => a.address).sort(),
     // Reading lvs0 back also re-applies sysctls and nft tables for the VIPs found there, so an
     // outside change to them is undone on the next sync like an outside IPVS edit.
     async list() {

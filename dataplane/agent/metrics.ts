@@ -4,6 +4,10 @@
 // standalone commands' start-up otherwise).
 import type { Registry } from 'prom-client';
 import type { AgentHealth } from '../health/agent-health.ts';
+import type { Member } from '../announce/election.ts';
+
+/** Who announces what, as this agent sees it now. */
+export type Announcing = () => { announced: string[]; members: Member[] };
 import { hostPort } from '../sync/keys.ts';
 
 export interface AgentHttp {
@@ -42,14 +46,30 @@ export async function registerHealthMetrics(registry: Registry, health: AgentHea
   });
 }
 
+/** lvs_agent_vip_announced{vip} (1 per VIP this node answers ARP/NDP for) and the election's members. */
+export async function registerAnnounceMetrics(registry: Registry, announcing: Announcing): Promise<void> {
+  const { Gauge } = await import('prom-client');
+  new Gauge({
+    name: 'lvs_agent_vip_announced', help: 'VIPs this node answers ARP/NDP for now (it is their active director): 1 per VIP.',
+    labelNames: ['vip'], registers: [registry],
+    collect() { this.reset(); for (const vip of announcing().announced) this.set({ vip }, 1); },
+  });
+  new Gauge({
+    name: 'lvs_agent_director_member', help: 'Directors this agent hears in the election (itself included): 1 eligible, 0 alive but not eligible.',
+    labelNames: ['node'], registers: [registry],
+    collect() { this.reset(); for (const m of announcing().members) this.set({ node: m.node }, m.eligible ? 1 : 0); },
+  });
+}
+
 /** Serves /healthz (the event loop answers) and /metrics on address. */
-export async function startAgentHttp(address: string, health: AgentHealth): Promise<AgentHttp> {
+export async function startAgentHttp(address: string, health: AgentHealth, announcing?: Announcing): Promise<AgentHttp> {
   const listen = parseListenAddress(address);
   if (!listen) throw new Error(`--metrics-address: expected HOST:PORT, got ${JSON.stringify(address)}`);
   const [{ Registry, collectDefaultMetrics }, { startHttp }] = await Promise.all([import('prom-client'), import('../../kube/http.ts')]);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'lvs_agent_' });
   await registerHealthMetrics(registry, health);
+  if (announcing) await registerAnnounceMetrics(registry, announcing);
   const s = await startHttp({ healthy: () => true, ready: () => true, registry }, listen.port, listen.host);
   return { port: s.port, close: s.close };
 }

@@ -49,6 +49,8 @@ export interface Ha {
   members(): Member[];
   /** Eligible as this director advertises itself now. */
   eligible(): boolean;
+  /** Replaces the peer list (./peers.ts setPeers). */
+  setPeers: Peers['setPeers'];
   close(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export async function startHa(opts: HaOptions): Promise<Ha> {
     active: (vip, directors) => activeFor(vip, peers.members().filter((m) => directors.includes(m.node))),
     members: () => peers.members(),
     eligible,
+    setPeers: (p) => peers.setPeers(p),
     async close() {
       closed = true;
       daemonTimer?.cancel();

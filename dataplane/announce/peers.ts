@@ -21,6 +21,15 @@ export interface Endpoint {
   port: number;
 }
 
+/**
+ * A peer to beat to. With `node`, heartbeats from this endpoint must claim that node name: in a
+ * cluster every agent publishes its endpoint in its own node's AgentReport (which only that node
+ * may write), so a key holder elsewhere cannot speak for another node from its own address.
+ */
+export interface PeerEndpoint extends Endpoint {
+  node?: string;
+}
+
 export interface PeersOptions {
   /** This director's node name; sent in every heartbeat. */
   node: string;
@@ -30,7 +39,7 @@ export interface PeersOptions {
    */
   listen: Endpoint;
   /** Every other director (listing our own listen endpoint too is harmless: it is skipped). */
-  peers: Endpoint[];
+  peers: PeerEndpoint[];
   /** Shared secret for the heartbeat HMAC, at least 16 bytes. */
   key: Buffer;
   /** Heartbeat period. Default 100 ms. */
@@ -68,6 +77,12 @@ export interface Peers {
    */
   members(): Member[];
   stats(): PeersStats;
+  /**
+   * Replaces the peer list (cluster mode: the AgentReports changed). Entries of the wrong address
+   * family or with a bad port are skipped, each logged: the list comes from other nodes' reports
+   * and must not stop the election. Members heard before stay until they fall silent.
+   */
+  setPeers(peers: readonly PeerEndpoint[]): void;
   /** Stops heartbeats and the liveness check and closes the socket. Idempotent. */
   close(): Promise<void>;
 }
@@ -79,11 +94,17 @@ function endpointKey(address: string, port: number): string {
   return `${canonicalIp(address) ?? address}|${port}`;
 }
 
+function sourcesOf(targets: readonly PeerEndpoint[]): Map<string, string> {
+  return new Map(targets.map((p) => [endpointKey(p.address, p.port), p.node ?? '']));
+}
+
 interface Settings {
   intervalMs: number;
   deadAfterMs: number;
   family: 4 | 6;
-  targets: Endpoint[];
+  /** Our own listen endpoint (endpointKey): never a target. */
+  self: string;
+  targets: PeerEndpoint[];
 }
 
 /** Throws on the first bad option, naming it. */
@@ -107,7 +128,7 @@ function settings(o: PeersOptions): Settings {
   });
   const self = endpointKey(o.listen.address, o.listen.port);
   const targets = o.peers.filter((p) => endpointKey(p.address, p.port) !== self);
-  return { intervalMs, deadAfterMs, family, targets };
+  return { intervalMs, deadAfterMs, family, self, targets };
 }
 
 function checkPort(field: string, port: number, zeroOk: boolean): void {
@@ -142,7 +163,8 @@ class Membership implements Peers {
   readonly #log: Logger;
   readonly #wall: () => number;
   readonly #table: PeerTable;
-  readonly #sources: Set<string>;
+  /** Peer endpoint (endpointKey) → the node it must claim, or '' when any key holder's name goes. */
+  #sources: Map<string, string>;
   // Random per start: a restarted agent begins again at seq 1, and the incarnation (with its wall
   // time) is how peers tell "restarted" from "replayed".
   readonly #incarnation = randomBytes(8).readBigUInt64BE(0);
@@ -165,7 +187,7 @@ class Membership implements Peers {
     this.#wall = o.wallClock ?? Date.now;
     // Only key holders can add names, but cap them anyway: a few per configured peer (renames).
     this.#table = new PeerTable(o.node, s.deadAfterMs, 4 * o.peers.length + 16);
-    this.#sources = new Set(o.peers.map((p) => endpointKey(p.address, p.port)));
+    this.#sources = sourcesOf(s.targets);
     this.#stats = { sent: 0, sendErrors: 0, received: 0, accepted: 0, rejected: Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<RejectReason, number> };
     this.#selfEligible = this.#sampleEligible();
     this.#current = this.#table.members(o.clock.now(), this.#selfEligible);
@@ -186,6 +208,21 @@ class Membership implements Peers {
 
   stats(): PeersStats {
     return { ...this.#stats, rejected: { ...this.#stats.rejected } };
+  }
+
+  setPeers(peers: readonly PeerEndpoint[]): void {
+    const targets: PeerEndpoint[] = [];
+    for (const p of peers) {
+      const address = canonicalIp(p.address);
+      if (!address || ipFamily(address) !== this.#s.family || !Number.isInteger(p.port) || p.port < 1 || p.port > 65535) {
+        this.#log.warn({ peer: p }, `peer skipped: not an IPv${this.#s.family} address and port`);
+        continue;
+      }
+      if (endpointKey(address, p.port) !== this.#s.self) targets.push({ ...p, address });
+    }
+    this.#s.targets = targets;
+    this.#sources = sourcesOf(targets);
+    this.#table.reserve(4 * targets.length + 16);
   }
 
   close(): Promise<void> {
@@ -256,9 +293,11 @@ class Membership implements Peers {
     if (this.#closed) return;
     this.#stats.received += 1;
     // Cheapest filter first: strangers never cost us an HMAC.
-    if (!this.#sources.has(endpointKey(rinfo.address, rinfo.port))) return this.#reject('source', rinfo);
+    const bound = this.#sources.get(endpointKey(rinfo.address, rinfo.port));
+    if (bound === undefined) return this.#reject('source', rinfo);
     const hb = decodeHeartbeat(buf, this.#o.key);
     if (typeof hb === 'string') return this.#reject(hb, rinfo);
+    if (bound !== '' && hb.node !== bound) return this.#reject('source', rinfo, hb.node);
     const result = this.#table.accept(hb, this.#o.clock.now());
     if (result === 'new' || result === 'restarted' || result === 'update') {
       this.#stats.accepted += 1;

@@ -29,13 +29,18 @@ export type Accepted = 'new' | 'restarted' | 'update';
 export class PeerTable {
   readonly #self: string;
   readonly #deadAfterMs: number;
-  readonly #capacity: number;
+  #capacity: number;
   readonly #peers = new Map<string, PeerState>();
 
   constructor(self: string, deadAfterMs: number, capacity: number) {
     this.#self = self;
     this.#deadAfterMs = deadAfterMs;
     this.#capacity = capacity;
+  }
+
+  /** Raises the number of node names kept (the peer list grew); never lowers it. */
+  reserve(capacity: number): void {
+    this.#capacity = Math.max(this.#capacity, capacity);
   }
 
   /** Records `hb` heard at `now`, or says why it is not news. */

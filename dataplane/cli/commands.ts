@@ -21,7 +21,7 @@ import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
 import { adoptedKeys, type Refusal } from '../sync/adoption.ts';
 import { createSyncer, type SyncResult } from '../sync/sync.ts';
 import { watchPaths } from './watch.ts';
-import { haSettings, standaloneAnnounce, type HaFlags } from './ha-options.ts';
+import { clusterHaSettings, haSettings, standaloneAnnounce, type HaFlags } from './ha-options.ts';
 import { startHa, type Ha } from '../announce/ha.ts';
 import { canonicalAddress } from '../sync/keys.ts';
 
@@ -162,7 +162,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   let pending: NodeJS.Timeout | undefined;
   // Follows files replaced by rename (editors, sed -i): see ./watch.ts.
   const watcher = watchPaths(files, () => { clearTimeout(pending); pending = setTimeout(reload, 200); });
-  const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], health) : undefined;
+  const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], health, () => ({ announced: device.announced(), members: ha?.members() ?? [] })) : undefined;
   if (haOpts) {
     const lp = loop;
     // A membership change flips announcements at once (announceQuick), then a full sync verifies.
@@ -190,6 +190,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
 export async function runCommand(ctx: CommandContext): Promise<number> {
   const node = process.env.NODE_NAME;
   if (!node) throw new UsageError('run: NODE_NAME must be set (the downward API gives it: spec.nodeName)');
+  const ha = clusterHaSettings(ctx.values);
   // Loaded here, not at the top: @kubernetes/client-node alone is ~900 modules, and the standalone
   // commands (apply, show, prepare, cleanup) must not pay for it on every start.
   const [{ KubeConfig }, { restConfigFromKubeConfig, RestKubeApi }, { createClusterAgent }] = await Promise.all([
@@ -207,12 +208,13 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
     // The owner record: `lvs-agent show` labels services with it; a restarted agent holds by it.
     stateFile,
+    ...(ha ? { ha } : {}),
   });
   const ac = new AbortController();
   process.once('SIGTERM', () => ac.abort());
   process.once('SIGINT', () => ac.abort());
-  const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], agent.health) : undefined;
-  ctx.log.info({ node, op: 'start', metrics: http?.port }, 'lvs-agent running in cluster mode');
+  const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], agent.health, agent.announcing) : undefined;
+  ctx.log.info({ node, op: 'start', metrics: http?.port, election: ha ? `${ha.listen.address}:${ha.listen.port}` : 'off' }, 'lvs-agent running in cluster mode');
   await agent.run(ac.signal);
   await http?.close();
   await kernel.close();

@@ -40,8 +40,10 @@ function ms(text: string | undefined, flag: string, min: number): number | undef
   return n;
 }
 
+type Settings = Omit<HaOptions, 'node' | 'healthy' | 'kernel' | 'onChange' | 'log'>;
+
 /** The HA part of `apply`'s options, checked before anything is touched; undefined without --peer. */
-export function haSettings(f: HaFlags): Omit<HaOptions, 'node' | 'healthy' | 'kernel' | 'onChange' | 'log'> | undefined {
+export function haSettings(f: HaFlags): Settings | undefined {
   const peerOnly = (['peer-listen', 'peer-key-file', 'peer-interval-ms', 'peer-dead-ms', 'peer-warmup-ms', 'sync-interface', 'sync-id'] as const).filter((k) => f[k] !== undefined);
   if (!f.peer?.length) {
     if (peerOnly.length > 0) throw new UsageError(`--${peerOnly[0]} needs --peer`);
@@ -49,16 +51,38 @@ export function haSettings(f: HaFlags): Omit<HaOptions, 'node' | 'healthy' | 'ke
   }
   if (!f.watch) throw new UsageError('--peer needs --watch: the election runs as long as the agent does');
   if (f.announce === 'none') throw new UsageError('--peer elects an announcer per VIP: it needs --announce l2');
+  return {
+    ...common(f, parseEndpoint(f['peer-listen'] ?? `0.0.0.0:${DEFAULT_PEER_PORT}`, '--peer-listen')),
+    peers: f.peer.map((p) => parseEndpoint(p, '--peer')),
+  };
+}
+
+/**
+ * `lvs-agent run`'s HA options: --peer-key-file turns the election on; the peers come from the
+ * AgentReports, where this agent publishes --peer-listen, so that must be this node's own address
+ * (the source of its heartbeats), not 0.0.0.0. Undefined without --peer-key-file.
+ */
+export function clusterHaSettings(f: HaFlags): Omit<Settings, 'peers'> | undefined {
+  if (f.peer?.length) throw new UsageError('run: --peer is for apply --watch; in a cluster the peers are read from the AgentReports');
+  const haOnly = (['peer-listen', 'peer-interval-ms', 'peer-dead-ms', 'peer-warmup-ms', 'sync-interface', 'sync-id'] as const).filter((k) => f[k] !== undefined);
+  if (!f['peer-key-file']) {
+    if (haOnly.length > 0) throw new UsageError(`--${haOnly[0]} needs --peer-key-file (the director election)`);
+    return undefined;
+  }
+  if (!f['peer-listen']) throw new UsageError('--peer-key-file needs --peer-listen ADDR[:PORT]: this node\'s address, published in its AgentReport for the other directors');
+  const listen = parseEndpoint(f['peer-listen'], '--peer-listen');
+  if (listen.address === '0.0.0.0' || listen.address === '::') throw new UsageError(`--peer-listen ${f['peer-listen']}: must be this node's own address (the others send heartbeats to it and match its heartbeats' source against it)`);
+  return common(f, listen);
+}
+
+/** Key, timers and connection sync, shared by apply and run. */
+function common(f: HaFlags, listen: Endpoint): Omit<Settings, 'peers'> {
   if (!f['peer-key-file']) throw new UsageError('--peer needs --peer-key-file: a shared secret of at least 16 bytes authenticates the peers');
   const key = readFileSync(f['peer-key-file']);
   if (key.length < 16) throw new UsageError(`--peer-key-file ${f['peer-key-file']}: ${key.length} bytes, at least 16 needed`);
   const syncId = ms(f['sync-id'], '--sync-id', 0) ?? 1;
   if (syncId > 255) throw new UsageError('--sync-id must be 0-255 (the kernel\'s sync messages carry it in one byte)');
-  const out: ReturnType<typeof haSettings> = {
-    listen: parseEndpoint(f['peer-listen'] ?? `0.0.0.0:${DEFAULT_PEER_PORT}`, '--peer-listen'),
-    peers: f.peer.map((p) => parseEndpoint(p, '--peer')),
-    key,
-  };
+  const out: Omit<Settings, 'peers'> = { listen, key };
   const interval = ms(f['peer-interval-ms'], '--peer-interval-ms', 10);
   const dead = ms(f['peer-dead-ms'], '--peer-dead-ms', 20);
   const warmup = ms(f['peer-warmup-ms'], '--peer-warmup-ms', 0);

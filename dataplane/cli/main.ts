@@ -15,6 +15,11 @@ const USAGE = `usage:
       credentials; programs IPVS from the plans the controller publishes (PlanSlices) for the
       VirtualServers this node directs, prepares local DR/TUN real servers, reports in the node's
       AgentReport
+  lvs-agent run --peer-key-file FILE --peer-listen ADDR[:PORT] [--sync-interface DEV [--sync-id N]]
+          [--peer-interval-ms 100] [--peer-dead-ms 350] [--peer-warmup-ms 5000]
+      the directors of a VIP elect its announcer among themselves, as apply --watch --peer does;
+      each publishes --peer-listen (this node's address) in its AgentReport and beats to the
+      addresses the other reports give; the election goes on while the API server is down
   lvs-agent apply -f FILE|DIR [-f ...] [--watch] [--allow-empty] [--drain-timeout SECONDS]
           [--announce l2|none] [--announce-interface DEV ...]
       program this host's IPVS from VirtualServer manifests (static backends); with --watch keep

@@ -37,6 +37,8 @@ import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.
 import { createRealServerPass } from './realserver-pass.ts';
 import { gateServices, localRealServers, preparedByNode, preparedEntries, wantedEntries, type LocalRealServer } from './realservers.ts';
 import { createReportWriter } from './report-writer.ts';
+import type { Member } from '../announce/election.ts';
+import { startClusterHa, type ClusterHa, type ClusterHaSettings } from './ha.ts';
 import { reportFor, type PrepError } from './report.ts';
 
 export interface ClusterAgentOptions {
@@ -60,6 +62,10 @@ export interface ClusterAgentOptions {
   removalGuard?: Partial<RemovalGuardOptions>;
   /** Health-check probes (default: real TCP/HTTP from this network namespace). */
   checker?: Checker;
+  /** Director election among this cluster's agents (./ha.ts); without it a VIP of several directors stays silent. */
+  ha?: ClusterHaSettings;
+  /** How often announced VIPs are announced again (gratuitous ARP / NA). Default 10 s. */
+  announceRefreshMs?: number;
 }
 
 export interface ClusterAgent {
@@ -68,6 +74,8 @@ export interface ClusterAgent {
   plan(): PlanService[];
   /** Health checks of this node's checked services (for /metrics). */
   readonly health: AgentHealth;
+  /** VIPs this node answers ARP/NDP for now, and the director members it sees (for /metrics). */
+  announcing(): { announced: string[]; members: Member[] };
 }
 
 /** What one sync reads: decided together, reported together once that sync finished. */
@@ -123,7 +131,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   let synced: Snapshot | undefined;
   let lastSync: SyncResult | undefined;
   const rs: RealServerState = { prepared: new Set(), errors: [], local: new Map(), frozen: [], wanted: new Map() };
-  const timers: { release?: Timer; rsRelease?: Timer; rsRetry?: Timer; report?: Timer; health?: Timer } = {};
+  const timers: { release?: Timer; rsRelease?: Timer; rsRetry?: Timer; report?: Timer; health?: Timer; announce?: Timer } = {};
+  let clusterHa: ClusterHa | undefined;
   let stopping = false;
 
   function readBook(): PlanBook {
@@ -173,16 +182,17 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     try { writeHealthRecord(healthFileOf(opts.stateFile), healthRecord(health.states(), new Date(clock.wallNow()))); } catch (err) { log.warn({ op: 'health', err: String(err) }, 'writing the health record failed'); }
   };
 
+  const device = createLvsDevice({
+    run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release(),
+    ...announcePolicy(() => current?.services ?? [], opts.node, (vip, directors) => clusterHa?.ha()?.active(vip, directors)),
+  });
   const loop: SyncLoop = createSyncLoop({
     kernel: opts.kernel, node: opts.node, log, clock,
     // VIPs owned before a restart are retired unless wanted, even if lvs0 went meanwhile.
     retiringVips: recordedVips(record),
     plan: () => decide().services,
     held: () => current?.held ?? [],
-    vips: createLvsDevice({
-      run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release(),
-      ...announcePolicy(() => current?.services ?? [], opts.node),
-    }),
+    vips: device,
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
     onResult: (r) => {
@@ -265,6 +275,34 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     rsIncomplete = r.incomplete;
   }
 
+  /**
+   * The election: a membership change flips announcements at once (the director's quick path, no
+   * read-back), then a full sync verifies and the report says who announces what.
+   */
+  function startElection(settings: ClusterHaSettings): Promise<ClusterHa> {
+    const onChange = () => void device.reannounce(true)
+      .catch((err) => log.error({ op: 'announce', err: String(err) }, 'quick announce failed'))
+      .finally(() => { loop.markDirty(); void report(); });
+    return startClusterHa({
+      settings, node: opts.node, kernel: opts.kernel, log, clock, onChange,
+      reports: () => reports.list(),
+      // Data-path health: a director whose last sync failed gives its VIPs to the others.
+      healthy: () => lastSync !== undefined && lastSync.kind !== 'retry',
+    });
+  }
+
+  /**
+   * Announced VIPs are announced again periodically (keepalived's garp_master_refresh): a neighbour
+   * that followed another director (a partition, a restart elsewhere) comes back within the period.
+   */
+  function refreshAnnouncements(): void {
+    if (stopping) return;
+    timers.announce = clock.setTimer(() => {
+      void device.reannounce(true).catch((err) => log.warn({ op: 'announce', err: String(err) }, 'periodic announce failed'));
+      refreshAnnouncements();
+    }, opts.announceRefreshMs ?? 10_000);
+  }
+
   let reportRunning: Promise<void> | undefined;
   let reportAgain = false;
   /** Writes the node's report when its content changed; calls while one runs coalesce into one more. */
@@ -284,6 +322,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       frozen: [...synced.frozen, ...rs.frozen], prepared: preparedEntries(rs.prepared, rs.local),
       prepErrors: rs.errors, addressOwners: new Map([...rs.local].map(([a, l]) => [a, l.owners])),
       health: { checked: health.checked(), down: health.down() },
+      announced: device.announced(),
+      ...(opts.ha ? { peer: { address: opts.ha.listen.address, port: opts.ha.listen.port } } : {}),
     });
     if (!(await writer.write(body))) at('report', clock.now() + rsRetryMs, () => void report());
   }
@@ -293,6 +333,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
    * changed is read; a deleted one keeps its entries (./realservers.ts preparedByNode).
    */
   function onReport(obj: KubeObject, deleted = false): void {
+    clusterHa?.reportChanged(obj, deleted);
     if (obj.metadata.name === opts.node) {
       if (deleted) writer.forget();
       void report();
@@ -319,6 +360,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   return {
     plan: () => current?.services ?? [],
     health,
+    announcing: () => ({ announced: device.announced(), members: clusterHa?.ha()?.members() ?? [] }),
     async run(signal) {
       const informers = [slices.run(signal), reports.run(signal)];
       const aborted = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
@@ -328,13 +370,16 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
         log.info({ op: 'start', planSlices: slices.size, agentReports: reports.size }, 'plans and reports synced; programming');
         // Checked real servers the kernel has in rotation stay there until checks say otherwise.
         try { health.seedFrom(await opts.kernel.dump()); } catch (err) { log.warn({ op: 'health', err: String(err) }, 'reading the kernel for health seeds failed: checked real servers start down'); }
+        if (opts.ha) clusterHa = await startElection(opts.ha);
         loop.start();
         started = true;
         markRealServers();
+        refreshAnnouncements();
         await aborted;
       }
       // Leaving rules and real-server preparation in place: a restart must not drop connections.
       stopping = true;
+      await clusterHa?.close();
       health.close();
       for (const t of Object.values(timers)) t?.cancel();
       await loop.stop();

@@ -73,6 +73,10 @@ export interface ReportState {
   addressOwners: ReadonlyMap<string, readonly KeyOwner[]>;
   /** Health checks: targets checked here, and the real servers out of rotation by service key. */
   health?: { checked: number; down: readonly RealServerHealth[] };
+  /** VIPs this node answers ARP/NDP for now. */
+  announced?: readonly string[];
+  /** Where this node takes director heartbeats (HA configured). */
+  peer?: { address: string; port: number };
 }
 
 /** Down real servers by owner uid, one entry per (uid, address, port), with the owner's name. */
@@ -106,6 +110,8 @@ export function reportFor(node: string, s: ReportState): AgentReportObject {
     syncedResourceVersion: s.syncedResourceVersion, nodeErrors: f.nodeErrors,
     failing: failing.list(), frozen: frozen.list(), prepared: s.prepared,
     ...(s.health ? { health: { checked: s.health.checked, unhealthy: unhealthyOf(s) } } : {}),
+    ...(s.announced ? { announced: s.announced } : {}),
+    ...(s.peer ? { peer: s.peer } : {}),
   });
 }
 

@@ -128,6 +128,29 @@ test('three directors see each other; onChange reports it; self is a member with
   }
 });
 
+test('setPeers: a director added later is beaten to and heard; a peer bound to a node name cannot speak as another', async () => {
+  const [pa, pb, pc] = await freePorts(3) as [number, number, number];
+  const a = await director('a', pa, []);
+  const b = await director('b', pb, [pa]);
+  await sleep(INTERVAL * 4);
+  assert.is(names(a), 'a', 'b is not in a\'s list: its heartbeats are strangers\'');
+  assert.ok(a.peers.stats().rejected.source > 0);
+  // The cluster agent's case: endpoints from AgentReports, each bound to its node.
+  a.peers.setPeers([{ address: HOST, port: pb, node: 'b' }, { address: '::1', port: pc, node: 'x' }, { address: HOST, port: pa, node: 'a' }]);
+  await waitFor('a and b see each other', () => names(a) === 'a,b' && names(b) === 'a,b');
+  // c holds the key and sends from its own endpoint, which a's list binds to node "b": refused.
+  const c = await director('c', pc, [pa]);
+  a.peers.setPeers([{ address: HOST, port: pb, node: 'b' }, { address: HOST, port: pc, node: 'b' }]);
+  const rejected = a.peers.stats().rejected.source;
+  await waitFor('c\'s heartbeats rejected', () => a.peers.stats().rejected.source > rejected + 2);
+  assert.is(names(a), 'a,b', 'c never became a member of a');
+  assert.ok(!has(a, 'c'));
+  assert.ok(c.peers.stats().sent > 0);
+  // Dropped from the list: b lapses within deadAfterMs.
+  a.peers.setPeers([]);
+  await waitFor('b gone from a', () => names(a) === 'a', DEAD * 4);
+});
+
 test('IPv6: peers listed in a non-canonical form are matched against the sender address', async () => {
   const [pa, pb] = await freePorts(2, '::1') as [number, number];
   const a = await director('a', pa, [pb], { host: '::1', peerHost: '0:0:0:0:0:0:0:1' });

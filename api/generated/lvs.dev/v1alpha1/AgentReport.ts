@@ -43,4 +43,16 @@ export interface IAgentReport {
     }>;
     "unhealthyCount"?: number;
   };
+  /**
+   * VIPs this node answers ARP/NDP for now (their active director); at most 1024, announcedCount counts all.
+   */
+  "announced"?: Array<string>;
+  "announcedCount"?: number;
+  /**
+   * Where this node's agent takes director heartbeats (lvs-agent run --peer-key-file); the other directors beat to it.
+   */
+  "peer"?: {
+    "address": string;
+    "port": number;
+  };
 }
