@@ -105,6 +105,8 @@ export interface VirtualServerStatus {
   programmedNodes?: number;
   /** Health checks as the directors report them (only with spec.healthCheck). */
   health?: { down: number; unhealthy: UnhealthyEntry[] };
+  /** Per address won, the directors that report answering ARP/NDP for it (operator/announce-status.ts). */
+  announcers?: Array<{ address: string; node: string }>;
 }
 
 /** One real server out of rotation on one director. */

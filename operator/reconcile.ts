@@ -83,7 +83,7 @@ export async function reconcile(key: string, deps: ReconcileDeps, signal?: Abort
     if (!published.ok) return { kind: 'error', err: published.err };
     const generation = vs.metadata.generation ?? 0;
     const programmed = judgeProgrammed(published.pub, vs.metadata.uid ?? '', generation, deps.reports);
-    const desired = computeStatus(vs, published.resolution, published.pub, programmed, deps.clock.wallNow(), healthStatus(vs, deps.reports));
+    const desired = computeStatus(vs, published.resolution, published.pub, programmed, deps.clock.wallNow(), healthStatus(vs, deps.reports), deps.reports);
     if (statusUpToDate(vs.status, desired)) return { kind: 'done' };
     if (!deps.canWrite()) return { kind: 'error', err: new Error('not the leader: status write withheld') };
     try {

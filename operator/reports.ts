@@ -55,7 +55,10 @@ export function reportChange(node: string, prev: AgentReportObject | undefined, 
     const x = BigInt(prev.syncedResourceVersion), y = BigInt(next.syncedResourceVersion);
     out.range = x < y ? [x, y] : [y, x];
   }
-  out.directed = JSON.stringify(prev.nodeErrors) !== JSON.stringify(next.nodeErrors) || truncated(prev) !== truncated(next);
+  // Announcements are few and change on failover only: every VirtualServer the node directs is
+  // looked at again (its status.announcers).
+  out.directed = JSON.stringify(prev.nodeErrors) !== JSON.stringify(next.nodeErrors) || truncated(prev) !== truncated(next)
+    || JSON.stringify(prev.announced ?? []) !== JSON.stringify(next.announced ?? []);
   return out;
 }
 

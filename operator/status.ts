@@ -5,7 +5,8 @@
 // bounded list of directors and of nodes not programmed; the plan itself is in PlanSlices.
 import type { Reason, ReasonType, VirtualServerResolution } from '../api/plan.ts';
 import type { Condition, LegacyAgentStatus, VirtualServerObject, VirtualServerStatus } from '../kube/types.ts';
-import type { ConditionValue, ProgrammedSummary } from './programmed.ts';
+import type { ConditionValue, ProgrammedSummary, ReportView } from './programmed.ts';
+import { announcersOf } from './announce-status.ts';
 import type { Publication } from './publish.ts';
 
 export const CONDITION_TYPES = ['Ready', 'Programmed', 'Conflict', 'InvalidSpec', 'BackendsResolved'] as const;
@@ -18,7 +19,7 @@ const MAX_MESSAGE = 32768;
 /** Status fields the controller owns: a field it no longer sets is removed (null in the patch). */
 const OWNED: Array<keyof VirtualServerStatus> = [
   'observedGeneration', 'conditions', 'services', 'claims', 'readyRealServers', 'realServerCount', 'directors', 'directorCount',
-  'plan', 'unprogrammedNodes', 'programmedNodes', 'health',
+  'plan', 'unprogrammedNodes', 'programmedNodes', 'health', 'announcers',
 ];
 /** Fields of earlier versions (real servers, agents' entries), removed when met. */
 const LEGACY = ['realServers', 'nodes'] as const;
@@ -110,7 +111,7 @@ export function withTransitions(desired: Desired[], previous: Condition[] | unde
  * (services won, real-server counts, conditions), what is published (plan, directors: for an
  * InvalidSpec the plan kept from before) and how far the agents programmed it.
  */
-export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolution, pub: Publication | undefined, programmed: ProgrammedSummary, now: number, health?: VirtualServerStatus['health']): VirtualServerStatus {
+export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolution, pub: Publication | undefined, programmed: ProgrammedSummary, now: number, health?: VirtualServerStatus['health'], reports?: Pick<ReportView, 'get'>): VirtualServerStatus {
   const generation = vs.metadata.generation ?? 0;
   const directors = pub?.directors ?? res.directors;
   const st: VirtualServerStatus = {
@@ -128,6 +129,8 @@ export function computeStatus(vs: VirtualServerObject, res: VirtualServerResolut
   };
   if (pub) st.plan = { revision: pub.revision, slices: pub.slices, generation: pub.generation };
   if (health) st.health = health;
+  const announcers = reports ? announcersOf(st.services ?? [], directors, reports) : undefined;
+  if (announcers) st.announcers = announcers;
   return st;
 }
 

@@ -37,7 +37,7 @@ test('default render: exactly the expected objects, all in the release namespace
     'CustomResourceDefinition/virtualservers.lvs.dev',
     `DaemonSet/${base}-agent`, `Deployment/${base}-controller`,
     `Role/${base}-controller-leader-election`, `RoleBinding/${base}-controller-leader-election`,
-    `Service/${base}-controller-metrics`,
+    `Secret/${base}-agent-peer-key`, `Service/${base}-controller-metrics`,
     `ServiceAccount/${base}-agent`, `ServiceAccount/${base}-controller`,
     `ValidatingAdmissionPolicy/${base}-agent-own-report`, `ValidatingAdmissionPolicyBinding/${base}-agent-own-report`,
     `ValidatingAdmissionPolicy/${base}-controller-owned-virtualservers`, `ValidatingAdmissionPolicyBinding/${base}-controller-owned-virtualservers`,
@@ -137,6 +137,27 @@ test('controller: 2 replicas, leader election, non-root, read-only root, no capa
   assert.is(one(defaults, 'Service', '-metrics').spec.ports[0].port, 8080);
 });
 
+const ELECTION = ['--peer-key-file=/etc/lvs-agent/peer/key', '--peer-listen=$(HOST_IP):7480', '--peer-interval-ms=100', '--peer-dead-ms=350', '--peer-warmup-ms=5000'];
+
+test('agent election: a random key Secret mounted read-only, heartbeats on the node address; off, existing Secret, connection sync', async () => {
+  const ds = one(defaults, 'DaemonSet');
+  const secret = one(defaults, 'Secret', '-agent-peer-key');
+  assert.ok(Buffer.from(secret.data.key, 'base64').length >= 16, 'a key of at least 16 bytes');
+  const pod = ds.spec.template.spec;
+  const vol = (pod.volumes as Obj[]).find((v) => v.name === 'peer-key')!;
+  assert.equal([vol.secret.secretName, vol.secret.defaultMode], [secret.metadata.name, 0o400], 'mode 0400, written in decimal (256): YAML 1.1 and 1.2 read 0400 differently');
+  assert.equal((container(ds).volumeMounts as Obj[]).find((m) => m.name === 'peer-key'), { name: 'peer-key', mountPath: '/etc/lvs-agent/peer', readOnly: true });
+  const two = (await render({ agent: { election: { existingSecret: 'my-key' } } }));
+  assert.not.ok(two.some((d) => d.kind === 'Secret'), 'no generated Secret with an existing one');
+  assert.is((one(two, 'DaemonSet').spec.template.spec.volumes as Obj[]).find((v) => v.name === 'peer-key')?.secret.secretName, 'my-key');
+  const off = await render({ agent: { election: { enabled: false } } });
+  assert.not.ok(off.some((d) => d.kind === 'Secret'));
+  assert.equal(container(one(off, 'DaemonSet')).args, ['--metrics-address=$(HOST_IP):9810']);
+  assert.not.ok((one(off, 'DaemonSet').spec.template.spec.volumes as Obj[]).some((v) => v.name === 'peer-key'));
+  const sync = container(one(await render({ agent: { election: { syncInterface: 'eth0', syncId: 9 } } }), 'DaemonSet')).args;
+  assert.equal(sync.slice(-2), ['--sync-interface=eth0', '--sync-id=9']);
+});
+
 test('agent: host network and PID, exactly NET_ADMIN NET_RAW SYS_ADMIN SYS_PTRACE SYS_MODULE, /lib/modules read-only', async () => {
   const check = (ds: Obj, caps: string[], modules: boolean) => {
     const pod = ds.spec.template.spec;
@@ -169,7 +190,7 @@ test('agent: host network and PID, exactly NET_ADMIN NET_RAW SYS_ADMIN SYS_PTRAC
     assert.is(env.find((e) => e.name === 'LVS_PROC_SYS')?.value, '/host/proc/sys');
     // /healthz and /metrics on the node's address (hostNetwork): probes and the PodMonitor use the port.
     assert.is(env.find((e) => e.name === 'HOST_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
-    assert.equal(c.args, ['--metrics-address=$(HOST_IP):9810']);
+    assert.equal(c.args, ['--metrics-address=$(HOST_IP):9810', ...ELECTION]);
     assert.equal(c.ports, [{ name: 'http-metrics', containerPort: 9810, protocol: 'TCP' }]);
     assert.equal([c.livenessProbe.httpGet, c.startupProbe.httpGet], [{ path: '/healthz', port: 'http-metrics' }, { path: '/healthz', port: 'http-metrics' }]);
     assert.is(env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
@@ -210,7 +231,7 @@ test('non-default values reach the manifests', async () => {
   assert.is(container(ds).image, `registry.example/lvs/agent@${digest}`);
   assert.equal(ds.spec.template.spec.nodeSelector, { 'kubernetes.io/os': 'linux', 'lvs.dev/director': 'true' });
   assert.is(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, '20%');
-  assert.equal(container(ds).args, ['--metrics-address=$(HOST_IP):9810', '--log-level=debug']);
+  assert.equal(container(ds).args, ['--metrics-address=$(HOST_IP):9810', ...ELECTION, '--log-level=debug']);
   const sm = one(docs, 'ServiceMonitor');
   assert.is(sm.metadata.labels.release, 'prom');
   assert.equal(sm.spec.endpoints, [{ port: 'http-metrics', path: '/metrics', interval: '15s', scrapeTimeout: '10s' }]);
@@ -234,6 +255,8 @@ const BAD: Array<[string, Obj, RegExp[]]> = [
   ['port out of range', { controller: { metricsPort: 70000 } }, [/metricsPort/, /maximum|must be <= 65535/i]],
   ['renew deadline not under lease duration', { controller: { leaderElection: { leaseDurationSeconds: 10, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 } } },
     [/renewDeadlineSeconds \(10\) must be less than leaseDurationSeconds \(10\)/]],
+  ['election dead interval too short', { agent: { election: { intervalMs: 200, deadMs: 300 } } }, [/agent\.election\.deadMs/, /twice/]],
+  ['election sync id out of range', { agent: { election: { syncId: 256 } } }, [/election\/syncId|election\.syncId/, /maximum|must be <= 255/i]],
 ];
 
 test('bad values are rejected with a message naming the field', async () => {
@@ -260,7 +283,9 @@ test('helm package carries the CRD and rbac files (symlinks resolved) and render
   assert.is(x, readFileSync(join(root, 'operator/rbac/clusterrole.yaml'), 'utf8'));
   const fromPkg = await helm(['template', RELEASE, tgz, '--namespace', NAMESPACE]);
   assert.is(fromPkg.code, 0, fromPkg.stderr);
-  assert.equal(parseDocs(fromPkg.stdout), defaults);
+  // The election key is random per render (kept on upgrade by lookup): compared without it.
+  const keyless = (docs: Obj[]) => docs.map((d) => (d.kind === 'Secret' ? { ...d, data: { key: '(random)' } } : d));
+  assert.equal(keyless(parseDocs(fromPkg.stdout)), keyless(defaults));
 });
 
 test.run();

@@ -290,6 +290,13 @@ export interface IVirtualServer {
       "message": string;
     }>;
     /**
+     * Per address won, the directors that report answering ARP/NDP for it (from their AgentReports): one per address normally; none when nobody announces it (the pool's announce is none, or no director is live); two while the directors are partitioned from each other. At most 16.
+     */
+    "announcers"?: Array<{
+      "address": string;
+      "node": string;
+    }>;
+    /**
      * Health checks (spec.healthCheck) as each director sees them, from the AgentReports: down counts real servers out of rotation per director (down, or not passed yet); unhealthy lists the first 16 by node, address and port.
      */
     "health"?: {
