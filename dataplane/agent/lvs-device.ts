@@ -90,16 +90,30 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     last = report;
     return report.vips;
   });
-  return {
-    reannounce: (all = false) => serial(async () => {
+  /**
+   * A reannounce waiting its turn (behind a sync): later calls join it instead of queueing their
+   * own. It decides when it runs, so it acts on the latest membership; under load a burst of
+   * membership changes must not become a burst of nft and arping processes.
+   */
+  let waiting: { promise: Promise<void>; all: boolean } | undefined;
+  const reannounce = (all = false): Promise<void> => {
+    if (waiting) { waiting.all ||= all; return waiting.promise; }
+    const w: { promise: Promise<void>; all: boolean } = { promise: Promise.resolve(), all };
+    w.promise = serial(async () => {
+      waiting = undefined;
       if (!last || !bound) return;
       const spec = specFor(opts, bound);
       const now = decide(spec);
       // Nothing changed and nothing to repeat: no process started (membership changes are frequent).
-      if (now === decided && (!all || now === '')) return;
-      last = { devices: last.devices, announced: await announceQuick(dirOpts, spec, last, all) };
+      if (now === decided && (!w.all || now === '')) return;
+      last = { devices: last.devices, announced: await announceQuick(dirOpts, spec, last, w.all) };
       decided = decide(spec);
-    }),
+    });
+    waiting = w;
+    return w.promise;
+  };
+  return {
+    reannounce,
     announced: () => (last?.announced ?? []).map((a) => a.address).sort(),
     // Reading lvs0 back also re-applies sysctls and nft tables for the VIPs found there, so an
     // outside change to them is undone on the next sync like an outside IPVS edit.

@@ -64,7 +64,7 @@ export interface ClusterAgentOptions {
   checker?: Checker;
   /** Director election among this cluster's agents (./ha.ts); without it a VIP of several directors stays silent. */
   ha?: ClusterHaSettings;
-  /** How often announced VIPs are announced again (gratuitous ARP / NA). Default 10 s. */
+  /** How often announced VIPs are announced again (gratuitous ARP / NA) while the election runs. Default 10 s. */
   announceRefreshMs?: number;
 }
 
@@ -374,7 +374,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
         loop.start();
         started = true;
         markRealServers();
-        refreshAnnouncements();
+        // Only with the election: the refresh exists to move clients back after a partition between
+        // directors heals; a lone director has no one to take its clients (and each announcement is
+        // one process per VIP, which a node with thousands of VIPs should not pay every 10 s).
+        if (opts.ha) refreshAnnouncements();
         await aborted;
       }
       // Leaving rules and real-server preparation in place: a restart must not drop connections.

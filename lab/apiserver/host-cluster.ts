@@ -96,19 +96,19 @@ async function waitFor(what: string, probe: () => boolean, timeoutMs: number): P
   }
 }
 
-const nodeYaml = `apiVersion: v1
+const nodeYaml = (name: string) => `apiVersion: v1
 kind: Node
 metadata:
-  name: ${NODE_NAME}
-  labels: {kubernetes.io/hostname: ${NODE_NAME}, kubernetes.io/os: linux, lvs.dev/director: "true"}
+  name: ${name}
+  labels: {kubernetes.io/hostname: ${name}, kubernetes.io/os: linux, lvs.dev/director: "true"}
 `;
 
 /** The VM's Node (NODE_NAME, InternalIP NODE_IP, Ready) as a kubelet registers it; its address is status, written through the subresource. */
-export async function registerNode(cp: ControlPlane): Promise<void> {
-  await kubectlOk(cp, ['apply', '-f', '-'], nodeYaml);
-  await kubectlOk(cp, ['patch', 'node', NODE_NAME, '--subresource=status', '--type=merge', '-p', JSON.stringify({
+export async function registerNode(cp: ControlPlane, name = NODE_NAME, ip = NODE_IP): Promise<void> {
+  await kubectlOk(cp, ['apply', '-f', '-'], nodeYaml(name));
+  await kubectlOk(cp, ['patch', 'node', name, '--subresource=status', '--type=merge', '-p', JSON.stringify({
     status: {
-      addresses: [{ type: 'InternalIP', address: NODE_IP }, { type: 'Hostname', address: NODE_NAME }],
+      addresses: [{ type: 'InternalIP', address: ip }, { type: 'Hostname', address: name }],
       conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'system tier: the VM is up' }],
     },
   })]);
@@ -119,18 +119,33 @@ export async function registerNode(cp: ControlPlane): Promise<void> {
  * the agent's pod on this node (what the kubelet requests), so the token names the node
  * (authentication.kubernetes.io/node-name) and dataplane/rbac/report-policy.yaml applies.
  */
-async function agentIdentity(cp: ControlPlane): Promise<KubeconfigFile> {
-  await kubectlOk(cp, ['create', 'serviceaccount', AGENT_SA, '-n', LEASE_NS]);
-  await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-agent', '--clusterrole=lvs-agent', `--serviceaccount=${LEASE_NS}:${AGENT_SA}`]);
+async function agentIdentity(cp: ControlPlane, node = NODE_NAME): Promise<KubeconfigFile> {
+  if (node === NODE_NAME) {
+    await kubectlOk(cp, ['create', 'serviceaccount', AGENT_SA, '-n', LEASE_NS]);
+    await kubectlOk(cp, ['create', 'clusterrolebinding', 'lvs-agent', '--clusterrole=lvs-agent', `--serviceaccount=${LEASE_NS}:${AGENT_SA}`]);
+  }
   await kubectlOk(cp, ['apply', '-f', '-'], JSON.stringify({
-    apiVersion: 'v1', kind: 'Pod', metadata: { name: `lvs-agent-${NODE_NAME}`, namespace: LEASE_NS },
-    spec: { nodeName: NODE_NAME, serviceAccountName: AGENT_SA, containers: [{ name: 'agent', image: 'lvs-operator-agent:dev' }] },
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: `lvs-agent-${node}`, namespace: LEASE_NS },
+    spec: { nodeName: node, serviceAccountName: AGENT_SA, containers: [{ name: 'agent', image: 'lvs-operator-agent:dev' }] },
   }));
-  const token = (await kubectlOk(cp, ['create', 'token', AGENT_SA, '-n', LEASE_NS, '--bound-object-kind=Pod', `--bound-object-name=lvs-agent-${NODE_NAME}`, '--duration=12h'])).trim();
-  const path = join(cp.dir, 'agent.kubeconfig');
+  const token = (await kubectlOk(cp, ['create', 'token', AGENT_SA, '-n', LEASE_NS, '--bound-object-kind=Pod', `--bound-object-name=lvs-agent-${node}`, '--duration=12h'])).trim();
+  const path = join(cp.dir, node === NODE_NAME ? 'agent.kubeconfig' : `agent-${node}.kubeconfig`);
   const contents = await tokenKubeconfigYaml(cp.url, cp.caCert, token, `system:serviceaccount:${LEASE_NS}:${AGENT_SA}`);
   await writeFile(path, contents, { mode: 0o600 });
   return { path, contents };
+}
+
+/**
+ * One more node with an agent (after startHostCluster): its Node, Ready, and the kubeconfig the
+ * guest's agent for it uses (a token bound to a pod on that node, so it may write only that
+ * node's AgentReport). Returns the guest kubeconfig's path.
+ */
+export async function addAgentNode(cp: ControlPlane, node: string, ip: string): Promise<string> {
+  await registerNode(cp, node, ip);
+  const kc = await agentIdentity(cp, node);
+  const guest = join(cp.dir, `guest-agent-${node}.kubeconfig`);
+  await writeFile(guest, guestKubeconfig(kc.contents, GUEST_API_PORT), { mode: 0o600 });
+  return guest;
 }
 
 /**

@@ -62,6 +62,22 @@ test('taking over: ARP answered, proxy entry added, GARP and NA sent, nothing re
   assert.equal(steps, [], 'the quick path left what a full sync would');
 });
 
+test('a burst of reannounces waiting their turn runs once, on the decision when it runs', async () => {
+  const { k, ns, on, device, settle } = setup();
+  await device.set([VIP, VIP6]);
+  const before = ns.announced.length;
+  const nftCalls = () => k.calls.filter((c) => c.includes('nft') && c.includes('-f')).length;
+  const n0 = nftCalls();
+  on.add(VIP);
+  // As membership changes call it (all: announce every announced VIP again).
+  const burst = [device.reannounce(true), device.reannounce(true), device.reannounce(true)];
+  on.add(VIP6); // decided when it runs, not when asked
+  await Promise.all(burst);
+  await settle();
+  assert.is(nftCalls() - n0, 1, 'one quick announce for three calls');
+  assert.equal(ns.announced.slice(before).sort(), [`${VIP}%eth0`, `${VIP6}%eth0`], 'one announcement per VIP, both VIPs');
+});
+
 test('before the first full sync the quick path does nothing (it knows no devices yet)', async () => {
   const { k, on, device } = setup();
   on.add(VIP);

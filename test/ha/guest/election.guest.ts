@@ -9,10 +9,10 @@ import { writeFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { nsRun, run, type Topology } from '../../../lab/guest/netns.ts';
-import { agentOk, startAgent, timed, type AgentProcess } from '../../kernel/guest/agent/cli.ts';
-import { DIRECTORS, directorMacs, haTopology, sleep, VIP, waitConns, type Director, type Macs } from './ha-net.ts';
-import { startStreams, startStreamServer, stopStreamProcesses, summarize, type StreamRun } from './streams.ts';
-import type { StreamConn } from '../../../lab/guest/stream.ts';
+import { startAgent, timed, type AgentProcess } from '../../kernel/guest/agent/cli.ts';
+import { DIRECTORS, directorMacs, haTopology, sleep, VIP, type Director, type Macs } from './ha-net.ts';
+import type { StreamRun } from './streams.ts';
+import { announcers, clientMac, failover as failoverAt, linkCycle, prepareRealServers, reportStreams, sole, startSyncedStreams, teardown, until, type FailoverEvent } from './watch.ts';
 
 const uvuSuite = suite('ha: two lvs-agent directors elect their announcer; streams survive failovers');
 const test = timed(uvuSuite);
@@ -27,25 +27,14 @@ const CYCLES = Number(process.env.LVS_HA_CYCLES ?? 10); // link down + up: 2 fai
  * other every second or two with nothing failing (measured: docs/ha.md).
  */
 const TIMING = ['--peer-interval-ms', '200', '--peer-dead-ms', '1000'];
-/** A line per connection every 100 ms: 20 connections at 20 ms saturated the emulated guest. */
-const STREAM_INTERVAL_MS = 100;
 let topo: Topology | undefined;
 let macs: Macs;
 const agents = new Map<Director, AgentProcess>();
 const streams: Partial<Record<keyof typeof PORTS, StreamRun>> = {};
-/** Per failover: what happened, when it started (wall ms), takeover ms (new announcer seen), client moved ms. */
-const events: Array<{ what: string; at: number; takeoverMs: number; clientMs: number }> = [];
+const events: FailoverEvent[] = [];
+const failover = (what: string, to: Director, act: () => void, ms?: number) => failoverAt(events, macs, what, to, act, ms);
 
-uvuSuite.after(async () => {
-  for (const [d, a] of agents) {
-    const lines = a.stderr().split('\n');
-    const tail = lines.filter((l) => /"level":(40|50)|membership|announce|daemon|firstSync/.test(l)).slice(0, 60).map((l) => `#   ${l.slice(0, 300)}`);
-    console.log(`\n# ${d} agent: ${lines.length} log lines; warnings, membership, daemons and announcements (last 25):\n${tail.join('\n')}\n# stdout tail: ${a.stdout().split('\n').slice(-3).join(' | ')}`);
-    await a.kill('SIGKILL');
-  }
-  stopStreamProcesses();
-  topo?.destroy();
-});
+uvuSuite.after(() => teardown(agents, topo));
 
 const vs = (name: string, port: number, forwarding: string) => `apiVersion: lvs.dev/v1alpha1
 kind: VirtualServer
@@ -69,92 +58,21 @@ function startDirector(d: Director): AgentProcess {
   return a;
 }
 
-/**
- * Directors answering ARP for the VIP now: those holding it on lvs0 whose arp table drops no
- * request for it. One process for both (every spawn is costly under TCG, and polling must not
- * starve the agents it measures).
- */
-function announcers(): Director[] {
-  const script = DIRECTORS.map((d) => `echo "== ${d}"; ip netns exec ${d} sh -c 'ip -br addr show dev lvs0 2>/dev/null; nft list table arp lvs_operator 2>/dev/null'; true`).join('\n');
-  const parts = run(['sh', '-c', script]).split(/^== /m).slice(1);
-  return DIRECTORS.filter((d, i) => {
-    const t = parts[i] ?? '';
-    return t.startsWith(d) && t.includes(`${VIP}/32`) && !t.includes(`arp daddr ip ${VIP} drop`);
-  });
-}
-
-function clientMac(): string {
-  return (JSON.parse(nsRun('client', ['ip', '-j', 'neigh', 'show', VIP])) as Array<{ lladdr?: string }>)[0]?.lladdr ?? '';
-}
-
-async function until<T>(what: string, probe: () => T | undefined, ms: number, everyMs = 20): Promise<T> {
-  for (const end = Date.now() + ms; ; await sleep(everyMs)) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-  }
-}
-
-/** What both directors hold now, for a failure's message. */
-function diag(): string {
-  return run(['sh', '-c', DIRECTORS.map((d) => `echo "== ${d}"; ip netns exec ${d} sh -c 'ipvsadm -L --daemon; ipvsadm -Lnc | grep -c ESTABLISHED; nft list table inet hasync | grep counter'`).join('\n') + '\nip -n client neigh show'])
-    .split('\n').map((l) => `#   ${l}`).join('\n');
-}
-
-const sole = () => { const a = announcers(); return a.length === 1 ? a[0] : undefined; };
-
-/** Runs `act`, then measures until `to` alone announces and the client's entry points at it. */
-async function failover(what: string, to: Director, act: () => void, ms = 15_000): Promise<void> {
-  const at = Date.now();
-  act();
-  const takeoverMs = await until(`${to} announces ${VIP} (${what})`, () => (announcers().includes(to) ? Date.now() - at : undefined), ms);
-  const clientMs = await until(`client's entry for ${VIP} is ${to}'s MAC (${what})`, () => (clientMac() === macs.lan[to] ? Date.now() - at : undefined), ms);
-  events.push({ what, at, takeoverMs, clientMs });
-}
-
 test('topology; real servers prepared; two agents with the same manifests elect exactly one announcer', async () => {
   topo = haTopology();
   macs = directorMacs();
   writeFileSync(MANIFEST, vs('el-dr', PORTS.DR, 'DR') + '---\n' + vs('el-tun', PORTS.TUN, 'TUN'));
   writeFileSync(KEY, 'a shared secret of the two directors, 32+ bytes\n');
-  for (const ns of ['rs1', 'rs2']) {
-    for (const mode of ['DR', 'TUN']) await agentOk(undefined, ['prepare', '--forwarding', mode, '--vip', VIP, '--netns', ns]);
-    await startStreamServer(ns, [PORTS.DR, PORTS.TUN]);
-  }
+  await prepareRealServers([PORTS.DR, PORTS.TUN]);
   for (const d of DIRECTORS) startDirector(d);
   // Settled: each agent has seen the other eligible (both warmed up), then one announcer.
   for (const a of agents.values()) await a.waitForStderr((e) => e.includes('"members":["d1","d2"]'), 240_000);
   const active = await until('exactly one director announces', sole, 30_000, 200);
-  // The client finds the VIP by ARP (nothing static): the active director answers.
-  for (const [m, port] of Object.entries(PORTS)) streams[m as keyof typeof PORTS] = await startStreams('client', { host: VIP, port, conns: 10, intervalMs: STREAM_INTERVAL_MS, finalMs: 5000 });
-  assert.is(clientMac(), macs.lan[active]);
-  const where = () => run(['sh', '-c', [
-    ...['rs1', 'rs2'].map((ns) => `echo "${ns}: $(ip netns exec ${ns} ss -Htn state established | wc -l) established"`),
-    ...DIRECTORS.map((d) => `echo "${d}:"; ip netns exec ${d} ipvsadm -Lnc | sort | uniq -c | head -30`),
-  ].join('\n')]).split('\n').map((l) => `#   ${l}`).join('\n');
-  if (Object.values(streams).some((s) => s!.established !== 10)) {
-    assert.unreachable(`streams established: ${Object.entries(streams).map(([m, s]) => `${m} ${s!.established}`).join(', ')} (of 10 each); active ${active}\n${where()}\n${diag()}`);
-  }
-  for (const d of DIRECTORS) nsRun(d, ['ipvsadm', '-L', '--daemon']).includes('backup') || assert.unreachable(`${d} runs no backup sync daemon`);
-  const standby = DIRECTORS.find((d) => d !== active)!;
-  for (const port of Object.values(PORTS)) {
-    if (await waitConns(standby, port, 10, 30_000) === undefined) assert.unreachable(`${standby} did not get the connections to :${port} by sync in 30 s:\n${diag()}`);
-  }
-  for (const s of Object.values(streams)) s!.mark();
-  console.log(`\n# active ${active}, standby ${standby}: streams established and synced`);
+  Object.assign(streams, await startSyncedStreams(PORTS, active, 10));
 });
 
 test(`${CYCLES} times: the active director's link goes down (the other takes over) and comes back (it takes back)`, async () => {
-  for (let i = 0; i < CYCLES; i++) {
-    const a = sole() ?? await until('one announcer', sole, 10_000);
-    const b = DIRECTORS.find((d) => d !== a)!;
-    await failover(`link down ${a}`, b, () => nsRun(a, ['ip', 'link', 'set', 'eth0', 'down']));
-    await sleep(1000);
-    // Back: the preferred director (the rendezvous hash) takes the VIP back at once.
-    await failover(`link up ${a}`, a, () => nsRun(a, ['ip', 'link', 'set', 'eth0', 'up']));
-    await until('one announcer again', sole, 10_000);
-    await sleep(1000);
-  }
+  for (let i = 0; i < CYCLES; i++) await linkCycle(events, macs);
 });
 
 test('SIGKILL of the active agent: the other takes over; restarted, it waits its warm-up, then takes back', async () => {
@@ -190,29 +108,8 @@ test('directors partitioned from each other (not from the client): both announce
   console.log(`\n# client back at ${a} ${back} ms after healing (periodic announcement)`);
 });
 
-function gapOf(conns: StreamConn[], at: number, next: number): number {
-  // The longest gap that ended between this failover and the next.
-  return Math.max(0, ...conns.flatMap((c) => (c.gaps ?? []).filter(([end]) => end > at && end <= next).map(([, g]) => g)));
-}
-
 test('every established DR and TUN stream survived every failover; gaps and takeover times', async () => {
-  const results = Object.fromEntries(await Promise.all(Object.entries(streams).map(async ([m, s]) => [m, await s!.stop()] as const)));
-  const lines: string[] = [];
-  const pct = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
-  const summaries = Object.entries(results).map(([m, conns]) => {
-    const s = summarize(conns);
-    const gaps = events.map((e, i) => gapOf(conns, e.at, events[i + 1]?.at ?? Infinity));
-    lines.push(`${m}: ${s.survived}/${s.established} survived; per-failover gap ms p50 ${pct(gaps, 50)} p99 ${pct(gaps, 99)} max ${Math.max(...gaps)}; errors ${s.errors.join(',') || 'none'}`);
-    return [m, s] as const;
-  });
-  const take = events.map((e) => e.takeoverMs), client = events.map((e) => e.clientMs);
-  lines.push(`${events.length} failovers: takeover ms p50 ${pct(take, 50)} p99 ${pct(take, 99)} max ${Math.max(...take)}; client moved ms p50 ${pct(client, 50)} p99 ${pct(client, 99)}`);
-  for (const e of events) lines.push(`  ${e.what}: takeover ${e.takeoverMs} ms, client moved ${e.clientMs} ms`);
-  console.log(`\n${lines.map((l) => `# ${l}`).join('\n')}`);
-  for (const [m, s] of summaries) {
-    assert.is(s.established, 10, m);
-    assert.is(s.survived, s.established, `${m}: ${JSON.stringify(s)}`);
-  }
+  await reportStreams(streams, events, 10);
   assert.ok(events.length >= 2 * CYCLES + 3);
 });
 

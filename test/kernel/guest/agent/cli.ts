@@ -117,11 +117,11 @@ export interface AgentProcess {
   readonly exited: boolean;
 }
 
-export function startAgent(ns: string, args: readonly string[]): AgentProcess {
+export function startAgent(ns: string, args: readonly string[], env?: Record<string, string>): AgentProcess {
   assertInVm();
   const [cmd, ...rest] = agentArgv(ns, args);
   // `ip netns exec` execs the program, so this pid is the agent's own Node process.
-  const child = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env: { ...process.env, ...env } } : {}) });
   children.add(child);
   let out = '';
   let err = '';
