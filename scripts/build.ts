@@ -43,6 +43,8 @@ export async function buildBundles(opts: { log?: (line: string) => void } = {}):
     entryPoints: {
       'lvs-agent': 'dataplane/cli/main.ts',
       'lvs-agent-cluster': 'dataplane/cluster/agent.ts',
+      // The director heartbeat thread (dataplane/announce/peers-thread.ts loads it by this name).
+      'lvs-agent-peers': 'dataplane/announce/peers-worker.ts',
     },
     outdir: next,
     bundle: true,

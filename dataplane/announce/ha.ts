@@ -23,7 +23,8 @@ import { syncDaemons } from '../ipvs/daemon.ts';
 import type { IpvsKernel, SyncDaemon } from '../ipvs/types.ts';
 import type { ActiveDirector } from './decide.ts';
 import { activeFor, type Member } from './election.ts';
-import { startPeers, type Peers, type PeersOptions } from './peers.ts';
+import type { Peers, PeersOptions } from './peers.ts';
+import { startPeersThread } from './peers-thread.ts';
 
 export type { Endpoint } from './peers.ts';
 
@@ -80,8 +81,9 @@ export async function startHa(opts: HaOptions): Promise<Ha> {
   await checkDaemons();
   // The warm-up ends without any message: re-decide then.
   const warm = clock.setTimer(() => opts.onChange(), warmupMs + 1);
-  const peers: Peers = await startPeers({
-    node: opts.node, listen: opts.listen, peers: opts.peers, key: opts.key, eligible, clock,
+  // In a thread of its own (./peers-thread.ts): a busy agent must not fall silent to its peers.
+  const peers: Peers = await startPeersThread({
+    node: opts.node, listen: opts.listen, peers: opts.peers, key: opts.key, eligible,
     ...(opts.intervalMs !== undefined ? { intervalMs: opts.intervalMs } : {}),
     ...(opts.deadAfterMs !== undefined ? { deadAfterMs: opts.deadAfterMs } : {}),
     logger: log,

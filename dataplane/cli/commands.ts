@@ -215,9 +215,15 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   process.once('SIGINT', () => ac.abort());
   const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], agent.health, agent.announcing) : undefined;
   ctx.log.info({ node, op: 'start', metrics: http?.port, election: ha ? `${ha.listen.address}:${ha.listen.port}` : 'off' }, 'lvs-agent running in cluster mode');
-  await agent.run(ac.signal);
-  await http?.close();
-  await kernel.close();
+  try {
+    await agent.run(ac.signal);
+  } finally {
+    // A failed start (e.g. --peer-listen not an address of this node) must end the process: its
+    // watches stop with the signal.
+    ac.abort();
+    await http?.close();
+    await kernel.close();
+  }
   return 0;
 }
 

@@ -370,7 +370,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
         log.info({ op: 'start', planSlices: slices.size, agentReports: reports.size }, 'plans and reports synced; programming');
         // Checked real servers the kernel has in rotation stay there until checks say otherwise.
         try { health.seedFrom(await opts.kernel.dump()); } catch (err) { log.warn({ op: 'health', err: String(err) }, 'reading the kernel for health seeds failed: checked real servers start down'); }
-        if (opts.ha) clusterHa = await startElection(opts.ha);
+        if (opts.ha) {
+          const listen = `${opts.ha.listen.address}:${opts.ha.listen.port}`;
+          clusterHa = await startElection(opts.ha).catch((err: unknown) => { throw new Error(`--peer-listen ${listen}: cannot take director heartbeats there (${String(err)})`); });
+        }
         loop.start();
         started = true;
         markRealServers();

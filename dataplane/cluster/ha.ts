@@ -63,6 +63,11 @@ export async function startClusterHa(o: ClusterHaOptions): Promise<ClusterHa> {
   let closed = false;
   const ha = await startHa({ ...o.settings, node: o.node, peers, kernel: o.kernel, healthy: o.healthy, onChange: o.onChange, log: o.log, ...(o.clock ? { clock: o.clock } : {}) });
   o.log.info({ op: 'ha', listen: `${o.settings.listen.address}:${o.settings.listen.port}`, peers: peersKey(peers) }, 'director election started');
+  // Reports that changed while the heartbeat thread started reached no one (the agent holds no
+  // ClusterHa yet): read them all once more now.
+  for (const p of peersFromReports(o.reports(), o.node)) byNode.set(p.node!, p);
+  const now = [...byNode.values()].sort((a, b) => (a.node! < b.node! ? -1 : a.node! > b.node! ? 1 : 0));
+  if (peersKey(now) !== peersKey(peers)) { peers = now; ha.setPeers(now); o.log.info({ op: 'ha', peers: peersKey(now) }, 'director peers changed while starting'); }
   return {
     ha: () => (closed ? undefined : ha),
     reportChanged(obj, deleted) {

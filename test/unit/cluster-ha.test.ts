@@ -12,7 +12,9 @@ import { UsageError } from '../../dataplane/cli/commands.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';
 import { ManualClock } from '../../kube/clock.ts';
 import type { KubeObject } from '../../kube/types.ts';
-import { harness, ownerPlan, publish, service, VIP, type Harness } from '../lib/cluster-fixtures.ts';
+import { harness, ownerPlan, podFinder, publish, service, VIP, type Harness } from '../lib/cluster-fixtures.ts';
+import { createClusterAgent } from '../../dataplane/cluster/agent.ts';
+import pino from 'pino';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -80,16 +82,27 @@ test('two directors of one VIP: exactly one announces, both reports say who; the
   try {
     await hs.n1!.start(ha('n1'));
     await hs.n2!.start(ha('n2'));
+    // The heartbeat thread starts in real time; the reports follow the first syncs.
+    await waitFor('both reports', clock, () => hs.n1!.report()?.peer !== undefined && hs.n2!.report()?.peer !== undefined);
     assert.equal(hs.n1!.report()?.peer, { address: '127.0.0.1', port: p1 }, 'n1 publishes where it takes heartbeats');
-    await waitFor('one announcer', clock, () => announced('n1').length + announced('n2').length === 1 && (hs.n1!.report()?.announcedCount ?? -1) + (hs.n2!.report()?.announcedCount ?? -1) === 1);
+    // Settled: one announcer in both reports for 20 rounds in a row (the start has transitions: n1
+    // alone before n2's report names its endpoint, then both).
+    let steady = 0;
+    await waitFor('one announcer', clock, () => {
+      steady = announced('n1').length + announced('n2').length === 1 ? steady + 1 : 0;
+      return steady >= 20;
+    });
     const active = announced('n1').includes(VIP) ? 'n1' : 'n2';
     const other = active === 'n1' ? 'n2' : 'n1';
     assert.equal(announced(active), [VIP]);
     assert.not.ok(hs[active]!.cmd.host.ns('host').nft.get('arp lvs_operator')?.includes(`arp daddr ip ${VIP} drop`), 'the announcer answers ARP');
     assert.match(hs[other]!.cmd.host.ns('host').nft.get('arp lvs_operator') ?? '', `arp daddr ip ${VIP} drop`, 'the other stays silent');
-    // Steady: the answer holds over many heartbeats.
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal([announced(active), announced(other)], [[VIP], []]);
+    // Steady: the answer holds over many heartbeats (and syncs).
+    for (let i = 0; i < 30; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      await clock.advance(10);
+      assert.equal([announced(active), announced(other)], [[VIP], []], `still one announcer after ${i * 10} ms`);
+    }
     // The announcer stops (its heartbeats end): the other takes the VIP within the dead interval.
     await hs[active]!.stop();
     await waitFor('takeover', clock, () => announced(other).includes(VIP));
@@ -98,6 +111,23 @@ test('two directors of one VIP: exactly one announces, both reports say who; the
   } finally {
     for (const h of Object.values(hs)) await h.close();
   }
+});
+
+test('an election that cannot listen on --peer-listen fails the agent\'s start, naming the flag', async () => {
+  const h = harness('n1');
+  publish(h.api, ownerPlan('web', [service({ announce: {} })], { directors: ['n1', 'n2'] }));
+  const agent = createClusterAgent({
+    api: h.api, node: 'n1', kernel: h.kernel, run: h.cmd.run, log: pino({ level: 'silent' }), clock: h.clock, finder: podFinder(),
+    ha: { listen: { address: '192.0.2.99', port: 7480 }, key: KEY },
+  });
+  const ctl = new AbortController();
+  const running = agent.run(ctl.signal).then(() => 'ran', (err: unknown) => String(err));
+  for (let i = 0; i < 50; i++) await h.clock.advance(10);
+  ctl.abort();
+  await h.clock.advance(0);
+  assert.match(await running, /--peer-listen 192\.0\.2\.99:7480: cannot take director heartbeats there .*EADDRNOTAVAIL/);
+  assert.equal(h.kernel.snapshot(), [], 'nothing programmed without the election it was asked to run');
+  await h.close();
 });
 
 test.run();

@@ -126,7 +126,7 @@ test(`${CYCLES} times: the active director's link goes down (the other takes ove
 });
 
 test('the apiserver is down: the active director\'s link goes down and the other still takes over; back up, the API catches up', async () => {
-  const a = await until('one announcer', sole, 10_000);
+  const a = await until('one announcer', sole, 30_000);
   const b = DIRECTORS.find((d) => d !== a)!;
   await control('/apiserver/outage?seconds=40', 'POST');
   assert.is((await control('/apiserver')).state, 'down');
@@ -142,7 +142,7 @@ test('the apiserver is down: the active director\'s link goes down and the other
 });
 
 test('SIGKILL of the active agent: the other takes over; restarted, it waits its warm-up, then takes back', async () => {
-  const a = await until('one announcer', sole, 10_000);
+  const a = await until('one announcer', sole, 30_000);
   const b = DIRECTORS.find((d) => d !== a)!;
   await failover(`agent SIGKILL ${a}`, b, () => void agents.get(a)!.kill('SIGKILL'));
   assert.is(clientMac(), macs.lan[b]);
