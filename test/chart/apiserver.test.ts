@@ -204,8 +204,13 @@ test('the installed RBAC allows each component exactly its job (kubectl auth can
 
 test('helm upgrade to non-default values, then uninstall keeps the CRD and its VirtualServers', async () => {
   const kc = { kubeconfig: P().kubeconfig.path };
+  const key = async () => (await kubectl(['get', '-n', NAMESPACE, 'secret/lvs-lvs-operator-agent-peer-key', '-o', 'jsonpath={.data.key}'])).trim();
+  const before = await key();
+  assert.ok(Buffer.from(before, 'base64').length >= 16, 'install created the election key');
   const up = await helm(['upgrade', RELEASE, chartDir, '--namespace', NAMESPACE, ...valuesArgs(NON_DEFAULT)], kc);
   assert.is(up.code, 0, `helm upgrade:\n${up.stderr}`);
+  // A new key would split the directors of a rolling update into two elections.
+  assert.is(await key(), before, 'helm upgrade kept the election key (lookup)');
   const dep = parseDocs(await kubectl(['get', '-n', NAMESPACE, 'deployment/lvs-lvs-operator-controller', '-o', 'yaml']))[0]!;
   assert.is(dep.spec.replicas, 3);
   const ds = parseDocs(await kubectl(['get', '-n', NAMESPACE, 'daemonset/lvs-lvs-operator-agent', '-o', 'yaml']))[0]!;
