@@ -9,7 +9,8 @@
 # at /usr/local/bin/node and npm from the npm package npm. The Dockerfile is used unchanged.
 # The base's root file system is cached as a tarball keyed by those versions; delete it to refresh.
 #
-#   bash scripts/images.sh            build (base if not cached), write archives, smoke-test them
+#   bash scripts/images.sh            build (base if not cached), write and smoke-test the archives
+#                                     (an archive of an unchanged image is kept, not tested again)
 #   bash scripts/images.sh smoke      only smoke-test the archives already written
 #   bash scripts/images.sh clean      remove the buildah storage (archives and base tarball stay)
 #
@@ -31,9 +32,11 @@ BASE_NAME=docker.io/library/node:24-bookworm-slim
 BASE_TAR=$CACHE/base/node-$NODE_VERSION-npm-$NPM_VERSION-$SUITE.tar
 TARGETS=(controller agent)
 
-# A storage of our own: never the machine's default /var/lib/containers.
+# A storage of our own, never the machine's default /var/lib/containers; one per driver (a
+# storage cannot change driver). overlay works on this machine (kernel overlayfs, ext4 below);
+# IMAGES_STORAGE_DRIVER=vfs is the fallback where it does not (full copy per layer, slower).
 STORAGE_DRIVER=${IMAGES_STORAGE_DRIVER:-overlay}
-bh() { buildah --root "$CACHE/storage" --runroot "$CACHE/run" --storage-driver "$STORAGE_DRIVER" "$@"; }
+bh() { buildah --root "$CACHE/storage-$STORAGE_DRIVER" --runroot "$CACHE/run-$STORAGE_DRIVER" --storage-driver "$STORAGE_DRIVER" "$@"; }
 
 log() { echo "[images] $*"; }
 now() { date +%s.%N; }
@@ -184,9 +187,18 @@ build_targets() {
     # --pull=never: FROM must resolve to the local base, never to a registry.
     bh bud --isolation chroot --layers --pull=never "${VOLS[@]}" --target "$target" -t "$img" -f Dockerfile . \
       >"$CACHE/build-$target.log" 2>&1 || { tail -30 "$CACHE/build-$target.log" >&2; exit 1; }
-    rm -f "$CACHE/lvs-operator-$target.oci.tar"
-    bh push --quiet --format oci "$img" "oci-archive:$CACHE/lvs-operator-$target.oci.tar:lvs-operator-$target:dev"
-    log "$target: $CACHE/lvs-operator-$target.oci.tar $(du -h "$CACHE/lvs-operator-$target.oci.tar" | cut -f1) ($(since "$t0"))"
+    # Pushing recompresses every layer (gzip) and the smoke test unpacks every archive, so an
+    # archive whose image ID is the one it was written from (and smoke-tested: the .id file is
+    # written only after the smoke test passed) is kept.
+    local tar=$CACHE/lvs-operator-$target.oci.tar id
+    id=$(bh images --no-trunc --format '{{.ID}}' "$img")
+    if [ -f "$tar" ] && [ "$(cat "$tar.id" 2>/dev/null)" = "$id" ]; then
+      log "$target: unchanged, $tar kept ($(since "$t0"))"; continue
+    fi
+    rm -f "$tar" "$tar.id"
+    bh push --quiet --format oci "$img" "oci-archive:$tar:lvs-operator-$target:dev"
+    WRITTEN+=("$target=$id")
+    log "$target: $tar $(du -h "$tar" | cut -f1) ($(since "$t0"))"
   done
 }
 
@@ -197,14 +209,21 @@ main() {
   mkdir -p "$CACHE"
   [ -f "$BASE_TAR" ] || build_base_tar
   bh inspect --type image "$BASE_NAME" >/dev/null 2>&1 || import_base
+  local -a WRITTEN=()
   build_targets
-  bash "$root/scripts/images-smoke.sh" "$CACHE"
+  if ((${#WRITTEN[@]})); then
+    bash "$root/scripts/images-smoke.sh" "$CACHE"
+    local w
+    for w in "${WRITTEN[@]}"; do echo "${w#*=}" >"$CACHE/lvs-operator-${w%%=*}.oci.tar.id"; done
+  else
+    log "archives unchanged and smoke-tested before (npm run images -- smoke tests them again)"
+  fi
   log "done in $(since "$t0")"
 }
 
 case "${1:-build}" in
   build) main ;;
   smoke) bash "$root/scripts/images-smoke.sh" "$CACHE" ;;
-  clean) need_root; bh rm --all >/dev/null 2>&1 || true; bh rmi --all --force >/dev/null 2>&1 || true; rm -rf "$CACHE/storage" "$CACHE/run" ;;
+  clean) need_root; bh rm --all >/dev/null 2>&1 || true; bh rmi --all --force >/dev/null 2>&1 || true; rm -rf "$CACHE/storage-$STORAGE_DRIVER" "$CACHE/run-$STORAGE_DRIVER" ;;
   *) echo "usage: scripts/images.sh [build|smoke|clean]" >&2; exit 2 ;;
 esac
