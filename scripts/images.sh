@@ -239,7 +239,7 @@ main() {
 
 case "${1:-build}" in
   build) main ;;
-  smoke) bash "$root/scripts/images-smoke.sh" "$CACHE" ;;
+  smoke) need_root; install_tools; bash "$root/scripts/images-smoke.sh" "$CACHE" ;;
   clean) need_root; bh rm --all >/dev/null 2>&1 || true; bh rmi --all --force >/dev/null 2>&1 || true; rm -rf "$CACHE/storage-$STORAGE_DRIVER" "$CACHE/run-$STORAGE_DRIVER" ;;
   *) echo "usage: scripts/images.sh [build|smoke|clean]" >&2; exit 2 ;;
 esac
