@@ -1,5 +1,5 @@
 // Long-lived TCP streams for failover measurements, started inside a namespace by
-// test/ha/guest/streams.ts: `node stream.ts server '{"ports":[8080]}'` echoes every byte back on
+// lab/guest/streams.ts: `node stream.ts server '{"ports":[8080]}'` echoes every byte back on
 // each port (prints READY); `node stream.ts client '<ClientConfig>'` keeps `conns` connections to
 // host:port, each sending "<conn>:<seq>\n" every `intervalMs` and counting the echoed lines.
 // The client reads commands on stdin:

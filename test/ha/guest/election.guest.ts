@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { nsRun, run, type Topology } from '../../../lab/guest/netns.ts';
 import { startAgent, timed, type AgentProcess } from '../../kernel/guest/agent/cli.ts';
 import { DIRECTORS, directorMacs, haTopology, sleep, VIP, type Director, type Macs } from './ha-net.ts';
-import type { StreamRun } from './streams.ts';
+import type { StreamRun } from '../../../lab/guest/streams.ts';
 import { announcers, clientMac, failover as failoverAt, linkCycle, prepareRealServers, reportStreams, sole, startSyncedStreams, teardown, until, type FailoverEvent } from './watch.ts';
 
 const uvuSuite = suite('ha: two lvs-agent directors elect their announcer; streams survive failovers');

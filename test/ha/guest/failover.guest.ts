@@ -15,7 +15,7 @@ import {
   counterDelta, DIRECTORS, directorMacs, haTopology, PORTS, setSync, sleep, startSyncDaemons, stopSyncDaemons, switchTo,
   SYNC_DEFAULTS, syncCounters, VIP, type SyncCounters, waitConns, type Director, type Macs, type Method, type SyncSettings,
 } from './ha-net.ts';
-import { startStreams, startStreamServer, stopStreamProcesses, summarize, type StreamSummary } from './streams.ts';
+import { startStreams, startStreamServer, stopStreamProcesses, summarize, type StreamSummary } from '../../../lab/guest/streams.ts';
 import type { Topology } from '../../../lab/guest/netns.ts';
 
 const uvuSuite = suite('ha: connection failover between two IPVS directors (sync daemons)');

@@ -4,7 +4,7 @@
 import * as assert from 'uvu/assert';
 import { nsRun, run } from '../../../lab/guest/netns.ts';
 import { DIRECTORS, directorMacs, sleep, VIP, waitConns, type Director, type Macs } from './ha-net.ts';
-import { startStreams, startStreamServer, stopStreamProcesses, summarize, type StreamRun } from './streams.ts';
+import { startStreams, startStreamServer, stopStreamProcesses, summarize, type StreamRun } from '../../../lab/guest/streams.ts';
 import { agentOk, type AgentProcess } from '../../kernel/guest/agent/cli.ts';
 import type { Topology } from '../../../lab/guest/netns.ts';
 import type { StreamConn } from '../../../lab/guest/stream.ts';

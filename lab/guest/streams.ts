@@ -1,13 +1,14 @@
 // Host side (inside the guest) of lab/guest/stream.ts: echo servers in the real-server namespaces
-// and a stream client in the client namespace, driven with MARK/STOP on its stdin.
+// and a stream client in the client namespace, driven with MARK/STOP on its stdin. Used by the ha
+// test tier (test/ha/guest/) and the demo's failover (demo/failover.ts).
 //
 //   await startStreamServer('rs1', [8080, 8081]);
 //   const s = await startStreams('client', { host: VIP, port: 8080, conns: 10, intervalMs: 20, finalMs: 5000 });
 //   s.mark(); ...switch directors...; const conns = await s.stop();
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO } from '../../kernel/guest/agent/cli.ts';
-import type { StreamClientConfig, StreamConn } from '../../../lab/guest/stream.ts';
+import { REPO } from '../vm/guest-agent.ts';
+import type { StreamClientConfig, StreamConn } from './stream.ts';
 
 const SCRIPT = join(REPO, 'lab/guest/stream.ts');
 const children = new Set<ChildProcess>();
