@@ -9,20 +9,18 @@
 //
 // The client routes the VIPs to the director and everything else to the router, so DR and TUN
 // replies (source = VIP) return through the router, never through the director.
-import { execFile, execFileSync } from 'node:child_process';
-import { promisify } from 'node:util';
+//
+// After it all is torn down, demo/failover.ts shows one director failover on a network of its own.
+import { execFileSync } from 'node:child_process';
 import { createTopology, nsRun, type Topology } from '../lab/guest/netns.ts';
 import { runClient, startServer, stopServers } from '../lab/guest/traffic.ts';
 import { listIpvs, type IpvsService } from '../lab/guest/ipvsadm.ts';
 import { settledStats } from '../lab/guest/agent-net.ts';
-import { AGENT_ENTRY } from '../lab/vm/guest-agent.ts';
 import { formatHops, startCapture, type Packet } from './capture.ts';
+import { agent, claim, ClaimFailed, say } from './common.ts';
+import { failover } from './failover.ts';
 import { connectDirectorToApiserver, envFromProcess, kubectl, startClusterAgent, waitForCondition, waitForKernel, type AgentProcess, type DemoEnv } from './cluster.ts';
 
-const NODE = process.execPath;
-const execFileP = promisify(execFile);
-const AGENT = [AGENT_ENTRY];
-const say = (s = '') => console.log(s);
 
 function topology(): Topology {
   const rs = (ns: string, lan: string, addr: string, gw: string) => ({ ns, links: [{ lan, addrs: [addr] }], routes: [{ to: 'default', via: gw }] });
@@ -46,13 +44,6 @@ function topology(): Topology {
       rs('tun5', 'tun20', '10.20.0.5/24', '10.20.0.1'), rs('tun7', 'tun30', '10.30.0.7/24', '10.30.0.1'),
     ],
   });
-}
-
-/** One lvs-agent command, awaited (never execFileSync: the running agent's output and the kernel polls must go on meanwhile). */
-async function agent(ns: string | undefined, args: string[]): Promise<string> {
-  const argv = [NODE, ...AGENT, ...args, '--log-level', 'warn'];
-  const { stdout } = await execFileP(ns ? 'ip' : argv[0]!, ns ? ['netns', 'exec', ns, ...argv] : argv.slice(1), { encoding: 'utf8' });
-  return stdout;
 }
 
 type Hop = [ns: string, iface: string, where: string];
@@ -82,12 +73,6 @@ async function spread(title: string, vip: string, port: number, count: number, w
   for (const [id, n] of Object.entries(res.byId).sort()) say(`    ${id.padEnd(24)} ${String(n).padStart(4)}  (${((100 * n) / count).toFixed(1)}%)   ${weights[id] ?? ''}`);
   if (res.errors) throw new Error(`${title}: ${res.errors} connections failed: ${res.firstError}`);
   return res.byId;
-}
-
-/** The demo states only what it measured: a claim that does not hold ends the demo, naming what it saw. */
-class ClaimFailed extends Error {}
-function claim(ok: boolean, saw: string): void {
-  if (!ok) throw new ClaimFailed(`the demo expected otherwise and saw: ${saw}`);
 }
 
 /**
@@ -252,6 +237,8 @@ async function main(): Promise<void> {
     await stopServers();
     topo.destroy();
   }
+  // Last, on a network of its own: the cluster demo's namespaces are gone, so nothing competes with it.
+  await failover();
 }
 
 try {

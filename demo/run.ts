@@ -3,8 +3,10 @@
 // qemu VM booting Debian's kernel (the host kernel has no IPVS): namespaces as client, director,
 // router and real servers, and `lvs-agent run` on the director reaching the apiserver through
 // qemu's guestfwd (demo/guest.ts). It prints how each hop rewrote the packets of one connection
-// per forwarding method and how connections were spread, then shuts everything down; exit 0
-// when it all worked.
+// per forwarding method, how connections were spread, and a weight change reaching the kernel;
+// last, one director failover between two standalone `lvs-agent apply --watch --peer` directors
+// (demo/failover.ts: the active one's link goes down, the client's streams go on, the measured
+// gap is printed). Then it shuts everything down; exit 0 when it all worked.
 import { execFileSync } from 'node:child_process';
 import { binaryPath } from '../scripts/build-apiserver.ts';
 import { apiserverPrereqs } from '../lab/apiserver/harness.ts';
