@@ -32,9 +32,11 @@ export function peerOf(obj: KubeObject, self: string): PeerEndpoint | undefined 
   return { address, port, node };
 }
 
+const byNodeName = (a: PeerEndpoint, b: PeerEndpoint) => (a.node! < b.node! ? -1 : a.node! > b.node! ? 1 : 0);
+
 /** The peers of a set of reports, sorted by node. */
 export function peersFromReports(reports: readonly KubeObject[], self: string): PeerEndpoint[] {
-  return reports.flatMap((r) => peerOf(r, self) ?? []).sort((a, b) => (a.node! < b.node! ? -1 : a.node! > b.node! ? 1 : 0));
+  return reports.flatMap((r) => peerOf(r, self) ?? []).sort(byNodeName);
 }
 
 const peersKey = (p: readonly PeerEndpoint[]) => p.map((x) => `${x.node}@${x.address}:${x.port}`).join(',');
@@ -63,22 +65,25 @@ export async function startClusterHa(o: ClusterHaOptions): Promise<ClusterHa> {
   let closed = false;
   const ha = await startHa({ ...o.settings, node: o.node, peers, kernel: o.kernel, healthy: o.healthy, onChange: o.onChange, log: o.log, ...(o.clock ? { clock: o.clock } : {}) });
   o.log.info({ op: 'ha', listen: `${o.settings.listen.address}:${o.settings.listen.port}`, peers: peersKey(peers) }, 'director election started');
+  /** Beats to the peers byNode holds now, when they differ from the last list given. */
+  const update = (msg: string) => {
+    const next = [...byNode.values()].sort(byNodeName);
+    if (peersKey(next) === peersKey(peers)) return;
+    o.log.info({ op: 'ha', peers: peersKey(next), before: peersKey(peers) }, msg);
+    peers = next;
+    ha.setPeers(next);
+  };
   // Reports that changed while the heartbeat thread started reached no one (the agent holds no
   // ClusterHa yet): read them all once more now.
   for (const p of peersFromReports(o.reports(), o.node)) byNode.set(p.node!, p);
-  const now = [...byNode.values()].sort((a, b) => (a.node! < b.node! ? -1 : a.node! > b.node! ? 1 : 0));
-  if (peersKey(now) !== peersKey(peers)) { peers = now; ha.setPeers(now); o.log.info({ op: 'ha', peers: peersKey(now) }, 'director peers changed while starting'); }
+  update('director peers changed while starting');
   return {
     ha: () => (closed ? undefined : ha),
     reportChanged(obj, deleted) {
       if (closed || deleted || !obj.metadata.name) return;
       const p = peerOf(obj, o.node);
       if (p) byNode.set(p.node!, p); else byNode.delete(obj.metadata.name);
-      const next = [...byNode.values()].sort((a, b) => (a.node! < b.node! ? -1 : a.node! > b.node! ? 1 : 0));
-      if (peersKey(next) === peersKey(peers)) return;
-      o.log.info({ op: 'ha', peers: peersKey(next), before: peersKey(peers) }, 'director peers changed');
-      peers = next;
-      ha.setPeers(next);
+      update('director peers changed');
     },
     async close() {
       closed = true;
