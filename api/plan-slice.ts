@@ -17,6 +17,15 @@ import { reader, type Reader } from './strict.ts';
 export const PLAN_SLICE_API_VERSION = 'lvs.dev/v1alpha1';
 /** Label naming the VirtualServer (by uid) a slice belongs to. */
 export const OWNER_UID_LABEL = 'lvs.dev/owner-uid';
+/**
+ * Annotation: when the change that led to this revision happened (RFC 3339, ms): the newest
+ * `endpoints.kubernetes.io/last-change-trigger-time` of the Service's EndpointSlices when that is
+ * newer than the previous revision's, else when the controller resolved the plan. The agent
+ * measures the network-programming latency from it. Not part of the content: never a reason to write.
+ */
+export const CHANGE_TIME_ANNOTATION = 'lvs.dev/change-time';
+/** Set by the EndpointSlice controller: when the Pod or Service change behind the slice's update happened. */
+export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
 export const MAX_SLICE_REAL_SERVERS = 1000;
 export const MAX_SLICE_SERVICES = 256;
 /** CRD bound on directors per slice (crds/planslice.yaml). */
@@ -36,7 +45,7 @@ export type SliceService = Omit<PlanService, 'owner' | 'directors'>;
 export interface PlanSliceObject {
   apiVersion: string;
   kind: 'PlanSlice';
-  metadata: { name: string; uid?: string; resourceVersion?: string; labels?: Record<string, string>; [k: string]: unknown };
+  metadata: { name: string; uid?: string; resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string>; [k: string]: unknown };
   owner: PlanOwner;
   revision: string;
   index: number;
@@ -94,6 +103,14 @@ export function slicePlan(p: OwnerPlan): PlanSliceObject[] {
     metadata: { name: sliceName(p.owner.uid, index), labels: { [OWNER_UID_LABEL]: p.owner.uid } },
     owner: { ...p.owner }, revision, index, count: parts.length, directors: [...p.directors], services,
   }));
+}
+
+/** A time annotation (RFC 3339) as epoch ms; undefined when absent or not a time. */
+export function annotatedTime(metadata: { annotations?: unknown } | undefined, name: string): number | undefined {
+  const v = (metadata?.annotations as Record<string, unknown> | undefined)?.[name];
+  if (typeof v !== 'string' || v.length > 64) return undefined;
+  const t = Date.parse(v);
+  return Number.isFinite(t) ? t : undefined;
 }
 
 /** The slice's own content (what the controller compares before writing), without metadata. */

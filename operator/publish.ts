@@ -3,7 +3,7 @@
 // a VirtualServer deleted and created again under the same name never shares slices with its
 // predecessor: those are the predecessor's leftovers and are deleted.
 import type { PlanService, Reason } from '../api/plan.ts';
-import { sliceContent, slicePlan, type OwnerPlan, type PlanOwner, type PlanSliceObject } from '../api/plan-slice.ts';
+import { annotatedTime, CHANGE_TIME_ANNOTATION, sliceContent, slicePlan, type OwnerPlan, type PlanOwner, type PlanSliceObject } from '../api/plan-slice.ts';
 import { compareResourceVersions } from '../api/agent-report.ts';
 
 /** The plan a VirtualServer's resolution publishes: the services it won, its directors. */
@@ -90,4 +90,22 @@ export function publicationOf(slices: readonly PlanSliceObject[]): Publication |
 /** The plan the controller wants published for a resolution (its slices), or undefined to keep what is. */
 export function desiredSlices(owner: PlanOwner, reasons: readonly Reason[], directors: readonly string[], won: readonly PlanService[]): PlanSliceObject[] | undefined {
   return keepsPublished(reasons) ? undefined : slicePlan(ownerPlan(owner, directors, won));
+}
+
+/**
+ * When the change behind this revision happened (epoch ms; CHANGE_TIME_ANNOTATION): the Service's
+ * newest EndpointSlice trigger time when it is newer than the stored revision's change time (so a
+ * VirtualServer edit long after the last Pod change is not charged the time in between), else now.
+ */
+export function changeTime(trigger: number | undefined, stored: readonly PlanSliceObject[], now: number): number {
+  let previous = -Infinity;
+  for (const s of stored) previous = Math.max(previous, annotatedTime(s.metadata, CHANGE_TIME_ANNOTATION) ?? -Infinity);
+  return trigger !== undefined && trigger > previous && trigger <= now ? trigger : now;
+}
+
+/** The writes with the change time on every slice they create or replace (deletes carry none). */
+export function stampChangeTime(ops: readonly SliceOp[], at: number): SliceOp[] {
+  const value = new Date(at).toISOString();
+  return ops.map((o) => (o.op === 'delete' ? o
+    : { ...o, slice: { ...o.slice, metadata: { ...o.slice.metadata, annotations: { ...o.slice.metadata.annotations, [CHANGE_TIME_ANNOTATION]: value } } } }));
 }

@@ -13,7 +13,7 @@ import type { EventSink } from '../kube/events.ts';
 import { healthStatus, healthTransitions } from './health-status.ts';
 import { splitKey, VIRTUAL_SERVERS, type VirtualServerObject, type VirtualServerStatus } from '../kube/types.ts';
 import { judgeProgrammed, type ReportView } from './programmed.ts';
-import { desiredSlices, leftoverOps, publicationOf, sliceOps, type Publication, type SliceOp } from './publish.ts';
+import { changeTime, desiredSlices, leftoverOps, publicationOf, sliceOps, stampChangeTime, type Publication, type SliceOp } from './publish.ts';
 import { performSliceOps } from './publisher.ts';
 import type { ReconcileResult } from './queue.ts';
 import type { PublishedSlices } from './slices.ts';
@@ -49,7 +49,9 @@ async function publish(key: string, vs: VirtualServerObject, deps: ReconcileDeps
   const mine = stored.filter((s) => s.owner.uid === uid);
   const desired = uid === undefined ? undefined
     : desiredSlices({ namespace: vs.metadata.namespace ?? '', name: vs.metadata.name, uid, generation: vs.metadata.generation ?? 0 }, resolution.reasons, resolution.directors, services);
-  const ops = [...(desired ? sliceOps(desired, mine) : []), ...leftoverOps(stored, uid)];
+  const written = desired ? sliceOps(desired, mine) : [];
+  const at = written.length ? changeTime(deps.world.changeTriggerTime(key), mine, deps.clock.wallNow()) : 0;
+  const ops = [...stampChangeTime(written, at), ...leftoverOps(stored, uid)];
   if (ops.length) {
     const done = await performSliceOps(key, ops, { api: deps.api, slices: deps.slices, canWrite: deps.canWrite, ...(deps.onSliceWrite ? { onWrite: deps.onSliceWrite } : {}) }, signal);
     if (!done.ok) return done;

@@ -5,6 +5,7 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { parseServiceKey, type PlanService, type VirtualServerResolution } from '../api/plan.ts';
 import { buildPools, type VIPPoolLike } from '../api/pool.ts';
+import { annotatedTime, TRIGGER_TIME_ANNOTATION } from '../api/plan-slice.ts';
 import {
   arbitrate, buildIndex, finalize, isApiserverSlice, parseIp, reservedOfApiserverSlice, reservedOfNode, reservedOfService, reservedOfServiceCIDR,
   REAL_SERVER_HOST_LABEL, resolveOne, setNodes, SERVICE_NAME_LABEL, type Admission, type ResolveIndex, type ServiceCIDRLike, type VirtualServerLike,
@@ -178,6 +179,17 @@ export class World {
       touched.add(owner);
     }
     return [...new Set([...apiserver, ...[...touched].flatMap((svc) => [...(this.#byService.get(svc) ?? [])])])];
+  }
+
+  /** The newest last-change-trigger-time among the EndpointSlices of the VirtualServer's Service (epoch ms). */
+  changeTriggerTime(key: string): number | undefined {
+    const svc = this.#deps.get(key)?.service;
+    let newest: number | undefined;
+    for (const slice of (svc ? this.#slices.get(svc)?.values() : undefined) ?? []) {
+      const t = annotatedTime(slice.metadata, TRIGGER_TIME_ANNOTATION);
+      if (t !== undefined && (newest === undefined || t > newest)) newest = t;
+    }
+    return newest;
   }
 
   #publishSlices(service: string): void {

@@ -10,7 +10,7 @@ import { openIpvs } from '../agent/kernel.ts';
 import { acquireAgentLock } from '../agent/lock.ts';
 import { createLvsDevice } from '../agent/lvs-device.ts';
 import { DEFAULT_STATE_FILE, formatShow, ownerRecord, readOwnerRecord, recordedVips, showView, writeOwnerRecord } from '../agent/show.ts';
-import { startAgentHttp } from '../agent/metrics.ts';
+import { createAgentMetrics, startAgentHttp } from '../agent/metrics.ts';
 import { observeDirector, ownedAddresses, teardownDirector } from '../director/setup.ts';
 import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
@@ -132,8 +132,10 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
     }
   }
   let retiring: readonly string[] = before;
+  const metrics = ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
   loop = createSyncLoop({
     ...opts,
+    ...(metrics ? { metrics } : {}),
     // A health check's flip must reach the kernel well within the 1 s the check budget leaves
     // (out of rotation within failureThreshold × interval + 1 s); the default 1 s between sync
     // starts used it all up when two flips came close together. File changes are debounced below.
@@ -162,7 +164,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   let pending: NodeJS.Timeout | undefined;
   // Follows files replaced by rename (editors, sed -i): see ./watch.ts.
   const watcher = watchPaths(files, () => { clearTimeout(pending); pending = setTimeout(reload, 200); });
-  const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], health, () => ({ announced: device.announced(), members: ha?.members() ?? [] })) : undefined;
+  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, health, () => ({ announced: device.announced(), members: ha?.members() ?? [] })) : undefined;
   if (haOpts) {
     const lp = loop;
     // A membership change flips announcements at once (announceQuick), then a full sync verifies.
@@ -203,8 +205,10 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const kernel = await openIpvs(ctx.run, ctx.log);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
   const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
+  const metrics = ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
   const agent = createClusterAgent({
     api, node, kernel, run: ctx.run, log: ctx.log,
+    ...(metrics ? { metrics } : {}),
     ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
     // The owner record: `lvs-agent show` labels services with it; a restarted agent holds by it.
     stateFile,
@@ -213,7 +217,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const ac = new AbortController();
   process.once('SIGTERM', () => ac.abort());
   process.once('SIGINT', () => ac.abort());
-  const http = ctx.values['metrics-address'] ? await startAgentHttp(ctx.values['metrics-address'], agent.health, agent.announcing) : undefined;
+  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, agent.health, agent.announcing) : undefined;
   ctx.log.info({ node, op: 'start', metrics: http?.port, election: ha ? `${ha.listen.address}:${ha.listen.port}` : 'off' }, 'lvs-agent running in cluster mode');
   try {
     await agent.run(ac.signal);

@@ -47,8 +47,9 @@ const USAGE = `usage:
       with a target: undo real-server preparation there; without: remove this host's director
       state that lvs-agent owns (IPVS services on lvs0 VIPs, lvs0, its nft tables) and nothing else
 common options: --state-file PATH (default /run/lvs-agent/standalone.json), --log-level LEVEL
-run and apply --watch: --metrics-address HOST:PORT serves /healthz and /metrics (health checks per
-      real server, probes run and failed)
+run and apply --watch: --metrics-address HOST:PORT serves /healthz and /metrics (syncs: duration,
+      result, operations, errors, last success; run: network-programming latency; health checks
+      per real server, probes run and failed; announced VIPs)
 health checks (spec.healthCheck): each director probes its real servers; one failing
       failureThreshold checks gets weight 0 (or is removed), back after successThreshold passes;
       \`show\` prints each real server's last state (HEALTH), one-shot \`apply\` runs one round`;

@@ -25,7 +25,7 @@ import { announcePolicy } from '../announce/decide.ts';
 import { createNetnsFinder, type NetnsFinder } from '../agent/netns.ts';
 import { readOwnerRecord, recordedVips, writeOwnerRecord, type OwnerRecord } from '../agent/show.ts';
 import { parseServiceKey } from '../sync/keys.ts';
-import { createSyncLoop, type SyncLoop } from '../sync/loop.ts';
+import { createSyncLoop, type SyncLoop, type SyncMetrics } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
 import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
 import { adoptedKeys } from '../sync/adoption.ts';
@@ -40,6 +40,7 @@ import { createReportWriter } from './report-writer.ts';
 import type { Member } from '../announce/election.ts';
 import { startClusterHa, type ClusterHa, type ClusterHaSettings } from './ha.ts';
 import { reportFor, type PrepError } from './report.ts';
+import { ProgrammingLatency } from './programming-latency.ts';
 
 export interface ClusterAgentOptions {
   api: KubeApi;
@@ -52,6 +53,8 @@ export interface ClusterAgentOptions {
   /** Periodic full resync of the kernel (undoes outside edits). Default 30 s. */
   resyncIntervalMs?: number;
   drainTimeoutMs?: number;
+  /** Sync and network-programming metrics (../agent/metrics.ts createAgentMetrics). */
+  metrics?: SyncMetrics & { programmed(seconds: readonly number[]): void };
   /** How soon a real-server pass that left errors or unfound addresses is tried again. Default 5 s. */
   realServerRetryMs?: number;
   /** Where the return-path record lives (see ../agent/return-path.ts); default under /run/lvs-agent. */
@@ -134,6 +137,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const timers: { release?: Timer; rsRelease?: Timer; rsRetry?: Timer; report?: Timer; health?: Timer; announce?: Timer } = {};
   let clusterHa: ClusterHa | undefined;
   let stopping = false;
+  const latency = new ProgrammingLatency();
 
   function readBook(): PlanBook {
     const book = readPlanBook(slices.list(), lastGood, recorded);
@@ -161,7 +165,9 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     // A plan the controller is rewriting is incomplete, not wrong: its last good plan stays in the
     // kernel, and this node reports itself synced only below the rewrite's first slice, so the
     // controller shows it Waiting, not Frozen. Anything else unusable is reported frozen.
-    const { synced: reportRv, frozenOwners } = belowRewrites(rv, [...book.owners.values()].filter((o) => o.frozen));
+    const unusable = [...book.owners.values()].filter((o) => o.frozen);
+    latency.syncStarts(new Set(unusable.map((o) => o.uid)));
+    const { synced: reportRv, frozenOwners } = belowRewrites(rv, unusable);
     const frozen = frozenOwners.map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
     for (const k of g.held) frozen.push({ owner: keyOwners.get(k)!, message: g.message! });
     if (g.held.length > 0) log.warn({ op: 'guard', held: g.held.length, releaseAt: g.releaseAt }, g.message!);
@@ -195,7 +201,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     vips: device,
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
     onResult: (r) => {
+      const programmedNow = latency.syncEnded(r.kind !== 'retry', clock.wallNow());
+      if (programmedNow.length) opts.metrics?.programmed(programmedNow);
       // One line per process: how a start went (after a restart, 0 operations is the norm).
       if (!lastSync) log.info({ op: 'firstSync', result: r.kind, ops: r.ops, services: current?.services.length ?? 0 }, 'first sync done');
       if (r.kind === 'ok') health.endSeed();
@@ -348,13 +357,14 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   // Any plan change marks both loops; they are coalesced and rate-limited, and a pass that finds
   // nothing to do writes nothing (our own report coming back changes no gate and writes nothing).
-  const mark = (obj: KubeObject) => {
+  const mark = (obj: KubeObject, deleted = false) => {
+    if (deleted) latency.deleted(obj.metadata.name); else latency.seen(obj.metadata);
     const rv = obj.metadata.resourceVersion ?? '';
     if (compareResourceVersions(rv, sliceRv) !== -1) sliceRv = rv;
     loop.markDirty();
     markRealServers();
   };
-  slices.addHandlers({ onAdd: mark, onUpdate: (_old, obj) => mark(obj), onDelete: mark });
+  slices.addHandlers({ onAdd: (o) => mark(o), onUpdate: (_old, o) => mark(o), onDelete: (o) => mark(o, true) });
   reports.addHandlers({ onAdd: (o) => onReport(o), onUpdate: (_old, o) => onReport(o), onDelete: (o) => onReport(o, true) });
 
   return {

@@ -14,8 +14,15 @@ export interface SyncLoopOptions extends SyncerOptions {
   minIntervalMs?: number;
   /** Full resync period. Default 60 s. */
   resyncIntervalMs?: number;
-  /** Called with every result (status reporting, metrics). */
-  onResult?: (r: SyncResult) => void;
+  /** Called with every result (status reporting) and how long that sync took. */
+  onResult?: (r: SyncResult, elapsedMs: number) => void;
+  /** Told of every sync (the agent's /metrics). */
+  metrics?: SyncMetrics;
+}
+
+/** What the sync loop tells the agent's metrics (../agent/metrics.ts). */
+export interface SyncMetrics {
+  synced(r: SyncResult, seconds: number, wallNow: number): void;
 }
 
 export interface SyncLoop {
@@ -85,8 +92,10 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     lastStart = clock.now();
     const result = await syncer.sync();
     last = result;
+    const elapsedMs = clock.now() - lastStart;
     try {
-      opts.onResult?.(result);
+      opts.metrics?.synced(result, elapsedMs / 1000, clock.wallNow());
+      opts.onResult?.(result, elapsedMs);
     } catch (err) {
       log.error({ err }, 'onResult callback threw');
     }

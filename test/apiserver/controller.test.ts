@@ -13,7 +13,7 @@ import { Controller } from '../../operator/controller.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { isNotFound } from '../../kube/errors.ts';
 import { ENDPOINT_SLICES, LEASES, PLAN_SLICES, VIP_POOLS, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject } from '../../kube/types.ts';
-import type { OwnerPlan } from '../../api/plan-slice.ts';
+import { CHANGE_TIME_ANNOTATION, TRIGGER_TIME_ANNOTATION, type OwnerPlan, type PlanSliceObject } from '../../api/plan-slice.ts';
 import { apiFor, until } from '../lib/apiserver-client.ts';
 import { gated } from '../lib/prereq.ts';
 import { fetchPlan, ownerSelector, planRealServers } from '../lib/published-plan.ts';
@@ -89,10 +89,10 @@ metadata: {name: ${name}, labels: {lvs.dev/director: "${director}"}}
 status: {addresses: [{type: InternalIP, address: ${ip}}]}
 `;
 
-function sliceObj(ns: string, eps: Array<{ ip: string; pod: string; ready: boolean; terminating?: boolean }>): KubeObject {
+function sliceObj(ns: string, eps: Array<{ ip: string; pod: string; ready: boolean; terminating?: boolean }>, triggerTime?: string): KubeObject {
   return {
     apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-    metadata: { name: 'web-abc12', namespace: ns, labels: { 'kubernetes.io/service-name': 'web' } },
+    metadata: { name: 'web-abc12', namespace: ns, labels: { 'kubernetes.io/service-name': 'web' }, ...(triggerTime ? { annotations: { [TRIGGER_TIME_ANNOTATION]: triggerTime } } : {}) },
     addressType: 'IPv4', ports: [{ name: 'web', port: 8080, protocol: 'TCP' }],
     endpoints: eps.map((e) => ({
       addresses: [e.ip], nodeName: 'node-a', targetRef: { kind: 'Pod', namespace: ns, name: e.pod },
@@ -253,23 +253,33 @@ spec:
   backends: {service: {name: web}}
 `);
   const c = await startController('replica-0');
-  await waitCond(ns, 'web', 'Ready', 'False', 'NoReadyEndpoints');
-  await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: true }]));
-  let vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 2 ? getVs(ns, 'web') : undefined), 'two ready');
-  assert.equal(await rsOf(vs!), [
-    { portName: 'web', address: '10.244.1.5', port: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-1' } },
-    { portName: 'web', address: '10.244.1.6', port: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-2' } },
-  ]);
-  assert.is(condOf(vs, 'Ready')?.status, 'True');
-  await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: false, terminating: true }]));
-  vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 1 ? getVs(ns, 'web') : undefined), 'one ready, one draining');
-  assert.equal((await rsOf(vs!)).map((r) => `${r.address} ${r.state} ${r.weight}`), ['10.244.1.5 Ready 1', '10.244.1.6 Draining 0']);
-  await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }]));
-  vs = await until(async () => ((await getVs(ns, 'web'))?.status?.realServerCount === 1 ? getVs(ns, 'web') : undefined), 'terminated endpoint gone');
-  assert.equal((await rsOf(vs!)).map((r) => r.address), ['10.244.1.5']);
-  await idle(c);
-  assert.is(c.statusWrites.get(`${ns}/web`), 4, 'one write per change: initial, ready, draining, removed');
-  await stopController(c);
+  // A failure must not leave this controller holding the lease: the tests after it need it.
+  try {
+    await waitCond(ns, 'web', 'Ready', 'False', 'NoReadyEndpoints');
+    await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: true }]));
+    let vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 2 ? getVs(ns, 'web') : undefined), 'two ready');
+    assert.equal(await rsOf(vs!), [
+      { portName: 'web', address: '10.244.1.5', port: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-1' } },
+      { portName: 'web', address: '10.244.1.6', port: 8080, weight: 1, state: 'Ready', node: 'node-a', pod: { namespace: ns, name: 'web-2' } },
+    ]);
+    assert.is(condOf(vs, 'Ready')?.status, 'True');
+    // The plan carries when its change happened: no trigger time on the EndpointSlice, so when it was resolved.
+    const changeTimes = async () => (await admin.list(PLAN_SLICES)).items.filter((p) => (p as unknown as PlanSliceObject).owner.namespace === ns).map((p) => p.metadata.annotations?.[CHANGE_TIME_ANNOTATION]);
+    const [resolvedAt] = await changeTimes();
+    assert.ok(resolvedAt && Math.abs(Date.parse(resolvedAt) - Date.now()) < 60_000, `change time of a resolve: ${resolvedAt}`);
+    // The EndpointSlice controller's trigger time (the Pod's change) is newer than the last revision's
+    // change time: it becomes the plan's change time.
+    const trigger = new Date().toISOString();
+    await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: false, terminating: true }], trigger));
+    vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 1 ? getVs(ns, 'web') : undefined), 'one ready, one draining');
+    assert.equal(await changeTimes(), [trigger]);
+    assert.equal((await rsOf(vs!)).map((r) => `${r.address} ${r.state} ${r.weight}`), ['10.244.1.5 Ready 1', '10.244.1.6 Draining 0']);
+    await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }]));
+    vs = await until(async () => ((await getVs(ns, 'web'))?.status?.realServerCount === 1 ? getVs(ns, 'web') : undefined), 'terminated endpoint gone');
+    assert.equal((await rsOf(vs!)).map((r) => r.address), ['10.244.1.5']);
+    await idle(c);
+    assert.is(c.statusWrites.get(`${ns}/web`), 4, 'one write per change: initial, ready, draining, removed');
+  } finally { await stopController(c); }
 });
 
 /** n endpoints x the ports web (8080) and metrics (9090), in EndpointSlices of at most 100 as Kubernetes writes them. */

@@ -194,12 +194,12 @@ checkers.run();
 const metrics = suite('health: the agent\'s /metrics');
 metrics('per real server up/down, targets, probes by result; /healthz answers', async () => {
   const { createAgentHealth } = await import('../../dataplane/health/agent-health.ts');
-  const { startAgentHttp, parseListenAddress } = await import('../../dataplane/agent/metrics.ts');
+  const { createAgentMetrics, startAgentHttp, parseListenAddress } = await import('../../dataplane/agent/metrics.ts');
   const clock = new ManualClock();
   const health = createAgentHealth({ node: 'n1', clock, log, onChange: () => {}, checker: async (p) => (p.address === '10.0.0.1' ? { ok: true, message: 'ok' } : { ok: false, message: 'refused' }) });
   health.apply([svc('192.0.2.10', { healthCheck: hc({ successThreshold: 1 }) })]);
   await clock.advance(300);
-  const http = await startAgentHttp('127.0.0.1:0', health);
+  const http = await startAgentHttp('127.0.0.1:0', await createAgentMetrics(), health);
   try {
     const body = await (await fetch(`http://127.0.0.1:${http.port}/metrics`)).text();
     assert.match(body, 'lvs_agent_real_server_up{virtual_server="shop/web",service="TCP/192.0.2.10:80",real_server="10.0.0.1:8080"} 1');
