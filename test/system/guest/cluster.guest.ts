@@ -27,11 +27,13 @@ import { healthCheckedService } from './lib/health.ts';
 import { stopAllTraffic } from './lib/traffic.ts';
 import { dests, ipvs, service, settledStats, sleep, statsOf, timed, until } from './lib/wait.ts';
 import {
-  ApiError, cond, envFromProcess, NS, PORT, POD_NETS, setupWorld, VIP, virtualServer, waitProgrammed, type World,
+  agentMetric, ApiError, cond, envFromProcess, NS, PORT, POD_NETS, setupWorld, VIP, virtualServer, waitProgrammed, type World,
 } from './lib/world.ts';
 
 const test = suite('system: agent in the VM, controller and apiserver on the host');
 let w: World;
+/** The first agent's programming latencies after its start (count, sum of seconds). */
+let programmingSeen: { count: number; sum: number } | undefined;
 const ip = (pod: string) => POD_NETS[pod]!.ip;
 /** The agent's own start (Node, its imports over 9p) under TCG: seconds on a quiet host, minutes on a loaded one. */
 const AGENT_START_MS = 360_000;
@@ -136,6 +138,14 @@ test.before(async () => {
 });
 
 test.after(async () => {
+  // The figure without start-up: revisions the running agent programmed after its first scenario.
+  try {
+    const count = (await agentMetric('lvs_agent_network_programming_duration_seconds_count')).get('') ?? 0;
+    const sum = (await agentMetric('lvs_agent_network_programming_duration_seconds_sum')).get('') ?? 0;
+    const since = w?.agent?.run === 1 && programmingSeen ? programmingSeen : { count: 0, sum: 0 };
+    const n = count - since.count;
+    console.log(`# network programming latency, agent run ${w?.agent?.run}${since.count ? ' after its first scenario' : ''}: ${n} plan revisions, mean ${n > 0 ? ((sum - since.sum) / n).toFixed(2) : '-'} s`);
+  } catch (err) { console.log(`# network programming latency: /metrics not read (${String(err)})`); }
   await w?.agent?.kill('SIGTERM');
   stopAllTraffic();
   w?.kube.close();
@@ -167,6 +177,14 @@ scenario('the agent programs what the controller resolved: ipvsadm agrees, VIPs 
     assert.equal(prepared.filter((p) => p.vip === vip && p.forwarding === fwd).map((p) => p.address).sort(), [ip('direct-1'), ip('direct-2')], `${fwd}: prepared`);
   }
   console.log(`# agent start -> all three Programmed=True: ${Date.now() - t0} ms`);
+  // /metrics: the plans' change → kernel latency (from the controller's change time on each
+  // PlanSlice: here their resolve, before this agent started) and the syncs that did it.
+  const count = (await agentMetric('lvs_agent_network_programming_duration_seconds_count')).get('') ?? 0;
+  const sum = (await agentMetric('lvs_agent_network_programming_duration_seconds_sum')).get('') ?? 0;
+  assert.ok(count >= 3, `a programming latency per PlanSlice of the three VirtualServers: ${count}`);
+  assert.ok((await agentMetric('lvs_agent_syncs_total')).get('{read="full",result="ok"}')! >= 1, 'a full sync counted');
+  console.log(`# network programming latency: ${count} plan revisions, mean ${(sum / count).toFixed(2)} s (agent start-up included)`);
+  programmingSeen = { count, sum };
 });
 
 scenario('NAT: connections to the VIP are balanced over both pods, which see the client\'s own address', async () => {

@@ -67,6 +67,17 @@ export interface World {
   report(): Promise<AgentReportObject | undefined>;
 }
 
+/** The agent's /healthz and /metrics in the guest. */
+export const AGENT_METRICS = '127.0.0.1:9810';
+
+/** Every sample of a series on the agent's /metrics, by its label text ('' for none). */
+export async function agentMetric(name: string): Promise<Map<string, number>> {
+  const body = await (await fetch(`http://${AGENT_METRICS}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of body.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) out.set(m[1] ?? '', Number(m[2]));
+  return out;
+}
+
 export interface VsObj extends KubeObject {
   spec: Record<string, unknown>;
   status?: {
@@ -131,7 +142,7 @@ export async function setupWorld(env: Env): Promise<World> {
     env, kube, web, direct, servers, client,
     agent: undefined as unknown as AgentProc,
     startAgent() {
-      w.agent = startAgent({ node: env.node, kubeconfig: env.agentKubeconfig });
+      w.agent = startAgent({ node: env.node, kubeconfig: env.agentKubeconfig, args: ['--metrics-address', AGENT_METRICS] });
       return w.agent;
     },
     vs: (name) => kube.get<VsObj>(VIRTUAL_SERVERS, NS, name),
