@@ -78,6 +78,17 @@ test('410 Gone in the watch stream: relist, and objects deleted meanwhile are re
   await t.finish();
 });
 
+test('cached objects carry no managedFields (listed or watched); everything else is kept', async () => {
+  const managed = (o: KubeObject): KubeObject => ({ ...o, metadata: { ...o.metadata, annotations: { keep: 'me' }, managedFields: [{ manager: 'kubectl', operation: 'Apply', fieldsV1: { 'f:spec': {} } }] } as KubeObject['metadata'] });
+  const k = nock(SERVER).matchHeader('authorization', 'Bearer token-123');
+  k.get(PATH).query(listQ).reply(200, { metadata: { resourceVersion: '10' }, items: [managed(obj('a', '5'))] });
+  k.get(PATH).query(watchQ('10')).reply(200, () => openStream(line('ADDED', managed(obj('b', '11')))));
+  const t = await setup();
+  await until(() => t.informer.list().length === 2, 'listed a, watched b');
+  for (const o of t.informer.list()) assert.equal(o.metadata, { name: o.metadata.name, namespace: 'default', resourceVersion: o.metadata.resourceVersion, annotations: { keep: 'me' } });
+  await t.finish();
+});
+
 test('410 Gone as the watch response status also relists', async () => {
   const k = nock(SERVER);
   k.get(PATH).query(listQ).reply(200, { metadata: { resourceVersion: '10' }, items: [obj('a', '5')] });
