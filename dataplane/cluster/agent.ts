@@ -30,7 +30,7 @@ import type { SyncResult } from '../sync/sync.ts';
 import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
 import { adoptedKeys } from '../sync/adoption.ts';
 import { clusterOwnerRecord, recordedOwners, sameOwners } from './owner-record.ts';
-import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
+import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, PlanBookCache, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
 import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
@@ -138,9 +138,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   let clusterHa: ClusterHa | undefined;
   let stopping = false;
   const latency = new ProgrammingLatency();
+  const bookCache = new PlanBookCache();
 
   function readBook(): PlanBook {
-    const book = readPlanBook(slices.list(), lastGood, recorded);
+    const book = readPlanBook(slices.list(), lastGood, recorded, bookCache);
     lastGood = book.lastGood;
     return book;
   }
@@ -171,7 +172,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const frozen = frozenOwners.map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
     for (const k of g.held) frozen.push({ owner: keyOwners.get(k)!, message: g.message! });
     if (g.held.length > 0) log.warn({ op: 'guard', held: g.held.length, releaseAt: g.releaseAt }, g.message!);
-    const services = health.apply(gateServices(bookServices(book), gates));
+    const services = health.apply(gateServices(bookServices(book, bookCache), gates));
     current = { rv: reportRv, services, held: [...bookHeld(book).map(canonicalKey), ...g.held], keyOwners, frozen };
     return current;
   }
@@ -274,7 +275,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       for (const owner of w.owners) rs.frozen.push({ owner, message: g.message! });
     }
     rs.wanted = wanted;
-    const directed = new Set(bookServices(book).filter((s) => s.directors.includes(opts.node)).map((s) => s.vip));
+    const directed = new Set(bookServices(book, bookCache).filter((s) => s.directors.includes(opts.node)).map((s) => s.vip));
     for (const k of bookHeld(book)) { const p = parseServiceKey(k); if (p) directed.add(p.vip); }
     const keepUnwanted = g.held.length > 0 || [...book.owners.values()].some((o) => o.frozen && !o.plan);
     const r = await pass.run({ local, directed, keepUnwanted });

@@ -62,10 +62,36 @@ function rawOwner(obj: unknown): { uid: string; virtualServer?: string } {
 
 interface Group { virtualServer?: string; slices: PlanSliceObject[]; errors: string[] }
 
-function groupSlices(objects: readonly unknown[]): Map<string, Group> {
+/**
+ * What one read keeps for the next, so a change costs the strict read, assembly and hash check of
+ * the slices that changed, not of every slice: results by object identity. The informer replaces
+ * an object when it changes and never modifies one, so an object seen before reads the same.
+ */
+export class PlanBookCache {
+  readonly parsed = new WeakMap<object, ReturnType<typeof parsePlanSlice>>();
+  /** By owner uid: the parsed slices an assembly was made of, and its result. Owners gone are dropped. */
+  assembled = new Map<string, { slices: ReadonlySet<PlanSliceObject>; result: ReturnType<typeof assemblePlan> }>();
+  readonly services = new WeakMap<OwnerPlan, PlanService[]>();
+}
+
+function parsedSlice(obj: unknown, cache: PlanBookCache | undefined): ReturnType<typeof parsePlanSlice> {
+  if (!cache || typeof obj !== 'object' || obj === null) return parsePlanSlice(obj);
+  let p = cache.parsed.get(obj);
+  if (!p) cache.parsed.set(obj, (p = parsePlanSlice(obj)));
+  return p;
+}
+
+function assembledPlan(uid: string, slices: PlanSliceObject[], cache: PlanBookCache | undefined, next: PlanBookCache['assembled']): ReturnType<typeof assemblePlan> {
+  const hit = cache?.assembled.get(uid);
+  const result = hit && hit.slices.size === slices.length && slices.every((s) => hit.slices.has(s)) ? hit.result : assemblePlan(slices);
+  next.set(uid, { slices: hit?.result === result ? hit.slices : new Set(slices), result });
+  return result;
+}
+
+function groupSlices(objects: readonly unknown[], cache?: PlanBookCache): Map<string, Group> {
   const groups = new Map<string, Group>();
   for (const obj of objects) {
-    const parsed = parsePlanSlice(obj);
+    const parsed = parsedSlice(obj, cache);
     const owner = parsed.ok
       ? { uid: parsed.value.owner.uid, virtualServer: `${parsed.value.owner.namespace}/${parsed.value.owner.name}` }
       : rawOwner(obj);
@@ -89,11 +115,12 @@ function recordedKeys(recorded: ReadonlyMap<string, RecordedOwner>, owner: KeyOw
  * Reads the book. `lastGood` is the previous read's memory; `recorded` is the owner record the
  * agent wrote after its last sync (key → owner), used only for owners frozen without a last good plan.
  */
-export function readPlanBook(objects: readonly unknown[], lastGood: ReadonlyMap<string, OwnerPlan>, recorded: ReadonlyMap<string, RecordedOwner>): PlanBook {
+export function readPlanBook(objects: readonly unknown[], lastGood: ReadonlyMap<string, OwnerPlan>, recorded: ReadonlyMap<string, RecordedOwner>, cache?: PlanBookCache): PlanBook {
   const owners: BookOwner[] = [];
   const memory = new Map<string, OwnerPlan>();
-  for (const [uid, g] of groupSlices(objects)) {
-    const assembled = g.errors.length === 0 ? assemblePlan(g.slices) : undefined;
+  const nextAssembled: PlanBookCache['assembled'] = new Map();
+  for (const [uid, g] of groupSlices(objects, cache)) {
+    const assembled = g.errors.length === 0 ? assembledPlan(uid, g.slices, cache, nextAssembled) : undefined;
     if (assembled?.ok) {
       memory.set(uid, assembled.value);
       const o = assembled.value.owner;
@@ -113,6 +140,7 @@ export function readPlanBook(objects: readonly unknown[], lastGood: ReadonlyMap<
     }
   }
   owners.sort((a, b) => byString(a.virtualServer, b.virtualServer) || byString(a.uid, b.uid));
+  if (cache) cache.assembled = nextAssembled;
   return { owners: new Map(owners.map((o) => [o.uid, o])), lastGood: memory };
 }
 
@@ -127,8 +155,13 @@ function newestSince(slices: readonly PlanSliceObject[]): string | undefined {
 }
 
 /** The services to program: every owner's plan (published or last good), as the syncer reads them. */
-export function bookServices(book: PlanBook): PlanService[] {
-  return [...book.owners.values()].flatMap((o) => (o.plan ? planServices(o.plan) : []));
+export function bookServices(book: PlanBook, cache?: PlanBookCache): PlanService[] {
+  return [...book.owners.values()].flatMap((o) => {
+    if (!o.plan) return [];
+    let out = cache?.services.get(o.plan);
+    if (!out) { out = planServices(o.plan); cache?.services.set(o.plan, out); }
+    return out;
+  });
 }
 
 /** Keys held without a plan entry (owners frozen without a last good plan). */

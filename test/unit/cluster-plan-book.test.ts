@@ -2,7 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { planServices, slicePlan, type OwnerPlan, type PlanSliceObject } from '../../api/plan-slice.ts';
-import { belowRewrites, bookHeld, bookServices, directedKeys, readPlanBook, type RecordedOwner } from '../../dataplane/cluster/plan-book.ts';
+import { belowRewrites, bookHeld, bookServices, directedKeys, PlanBookCache, readPlanBook, type RecordedOwner } from '../../dataplane/cluster/plan-book.ts';
 import { ownerPlan, service } from '../lib/plan-fixtures.ts';
 
 const test = suite('cluster: plan book');
@@ -94,6 +94,28 @@ test('directed keys: only plans this node directs, canonical keys', () => {
     ...sliced(ownerPlan('elsewhere', [service({ vip: '203.0.113.50' })], { directors: ['n2'] })),
   ], new Map(), NONE);
   assert.equal([...directedKeys(book, 'n1')], [['TCP/[2001:db8::a]:80', { uid: 'uid-v6', virtualServer: 'default/v6' }]]);
+});
+
+test('with a cache, a read reuses what did not change and reads what did; a slice made unusable is seen at once', () => {
+  const cache = new PlanBookCache();
+  const web = sliced(big(1, 1)), db = sliced(ownerPlan('db', [service({ vip: '203.0.113.20', key: 'TCP/203.0.113.20:80' })]));
+  const first = readPlanBook([...web, ...db], new Map(), NONE, cache);
+  const again = readPlanBook([...web, ...db], first.lastGood, NONE, cache);
+  assert.ok(again.owners.get('uid-web')!.plan === first.owners.get('uid-web')!.plan, 'unchanged objects: the same assembled plan, not a new one');
+  assert.ok(bookServices(again, cache)[0] === bookServices(again, cache)[0], 'services of an unchanged plan are not rebuilt');
+  // A new revision of web (new objects, as the informer delivers them): read, not reused.
+  const web2 = sliced(big(2, 3));
+  const next = readPlanBook([...web2, ...db], again.lastGood, NONE, cache);
+  assert.is(bookServices(next, cache).find((s) => s.vip === service().vip)!.realServers[0]!.weight, 3);
+  assert.ok(next.owners.get('uid-db')!.plan === first.owners.get('uid-db')!.plan);
+  // One slice of web replaced by a broken one: frozen on the last good plan, as without a cache.
+  const broken = [{ ...(web2[0] as object), services: 'not a list' }, web2[1]];
+  const frozen = readPlanBook([...broken, ...db], next.lastGood, NONE, cache).owners.get('uid-web')!;
+  assert.match(frozen.frozen!, /plan unusable/);
+  assert.equal(frozen.plan, next.owners.get('uid-web')!.plan);
+  // An owner gone is forgotten by the cache.
+  readPlanBook(db, new Map(), NONE, cache);
+  assert.equal([...cache.assembled.keys()], ['uid-db']);
 });
 
 test.run();
