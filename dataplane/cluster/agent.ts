@@ -29,7 +29,7 @@ import { createSyncLoop, type SyncLoop, type SyncMetrics } from '../sync/loop.ts
 import type { SyncResult } from '../sync/sync.ts';
 import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
 import { adoptedKeys } from '../sync/adoption.ts';
-import { clusterOwnerRecord, recordedOwners, sameOwners } from './owner-record.ts';
+import { clusterOwnerRecord, recordedOwners, sameKeyOwners, sameOwners } from './owner-record.ts';
 import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, PlanBookCache, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
 import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
@@ -213,13 +213,19 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     },
   });
 
+  /** What the record on disk was made of: an equal map and the same retiring VIPs need no rebuild. */
+  let saved: { keys: ReadonlyMap<string, KeyOwner>; retiring: string } | undefined;
   function saveRecord(): void {
     if (!opts.stateFile || !synced) return;
-    const next = clusterOwnerRecord(adoptedKeys(synced.keyOwners, lastSync?.refused), new Date(clock.wallNow()), lastSync?.retiring ?? record?.retiringVips ?? []);
-    if (sameOwners(record, next)) return;
+    const keys = adoptedKeys(synced.keyOwners, lastSync?.refused);
+    const retiring = lastSync?.retiring ?? record?.retiringVips ?? [];
+    if (saved && saved.retiring === retiring.join() && sameKeyOwners(saved.keys, keys)) return;
+    const next = clusterOwnerRecord(keys, new Date(clock.wallNow()), retiring);
+    if (sameOwners(record, next)) { saved = { keys, retiring: retiring.join() }; return; }
     try {
       writeOwnerRecord(opts.stateFile, next);
       record = next;
+      saved = { keys, retiring: retiring.join() };
       recorded = recordedOwners(next);
     } catch (err) {
       log.warn({ op: 'record', err: String(err) }, 'writing the owner record failed');

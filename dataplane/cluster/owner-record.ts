@@ -31,3 +31,14 @@ export function recordedOwners(rec: OwnerRecord | undefined): Map<string, Record
 export function sameOwners(a: OwnerRecord | undefined, b: OwnerRecord): boolean {
   return a !== undefined && JSON.stringify([a.owners, a.uids ?? {}, a.retiringVips ?? []]) === JSON.stringify([b.owners, b.uids ?? {}, b.retiringVips ?? []]);
 }
+
+/** Same keys with the same owners: an owner record made of either is the same (no sort, no text). */
+export function sameKeyOwners(a: ReadonlyMap<string, KeyOwner>, b: ReadonlyMap<string, KeyOwner>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const [key, o] of a) {
+    const p = b.get(key);
+    if (!p || p.uid !== o.uid || p.virtualServer !== o.virtualServer) return false;
+  }
+  return true;
+}

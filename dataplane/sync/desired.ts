@@ -57,15 +57,10 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
   }
   for (const ps of plan) {
     if (!ps.directors.includes(node)) continue;
-    const vip = addressFamily(ps.vip) === ps.family ? canonicalAddress(ps.vip) : undefined;
-    if (vip === undefined) {
-      problems.push({ key: ps.key, field: 'vip', message: `${JSON.stringify(ps.vip)} is not an IPv${ps.family} address` });
-      continue;
-    }
+    const b = built(ps);
+    if (!b.ok) { problems.push(b.problem); continue; }
+    const { vip, key, svcProblems } = b;
     vips.add(vip);
-    const svcProblems: Problem[] = [];
-    const service = buildService(ps, vip, svcProblems);
-    const key = ipvsServiceKey(service);
     if (holds.has(key)) {
       owners.set(key, refKey(ps.owner));
       problems.push({ key, field: 'key', message: 'held as the kernel has it (another owner\'s service is frozen or its removal awaits confirmation)' });
@@ -81,7 +76,8 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
       frozen.add(key);
       continue;
     }
-    byKey.set(key, { service, destinations: buildDestinations(ps, key, problems) });
+    problems.push(...b.destProblems);
+    byKey.set(key, b.state);
   }
   const keys = [...byKey.keys()].sort(byString);
   return {
@@ -91,6 +87,36 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
     frozen: [...frozen].sort(byString),
     problems,
   };
+}
+
+type Built =
+  | { ok: false; problem: Problem }
+  | { ok: true; vip: string; key: string; svcProblems: Problem[]; state: IpvsServiceState; destProblems: Problem[] };
+
+/**
+ * What one plan entry builds, whatever the rest of the plan: kept per PlanService object, which
+ * the callers never modify (a changed entry is a new object), so a sync builds only the entries
+ * that changed, and an unchanged one yields the same IpvsServiceState object (partial.ts compares
+ * fingerprints by identity first).
+ */
+const builtCache = new WeakMap<PlanService, Built>();
+
+function built(ps: PlanService): Built {
+  let b = builtCache.get(ps);
+  if (b) return b;
+  const vip = addressFamily(ps.vip) === ps.family ? canonicalAddress(ps.vip) : undefined;
+  if (vip === undefined) {
+    b = { ok: false, problem: { key: ps.key, field: 'vip', message: `${JSON.stringify(ps.vip)} is not an IPv${ps.family} address` } };
+  } else {
+    const svcProblems: Problem[] = [];
+    const service = buildService(ps, vip, svcProblems);
+    const key = ipvsServiceKey(service);
+    const destProblems: Problem[] = [];
+    const destinations = svcProblems.length > 0 ? [] : buildDestinations(ps, key, destProblems);
+    b = { ok: true, vip, key, svcProblems, state: { service, destinations }, destProblems };
+  }
+  builtCache.set(ps, b);
+  return b;
 }
 
 function buildService(ps: PlanService, vip: string, problems: Problem[]): IpvsService {

@@ -4,7 +4,9 @@
 // trusted until the next full read-back (the periodic resync, which also undoes outside edits).
 //
 // Fingerprints are the desired IpvsServiceState as JSON: desiredState() builds plain sorted data,
-// so equal desired state gives equal text.
+// so equal desired state gives equal text. Each state object's text is kept (by identity: desired
+// states are never modified), and desiredState() returns the same object for an unchanged plan
+// entry, so a sync serialises only what changed and compares the rest as the same string.
 import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { byString, ipvsServiceKey } from './keys.ts';
 
@@ -16,6 +18,14 @@ export interface SyncedView {
   keys: Map<string, IpvsServiceKey>;
   /** Canonical owned VIPs and frozen keys, joined: a change there calls for a full sync. */
   scope: string;
+}
+
+const texts = new WeakMap<IpvsServiceState, string>();
+
+export function fingerprint(s: IpvsServiceState): string {
+  let t = texts.get(s);
+  if (t === undefined) texts.set(s, (t = JSON.stringify(s)));
+  return t;
 }
 
 export function serviceIdentity(s: IpvsServiceKey): IpvsServiceKey {
@@ -39,7 +49,7 @@ export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyM
   const keys = new Map<string, IpvsServiceKey>();
   for (const s of desired) {
     const key = ipvsServiceKey(s.service);
-    fingerprints.set(key, JSON.stringify(s));
+    fingerprints.set(key, fingerprint(s));
     keys.set(key, serviceIdentity(s.service));
   }
   for (const dk of draining.keys()) {
@@ -61,7 +71,7 @@ export function changedServices(prev: SyncedView, desired: readonly IpvsServiceS
   for (const s of desired) {
     const key = ipvsServiceKey(s.service);
     seen.add(key);
-    if (prev.fingerprints.get(key) !== JSON.stringify(s)) out.set(key, serviceIdentity(s.service));
+    if (prev.fingerprints.get(key) !== fingerprint(s)) out.set(key, serviceIdentity(s.service));
   }
   for (const key of prev.fingerprints.keys()) {
     if (!seen.has(key)) out.set(key, prev.keys.get(key)!);

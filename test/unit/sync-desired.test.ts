@@ -95,4 +95,19 @@ test('input order does not matter', () => {
   assert.equal(two.ownedVips, one.ownedVips);
 });
 
+test('an unchanged plan entry builds the same state object (partial syncs compare by identity); a changed entry builds anew; problems repeat', () => {
+  const a = planService({ vip: '203.0.113.10' });
+  const bad = planService({ vip: '203.0.113.11', realServers: [rs('10.0.0.9', 8080), rs('not-an-ip', 8080)] });
+  const first = desiredState([a, bad], 'node-a');
+  const again = desiredState([a, bad], 'node-a');
+  assert.ok(again.services[0] === first.services[0] && again.services[1] === first.services[1], 'same objects');
+  assert.equal(again.problems, first.problems, 'a cached entry still reports its problems');
+  assert.is(again.problems.length, 1);
+  const changed = { ...a, realServers: [rs('10.0.0.7', 8080)] };
+  const next = desiredState([changed, bad], 'node-a');
+  assert.ok(next.services[0] !== first.services[0]);
+  assert.equal(next.services[0]!.destinations.map((d) => d.address), ['10.0.0.7']);
+  assert.equal(desiredState([a], 'node-b').services, [], 'the node is checked on every call, not cached');
+});
+
 test.run();
