@@ -156,7 +156,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   function decide(): Snapshot {
     const rv = sliceRv;
     const book = readBook();
-    const keyOwners = directedKeys(book, opts.node);
+    const keyOwners = directedKeys(book, opts.node, bookCache);
     // A failing plan list (403, the CRD gone) is doubt: removals wait, and the wait does not run.
     const g = guardRemovals(new Set(programmed.keys()), new Set(keyOwners.keys()), pending, clock.now(), guard, 'services', !slices.failing);
     pending = g.pending;

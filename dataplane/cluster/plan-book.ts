@@ -68,17 +68,30 @@ interface Group { virtualServer?: string; slices: PlanSliceObject[]; errors: str
  * an object when it changes and never modifies one, so an object seen before reads the same.
  */
 export class PlanBookCache {
-  readonly parsed = new WeakMap<object, ReturnType<typeof parsePlanSlice>>();
+  readonly parsed = new WeakMap<object, ReadSlice>();
   /** By owner uid: the parsed slices an assembly was made of, and its result. Owners gone are dropped. */
   assembled = new Map<string, { slices: ReadonlySet<PlanSliceObject>; result: ReturnType<typeof assemblePlan> }>();
   readonly services = new WeakMap<OwnerPlan, PlanService[]>();
+  /** By plan: its services' canonical keys (directedKeys). */
+  readonly keys = new WeakMap<OwnerPlan, string[]>();
 }
 
-function parsedSlice(obj: unknown, cache: PlanBookCache | undefined): ReturnType<typeof parsePlanSlice> {
-  if (!cache || typeof obj !== 'object' || obj === null) return parsePlanSlice(obj);
-  let p = cache.parsed.get(obj);
-  if (!p) cache.parsed.set(obj, (p = parsePlanSlice(obj)));
-  return p;
+/** A slice read strictly, and the owner it claims (read leniently when the slice is unusable). */
+interface ReadSlice { parsed: ReturnType<typeof parsePlanSlice>; owner: { uid: string; virtualServer?: string } }
+
+function readSlice(obj: unknown): ReadSlice {
+  const parsed = parsePlanSlice(obj);
+  const owner = parsed.ok
+    ? { uid: parsed.value.owner.uid, virtualServer: `${parsed.value.owner.namespace}/${parsed.value.owner.name}` }
+    : rawOwner(obj);
+  return { parsed, owner };
+}
+
+function readSliceCached(obj: unknown, cache: PlanBookCache | undefined): ReadSlice {
+  if (!cache || typeof obj !== 'object' || obj === null) return readSlice(obj);
+  let r = cache.parsed.get(obj);
+  if (!r) cache.parsed.set(obj, (r = readSlice(obj)));
+  return r;
 }
 
 function assembledPlan(uid: string, slices: PlanSliceObject[], cache: PlanBookCache | undefined, next: PlanBookCache['assembled']): ReturnType<typeof assemblePlan> {
@@ -91,15 +104,12 @@ function assembledPlan(uid: string, slices: PlanSliceObject[], cache: PlanBookCa
 function groupSlices(objects: readonly unknown[], cache?: PlanBookCache): Map<string, Group> {
   const groups = new Map<string, Group>();
   for (const obj of objects) {
-    const parsed = parsedSlice(obj, cache);
-    const owner = parsed.ok
-      ? { uid: parsed.value.owner.uid, virtualServer: `${parsed.value.owner.namespace}/${parsed.value.owner.name}` }
-      : rawOwner(obj);
-    const g = groups.get(owner.uid) ?? { slices: [], errors: [] };
+    const { parsed, owner } = readSliceCached(obj, cache);
+    let g = groups.get(owner.uid);
+    if (!g) groups.set(owner.uid, (g = { slices: [], errors: [] }));
     g.virtualServer ??= owner.virtualServer;
     if (parsed.ok) g.slices.push(parsed.value);
     else g.errors.push(`slice ${String((obj as { metadata?: { name?: unknown } })?.metadata?.name)}: ${parsed.message}`);
-    groups.set(owner.uid, g);
   }
   return groups;
 }
@@ -176,11 +186,15 @@ export function canonicalKey(key: string): string {
 }
 
 /** The owner of every key this node programs from the book: its directed services and held keys. */
-export function directedKeys(book: PlanBook, node: string): Map<string, KeyOwner> {
+export function directedKeys(book: PlanBook, node: string, cache?: PlanBookCache): Map<string, KeyOwner> {
   const out = new Map<string, KeyOwner>();
   for (const o of book.owners.values()) {
     const owner = { uid: o.uid, virtualServer: o.virtualServer };
-    if (o.plan?.directors.includes(node)) for (const s of o.plan.services) out.set(canonicalKey(s.key), owner);
+    if (o.plan?.directors.includes(node)) {
+      let keys = cache?.keys.get(o.plan);
+      if (!keys) { keys = o.plan.services.map((s) => canonicalKey(s.key)); cache?.keys.set(o.plan, keys); }
+      for (const k of keys) out.set(k, owner);
+    }
     for (const k of o.held) out.set(canonicalKey(k), owner);
   }
   return out;
