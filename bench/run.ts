@@ -18,7 +18,8 @@
 // without a label replaces agent.json and removes the labelled records), BENCH_CONVERGENCE_SIZES
 // (default 100,5000), BENCH_CONVERGENCE_CHANGES (default 200 per size), BENCH_CONVERGENCE_BUDGET_MIN,
 // BENCH_CONVERGENCE_TIMEOUT_MIN (see bench/convergence/host.ts), BENCH_HEALTH_SIZES (default
-// 10000), BENCH_HEALTH_WINDOW_S (default 30).
+// 10000), BENCH_HEALTH_WINDOW_S (default 30), BENCH_REPLAY_SIZES (default 100,1000,10000,40000),
+// BENCH_REPLAY_CHANGES (default 300 per size).
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,12 +27,13 @@ import { runAgentBench, type AgentRecord } from './agent/host.ts';
 import { runConvergenceBench, type ConvergenceRecord } from './convergence/host.ts';
 import { runControllerBench, type ControllerRecord } from './controller/run.ts';
 import { runHealthBench, type HealthRecord } from './health/run.ts';
+import { replaySection, runReplayBench, type ReplayRecord } from './replay/run.ts';
 import { agentSection, controllerSection, convergenceSection, healthSection, replaceSection } from './lib/report.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = join(HERE, 'results');
 const RESULTS_MD = join(HERE, 'RESULTS.md');
-const BENCHES = ['controller', 'agent', 'convergence', 'health', 'report'] as const;
+const BENCHES = ['controller', 'agent', 'convergence', 'health', 'replay', 'report'] as const;
 type Bench = (typeof BENCHES)[number];
 
 function command(bench: string): string {
@@ -64,6 +66,8 @@ function report(): void {
   if (conv) md = replaceSection(md, 'convergence', convergenceSection(conv));
   const health = stored<HealthRecord>('health');
   if (health) md = replaceSection(md, 'health', healthSection(health));
+  const replay = stored<ReplayRecord>('replay');
+  if (replay) md = replaceSection(md, 'replay', replaySection(replay));
   writeFileSync(RESULTS_MD, md);
   console.log(`# wrote ${resolve(RESULTS_MD)}`);
 }
@@ -98,6 +102,10 @@ async function main(): Promise<void> {
       save(label ? `agent-${label}` : 'agent', record);
     } else if (b === 'convergence') {
       save('convergence', await runConvergenceBench({ command: command('convergence') }));
+    } else if (b === 'replay') {
+      const sizes = process.env.BENCH_REPLAY_SIZES?.split(',').map(Number);
+      const changes = process.env.BENCH_REPLAY_CHANGES ? Number(process.env.BENCH_REPLAY_CHANGES) : undefined;
+      save('replay', await runReplayBench({ command: command('replay'), ...(sizes ? { sizes } : {}), ...(changes ? { changes } : {}) }));
     } else if (b === 'health') {
       const sizes = process.env.BENCH_HEALTH_SIZES?.split(',').map(Number);
       const window = process.env.BENCH_HEALTH_WINDOW_S ? Number(process.env.BENCH_HEALTH_WINDOW_S) : undefined;
