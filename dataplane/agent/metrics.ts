@@ -11,6 +11,20 @@ import type { SyncMetrics } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
 import { hostPort } from '../sync/keys.ts';
 
+type PromClient = typeof import('prom-client');
+
+/**
+ * prom-client, loaded on first use. It is CommonJS: Node's own import gives named exports, but in
+ * the bundle (scripts/build.ts, esbuild with code splitting) a dynamic import of it yields only
+ * `default` — destructuring named exports there gave undefined, and every agent started with
+ * --metrics-address (the chart's default) died with "Registry is not a constructor". The system
+ * tier, which runs the bundled agent with /metrics, caught it.
+ */
+export async function promClient(): Promise<PromClient> {
+  const m = (await import('prom-client')) as PromClient & { default?: PromClient };
+  return m.default ?? m;
+}
+
 /** Who announces what, as this agent sees it now. */
 export type Announcing = () => { announced: string[]; members: Member[] };
 
@@ -31,7 +45,7 @@ export function readLabel(r: SyncResult): 'full' | 'partial' | 'none' {
 }
 
 export async function createAgentMetrics(): Promise<AgentMetrics> {
-  const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = await import('prom-client');
+  const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = await promClient();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'lvs_agent_' });
   const registers = [registry];
@@ -74,7 +88,7 @@ export function parseListenAddress(text: string): { host: string; port: number }
 }
 
 export async function registerHealthMetrics(registry: Registry, health: AgentHealth): Promise<void> {
-  const { Counter, Gauge } = await import('prom-client');
+  const { Counter, Gauge } = await promClient();
   new Gauge({
     name: 'lvs_agent_real_server_up', help: 'Health check of a real server as this director sees it: 1 in rotation, 0 out (down, or not passed yet).',
     labelNames: ['virtual_server', 'service', 'real_server'], registers: [registry],
@@ -98,7 +112,7 @@ export async function registerHealthMetrics(registry: Registry, health: AgentHea
 
 /** lvs_agent_vip_announced{vip} (1 per VIP this node answers ARP/NDP for) and the election's members. */
 export async function registerAnnounceMetrics(registry: Registry, announcing: Announcing): Promise<void> {
-  const { Gauge } = await import('prom-client');
+  const { Gauge } = await promClient();
   new Gauge({
     name: 'lvs_agent_vip_announced', help: 'VIPs this node answers ARP/NDP for now (it is their active director): 1 per VIP.',
     labelNames: ['vip'], registers: [registry],
