@@ -12,7 +12,7 @@
 import { release } from 'node:os';
 import type { Logger } from 'pino';
 import { compareResourceVersions } from '../../api/agent-report.ts';
-import { planServices, type OwnerPlan } from '../../api/plan-slice.ts';
+import type { OwnerPlan } from '../../api/plan-slice.ts';
 import type { PlanService } from '../../api/plan.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { realClock, type Clock, type Timer } from '../../kube/clock.ts';
@@ -30,7 +30,7 @@ import type { SyncResult } from '../sync/sync.ts';
 import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
 import { adoptedKeys } from '../sync/adoption.ts';
 import { clusterOwnerRecord, recordedOwners, sameKeyOwners, sameOwners } from './owner-record.ts';
-import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, PlanBookCache, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
+import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, ownerServices, PlanBookCache, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
 import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
@@ -265,7 +265,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   async function realServerPass(): Promise<void> {
     const book = readBook();
-    const plans = [...book.owners.values()].flatMap((o) => (o.plan ? [{ owner: { uid: o.uid, virtualServer: o.virtualServer }, services: planServices(o.plan) }] : []));
+    const plans = [...book.owners.values()].flatMap((o) => (o.plan ? [{ owner: { uid: o.uid, virtualServer: o.virtualServer }, services: ownerServices(o.plan, bookCache) }] : []));
     const local = localRealServers(plans, opts.node);
     const wanted = wantedEntries(local);
     const g = guardRemovals(new Set(rs.wanted.keys()), new Set(wanted.keys()), rs.pending, clock.now(), guard, 'real-server preparations');

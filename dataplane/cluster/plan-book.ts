@@ -166,12 +166,14 @@ function newestSince(slices: readonly PlanSliceObject[]): string | undefined {
 
 /** The services to program: every owner's plan (published or last good), as the syncer reads them. */
 export function bookServices(book: PlanBook, cache?: PlanBookCache): PlanService[] {
-  return [...book.owners.values()].flatMap((o) => {
-    if (!o.plan) return [];
-    let out = cache?.services.get(o.plan);
-    if (!out) { out = planServices(o.plan); cache?.services.set(o.plan, out); }
-    return out;
-  });
+  return [...book.owners.values()].flatMap((o) => (o.plan ? ownerServices(o.plan, cache) : []));
+}
+
+/** planServices, kept per plan object when a cache is given. */
+export function ownerServices(plan: OwnerPlan, cache?: PlanBookCache): PlanService[] {
+  let out = cache?.services.get(plan);
+  if (!out) { out = planServices(plan); cache?.services.set(plan, out); }
+  return out;
 }
 
 /** Keys held without a plan entry (owners frozen without a last good plan). */
