@@ -365,7 +365,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   // Any plan change marks both loops; they are coalesced and rate-limited, and a pass that finds
   // nothing to do writes nothing (our own report coming back changes no gate and writes nothing).
   const mark = (obj: KubeObject, deleted = false) => {
-    if (deleted) latency.deleted(obj.metadata.name); else latency.seen(obj.metadata);
+    // The first list's slices were programmed by a previous process, or changed while none ran:
+    // measuring them from their change time would count the restart (kube-proxy does not record
+    // its initial sync either). Changes from then on, relists included, are measured.
+    if (deleted) latency.deleted(obj.metadata.name); else if (slices.synced) latency.seen(obj.metadata);
     const rv = obj.metadata.resourceVersion ?? '';
     if (compareResourceVersions(rv, sliceRv) !== -1) sliceRv = rv;
     loop.markDirty();

@@ -7,7 +7,8 @@
 // A slice revision is pending until a sync that read it ends without a retry; a retry puts it back,
 // so a failure's time is in the figure. A slice whose plan is frozen (unusable, so not programmed)
 // stays pending until a sync programs a later revision of it. Several revisions of one slice
-// before a sync count once, from the earliest change (that is how long the oldest waited).
+// before a sync count once, from the earliest change (that is how long the oldest waited). The
+// agent feeds only changes after its first list: what that list holds is not measured.
 import { annotatedTime, CHANGE_TIME_ANNOTATION, OWNER_UID_LABEL } from '../../api/plan-slice.ts';
 
 interface SliceMeta { name: string; labels?: Record<string, string>; annotations?: unknown }
