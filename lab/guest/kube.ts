@@ -89,6 +89,24 @@ export class Kube {
     });
   }
 
+  /** The API server's clock (its Date header, whole seconds) as epoch ms, and this clock when it answered. */
+  serverClock(): Promise<{ server: number; local: number }> {
+    return new Promise((resolve, reject) => {
+      const req = request({
+        host: this.#server.hostname, port: this.#server.port, path: '/version', method: 'GET', agent: this.#agent, timeout: 10_000,
+        ...(this.#servername ? { servername: this.#servername } : {}),
+      }, (res) => {
+        const local = Date.now();
+        res.resume();
+        const server = Date.parse(String(res.headers.date));
+        if (Number.isFinite(server)) resolve({ server, local }); else reject(new Error(`no Date header from GET /version (${res.statusCode})`));
+      });
+      req.on('timeout', () => req.destroy(new Error('GET /version: no answer within 10 s')));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
   get<T = Obj>(rt: ResourceType, ns: string | undefined, name: string): Promise<T> {
     return this.request<T>('GET', resourcePath(rt, ns, name));
   }

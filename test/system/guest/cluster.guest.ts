@@ -34,8 +34,6 @@ import {
 
 const test = suite('system: agent in the VM, controller and apiserver on the host');
 let w: World;
-/** The agent's programming histogram (count, sum of seconds) as last read. */
-let programmingSeen: { count: number; sum: number } | undefined;
 const ip = (pod: string) => POD_NETS[pod]!.ip;
 /** The agent's own start (Node, its imports over 9p) under TCG: seconds on a quiet host, minutes on a loaded one. */
 const AGENT_START_MS = 360_000;
@@ -178,7 +176,6 @@ scenario('the agent programs what the controller resolved: ipvsadm agrees, VIPs 
   console.log(`# agent start -> all three Programmed=True: ${Date.now() - t0} ms`);
   // /metrics (the bundled agent's: it once died there, see dataplane/agent/metrics.ts promClient).
   assert.ok((await agentMetric('lvs_agent_syncs_total')).get('{read="full",result="ok"}')! >= 1, 'a full sync counted');
-  programmingSeen = await programming();
 });
 
 /** The agent's network-programming histogram: count and sum of seconds. */
@@ -363,6 +360,7 @@ scenario('dual-stack: NAT, DR and TUN VirtualServers with an IPv4 and an IPv6 VI
 });
 
 scenario('scale up: a third pod becomes ready; its endpoint reaches the kernel and takes traffic', async () => {
+  const before = await programming();
   const t0 = Date.now();
   await w.web.addPod('web-3', ip('web-3'), POD_NETS['web-3']!.ip6);
   await w.web.syncSlice();
@@ -370,7 +368,6 @@ scenario('scale up: a third pod becomes ready; its endpoint reaches the kernel a
   console.log(`# EndpointSlice write -> kernel (scale up): ${Date.now() - t0} ms`);
   // The agent measured it: from the EndpointSlice's trigger time (whole seconds, as Kubernetes
   // writes it) to the end of its sync.
-  const before = programmingSeen ?? { count: 0, sum: 0 };
   const after = await until('the change in lvs_agent_network_programming_duration_seconds', async () => {
     const p = await programming();
     return p.count > before.count ? p : undefined;
@@ -379,8 +376,8 @@ scenario('scale up: a third pod becomes ready; its endpoint reaches the kernel a
   // the guest agent's now): print what it was made of.
   const uid = (await w.vs('web-nat')).metadata.uid!;
   const stamps = (await w.kube.request<{ items: KubeObject[] }>('GET', planSlicesPath(uid))).items.map((p) => p.metadata.annotations?.[CHANGE_TIME_ANNOTATION]);
-  console.log(`# network programming latency (scale up, /metrics): ${after.count - before.count} plan revision(s), mean ${((after.sum - before.sum) / (after.count - before.count)).toFixed(2)} s; web-nat's PlanSlice change time ${stamps.join(', ')}, guest clock now ${new Date().toISOString()}`);
-  programmingSeen = after;
+  const clock = await w.kube.serverClock();
+  console.log(`# network programming latency (scale up, /metrics): ${after.count - before.count} plan revision(s), mean ${((after.sum - before.sum) / (after.count - before.count)).toFixed(2)} s; web-nat's PlanSlice change time ${stamps.join(', ')}, guest clock now ${new Date().toISOString()}; guest clock minus the apiserver's (its Date header, whole seconds): ${((clock.local - clock.server) / 1000).toFixed(1)} s`);
   assert.equal(dests(ipvs(), VIP.nat, PORT), [...WANT.nat, '10.244.0.13:8080 Masq 1']);
   assert.equal(await tally(VIP.nat, 30), { 'web-1': 10, 'web-2': 10, 'web-3': 10 });
 });
