@@ -94,11 +94,13 @@ export function desiredSlices(owner: PlanOwner, reasons: readonly Reason[], dire
 
 /**
  * When the change behind this revision happened (epoch ms; CHANGE_TIME_ANNOTATION): the Service's
- * newest EndpointSlice trigger time when it is newer than the stored revision's change time (so a
- * VirtualServer edit long after the last Pod change is not charged the time in between), else now.
+ * newest EndpointSlice trigger time when it is newer than the stored revision's change time and
+ * than the VirtualServer's creation (so a VirtualServer edit long after the last Pod change, or a
+ * new VirtualServer over a Service whose Pods last changed an hour ago, is not charged the time in
+ * between), else now.
  */
-export function changeTime(trigger: number | undefined, stored: readonly PlanSliceObject[], now: number): number {
-  let previous = -Infinity;
+export function changeTime(trigger: number | undefined, stored: readonly PlanSliceObject[], now: number, createdAt?: number): number {
+  let previous = createdAt ?? -Infinity;
   for (const s of stored) previous = Math.max(previous, annotatedTime(s.metadata, CHANGE_TIME_ANNOTATION) ?? -Infinity);
   return trigger !== undefined && trigger > previous && trigger <= now ? trigger : now;
 }

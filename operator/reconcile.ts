@@ -50,7 +50,8 @@ async function publish(key: string, vs: VirtualServerObject, deps: ReconcileDeps
   const desired = uid === undefined ? undefined
     : desiredSlices({ namespace: vs.metadata.namespace ?? '', name: vs.metadata.name, uid, generation: vs.metadata.generation ?? 0 }, resolution.reasons, resolution.directors, services);
   const written = desired ? sliceOps(desired, mine) : [];
-  const at = written.length ? changeTime(deps.world.changeTriggerTime(key), mine, deps.clock.wallNow()) : 0;
+  const created = Date.parse(vs.metadata.creationTimestamp ?? '');
+  const at = written.length ? changeTime(deps.world.changeTriggerTime(key), mine, deps.clock.wallNow(), Number.isFinite(created) ? created : undefined) : 0;
   const ops = [...stampChangeTime(written, at), ...leftoverOps(stored, uid)];
   if (ops.length) {
     const done = await performSliceOps(key, ops, { api: deps.api, slices: deps.slices, canWrite: deps.canWrite, ...(deps.onSliceWrite ? { onWrite: deps.onSliceWrite } : {}) }, signal);

@@ -273,6 +273,13 @@ spec:
     await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }, { ip: '10.244.1.6', pod: 'web-2', ready: false, terminating: true }], trigger));
     vs = await until(async () => ((await getVs(ns, 'web'))?.status?.readyRealServers === 1 ? getVs(ns, 'web') : undefined), 'one ready, one draining');
     assert.equal(await changeTimes(), [trigger]);
+    // A VirtualServer created now over the same Service: its change is its creation, not the Pods' older trigger.
+    await new Promise((r) => setTimeout(r, 1_100)); // creationTimestamp has whole seconds
+    await kubectl(['apply', '-n', ns, '-f', '-'], 'apiVersion: lvs.dev/v1alpha1\nkind: VirtualServer\nmetadata: {name: web2}\nspec: {addresses: [203.0.113.91], ports: [{name: web, port: 80}], backends: {service: {name: web}}}\n');
+    const created = Date.parse((await getVs(ns, 'web2'))!.metadata.creationTimestamp!);
+    const stamp = await until(async () => (await admin.list(PLAN_SLICES)).items.find((p) => (p as unknown as PlanSliceObject).owner.name === 'web2')?.metadata.annotations?.[CHANGE_TIME_ANNOTATION], 'web2 plan');
+    assert.ok(Date.parse(stamp) >= created && Date.parse(stamp) > Date.parse(trigger), `web2 change time ${stamp}: not before its creation ${new Date(created).toISOString()}`);
+    await kubectl(['delete', '-n', ns, 'virtualserver/web2']);
     assert.equal((await rsOf(vs!)).map((r) => `${r.address} ${r.state} ${r.weight}`), ['10.244.1.5 Ready 1', '10.244.1.6 Draining 0']);
     await putSlice(ns, sliceObj(ns, [{ ip: '10.244.1.5', pod: 'web-1', ready: true }]));
     vs = await until(async () => ((await getVs(ns, 'web'))?.status?.realServerCount === 1 ? getVs(ns, 'web') : undefined), 'terminated endpoint gone');

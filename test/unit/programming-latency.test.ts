@@ -81,6 +81,8 @@ stamp('the EndpointSlice trigger time when newer than the stored revision\'s, el
   assert.is(changeTime(5_000, [stored(6_000)], 9_000), 9_000, 'the Pod change was in the last revision already: something else changed now');
   assert.is(changeTime(undefined, [stored(6_000)], 9_000), 9_000, 'no EndpointSlice trigger: resolve time');
   assert.is(changeTime(12_000, [], 9_000), 9_000, 'a trigger ahead of this clock: resolve time');
+  assert.is(changeTime(5_000, [], 9_000, 7_000), 9_000, 'a new VirtualServer over Pods that changed before it: resolve time');
+  assert.is(changeTime(8_000, [], 9_000, 7_000), 8_000, 'Pods that changed after it was created: the trigger');
 });
 
 stamp('creates and replaces carry it; deletes do not; the content compared before writing is unchanged', () => {
