@@ -219,13 +219,14 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     if (!opts.stateFile || !synced) return;
     const keys = adoptedKeys(synced.keyOwners, lastSync?.refused);
     const retiring = lastSync?.retiring ?? record?.retiringVips ?? [];
-    if (saved && saved.retiring === retiring.join() && sameKeyOwners(saved.keys, keys)) return;
+    const made = { keys, retiring: retiring.join() };
+    if (saved && saved.retiring === made.retiring && sameKeyOwners(saved.keys, keys)) return;
     const next = clusterOwnerRecord(keys, new Date(clock.wallNow()), retiring);
-    if (sameOwners(record, next)) { saved = { keys, retiring: retiring.join() }; return; }
+    if (sameOwners(record, next)) { saved = made; return; }
     try {
       writeOwnerRecord(opts.stateFile, next);
       record = next;
-      saved = { keys, retiring: retiring.join() };
+      saved = made;
       recorded = recordedOwners(next);
     } catch (err) {
       log.warn({ op: 'record', err: String(err) }, 'writing the owner record failed');

@@ -14,8 +14,8 @@ export interface SyncLoopOptions extends SyncerOptions {
   minIntervalMs?: number;
   /** Full resync period. Default 60 s. */
   resyncIntervalMs?: number;
-  /** Called with every result (status reporting) and how long that sync took. */
-  onResult?: (r: SyncResult, elapsedMs: number) => void;
+  /** Called with every result (status reporting). */
+  onResult?: (r: SyncResult) => void;
   /** Told of every sync (the agent's /metrics). */
   metrics?: SyncMetrics;
 }
@@ -92,10 +92,9 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     lastStart = clock.now();
     const result = await syncer.sync();
     last = result;
-    const elapsedMs = clock.now() - lastStart;
     try {
-      opts.metrics?.synced(result, elapsedMs / 1000, clock.wallNow());
-      opts.onResult?.(result, elapsedMs);
+      opts.metrics?.synced(result, (clock.now() - lastStart) / 1000, clock.wallNow());
+      opts.onResult?.(result);
     } catch (err) {
       log.error({ err }, 'onResult callback threw');
     }

@@ -60,13 +60,20 @@ export class Kube {
     this.#agent = new Agent({ keepAlive: true, ca: c.ca, cert: c.cert, key: c.key, ...(c.servername ? { servername: c.servername } : {}) });
   }
 
+  /** Where and how a request goes: this API server, over the client-certificate agent. */
+  #target(method: string, path: string, timeoutMs: number) {
+    return {
+      host: this.#server.hostname, port: this.#server.port, path, method, agent: this.#agent, timeout: timeoutMs,
+      ...(this.#servername ? { servername: this.#servername } : {}),
+    };
+  }
+
   request<T = Obj>(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = 60_000): Promise<T> {
     const what = `${method} ${path}`;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise<T>((resolve, reject) => {
       const req = request({
-        host: this.#server.hostname, port: this.#server.port, path, method, agent: this.#agent, timeout: timeoutMs,
-        ...(this.#servername ? { servername: this.#servername } : {}),
+        ...this.#target(method, path, timeoutMs),
         headers: { Accept: 'application/json', ...(payload !== undefined ? { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) } : {}) },
       }, (res) => {
         let text = '';
@@ -92,10 +99,7 @@ export class Kube {
   /** The API server's clock (its Date header, whole seconds) as epoch ms, and this clock when it answered. */
   serverClock(): Promise<{ server: number; local: number }> {
     return new Promise((resolve, reject) => {
-      const req = request({
-        host: this.#server.hostname, port: this.#server.port, path: '/version', method: 'GET', agent: this.#agent, timeout: 10_000,
-        ...(this.#servername ? { servername: this.#servername } : {}),
-      }, (res) => {
+      const req = request(this.#target('GET', '/version', 10_000), (res) => {
         const local = Date.now();
         res.resume();
         const server = Date.parse(String(res.headers.date));
