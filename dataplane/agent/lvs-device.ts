@@ -5,8 +5,8 @@
 import { release } from 'node:os';
 import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
-import { directorSpecFromPlan, type DirectorSpec } from '../director/plan.ts';
-import { announceQuick, observeDirector, ownedAddresses, syncDirector, type DirectorReport } from '../director/setup.ts';
+import { directorSpecFromPlan, type DirectorSpec, type DirectorVip } from '../director/plan.ts';
+import { announceQuick, answeredNow, observeDirector, ownedAddresses, syncDirector, type DirectorReport } from '../director/setup.ts';
 import { inNetns, type NetnsTarget, type Runner } from '../exec.ts';
 import { parseServiceKey } from '../sync/keys.ts';
 import type { VipBinder } from '../sync/sync.ts';
@@ -32,9 +32,20 @@ export interface LvsDeviceOptions {
   onReport?: (r: DirectorReport) => void;
 }
 
-/** The director spec for exactly `bound` VIPs: SNAT only for VIPs that are bound. */
-export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce' | 'interfaces' | 'interfacesFor'>, bound: readonly string[]): DirectorSpec {
-  const fromPlan = directorSpecFromPlan({ services: [...opts.plan()], virtualServers: new Map() }, opts.node, opts.kernelRelease ?? release(), opts.announce);
+/**
+ * The director spec for exactly `bound` VIPs: SNAT only for VIPs that are bound.
+ *
+ * `before`: the VIPs as the last spec had them (or as the kernel showed them answered). A bound
+ * VIP that no plan service names any more (its services are held while they drain) keeps the
+ * announcement it had: the clients of the draining connections must go on resolving it, or their
+ * connections end when their neighbour entry expires. A VIP some plan service still names follows
+ * the plan (another director may own it now).
+ */
+export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce' | 'interfaces' | 'interfacesFor'>, bound: readonly string[], before: readonly DirectorVip[] = []): DirectorSpec {
+  const services = opts.plan();
+  const fromPlan = directorSpecFromPlan({ services: [...services], virtualServers: new Map() }, opts.node, opts.kernelRelease ?? release(), opts.announce);
+  const planned = new Set(services.map((s) => s.vip));
+  const had = new Map(before.map((v) => [v.address, v]));
   const set = new Set(bound);
   const keepSnat = (opts.held?.() ?? []).flatMap((key) => {
     const k = parseServiceKey(key);
@@ -42,7 +53,9 @@ export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 
   });
   return {
     ...fromPlan,
-    vips: bound.map((address) => {
+    vips: bound.map((address): DirectorVip => {
+      const kept = planned.has(address) ? undefined : had.get(address);
+      if (kept) return { address, announce: kept.announce, ...(kept.interfaces ? { interfaces: [...kept.interfaces] } : {}) };
       const interfaces = opts.interfacesFor?.(address);
       return { address, announce: opts.announce?.(address) ?? false, ...(interfaces ? { interfaces: [...interfaces] } : {}) };
     }),
@@ -80,8 +93,11 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     queue = p.catch(() => {});
     return p;
   };
+  /** The VIPs of the last spec applied (specFor's `before`); at start, those the kernel answers for. */
+  let vipsBefore: DirectorVip[] = [];
   const apply = (vips: string[]): Promise<string[]> => serial(async () => {
-    const spec = specFor(opts, vips);
+    const spec = specFor(opts, vips, vipsBefore);
+    vipsBefore = spec.vips;
     const report = await syncDirector(dirOpts, spec);
     decided = decide(spec);
     opts.onReport?.(report);
@@ -102,7 +118,8 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     w.promise = serial(async () => {
       waiting = undefined;
       if (!last || !bound) return;
-      const spec = specFor(opts, bound);
+      const spec = specFor(opts, bound, vipsBefore);
+      vipsBefore = spec.vips;
       const now = decide(spec);
       // Nothing changed and nothing to repeat: no process started (membership changes are frequent).
       if (now === decided && (!w.all || now === '')) return;
@@ -120,7 +137,11 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     async list() {
       elsewhere = undefined; // unknown until this listing succeeds
       if (bound === undefined) {
-        bound = ownedAddresses((await observeDirector(inNetns(opts.run, opts.target ?? { kind: 'host' }))).device);
+        // A restarted agent: what the kernel answers for now stands in for the last spec.
+        const obs = await observeDirector(inNetns(opts.run, opts.target ?? { kind: 'host' }));
+        bound = ownedAddresses(obs.device);
+        const answered = new Set(answeredNow(obs));
+        vipsBefore = bound.map((address) => ({ address, announce: answered.has(address) }));
       }
       return apply(bound);
     },

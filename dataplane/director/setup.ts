@@ -77,6 +77,13 @@ export function planDirector(given: DirectorSpec, obs: ObservedDirector, device 
   return steps;
 }
 
+/** The VIPs on the device that are answered now: IPv4 not ARP-dropped, IPv6 with a proxy-NDP entry. */
+export function answeredNow(obs: ObservedDirector): string[] {
+  const dropped = new Set([...obs.nft.arp.matchAll(/arp daddr ip (\S+) drop/g)].map((m) => m[1]!));
+  const proxied = new Set((obs.proxies ?? []).map((e) => e.address));
+  return ownedAddresses(obs.device).filter((a) => (ipFamily(a) === 4 ? !dropped.has(a) : proxied.has(a)));
+}
+
 /** The announcements `obs` already makes: IPv4 VIPs on the device and not ARP-dropped; IPv6 proxy entries. */
 export function announcedNow(obs: ObservedDirector, wanted: readonly Announcement[]): Announcement[] {
   const bound = new Set(ownedAddresses(obs.device));

@@ -85,6 +85,37 @@ test('before the first full sync the quick path does nothing (it knows no device
   assert.equal(k.calls, []);
 });
 
+test('a VIP whose services left the plan but still drain keeps answering ARP/NDP; one the plan gives another director goes silent; a restarted agent keeps what the kernel answered', async () => {
+  const k = new FakeKernel({ ipvs: true });
+  const ns = k.ns('/run/netns/director');
+  ns.addLink('eth0', 'veth', true).addrs.push({ address: '192.0.2.2', prefixLen: 24, scope: 'global', label: 'eth0' }, { address: '2001:db8::2', prefixLen: 64, scope: 'global' });
+  const VIP2 = '192.0.2.101';
+  let plan: PlanService[] = [svc(VIP), svc(VIP6), svc(VIP2)];
+  const open = () => createLvsDevice({
+    run: k.runner(), node: 'd1', plan: () => plan, target: { kind: 'named', name: 'director' }, kernelRelease: '6.1.0-56-amd64',
+    // The plan's decision: every VIP the plan gives d1 (as a lone director does).
+    announce: (vip) => plan.some((p) => p.vip === vip && p.directors.includes('d1')),
+  });
+  const device = open();
+  await device.set([VIP, VIP6, VIP2]);
+  assert.not.ok(ns.nft.has('arp lvs_operator'), 'all announced');
+  // The VirtualServers are deleted: the services are held (draining), their VIPs still bound.
+  // VIP2's address goes to a service the plan gives another director.
+  plan = [{ ...svc(VIP2), directors: ['d2'] }];
+  await device.set([VIP, VIP6, VIP2]);
+  assert.is(ns.nft.get('arp lvs_operator')?.match(/daddr ip (\S+) drop/g)?.join(), `daddr ip ${VIP2} drop`, 'only the VIP another director owns now is silent');
+  assert.equal([...ns.proxies], [`${VIP6}%eth0`], 'the draining IPv6 VIP keeps its proxy-NDP entry');
+  assert.equal(device.announced(), [VIP, VIP6].sort());
+  // A restart in the middle of the drain: the new agent reads what the kernel answers.
+  const again = open();
+  await again.list();
+  assert.is(ns.nft.get('arp lvs_operator')?.match(/daddr ip (\S+) drop/g)?.join(), `daddr ip ${VIP2} drop`, 'the same after a restart');
+  assert.equal([...ns.proxies], [`${VIP6}%eth0`]);
+  // Drained: the VIPs go, and nothing of them is left.
+  await again.set([VIP2]);
+  assert.equal([...ns.proxies], []);
+});
+
 test('HA flags: checked before anything is touched, each error naming its flag', () => {
   const key = '/tmp/announce-quick-test.key';
   writeFileSync(key, 'k'.repeat(32));
