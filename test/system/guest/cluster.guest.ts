@@ -13,7 +13,7 @@
 // VirtualServer disturb nothing; the drained destination is gone once its connection is; a real
 // kube-proxy (nftables) beside the agent serves a ClusterIP and changes none of the agent's state; finally a
 // Service of 10,000 endpoints x 2 ports is published in bounded PlanSlices and fully programmed.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { addressesIn, CLIENT_IP, CLIENT_IP6, CNI_BRIDGE, removePods } from './lib/node-net.ts';
@@ -23,6 +23,7 @@ import { CHANGE_TIME_ANNOTATION } from '../../../api/plan-slice.ts';
 import { planSlicesPath } from '../../lib/published-plan.ts';
 import { SERVICES, VIRTUAL_SERVERS, Workload } from '../../../lab/guest/objects.ts';
 import { KUBE_PROXY_BINARY_ENV, startKubeProxy, type KubeProxyProc } from '../../../lab/guest/kube-proxy.ts';
+import { ipvsStats as ipvsStatsNow } from '../../../lab/guest/ipvsadm.ts';
 import { connect } from 'node:net';
 import { BIG, BIG_PORTS, bigAddress, createBigService } from './lib/big.ts';
 import { healthCheckedService } from './lib/health.ts';
@@ -192,6 +193,17 @@ scenario('NAT: connections to the VIP are balanced over both pods, which see the
   assert.is(id.peer.split(':')[0], CLIENT_IP, 'no SNAT: the pod replies through the node (its gateway)');
   assert.match(id.local, /^10\.244\.0\.1[12]:8080$/, 'NAT rewrote VIP:80 to the pod\'s 8080');
   await w.client.close('nat-probe');
+  // The kernel's counters on /metrics (dataplane/agent/ipvs-stats.ts: one dump per 10 s at most)
+  // equal ipvsadm's once the traffic has stopped, under the service's VirtualServer.
+  const labels = `{virtual_server="${NS}/web-nat",service="TCP/${VIP.nat}:${PORT}"`;
+  const seen = async () => {
+    const k = statsOf(ipvsStatsNow(), VIP.nat, PORT);
+    const conns = (await agentMetric('lvs_ipvs_service_connections_total')).get(`${labels}}`);
+    const pkts = await agentMetric('lvs_ipvs_service_packets_total');
+    return { kernel: [k.conns, k.inPkts, k.outPkts], metrics: [conns, pkts.get(`${labels},direction="in"}`), pkts.get(`${labels},direction="out"}`)] };
+  };
+  const got = await until('/metrics to show ipvsadm\'s counters of web-nat\'s service', async () => { const x = await seen(); return JSON.stringify(x.kernel) === JSON.stringify(x.metrics) && x.kernel[0]! >= 21 ? x : undefined; }, { timeoutMs: 40_000, everyMs: 2000, show: seen });
+  console.log(`# /metrics: web-nat's service ${got.metrics.join(' / ')} (connections / packets in / out), as ipvsadm --stats`);
 });
 
 /** A sysctl of the node (the VM's root namespace). */
@@ -698,8 +710,7 @@ async function loadBalancerBesideKubeProxy(kp: KubeProxyProc, mode: 'nftables' |
 scenario('a real kube-proxy (nftables) beside the agent serves the ClusterIP of web; the agent\'s IPVS rules, VIPs and nft tables stay as they were', async () => {
   const need = (k: string) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set (the host test passes it)`); return v; };
   const { table, now } = steadyView();
-  const ourNft = () => execFileSync('sh', ['-c', 'for f in inet arp; do nft list table $f lvs_operator 2>/dev/null; done; true'], { encoding: 'utf8' });
-  const nftBefore = ourNft();
+  const nftBefore = ourNftRules();
   const vips = addressesIn(undefined, 'lvs0');
   const clusterIp = (await w.kube.get<KubeObject & { spec: { clusterIP: string } }>(SERVICES, NS, 'web')).spec.clusterIP;
   // A node reaches ClusterIPs through a route covering the service CIDR (usually its default
@@ -721,7 +732,7 @@ scenario('a real kube-proxy (nftables) beside the agent serves the ClusterIP of 
     assert.ok(answered.every((id) => id.startsWith('web-')), `the ClusterIP ${clusterIp} was answered by ${answered.join(', ')}`);
     console.log(`# kube-proxy: ClusterIP ${clusterIp}:${PORT} answered by ${answered.join(', ')}`);
     assert.equal(now(), table, 'the IPVS rules changed after kube-proxy started');
-    assert.is(ourNft(), nftBefore, 'our nft tables changed');
+    assert.equal(ourNftRules(), nftBefore, 'the rules of our nft tables changed');
     assert.equal(addressesIn(undefined, 'lvs0'), vips, 'the VIPs on lvs0 changed');
     const got = await tally(VIP.nat, 4);
     assert.is(Object.values(got).reduce((a, b) => a + b, 0), 4, `the NAT VIP beside kube-proxy: ${JSON.stringify(got)}`);
@@ -797,6 +808,29 @@ function removeKubeProxyIpvsLeftovers(nftTablesBefore: string[], sysctlsBefore: 
   return done;
 }
 
+/**
+ * The rules of our nft tables (inet and arp), whitespace-normalised, without the lines of the
+ * tables and chains around them: a table exists only while it holds a rule (../../../dataplane/
+ * director/plan.ts inputTable), so when the last rule goes (a drained VIP's ARP drop) its table goes
+ * with it, and only the rules say what the agent programs. A family without our table lists none;
+ * any other failure of `nft list` throws (it is never read as "no table").
+ */
+function ourNftRules(): string[] {
+  const rules: string[] = [];
+  for (const family of ['inet', 'arp']) {
+    const r = spawnSync('nft', ['list', 'table', family, 'lvs_operator'], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      if (/No such file or directory/.test(r.stderr)) continue;
+      throw new Error(`nft list table ${family} lvs_operator: exit ${r.status}: ${r.stderr.trim()}`);
+    }
+    for (const line of r.stdout.split('\n').map((l) => l.replace(/\s+/g, ' ').trim())) {
+      if (line === '' || line === '}' || /^(table|chain) .* \{$/.test(line) || /^type \S+ hook /.test(line)) continue;
+      rules.push(`${family}: ${line}`);
+    }
+  }
+  return rules;
+}
+
 const linkExists = (dev: string) => execFileSync('sh', ['-c', `ip link show ${dev} 2>/dev/null; true`], { encoding: 'utf8' }).trim() !== '';
 /** `nft list tables`: "family name" per table. */
 const nftTables = () => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }).split('\n').map((l) => l.replace(/^table /, '').trim()).filter(Boolean);
@@ -808,10 +842,11 @@ scenario('a real kube-proxy (ipvs, excludeCIDRs = the VIPPool: the migration cas
   const pending = new Set(ipvs().filter((x) => inPool(x.address) && x.dests.length > 0 && x.dests.every((d) => d.weight === 0)).map((x) => x.address.split(':')[0]!));
   const mentionsPending = (l: string) => [...pending].some((vip) => new RegExp(`\\b${vip.replaceAll('.', '\\.')}(?![\\d])`).test(l));
   const ours = () => ipvsSave().filter((l) => inPool(saveKey(l)?.[1] ?? '') && !mentionsPending(l));
-  const ourNft = () => execFileSync('sh', ['-c', 'for f in inet arp; do nft list table $f lvs_operator 2>/dev/null; done; true'], { encoding: 'utf8' }).split('\n').filter((l) => !mentionsPending(l)).join('\n');
+  const ourNft = () => ourNftRules().filter((l) => !mentionsPending(l));
   const lvs0 = () => addressesIn(undefined, 'lvs0').filter((a) => !mentionsPending(a));
   const ipvsBefore = ours();
   const nftBefore = ourNft();
+  console.log(`# before kube-proxy (ipvs): draining ${[...pending].join(', ') || 'none'}; our nft rules ${JSON.stringify(ourNftRules())}`);
   const vipsBefore = lvs0();
   const tablesBefore = nftTables();
   const sysctlsBefore = new Map(KUBE_PROXY_SYSCTLS.map((k) => [k, sysctl(k)] as const));
@@ -850,7 +885,7 @@ scenario('a real kube-proxy (ipvs, excludeCIDRs = the VIPPool: the migration cas
     const theirs = ipvsSave().filter((l) => !inPool(saveKey(l)?.[1] ?? '198.51.100.'));
     assert.equal(ours(), ipvsBefore, 'the agent\'s IPVS services (ipvsadm -Sn, 198.51.100.0/24) changed');
     assert.equal(lvs0(), vipsBefore, 'the VIPs on lvs0 changed');
-    assert.is(ourNft(), nftBefore, 'our nft tables changed');
+    assert.equal(ourNft(), nftBefore, 'the rules of our nft tables changed');
     assert.not.ok(ipvs().some((x) => inPool(x.address) && !x.address.endsWith(`:${PORT}`)), `kube-proxy put a NodePort on a pool VIP: ${ipvsSave().join(' | ')}`);
     const got = await tally(VIP.nat, 4);
     assert.is(Object.values(got).reduce((a, b) => a + b, 0), 4, `the NAT VIP beside kube-proxy: ${JSON.stringify(got)}`);
