@@ -1,14 +1,15 @@
 // The agent's /healthz and /metrics (--metrics-address): every sync (duration by read-back, result,
 // operations, errors, last success), the network-programming latency of plan revisions (cluster
 // mode), health checks per real server — up (1) or out of rotation (0), labelled with
-// VirtualServer, service and real server — probes run and failed, the number of targets, and who
-// announces what. Loaded only when asked for (prom-client stays out of the standalone commands'
-// start-up otherwise).
+// VirtualServer, service and real server — probes run and failed, the number of targets, who
+// announces what, and the kernel's IPVS counters of this agent's services (./ipvs-stats.ts).
+// Loaded only when asked for (prom-client stays out of the standalone commands' start-up otherwise).
 import type { Registry } from 'prom-client';
 import type { AgentHealth } from '../health/agent-health.ts';
 import type { Member } from '../announce/election.ts';
 import type { SyncMetrics } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
+import type { IpvsStatsSource } from './ipvs-stats.ts';
 import { hostPort } from '../sync/keys.ts';
 
 type PromClient = typeof import('prom-client');
@@ -125,14 +126,23 @@ export async function registerAnnounceMetrics(registry: Registry, announcing: An
   });
 }
 
+/** --metrics-ipvs-stats: the kernel's counters per service (default), per real server too, or none. */
+export type IpvsStatsLevel = 'services' | 'real-servers' | 'off';
+
+export function parseIpvsStatsLevel(text: string | undefined): IpvsStatsLevel | undefined {
+  const v = text ?? 'services';
+  return v === 'services' || v === 'real-servers' || v === 'off' ? v : undefined;
+}
+
 /** Serves /healthz (the event loop answers) and /metrics on address. */
-export async function startAgentHttp(address: string, metrics: AgentMetrics, health: AgentHealth, announcing?: Announcing): Promise<AgentHttp> {
+export async function startAgentHttp(address: string, metrics: AgentMetrics, health: AgentHealth, announcing?: Announcing, ipvsStats?: IpvsStatsSource): Promise<AgentHttp> {
   const listen = parseListenAddress(address);
   if (!listen) throw new Error(`--metrics-address: expected HOST:PORT, got ${JSON.stringify(address)}`);
   const { startHttp } = await import('../../kube/http.ts');
   const registry = metrics.registry;
   await registerHealthMetrics(registry, health);
   if (announcing) await registerAnnounceMetrics(registry, announcing);
+  if (ipvsStats) await (await import('./ipvs-stats.ts')).registerIpvsStatsMetrics(registry, ipvsStats);
   const s = await startHttp({ healthy: () => true, ready: () => true, registry }, listen.port, listen.host);
   return { port: s.port, close: s.close };
 }

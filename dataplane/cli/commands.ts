@@ -10,7 +10,9 @@ import { openIpvs } from '../agent/kernel.ts';
 import { acquireAgentLock } from '../agent/lock.ts';
 import { createLvsDevice } from '../agent/lvs-device.ts';
 import { DEFAULT_STATE_FILE, formatShow, ownerRecord, readOwnerRecord, recordedVips, showView, writeOwnerRecord } from '../agent/show.ts';
-import { createAgentMetrics, startAgentHttp } from '../agent/metrics.ts';
+import { createAgentMetrics, parseIpvsStatsLevel, startAgentHttp, type IpvsStatsLevel } from '../agent/metrics.ts';
+import type { IpvsStatsSource } from '../agent/ipvs-stats.ts';
+import type { IpvsKernel } from '../ipvs/types.ts';
 import { observeDirector, ownedAddresses, teardownDirector } from '../director/setup.ts';
 import type { NetnsTarget, Runner } from '../exec.ts';
 import { cleanupRealServer, prepareRealServer } from '../realserver/prepare.ts';
@@ -30,7 +32,7 @@ export class UsageError extends Error {}
 export interface CommandContext {
   values: {
     file?: string[]; watch?: boolean; 'allow-empty'?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
-    forwarding?: string; vip?: string[]; encap?: string; netns?: string; pid?: string; 'state-file'?: string; 'metrics-address'?: string;
+    forwarding?: string; vip?: string[]; encap?: string; netns?: string; pid?: string; 'state-file'?: string; 'metrics-address'?: string; 'metrics-ipvs-stats'?: string;
     announce?: string; 'announce-interface'?: string[];
   } & HaFlags;
   log: Logger;
@@ -48,6 +50,18 @@ function drainTimeoutMs(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new UsageError(`--drain-timeout: must be a whole number of seconds, got ${JSON.stringify(v)}`);
   return Number(v) * 1000;
+}
+
+/** --metrics-ipvs-stats, checked before anything is touched. */
+function ipvsStatsLevel(values: CommandContext['values']): IpvsStatsLevel {
+  const level = parseIpvsStatsLevel(values['metrics-ipvs-stats']);
+  if (!level) throw new UsageError(`--metrics-ipvs-stats must be services, real-servers or off, got ${JSON.stringify(values['metrics-ipvs-stats'])}`);
+  if (values['metrics-ipvs-stats'] !== undefined && !values['metrics-address']) throw new UsageError('--metrics-ipvs-stats needs --metrics-address');
+  return level;
+}
+
+function ipvsStats(level: IpvsStatsLevel, kernel: IpvsKernel, owned: () => ReadonlyMap<string, string>): IpvsStatsSource | undefined {
+  return level === 'off' ? undefined : { kernel, owned, realServers: level === 'real-servers' };
 }
 
 function summarize(r: SyncResult, plan: Plan): string {
@@ -85,6 +99,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const allowEmpty = Boolean(ctx.values['allow-empty']);
   const announce = announceOptions(ctx.values);
   const haOpts = haSettings(ctx.values);
+  const statsLevel = ipvsStatsLevel(ctx.values);
   let ha: Ha | undefined;
   // Loaded before the kernel is opened: a rejected set never reaches it.
   let plan = loadPlan(files, node, allowEmpty);
@@ -164,7 +179,8 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   let pending: NodeJS.Timeout | undefined;
   // Follows files replaced by rename (editors, sed -i): see ./watch.ts.
   const watcher = watchPaths(files, () => { clearTimeout(pending); pending = setTimeout(reload, 200); });
-  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, health, () => ({ announced: device.announced(), members: ha?.members() ?? [] })) : undefined;
+  const owned = () => new Map(plan.services.filter((s) => s.directors.includes(node)).map((s) => [s.key, `${s.owner.namespace}/${s.owner.name}`]));
+  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, health, () => ({ announced: device.announced(), members: ha?.members() ?? [] }), ipvsStats(statsLevel, kernel, owned)) : undefined;
   if (haOpts) {
     const lp = loop;
     // A membership change flips announcements at once (announceQuick), then a full sync verifies.
@@ -193,6 +209,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const node = process.env.NODE_NAME;
   if (!node) throw new UsageError('run: NODE_NAME must be set (the downward API gives it: spec.nodeName)');
   const ha = clusterHaSettings(ctx.values);
+  const statsLevel = ipvsStatsLevel(ctx.values);
   // Loaded here, not at the top: @kubernetes/client-node alone is ~900 modules, and the standalone
   // commands (apply, show, prepare, cleanup) must not pay for it on every start.
   const [{ KubeConfig }, { restConfigFromKubeConfig, RestKubeApi }, { createClusterAgent }] = await Promise.all([
@@ -217,7 +234,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const ac = new AbortController();
   process.once('SIGTERM', () => ac.abort());
   process.once('SIGINT', () => ac.abort());
-  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, agent.health, agent.announcing) : undefined;
+  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, agent.health, agent.announcing, ipvsStats(statsLevel, kernel, agent.owned)) : undefined;
   ctx.log.info({ node, op: 'start', metrics: http?.port, election: ha ? `${ha.listen.address}:${ha.listen.port}` : 'off' }, 'lvs-agent running in cluster mode');
   try {
     await agent.run(ac.signal);

@@ -49,7 +49,8 @@ const USAGE = `usage:
 common options: --state-file PATH (default /run/lvs-agent/standalone.json), --log-level LEVEL
 run and apply --watch: --metrics-address HOST:PORT serves /healthz and /metrics (syncs: duration,
       result, operations, errors, last success; run: network-programming latency; health checks
-      per real server, probes run and failed; announced VIPs)
+      per real server, probes run and failed; announced VIPs; the kernel's IPVS counters of
+      this agent's services: --metrics-ipvs-stats services (default) | real-servers | off)
 health checks (spec.healthCheck): each director probes its real servers; one failing
       failureThreshold checks gets weight 0 (or is removed), back after successThreshold passes;
       \`show\` prints each real server's last state (HEALTH), one-shot \`apply\` runs one round`;
@@ -68,6 +69,7 @@ const OPTIONS = {
   pid: { type: 'string' },
   'state-file': { type: 'string' },
   'metrics-address': { type: 'string' },
+  'metrics-ipvs-stats': { type: 'string' },
   announce: { type: 'string' },
   'announce-interface': { type: 'string', multiple: true },
   peer: { type: 'string', multiple: true },

@@ -79,6 +79,8 @@ export interface ClusterAgent {
   readonly health: AgentHealth;
   /** VIPs this node answers ARP/NDP for now, and the director members it sees (for /metrics). */
   announcing(): { announced: string[]; members: Member[] };
+  /** Service key → VirtualServer ("namespace/name") of the services this node directs or holds (for /metrics). */
+  owned(): ReadonlyMap<string, string>;
 }
 
 /** What one sync reads: decided together, reported together once that sync finished. */
@@ -138,6 +140,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   let clusterHa: ClusterHa | undefined;
   let stopping = false;
   const latency = new ProgrammingLatency();
+  /** owned()'s map, rebuilt only when a sync decided new key owners. */
+  let ownedView: { of: ReadonlyMap<string, KeyOwner>; map: Map<string, string> } | undefined;
   const bookCache = new PlanBookCache();
 
   function readBook(): PlanBook {
@@ -382,6 +386,12 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     plan: () => current?.services ?? [],
     health,
     announcing: () => ({ announced: device.announced(), members: clusterHa?.ha()?.members() ?? [] }),
+    owned: () => {
+      const owners = current?.keyOwners;
+      if (!owners) return new Map();
+      if (ownedView?.of !== owners) ownedView = { of: owners, map: new Map([...owners].map(([k, o]) => [k, o.virtualServer])) };
+      return ownedView.map;
+    },
     async run(signal) {
       const informers = [slices.run(signal), reports.run(signal)];
       const aborted = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));

@@ -154,6 +154,8 @@ test('agent election: a random key Secret mounted read-only, heartbeats on the n
   assert.not.ok(off.some((d) => d.kind === 'Secret'));
   assert.equal(container(one(off, 'DaemonSet')).args, ['--metrics-address=$(HOST_IP):9810']);
   assert.not.ok((one(off, 'DaemonSet').spec.template.spec.volumes as Obj[]).some((v) => v.name === 'peer-key'));
+  const perRs = container(one(await render({ agent: { election: { enabled: false }, metrics: { ipvsStats: 'real-servers' } } }), 'DaemonSet')).args;
+  assert.equal(perRs, ['--metrics-address=$(HOST_IP):9810', '--metrics-ipvs-stats=real-servers']);
   const sync = container(one(await render({ agent: { election: { syncInterface: 'eth0', syncId: 9 } } }), 'DaemonSet')).args;
   assert.equal(sync.slice(-2), ['--sync-interface=eth0', '--sync-id=9']);
 });
@@ -257,6 +259,7 @@ const BAD: Array<[string, Obj, RegExp[]]> = [
     [/renewDeadlineSeconds \(10\) must be less than leaseDurationSeconds \(10\)/]],
   ['election dead interval too short', { agent: { election: { intervalMs: 200, deadMs: 300 } } }, [/agent\.election\.deadMs/, /twice/]],
   ['election sync id out of range', { agent: { election: { syncId: 256 } } }, [/election\/syncId|election\.syncId/, /maximum|must be <= 255/i]],
+  ['unknown IPVS stats level', { agent: { metrics: { ipvsStats: 'all' } } }, [/metrics\/ipvsStats|metrics\.ipvsStats/, /services|must be one of/i]],
 ];
 
 test('bad values are rejected with a message naming the field', async () => {
