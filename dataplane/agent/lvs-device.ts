@@ -30,6 +30,8 @@ export interface LvsDeviceOptions {
   /** Devices to announce one VIP on (the plan's), before `interfaces`. */
   interfacesFor?: (vip: string) => readonly string[] | undefined;
   onReport?: (r: DirectorReport) => void;
+  /** The kernel's IPVS connection sync runs on this director: its sysctls come with the others. */
+  connectionSync?: boolean;
 }
 
 /**
@@ -41,7 +43,7 @@ export interface LvsDeviceOptions {
  * connections end when their neighbour entry expires. A VIP some plan service still names follows
  * the plan (another director may own it now).
  */
-export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce' | 'interfaces' | 'interfacesFor'>, bound: readonly string[], before: readonly DirectorVip[] = []): DirectorSpec {
+export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 'kernelRelease' | 'announce' | 'interfaces' | 'interfacesFor' | 'connectionSync'>, bound: readonly string[], before: readonly DirectorVip[] = []): DirectorSpec {
   const services = opts.plan();
   const fromPlan = directorSpecFromPlan({ services: [...services], virtualServers: new Map() }, opts.node, opts.kernelRelease ?? release(), opts.announce);
   const planned = new Set(services.map((s) => s.vip));
@@ -62,6 +64,7 @@ export function specFor(opts: Pick<LvsDeviceOptions, 'node' | 'plan' | 'held' | 
     snat: fromPlan.snat.filter((r) => set.has(r.vip)),
     ...(keepSnat.length > 0 ? { keepSnat } : {}),
     ...(opts.interfaces ? { interfaces: [...opts.interfaces] } : {}),
+    ...(opts.connectionSync ? { connectionSync: true } : {}),
   };
 }
 

@@ -118,6 +118,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
     run: ctx.run, node, plan: () => plan.services, logger: ctx.log,
     announce: standaloneAnnounce(announce.mode, node, haOpts !== undefined, () => ha, ctx.log),
     ...(announce.interfaces ? { interfaces: announce.interfaces } : {}),
+    ...(haOpts?.syncDaemon ? { connectionSync: true } : {}),
   });
   const opts = {
     kernel, node, log: ctx.log, plan: () => health.apply(plan.services), retiringVips: before,

@@ -195,6 +195,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   const device = createLvsDevice({
     run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release(),
+    ...(opts.ha?.syncDaemon ? { connectionSync: true } : {}),
     ...announcePolicy(() => current?.services ?? [], opts.node, (vip, directors) => clusterHa?.ha()?.active(vip, directors)),
   });
   const loop: SyncLoop = createSyncLoop({

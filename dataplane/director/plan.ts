@@ -65,6 +65,8 @@ export interface DirectorSpec {
    * each VIP's uplinks, the devices whose subnet contains it (./announce.ts).
    */
   interfaces?: string[];
+  /** The kernel's IPVS connection sync runs here: its sysctls are set (CONNECTION_SYNC_SYSCTLS). */
+  connectionSync?: boolean;
 }
 
 export class DirectorSpecError extends Error {
@@ -102,6 +104,7 @@ export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
     kernelRelease: spec.kernelRelease,
   };
   if (spec.keepSnat?.length) out.keepSnat = normalizeSnat(spec.keepSnat, vips, 'keepSnat');
+  if (spec.connectionSync) out.connectionSync = true;
   if (spec.interfaces) {
     checkDevices(spec.interfaces, 'interfaces');
     out.interfaces = [...new Set(spec.interfaces)].sort();
@@ -173,13 +176,28 @@ export function directorSysctls(spec: DirectorSpec): DirectorSysctl[] {
   if (spec.vips.some((v) => !v.announce && ipFamily(v.address) === 4)) {
     out.push({ key: 'net.ipv4.conf.all.arp_announce', want: '2', why: 'never use a VIP as the sender address of ARP requests' });
   }
+  if (spec.connectionSync) out.push(...CONNECTION_SYNC_SYSCTLS);
   return out.sort((a, b) => cmp(a.key, b.key));
 }
+
+/**
+ * The kernel's IPVS connection sync, as measured in docs/ha-kernel-facts.md (item 5): each
+ * connection is sent once when it becomes ESTABLISHED ("3 0": no resend every 50 packets), again
+ * every 10 s while it lives and on state changes — about 12 times less steady sync traffic than the
+ * defaults, which resend every connection every 50 incoming packets; failover carried 100% of DR
+ * and TUN streams with it. Version 1 carries IPv6 and each connection's timeout (v0 neither).
+ */
+export const CONNECTION_SYNC_SYSCTLS: readonly DirectorSysctl[] = [
+  { key: 'net.ipv4.vs.sync_refresh_period', want: '10', why: 'connection sync: each connection again every 10 s and on state changes' },
+  { key: 'net.ipv4.vs.sync_threshold', want: '3 0', why: 'connection sync: sent once ESTABLISHED, not every 50 packets' },
+  { key: 'net.ipv4.vs.sync_version', want: '1', why: 'connection sync: IPv6 and per-connection timeouts' },
+];
 
 /** Every sysctl the director may touch (read in one go). */
 export const DIRECTOR_SYSCTLS: readonly string[] = [
   'net.ipv4.conf.all.arp_announce', 'net.ipv4.ip_forward', 'net.ipv4.vs.conn_reuse_mode', 'net.ipv4.vs.conntrack',
   'net.ipv4.vs.expire_nodest_conn', 'net.ipv4.vs.expire_quiescent_template', 'net.ipv6.conf.all.forwarding',
+  ...CONNECTION_SYNC_SYSCTLS.map((s) => s.key),
 ];
 
 /** nft tables we own, in the canonical form `nft list table` prints them ('' = table absent). */

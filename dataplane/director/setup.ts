@@ -48,7 +48,9 @@ export function planDirector(given: DirectorSpec, obs: ObservedDirector, device 
       const hint = s.key.startsWith('net.ipv4.vs.') ? ' (the ip_vs module is not loaded)' : s.key.startsWith('net.ipv6.') ? ' (IPv6 is off on that device)' : '';
       throw new Error(`director: sysctl ${s.key} does not exist in this namespace${hint}`);
     }
-    if (cur !== s.want && ('onlyFrom' in s ? cur === s.onlyFrom : true)) steps.push({ kind: 'sysctl', key: s.key, from: cur, to: s.want });
+    // Whitespace-normalised: a vector sysctl (sync_threshold) reads back tab-separated.
+    const same = cur.replace(/\s+/g, ' ').trim() === s.want;
+    if (!same && ('onlyFrom' in s ? cur === s.onlyFrom : true)) steps.push({ kind: 'sysctl', key: s.key, from: cur, to: s.want });
   }
   const want = new Set(spec.vips.map((v) => v.address));
   const have = ownedAddresses(obs.device);

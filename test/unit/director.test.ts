@@ -49,6 +49,19 @@ test('IPVS sysctls set and read back; report says what changed from what', async
   assert.is(r.sysctls.find((s) => s.key === 'net.ipv4.vs.conn_reuse_mode')!.previous, undefined, 'already 1');
 });
 
+test('connection sync: its sysctls only where it runs; the kernel\'s tab-separated sync_threshold counts as equal', async () => {
+  const { ns, opts } = setup();
+  const keys = ['net.ipv4.vs.sync_threshold', 'net.ipv4.vs.sync_refresh_period', 'net.ipv4.vs.sync_version'];
+  await syncDirector(opts, spec());
+  assert.equal(keys.map((k) => ns.sysctls.get(k)), ['3\t50', '0', '1'], 'the kernel\'s defaults without connection sync');
+  const r = await syncDirector(opts, spec({ connectionSync: true }));
+  assert.equal(keys.map((k) => ns.sysctls.get(k)), ['3 0', '10', '1']);
+  assert.equal(r.sysctls.filter((s) => s.previous !== undefined).map((s) => s.key).sort(), ['net.ipv4.vs.sync_refresh_period', 'net.ipv4.vs.sync_threshold']);
+  ns.sysctls.set('net.ipv4.vs.sync_threshold', '3\t0'); // as the kernel prints it back
+  const again = await syncDirector(opts, spec({ connectionSync: true }));
+  assert.not.ok(again.changed, 'nothing to do');
+});
+
 test('conn_reuse_mode by kernel version (kube-proxy rule: 0 below 5.9)', async () => {
   assert.is(connReuseMode('4.19.0-20-amd64'), '0');
   assert.is(connReuseMode('5.8.18'), '0');

@@ -97,7 +97,9 @@ export class FakeKernel {
   }
 
   static addIpvsSysctls(ns: FakeNetns): void {
-    for (const [k, v] of [['conntrack', '0'], ['expire_nodest_conn', '0'], ['conn_reuse_mode', '1'], ['expire_quiescent_template', '0']] as const) {
+    // sync_threshold reads back as the kernel prints it: two numbers, tab-separated.
+    for (const [k, v] of [['conntrack', '0'], ['expire_nodest_conn', '0'], ['conn_reuse_mode', '1'], ['expire_quiescent_template', '0'],
+      ['sync_threshold', '3\t50'], ['sync_refresh_period', '0'], ['sync_version', '1']] as const) {
       ns.sysctls.set(`net.ipv4.vs.${k}`, v);
     }
   }

@@ -68,6 +68,12 @@ test('topology; real servers prepared; two agents with the same manifests elect 
   // Settled: each agent has seen the other eligible (both warmed up), then one announcer.
   for (const a of agents.values()) await a.waitForStderr((e) => e.includes('"members":["d1","d2"]'), 240_000);
   const active = await until('exactly one director announces', sole, 30_000, 200);
+  // --sync-interface: the agent set the connection-sync sysctls it chose (dataplane/director/plan.ts
+  // CONNECTION_SYNC_SYSCTLS; the kernel's defaults are "3 50", 0).
+  for (const d of DIRECTORS) {
+    const got = nsRun(d, ['sysctl', '-n', 'net.ipv4.vs.sync_threshold', 'net.ipv4.vs.sync_refresh_period', 'net.ipv4.vs.sync_version']).split('\n').map((l) => l.replace(/\s+/g, ' ').trim());
+    assert.equal(got.slice(0, 3), ['3 0', '10', '1'], `${d}: connection-sync sysctls`);
+  }
   Object.assign(streams, await startSyncedStreams(PORTS, active, 10));
 });
 
