@@ -5,10 +5,13 @@ import type { Logger } from 'pino';
 import { IpvsNetlink } from '../ipvs/netlink.ts';
 import { IpvsError } from '../ipvs/errors.ts';
 import type { Runner } from '../exec.ts';
+import type { Tap } from '../ipvs/transport.ts';
 
-export async function openIpvs(run: Runner, log: Logger): Promise<IpvsNetlink> {
+/** `tap`: sees every datagram (the agent's netlink counters, ./metrics.ts). */
+export async function openIpvs(run: Runner, log: Logger, tap?: Tap): Promise<IpvsNetlink> {
+  const opts = { logger: log, ...(tap ? { tap } : {}) };
   try {
-    return await IpvsNetlink.open({ logger: log });
+    return await IpvsNetlink.open(opts);
   } catch (err) {
     if (!(err instanceof IpvsError) || err.code !== 'ENOENT') throw err;
     log.info({ op: 'modprobe' }, 'IPVS family missing; loading ip_vs');
@@ -17,6 +20,6 @@ export async function openIpvs(run: Runner, log: Logger): Promise<IpvsNetlink> {
     } catch (e) {
       throw new Error(`kernel has no IPVS: the generic netlink family IPVS is missing and modprobe ip_vs failed (${(e as Error).message})`);
     }
-    return IpvsNetlink.open({ logger: log });
+    return IpvsNetlink.open(opts);
   }
 }

@@ -10,6 +10,8 @@ import type { Member } from '../announce/election.ts';
 import type { SyncMetrics } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
 import type { IpvsStatsSource } from './ipvs-stats.ts';
+import { errnoCode } from '../ipvs/errors.ts';
+import type { Tap } from '../ipvs/transport.ts';
 import { hostPort } from '../sync/keys.ts';
 
 type PromClient = typeof import('prom-client');
@@ -33,6 +35,8 @@ export interface AgentMetrics extends SyncMetrics {
   readonly registry: Registry;
   /** Network-programming latencies (s) of the plan revisions a sync just programmed. */
   programmed(seconds: readonly number[]): void;
+  /** Counts the IPVS netlink traffic: give it to the client (IpvsNetlink.open's tap). */
+  readonly netlinkTap: Tap;
 }
 
 /** Seconds: a partial sync of one change takes milliseconds, a full one at 40,000 services minutes. */
@@ -62,6 +66,7 @@ export async function createAgentMetrics(): Promise<AgentMetrics> {
   });
   return {
     registry,
+    netlinkTap: netlinkCounters(Counter, registers),
     synced(r, seconds, wallNow) {
       const read = readLabel(r);
       duration.observe({ read }, seconds);
@@ -72,6 +77,34 @@ export async function createAgentMetrics(): Promise<AgentMetrics> {
       draining.set(r.draining);
     },
     programmed(list) { for (const s of list) programming.observe(s); },
+  };
+}
+
+/**
+ * lvs_agent_netlink_writes_total (sendmsg calls: a batch of writes is one), _messages_total by
+ * direction, and _errors_total by errno (the kernel's NLMSG_ERROR replies that are not ACKs; a
+ * request that got no reply at all shows in lvs_agent_sync_errors_total as ETIMEDOUT). Counted
+ * from the socket's datagrams: only the 16-byte netlink headers are read.
+ */
+function netlinkCounters(Counter: PromClient['Counter'], registers: Registry[]): Tap {
+  const writes = new Counter({ name: 'lvs_agent_netlink_writes_total', help: 'IPVS generic-netlink datagrams sent (one sendmsg; a batch of kernel writes is one).', registers });
+  const messages = new Counter({ name: 'lvs_agent_netlink_messages_total', help: 'IPVS generic-netlink messages, by direction (sent: requests; received: replies, dump parts, ACKs and errors).', labelNames: ['direction'], registers });
+  const errors = new Counter({ name: 'lvs_agent_netlink_errors_total', help: 'Error replies of the kernel to IPVS requests, by errno (EEXIST, ENOENT, ESRCH, ...).', labelNames: ['errno'], registers });
+  return (direction, bytes) => {
+    if (direction === 'send') writes.inc();
+    let n = 0;
+    for (let off = 0; off + 16 <= bytes.length;) {
+      const len = bytes.readUInt32LE(off);
+      if (len < 16) break;
+      n += 1;
+      // NLMSG_ERROR (2): the payload starts with the negative errno; 0 is an ACK.
+      if (direction === 'recv' && bytes.readUInt16LE(off + 4) === 2 && off + 20 <= bytes.length) {
+        const errno = -bytes.readInt32LE(off + 16);
+        if (errno !== 0) errors.inc({ errno: errnoCode(errno) });
+      }
+      off += (len + 3) & ~3;
+    }
+    messages.inc({ direction: direction === 'send' ? 'sent' : 'received' }, n);
   };
 }
 

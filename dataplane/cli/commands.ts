@@ -105,7 +105,8 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   let plan = loadPlan(files, node, allowEmpty);
   // Held until this process ends (see ../agent/lock.ts): a second apply or run is refused.
   await acquireAgentLock(ctx.values.watch ? 'apply --watch' : 'apply');
-  const kernel = await openIpvs(ctx.run, ctx.log);
+  const metrics = ctx.values.watch && ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
+  const kernel = await openIpvs(ctx.run, ctx.log, metrics?.netlinkTap);
   // What this host owned before (the last record): retired unless wanted, even without lvs0.
   const before = recordedVips(readOwnerRecord(stateFile));
   let loop: SyncLoop | undefined;
@@ -148,7 +149,6 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
     }
   }
   let retiring: readonly string[] = before;
-  const metrics = ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
   loop = createSyncLoop({
     ...opts,
     ...(metrics ? { metrics } : {}),
@@ -220,10 +220,10 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   if (process.env.KUBECONFIG) kc.loadFromDefault(); else kc.loadFromCluster();
   const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
   await acquireAgentLock('run');
-  const kernel = await openIpvs(ctx.run, ctx.log);
+  const metrics = ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
+  const kernel = await openIpvs(ctx.run, ctx.log, metrics?.netlinkTap);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
   const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
-  const metrics = ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
   const agent = createClusterAgent({
     api, node, kernel, run: ctx.run, log: ctx.log,
     ...(metrics ? { metrics } : {}),

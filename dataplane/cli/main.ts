@@ -48,9 +48,10 @@ const USAGE = `usage:
       state that lvs-agent owns (IPVS services on lvs0 VIPs, lvs0, its nft tables) and nothing else
 common options: --state-file PATH (default /run/lvs-agent/standalone.json), --log-level LEVEL
 run and apply --watch: --metrics-address HOST:PORT serves /healthz and /metrics (syncs: duration,
-      result, operations, errors, last success; run: network-programming latency; health checks
-      per real server, probes run and failed; announced VIPs; the kernel's IPVS counters of
-      this agent's services: --metrics-ipvs-stats services (default) | real-servers | off)
+      result, operations, errors, last success; netlink writes, messages and errors by errno;
+      run: network-programming latency; health checks per real server, probes run and failed;
+      announced VIPs; the kernel's IPVS counters of this agent's services:
+      --metrics-ipvs-stats services (default) | real-servers | off)
 health checks (spec.healthCheck): each director probes its real servers; one failing
       failureThreshold checks gets weight 0 (or is removed), back after successThreshold passes;
       \`show\` prints each real server's last state (HEALTH), one-shot \`apply\` runs one round`;

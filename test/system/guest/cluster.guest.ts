@@ -177,6 +177,10 @@ scenario('the agent programs what the controller resolved: ipvsadm agrees, VIPs 
   console.log(`# agent start -> all three Programmed=True: ${Date.now() - t0} ms`);
   // /metrics (the bundled agent's: it once died there, see dataplane/agent/metrics.ts promClient).
   assert.ok((await agentMetric('lvs_agent_syncs_total')).get('{read="full",result="ok"}')! >= 1, 'a full sync counted');
+  const writes = (await agentMetric('lvs_agent_netlink_writes_total')).get('') ?? 0;
+  const sent = (await agentMetric('lvs_agent_netlink_messages_total')).get('{direction="sent"}') ?? 0;
+  assert.ok(writes > 0 && sent >= writes, `netlink counted: ${writes} writes, ${sent} messages sent`);
+  console.log(`# /metrics: ${writes} netlink writes, ${sent} messages sent since the agent started`);
 });
 
 /** The agent's network-programming histogram: count and sum of seconds. */
