@@ -4,9 +4,9 @@
 //
 // Read at scrape time with one dump of the kernel (the syncer keeps no counters), at most once
 // per `minIntervalMs` however many scrapers ask; the metrics of a scrape, and concurrent scrapes,
-// share one dump. Only the
-// services this agent owns are shown (the plan's keys and the ones it holds while they drain),
-// labelled with their VirtualServer: other owners' services (kube-proxy's) are not ours to publish.
+// share one dump. Only the services the plan gives this node are shown (in cluster mode also those
+// the removal guard holds), labelled with their VirtualServer: a deleted VirtualServer's services
+// drop out while they drain, and other owners' services (kube-proxy's) are not ours to publish.
 //
 // Kernel behaviour relied on: the counters are 64-bit (IPVS_SVC_ATTR_STATS64, read by the
 // netlink client) and only grow while the service exists; deleting and re-adding a service starts

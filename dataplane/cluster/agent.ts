@@ -79,7 +79,7 @@ export interface ClusterAgent {
   readonly health: AgentHealth;
   /** VIPs this node answers ARP/NDP for now, and the director members it sees (for /metrics). */
   announcing(): { announced: string[]; members: Member[] };
-  /** Service key → VirtualServer ("namespace/name") of the services this node directs or holds (for /metrics). */
+  /** Service key → VirtualServer ("namespace/name") of the services this node directs, the removal guard's held ones included (for /metrics). */
   owned(): ReadonlyMap<string, string>;
 }
 
