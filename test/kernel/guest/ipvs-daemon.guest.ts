@@ -52,44 +52,54 @@ const MASTER: SyncDaemon = { state: 'master', interface: 'd0', syncId: 5 };
 const BACKUP: SyncDaemon = { state: 'backup', interface: 'v0', syncId: 6 };
 const defaults = { group: '224.0.0.81', port: 8848, ttl: 1 };
 
-/** The socket's recent traffic, one line per netlink message: direction, sequence number, type. */
-const traffic: string[] = [];
+/** The socket's recent traffic, one line per netlink message: time, direction, sequence number, type. */
+const traffic: Array<{ at: number; line: string }> = [];
 const tap: Tap = (direction, bytes) => {
   for (const m of splitMessages(bytes)) {
     const what = m.type === NLMSG_ERROR && m.payload.length >= 4 ? `error ${m.payload.readInt32LE(0)}` : `type ${m.type}`;
-    traffic.push(`${direction} seq ${m.seq} ${what}`);
+    traffic.push({ at: Date.now(), line: `${direction} seq ${m.seq} ${what}` });
   }
   traffic.splice(0, Math.max(0, traffic.length - 40));
 };
 const TIMEOUT_MS = 60_000;
 
 /**
- * k.stopDaemon, plus what to do when its reply does not come. Seen once in CI (the fresh-clone run
- * of 8c35530, the master stopped right after its start): no reply within the client's 60 s, after
- * which the daemon was gone (the next test started one). That is the kernel's business only if no
- * reply reached the socket: so the socket's traffic is printed, a reply that arrived and was not
- * matched fails the test (our client's bug), and otherwise the daemon must be gone within another
- * 60 s by ipvsadm's word, and the stall is printed with its duration.
+ * k.stopDaemon, plus what to do when its reply does not come in time. Seen in CI (the fresh-clone
+ * run of 8c35530) and here in about 1 run of 12-30, always for the master stopped right after its
+ * start: no reply within the client's 60 s, after which the daemon was gone. The traffic this
+ * suite printed the second time here showed no reply at the timeout, no IPVS kernel thread left,
+ * and this process back in epoll_wait: consistent with the kernel holding DEL_DAEMON (kthread_stop
+ * of the master thread) for about 60 s inside sendmsg, which the netlink module calls synchronously
+ * on the event loop, so the reply is read only after the timer fired. To tell that from a lost
+ * reply, the event loop's longest stall is measured and the socket is read once more before
+ * judging: a reply that arrived while the loop ran freely and was not matched fails the test (our
+ * client's bug); a kernel that held the request is printed with how long, and the daemon must be
+ * gone by ipvsadm's word.
  */
 async function stopDaemon(state: SyncDaemon['state']): Promise<void> {
   const t0 = Date.now();
+  let tick = t0, stall = 0;
+  const meter = setInterval(() => { const now = Date.now(); stall = Math.max(stall, now - tick); tick = now; }, 100);
   try {
     await k.stopDaemon(state);
     return;
   } catch (err) {
     if (!(err instanceof IpvsError) || err.code !== 'ETIMEDOUT') throw err;
+  } finally {
+    clearInterval(meter);
   }
-  const sent = traffic.filter((l) => l.startsWith('send ')).at(-1);
-  const seq = sent?.split(' ')[2];
-  console.log(`# stop ${state}: no reply in ${Date.now() - t0} ms; the socket's last messages:\n#   ${traffic.join('\n#   ')}`);
+  const timedOut = Date.now();
+  await new Promise((r) => setTimeout(r, 1000)); // a poll phase reads what the socket holds
+  const seq = traffic.filter((t) => t.line.startsWith('send ')).at(-1)?.line.split(' ')[2];
+  const reply = traffic.find((t) => t.line.startsWith(`recv seq ${seq} `));
+  console.log(`# stop ${state}: ETIMEDOUT after ${timedOut - t0} ms; event loop's longest stall ${stall} ms; the socket's last messages (ms from the request):\n#   ${traffic.map((t) => `${t.at - t0} ${t.line}`).join('\n#   ')}`);
   console.log(`# kernel stacks of the IPVS threads and of this process's threads:\n${kernelStacks()}`);
-  assert.not.ok(traffic.some((l) => l.startsWith(`recv seq ${seq} `)), `a reply to seq ${seq} reached the socket and was not matched`);
-  const gone = Date.now();
+  assert.not.ok(reply && stall < TIMEOUT_MS / 2, `a reply to seq ${seq} reached the socket ${reply ? reply.at - t0 : '-'} ms after the request while the event loop ran (longest stall ${stall} ms) and was not matched`);
   while (witness().some((d) => d.state === state)) {
-    assert.ok(Date.now() - gone < TIMEOUT_MS, `the ${state} sync daemon still runs ${Date.now() - t0} ms after DEL_DAEMON`);
+    assert.ok(Date.now() - timedOut < TIMEOUT_MS, `the ${state} sync daemon still runs ${Date.now() - t0} ms after DEL_DAEMON`);
     await new Promise((r) => setTimeout(r, 500));
   }
-  console.log(`# stop ${state}: the kernel sent no reply; ipvsadm shows the daemon gone ${Date.now() - t0} ms after the request`);
+  console.log(`# stop ${state}: the kernel held DEL_DAEMON: event loop stalled ${stall} ms, reply ${reply ? `read ${reply.at - t0} ms after the request` : 'not read'}; ipvsadm shows the daemon gone ${Date.now() - t0} ms after it`);
 }
 
 /** Where the IPVS kernel threads and this process's threads are in the kernel (/proc/PID/stack). */
