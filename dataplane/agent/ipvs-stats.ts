@@ -4,7 +4,8 @@
 //
 // Read at scrape time with one dump of the kernel (the syncer keeps no counters), at most once
 // per `minIntervalMs` however many scrapers ask; the metrics of a scrape, and concurrent scrapes,
-// share one dump. Only the services the plan gives this node are shown (in cluster mode also those
+// share one dump. The agent gives it netlink sockets of its own (../cli/commands.ts ipvsStats), so
+// a sync's read-back never queues behind a scrape. Only the services the plan gives this node are shown (in cluster mode also those
 // the removal guard holds), labelled with their VirtualServer: a deleted VirtualServer's services
 // drop out while they drain, and other owners' services (kube-proxy's) are not ours to publish.
 //

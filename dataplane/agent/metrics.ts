@@ -84,7 +84,8 @@ export async function createAgentMetrics(): Promise<AgentMetrics> {
  * lvs_agent_netlink_writes_total (sendmsg calls: a batch of writes is one), _messages_total by
  * direction, and _errors_total by errno (the kernel's NLMSG_ERROR replies that are not ACKs; a
  * request that got no reply at all shows in lvs_agent_sync_errors_total as ETIMEDOUT). Counted
- * from the socket's datagrams: only the 16-byte netlink headers are read.
+ * from the socket's datagrams: only the 16-byte netlink headers are read. The IPVS counters'
+ * scrape-time dumps (./ipvs-stats.ts) use sockets of their own and are not counted.
  */
 function netlinkCounters(Counter: PromClient['Counter'], registers: Registry[]): Tap {
   const writes = new Counter({ name: 'lvs_agent_netlink_writes_total', help: 'IPVS generic-netlink datagrams sent (one sendmsg; a batch of kernel writes is one).', registers });

@@ -7,6 +7,7 @@ import { VIRTUAL_SERVER } from '../../api/generated/index.ts';
 import type { Plan } from '../../api/plan.ts';
 import { loadManifests, standalonePlan, InvalidManifestsError } from '../agent/manifests.ts';
 import { openIpvs } from '../agent/kernel.ts';
+import { IpvsNetlink } from '../ipvs/netlink.ts';
 import { acquireAgentLock } from '../agent/lock.ts';
 import { createLvsDevice } from '../agent/lvs-device.ts';
 import { DEFAULT_STATE_FILE, formatShow, ownerRecord, readOwnerRecord, recordedVips, showView, writeOwnerRecord } from '../agent/show.ts';
@@ -60,8 +61,21 @@ function ipvsStatsLevel(values: CommandContext['values']): IpvsStatsLevel {
   return level;
 }
 
-function ipvsStats(level: IpvsStatsLevel, kernel: IpvsKernel, owned: () => ReadonlyMap<string, string>): IpvsStatsSource | undefined {
-  return level === 'off' ? undefined : { kernel, owned, realServers: level === 'real-servers' };
+/**
+ * The counters' source, on netlink sockets of their own (opened at the first scrape, again after a
+ * failed open): the client serialises dumps per socket, so a scrape's whole-table dump on the
+ * agent's sockets would queue a sync's read-back behind it.
+ */
+function ipvsStats(level: IpvsStatsLevel, log: Logger, owned: () => ReadonlyMap<string, string>): (IpvsStatsSource & { close(): Promise<void> }) | undefined {
+  if (level === 'off') return undefined;
+  let client: Promise<IpvsKernel> | undefined;
+  const open = () => (client ??= IpvsNetlink.open({ logger: log, dumpConcurrency: 1 }).catch((err: unknown) => { client = undefined; throw err; }));
+  return {
+    kernel: { dump: async () => (await open()).dump() },
+    owned,
+    realServers: level === 'real-servers',
+    async close() { await (await client?.catch(() => undefined))?.close(); },
+  };
 }
 
 function summarize(r: SyncResult, plan: Plan): string {
@@ -181,7 +195,8 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   // Follows files replaced by rename (editors, sed -i): see ./watch.ts.
   const watcher = watchPaths(files, () => { clearTimeout(pending); pending = setTimeout(reload, 200); });
   const owned = () => new Map(plan.services.filter((s) => s.directors.includes(node)).map((s) => [s.key, `${s.owner.namespace}/${s.owner.name}`]));
-  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, health, () => ({ announced: device.announced(), members: ha?.members() ?? [] }), ipvsStats(statsLevel, kernel, owned)) : undefined;
+  const stats = metrics ? ipvsStats(statsLevel, ctx.log, owned) : undefined;
+  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, health, () => ({ announced: device.announced(), members: ha?.members() ?? [] }), stats) : undefined;
   if (haOpts) {
     const lp = loop;
     // A membership change flips announcements at once (announceQuick), then a full sync verifies.
@@ -201,6 +216,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   clearTimeout(pending);
   checks.close();
   await http?.close();
+  await stats?.close();
   await loop.stop();
   await kernel.close();
   return 0;
@@ -235,7 +251,8 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const ac = new AbortController();
   process.once('SIGTERM', () => ac.abort());
   process.once('SIGINT', () => ac.abort());
-  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, agent.health, agent.announcing, ipvsStats(statsLevel, kernel, agent.owned)) : undefined;
+  const stats = metrics ? ipvsStats(statsLevel, ctx.log, agent.owned) : undefined;
+  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, agent.health, agent.announcing, stats) : undefined;
   ctx.log.info({ node, op: 'start', metrics: http?.port, election: ha ? `${ha.listen.address}:${ha.listen.port}` : 'off' }, 'lvs-agent running in cluster mode');
   try {
     await agent.run(ac.signal);
@@ -244,6 +261,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     // watches stop with the signal.
     ac.abort();
     await http?.close();
+    await stats?.close();
     await kernel.close();
   }
   return 0;
