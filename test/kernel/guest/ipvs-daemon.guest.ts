@@ -66,15 +66,14 @@ const TIMEOUT_MS = 60_000;
 /**
  * k.stopDaemon, plus what to do when its reply does not come in time. Seen in CI (the fresh-clone
  * run of 8c35530) and here in about 1 run of 12-30, always for the master stopped right after its
- * start: no reply within the client's 60 s, after which the daemon was gone. The traffic this
- * suite printed the second time here showed no reply at the timeout, no IPVS kernel thread left,
- * and this process back in epoll_wait: consistent with the kernel holding DEL_DAEMON (kthread_stop
- * of the master thread) for about 60 s inside sendmsg, which the netlink module calls synchronously
- * on the event loop, so the reply is read only after the timer fired. To tell that from a lost
- * reply, the event loop's longest stall is measured and the socket is read once more before
- * judging: a reply that arrived while the loop ran freely and was not matched fails the test (our
- * client's bug); a kernel that held the request is printed with how long, and the daemon must be
- * gone by ipvsadm's word.
+ * start: no reply within the client's 60 s, after which the daemon was gone. The traffic printed
+ * the one time this path ran here showed no reply at the timeout, no IPVS kernel thread left, this
+ * process in epoll_wait, and the timer on time (60,013 ms). Why is not known. The netlink module
+ * calls sendmsg synchronously on the event loop, so a kernel that held DEL_DAEMON would stall the
+ * loop; a reply lost or a request held in the module's write queue would not. So the loop's
+ * longest stall is measured and the socket read once more before judging: a reply that arrived
+ * while the loop ran freely and was not matched fails the test (our client's bug); otherwise the
+ * daemon must be gone by ipvsadm's word, and the stall and the reply's time are printed.
  */
 async function stopDaemon(state: SyncDaemon['state']): Promise<void> {
   const t0 = Date.now();
