@@ -11,6 +11,7 @@ import type { SyncMetrics } from '../sync/loop.ts';
 import type { SyncResult } from '../sync/sync.ts';
 import type { IpvsStatsSource } from './ipvs-stats.ts';
 import { errnoCode } from '../ipvs/errors.ts';
+import { NLMSG_ERROR, splitMessages, type NlMessage } from '../ipvs/nla.ts';
 import type { Tap } from '../ipvs/transport.ts';
 import { hostPort } from '../sync/keys.ts';
 
@@ -84,8 +85,9 @@ export async function createAgentMetrics(): Promise<AgentMetrics> {
  * lvs_agent_netlink_writes_total (sendmsg calls: a batch of writes is one), _messages_total by
  * direction, and _errors_total by errno (the kernel's NLMSG_ERROR replies that are not ACKs; a
  * request that got no reply at all shows in lvs_agent_sync_errors_total as ETIMEDOUT). Counted
- * from the socket's datagrams: only the 16-byte netlink headers are read. The IPVS counters'
- * scrape-time dumps (./ipvs-stats.ts) use sockets of their own and are not counted.
+ * from the socket's datagrams, split by ../ipvs/nla.ts splitMessages (headers read, no payload
+ * copied). The IPVS counters' scrape-time dumps (./ipvs-stats.ts) use sockets of their own and
+ * are not counted.
  */
 function netlinkCounters(Counter: PromClient['Counter'], registers: Registry[]): Tap {
   const writes = new Counter({ name: 'lvs_agent_netlink_writes_total', help: 'IPVS generic-netlink datagrams sent (one sendmsg; a batch of kernel writes is one).', registers });
@@ -93,19 +95,17 @@ function netlinkCounters(Counter: PromClient['Counter'], registers: Registry[]):
   const errors = new Counter({ name: 'lvs_agent_netlink_errors_total', help: 'Error replies of the kernel to IPVS requests, by errno (EEXIST, ENOENT, ESRCH, ...).', labelNames: ['errno'], registers });
   return (direction, bytes) => {
     if (direction === 'send') writes.inc();
-    let n = 0;
-    for (let off = 0; off + 16 <= bytes.length;) {
-      const len = bytes.readUInt32LE(off);
-      if (len < 16) break;
-      n += 1;
-      // NLMSG_ERROR (2): the payload starts with the negative errno; 0 is an ACK.
-      if (direction === 'recv' && bytes.readUInt16LE(off + 4) === 2 && off + 20 <= bytes.length) {
-        const errno = -bytes.readInt32LE(off + 16);
-        if (errno !== 0) errors.inc({ errno: errnoCode(errno) });
+    // The tap runs in the socket's message listener and must not throw: a datagram that cannot be
+    // split counts no message (the channel fails the requests it may have answered).
+    let list: NlMessage[];
+    try { list = splitMessages(bytes); } catch { return; }
+    for (const m of list) {
+      // An NLMSG_ERROR's payload starts with the negative errno; 0 is an ACK.
+      if (direction === 'recv' && m.type === NLMSG_ERROR && m.payload.length >= 4 && m.payload.readInt32LE(0) !== 0) {
+        errors.inc({ errno: errnoCode(-m.payload.readInt32LE(0)) });
       }
-      off += (len + 3) & ~3;
     }
-    messages.inc({ direction: direction === 'send' ? 'sent' : 'received' }, n);
+    messages.inc({ direction: direction === 'send' ? 'sent' : 'received' }, list.length);
   };
 }
 

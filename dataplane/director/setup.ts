@@ -79,9 +79,14 @@ export function planDirector(given: DirectorSpec, obs: ObservedDirector, device 
   return steps;
 }
 
+/** The IPv4 VIPs our arp table drops requests for. */
+function arpDropped(obs: ObservedDirector): Set<string> {
+  return new Set([...obs.nft.arp.matchAll(/arp daddr ip (\S+) drop/g)].map((m) => m[1]!));
+}
+
 /** The VIPs on the device that are answered now: IPv4 not ARP-dropped, IPv6 with a proxy-NDP entry. */
 export function answeredNow(obs: ObservedDirector): string[] {
-  const dropped = new Set([...obs.nft.arp.matchAll(/arp daddr ip (\S+) drop/g)].map((m) => m[1]!));
+  const dropped = arpDropped(obs);
   const proxied = new Set((obs.proxies ?? []).map((e) => e.address));
   return ownedAddresses(obs.device).filter((a) => (ipFamily(a) === 4 ? !dropped.has(a) : proxied.has(a)));
 }
@@ -89,7 +94,7 @@ export function answeredNow(obs: ObservedDirector): string[] {
 /** The announcements `obs` already makes: IPv4 VIPs on the device and not ARP-dropped; IPv6 proxy entries. */
 export function announcedNow(obs: ObservedDirector, wanted: readonly Announcement[]): Announcement[] {
   const bound = new Set(ownedAddresses(obs.device));
-  const dropped = new Set([...obs.nft.arp.matchAll(/arp daddr ip (\S+) drop/g)].map((m) => m[1]!));
+  const dropped = arpDropped(obs);
   const proxied = new Set((obs.proxies ?? []).map((e) => `${e.address}%${e.device}`));
   return wanted.map((a) => ({
     address: a.address,
