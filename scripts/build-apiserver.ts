@@ -27,7 +27,7 @@ export const ETCD_VERSION = 'v3.6.16';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = join(root, 'test/apiserver/build');
 
-export type BinaryName = 'kube-apiserver' | 'kubectl' | 'kube-proxy' | 'etcd';
+export type BinaryName = 'kube-apiserver' | 'kubectl' | 'kube-proxy' | 'etcd' | 'kube-controller-manager' | 'kube-scheduler' | 'kubelet';
 
 interface Binary { name: BinaryName; version: string; module: 'kube' | 'etcd'; pkg: string; ldflags: string[] }
 
@@ -45,6 +45,11 @@ export const BINARIES: readonly Binary[] = [
   { name: 'kubectl', version: KUBERNETES_VERSION, module: 'kube', pkg: './kubectl', ldflags: kubeLdflags(KUBERNETES_VERSION) },
   // Not part of the control plane: run inside the VM next to the agent (lab/guest/kube-proxy.ts).
   { name: 'kube-proxy', version: KUBERNETES_VERSION, module: 'kube', pkg: './kube-proxy', ldflags: kubeLdflags(KUBERNETES_VERSION) },
+  // The cluster tier's real cluster (test/cluster): controllers and scheduler on this host, the
+  // kubelet inside the VM beside containerd.
+  { name: 'kube-controller-manager', version: KUBERNETES_VERSION, module: 'kube', pkg: './kube-controller-manager', ldflags: kubeLdflags(KUBERNETES_VERSION) },
+  { name: 'kube-scheduler', version: KUBERNETES_VERSION, module: 'kube', pkg: './kube-scheduler', ldflags: kubeLdflags(KUBERNETES_VERSION) },
+  { name: 'kubelet', version: KUBERNETES_VERSION, module: 'kube', pkg: './kubelet', ldflags: kubeLdflags(KUBERNETES_VERSION) },
 ];
 
 export function cacheRoot(): string {

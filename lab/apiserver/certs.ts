@@ -60,11 +60,13 @@ function newCa(dir: string, name: string): Promise<KeyPair> {
   ]);
 }
 
-export async function makePki(dir: string): Promise<Pki> {
+/** extraSans: more subjectAltName entries of the serving certificate, e.g. 'IP:10.96.0.1'. */
+export async function makePki(dir: string, extraSans: readonly string[] = []): Promise<Pki> {
+  if (extraSans.some((s) => !/^(IP:[0-9a-fA-F.:]+|DNS:[a-z0-9.-]+)$/.test(s))) throw new Error(`makePki: bad SAN in ${JSON.stringify(extraSans)}`);
   const [serverCa, clientCa] = await Promise.all([newCa(dir, 'server-ca'), newCa(dir, 'client-ca')]);
   const serving = await issue(dir, 'apiserver', subject('kube-apiserver'), [
     'basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature, keyEncipherment',
-    'extendedKeyUsage = serverAuth', 'subjectAltName = IP:127.0.0.1, DNS:localhost',
+    'extendedKeyUsage = serverAuth', `subjectAltName = ${['IP:127.0.0.1', 'DNS:localhost', ...extraSans].join(', ')}`,
   ], serverCa);
   const saKey = join(dir, 'sa.key'), saPub = join(dir, 'sa.pub');
   await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', saKey]);

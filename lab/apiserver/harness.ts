@@ -45,6 +45,15 @@ export interface ControlPlaneOptions {
   apiserverArgs?: string[];
   /** keep the temp dir (certs, logs, etcd data) after stop(); also LVS_APISERVER_KEEP=1 */
   keepDir?: boolean;
+  /**
+   * A control plane for real kubelets (lab/cluster): the `kubernetes` Service's endpoint is
+   * advertiseAddress (what nodes reach this apiserver at; the port stays the one it listens on),
+   * the serving certificate also names servingSans (e.g. 'IP:10.96.0.1', the Service's ClusterIP
+   * pods dial), kubelets are authorized by the Node authorizer and NodeRestriction admission, and
+   * ServiceAccount admission is on (pods get their projected token). Unset: the envtest-like
+   * plane described at the top.
+   */
+  cluster?: { advertiseAddress: string; servingSans: string[] };
 }
 
 export interface ControlPlane {
@@ -54,6 +63,8 @@ export interface ControlPlane {
   kubeconfig: KubeconfigFile;
   /** PEM file of the CA that signed the serving certificate */
   caCert: string;
+  /** the certificates and keys behind it (client CA, service-account keys): for more components */
+  pki: Pki;
   /** temp dir holding certs, kubeconfigs, logs (etcd.log, kube-apiserver.log) and etcd data */
   dir: string;
   timings: { etcdMs: number; apiserverMs: number; totalMs: number };
@@ -128,18 +139,20 @@ function startEtcd(dir: string, clientPort: number, peerPort: number): Proc {
   ], join(dir, 'etcd.log'));
 }
 
-function apiserverArgs(pki: Pki, etcdUrl: string, port: number, extra: string[]): string[] {
+function apiserverArgs(pki: Pki, etcdUrl: string, port: number, extra: string[], cluster: ControlPlaneOptions['cluster']): string[] {
+  const modes = cluster
+    ? ['--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction']
+    // ServiceAccount admission needs the token/SA controllers of kube-controller-manager.
+    : ['--authorization-mode=RBAC', '--disable-admission-plugins=ServiceAccount'];
   return [
-    '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${port}`,
+    '--bind-address=127.0.0.1', `--advertise-address=${cluster?.advertiseAddress ?? '127.0.0.1'}`, `--secure-port=${port}`,
     `--etcd-servers=${etcdUrl}`,
     `--tls-cert-file=${pki.serving.cert}`, `--tls-private-key-file=${pki.serving.key}`,
     `--client-ca-file=${pki.clientCa.cert}`,
-    '--authorization-mode=RBAC',
+    ...modes,
     '--service-cluster-ip-range=10.96.0.0/24',
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
     `--service-account-key-file=${pki.saPub}`, `--service-account-signing-key-file=${pki.saKey}`,
-    // ServiceAccount admission needs the token/SA controllers of kube-controller-manager.
-    '--disable-admission-plugins=ServiceAccount',
     '--allow-privileged=true', '--profiling=false',
     // No kubelets and no load: flow control only adds bootstrap objects and startup time.
     '--enable-priority-and-fairness=false',
@@ -171,7 +184,7 @@ async function startOnce(opts: ControlPlaneOptions, log: (m: string) => void): P
   const procs: Proc[] = [];
   const stopAll = async () => { for (const p of procs.reverse()) await p.stop(); procs.length = 0; };
   try {
-    const pki = await makePki(dir);
+    const pki = await makePki(dir, opts.cluster?.servingSans ?? []);
     const [etcdPort = 0, peerPort = 0, apiPort = 0] = await freePorts(3);
     const etcd = startEtcd(dir, etcdPort, peerPort);
     procs.push(etcd);
@@ -182,7 +195,7 @@ async function startOnce(opts: ControlPlaneOptions, log: (m: string) => void): P
     const admin = await clientCert(pki, 'admin', 'lvs-admin', ['system:masters']);
     const tls = { ca: await readFile(pki.serverCa.cert), cert: await readFile(admin.cert), key: await readFile(admin.key) };
     const url = `https://127.0.0.1:${apiPort}`;
-    const api = startProc('kube-apiserver', binaryPath('kube-apiserver'), apiserverArgs(pki, etcdUrl, apiPort, opts.apiserverArgs ?? []), join(dir, 'kube-apiserver.log'));
+    const api = startProc('kube-apiserver', binaryPath('kube-apiserver'), apiserverArgs(pki, etcdUrl, apiPort, opts.apiserverArgs ?? [], opts.cluster), join(dir, 'kube-apiserver.log'));
     procs.push(api);
     await waitReady(api, async () => (await httpGet(`${url}/readyz`, tls)).status === 200, timeout);
     const totalMs = performance.now() - t0;
@@ -216,7 +229,7 @@ async function controlPlane(p: Parts): Promise<ControlPlane> {
   let stopped = false;
   const kubectl = (args: string[], o: KubectlOptions = {}) => runKubectl(p.dir, args, o, kubeconfig);
   return {
-    url: p.url, kubeconfig, caCert: p.pki.serverCa.cert, dir: p.dir, timings: p.timings, pids: p.pids, kubectl,
+    url: p.url, kubeconfig, caCert: p.pki.serverCa.cert, pki: p.pki, dir: p.dir, timings: p.timings, pids: p.pids, kubectl,
     async userKubeconfig(user, groups = []) {
       users += 1;
       const pair = await clientCert(p.pki, `user${users}`, user, groups);
