@@ -6,7 +6,8 @@ import { release } from 'node:os';
 import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
 import { directorSpecFromPlan, type DirectorSpec, type DirectorVip } from '../director/plan.ts';
-import { announceQuick, answeredNow, observeDirector, ownedAddresses, syncDirector, type DirectorReport } from '../director/setup.ts';
+import { announceQuick, answeredNow, observeDirector, ownedAddresses, syncDirector, teardownDirector, type DirectorReport } from '../director/setup.ts';
+import { forgetOriginals, readOriginals, recordOriginals } from '../director/sysctl-record.ts';
 import { inNetns, type NetnsTarget, type Runner } from '../exec.ts';
 import { parseServiceKey } from '../sync/keys.ts';
 import type { VipBinder } from '../sync/sync.ts';
@@ -30,6 +31,11 @@ export interface LvsDeviceOptions {
   /** Devices to announce one VIP on (the plan's), before `interfaces`. */
   interfacesFor?: (vip: string) => readonly string[] | undefined;
   onReport?: (r: DirectorReport) => void;
+  /**
+   * Where the sysctls' values from before the agent changed them are kept (../director/
+   * sysctl-record.ts); release() puts them back. Unset: nothing is recorded or restored.
+   */
+  sysctlRecord?: string;
   /** The kernel's IPVS connection sync runs on this director: its sysctls come with the others. */
   connectionSync?: boolean;
 }
@@ -79,6 +85,12 @@ export interface LvsDevice extends VipBinder {
   reannounce(all?: boolean): Promise<void>;
   /** The VIPs answered for ARP/NDP after the last sync or announce (sorted; empty before the first). */
   announced(): string[];
+  /**
+   * At exit: when no VIP is bound (nothing of ours serves on this node), remove lvs0 and put the
+   * recorded sysctls back, so the node is as the agent found it; otherwise change nothing (a
+   * restart must not drop connections). Returns whether it released.
+   */
+  release(): Promise<boolean>;
 }
 
 export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
@@ -102,6 +114,9 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     const spec = specFor(opts, vips, vipsBefore);
     vipsBefore = spec.vips;
     const report = await syncDirector(dirOpts, spec);
+    if (opts.sysctlRecord) {
+      try { recordOriginals(opts.sysctlRecord, report); } catch (err) { opts.logger?.warn({ op: 'sysctls', err: String(err) }, 'could not record the sysctls\' earlier values: they will not be restored'); }
+    }
     decided = decide(spec);
     opts.onReport?.(report);
     bound = report.vips;
@@ -154,5 +169,14 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     // The other devices' addresses, read by list()'s director sync in the same `ip -j addr` call
     // that reads lvs0 (no extra read per sync).
     elsewhere: () => elsewhere,
+    release: () => serial(async () => {
+      const obs = await observeDirector(inNetns(opts.run, opts.target ?? { kind: 'host' }));
+      if (ownedAddresses(obs.device).length > 0) return false;
+      const restore = opts.sysctlRecord ? readOriginals(opts.sysctlRecord) : {};
+      const report = await teardownDirector(dirOpts, restore);
+      if (opts.sysctlRecord) forgetOriginals(opts.sysctlRecord);
+      opts.logger?.info({ op: 'release', steps: report.steps.length, restored: Object.keys(restore) }, 'nothing of ours is left to serve: lvs0 removed, sysctls restored');
+      return true;
+    }),
   };
 }

@@ -168,8 +168,11 @@ export function parseIpvsStatsLevel(text: string | undefined): IpvsStatsLevel | 
   return v === 'services' || v === 'real-servers' || v === 'off' ? v : undefined;
 }
 
-/** Serves /healthz (the event loop answers) and /metrics on address. */
-export async function startAgentHttp(address: string, metrics: AgentMetrics, health: AgentHealth, announcing?: Announcing, ipvsStats?: IpvsStatsSource): Promise<AgentHttp> {
+/**
+ * Serves /healthz (the event loop answers), /readyz (`ready`, default always: e.g. the cluster
+ * agent's first sync of the published plans) and /metrics on address.
+ */
+export async function startAgentHttp(address: string, metrics: AgentMetrics, health: AgentHealth, announcing?: Announcing, ipvsStats?: IpvsStatsSource, ready: () => boolean = () => true): Promise<AgentHttp> {
   const listen = parseListenAddress(address);
   if (!listen) throw new Error(`--metrics-address: expected HOST:PORT, got ${JSON.stringify(address)}`);
   const { startHttp } = await import('../../kube/http.ts');
@@ -177,6 +180,6 @@ export async function startAgentHttp(address: string, metrics: AgentMetrics, hea
   await registerHealthMetrics(registry, health);
   if (announcing) await registerAnnounceMetrics(registry, announcing);
   if (ipvsStats) await (await import('./ipvs-stats.ts')).registerIpvsStatsMetrics(registry, ipvsStats);
-  const s = await startHttp({ healthy: () => true, ready: () => true, registry }, listen.port, listen.host);
+  const s = await startHttp({ healthy: () => true, ready, registry }, listen.port, listen.host);
   return { port: s.port, close: s.close };
 }

@@ -252,7 +252,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   process.once('SIGTERM', () => ac.abort());
   process.once('SIGINT', () => ac.abort());
   const stats = metrics ? ipvsStats(statsLevel, ctx.log, agent.owned) : undefined;
-  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, agent.health, agent.announcing, stats) : undefined;
+  const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, agent.health, agent.announcing, stats, agent.synced) : undefined;
   ctx.log.info({ node, op: 'start', metrics: http?.port, election: ha ? `${ha.listen.address}:${ha.listen.port}` : 'off' }, 'lvs-agent running in cluster mode');
   try {
     await agent.run(ac.signal);

@@ -9,6 +9,7 @@
 // (./guard.ts); while the API server is unreachable, or a list fails (403, or 404 with the CRD
 // gone), the informers keep their last state (kube/informer.ts swaps its cache only on a
 // successful list) and the kernel keeps serving it.
+import { dirname, join } from 'node:path';
 import { release } from 'node:os';
 import type { Logger } from 'pino';
 import { compareResourceVersions } from '../../api/agent-report.ts';
@@ -81,6 +82,12 @@ export interface ClusterAgent {
   announcing(): { announced: string[]; members: Member[] };
   /** Service key → VirtualServer ("namespace/name") of the services this node directs, the removal guard's held ones included (for /metrics). */
   owned(): ReadonlyMap<string, string>;
+  /**
+   * A sync of the published plans has finished since this process started (/readyz): the node is
+   * programmed from what the apiserver holds, not only from what the kernel kept. Stays true
+   * while the apiserver is away (the programmed state is kept, not doubted).
+   */
+  synced(): boolean;
 }
 
 /** What one sync reads: decided together, reported together once that sync finished. */
@@ -196,6 +203,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const device = createLvsDevice({
     run: opts.run, node: opts.node, plan: () => current?.services ?? [], held: () => current?.held ?? [], logger: log, kernelRelease: release(),
     ...(opts.ha?.syncDaemon ? { connectionSync: true } : {}),
+    // Beside the owner record (a hostPath in the chart): the node's own sysctl values, for release().
+    ...(opts.stateFile ? { sysctlRecord: join(dirname(opts.stateFile), 'director-sysctls.json') } : {}),
     ...announcePolicy(() => current?.services ?? [], opts.node, (vip, directors) => clusterHa?.ha()?.active(vip, directors)),
   });
   const loop: SyncLoop = createSyncLoop({
@@ -385,6 +394,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   return {
     plan: () => current?.services ?? [],
+    synced: () => lastSync !== undefined,
     health,
     announcing: () => ({ announced: device.announced(), members: clusterHa?.ha()?.members() ?? [] }),
     owned: () => {
@@ -422,6 +432,9 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       for (const t of Object.values(timers)) t?.cancel();
       await loop.stop();
       await rsRunning;
+      // Nothing of ours left to serve (no VIP bound): leave the node as it was found, so an
+      // uninstall after the VirtualServers are gone leaves no lvs0 and the node's own sysctls.
+      if (started) await device.release().catch((err: unknown) => log.warn({ op: 'release', err: String(err) }, 'could not release the director role'));
       await reportRunning;
       await Promise.all(informers);
     },

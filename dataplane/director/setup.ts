@@ -312,8 +312,11 @@ export async function sendAnnouncements(run: Runner, list: readonly Announcement
   })));
 }
 
-/** Give up the director role: no VIPs, no nft tables, no device. Sysctls are left as they are. */
-export async function teardownDirector(opts: DirectorOptions): Promise<DirectorReport> {
+/**
+ * Give up the director role: no VIPs, no nft tables, no device. Sysctls are left as they are,
+ * but for `restore` (key -> value, e.g. the values recorded before the agent changed them).
+ */
+export async function teardownDirector(opts: DirectorOptions, restore: Readonly<Record<string, string>> = {}): Promise<DirectorReport> {
   const report = await syncDirector(opts, { vips: [], snat: [], natFamilies: [], kernelRelease: release() });
   const run = inNetns(opts.run, opts.target ?? { kind: 'host' });
   const device = opts.device ?? DEVICE;
@@ -322,6 +325,14 @@ export async function teardownDirector(opts: DirectorOptions): Promise<DirectorR
     await applySteps(run, [step], device);
     report.steps.push(step);
     report.changed = true;
+  }
+  const entries = Object.entries(restore);
+  if (entries.length > 0) {
+    const now = Object.fromEntries(await readSysctls(run, entries.map(([k]) => k)));
+    const back = entries.filter(([k, v]) => now[k] !== undefined && now[k]!.replace(/\s+/g, ' ') !== v.replace(/\s+/g, ' '));
+    if (back.length > 0) await writeSysctls(run, back);
+    for (const [key, to] of back) report.steps.push({ kind: 'sysctl', key, from: now[key]!, to });
+    if (back.length > 0) report.changed = true;
   }
   return report;
 }

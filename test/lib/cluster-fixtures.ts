@@ -61,6 +61,8 @@ export interface Harness {
   report(): AgentReportObject | undefined;
   /** "TCP/vip:port -> addr:port w=N" lines of the kernel. */
   view(): string[];
+  /** The running agent's synced() (/readyz); false when not started. */
+  synced(): boolean;
   start(over?: Partial<ClusterAgentOptions>): Promise<void>;
   stop(): Promise<void>;
   /** stop(), then remove the temporary directory. */
@@ -76,6 +78,7 @@ export function harness(node: string, o: { api?: FakeKubeApi; kernel?: FakeIpvsK
   const dir = mkdtempSync(join(tmpdir(), 'cluster-agent-'));
   let ctl: AbortController | undefined;
   let running: Promise<void> | undefined;
+  let agent: ReturnType<typeof createClusterAgent> | undefined;
   const h: Harness = {
     api, clock, kernel, cmd, dir,
     report() {
@@ -86,8 +89,9 @@ export function harness(node: string, o: { api?: FakeKubeApi; kernel?: FakeIpvsK
     view: () => kernel.snapshot().flatMap((s) => s.destinations.length === 0
       ? [`${s.service.protocol}/${s.service.address}:${s.service.port}`]
       : s.destinations.map((d) => `${s.service.protocol}/${s.service.address}:${s.service.port} -> ${d.address}:${d.port} w=${d.weight}`)),
+    synced: () => agent?.synced() ?? false,
     async start(over = {}) {
-      const agent = createClusterAgent({
+      agent = createClusterAgent({
         api, node, kernel, run: cmd.run, log: pino({ level: 'silent' }), clock, finder: o.finder ?? podFinder(),
         returnPathRecord: join(dir, 'return-path.json'), stateFile: join(dir, 'owners.json'), ...over,
       });

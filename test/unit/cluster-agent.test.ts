@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { AGENT_REPORTS, PLAN_SLICES, type KubeObject } from '../../kube/types.ts';
 import { KubeApiError } from '../../kube/errors.ts';
 import type { NetnsFinder } from '../../dataplane/agent/netns.ts';
+import { partitionable } from '../../kube/testing/fake.ts';
 import { harness, otherReport, ownerPlan, POD, POD_NS, podFinder, publish, service, unpublish, VIP } from '../lib/cluster-fixtures.ts';
 
 const test = suite('cluster agent: programs published plans, reports honestly');
@@ -30,6 +31,51 @@ test('a published plan is programmed; the report says up to where; nothing is wr
     assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.6:8080 w=3`]);
     assert.is(h.report()!.syncedResourceVersion, h.api.all(PLAN_SLICES)[0]!.metadata.resourceVersion);
     assert.equal([h.api.count('create', 'agentreports'), h.api.count('replace', 'agentreports')], [1, 1]);
+  } finally { await h.close(); }
+});
+
+test('synced() (/readyz) turns true at the first sync of the published plans, not at start, and stays true while the apiserver is away', async () => {
+  const h = harness('n1');
+  const net = partitionable(h.api);
+  publish(h.api, ownerPlan('web', [service()]));
+  net.cut(true);
+  await h.start({ api: net.api });
+  try {
+    await h.clock.advance(5_000);
+    assert.is(h.synced(), false, 'plans not listed yet: not ready');
+    assert.equal(h.view(), []);
+    net.cut(false);
+    await h.clock.advance(60_000);
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.5:8080 w=1`]);
+    assert.is(h.synced(), true);
+    net.cut(true);
+    await h.clock.advance(60_000);
+    assert.is(h.synced(), true, 'the apiserver going away changes nothing programmed');
+    assert.equal(h.view(), [`TCP/${VIP}:80 -> 10.244.1.5:8080 w=1`]);
+  } finally { net.cut(false); await h.close(); }
+});
+
+test('exit: a VIP still bound keeps lvs0 and the sysctls; with nothing left to serve, lvs0 goes and the node\'s own sysctls come back', async () => {
+  const h = harness('n1');
+  const host = () => h.cmd.host.ns('host');
+  const original = host().sysctls.get('net.ipv4.vs.expire_nodest_conn');
+  publish(h.api, ownerPlan('web', [service()]));
+  await h.start();
+  try {
+    assert.is(host().sysctls.get('net.ipv4.vs.expire_nodest_conn'), '1', 'the director setting');
+    await h.stop();
+    assert.ok(host().links.get('lvs0')?.addrs.some((a) => a.address === VIP), 'a restart keeps the VIP');
+    assert.is(host().sysctls.get('net.ipv4.vs.expire_nodest_conn'), '1');
+    // Restarted (it must not take its own setting for the node's), then the plan is deleted.
+    await h.start();
+    unpublish(h.api, ownerPlan('web', []));
+    await h.clock.advance(120_000);
+    assert.equal(h.view(), []);
+    assert.equal(host().links.get('lvs0')?.addrs.filter((a) => a.scope !== 'link') ?? [], []);
+    await h.stop();
+    assert.is(host().links.get('lvs0'), undefined, 'lvs0 removed');
+    assert.is(host().sysctls.get('net.ipv4.vs.expire_nodest_conn'), original, 'the node\'s own value');
+    assert.is(host().sysctls.get('net.ipv4.vs.expire_quiescent_template'), '0');
   } finally { await h.close(); }
 });
 

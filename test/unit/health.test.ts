@@ -208,7 +208,16 @@ metrics('per real server up/down, targets, probes by result; /healthz answers', 
     assert.match(body, 'lvs_agent_health_checks_total{result="pass"} 1');
     assert.match(body, 'lvs_agent_health_checks_total{result="fail"} 1');
     assert.is((await fetch(`http://127.0.0.1:${http.port}/healthz`)).status, 200);
+    assert.is((await fetch(`http://127.0.0.1:${http.port}/readyz`)).status, 200, 'ready by default (standalone)');
   } finally { await http.close(); health.close(); }
+  let ready = false;
+  const gated = await startAgentHttp('127.0.0.1:0', await createAgentMetrics(), createAgentHealth({ node: 'n1', clock, log, onChange: () => {}, checker: async () => ({ ok: true, message: 'ok' }) }), undefined, undefined, () => ready);
+  try {
+    assert.is((await fetch(`http://127.0.0.1:${gated.port}/readyz`)).status, 503, 'not synced yet');
+    assert.is((await fetch(`http://127.0.0.1:${gated.port}/healthz`)).status, 200, 'alive while not ready');
+    ready = true;
+    assert.is((await fetch(`http://127.0.0.1:${gated.port}/readyz`)).status, 200);
+  } finally { await gated.close(); }
   assert.equal(parseListenAddress(':9810'), { host: '0.0.0.0', port: 9810 });
   assert.equal(parseListenAddress('[::1]:9810'), { host: '::1', port: 9810 });
   assert.is(parseListenAddress('9810'), undefined);
