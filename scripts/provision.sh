@@ -5,7 +5,9 @@
 set -euo pipefail
 # iptables + ipset: kube-proxy's iptables and ipvs modes (lab/kube-proxy-probe.ts, lab/KUBE-PROXY.md).
 # iputils-arping + libndp-tools: the agent's gratuitous ARP / unsolicited NA (dataplane/director/announce.ts).
-pkgs=(qemu-system-x86 ipvsadm socat busybox-static kmod iproute2 nftables openssl tcpdump iptables ipset iputils-arping libndp-tools)
+# containerd + runc + containernetworking-plugins: the cluster tier's node (lab/cluster/node-up.sh).
+pkgs=(qemu-system-x86 ipvsadm socat busybox-static kmod iproute2 nftables openssl tcpdump iptables ipset iputils-arping libndp-tools
+  containerd runc containernetworking-plugins)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const TIERS = ['typecheck', 'unit', 'api', 'apiserver', 'kernel', 'system', 'ha', 'chart'] as const;
+const TIERS = ['typecheck', 'unit', 'api', 'apiserver', 'kernel', 'system', 'ha', 'chart', 'cluster'] as const;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 interface Totals { passed: number; failed: number; skipped: number }

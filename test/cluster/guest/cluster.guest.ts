@@ -1,0 +1,197 @@
+// Cluster tier, guest side (inside the VM; test/cluster/cluster.test.ts boots it after
+// lab/cluster/node-up.sh made the VM a node): the chart installed with `helm install` onto a real
+// node — a real kubelet running the images built from the Dockerfile in containerd with runc, the
+// CNI bridge giving pods their addresses, the controller manager (on the host) turning a
+// Deployment into pods and pods into EndpointSlices. Nothing here writes a Pod, a Pod status or an
+// EndpointSlice: the real components do. A client namespace sends real TCP to the VIPs.
+//
+// In order: the node is Ready; `helm install` runs the controller Deployment and the agent
+// DaemonSet with the chart's securityContext, Ready; a NAT VirtualServer over a real Deployment
+// spreads client connections over its pods; deleting it drains and leaves the node's IPVS, lvs0
+// and nft as before; `helm uninstall` removes the operator's pods.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseAllDocuments } from 'yaml';
+import { runClient } from '../../../lab/guest/traffic.ts';
+import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
+import { CLIENT_IP, ECHO_SERVER, helm, kube, kubeAsync, kubeJson, nodeState, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, until, type NodeState } from './lib/cluster.ts';
+
+const test = suite('cluster: chart on a real kubelet and containerd');
+const NS = 'shop';
+const VIP = '203.0.113.10';
+const VIP_DR = '203.0.113.11';
+const VIP_TUN = '203.0.113.12';
+let before: NodeState;
+
+test.before(() => {
+  setupClient();
+});
+
+test('the VM is a Ready node: the kubelet registered it and runs pods through containerd', async () => {
+  const node = await until('node Ready', 180_000, () => {
+    const n = kubeJson(['get', 'node', process.env.LVS_NODE_NAME!]) as { status: { conditions: Array<{ type: string; status: string }>; nodeInfo: { containerRuntimeVersion: string; kubeletVersion: string } } };
+    return n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True') ? n : undefined;
+  });
+  console.log(`# node: kubelet ${node.status.nodeInfo.kubeletVersion}, ${node.status.nodeInfo.containerRuntimeVersion}`);
+  assert.match(node.status.nodeInfo.containerRuntimeVersion, /^containerd:\/\//);
+  // kube-proxy (nftables mode) is part of the node: its table before anything else is measured.
+  await until('kube-proxy\'s nft table', 120_000, () => (nodeState().nftTables.includes('table ip kube-proxy') ? true : undefined));
+  before = nodeState();
+  console.log(`# node before the chart: ${JSON.stringify(before)}`);
+});
+
+test('helm install: the controller Deployment and the agent DaemonSet run, Ready, with the chart\'s securityContext', async () => {
+  const t0 = Date.now();
+  console.log(helm(['install', RELEASE, 'charts/lvs-operator', '-n', RELEASE_NS, '--create-namespace',
+    '--set', 'controller.image.tag=dev', '--set', 'agent.image.tag=dev']));
+  console.log(`# helm install returned after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  for (const what of [`deployment/${RELEASE}-controller`, `daemonset/${RELEASE}-agent`]) {
+    kube(['rollout', 'status', what, '-n', RELEASE_NS, '--timeout=900s'], { timeoutMs: 960_000 });
+    console.log(`# ${what} rolled out after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const rendered = helm(['template', RELEASE, 'charts/lvs-operator', '-n', RELEASE_NS, '--set', 'controller.image.tag=dev', '--set', 'agent.image.tag=dev']);
+  for (const component of ['controller', 'agent']) {
+    const pods = podsOf(RELEASE_NS, `app.kubernetes.io/component=${component}`);
+    assert.ok(pods.length > 0, `no ${component} pod`);
+    for (const p of pods) {
+      const c = p.spec.containers[0]!;
+      const st = p.status.containerStatuses?.[0];
+      console.log(`# ${p.metadata.name}: ${p.status.phase}, ready ${st?.ready}, restarts ${st?.restartCount}, image ${st?.image}`);
+      assert.is(p.status.phase, 'Running');
+      assert.is(st?.ready, true, `${p.metadata.name} not ready`);
+      // The chart's securityContext reached the container unchanged (no values override it).
+      assert.equal(c.securityContext, renderedSecurityContext(rendered, component), `${p.metadata.name}: the container's securityContext is not the chart's`);
+    }
+  }
+});
+
+/** The container securityContext `helm template` renders for the workload of `component`. */
+function renderedSecurityContext(rendered: string, component: string): unknown {
+  const docs = parseAllDocuments(rendered).map((d) => d.toJS() as { kind?: string; metadata?: { labels?: Record<string, string> }; spec?: { template?: { spec?: { containers?: Array<{ securityContext?: unknown }> } } } } | null);
+  const w = docs.find((d) => d && (d.kind === 'Deployment' || d.kind === 'DaemonSet') && d.metadata?.labels?.['app.kubernetes.io/component'] === component);
+  return w?.spec?.template?.spec?.containers?.[0]?.securityContext;
+}
+
+test('a NAT VirtualServer over a real Deployment spreads client connections over its pods', async () => {
+  kube(['create', 'namespace', NS]);
+  kube(['apply', '-f', '-'], { input: JSON.stringify({
+    apiVersion: 'v1', kind: 'List', items: [
+      { apiVersion: 'lvs.dev/v1alpha1', kind: 'VIPPool', metadata: { name: 'shop' },
+        spec: { addresses: ['203.0.113.0/28'], allocation: { namespaces: [NS] }, forwarding: ['NAT', 'DR', 'TUN'] } },
+      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: NS },
+        spec: { replicas: 2, selector: { matchLabels: { app: 'echo' } }, template: { metadata: { labels: { app: 'echo' } }, spec: ECHO_SERVER } } },
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: NS },
+        spec: { selector: { app: 'echo' }, ports: [{ name: 'web', port: 8080, targetPort: 8080, protocol: 'TCP' }] } },
+      { apiVersion: 'lvs.dev/v1alpha1', kind: 'VirtualServer', metadata: { name: 'echo-nat', namespace: NS },
+        spec: { addresses: [VIP], ports: [{ name: 'http', port: 80, protocol: 'TCP' }], forwarding: 'NAT', backends: { service: { name: 'echo', ports: [{ name: 'http', servicePort: 'web' }] } } } },
+    ] }) });
+  kube(['rollout', 'status', 'deployment/echo', '-n', NS, '--timeout=600s'], { timeoutMs: 660_000 });
+  const podIps = podsOf(NS, 'app=echo').map((p) => p.status.podIP).sort();
+  assert.is(podIps.length, 2);
+  const svc = await until('IPVS service with both pods', 300_000, () => {
+    const s = listIpvs().find((x) => x.address === `${VIP}:80`);
+    return s && s.dests.length === 2 ? s : undefined;
+  }).catch((e: Error) => { throw new Error(`${e.message}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`)}`); });
+  assert.equal(svc.dests.map((d) => d.address).sort(), podIps.map((ip) => `${ip}:8080`));
+  assert.ok(svc.dests.every((d) => d.forward === 'Masq'));
+  const r = await runClient('client', { host: VIP, port: 80, count: 20, concurrency: 4, timeoutMs: 10_000 });
+  console.log(`# NAT: ${JSON.stringify(r.byId)}, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ''}`);
+  assert.is(r.errors, 0);
+  assert.is(Object.keys(r.byId).length, 2, 'both pods answered');
+  assert.ok(r.replies.every((x) => x.peer.startsWith(`${CLIENT_IP}:`)), 'NAT keeps the client\'s address');
+});
+
+for (const [method, vip, forward] of [['DR', VIP_DR, 'Route'], ['TUN', VIP_TUN, 'Tunnel']] as const) {
+  test(`a ${method} VirtualServer: the agent prepares the real pods' sandboxes and they answer the client from the VIP`, async () => {
+    const name = `echo-${method.toLowerCase()}`;
+    kube(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'lvs.dev/v1alpha1', kind: 'VirtualServer', metadata: { name, namespace: NS },
+      // DR and TUN do not translate ports: the VIP's port is the pods' (8080).
+      spec: { addresses: [vip], ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], forwarding: method, backends: { service: { name: 'echo', ports: [{ name: 'http', servicePort: 'web' }] } } } }) });
+    const podIps = podsOf(NS, 'app=echo').map((p) => p.status.podIP).sort();
+    // Weight 1 once the node reports each pod prepared for the VIP (weight 0 before: gating).
+    const svc = await until(`${method} service with both pods prepared`, 300_000, () => {
+      const s = listIpvs().find((x) => x.address === `${vip}:8080`);
+      return s && s.dests.length === 2 && s.dests.every((d) => d.weight === 1) ? s : undefined;
+    }).catch((e: Error) => { throw new Error(`${e.message}; ipvs ${JSON.stringify(listIpvs())}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`, 15)}`); });
+    assert.equal(svc.dests.map((d) => d.address).sort(), podIps.map((ip) => `${ip}:8080`));
+    assert.ok(svc.dests.every((d) => d.forward === forward), JSON.stringify(svc.dests));
+    const r = await runClient('client', { host: vip, port: 8080, count: 20, concurrency: 4, timeoutMs: 10_000 });
+    console.log(`# ${method}: ${JSON.stringify(r.byId)}, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ''}`);
+    assert.is(r.errors, 0);
+    assert.is(Object.keys(r.byId).length, 2, 'both pods answered');
+    // The pods saw the client itself and answered as the VIP: the real servers' own replies.
+    assert.ok(r.replies.every((x) => x.peer.startsWith(`${CLIENT_IP}:`) && x.local === `${vip}:8080`), JSON.stringify(r.replies.slice(0, 2)));
+  });
+}
+
+/** Client connections to the NAT VIP, in rounds, until `done()` is true; every error counted. */
+async function trafficUntil(done: () => boolean): Promise<{ rounds: number; ok: number; errors: number; firstError?: string; byId: Record<string, number> }> {
+  const out = { rounds: 0, ok: 0, errors: 0, firstError: undefined as string | undefined, byId: {} as Record<string, number> };
+  do {
+    const r = await runClient('client', { host: VIP, port: 80, count: 10, concurrency: 2, timeoutMs: 10_000 });
+    out.rounds++; out.errors += r.errors; out.ok += r.replies.length; out.firstError ??= r.firstError;
+    for (const [id, n] of Object.entries(r.byId)) out.byId[id] = (out.byId[id] ?? 0) + n;
+  } while (!done());
+  return out;
+}
+
+test('a rolling update of the Deployment: real termination drains the old pods, no client connection fails', async () => {
+  const old = podsOf(NS, 'app=echo').map((p) => p.metadata.name).sort();
+  kube(['rollout', 'restart', 'deployment/echo', '-n', NS]);
+  let finished = false;
+  const rollout = kubeAsync(['rollout', 'status', 'deployment/echo', '-n', NS, '--timeout=600s']).finally(() => { finished = true; });
+  const t = await trafficUntil(() => finished);
+  await rollout;
+  // The new pods in the kernel, the old ones gone from it (after their drain).
+  const fresh = podsOf(NS, 'app=echo').filter((p) => !p.metadata.deletionTimestamp && !old.includes(p.metadata.name));
+  console.log(`# rolling update: ${t.rounds} rounds, ${t.ok} answered, ${t.errors} failed${t.firstError ? ` (${t.firstError})` : ''}; by pod ${JSON.stringify(t.byId)}`);
+  assert.is(t.errors, 0, 'a client connection failed during the rolling update');
+  assert.ok(Object.keys(t.byId).some((id) => !old.includes(id)), 'the new pods served during the update');
+  // Every VirtualServer (NAT, DR, TUN) serves the new pods alone (DR/TUN once they are prepared).
+  const want = JSON.stringify(fresh.map((p) => `${p.status.podIP}:8080`).sort());
+  await until('the new pods live in every IPVS service', 240_000, () => {
+    const all = listIpvs().filter((x) => [`${VIP}:80`, `${VIP_DR}:8080`, `${VIP_TUN}:8080`].includes(x.address));
+    return all.length === 3 && all.every((x) => JSON.stringify(x.dests.filter((d) => d.weight > 0).map((d) => d.address).sort()) === want) ? true : undefined;
+  }).catch((e: Error) => { throw new Error(`${e.message}: want ${want}, ipvs ${JSON.stringify(listIpvs())}`); });
+});
+
+test('helm upgrade with changed values rolls the agent without touching what is programmed', async () => {
+  const agentBefore = podsOf(RELEASE_NS, 'app.kubernetes.io/component=agent').map((p) => p.metadata.name);
+  // What serves new connections (destinations with weight): the old pods' draining entries may
+  // finish their drain meanwhile, which is not a change the upgrade made.
+  const rules = () => listIpvs().map((s) => `${s.address} ${s.dests.filter((d) => d.weight > 0).map((d) => `${d.address}/${d.forward}/${d.weight}`).sort().join(',')}`).sort();
+  const programmed = rules();
+  console.log(helm(['upgrade', RELEASE, 'charts/lvs-operator', '-n', RELEASE_NS, '--reuse-values', '--set', 'agent.logLevel=debug', '--set', 'controller.replicas=1']));
+  let finished = false;
+  const rollout = (async () => {
+    for (const what of [`daemonset/${RELEASE}-agent`, `deployment/${RELEASE}-controller`]) await kubeAsync(['rollout', 'status', what, '-n', RELEASE_NS, '--timeout=600s']);
+  })().finally(() => { finished = true; });
+  const t = await trafficUntil(() => finished);
+  await rollout;
+  const agents = podsOf(RELEASE_NS, 'app.kubernetes.io/component=agent').filter((p) => !p.metadata.deletionTimestamp);
+  console.log(`# helm upgrade: agent ${agentBefore.join()} -> ${agents.map((p) => p.metadata.name).join()}; ${t.rounds} rounds, ${t.ok} answered, ${t.errors} failed${t.firstError ? ` (${t.firstError})` : ''}`);
+  assert.ok(agents.length === 1 && !agentBefore.includes(agents[0]!.metadata.name), 'the agent pod was replaced');
+  assert.is(agents[0]!.status.containerStatuses?.[0]?.ready, true);
+  assert.is(podsOf(RELEASE_NS, 'app.kubernetes.io/component=controller').filter((p) => !p.metadata.deletionTimestamp).length, 1, 'controller.replicas=1');
+  assert.is(t.errors, 0, 'a client connection failed during the upgrade');
+  assert.equal(rules(), programmed, 'the kernel\'s rules are as before the upgrade');
+});
+
+test('deleting the VirtualServers drains them: the node\'s IPVS and nft tables are as before', async () => {
+  kube(['delete', 'virtualserver', 'echo-nat', 'echo-dr', 'echo-tun', '-n', NS, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+  const t0 = Date.now();
+  const same = (a: NodeState, b: NodeState) => a.ipvs === b.ipvs && JSON.stringify(a.nftTables) === JSON.stringify(b.nftTables);
+  await until('IPVS and nft tables as before the chart', 420_000, () => (same(nodeState(), before) ? true : undefined))
+    .catch((e: Error) => { throw new Error(`${e.message}; before ${JSON.stringify(before)}, now ${JSON.stringify(nodeState())}`); });
+  console.log(`# IPVS and nft as before ${((Date.now() - t0) / 1000).toFixed(1)} s after the delete (the TCP drain)`);
+});
+
+test('helm uninstall: the operator\'s pods go and the node is as before the chart (no lvs0, its own sysctls)', async () => {
+  console.log(helm(['uninstall', RELEASE, '-n', RELEASE_NS, '--wait', '--timeout=300s']));
+  await until('operator pods gone', 300_000, () => (podsOf(RELEASE_NS, 'app.kubernetes.io/name=lvs-operator').length === 0 ? true : undefined));
+  const now = nodeState();
+  console.log(`# node after helm uninstall: ${JSON.stringify(now)}`);
+  assert.equal(now, before);
+});
+
+test.run();

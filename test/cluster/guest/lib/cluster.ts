@@ -1,0 +1,128 @@
+// Helpers of the cluster tier's guest suite: kubectl and helm against the real cluster (the admin
+// kubeconfig, server = the host's apiserver through guestfwd), the client namespace, and the
+// node's state the operator may change (IPVS services, lvs0, nft tables, the director's sysctls).
+import { execFile, execFileSync } from 'node:child_process';
+import { DIRECTOR_SYSCTLS } from '../../../../dataplane/director/plan.ts';
+
+export const RELEASE = 'lvs-operator';
+export const RELEASE_NS = 'lvs-system';
+export const CLIENT_IP = '192.0.2.10';
+const NODE_CLIENT_IP = '192.0.2.1';
+
+function env(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (test/cluster/cluster.test.ts sets it)`);
+  return v;
+}
+
+function exec(bin: string, args: string[], o: { input?: string; timeoutMs?: number } = {}): string {
+  try {
+    return execFileSync(bin, args, { input: o.input ?? '', encoding: 'utf8', timeout: o.timeoutMs ?? 120_000, stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  } catch (err) {
+    const e = err as { status?: number; stderr?: string; stdout?: string };
+    throw new Error(`${bin.split('/').pop()} ${args.join(' ')} exited ${e.status}: ${(e.stderr || e.stdout || String(err)).trim().split('\n').slice(-8).join(' | ')}`);
+  }
+}
+
+export const kube = (args: string[], o: { input?: string; timeoutMs?: number } = {}) => exec(env('KUBECTL'), args, o);
+/** kubectl without blocking the event loop (e.g. `rollout status` while traffic runs). */
+export function kubeAsync(args: string[], timeoutMs = 660_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(env('KUBECTL'), args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`kubectl ${args.join(' ')}: ${(stderr || err.message).trim().split('\n').slice(-5).join(' | ')}`));
+      else resolve(stdout);
+    });
+  });
+}
+export const kubeJson = (args: string[]): unknown => JSON.parse(kube([...args, '-o', 'json']));
+export const helm = (args: string[]) => exec(env('HELM'), args, { timeoutMs: 600_000 });
+
+export interface Pod {
+  metadata: { name: string; namespace: string; deletionTimestamp?: string };
+  spec: { nodeName?: string; containers: Array<{ name: string; securityContext?: Record<string, unknown> }> };
+  status: { phase: string; podIP?: string; containerStatuses?: Array<{ ready: boolean; restartCount: number; image: string; state?: Record<string, unknown> }> };
+}
+
+export const podsOf = (ns: string, selector: string): Pod[] => (kubeJson(['get', 'pods', '-n', ns, '-l', selector]) as { items: Pod[] }).items;
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` every second until it returns a value (not undefined); throws after `ms`. */
+export async function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = probe();
+      if (v !== undefined) return v;
+    } catch (e) { last = e; }
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await sleep(1000);
+  }
+}
+
+/**
+ * The echo pods: the controller image's Node (no other image is here) as a TCP server on 8080 that
+ * answers every connection with who it is and whom it saw, in the shape lab/guest/client.ts reads.
+ */
+export const ECHO_SERVER = {
+  terminationGracePeriodSeconds: 20,
+  containers: [{
+    name: 'echo', image: 'lvs-operator-controller:dev', imagePullPolicy: 'IfNotPresent',
+    command: ['node', '-e', [
+      "const os = require('os');",
+      // The kubelet's tcpSocket probe connects and resets: a socket error is that client's, not ours.
+      "const v4 = (a) => String(a).replace(/^::ffff:/, '');",
+      "require('net').createServer((s) => { s.on('error', () => {}); s.end(JSON.stringify({ id: os.hostname(), proto: 'tcp', peer: `${v4(s.remoteAddress)}:${s.remotePort}`, local: `${v4(s.localAddress)}:${s.localPort}` })); })",
+      "  .listen(8080, () => console.log('listening'));",
+      // Graceful like a production server: on SIGTERM it keeps serving for a while (the time the
+      // Endpoints take to say it is terminating), then exits.
+      "process.on('SIGTERM', () => { console.log('SIGTERM: serving 10 s more'); setTimeout(() => process.exit(0), 10000); });",
+    ].join('\n')],
+    ports: [{ name: 'web', containerPort: 8080, protocol: 'TCP' }],
+    readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 },
+    securityContext: { runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+  }],
+};
+
+/** The last lines the kubelet logged for the pods of `ns` whose name starts with `prefix` (no `kubectl logs`: the apiserver cannot reach this kubelet). */
+export function podLogTail(ns: string, prefix: string, lines = 40): string {
+  try {
+    return sh(`for f in /var/log/pods/${ns}_${prefix}*/*/*.log; do echo "== $f"; tail -n ${lines} "$f"; done`);
+  } catch (e) { return `(no logs: ${(e as Error).message})`; }
+}
+
+function sh(script: string): string {
+  return exec('bash', ['-e', '-s'], { input: script });
+}
+
+/** A client outside the cluster: its own namespace on a veth pair, routing 203.0.113.0/24 (the VIPs) to the node. */
+export function setupClient(): void {
+  sh(`
+ip netns add client
+ip link add cl-node type veth peer name eth0 netns client
+ip addr add ${NODE_CLIENT_IP}/24 dev cl-node
+ip link set cl-node up
+ip netns exec client sh -c 'ip link set lo up; ip link set eth0 up; ip addr add ${CLIENT_IP}/24 dev eth0; ip route add 203.0.113.0/24 via ${NODE_CLIENT_IP}'
+`);
+}
+
+export interface NodeState { ipvs: string; lvs0: boolean; nftTables: string[]; sysctls: string }
+
+/** What the operator may change on the node, comparable across time. */
+export function nodeState(): NodeState {
+  const out = sh(`
+echo "== ipvs"; ipvsadm -Ln | tail -n +4
+echo "== lvs0"; ip -o link show lvs0 2>/dev/null | wc -l
+echo "== nft"; nft list tables
+echo "== sysctl"; for k in ${DIRECTOR_SYSCTLS.join(' ')}; do printf '%s=%s\\n' "$k" "$(sysctl -n "$k" | tr -s '\\t ' ' ')"; done
+`);
+  const sections = new Map(out.split(/^== /m).slice(1).map((s) => [s.slice(0, s.indexOf('\n')), s.slice(s.indexOf('\n') + 1).trim()]));
+  const part = (name: string) => sections.get(name) ?? '';
+  return {
+    ipvs: part('ipvs'),
+    lvs0: part('lvs0') !== '0',
+    nftTables: part('nft').split('\n').filter(Boolean).sort(),
+    sysctls: part('sysctl').split('\n').join(' '),
+  };
+}
