@@ -9,6 +9,13 @@ import type { DirectorReport } from './setup.ts';
 
 export type SysctlOriginals = Record<string, string>;
 
+/**
+ * Never put back: forwarding is the node's, not ours alone. A node whose forwarding was off when
+ * the agent first turned it on may have gained pods, a CNI or kube-proxy that need it since;
+ * turning it off at uninstall would cut them off.
+ */
+const NOT_RESTORED: ReadonlySet<string> = new Set(['net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding']);
+
 export function readOriginals(path: string): SysctlOriginals {
   let text: string;
   try { text = readFileSync(path, 'utf8'); } catch { return {}; }
@@ -25,7 +32,7 @@ export function readOriginals(path: string): SysctlOriginals {
 
 /** Adds the first-seen previous value of every sysctl `report` changed; true when the file changed. */
 export function recordOriginals(path: string, report: Pick<DirectorReport, 'sysctls'>): boolean {
-  const changed = report.sysctls.filter((s) => s.previous !== undefined);
+  const changed = report.sysctls.filter((s) => s.previous !== undefined && !NOT_RESTORED.has(s.key));
   if (changed.length === 0) return false;
   const record = readOriginals(path);
   const fresh = changed.filter((s) => !(s.key in record));

@@ -76,6 +76,7 @@ test('exit: a VIP still bound keeps lvs0 and the sysctls; with nothing left to s
     assert.is(host().links.get('lvs0'), undefined, 'lvs0 removed');
     assert.is(host().sysctls.get('net.ipv4.vs.expire_nodest_conn'), original, 'the node\'s own value');
     assert.is(host().sysctls.get('net.ipv4.vs.expire_quiescent_template'), '0');
+    assert.is(host().sysctls.get('net.ipv4.ip_forward'), '1', 'forwarding is the node\'s: never turned off again');
   } finally { await h.close(); }
 });
 
