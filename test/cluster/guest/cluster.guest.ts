@@ -14,7 +14,8 @@ import * as assert from 'uvu/assert';
 import { parseAllDocuments } from 'yaml';
 import { runClient } from '../../../lab/guest/traffic.ts';
 import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
-import { CLIENT_IP, ECHO_SERVER, helm, kube, kubeAsync, kubeJson, nodeState, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, until, type NodeState } from './lib/cluster.ts';
+import { CLIENT_IP, ECHO_SERVER, helm, kube, kubeAsync, kubeJson, nodeState, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
+import { until } from '../../system/guest/lib/wait.ts';
 
 const test = suite('cluster: chart on a real kubelet and containerd');
 const NS = 'shop';
@@ -28,14 +29,14 @@ test.before(() => {
 });
 
 test('the VM is a Ready node: the kubelet registered it and runs pods through containerd', async () => {
-  const node = await until('node Ready', 180_000, () => {
+  const node = await until('node Ready', () => {
     const n = kubeJson(['get', 'node', process.env.LVS_NODE_NAME!]) as { status: { conditions: Array<{ type: string; status: string }>; nodeInfo: { containerRuntimeVersion: string; kubeletVersion: string } } };
     return n.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True') ? n : undefined;
-  });
+  }, { timeoutMs: 180_000, everyMs: 1000 });
   console.log(`# node: kubelet ${node.status.nodeInfo.kubeletVersion}, ${node.status.nodeInfo.containerRuntimeVersion}`);
   assert.match(node.status.nodeInfo.containerRuntimeVersion, /^containerd:\/\//);
   // kube-proxy (nftables mode) is part of the node: its table before anything else is measured.
-  await until('kube-proxy\'s nft table', 120_000, () => (nodeState().nftTables.includes('table ip kube-proxy') ? true : undefined));
+  await until('kube-proxy\'s nft table', () => (nodeState().nftTables.includes('table ip kube-proxy') ? true : undefined), { timeoutMs: 120_000, everyMs: 1000 });
   before = nodeState();
   console.log(`# node before the chart: ${JSON.stringify(before)}`);
 });
@@ -88,10 +89,10 @@ test('a NAT VirtualServer over a real Deployment spreads client connections over
   kube(['rollout', 'status', 'deployment/echo', '-n', NS, '--timeout=600s'], { timeoutMs: 660_000 });
   const podIps = podsOf(NS, 'app=echo').map((p) => p.status.podIP).sort();
   assert.is(podIps.length, 2);
-  const svc = await until('IPVS service with both pods', 300_000, () => {
+  const svc = await until('IPVS service with both pods', () => {
     const s = listIpvs().find((x) => x.address === `${VIP}:80`);
     return s && s.dests.length === 2 ? s : undefined;
-  }).catch((e: Error) => { throw new Error(`${e.message}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`)}`); });
+  }, { timeoutMs: 300_000, everyMs: 1000 }).catch((e: Error) => { throw new Error(`${e.message}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`)}`); });
   assert.equal(svc.dests.map((d) => d.address).sort(), podIps.map((ip) => `${ip}:8080`));
   assert.ok(svc.dests.every((d) => d.forward === 'Masq'));
   const r = await runClient('client', { host: VIP, port: 80, count: 20, concurrency: 4, timeoutMs: 10_000 });
@@ -109,10 +110,10 @@ for (const [method, vip, forward] of [['DR', VIP_DR, 'Route'], ['TUN', VIP_TUN, 
       spec: { addresses: [vip], ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], forwarding: method, backends: { service: { name: 'echo', ports: [{ name: 'http', servicePort: 'web' }] } } } }) });
     const podIps = podsOf(NS, 'app=echo').map((p) => p.status.podIP).sort();
     // Weight 1 once the node reports each pod prepared for the VIP (weight 0 before: gating).
-    const svc = await until(`${method} service with both pods prepared`, 300_000, () => {
+    const svc = await until(`${method} service with both pods prepared`, () => {
       const s = listIpvs().find((x) => x.address === `${vip}:8080`);
       return s && s.dests.length === 2 && s.dests.every((d) => d.weight === 1) ? s : undefined;
-    }).catch((e: Error) => { throw new Error(`${e.message}; ipvs ${JSON.stringify(listIpvs())}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`, 15)}`); });
+    }, { timeoutMs: 300_000, everyMs: 1000 }).catch((e: Error) => { throw new Error(`${e.message}; ipvs ${JSON.stringify(listIpvs())}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`, 15)}`); });
     assert.equal(svc.dests.map((d) => d.address).sort(), podIps.map((ip) => `${ip}:8080`));
     assert.ok(svc.dests.every((d) => d.forward === forward), JSON.stringify(svc.dests));
     const r = await runClient('client', { host: vip, port: 8080, count: 20, concurrency: 4, timeoutMs: 10_000 });
@@ -149,10 +150,10 @@ test('a rolling update of the Deployment: real termination drains the old pods, 
   assert.ok(Object.keys(t.byId).some((id) => !old.includes(id)), 'the new pods served during the update');
   // Every VirtualServer (NAT, DR, TUN) serves the new pods alone (DR/TUN once they are prepared).
   const want = JSON.stringify(fresh.map((p) => `${p.status.podIP}:8080`).sort());
-  await until('the new pods live in every IPVS service', 240_000, () => {
+  await until('the new pods live in every IPVS service', () => {
     const all = listIpvs().filter((x) => [`${VIP}:80`, `${VIP_DR}:8080`, `${VIP_TUN}:8080`].includes(x.address));
     return all.length === 3 && all.every((x) => JSON.stringify(x.dests.filter((d) => d.weight > 0).map((d) => d.address).sort()) === want) ? true : undefined;
-  }).catch((e: Error) => { throw new Error(`${e.message}: want ${want}, ipvs ${JSON.stringify(listIpvs())}`); });
+  }, { timeoutMs: 240_000, everyMs: 1000 }).catch((e: Error) => { throw new Error(`${e.message}: want ${want}, ipvs ${JSON.stringify(listIpvs())}`); });
 });
 
 test('helm upgrade with changed values rolls the agent without touching what is programmed', async () => {
@@ -181,14 +182,14 @@ test('deleting the VirtualServers drains them: the node\'s IPVS and nft tables a
   kube(['delete', 'virtualserver', 'echo-nat', 'echo-dr', 'echo-tun', '-n', NS, '--ignore-not-found', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
   const t0 = Date.now();
   const same = (a: NodeState, b: NodeState) => a.ipvs === b.ipvs && JSON.stringify(a.nftTables) === JSON.stringify(b.nftTables);
-  await until('IPVS and nft tables as before the chart', 420_000, () => (same(nodeState(), before) ? true : undefined))
+  await until('IPVS and nft tables as before the chart', () => (same(nodeState(), before) ? true : undefined), { timeoutMs: 420_000, everyMs: 1000 })
     .catch((e: Error) => { throw new Error(`${e.message}; before ${JSON.stringify(before)}, now ${JSON.stringify(nodeState())}`); });
   console.log(`# IPVS and nft as before ${((Date.now() - t0) / 1000).toFixed(1)} s after the delete (the TCP drain)`);
 });
 
 test('helm uninstall: the operator\'s pods go and the node is as before the chart (no lvs0, its own sysctls)', async () => {
   console.log(helm(['uninstall', RELEASE, '-n', RELEASE_NS, '--wait', '--timeout=300s']));
-  await until('operator pods gone', 300_000, () => (podsOf(RELEASE_NS, 'app.kubernetes.io/name=lvs-operator').length === 0 ? true : undefined));
+  await until('operator pods gone', () => (podsOf(RELEASE_NS, 'app.kubernetes.io/name=lvs-operator').length === 0 ? true : undefined), { timeoutMs: 300_000, everyMs: 1000 });
   const now = nodeState();
   console.log(`# node after helm uninstall: ${JSON.stringify(now)}`);
   assert.equal(now, before);

@@ -3,6 +3,7 @@
 // node's state the operator may change (IPVS services, lvs0, nft tables, the director's sysctls).
 import { execFile, execFileSync } from 'node:child_process';
 import { DIRECTOR_SYSCTLS } from '../../../../dataplane/director/plan.ts';
+import { sh } from '../../../../lab/guest/netns.ts';
 
 export const RELEASE = 'lvs-operator';
 export const RELEASE_NS = 'lvs-system';
@@ -45,22 +46,6 @@ export interface Pod {
 
 export const podsOf = (ns: string, selector: string): Pod[] => (kubeJson(['get', 'pods', '-n', ns, '-l', selector]) as { items: Pod[] }).items;
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `probe` every second until it returns a value (not undefined); throws after `ms`. */
-export async function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = probe();
-      if (v !== undefined) return v;
-    } catch (e) { last = e; }
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(1000);
-  }
-}
-
 /**
  * The echo pods: the controller image's Node (no other image is here) as a TCP server on 8080 that
  * answers every connection with who it is and whom it saw, in the shape lab/guest/client.ts reads.
@@ -90,10 +75,6 @@ export function podLogTail(ns: string, prefix: string, lines = 40): string {
   try {
     return sh(`for f in /var/log/pods/${ns}_${prefix}*/*/*.log; do echo "== $f"; tail -n ${lines} "$f"; done`);
   } catch (e) { return `(no logs: ${(e as Error).message})`; }
-}
-
-function sh(script: string): string {
-  return exec('bash', ['-e', '-s'], { input: script });
 }
 
 /** A client outside the cluster: its own namespace on a veth pair, routing 203.0.113.0/24 (the VIPs) to the node. */
