@@ -160,7 +160,7 @@ export interface VirtualServerObject extends KubeObject {
 }
 
 export interface NodeObject extends KubeObject {
-  spec?: { unschedulable?: boolean };
+  spec?: { unschedulable?: boolean; taints?: Array<{ key: string; value?: string; effect?: string }> };
   status?: {
     addresses?: Array<{ type: string; address: string }>;
     conditions?: Array<{ type: string; status: string }>;

@@ -26,6 +26,8 @@ export async function startPeersThread(o: ThreadPeersOptions): Promise<Peers> {
   const worker = new Worker(WORKER, { workerData: data });
   const post = (m: ToWorker) => worker.postMessage(m);
   const sample = () => { try { return o.eligible() === true; } catch { return false; } };
+  const standby = () => { try { return o.standby?.() === true; } catch { return false; } };
+  const state = (): ToWorker => ({ type: 'eligible', value: sample(), standby: standby() });
   let members: Member[] = [];
   let stats = EMPTY_STATS;
   let closing = false;
@@ -46,8 +48,8 @@ export async function startPeersThread(o: ThreadPeersOptions): Promise<Peers> {
     members = [];
     o.onChange([]);
   });
-  post({ type: 'eligible', value: sample() });
-  const tick = setInterval(() => post({ type: 'eligible', value: sample() }), o.intervalMs ?? 100);
+  post(state());
+  const tick = setInterval(() => post(state()), o.intervalMs ?? 100);
   try {
     await ready;
   } catch (err) {

@@ -115,6 +115,9 @@ test('agent credentials cannot write any plan or any VirtualServer, nor read pod
   assert.is(await can('n1', 'get', 'secrets', '-A'), 'no');
   assert.is(await can('n1', 'watch', 'planslices.lvs.dev'), 'yes');
   assert.is(await can('n1', 'watch', 'agentreports.lvs.dev'), 'yes');
+  // Its node's drain state (dataplane/cluster/standby.ts): read only.
+  assert.is(await can('n1', 'watch', 'nodes'), 'yes');
+  for (const verb of ['update', 'patch', 'delete'] as const) assert.is(await can('n1', verb, 'nodes'), 'no', `${verb} nodes`);
   // And for real, not only as RBAC says: a forged plan is refused.
   const forged = await as('n1', ['create', '-f', '-'], JSON.stringify({
     apiVersion: 'lvs.dev/v1alpha1', kind: 'PlanSlice', metadata: { name: 'forged-0' },

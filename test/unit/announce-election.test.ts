@@ -37,6 +37,29 @@ test('only eligible members win; none eligible (or none at all) gives undefined'
   for (const v of VIPS.slice(0, 200)) assert.is.not(activeFor(v, [m('a'), m('b', false), m('c')]), 'b');
 });
 
+test('standby members win only where no other eligible member is there; VIPs of the others do not move', () => {
+  const s = (node: string, eligible = true): Member => ({ node, eligible, standby: true });
+  // 'b' owns 10.0.0.1 among a, b, c (above); standby, it gives it to the runner-up.
+  assert.is(activeFor('10.0.0.1', [m('a'), s('b'), m('c')]), 'a');
+  // The only eligible one left: a standby director keeps serving, it is not a dark VIP.
+  assert.is(activeFor('10.0.0.1', [m('a', false), s('b'), m('c', false)]), 'b');
+  assert.is(activeFor('10.0.0.1', [s('a'), s('b'), s('c')]), 'b');
+  // Standby is not eligibility: an ineligible standby member never wins.
+  assert.is(activeFor('10.0.0.1', [m('a', false), s('b', false)]), undefined);
+  const before = owners(VIPS, [m('a'), m('b'), m('c')]);
+  const drained = owners(VIPS, [m('a'), s('b'), m('c')]);
+  let moved = 0;
+  for (const v of VIPS) {
+    assert.is.not(drained.get(v), 'b', v);
+    if (before.get(v) !== 'b') assert.is(drained.get(v), before.get(v), `${v} moved though b did not hold it`);
+    else moved += 1;
+  }
+  assert.ok(moved > 250, `b held ${moved} of 1000`);
+  // The same answer as if b had left: every director computes it from the same members.
+  assert.equal(drained, owners(VIPS, [m('a'), m('c')]));
+  assert.equal(announcedBy('b', VIPS, [m('a'), s('b'), m('c')]), new Set());
+});
+
 test('the answer does not depend on member order', () => {
   const fwd = [m('a'), m('b'), m('c'), m('d', false)];
   const rev = [...fwd].reverse();

@@ -7,14 +7,17 @@
 //
 // In order: the node is Ready; `helm install` runs the controller Deployment and the agent
 // DaemonSet with the chart's securityContext, Ready; a NAT VirtualServer over a real Deployment
-// spreads client connections over its pods; deleting it drains and leaves the node's IPVS, lvs0
-// and nft as before; `helm uninstall` removes the operator's pods.
+// spreads client connections over its pods, and DR and TUN ones too; a rolling update and a
+// `helm upgrade` with traffic running; cordon and drain of the node (the agent turns standby and
+// keeps everything while the controller is evicted); deleting the VirtualServers drains and leaves
+// the node's IPVS, lvs0 and nft as before; `helm uninstall` removes the operator's pods.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseAllDocuments } from 'yaml';
 import { runClient } from '../../../lab/guest/traffic.ts';
 import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
-import { CLIENT_IP, ECHO_SERVER, helm, kube, kubeAsync, kubeJson, nodeState, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
+import { sh } from '../../../lab/guest/netns.ts';
+import { CLIENT_IP, ECHO_SERVER, helm, kube, kubeAsync, kubeJson, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
 import { until } from '../../system/guest/lib/wait.ts';
 
 const test = suite('cluster: chart on a real kubelet and containerd');
@@ -176,6 +179,51 @@ test('helm upgrade with changed values rolls the agent without touching what is 
   assert.is(podsOf(RELEASE_NS, 'app.kubernetes.io/component=controller').filter((p) => !p.metadata.deletionTimestamp).length, 1, 'controller.replicas=1');
   assert.is(t.errors, 0, 'a client connection failed during the upgrade');
   assert.equal(rules(), programmed, 'the kernel\'s rules are as before the upgrade');
+});
+
+test('cordon and drain of the director node: the agent (a DaemonSet) stays and turns standby, nothing programmed goes while the controller is evicted; uncordoned, the new pods serve', async () => {
+  const node = process.env.LVS_NODE_NAME!;
+  const ours = [`${VIP}:80`, `${VIP_DR}:8080`, `${VIP_TUN}:8080`];
+  const agentSaid = (text: string) => (podLogHas(RELEASE_NS, `${RELEASE}-agent`, text) ? true : undefined);
+  const agent = podsOf(RELEASE_NS, 'app.kubernetes.io/component=agent').filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
+  const oldEcho = podsOf(NS, 'app=echo').map((p) => p.metadata.name);
+  kube(['cordon', node]);
+  // The only director of its VIPs: standby changes whom it would yield to, not that it serves.
+  await until('the agent says its node is out of service', () => agentSaid('this director is standby'), { timeoutMs: 120_000, everyMs: 2000 })
+    .catch((e: Error) => { throw new Error(`${e.message}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`, 15)}`); });
+  const t0 = Date.now();
+  // Everything but the DaemonSet's pod is evicted: the controller and the echo pods, which have nowhere to go.
+  console.log(kube(['drain', node, '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=300s'], { timeoutMs: 330_000 }).trim().split('\n').slice(-3).join(' | '));
+  console.log(`# drained in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const running = (ns: string, sel: string) => podsOf(ns, sel).filter((p) => p.status.phase === 'Running' && !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
+  assert.equal(running(RELEASE_NS, 'app.kubernetes.io/component=controller'), [], 'the controller was evicted');
+  assert.equal(running(NS, 'app=echo'), [], 'the echo pods were evicted');
+  const agentNow = podsOf(RELEASE_NS, 'app.kubernetes.io/component=agent');
+  assert.equal(agentNow.map((p) => p.metadata.name), agent, 'the agent pod is the same one');
+  assert.is(agentNow[0]!.status.containerStatuses?.[0]?.ready, true);
+  assert.is(agentNow[0]!.status.containerStatuses?.[0]?.restartCount, 0);
+  // With no controller the plans are what they were: every service and VIP stays.
+  assert.equal(listIpvs().map((x) => x.address).filter((a) => ours.includes(a)).sort(), [...ours].sort(), 'the IPVS services stay');
+  const lvs0 = sh('ip -o addr show dev lvs0');
+  for (const v of [VIP, VIP_DR, VIP_TUN]) assert.ok(lvs0.includes(` ${v}/`), `${v} stays on lvs0: ${lvs0}`);
+  kube(['uncordon', node]);
+  await until('the agent says its node is back in service', () => agentSaid('this director is no longer standby'), { timeoutMs: 120_000, everyMs: 2000 });
+  for (const what of [`deployment/${RELEASE}-controller`, 'deployment/echo']) {
+    await kubeAsync(['rollout', 'status', what, '-n', what.includes('echo') ? NS : RELEASE_NS, '--timeout=600s']);
+  }
+  const fresh = podsOf(NS, 'app=echo').filter((p) => !p.metadata.deletionTimestamp && !oldEcho.includes(p.metadata.name));
+  assert.is(fresh.length, 2);
+  const want = JSON.stringify(fresh.map((p) => `${p.status.podIP}:8080`).sort());
+  await until('the new pods serve in every IPVS service', () => {
+    const all = listIpvs().filter((x) => ours.includes(x.address));
+    return all.length === 3 && all.every((x) => JSON.stringify(x.dests.filter((d) => d.weight > 0).map((d) => d.address).sort()) === want) ? true : undefined;
+  }, { timeoutMs: 300_000, everyMs: 1000 }).catch((e: Error) => { throw new Error(`${e.message}: want ${want}, ipvs ${JSON.stringify(listIpvs())}`); });
+  console.log(`# uncordoned: the new pods serve ${((Date.now() - t0) / 1000).toFixed(1)} s after the drain began`);
+  for (const [vip, port] of [[VIP, 80], [VIP_DR, 8080], [VIP_TUN, 8080]] as const) {
+    const r = await runClient('client', { host: vip, port, count: 10, concurrency: 2, timeoutMs: 10_000 });
+    assert.is(r.errors, 0, `${vip}:${port}: ${r.firstError}`);
+    assert.ok(Object.keys(r.byId).every((id) => fresh.some((p) => p.metadata.name === id)), JSON.stringify(r.byId));
+  }
 });
 
 test('deleting the VirtualServers drains them: the node\'s IPVS and nft tables are as before', async () => {

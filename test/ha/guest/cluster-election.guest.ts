@@ -5,7 +5,8 @@
 // both. The agents learn each other's heartbeat endpoint from their AgentReports, elect one
 // announcer, and say so in their reports and in the VirtualServers' status.announcers. Long-lived
 // TCP streams run while the active director's link goes down and up, its link goes down while the
-// apiserver is down, its agent is frozen and thawed, SIGKILLed and restarted: every stream must survive.
+// apiserver is down, its agent is frozen and thawed, its node is cordoned and uncordoned, it is
+// SIGKILLed and restarted: every stream must survive.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { suite } from 'uvu';
@@ -174,6 +175,25 @@ test('the active agent frozen (SIGSTOP: a hung node) gives its VIP away; thawed 
   await until('one announcer again', sole, 30_000);
 });
 
+test('cordoning the active director\'s node moves its VIP to the other before the node goes; alone, the cordoned one still serves; uncordoned, it takes back', async () => {
+  const a = await until('one announcer', sole, 30_000);
+  const b = DIRECTORS.find((d) => d !== a)!;
+  try {
+    // kubectl cordon (spec.unschedulable): the agent watches its own Node and turns standby.
+    await failover(`cordon ${NODE[a]}`, b, () => void kubectl(['cordon', NODE[a]]), 60_000);
+    console.log(`\n# cordoned ${NODE[a]}: ${b} took the VIP; the API says so after ${await apiSays(b, 60_000)} ms`);
+    await sleep(2000);
+    assert.equal(announcers(), [b], 'the cordoned director stays out while the other can serve');
+    // The other one gone too: standby is a preference, not an exit, so the VIP does not go dark.
+    await failover(`link down ${b}, ${NODE[a]} cordoned`, a, () => nsRun(b, ['ip', 'link', 'set', 'eth0', 'down']));
+    await failover(`link up ${b}, ${NODE[a]} cordoned`, b, () => nsRun(b, ['ip', 'link', 'set', 'eth0', 'up']));
+    await until('one announcer again', sole, 10_000);
+  } finally {
+    await failover(`uncordon ${NODE[a]}`, a, () => void kubectl(['uncordon', NODE[a]]), 60_000);
+  }
+  await until('one announcer again', sole, 10_000);
+});
+
 test('SIGKILL of the active agent: the other takes over; restarted, it waits its warm-up, then takes back', async () => {
   const a = await until('one announcer', sole, 30_000);
   const b = DIRECTORS.find((d) => d !== a)!;
@@ -187,7 +207,7 @@ test('SIGKILL of the active agent: the other takes over; restarted, it waits its
 
 test('every established DR and TUN stream survived every failover; gaps and takeover times', async () => {
   await reportStreams(streams, events, 10);
-  assert.ok(events.length >= 2 * CYCLES + 6);
+  assert.ok(events.length >= 2 * CYCLES + 10);
 });
 
 uvuSuite.run();

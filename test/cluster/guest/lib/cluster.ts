@@ -77,6 +77,13 @@ export function podLogTail(ns: string, prefix: string, lines = 40): string {
   } catch (e) { return `(no logs: ${(e as Error).message})`; }
 }
 
+/** Whether a container of the pods of `ns` whose name starts with `prefix` has logged `text` (a fixed string). */
+export function podLogHas(ns: string, prefix: string, text: string): boolean {
+  try {
+    return sh(`grep -lF -e ${JSON.stringify(text)} /var/log/pods/${ns}_${prefix}*/*/*.log || true`).trim() !== '';
+  } catch { return false; }
+}
+
 /** A client outside the cluster: its own namespace on a veth pair, routing 203.0.113.0/24 (the VIPs) to the node. */
 export function setupClient(): void {
   sh(`
