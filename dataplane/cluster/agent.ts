@@ -124,7 +124,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const slices = new Informer<KubeObject>({ api: opts.api, resource: PLAN_SLICES, clock, logger: log });
   const reports = new Informer<KubeObject>({ api: opts.api, resource: AGENT_REPORTS, clock, logger: log });
   // Only the election has a use for it (a lone director announces whatever its node's state).
-  const nodeStandby = opts.ha ? watchNodeStandby({ api: opts.api, node: opts.node, clock, log }) : undefined;
+  const nodeStandby = opts.ha ? watchNodeStandby({ api: opts.api, node: opts.node, clock, log, onChange: () => void report() }) : undefined;
   const writer = createReportWriter({ api: opts.api, node: opts.node, log, cached: () => reports.get(opts.node) });
   const pass = createRealServerPass({ run: opts.run, log, finder: opts.finder ?? createNetnsFinder(opts.run, log), ...(opts.returnPathRecord ? { returnPathRecord: opts.returnPathRecord } : {}) });
 
@@ -360,6 +360,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       health: { checked: health.checked(), down: health.down() },
       announced: device.announced(),
       ...(opts.ha ? { peer: { address: opts.ha.listen.address, port: opts.ha.listen.port } } : {}),
+      ...(nodeStandby?.reason() ? { standby: nodeStandby.reason() } : {}),
     });
     if (!(await writer.write(body))) at('report', clock.now() + rsRetryMs, () => void report());
   }

@@ -33,14 +33,17 @@ export function standbyReason(node: NodeObject | undefined): string | undefined 
 
 export interface NodeStandby {
   standby(): boolean;
+  /** Why, for the node's AgentReport; undefined while the node is in service. */
+  reason(): string | undefined;
   run(signal: AbortSignal): Promise<void>;
 }
 
 /**
  * The election samples standby() with its eligibility at every heartbeat (../announce/peers.ts),
- * so a change here reaches the peers and the announcements within one heartbeat interval.
+ * so a change here reaches the peers and the announcements within one heartbeat interval;
+ * onChange is for the node's report, which says why it is standby.
  */
-export function watchNodeStandby(o: { api: KubeApi; node: string; clock: Clock; log: Logger }): NodeStandby {
+export function watchNodeStandby(o: { api: KubeApi; node: string; clock: Clock; log: Logger; onChange: () => void }): NodeStandby {
   const nodes = new Informer<NodeObject>({ api: o.api, resource: NODES, clock: o.clock, logger: o.log, fieldSelector: `metadata.name=${o.node}` });
   let reason: string | undefined;
   const seen = () => {
@@ -48,9 +51,10 @@ export function watchNodeStandby(o: { api: KubeApi; node: string; clock: Clock; 
     if (next === reason) return;
     o.log.info({ op: 'ha', node: o.node, standby: next ?? false, before: reason ?? false }, next ? 'node is being taken out of service: this director is standby' : 'node back in service: this director is no longer standby');
     reason = next;
+    o.onChange();
   };
   // A deleted Node: the cache no longer holds it, so standby ends; the node is going anyway and
   // its peers see it lapse.
   nodes.addHandlers({ onAdd: seen, onUpdate: seen, onDelete: seen });
-  return { standby: () => reason !== undefined, run: (signal) => nodes.run(signal) };
+  return { standby: () => reason !== undefined, reason: () => reason, run: (signal) => nodes.run(signal) };
 }

@@ -82,4 +82,14 @@ test('report: failed services and preparations fail their owners, naming key and
   assert.equal([r.failingCount, r.frozen, r.frozenCount], [2, [{ uid: 'uid-api', virtualServer: 'default/api', message: 'plan unusable: x' }], 1]);
 });
 
+test('report: a standby director says why; the CRD and the parser take it back; in service, no field', async () => {
+  const { parseAgentReport } = await import('../../api/agent-report.ts');
+  const ok = { kind: 'ok' as const, ops: 0, draining: 0, problems: [] };
+  assert.not.ok('standby' in reportFor('n1', { ...base, sync: ok }));
+  const r = reportFor('n1', { ...base, sync: ok, standby: 'cordoned (spec.unschedulable)' });
+  assert.is(r.standby, 'cordoned (spec.unschedulable)');
+  const parsed = parseAgentReport(JSON.parse(JSON.stringify(r)));
+  assert.ok(parsed.ok && parsed.value.standby === 'cordoned (spec.unschedulable)');
+});
+
 test.run();

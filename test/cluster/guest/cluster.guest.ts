@@ -191,6 +191,8 @@ test('cordon and drain of the director node: the agent (a DaemonSet) stays and t
   // The only director of its VIPs: standby changes whom it would yield to, not that it serves.
   await until('the agent says its node is out of service', () => agentSaid('this director is standby'), { timeoutMs: 120_000, everyMs: 2000 })
     .catch((e: Error) => { throw new Error(`${e.message}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`, 15)}`); });
+  const standby = () => kube(['get', 'agentreport', node, '-o', 'jsonpath={.standby}']).trim();
+  assert.match(await until('the node\'s AgentReport says standby', () => standby() || undefined, { timeoutMs: 60_000, everyMs: 1000 }), /cordoned/);
   const t0 = Date.now();
   // Everything but the DaemonSet's pod is evicted: the controller and the echo pods, which have nowhere to go.
   console.log(kube(['drain', node, '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=300s'], { timeoutMs: 330_000 }).trim().split('\n').slice(-3).join(' | '));
@@ -208,6 +210,7 @@ test('cordon and drain of the director node: the agent (a DaemonSet) stays and t
   for (const v of [VIP, VIP_DR, VIP_TUN]) assert.ok(lvs0.includes(` ${v}/`), `${v} stays on lvs0: ${lvs0}`);
   kube(['uncordon', node]);
   await until('the agent says its node is back in service', () => agentSaid('this director is no longer standby'), { timeoutMs: 120_000, everyMs: 2000 });
+  await until('the node\'s AgentReport no longer says standby', () => (standby() === '' ? true : undefined), { timeoutMs: 60_000, everyMs: 1000 });
   for (const what of [`deployment/${RELEASE}-controller`, 'deployment/echo']) {
     await kubeAsync(['rollout', 'status', what, '-n', what.includes('echo') ? NS : RELEASE_NS, '--timeout=600s']);
   }

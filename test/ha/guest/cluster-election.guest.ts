@@ -81,6 +81,11 @@ function apiView(): { announced: Record<string, string[]>; peers: Record<string,
   };
 }
 
+/** The standby reason in a node's AgentReport ('' when in service), or undefined when it cannot be read now. */
+function standbyOf(node: string): string | undefined {
+  try { return kubectl(['get', 'agentreport', node, '-o', 'jsonpath={.standby}']).trim(); } catch { return undefined; }
+}
+
 /**
  * The host's apiserver control (test/system/lib/apiserver-control.ts). A request can fail at the
  * socket ("fetch failed": the fresh-clone CI of 733a0a5 failed the outage scenario so, on the GET
@@ -182,6 +187,8 @@ test('cordoning the active director\'s node moves its VIP to the other before th
     // kubectl cordon (spec.unschedulable): the agent watches its own Node and turns standby.
     await failover(`cordon ${NODE[a]}`, b, () => void kubectl(['cordon', NODE[a]]), 60_000);
     console.log(`\n# cordoned ${NODE[a]}: ${b} took the VIP; the API says so after ${await apiSays(b, 60_000)} ms`);
+    // Its report says why (kubectl get agentreports -o wide: the Standby column).
+    assert.match(await until(`${NODE[a]}'s report says standby`, () => standbyOf(NODE[a]) || undefined, 30_000, 1000), /cordoned/);
     await sleep(2000);
     assert.equal(announcers(), [b], 'the cordoned director stays out while the other can serve');
     // The other one gone too: standby is a preference, not an exit, so the VIP does not go dark.
@@ -191,6 +198,7 @@ test('cordoning the active director\'s node moves its VIP to the other before th
   } finally {
     await failover(`uncordon ${NODE[a]}`, a, () => void kubectl(['uncordon', NODE[a]]), 60_000);
   }
+  await until(`${NODE[a]}'s report no longer says standby`, () => (standbyOf(NODE[a]) === '' ? true : undefined), 30_000, 1000);
   await until('one announcer again', sole, 10_000);
 });
 

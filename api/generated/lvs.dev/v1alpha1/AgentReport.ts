@@ -55,4 +55,8 @@ export interface IAgentReport {
     "address": string;
     "port": number;
   };
+  /**
+   * Why this director is standby in the election (its node is cordoned, labelled node.kubernetes.io/exclude-from-external-load-balancers, or about to be deleted by the cluster autoscaler); it announces a VIP only where no other director of it is live. Absent while its node is in service.
+   */
+  "standby"?: string;
 }
