@@ -36,7 +36,7 @@ import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
 import { createRealServerPass } from './realserver-pass.ts';
-import { gateServices, localRealServers, preparedByNode, preparedEntries, wantedEntries, type LocalRealServer } from './realservers.ts';
+import { gateServices, localRealServers, preparedByNode, preparedEntries, realServersUnaffected, wantedEntries, type LocalRealServer } from './realservers.ts';
 import { createReportWriter } from './report-writer.ts';
 import type { Member } from '../announce/election.ts';
 import { startClusterHa, type ClusterHa, type ClusterHaSettings } from './ha.ts';
@@ -383,9 +383,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     if (was?.size !== now?.size || [...(now ?? [])].some((k) => !was!.has(k))) loop.markDirty();
   }
 
-  // Any plan change marks both loops; they are coalesced and rate-limited, and a pass that finds
-  // nothing to do writes nothing (our own report coming back changes no gate and writes nothing).
-  const mark = (obj: KubeObject, deleted = false) => {
+  // A plan change marks the sync loop, and the real-server pass unless it cannot matter to it; both
+  // are coalesced and rate-limited, and a pass that finds nothing to do writes nothing (our own
+  // report coming back changes no gate and writes nothing).
+  const mark = (obj: KubeObject, deleted = false, old?: KubeObject) => {
     // The first list's slices were programmed by a previous process, or changed while none ran:
     // measuring them from their change time would count the restart (kube-proxy does not record
     // its initial sync either). Changes from then on, relists included, are measured.
@@ -393,9 +394,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const rv = obj.metadata.resourceVersion ?? '';
     if (compareResourceVersions(rv, sliceRv) !== -1) sliceRv = rv;
     loop.markDirty();
-    markRealServers();
+    // A NAT service's endpoints changing is no work for the pass, which reads every plan.
+    if (!old || !realServersUnaffected(old, obj)) markRealServers();
   };
-  slices.addHandlers({ onAdd: (o) => mark(o), onUpdate: (_old, o) => mark(o), onDelete: (o) => mark(o, true) });
+  slices.addHandlers({ onAdd: (o) => mark(o), onUpdate: (old, o) => mark(o, false, old), onDelete: (o) => mark(o, true) });
   reports.addHandlers({ onAdd: (o) => onReport(o), onUpdate: (_old, o) => onReport(o), onDelete: (o) => onReport(o, true) });
 
   return {

@@ -4,6 +4,8 @@
 import { parseAgentReport, preparedKey, type PreparedRealServer } from '../../api/agent-report.ts';
 import type { PlanRealServer, PlanService } from '../../api/plan.ts';
 import type { RealServerVip } from '../realserver/plan.ts';
+import type { PlanSliceObject, SliceService } from '../../api/plan-slice.ts';
+import type { KubeObject } from '../../kube/types.ts';
 import type { KeyOwner } from './plan-book.ts';
 
 /** node → preparedKey()s its report lists. */
@@ -91,4 +93,19 @@ export function wantedEntries(local: ReadonlyMap<string, LocalRealServer>): Map<
     for (const v of l.vips) out.set(preparedKey({ address, vip: v.vip, forwarding: v.mode }), { address, vip: v, owners: l.owners });
   }
   return out;
+}
+
+/**
+ * A plan-slice update that cannot change what the real-server pass does: before and after, every
+ * service is NAT (nothing to prepare), with the same VIPs and directors (the pass reads the VIPs
+ * this node directs, for the return path of its own DR pods). The common churn of a NAT service,
+ * its endpoints coming and going, is this; anything else, adds and deletes included, runs the pass.
+ * A slice that does not look like one (a newer or broken controller) is not judged here: it runs it.
+ */
+export function realServersUnaffected(old: KubeObject, now: KubeObject): boolean {
+  const o = old as Partial<PlanSliceObject>, n = now as Partial<PlanSliceObject>;
+  const natOnly = (s: unknown): s is SliceService[] => Array.isArray(s) && s.every((x: Partial<SliceService> | null) => x?.forwarding === 'NAT' && typeof x.vip === 'string');
+  if (!natOnly(o.services) || !natOnly(n.services) || !Array.isArray(o.directors) || !Array.isArray(n.directors)) return false;
+  const vips = (s: SliceService[]) => [...new Set(s.map((x) => x.vip))].sort().join(',');
+  return o.directors.join(',') === n.directors.join(',') && vips(o.services) === vips(n.services);
 }

@@ -157,6 +157,39 @@ test('a pod not found yet is looked for again on a timer, without any plan chang
   } finally { await h.close(); }
 });
 
+test('a NAT service\'s endpoints changing runs no real-server pass; a DR plan change, a new NAT VIP and a deletion do', async () => {
+  let finds = 0;
+  const base = podFinder();
+  const h = harness('n1', { finder: { ...base, find: (a) => { finds++; return base.find(a); } } });
+  const dr = ownerPlan('pods', [service({ vip: '203.0.113.20', forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 1, state: 'Ready', node: 'n1' }] })]);
+  const nat = (gen: number, address: string, vip = VIP) => ownerPlan('web', [service({ vip, realServers: [{ address, port: 8080, weight: 1, state: 'Ready' }] })], { generation: gen });
+  publish(h.api, dr);
+  publish(h.api, nat(1, '10.244.1.5'));
+  await h.start();
+  try {
+    await h.clock.advance(2_000);
+    assert.equal(h.report()!.prepared, [{ address: POD, vip: '203.0.113.20', forwarding: 'DR' }]);
+    const before = finds;
+    assert.ok(before > 0, 'the pass looked for the DR pod');
+    for (let g = 2; g < 12; g++) {
+      publish(h.api, nat(g, `10.244.1.${g}`));
+      await h.clock.advance(2_000);
+    }
+    assert.equal(h.view().filter((l) => l.startsWith(`TCP/${VIP}:`)), [`TCP/${VIP}:80 -> 10.244.1.11:8080 w=1`], 'the NAT changes were programmed');
+    assert.is(finds, before, 'ten NAT endpoint changes ran no real-server pass');
+    publish(h.api, nat(12, '10.244.1.12', '203.0.113.30'));
+    await h.clock.advance(2_000);
+    assert.is(finds, before + 1, 'a NAT plan with another VIP runs one (the VIPs this node directs feed the return path)');
+    publish(h.api, ownerPlan('pods', [service({ vip: '203.0.113.20', forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 2, state: 'Ready', node: 'n1' }] })], { generation: 2 }));
+    await h.clock.advance(2_000);
+    assert.is(finds, before + 2, 'a DR plan change runs one');
+    unpublish(h.api, nat(12, '10.244.1.12', '203.0.113.30'));
+    await h.clock.advance(2_000);
+    assert.is(finds, before + 3, 'a deletion runs one');
+    assert.equal(h.report()!.prepared, [{ address: POD, vip: '203.0.113.20', forwarding: 'DR' }]);
+  } finally { await h.close(); }
+});
+
 test('no report before the first real-server pass (it would close the gates of pods still prepared)', async () => {
   const found = (addresses: readonly string[]) => new Map(addresses.filter((a) => a === POD).map((a) => [a, POD_NS] as const));
   let released = false;

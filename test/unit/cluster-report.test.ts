@@ -2,7 +2,7 @@
 // report lists every failure where the controller will look for it.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gateServices, localRealServers, preparedByNode, preparedEntries } from '../../dataplane/cluster/realservers.ts';
+import { gateServices, localRealServers, preparedByNode, preparedEntries, realServersUnaffected } from '../../dataplane/cluster/realservers.ts';
 import { reportFor, syncFailures } from '../../dataplane/cluster/report.ts';
 import type { SyncResult } from '../../dataplane/sync/sync.ts';
 import { planServices } from '../../api/plan-slice.ts';
@@ -80,6 +80,18 @@ test('report: failed services and preparations fail their owners, naming key and
     { uid: 'uid-web', virtualServer: 'default/web', message: 'TCP/203.0.113.10:80: netlink addDestination 10.0.0.1:80 failed: EINVAL; scheduler.flags[0]: bad' },
   ]);
   assert.equal([r.failingCount, r.frozen, r.frozenCount], [2, [{ uid: 'uid-api', virtualServer: 'default/api', message: 'plan unusable: x' }], 1]);
+});
+
+test('realServersUnaffected: only NAT before and after, same VIPs and directors; anything else or anything unreadable runs the pass', () => {
+  const slice = (services: unknown, directors: unknown = ['n1']) => ({ apiVersion: 'lvs.dev/v1alpha1', kind: 'PlanSlice', metadata: { name: 's' }, directors, services }) as never;
+  const nat = (vip: string, rs: string) => ({ vip, forwarding: 'NAT', realServers: [{ address: rs }] });
+  assert.ok(realServersUnaffected(slice([nat('203.0.113.1', 'a')]), slice([nat('203.0.113.1', 'b'), nat('203.0.113.1', 'c')])));
+  assert.not.ok(realServersUnaffected(slice([nat('203.0.113.1', 'a')]), slice([nat('203.0.113.2', 'a')])), 'another VIP');
+  assert.not.ok(realServersUnaffected(slice([nat('203.0.113.1', 'a')]), slice([nat('203.0.113.1', 'a')], ['n1', 'n2'])), 'other directors');
+  assert.not.ok(realServersUnaffected(slice([nat('203.0.113.1', 'a')]), slice([{ ...nat('203.0.113.1', 'a'), forwarding: 'DR' }])), 'DR after');
+  assert.not.ok(realServersUnaffected(slice([{ ...nat('203.0.113.1', 'a'), forwarding: 'TUN' }]), slice([nat('203.0.113.1', 'a')])), 'TUN before');
+  assert.not.ok(realServersUnaffected(slice(undefined), slice([nat('203.0.113.1', 'a')])), 'unreadable');
+  assert.not.ok(realServersUnaffected(slice([null]), slice([nat('203.0.113.1', 'a')])), 'unreadable entry');
 });
 
 test('report: a standby director says why; the CRD and the parser take it back; in service, no field', async () => {
