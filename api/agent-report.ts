@@ -79,8 +79,8 @@ export interface AgentReportObject {
   announcedCount?: number;
   /** Where this node's agent takes director heartbeats (lvs-agent run --peer-key-file); absent without. */
   peer?: { address: string; port: number };
-  /** Why this director is standby in the election (dataplane/cluster/standby.ts); absent while its node is in service. */
-  standby?: string;
+  /** Why this director is yielding in the election (dataplane/cluster/yielding.ts); absent while its node is in service. */
+  yielding?: string;
 }
 
 /** A resourceVersion that compares as a number (a decimal integer). */
@@ -140,7 +140,7 @@ export function parseAgentReport(obj: unknown): Parsed<AgentReportObject> {
       const p = r.obj('peer');
       value.peer = { address: p.str('address'), port: p.int('port', 1, 65535) };
     }
-    if (r.has('standby')) value.standby = r.str('standby');
+    if (r.has('yielding')) value.yielding = r.str('yielding');
     if (value.node !== meta.name) r.fail('node', `must equal metadata.name (${JSON.stringify(meta.name)})`);
     return { ok: true, value };
   } catch (err) {
@@ -157,7 +157,7 @@ export function buildAgentReport(node: string, r: {
   health?: { checked: number; unhealthy: readonly UnhealthyRealServer[] };
   announced?: readonly string[];
   peer?: { address: string; port: number };
-  standby?: string;
+  yielding?: string;
 }): AgentReportObject {
   const cut = (s: string) => (s.length > MAX_REPORT_MESSAGE ? `${s.slice(0, MAX_REPORT_MESSAGE - 3)}...` : s);
   const exc = (l: readonly ReportException[]) => [...l].sort((a, b) => (a.virtualServer < b.virtualServer ? -1 : a.virtualServer > b.virtualServer ? 1 : 0))
@@ -173,7 +173,7 @@ export function buildAgentReport(node: string, r: {
     ...(r.health ? { health: healthOf(r.health, cut) } : {}),
     ...(r.announced ? { announced: [...r.announced].sort().slice(0, MAX_REPORT_ANNOUNCED), announcedCount: r.announced.length } : {}),
     ...(r.peer ? { peer: { address: r.peer.address, port: r.peer.port } } : {}),
-    ...(r.standby ? { standby: cut(r.standby) } : {}),
+    ...(r.yielding ? { yielding: cut(r.yielding) } : {}),
   };
 }
 

@@ -19,10 +19,10 @@ export interface Member {
   /**
    * Eligible, but its node is being taken out of service (cordoned, or labelled
    * node.kubernetes.io/exclude-from-external-load-balancers): chosen for a VIP only when no
-   * eligible member that is not standby is there, so a drain moves its VIPs to the other
+   * eligible member that is not yielding is there, so a drain moves its VIPs to the other
    * directors before the node goes down, and a lone director keeps serving.
    */
-  standby?: boolean;
+  yielding?: boolean;
 }
 
 /**
@@ -41,16 +41,16 @@ export function score(node: string, vip: string): bigint {
 /**
  * The eligible member with the highest score for `vip`; on an (astronomically unlikely) equal
  * score the lexicographically smaller node name, so the answer never depends on list order.
- * Standby members count only when no other eligible member is there. Undefined when no member
+ * Yielding members count only when no other eligible member is there. Undefined when no member
  * is eligible.
  */
 export function activeFor(vip: string, members: readonly Member[]): string | undefined {
   const v = hashedVip(vip);
-  const standbyOnly = !members.some((m) => m.eligible && !m.standby);
+  const yieldingOnly = !members.some((m) => m.eligible && !m.yielding);
   let best: string | undefined;
   let bestScore = -1n;
   for (const m of members) {
-    if (!m.eligible || (m.standby === true && !standbyOnly)) continue;
+    if (!m.eligible || (m.yielding === true && !yieldingOnly)) continue;
     const s = score(m.node, v);
     if (s > bestScore || (s === bestScore && best !== undefined && m.node < best)) {
       best = m.node;

@@ -35,7 +35,7 @@ export interface HaOptions extends Pick<PeersOptions, 'node' | 'listen' | 'peers
   /** Data-path health: false takes this director out of the election (its VIPs move). */
   healthy: () => boolean;
   /** Its node is being drained: its VIPs go to the other eligible directors (./election.ts). */
-  standby?: () => boolean;
+  yielding?: () => boolean;
   kernel: IpvsKernel;
   /** The kernel's connection sync on this interface (both daemons), or none. */
   syncDaemon?: { interface: string; syncId: number };
@@ -86,12 +86,12 @@ export async function startHa(opts: HaOptions): Promise<Ha> {
   // In a thread of its own (./peers-thread.ts): a busy agent must not fall silent to its peers.
   const peers: Peers = await startPeersThread({
     node: opts.node, listen: opts.listen, peers: opts.peers, key: opts.key, eligible,
-    ...(opts.standby ? { standby: opts.standby } : {}),
+    ...(opts.yielding ? { yielding: opts.yielding } : {}),
     ...(opts.intervalMs !== undefined ? { intervalMs: opts.intervalMs } : {}),
     ...(opts.deadAfterMs !== undefined ? { deadAfterMs: opts.deadAfterMs } : {}),
     logger: log,
     onChange: (members) => {
-      log.info({ members: members.map((m) => `${m.node}${m.eligible ? '' : ' (not eligible)'}${m.standby ? ' (standby)' : ''}`) }, 'director membership changed');
+      log.info({ members: members.map((m) => `${m.node}${m.eligible ? '' : ' (not eligible)'}${m.yielding ? ' (yielding)' : ''}`) }, 'director membership changed');
       opts.onChange();
     },
   });

@@ -26,8 +26,8 @@ export async function startPeersThread(o: ThreadPeersOptions): Promise<Peers> {
   const worker = new Worker(WORKER, { workerData: data });
   const post = (m: ToWorker) => worker.postMessage(m);
   const sample = () => { try { return o.eligible() === true; } catch { return false; } };
-  const standby = () => { try { return o.standby?.() === true; } catch { return false; } };
-  const state = (): ToWorker => ({ type: 'eligible', value: sample(), standby: standby() });
+  const yielding = () => { try { return o.yielding?.() === true; } catch { return false; } };
+  const state = (): ToWorker => ({ type: 'eligible', value: sample(), yielding: yielding() });
   let members: Member[] = [];
   let stats = EMPTY_STATS;
   let closing = false;

@@ -26,7 +26,7 @@ export interface PeersWorkerData {
   logLevel: string;
 }
 
-export type ToWorker = { type: 'eligible'; value: boolean; standby?: boolean } | { type: 'peers'; peers: PeerEndpoint[] } | { type: 'close' };
+export type ToWorker = { type: 'eligible'; value: boolean; yielding?: boolean } | { type: 'peers'; peers: PeerEndpoint[] } | { type: 'close' };
 export type FromWorker =
   | { type: 'ready'; members: Member[]; stats: PeersStats }
   | { type: 'change'; members: Member[]; stats: PeersStats }
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const port = parentPort!;
   const d = workerData as PeersWorkerData;
   let eligible = false;
-  let standby = false;
+  let yielding = false;
   let eligibleAt = -Infinity;
   const now = () => performance.now();
   const logger = pino({ level: d.logLevel }, pino.destination({ fd: 2, sync: true }));
@@ -46,12 +46,12 @@ async function main(): Promise<void> {
     ...(d.intervalMs !== undefined ? { intervalMs: d.intervalMs } : {}),
     ...(d.deadAfterMs !== undefined ? { deadAfterMs: d.deadAfterMs } : {}),
     eligible: () => eligible && now() - eligibleAt <= d.eligibleTtlMs,
-    standby: () => standby,
+    yielding: () => yielding,
     onChange: (members) => port.postMessage({ type: 'change', members, stats: peers.stats() } satisfies FromWorker),
   });
   const stats = setInterval(() => port.postMessage({ type: 'stats', stats: peers.stats() } satisfies FromWorker), 5_000);
   port.on('message', (m: ToWorker) => {
-    if (m.type === 'eligible') { eligible = m.value; standby = m.standby === true; eligibleAt = now(); }
+    if (m.type === 'eligible') { eligible = m.value; yielding = m.yielding === true; eligibleAt = now(); }
     else if (m.type === 'peers') peers.setPeers(m.peers);
     else if (m.type === 'close') { clearInterval(stats); void peers.close().then(() => port.close()); }
   });

@@ -48,8 +48,8 @@ export interface PeersOptions {
   deadAfterMs?: number;
   /** Whether we may announce VIPs now; sampled at each heartbeat (and it is what we advertise). */
   eligible: () => boolean;
-  /** Whether we are standby (./election.ts): sampled and advertised with eligible. Default never. */
-  standby?: () => boolean;
+  /** Whether we are yielding (./election.ts): sampled and advertised with eligible. Default never. */
+  yielding?: () => boolean;
   /** Monotonic ms: liveness must not jump when the wall clock is stepped. */
   clock: { now(): number };
   /** Wall clock ms, sent in heartbeats to order incarnations. Default Date.now. */
@@ -172,7 +172,7 @@ class Membership implements Peers {
   readonly #incarnation = randomBytes(8).readBigUInt64BE(0);
   #seq = 0n;
   #selfEligible: boolean;
-  #selfStandby = false;
+  #selfYielding = false;
   /** The list last reported (or the initial one): what members() returns. */
   #current: Member[];
   #lastReported: string;
@@ -193,8 +193,8 @@ class Membership implements Peers {
     this.#sources = sourcesOf(s.targets);
     this.#stats = { sent: 0, sendErrors: 0, received: 0, accepted: 0, rejected: Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<RejectReason, number> };
     this.#selfEligible = this.#sampleEligible();
-    this.#selfStandby = this.#sampleStandby();
-    this.#current = this.#table.members(o.clock.now(), this.#selfEligible, this.#selfStandby);
+    this.#selfYielding = this.#sampleYielding();
+    this.#current = this.#table.members(o.clock.now(), this.#selfEligible, this.#selfYielding);
     this.#lastReported = this.#key(this.#current);
     socket.on('message', (buf, rinfo) => this.#receive(buf, rinfo));
     socket.on('error', (err) => this.#log.error({ err }, 'announce socket error'));
@@ -251,12 +251,12 @@ class Membership implements Peers {
     }
   }
 
-  #sampleStandby(): boolean {
+  #sampleYielding(): boolean {
     try {
-      return this.#o.standby?.() === true;
+      return this.#o.yielding?.() === true;
     } catch (err) {
       // Unknown: as before the node was drained (the VIPs stay where they are).
-      this.#log.warn({ err }, 'standby() threw; advertising not standby');
+      this.#log.warn({ err }, 'yielding() threw; advertising not yielding');
       return false;
     }
   }
@@ -265,10 +265,10 @@ class Membership implements Peers {
   #tick(): void {
     if (this.#closed) return;
     this.#selfEligible = this.#sampleEligible();
-    this.#selfStandby = this.#sampleStandby();
+    this.#selfYielding = this.#sampleYielding();
     this.#seq += 1n;
     const wallMs = BigInt(Math.max(0, Math.floor(this.#wall())));
-    const buf = encodeHeartbeat({ node: this.#o.node, incarnation: this.#incarnation, seq: this.#seq, eligible: this.#selfEligible, ...(this.#selfStandby ? { standby: true } : {}), wallMs }, this.#o.key);
+    const buf = encodeHeartbeat({ node: this.#o.node, incarnation: this.#incarnation, seq: this.#seq, eligible: this.#selfEligible, ...(this.#selfYielding ? { yielding: true } : {}), wallMs }, this.#o.key);
     for (const p of this.#s.targets) {
       this.#socket.send(buf, p.port, p.address, (err) => {
         if (!err) { this.#stats.sent += 1; return; }
@@ -333,13 +333,13 @@ class Membership implements Peers {
   }
 
   #key(members: Member[]): string {
-    return members.map((m) => `${m.node}=${m.eligible ? 1 : 0}${m.standby ? 's' : ''}`).join(',');
+    return members.map((m) => `${m.node}=${m.eligible ? 1 : 0}${m.yielding ? 'y' : ''}`).join(',');
   }
 
   /** Reports the member list if it differs from the last one reported. */
   #check(): void {
     if (this.#closed) return;
-    const members = this.#table.members(this.#o.clock.now(), this.#selfEligible, this.#selfStandby);
+    const members = this.#table.members(this.#o.clock.now(), this.#selfEligible, this.#selfYielding);
     const key = this.#key(members);
     if (key === this.#lastReported) return;
     this.#log.info({ members: key, before: this.#lastReported }, 'announce members changed');

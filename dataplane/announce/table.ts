@@ -20,7 +20,7 @@ interface PeerState {
   seq: bigint;
   wallMs: bigint;
   eligible: boolean;
-  standby: boolean;
+  yielding: boolean;
   /** Monotonic ms of the last accepted heartbeat: liveness is measured on our clock, not theirs. */
   heardAt: number;
 }
@@ -49,7 +49,7 @@ export class PeerTable {
     // Our own name from elsewhere: a misconfigured twin or a reflection; never a second "us".
     if (hb.node === this.#self) return 'self';
     const cur = this.#peers.get(hb.node);
-    const next: PeerState = { incarnation: hb.incarnation, seq: hb.seq, wallMs: hb.wallMs, eligible: hb.eligible, standby: hb.standby === true, heardAt: now };
+    const next: PeerState = { incarnation: hb.incarnation, seq: hb.seq, wallMs: hb.wallMs, eligible: hb.eligible, yielding: hb.yielding === true, heardAt: now };
     if (!cur) {
       if (this.#peers.size >= this.#capacity) return 'capacity';
       this.#peers.set(hb.node, next);
@@ -67,16 +67,16 @@ export class PeerTable {
   }
 
   /** Self plus every peer heard within deadAfterMs of `now`, sorted by node name. */
-  members(now: number, selfEligible: boolean, selfStandby = false): Member[] {
-    const out: Member[] = [member(this.#self, selfEligible, selfStandby)];
+  members(now: number, selfEligible: boolean, selfYielding = false): Member[] {
+    const out: Member[] = [member(this.#self, selfEligible, selfYielding)];
     for (const [node, p] of this.#peers) {
-      if (now - p.heardAt <= this.#deadAfterMs) out.push(member(node, p.eligible, p.standby));
+      if (now - p.heardAt <= this.#deadAfterMs) out.push(member(node, p.eligible, p.yielding));
     }
     return out.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
   }
 }
 
-/** A member as the election takes it; `standby` only when set, so lists without it look as before. */
-function member(node: string, eligible: boolean, standby: boolean): Member {
-  return standby ? { node, eligible, standby } : { node, eligible };
+/** A member as the election takes it; `yielding` only when set, so lists without it look as before. */
+function member(node: string, eligible: boolean, yielding: boolean): Member {
+  return yielding ? { node, eligible, yielding } : { node, eligible };
 }

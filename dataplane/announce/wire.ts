@@ -1,7 +1,7 @@
 // The heartbeat datagram between directors. Fixed binary layout, big-endian:
 //
 //   0  u8   version (1)
-//   1  u8   flags: bit 0 = eligible, bit 1 = standby (./election.ts); other bits must be zero
+//   1  u8   flags: bit 0 = eligible, bit 1 = yielding (./election.ts); other bits must be zero
 //   2  u8   node name length n (1..253)
 //   3  u8   reserved, zero
 //   4  u64  incarnation (random per agent start)
@@ -17,9 +17,9 @@
 // Every field is checked before use: a datagram is hostile until its HMAC verifies, and its
 // contents are still only trusted as far as the checks below go.
 //
-// The standby bit came after the first release. An agent from before it rejects a heartbeat with
-// the bit set as malformed, so during a rolling upgrade a standby director is silent, as if down,
-// to the old agents: they take its VIPs, which is what standby asks for, and it yields them to
+// The yielding bit came after the first release. An agent from before it rejects a heartbeat with
+// the bit set as malformed, so during a rolling upgrade a yielding director is silent, as if down,
+// to the old agents: they take its VIPs, which is what yielding asks for, and it yields them to
 // every eligible peer it hears. Heartbeats without the bit are what old agents sent.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
@@ -38,7 +38,7 @@ export interface Heartbeat {
   seq: bigint;
   eligible: boolean;
   /** Eligible only when no other eligible director is there (its node is being drained). */
-  standby?: boolean;
+  yielding?: boolean;
   /** Sender's wall clock, ms since the epoch. */
   wallMs: bigint;
 }
@@ -54,7 +54,7 @@ export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
   const name = Buffer.from(hb.node, 'utf8');
   const buf = Buffer.alloc(HEADER + name.length + MAC);
   buf.writeUInt8(VERSION, 0);
-  buf.writeUInt8((hb.eligible ? 1 : 0) | (hb.standby ? 2 : 0), 1);
+  buf.writeUInt8((hb.eligible ? 1 : 0) | (hb.yielding ? 2 : 0), 1);
   buf.writeUInt8(name.length, 2);
   buf.writeBigUInt64BE(hb.incarnation, 4);
   buf.writeBigUInt64BE(hb.seq, 12);
@@ -87,7 +87,7 @@ export function decodeHeartbeat(buf: Buffer, key: Buffer): Heartbeat | WireRejec
   return {
     node,
     eligible: (flags & 1) === 1,
-    ...((flags & 2) === 2 ? { standby: true } : {}),
+    ...((flags & 2) === 2 ? { yielding: true } : {}),
     incarnation: buf.readBigUInt64BE(4),
     seq: buf.readBigUInt64BE(12),
     wallMs: buf.readBigUInt64BE(20),

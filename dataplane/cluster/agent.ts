@@ -40,7 +40,7 @@ import { gateServices, localRealServers, preparedByNode, preparedEntries, realSe
 import { createReportWriter } from './report-writer.ts';
 import type { Member } from '../announce/election.ts';
 import { startClusterHa, type ClusterHa, type ClusterHaSettings } from './ha.ts';
-import { watchNodeStandby } from './standby.ts';
+import { watchNodeYielding } from './yielding.ts';
 import { reportFor, type PrepError } from './report.ts';
 import { ProgrammingLatency } from './programming-latency.ts';
 
@@ -124,7 +124,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const slices = new Informer<KubeObject>({ api: opts.api, resource: PLAN_SLICES, clock, logger: log });
   const reports = new Informer<KubeObject>({ api: opts.api, resource: AGENT_REPORTS, clock, logger: log });
   // Only the election has a use for it (a lone director announces whatever its node's state).
-  const nodeStandby = opts.ha ? watchNodeStandby({ api: opts.api, node: opts.node, clock, log, onChange: () => void report() }) : undefined;
+  const nodeYielding = opts.ha ? watchNodeYielding({ api: opts.api, node: opts.node, clock, log, onChange: () => void report() }) : undefined;
   const writer = createReportWriter({ api: opts.api, node: opts.node, log, cached: () => reports.get(opts.node) });
   const pass = createRealServerPass({ run: opts.run, log, finder: opts.finder ?? createNetnsFinder(opts.run, log), ...(opts.returnPathRecord ? { returnPathRecord: opts.returnPathRecord } : {}) });
 
@@ -323,7 +323,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       // Data-path health: a director whose last sync failed gives its VIPs to the others.
       healthy: () => lastSync !== undefined && lastSync.kind !== 'retry',
       // A node being drained gives them away too, but keeps them if no one else can take them.
-      ...(nodeStandby ? { standby: nodeStandby.standby } : {}),
+      ...(nodeYielding ? { yielding: nodeYielding.yielding } : {}),
     });
   }
 
@@ -360,7 +360,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       health: { checked: health.checked(), down: health.down() },
       announced: device.announced(),
       ...(opts.ha ? { peer: { address: opts.ha.listen.address, port: opts.ha.listen.port } } : {}),
-      ...(nodeStandby?.reason() ? { standby: nodeStandby.reason() } : {}),
+      ...(nodeYielding?.reason() ? { yielding: nodeYielding.reason() } : {}),
     });
     if (!(await writer.write(body))) at('report', clock.now() + rsRetryMs, () => void report());
   }
@@ -412,7 +412,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       return ownedView.map;
     },
     async run(signal) {
-      const informers = [slices.run(signal), reports.run(signal), ...(nodeStandby ? [nodeStandby.run(signal)] : [])];
+      const informers = [slices.run(signal), reports.run(signal), ...(nodeYielding ? [nodeYielding.run(signal)] : [])];
       const aborted = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
       // Gates need the reports: programming before they are read would set prepared pods to 0.
       await Promise.race([Promise.all([slices.whenSynced(), reports.whenSynced()]), aborted]);

@@ -15,7 +15,7 @@ import { startHa, type Ha, type HaOptions } from '../announce/ha.ts';
 import type { KubeObject } from '../../kube/types.ts';
 
 /** What `lvs-agent run` takes from its flags: everything but what the cluster agent supplies. */
-export type ClusterHaSettings = Omit<HaOptions, 'node' | 'peers' | 'healthy' | 'standby' | 'kernel' | 'onChange' | 'log' | 'clock'>;
+export type ClusterHaSettings = Omit<HaOptions, 'node' | 'peers' | 'healthy' | 'yielding' | 'kernel' | 'onChange' | 'log' | 'clock'>;
 
 /**
  * The peer endpoint one report names, bound to its node, or undefined (none, ours, or not a valid
@@ -53,7 +53,7 @@ export interface ClusterHa {
   close(): Promise<void>;
 }
 
-export interface ClusterHaOptions extends Pick<HaOptions, 'node' | 'healthy' | 'standby' | 'kernel' | 'onChange' | 'log' | 'clock'> {
+export interface ClusterHaOptions extends Pick<HaOptions, 'node' | 'healthy' | 'yielding' | 'kernel' | 'onChange' | 'log' | 'clock'> {
   settings: ClusterHaSettings;
   reports: () => readonly KubeObject[];
 }
@@ -63,7 +63,7 @@ export async function startClusterHa(o: ClusterHaOptions): Promise<ClusterHa> {
   const byNode = new Map(peersFromReports(o.reports(), o.node).map((p) => [p.node!, p]));
   let peers = [...byNode.values()];
   let closed = false;
-  const ha = await startHa({ ...o.settings, node: o.node, peers, kernel: o.kernel, healthy: o.healthy, ...(o.standby ? { standby: o.standby } : {}), onChange: o.onChange, log: o.log, ...(o.clock ? { clock: o.clock } : {}) });
+  const ha = await startHa({ ...o.settings, node: o.node, peers, kernel: o.kernel, healthy: o.healthy, ...(o.yielding ? { yielding: o.yielding } : {}), onChange: o.onChange, log: o.log, ...(o.clock ? { clock: o.clock } : {}) });
   o.log.info({ op: 'ha', listen: `${o.settings.listen.address}:${o.settings.listen.port}`, peers: peersKey(peers) }, 'director election started');
   /** Beats to the peers byNode holds now, when they differ from the last list given. */
   const update = (msg: string) => {

@@ -77,8 +77,8 @@ export interface ReportState {
   announced?: readonly string[];
   /** Where this node takes director heartbeats (HA configured). */
   peer?: { address: string; port: number };
-  /** Why this director is standby in the election (./standby.ts), if it is. */
-  standby?: string;
+  /** Why this director is yielding in the election (./yielding.ts), if it is. */
+  yielding?: string;
 }
 
 /** Down real servers by owner uid, one entry per (uid, address, port), with the owner's name. */
@@ -114,7 +114,7 @@ export function reportFor(node: string, s: ReportState): AgentReportObject {
     ...(s.health ? { health: { checked: s.health.checked, unhealthy: unhealthyOf(s) } } : {}),
     ...(s.announced ? { announced: s.announced } : {}),
     ...(s.peer ? { peer: s.peer } : {}),
-    ...(s.standby ? { standby: s.standby } : {}),
+    ...(s.yielding ? { yielding: s.yielding } : {}),
   });
 }
 

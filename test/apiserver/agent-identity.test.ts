@@ -115,7 +115,7 @@ test('agent credentials cannot write any plan or any VirtualServer, nor read pod
   assert.is(await can('n1', 'get', 'secrets', '-A'), 'no');
   assert.is(await can('n1', 'watch', 'planslices.lvs.dev'), 'yes');
   assert.is(await can('n1', 'watch', 'agentreports.lvs.dev'), 'yes');
-  // Its node's drain state (dataplane/cluster/standby.ts): read only.
+  // Its node's drain state (dataplane/cluster/yielding.ts): read only.
   assert.is(await can('n1', 'watch', 'nodes'), 'yes');
   for (const verb of ['update', 'patch', 'delete'] as const) assert.is(await can('n1', verb, 'nodes'), 'no', `${verb} nodes`);
   // And for real, not only as RBAC says: a forged plan is refused.

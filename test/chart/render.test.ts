@@ -95,7 +95,7 @@ test('agent RBAC: exactly dataplane/rbac/clusterrole.yaml, which grants only wha
   assert.equal(want, [
     { apiGroups: ['lvs.dev'], resources: ['planslices'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['lvs.dev'], resources: ['agentreports'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
-    // Its own Node's drain state (dataplane/cluster/standby.ts): read only.
+    // Its own Node's drain state (dataplane/cluster/yielding.ts): read only.
     { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] },
   ]);
   const cr = one(defaults, 'ClusterRole', '-agent');

@@ -37,14 +37,14 @@ test('only eligible members win; none eligible (or none at all) gives undefined'
   for (const v of VIPS.slice(0, 200)) assert.is.not(activeFor(v, [m('a'), m('b', false), m('c')]), 'b');
 });
 
-test('standby members win only where no other eligible member is there; VIPs of the others do not move', () => {
-  const s = (node: string, eligible = true): Member => ({ node, eligible, standby: true });
-  // 'b' owns 10.0.0.1 among a, b, c (above); standby, it gives it to the runner-up.
+test('yielding members win only where no other eligible member is there; VIPs of the others do not move', () => {
+  const s = (node: string, eligible = true): Member => ({ node, eligible, yielding: true });
+  // 'b' owns 10.0.0.1 among a, b, c (above); yielding, it gives it to the runner-up.
   assert.is(activeFor('10.0.0.1', [m('a'), s('b'), m('c')]), 'a');
-  // The only eligible one left: a standby director keeps serving, it is not a dark VIP.
+  // The only eligible one left: a yielding director keeps serving, it is not a dark VIP.
   assert.is(activeFor('10.0.0.1', [m('a', false), s('b'), m('c', false)]), 'b');
   assert.is(activeFor('10.0.0.1', [s('a'), s('b'), s('c')]), 'b');
-  // Standby is not eligibility: an ineligible standby member never wins.
+  // Yielding is not eligibility: an ineligible yielding member never wins.
   assert.is(activeFor('10.0.0.1', [m('a', false), s('b', false)]), undefined);
   const before = owners(VIPS, [m('a'), m('b'), m('c')]);
   const drained = owners(VIPS, [m('a'), s('b'), m('c')]);

@@ -27,7 +27,7 @@ interface Director {
   /** Every onChange, with its time on `clock`. */
   changes: Array<{ at: number; members: Member[] }>;
   setEligible(v: boolean): void;
-  setStandby(v: boolean): void;
+  setYielding(v: boolean): void;
 }
 
 const open: Array<{ close(): unknown }> = [];
@@ -49,18 +49,18 @@ interface Extra { key?: Buffer; intervalMs?: number; onSample?: () => void; host
 async function director(node: string, port: number, peerPorts: number[], x: Extra = {}): Promise<Director> {
   const { key = KEY, intervalMs = INTERVAL, onSample, host = HOST, peerHost = host } = x;
   let eligible = true;
-  let standby = false;
+  let yielding = false;
   const changes: Director['changes'] = [];
   const peers = await startPeers({
     node, key, clock, intervalMs,
     listen: { address: host, port },
     peers: peerPorts.map((p): Endpoint => ({ address: peerHost, port: p })),
     eligible: () => { onSample?.(); return eligible; },
-    standby: () => standby,
+    yielding: () => yielding,
     onChange: (members) => changes.push({ at: clock.now(), members }),
   });
   open.push(peers);
-  return { node, port, peers, changes, setEligible: (v) => { eligible = v; }, setStandby: (v) => { standby = v; } };
+  return { node, port, peers, changes, setEligible: (v) => { eligible = v; }, setYielding: (v) => { yielding = v; } };
 }
 
 /** A raw socket on `port` recording every datagram it receives. */
@@ -207,17 +207,17 @@ test('an eligibility change propagates within a couple of intervals, and back', 
   console.log(`    eligibility propagated in ${took.toFixed(1)} ms (interval ${INTERVAL} ms)`);
 });
 
-test('standby propagates like eligibility (a change the others hear and report), and back', async () => {
+test('yielding propagates like eligibility (a change the others hear and report), and back', async () => {
   const [pa, pb] = await freePorts(2) as [number, number];
   const [a, b] = await Promise.all([director('a', pa, [pb]), director('b', pb, [pa])]);
   await waitFor('membership', () => [a, b].every((d) => names(d) === 'a,b'));
   const bOf = (d: Director) => d.peers.members().find((m) => m.node === 'b');
-  b.setStandby(true);
-  await waitFor('b standby everywhere', () => [a, b].every((d) => bOf(d)?.standby === true), INTERVAL * 4);
-  assert.equal(a.changes.at(-1)!.members.find((m) => m.node === 'b'), { node: 'b', eligible: true, standby: true });
-  assert.equal(b.changes.at(-1)!.members.find((m) => m.node === 'b'), { node: 'b', eligible: true, standby: true }, 'self too');
-  b.setStandby(false);
-  await waitFor('b back in service', () => [a, b].every((d) => bOf(d)?.standby === undefined), INTERVAL * 4);
+  b.setYielding(true);
+  await waitFor('b yielding everywhere', () => [a, b].every((d) => bOf(d)?.yielding === true), INTERVAL * 4);
+  assert.equal(a.changes.at(-1)!.members.find((m) => m.node === 'b'), { node: 'b', eligible: true, yielding: true });
+  assert.equal(b.changes.at(-1)!.members.find((m) => m.node === 'b'), { node: 'b', eligible: true, yielding: true }, 'self too');
+  b.setYielding(false);
+  await waitFor('b back in service', () => [a, b].every((d) => bOf(d)?.yielding === undefined), INTERVAL * 4);
   assert.equal(a.changes.at(-1)!.members.find((m) => m.node === 'b'), { node: 'b', eligible: true });
 });
 

@@ -18,16 +18,16 @@ test('round trip; the datagram is small and carries every field', () => {
   assert.ok(encodeHeartbeat(hb({ node: 'a'.repeat(63) + '.' + 'b'.repeat(63) + '.' + 'c'.repeat(63) + '.' + 'd'.repeat(61) }), KEY).length <= MAX_DATAGRAM);
 });
 
-test('standby is flag bit 1; without it the flags byte is what the first release sent (0 or 1), with it an older agent, which accepts only bit 0, rejects the heartbeat', () => {
+test('yielding is flag bit 1; without it the flags byte is what the first release sent (0 or 1), with it an older agent, which accepts only bit 0, rejects the heartbeat', () => {
   const plain = encodeHeartbeat(hb(), KEY);
   assert.is(plain[1], 0x01);
   assert.is(encodeHeartbeat(hb({ eligible: false }), KEY)[1], 0x00);
   assert.equal(decodeHeartbeat(plain, KEY), hb());
-  const standby = encodeHeartbeat(hb({ standby: true }), KEY);
-  assert.is(standby[1], 0x03);
-  assert.equal(decodeHeartbeat(standby, KEY), hb({ standby: true }));
+  const yielding = encodeHeartbeat(hb({ yielding: true }), KEY);
+  assert.is(yielding[1], 0x03);
+  assert.equal(decodeHeartbeat(yielding, KEY), hb({ yielding: true }));
   // The rest of the datagram is the same but for the flags byte and the HMAC.
-  assert.equal(standby.subarray(2, standby.length - 32), plain.subarray(2, plain.length - 32));
+  assert.equal(yielding.subarray(2, yielding.length - 32), plain.subarray(2, plain.length - 32));
 });
 
 test('every byte is covered by the HMAC; wrong key, bad length and bad version are told apart', () => {
@@ -86,10 +86,10 @@ test('table: a new incarnation needs a newer wall time; the old life cannot come
   assert.equal(t.members(10_000, true).map((m) => m.node), ['a', 'b']);
 });
 
-test("table: a peer's standby and our own reach the members; a later heartbeat without it clears it", () => {
+test("table: a peer's yielding and our own reach the members; a later heartbeat without it clears it", () => {
   const t = new PeerTable('a', 350, 10);
-  t.accept(hb({ seq: 1n, standby: true }), 0);
-  assert.equal(t.members(10, true, true), [{ node: 'a', eligible: true, standby: true }, { node: 'b', eligible: true, standby: true }]);
+  t.accept(hb({ seq: 1n, yielding: true }), 0);
+  assert.equal(t.members(10, true, true), [{ node: 'a', eligible: true, yielding: true }, { node: 'b', eligible: true, yielding: true }]);
   t.accept(hb({ seq: 2n }), 20);
   assert.equal(t.members(30, true), [{ node: 'a', eligible: true }, { node: 'b', eligible: true }]);
 });

@@ -94,14 +94,14 @@ test('realServersUnaffected: only NAT before and after, same VIPs and directors;
   assert.not.ok(realServersUnaffected(slice([null]), slice([nat('203.0.113.1', 'a')])), 'unreadable entry');
 });
 
-test('report: a standby director says why; the CRD and the parser take it back; in service, no field', async () => {
+test('report: a yielding director says why; the CRD and the parser take it back; in service, no field', async () => {
   const { parseAgentReport } = await import('../../api/agent-report.ts');
   const ok = { kind: 'ok' as const, ops: 0, draining: 0, problems: [] };
-  assert.not.ok('standby' in reportFor('n1', { ...base, sync: ok }));
-  const r = reportFor('n1', { ...base, sync: ok, standby: 'cordoned (spec.unschedulable)' });
-  assert.is(r.standby, 'cordoned (spec.unschedulable)');
+  assert.not.ok('yielding' in reportFor('n1', { ...base, sync: ok }));
+  const r = reportFor('n1', { ...base, sync: ok, yielding: 'cordoned (spec.unschedulable)' });
+  assert.is(r.yielding, 'cordoned (spec.unschedulable)');
   const parsed = parseAgentReport(JSON.parse(JSON.stringify(r)));
-  assert.ok(parsed.ok && parsed.value.standby === 'cordoned (spec.unschedulable)');
+  assert.ok(parsed.ok && parsed.value.yielding === 'cordoned (spec.unschedulable)');
 });
 
 test.run();

@@ -8,7 +8,7 @@
 // In order: the node is Ready; `helm install` runs the controller Deployment and the agent
 // DaemonSet with the chart's securityContext, Ready; a NAT VirtualServer over a real Deployment
 // spreads client connections over its pods, and DR and TUN ones too; a rolling update and a
-// `helm upgrade` with traffic running; cordon and drain of the node (the agent turns standby and
+// `helm upgrade` with traffic running; cordon and drain of the node (the agent yields and
 // keeps everything while the controller is evicted); deleting the VirtualServers drains and leaves
 // the node's IPVS, lvs0 and nft as before; `helm uninstall` removes the operator's pods.
 import { suite } from 'uvu';
@@ -181,18 +181,18 @@ test('helm upgrade with changed values rolls the agent without touching what is 
   assert.equal(rules(), programmed, 'the kernel\'s rules are as before the upgrade');
 });
 
-test('cordon and drain of the director node: the agent (a DaemonSet) stays and turns standby, nothing programmed goes while the controller is evicted; uncordoned, the new pods serve', async () => {
+test('cordon and drain of the director node: the agent (a DaemonSet) stays and yields, nothing programmed goes while the controller is evicted; uncordoned, the new pods serve', async () => {
   const node = process.env.LVS_NODE_NAME!;
   const ours = [`${VIP}:80`, `${VIP_DR}:8080`, `${VIP_TUN}:8080`];
   const agentSaid = (text: string) => (podLogHas(RELEASE_NS, `${RELEASE}-agent`, text) ? true : undefined);
   const agent = podsOf(RELEASE_NS, 'app.kubernetes.io/component=agent').filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
   const oldEcho = podsOf(NS, 'app=echo').map((p) => p.metadata.name);
   kube(['cordon', node]);
-  // The only director of its VIPs: standby changes whom it would yield to, not that it serves.
-  await until('the agent says its node is out of service', () => agentSaid('this director is standby'), { timeoutMs: 120_000, everyMs: 2000 })
+  // The only director of its VIPs: yielding changes whom it would yield to, not that it serves.
+  await until('the agent says its node is out of service', () => agentSaid('this director is yielding'), { timeoutMs: 120_000, everyMs: 2000 })
     .catch((e: Error) => { throw new Error(`${e.message}\n${podLogTail(RELEASE_NS, `${RELEASE}-agent`, 15)}`); });
-  const standby = () => kube(['get', 'agentreport', node, '-o', 'jsonpath={.standby}']).trim();
-  assert.match(await until('the node\'s AgentReport says standby', () => standby() || undefined, { timeoutMs: 60_000, everyMs: 1000 }), /cordoned/);
+  const yielding = () => kube(['get', 'agentreport', node, '-o', 'jsonpath={.yielding}']).trim();
+  assert.match(await until('the node\'s AgentReport says yielding', () => yielding() || undefined, { timeoutMs: 60_000, everyMs: 1000 }), /cordoned/);
   const t0 = Date.now();
   // Everything but the DaemonSet's pod is evicted: the controller and the echo pods, which have nowhere to go.
   console.log(kube(['drain', node, '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=300s'], { timeoutMs: 330_000 }).trim().split('\n').slice(-3).join(' | '));
@@ -209,8 +209,8 @@ test('cordon and drain of the director node: the agent (a DaemonSet) stays and t
   const lvs0 = sh('ip -o addr show dev lvs0');
   for (const v of [VIP, VIP_DR, VIP_TUN]) assert.ok(lvs0.includes(` ${v}/`), `${v} stays on lvs0: ${lvs0}`);
   kube(['uncordon', node]);
-  await until('the agent says its node is back in service', () => agentSaid('this director is no longer standby'), { timeoutMs: 120_000, everyMs: 2000 });
-  await until('the node\'s AgentReport no longer says standby', () => (standby() === '' ? true : undefined), { timeoutMs: 60_000, everyMs: 1000 });
+  await until('the agent says its node is back in service', () => agentSaid('this director is no longer yielding'), { timeoutMs: 120_000, everyMs: 2000 });
+  await until('the node\'s AgentReport no longer says yielding', () => (yielding() === '' ? true : undefined), { timeoutMs: 60_000, everyMs: 1000 });
   for (const what of [`deployment/${RELEASE}-controller`, 'deployment/echo']) {
     await kubeAsync(['rollout', 'status', what, '-n', what.includes('echo') ? NS : RELEASE_NS, '--timeout=600s']);
   }

@@ -81,9 +81,9 @@ function apiView(): { announced: Record<string, string[]>; peers: Record<string,
   };
 }
 
-/** The standby reason in a node's AgentReport ('' when in service), or undefined when it cannot be read now. */
-function standbyOf(node: string): string | undefined {
-  try { return kubectl(['get', 'agentreport', node, '-o', 'jsonpath={.standby}']).trim(); } catch { return undefined; }
+/** The yielding reason in a node's AgentReport ('' when in service), or undefined when it cannot be read now. */
+function yieldingOf(node: string): string | undefined {
+  try { return kubectl(['get', 'agentreport', node, '-o', 'jsonpath={.yielding}']).trim(); } catch { return undefined; }
 }
 
 /**
@@ -184,21 +184,21 @@ test('cordoning the active director\'s node moves its VIP to the other before th
   const a = await until('one announcer', sole, 30_000);
   const b = DIRECTORS.find((d) => d !== a)!;
   try {
-    // kubectl cordon (spec.unschedulable): the agent watches its own Node and turns standby.
+    // kubectl cordon (spec.unschedulable): the agent watches its own Node and yields.
     await failover(`cordon ${NODE[a]}`, b, () => void kubectl(['cordon', NODE[a]]), 60_000);
     console.log(`\n# cordoned ${NODE[a]}: ${b} took the VIP; the API says so after ${await apiSays(b, 60_000)} ms`);
-    // Its report says why (kubectl get agentreports -o wide: the Standby column).
-    assert.match(await until(`${NODE[a]}'s report says standby`, () => standbyOf(NODE[a]) || undefined, 30_000, 1000), /cordoned/);
+    // Its report says why (kubectl get agentreports -o wide: the Yielding column).
+    assert.match(await until(`${NODE[a]}'s report says yielding`, () => yieldingOf(NODE[a]) || undefined, 30_000, 1000), /cordoned/);
     await sleep(2000);
     assert.equal(announcers(), [b], 'the cordoned director stays out while the other can serve');
-    // The other one gone too: standby is a preference, not an exit, so the VIP does not go dark.
+    // The other one gone too: yielding is a preference, not an exit, so the VIP does not go dark.
     await failover(`link down ${b}, ${NODE[a]} cordoned`, a, () => nsRun(b, ['ip', 'link', 'set', 'eth0', 'down']));
     await failover(`link up ${b}, ${NODE[a]} cordoned`, b, () => nsRun(b, ['ip', 'link', 'set', 'eth0', 'up']));
     await until('one announcer again', sole, 10_000);
   } finally {
     await failover(`uncordon ${NODE[a]}`, a, () => void kubectl(['uncordon', NODE[a]]), 60_000);
   }
-  await until(`${NODE[a]}'s report no longer says standby`, () => (standbyOf(NODE[a]) === '' ? true : undefined), 30_000, 1000);
+  await until(`${NODE[a]}'s report no longer says yielding`, () => (yieldingOf(NODE[a]) === '' ? true : undefined), 30_000, 1000);
   await until('one announcer again', sole, 10_000);
 });
 

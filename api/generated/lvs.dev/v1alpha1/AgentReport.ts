@@ -56,7 +56,7 @@ export interface IAgentReport {
     "port": number;
   };
   /**
-   * Why this director is standby in the election (its node is cordoned, labelled node.kubernetes.io/exclude-from-external-load-balancers, or about to be deleted by the cluster autoscaler); it announces a VIP only where no other director of it is live. Absent while its node is in service.
+   * Why this director is yielding in the election (its node is cordoned, labelled node.kubernetes.io/exclude-from-external-load-balancers, or about to be deleted by the cluster autoscaler); it announces a VIP only where no other director of it is live. Absent while its node is in service.
    */
-  "standby"?: string;
+  "yielding"?: string;
 }
