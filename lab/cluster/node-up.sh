@@ -39,8 +39,11 @@ for i in $(seq 150); do ctr --address /run/containerd/containerd.sock version >/
 ctr --address /run/containerd/containerd.sock version >/dev/null || { tail -30 "$OUT/containerd.log"; exit 1; }
 say "containerd $(containerd --version | awk '{print $3}') up"
 for tar in $LVS_IMAGES; do
-  # --no-unpack: the kubelet's first use unpacks it (CRI), as after a pull.
-  ctr --address /run/containerd/containerd.sock -n k8s.io images import --no-unpack "$tar" | sed 's/^/[node-up] /'
+  # Unpacked into the CRI's snapshotter here, as a kubelet's pull unpacks before any container is
+  # created. Imported with --no-unpack, the unpack fell to CreateContainer, which under emulation
+  # and load overran the kubelet's 2-minute runtime request timeout again and again
+  # (CreateContainerError: context deadline exceeded; seen in this tier on 2026-12-05).
+  ctr --address /run/containerd/containerd.sock -n k8s.io images import --snapshotter overlayfs "$tar" | sed 's/^/[node-up] /'
 done
 # An archive's name without a registry ("lvs-operator-agent:dev", as `docker load` would name it)
 # is what the kubelet asks for as docker.io/library/<name>: tag it so, as docker load does.
