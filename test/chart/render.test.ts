@@ -132,8 +132,8 @@ test('controller: 2 replicas, leader election, non-root, read-only root, no capa
   assert.is(c.securityContext.privileged, false);
   assert.equal(c.securityContext.capabilities, { drop: ['ALL'] });
   assert.ok((pod.volumes as Obj[]).every((v) => !v.hostPath), 'no hostPath volume');
-  const env = Object.fromEntries((c.env as Obj[]).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
-  assert.equal(env, { POD_NAME: 'metadata.name', POD_NAMESPACE: 'metadata.namespace' });
+  const env = Object.fromEntries((c.env as Obj[]).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath ?? e.value]));
+  assert.equal(env, { POD_NAME: 'metadata.name', POD_NAMESPACE: 'metadata.namespace', NODE_OPTIONS: '--max-old-space-size-percentage=60' });
   assert.is(c.livenessProbe.httpGet.path, '/healthz');
   assert.is(c.readinessProbe.httpGet.path, '/readyz');
   assert.is(one(defaults, 'Service', '-metrics').spec.ports[0].port, 8080);
@@ -192,6 +192,8 @@ test('agent: host network and PID, exactly NET_ADMIN NET_RAW SYS_ADMIN SYS_PTRAC
     }
     const env = c.env as Obj[];
     assert.is(env.find((e) => e.name === 'LVS_PROC_SYS')?.value, '/host/proc/sys');
+    // The heap below the container's limit (the controller was OOM-killed without it).
+    assert.is(env.find((e) => e.name === 'NODE_OPTIONS')?.value, '--max-old-space-size-percentage=60');
     // /healthz and /metrics on the node's address (hostNetwork): probes and the PodMonitor use the port.
     assert.is(env.find((e) => e.name === 'HOST_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.hostIP');
     assert.equal(c.args, ['--metrics-address=$(HOST_IP):9810', ...ELECTION]);
