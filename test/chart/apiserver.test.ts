@@ -185,7 +185,12 @@ const CAN: Array<[string, string, string, string, boolean]> = [
   [AGENT, 'watch', 'virtualservers.lvs.dev', '', false],
   [AGENT, 'patch', 'virtualservers.lvs.dev/status', 'demo', false],
   [AGENT, 'list', 'pods', '', false],
-  [AGENT, 'get', 'nodes', '', false],
+  // Its own Node's drain state (dataplane/cluster/yielding.ts): read, never written.
+  [AGENT, 'get', 'nodes', '', true],
+  [AGENT, 'watch', 'nodes', '', true],
+  [AGENT, 'update', 'nodes', '', false],
+  [AGENT, 'patch', 'nodes', '', false],
+  [AGENT, 'delete', 'nodes', '', false],
   [AGENT, 'create', 'events.events.k8s.io', 'demo', false],
   [AGENT, 'delete', 'pods', 'demo', false],
   [AGENT, 'list', 'services', '', false],
