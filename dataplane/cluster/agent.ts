@@ -13,7 +13,6 @@ import { dirname, join } from 'node:path';
 import { release } from 'node:os';
 import type { Logger } from 'pino';
 import { compareResourceVersions } from '../../api/agent-report.ts';
-import type { OwnerPlan } from '../../api/plan-slice.ts';
 import type { PlanService } from '../../api/plan.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { realClock, type Clock, type Timer } from '../../kube/clock.ts';
@@ -31,7 +30,7 @@ import type { SyncResult } from '../sync/sync.ts';
 import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
 import { adoptedKeys } from '../sync/adoption.ts';
 import { clusterOwnerRecord, recordedOwners, sameKeyOwners, sameOwners } from './owner-record.ts';
-import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, ownerServices, PlanBookCache, readPlanBook, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
+import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, ownerServices, PlanBookIndex, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
 import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
@@ -130,7 +129,6 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   let record: OwnerRecord | undefined = opts.stateFile ? readOwnerRecord(opts.stateFile) : undefined;
   let recorded = recordedOwners(record);
-  let lastGood: ReadonlyMap<string, OwnerPlan> = new Map();
   let gates: ReadonlyMap<string, ReadonlySet<string>> = new Map();
   /** The services this node programmed or holds (the guard's baseline); a restart starts from the record. */
   let programmed = recordedAsOwners(recorded);
@@ -152,12 +150,12 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const latency = new ProgrammingLatency();
   /** owned()'s map, rebuilt only when a sync decided new key owners. */
   let ownedView: { of: ReadonlyMap<string, KeyOwner>; map: Map<string, string> } | undefined;
-  const bookCache = new PlanBookCache();
+  /** The plan book, re-read per owner whose slices changed (./plan-book.ts). */
+  const index = new PlanBookIndex();
+  const bookCache = index.cache;
 
   function readBook(): PlanBook {
-    const book = readPlanBook(slices.list(), lastGood, recorded, bookCache);
-    lastGood = book.lastGood;
-    return book;
+    return index.read(slices.list(), recorded);
   }
 
   function at(name: 'release' | 'rsRelease' | 'rsRetry' | 'report', when: number | undefined, fn: () => void): void {

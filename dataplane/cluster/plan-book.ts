@@ -130,29 +130,135 @@ export function readPlanBook(objects: readonly unknown[], lastGood: ReadonlyMap<
   const memory = new Map<string, OwnerPlan>();
   const nextAssembled: PlanBookCache['assembled'] = new Map();
   for (const [uid, g] of groupSlices(objects, cache)) {
-    const assembled = g.errors.length === 0 ? assembledPlan(uid, g.slices, cache, nextAssembled) : undefined;
-    if (assembled?.ok) {
-      memory.set(uid, assembled.value);
-      const o = assembled.value.owner;
-      owners.push({ uid, virtualServer: `${o.namespace}/${o.name}`, plan: assembled.value, held: [] });
-      continue;
-    }
-    const reason = assembled ? assembled.message : g.errors.join('; ');
-    const rewriting = assembled?.field === 'slices' ? newestSince(g.slices) : undefined;
-    const last = lastGood.get(uid);
-    const virtualServer = g.virtualServer ?? (last ? `${last.owner.namespace}/${last.owner.name}` : [...recorded.values()].find((r) => r.uid === uid)?.virtualServer ?? '(unknown)');
-    if (last) {
-      memory.set(uid, last);
-      owners.push({ uid, virtualServer, plan: last, frozen: `plan unusable: ${reason}; keeping the last good plan (generation ${last.owner.generation})`, held: [], ...(rewriting ? { rewriting } : {}) });
-    } else {
-      const held = recordedKeys(recorded, { uid, virtualServer });
-      owners.push({ uid, virtualServer, frozen: `plan unusable: ${reason}; no good plan seen since the agent started: ${held.length} recorded service(s) held as the kernel has them`, held, ...(rewriting ? { rewriting } : {}) });
-    }
+    const o = bookOwner(uid, g, lastGood.get(uid), recorded, cache, nextAssembled);
+    if (o.plan) memory.set(uid, o.plan);
+    owners.push(o);
   }
-  owners.sort((a, b) => byString(a.virtualServer, b.virtualServer) || byString(a.uid, b.uid));
+  owners.sort(byOwnerName);
   if (cache) cache.assembled = nextAssembled;
   return { owners: new Map(owners.map((o) => [o.uid, o])), lastGood: memory };
 }
+
+function byOwnerName(a: BookOwner, b: BookOwner): number {
+  return byString(a.virtualServer, b.virtualServer) || byString(a.uid, b.uid);
+}
+
+/** One owner of the book from its slices; `last`: its last good plan, if any. */
+function bookOwner(uid: string, g: Group, last: OwnerPlan | undefined, recorded: ReadonlyMap<string, RecordedOwner>, cache: PlanBookCache | undefined, nextAssembled: PlanBookCache['assembled']): BookOwner {
+  const assembled = g.errors.length === 0 ? assembledPlan(uid, g.slices, cache, nextAssembled) : undefined;
+  if (assembled?.ok) {
+    const o = assembled.value.owner;
+    return { uid, virtualServer: `${o.namespace}/${o.name}`, plan: assembled.value, held: [] };
+  }
+  const reason = assembled ? assembled.message : g.errors.join('; ');
+  const rewriting = assembled?.field === 'slices' ? newestSince(g.slices) : undefined;
+  const virtualServer = g.virtualServer ?? (last ? `${last.owner.namespace}/${last.owner.name}` : [...recorded.values()].find((r) => r.uid === uid)?.virtualServer ?? '(unknown)');
+  if (last) {
+    return { uid, virtualServer, plan: last, frozen: `plan unusable: ${reason}; keeping the last good plan (generation ${last.owner.generation})`, held: [], ...(rewriting ? { rewriting } : {}) };
+  }
+  const held = recordedKeys(recorded, { uid, virtualServer });
+  return { uid, virtualServer, frozen: `plan unusable: ${reason}; no good plan seen since the agent started: ${held.length} recorded service(s) held as the kernel has them`, held, ...(rewriting ? { rewriting } : {}) };
+}
+
+/**
+ * The book kept between reads (the agent's): a read re-reads only the owners whose slices changed
+ * since the last one, found by object identity per slice (the informer replaces an object when it
+ * changes and never modifies one), and re-sorts the owners only when one came, went or was renamed.
+ * Reads the same book as readPlanBook() over the same slices with the previous read's memory
+ * (test/unit/cluster-plan-book-index.test.ts holds it to that).
+ */
+export class PlanBookIndex {
+  readonly cache = new PlanBookCache();
+  /**
+   * Slice key → the object last read, the owner it claimed, the read that last found it, and when
+   * the key was first seen (a group's slices are read in that order, the informer's list order).
+   */
+  #slices = new Map<string, { obj: unknown; uid: string; seen: number; seq: number }>();
+  /** Owner uid → its slices by slice key. */
+  #groups = new Map<string, Map<string, unknown>>();
+  #seq = 0;
+  #owners = new Map<string, BookOwner>();
+  #memory = new Map<string, OwnerPlan>();
+  #recorded: ReadonlyMap<string, RecordedOwner> | undefined;
+  #reads = 0;
+
+  read(objects: readonly unknown[], recorded: ReadonlyMap<string, RecordedOwner>): PlanBook {
+    const dirty = this.#changedOwners(objects);
+    // The record names the keys of owners frozen without a plan: a new one re-reads them.
+    if (recorded !== this.#recorded) for (const o of this.#owners.values()) if (!o.plan) dirty.add(o.uid);
+    this.#recorded = recorded;
+    let resort = false;
+    for (const uid of dirty) {
+      const was = this.#owners.get(uid);
+      const group = this.#groups.get(uid);
+      if (!group) {
+        this.#owners.delete(uid);
+        this.#memory.delete(uid);
+        this.cache.assembled.delete(uid);
+        continue;
+      }
+      const objs = [...group.keys()].sort((a, b) => this.#slices.get(a)!.seq - this.#slices.get(b)!.seq).map((k) => group.get(k));
+      const o = bookOwner(uid, groupSlices(objs, this.cache).get(uid)!, this.#memory.get(uid), recorded, this.cache, this.cache.assembled);
+      if (o.plan) this.#memory.set(uid, o.plan); else this.#memory.delete(uid);
+      if (!was || was.virtualServer !== o.virtualServer) resort = true;
+      this.#owners.set(uid, o);
+    }
+    if (resort) this.#owners = new Map([...this.#owners.values()].sort(byOwnerName).map((o) => [o.uid, o]));
+    return { owners: new Map(this.#owners), lastGood: new Map(this.#memory) };
+  }
+
+  /**
+   * The owners whose slices were added, replaced or removed since the last read; the groups follow.
+   * `objects` has one object per slice key (the informer's list).
+   */
+  #changedOwners(objects: readonly unknown[]): Set<string> {
+    const read = ++this.#reads;
+    const before = this.#slices.size;
+    const dirty = new Set<string>();
+    let found = 0;
+    for (const obj of objects) {
+      const key = sliceKey(obj);
+      const had = this.#slices.get(key);
+      if (had) {
+        if (had.seen !== read) {
+          found++;
+          had.seen = read;
+          if (had.obj === obj) continue;
+        }
+        dirty.add(had.uid);
+      }
+      const uid = readSliceCached(obj, this.cache).owner.uid;
+      if (had && had.uid !== uid) this.#leave(had.uid, key);
+      dirty.add(uid);
+      this.#slices.set(key, { obj, uid, seen: read, seq: had?.seq ?? this.#seq++ });
+      let g = this.#groups.get(uid);
+      if (!g) this.#groups.set(uid, (g = new Map()));
+      g.set(key, obj);
+    }
+    // Every slice of the last read found again: nothing was deleted (no walk over all of them).
+    if (found === before) return dirty;
+    for (const [key, s] of this.#slices) {
+      if (s.seen === read) continue;
+      this.#slices.delete(key);
+      dirty.add(s.uid);
+      this.#leave(s.uid, key);
+    }
+    return dirty;
+  }
+
+  #leave(uid: string, key: string): void {
+    const g = this.#groups.get(uid);
+    g?.delete(key);
+    if (g?.size === 0) this.#groups.delete(uid);
+  }
+}
+
+/** A slice's identity in the informer's list: namespace/name (readable even when the slice is not). */
+function sliceKey(obj: unknown): string {
+  const m = (obj as { metadata?: { namespace?: unknown; name?: unknown } } | null)?.metadata;
+  return `${String(m?.namespace ?? '')}/${String(m?.name)}`;
+}
+
 
 /** The lowest resourceVersion among the slices of the newest revision (the one written last). */
 function newestSince(slices: readonly PlanSliceObject[]): string | undefined {
