@@ -61,9 +61,10 @@ export function planDirector(given: DirectorSpec, obs: ObservedDirector, device 
   if (NFT_FAMILIES.some((f) => !sameRuleset(tables[f], obs.nft[f]))) steps.push({ kind: 'nft', tables });
   if (spec.vips.length > 0 && !obs.device) steps.push({ kind: 'link', device, op: 'create' }, { kind: 'link', device, op: 'up' });
   if (obs.device && !obs.device.up && spec.vips.length > 0) steps.push({ kind: 'link', device, op: 'up' });
+  // One lookup per VIP (a node with thousands of VIPs must not compare every pair).
+  const exact = new Set((obs.device?.addresses ?? []).filter((a) => a.prefixLen === (a.family === 4 ? 32 : 128)).map((a) => a.address));
   for (const v of spec.vips) {
-    const exact = obs.device?.addresses.some((a) => a.address === v.address && a.prefixLen === (ipFamily(v.address) === 4 ? 32 : 128));
-    if (!exact) steps.push({ kind: 'address', address: v.address, op: 'add' });
+    if (!exact.has(v.address)) steps.push({ kind: 'address', address: v.address, op: 'add' });
   }
   for (const a of obs.device?.addresses ?? []) {
     if (a.scope !== 'global') continue;

@@ -48,7 +48,7 @@ export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyM
   const fingerprints = new Map<string, string>();
   const keys = new Map<string, IpvsServiceKey>();
   for (const s of desired) {
-    const key = ipvsServiceKey(s.service);
+    const key = serviceKeyOf(s);
     fingerprints.set(key, fingerprint(s));
     keys.set(key, serviceIdentity(s.service));
   }
@@ -61,6 +61,40 @@ export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyM
 }
 
 /**
+ * viewOf() after a partial sync, in place and in proportion to the change: `prev` with the `changed`
+ * keys brought to their `desired` state (the desired services among them) and to `draining` (after
+ * the sync). Every key outside `changed` was neither desired differently nor draining differently
+ * (changedServices() put every draining service in `changed`), so its entry stands. Gives what
+ * viewOf(every desired service, draining, prev.keys + changed, scope) gives.
+ */
+export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState[], changed: ReadonlyMap<string, IpvsServiceKey>, draining: ReadonlyMap<string, number>, scope: string): SyncedView {
+  const stillDraining = new Set<string>();
+  for (const dk of draining.keys()) stillDraining.add(drainService(dk));
+  const now = new Map<string, IpvsServiceState>();
+  for (const s of desired) now.set(serviceKeyOf(s), s);
+  for (const [key, id] of changed) {
+    const s = now.get(key);
+    if (s) {
+      prev.fingerprints.set(key, fingerprint(s));
+      prev.keys.set(key, serviceIdentity(s.service));
+    } else {
+      prev.fingerprints.delete(key);
+      if (stillDraining.has(key)) prev.keys.set(key, id); else prev.keys.delete(key);
+    }
+  }
+  prev.scope = scope;
+  return prev;
+}
+
+/** ipvsServiceKey of a desired state, kept per object (desired states are never modified). */
+const keysOf = new WeakMap<IpvsServiceState, string>();
+function serviceKeyOf(s: IpvsServiceState): string {
+  let k = keysOf.get(s);
+  if (k === undefined) keysOf.set(s, (k = ipvsServiceKey(s.service)));
+  return k;
+}
+
+/**
  * Keys to read back and diff, sorted: desired state added, changed or removed since `prev`, and
  * services with a destination draining. Each with its kernel identity (a removed service's comes
  * from `prev`). Undefined when a draining service's identity is unknown: sync fully instead.
@@ -69,7 +103,7 @@ export function changedServices(prev: SyncedView, desired: readonly IpvsServiceS
   const out = new Map<string, IpvsServiceKey>();
   const seen = new Set<string>();
   for (const s of desired) {
-    const key = ipvsServiceKey(s.service);
+    const key = serviceKeyOf(s);
     seen.add(key);
     if (prev.fingerprints.get(key) !== fingerprint(s)) out.set(key, serviceIdentity(s.service));
   }

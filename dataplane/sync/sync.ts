@@ -27,7 +27,7 @@ import { applyOps } from './apply.ts';
 import { desiredState, type DesiredState, type Problem } from './desired.ts';
 import { diff, type SyncOpKind } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
-import { changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
+import { advanceView, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 
 export type { Clock };
 
@@ -221,8 +221,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     } catch (err) {
       return retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary);
     }
+    const desired = want.services.filter((s) => changed.has(ipvsServiceKey(s.service)));
     const d = diff({
-      desired: want.services.filter((s) => changed.has(ipvsServiceKey(s.service))), kernel: kernelState,
+      desired, kernel: kernelState,
       ownedVips: want.ownedVips, frozen: want.frozen, draining, now, drainTimeoutMs,
     });
     summary.ops = d.ops.length;
@@ -234,7 +235,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }));
     if (errors.length > 0) return retry(errors, summary);
     failures = 0;
-    view = viewOf(want.services, draining, new Map([...view!.keys, ...changed]), scope);
+    view = advanceView(view!, desired, changed, draining, scope);
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size, read: changed.size }, 'kernel synced (partial)');
     let deadline = Infinity;
     for (const since of draining.values()) deadline = Math.min(deadline, since + drainTimeoutMs);

@@ -5,6 +5,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PlanService } from '../../api/plan.ts';
 import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
+import { desiredState } from '../../dataplane/sync/desired.ts';
+import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
+import { advanceView, changedServices, drainService, mergeDraining, viewOf, type SyncedView } from '../../dataplane/sync/partial.ts';
 import { createSyncer } from '../../dataplane/sync/sync.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
@@ -144,6 +147,39 @@ test('without fullResyncIntervalMs every sync is full (the syncer used on its ow
   state.plan = plan(5, (i, s) => (i === 1 ? { ...s, realServers: [rs('10.0.1.1', 8080)] } : s));
   assert.is((await syncer.sync()).read, 'full');
   assert.equal(reads(kernel), { dump: 2, readService: 0 });
+});
+
+test('advanceView: a partial sync\'s view, built from the change only, equals viewOf over everything', () => {
+  // Deterministic pseudo-random edits: services added, removed and changed; drains starting on
+  // services that were diffed and ending on others.
+  let seed = 7;
+  const r = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const clone = (v: SyncedView): SyncedView => ({ fingerprints: new Map(v.fingerprints), keys: new Map(v.keys), scope: v.scope });
+  let weights = Array.from({ length: 40 }, () => 1);
+  let present = Array.from({ length: 40 }, () => true);
+  const desiredOf = () => desiredState(plan(40, (i, s) => (present[i] ? { ...s, realServers: s.realServers.map((x) => ({ ...x, weight: weights[i]! })) } : undefined)), 'node-a').services;
+  let draining = new Map<string, number>();
+  let view = viewOf(desiredOf(), draining, new Map(), 'scope');
+  let kinds = 0;
+  for (let round = 0; round < 200; round++) {
+    weights = weights.map((w) => (r() < 0.05 ? w + 1 : w));
+    present = present.map((p) => (r() < 0.03 ? !p : p));
+    const desired = desiredOf();
+    const changed = changedServices(view, desired, draining)!;
+    // The diff of the changed services: some of them (desired or not) start draining a destination now.
+    const fresh = new Map<string, number>();
+    for (const key of changed.keys()) if (r() < 0.3) fresh.set(`${key} -> 10.9.9.9:8080`, round);
+    // Drains that ended among the diffed ones are simply not in `fresh`.
+    const after = mergeDraining(draining, new Set(changed.keys()), fresh);
+    const want = viewOf(desired, after, new Map([...view.keys, ...changed]), `scope-${round}`);
+    const got = advanceView(clone(view), desired.filter((s) => changed.has(ipvsServiceKey(s.service))), changed, after, `scope-${round}`);
+    assert.equal([[...got.fingerprints].sort(), [...got.keys].sort(), got.scope], [[...want.fingerprints].sort(), [...want.keys].sort(), want.scope], `round ${round}`);
+    if ([...after.keys()].some((k) => !desired.some((s) => ipvsServiceKey(s.service) === drainService(k)))) kinds |= 1;
+    if (changed.size > 0) kinds |= 2;
+    view = want;
+    draining = after;
+  }
+  assert.is(kinds, 3, 'the rounds drained services no longer desired, and changed some');
 });
 
 test.run();
