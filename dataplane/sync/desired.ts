@@ -36,11 +36,17 @@ const TUNNEL_TYPES = new Set(['ipip', 'gue', 'gre']);
 /** ipvsadm's upper bound for -p (one month), also the CRD's. */
 const MAX_PERSISTENCE = 2678400;
 
+/** What one desiredState() keeps for the next (the syncer's): the sorted service keys. */
+export interface DesiredMemo {
+  keys?: string[];
+}
+
 /**
  * `held`: service keys to leave exactly as the kernel has them, their VIPs owned, though the plan
  * has no entry for them. A plan entry with a held key is not built (the hold wins) and is reported.
+ * `memo`: with the same service keys as the last call, their sorted order is reused, not re-sorted.
  */
-export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = []): DesiredState {
+export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = [], memo?: DesiredMemo): DesiredState {
   const byKey = new Map<string, IpvsServiceState>();
   const owners = new Map<string, string>();
   const vips = new Set<string>();
@@ -62,7 +68,7 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
     const { vip, key, svcProblems } = b;
     vips.add(vip);
     if (holds.has(key)) {
-      owners.set(key, refKey(ps.owner));
+      owners.set(key, b.owner);
       problems.push({ key, field: 'key', message: 'held as the kernel has it (another owner\'s service is frozen or its removal awaits confirmation)' });
       continue;
     }
@@ -70,7 +76,7 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
       problems.push({ key, field: 'key', message: `duplicate service in the plan (also owned by ${owners.get(key) ?? '?'})` });
       continue;
     }
-    owners.set(key, refKey(ps.owner));
+    owners.set(key, b.owner);
     if (svcProblems.length > 0) {
       problems.push(...svcProblems.map((p) => ({ ...p, key })));
       frozen.add(key);
@@ -79,7 +85,8 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
     problems.push(...b.destProblems);
     byKey.set(key, b.state);
   }
-  const keys = [...byKey.keys()].sort(byString);
+  const keys = memo?.keys && sameKeys(memo.keys, byKey) ? memo.keys : [...byKey.keys()].sort(byString);
+  if (memo) memo.keys = keys;
   return {
     services: keys.map((k) => byKey.get(k)!),
     ownedVips: [...vips].sort(byString),
@@ -91,7 +98,13 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
 
 type Built =
   | { ok: false; problem: Problem }
-  | { ok: true; vip: string; key: string; svcProblems: Problem[]; state: IpvsServiceState; destProblems: Problem[] };
+  | { ok: true; vip: string; key: string; owner: string; svcProblems: Problem[]; state: IpvsServiceState; destProblems: Problem[] };
+
+function sameKeys(sorted: readonly string[], byKey: ReadonlyMap<string, unknown>): boolean {
+  if (sorted.length !== byKey.size) return false;
+  for (const k of sorted) if (!byKey.has(k)) return false;
+  return true;
+}
 
 /**
  * What one plan entry builds, whatever the rest of the plan: kept per PlanService object, which
@@ -113,7 +126,7 @@ function built(ps: PlanService): Built {
     const key = ipvsServiceKey(service);
     const destProblems: Problem[] = [];
     const destinations = svcProblems.length > 0 ? [] : buildDestinations(ps, key, destProblems);
-    b = { ok: true, vip, key, svcProblems, state: { service, destinations }, destProblems };
+    b = { ok: true, vip, key, owner: refKey(ps.owner), svcProblems, state: { service, destinations }, destProblems };
   }
   builtCache.set(ps, b);
   return b;

@@ -24,7 +24,7 @@ import type { PlanService } from '../../api/plan.ts';
 import type { IpvsKernel, IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { refusedVips, withRefusals, type Refusal } from './adoption.ts';
 import { applyOps } from './apply.ts';
-import { desiredState, type DesiredState, type Problem } from './desired.ts';
+import { desiredState, type DesiredMemo, type DesiredState, type Problem } from './desired.ts';
 import { diff, type SyncOpKind } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
@@ -130,6 +130,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   /** Desired state of the last clean sync; undefined forces the next sync to be full. */
   let view: SyncedView | undefined;
   let lastFullAt = -Infinity;
+  /** What one desiredState() keeps for the next (the sorted keys). */
+  const memo: DesiredMemo = {};
   /** The last full sync refused a VIP: partial syncs would not know to leave its services alone. */
   let refusedLast = '';
 
@@ -144,7 +146,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   async function syncOnce(): Promise<SyncResult> {
     const summary: SyncSummary = { ops: 0, draining: draining.size, problems: [], retiring: [...retiring].sort(byString) };
     const now = clock.now();
-    const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? []);
+    const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? [], memo);
     summary.problems = planned.problems;
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
     const scope = scopeOf(planned.ownedVips, planned.frozen);

@@ -85,6 +85,23 @@ test('a bad service is frozen, not dropped: its VIP stays owned and the field is
   ]);
 });
 
+test('with the syncer\'s memo the result is the same through added, removed, reordered and renamed services', () => {
+  const memo = {};
+  const svc = (port: number) => planService({ port, realServers: [rs('10.0.0.5', port)] });
+  const plans = [
+    [svc(80), svc(443), svc(8080)],
+    [svc(8080), svc(80), svc(443)], // same keys, other order: the memo's order is reused
+    [svc(8080), svc(80)], // one gone
+    [svc(8080), svc(80), svc(9090)], // one more
+    [svc(8080), svc(81), svc(9090)], // same count, one key renamed
+    [],
+  ];
+  for (const [i, p] of plans.entries()) {
+    const got = desiredState(p, 'node-a', [], memo);
+    assert.equal(got, desiredState(p, 'node-a'), `plan ${i}`);
+  }
+});
+
 test('input order does not matter', () => {
   const a = planService({ vip: '198.51.100.1', realServers: [rs('10.0.0.5', 1), rs('10.0.0.4', 2), rs('10.0.0.40', 1)] });
   const b = planService({ port: 443 });
