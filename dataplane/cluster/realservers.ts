@@ -29,16 +29,29 @@ function needsPreparation(s: PlanService): s is PlanService & { forwarding: 'DR'
   return s.prepareRealServers && s.forwarding !== 'NAT';
 }
 
+/**
+ * The gated version of each DR/TUN service, by its plan entry: while the same real servers are gated
+ * the same object is returned (a sync builds desired state per object, so a new equal object per
+ * sync would rebuild and re-serialise every DR/TUN service on every change).
+ */
+const gatedCache = new WeakMap<PlanService, { closed: string; out: PlanService }>();
+
 /** The services with weight 0 for every gated real server (on a node, not yet reported prepared). */
 export function gateServices(services: readonly PlanService[], prepared: PreparedByNode): PlanService[] {
   return services.map((s) => {
     if (!needsPreparation(s)) return s;
-    const gate = (r: PlanRealServer): PlanRealServer => {
-      if (r.node === undefined || r.weight === 0) return r;
-      const ok = prepared.get(r.node)?.has(preparedKey({ address: r.address, vip: s.vip, forwarding: s.forwarding }));
-      return ok ? r : { ...r, weight: 0 };
-    };
-    return { ...s, realServers: s.realServers.map(gate) };
+    let closed = '';
+    s.realServers.forEach((r, i) => {
+      if (r.node === undefined || r.weight === 0) return;
+      if (!prepared.get(r.node)?.has(preparedKey({ address: r.address, vip: s.vip, forwarding: s.forwarding }))) closed += `${i},`;
+    });
+    if (closed === '') return s;
+    const hit = gatedCache.get(s);
+    if (hit?.closed === closed) return hit.out;
+    const shut = new Set(closed.split(',').filter(Boolean).map(Number));
+    const out = { ...s, realServers: s.realServers.map((r, i) => (shut.has(i) ? { ...r, weight: 0 } : r)) };
+    gatedCache.set(s, { closed, out });
+    return out;
   });
 }
 

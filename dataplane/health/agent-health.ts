@@ -54,7 +54,8 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
   return {
     monitor,
     apply(raw) {
-      if (raw !== last) {
+      // The same entries as last time (the agent builds a new array per sync): the targets stand.
+      if (raw.length !== last.length || raw.some((s, i) => s !== last[i])) {
         targets = targetsOf(raw, o.node);
         if (o.successThreshold) for (const t of targets.values()) t.thresholds.successThreshold = o.successThreshold;
         monitor.setTargets(targets);

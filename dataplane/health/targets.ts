@@ -74,13 +74,25 @@ export function withHealth(plan: readonly PlanService[], node: string, health: (
   return plan.map((s) => {
     if (!s.healthCheck || !s.directors.includes(node)) return s;
     const hc = s.healthCheck;
-    const realServers: PlanRealServer[] = [];
+    // Per real server: kept as it is (k), made Draining (d) or left out (-).
+    let seen = '';
     for (const rs of s.realServers) {
       let up = false;
-      try { up = health(probeId(probeOf(hc, rs)))?.up ?? false; } catch { realServers.push(rs); continue; }
-      if (up) realServers.push(rs);
-      else if (hc.onFailure === 'Quiesce') realServers.push(rs.state === 'Draining' ? rs : { ...rs, state: 'Draining' });
+      try { up = health(probeId(probeOf(hc, rs)))?.up ?? false; } catch { seen += 'k'; continue; }
+      seen += up ? 'k' : hc.onFailure === 'Quiesce' ? (rs.state === 'Draining' ? 'k' : 'd') : '-';
     }
-    return { ...s, realServers };
+    const hit = applied.get(s);
+    if (hit?.seen === seen) return hit.out;
+    const realServers: PlanRealServer[] = [];
+    s.realServers.forEach((rs, i) => {
+      if (seen[i] === 'k') realServers.push(rs);
+      else if (seen[i] === 'd') realServers.push({ ...rs, state: 'Draining' });
+    });
+    const out = { ...s, realServers };
+    applied.set(s, { seen, out });
+    return out;
   });
 }
+
+/** withHealth()'s result per plan entry while the same real servers are up: the same object (a sync rebuilds only new objects). */
+const applied = new WeakMap<PlanService, { seen: string; out: PlanService }>();

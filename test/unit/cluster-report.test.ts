@@ -29,6 +29,19 @@ test('gating: weight 0 until the real server\'s node lists (address, VIP, method
   assert.equal(weights(gateServices(planServices(ownerPlan('web', [{ ...DR, prepareRealServers: false }])), new Map())), ['10.244.2.7=2', '10.244.3.1=1', '192.0.2.3=1']);
 });
 
+test('gating returns the same object while the same real servers are gated (a sync rebuilds only new objects), a new one when a gate opens', () => {
+  const services = planServices(ownerPlan('web', [DR]));
+  const n2 = preparedByNode([otherReport('n2', [{ address: '10.244.2.7', vip: '203.0.113.10', forwarding: 'DR' }])], new Map());
+  const closed = gateServices(services, new Map())[0]!;
+  assert.ok(gateServices(services, new Map())[0] === closed, 'same gates: same object');
+  const opened = gateServices(services, n2)[0]!;
+  assert.ok(opened !== closed);
+  assert.equal(weights([opened]), ['10.244.2.7=2', '10.244.3.1=0', '192.0.2.3=1']);
+  assert.ok(gateServices(services, n2)[0] === opened, 'the same again');
+  const all = preparedByNode([otherReport('n3', [{ address: '10.244.3.1', vip: '203.0.113.10', forwarding: 'DR' }])], n2);
+  assert.ok(gateServices(services, all)[0] === services[0], 'every gate open: the plan entry itself');
+});
+
 test('gates: a report that disappears or cannot be read keeps what it said last', () => {
   const before = preparedByNode([otherReport('n2', [{ address: '10.244.2.7', vip: '203.0.113.10', forwarding: 'DR' }])], new Map());
   const broken = { ...otherReport('n2', []), node: 'n9' }; // node != name: unreadable

@@ -83,6 +83,10 @@ targets('weights: up keeps its weight, down or unchecked is Draining (weight 0) 
   assert.is(out[2], plain);
   assert.is(out[3], other, 'a service this node does not direct is not touched');
   assert.equal(withHealth(plan, 'n1', () => undefined)[0]!.realServers.map((r) => r.state), ['Draining', 'Draining'], 'never checked: weight 0');
+  const down = withHealth(plan, 'n1', () => undefined)[0]!;
+  assert.ok(withHealth(plan, 'n1', () => undefined)[0] === down, 'the same health: the same object (a sync rebuilds only new objects)');
+  const flipped = withHealth(plan, 'n1', () => ({ ...initialHealth(0, true) }))[0]!;
+  assert.ok(flipped !== down && flipped.realServers.every((r) => r.state !== 'Draining'), 'a flip: a new object with the new states');
 });
 targets.run();
 
