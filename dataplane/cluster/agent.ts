@@ -30,7 +30,7 @@ import type { SyncResult } from '../sync/sync.ts';
 import { DEFAULT_REMOVAL_GUARD, guardRemovals, type PendingRemoval, type RemovalGuardOptions } from './guard.ts';
 import { adoptedKeys } from '../sync/adoption.ts';
 import { clusterOwnerRecord, recordedOwners, sameKeyOwners, sameOwners } from './owner-record.ts';
-import { belowRewrites, bookHeld, bookServices, canonicalKey, directedKeys, ownerServices, PlanBookIndex, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
+import { belowRewrites, bookHeld, bookServices, canonicalKey, ownerServices, PlanBookIndex, type KeyOwner, type PlanBook, type RecordedOwner } from './plan-book.ts';
 import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
@@ -97,7 +97,7 @@ interface Snapshot {
   services: PlanService[];
   /** Canonical keys held without a plan entry (book and guard). */
   held: string[];
-  keyOwners: Map<string, KeyOwner>;
+  keyOwners: ReadonlyMap<string, KeyOwner>;
   frozen: Array<{ owner: KeyOwner; message: string }>;
 }
 
@@ -131,7 +131,9 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   let recorded = recordedOwners(record);
   let gates: ReadonlyMap<string, ReadonlySet<string>> = new Map();
   /** The services this node programmed or holds (the guard's baseline); a restart starts from the record. */
-  let programmed = recordedAsOwners(recorded);
+  let programmed: ReadonlyMap<string, KeyOwner> = recordedAsOwners(recorded);
+  /** The index's directed-keys map `programmed` was taken from when nothing was held (never modified). */
+  let programmedFrom: ReadonlyMap<string, KeyOwner> | undefined;
   let pending: PendingRemoval | undefined;
   /**
    * The resourceVersion of the newest slice event applied (watch events arrive in order; a list
@@ -151,7 +153,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   /** owned()'s map, rebuilt only when a sync decided new key owners. */
   let ownedView: { of: ReadonlyMap<string, KeyOwner>; map: Map<string, string> } | undefined;
   /** The plan book, re-read per owner whose slices changed (./plan-book.ts). */
-  const index = new PlanBookIndex();
+  const index = new PlanBookIndex(opts.node);
   const bookCache = index.cache;
 
   function readBook(): PlanBook {
@@ -168,13 +170,16 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   function decide(): Snapshot {
     const rv = sliceRv;
     const book = readBook();
-    const keyOwners = directedKeys(book, opts.node, bookCache);
+    const directed = index.directedKeys();
     // A failing plan list (403, the CRD gone) is doubt: removals wait, and the wait does not run.
-    const g = guardRemovals(new Set(programmed.keys()), new Set(keyOwners.keys()), pending, clock.now(), guard, 'services', !slices.failing);
+    // The very map the last sync programmed, with nothing held: no key came or went, nothing to guard.
+    const g = directed === programmedFrom ? { held: [] } : guardRemovals(new Set(programmed.keys()), new Set(directed.keys()), pending, clock.now(), guard, 'services', !slices.failing);
     pending = g.pending;
     at('release', g.releaseAt, () => loop.markDirty());
-    for (const k of g.held) keyOwners.set(k, programmed.get(k)!);
-    programmed = new Map(keyOwners);
+    const keyOwners = g.held.length > 0 ? new Map(directed) : directed;
+    for (const k of g.held) (keyOwners as Map<string, KeyOwner>).set(k, programmed.get(k)!);
+    programmed = keyOwners;
+    programmedFrom = g.held.length > 0 ? undefined : directed;
     // A plan the controller is rewriting is incomplete, not wrong: its last good plan stays in the
     // kernel, and this node reports itself synced only below the rewrite's first slice, so the
     // controller shows it Waiting, not Frozen. Anything else unusable is reported frozen.

@@ -181,6 +181,16 @@ export class PlanBookIndex {
   #memory = new Map<string, OwnerPlan>();
   #recorded: ReadonlyMap<string, RecordedOwner> | undefined;
   #reads = 0;
+  /** What each owner adds to directedKeys(), as text; the map stands while none of it changes. */
+  #contributions = new Map<string, string>();
+  #directed: Map<string, KeyOwner> | undefined;
+
+  /** The node whose directed keys directedKeys() gives. */
+  readonly node: string;
+
+  constructor(node = '') {
+    this.node = node;
+  }
 
   read(objects: readonly unknown[], recorded: ReadonlyMap<string, RecordedOwner>): PlanBook {
     const dirty = this.#changedOwners(objects);
@@ -195,6 +205,7 @@ export class PlanBookIndex {
         this.#owners.delete(uid);
         this.#memory.delete(uid);
         this.cache.assembled.delete(uid);
+        if (this.#contributions.delete(uid)) this.#directed = undefined;
         continue;
       }
       const objs = [...group.keys()].sort((a, b) => this.#slices.get(a)!.seq - this.#slices.get(b)!.seq).map((k) => group.get(k));
@@ -202,9 +213,27 @@ export class PlanBookIndex {
       if (o.plan) this.#memory.set(uid, o.plan); else this.#memory.delete(uid);
       if (!was || was.virtualServer !== o.virtualServer) resort = true;
       this.#owners.set(uid, o);
+      const c = this.#contribution(o);
+      if (this.#contributions.get(uid) !== c) { this.#contributions.set(uid, c); this.#directed = undefined; }
     }
-    if (resort) this.#owners = new Map([...this.#owners.values()].sort(byOwnerName).map((o) => [o.uid, o]));
+    if (resort) { this.#owners = new Map([...this.#owners.values()].sort(byOwnerName).map((o) => [o.uid, o])); this.#directed = undefined; }
     return { owners: new Map(this.#owners), lastGood: new Map(this.#memory) };
+  }
+
+  /**
+   * directedKeys() of the last read for this index's node: the very same Map object while no owner
+   * changed what it adds (its directed keys, its held keys, its name) — a plan revision that only
+   * moves real servers keeps it, so the caller can tell "no key came or went" by identity. Never
+   * modify it.
+   */
+  directedKeys(): ReadonlyMap<string, KeyOwner> {
+    this.#directed ??= directedKeys({ owners: this.#owners, lastGood: this.#memory }, this.node, this.cache);
+    return this.#directed;
+  }
+
+  #contribution(o: BookOwner): string {
+    const keys = o.plan?.directors.includes(this.node) ? o.plan.services.map((s) => s.key).join('\n') : '';
+    return `${o.virtualServer}\t${keys}\t${o.held.join('\n')}`;
   }
 
   /**

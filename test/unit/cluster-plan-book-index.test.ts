@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { slicePlan, type OwnerPlan } from '../../api/plan-slice.ts';
-import { PlanBookIndex, readPlanBook, type PlanBook, type RecordedOwner } from '../../dataplane/cluster/plan-book.ts';
+import { directedKeys, PlanBookIndex, readPlanBook, type PlanBook, type RecordedOwner } from '../../dataplane/cluster/plan-book.ts';
 import { ownerPlan, service } from '../lib/plan-fixtures.ts';
 
 const test = suite('cluster: plan book index');
@@ -89,8 +89,10 @@ function step(r: () => number, list: List, gens: Map<string, number>): string {
 test('500 random changes: every read equals readPlanBook over the same list', () => {
   const r = prng(14);
   const list = new List();
-  const index = new PlanBookIndex();
+  const index = new PlanBookIndex('n1');
   const gens = new Map<string, number>();
+  let keys = index.directedKeys();
+  let kept = 0;
   let memory: PlanBook['lastGood'] = new Map();
   let recorded = new Map<string, RecordedOwner>();
   const seen = new Set<string>();
@@ -105,9 +107,14 @@ test('500 random changes: every read equals readPlanBook over the same list', ()
     const want = readPlanBook(objects, memory, recorded);
     memory = want.lastGood;
     assert.equal(view(index.read(objects, recorded)), view(want), `change ${i}: ${what}`);
+    const now = index.directedKeys();
+    assert.equal([...now], [...directedKeys(want, 'n1')], `directed keys after change ${i}: ${what}`);
+    if (now === keys) kept++;
+    keys = now;
     for (const o of want.owners.values()) seen.add(o.frozen ? (o.plan ? 'frozen on last good' : o.held.length ? 'held from the record' : 'frozen, nothing held') : 'usable');
   }
   assert.equal([...seen].sort(), ['frozen on last good', 'frozen, nothing held', 'held from the record', 'usable'], 'the sequence reached every kind of owner');
+  assert.ok(kept > 100 && kept < 450, `the directed keys map was kept by identity where no key changed (${kept} of 500)`);
 });
 
 test('an unchanged list re-reads nothing: the same owner objects come back', () => {
