@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Controller } from './controller.ts';
 import { restConfigFromKubeConfig, RestKubeApi } from '../kube/rest.ts';
+import { logMemoryBudget } from '../kube/memory.ts';
 import { DEFAULT_LEADER_ELECTION } from '../kube/leader.ts';
 
 const SA_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -81,6 +82,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): MainConfig 
 export async function main(argv = process.argv.slice(2), env = process.env): Promise<void> {
   const cfg = parseConfig(argv, env);
   const logger = pino({ level: cfg.logLevel, base: { component: 'lvs-operator', identity: cfg.identity } });
+  logMemoryBudget(logger);
   const kc = new KubeConfig();
   if (cfg.kubeconfig === 'env') kc.loadFromDefault(); else kc.loadFromCluster();
   const api = new RestKubeApi(await restConfigFromKubeConfig(kc));

@@ -26,6 +26,7 @@ import { createSyncer, type SyncResult } from '../sync/sync.ts';
 import { watchPaths } from './watch.ts';
 import { clusterHaSettings, haSettings, standaloneAnnounce, type HaFlags } from './ha-options.ts';
 import { startHa, type Ha } from '../announce/ha.ts';
+import { logMemoryBudget } from '../../kube/memory.ts';
 import { canonicalAddress } from '../sync/keys.ts';
 
 export class UsageError extends Error {}
@@ -236,6 +237,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   if (process.env.KUBECONFIG) kc.loadFromDefault(); else kc.loadFromCluster();
   const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
   await acquireAgentLock('run');
+  logMemoryBudget(ctx.log);
   const metrics = ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
   const kernel = await openIpvs(ctx.run, ctx.log, metrics?.netlinkTap);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;

@@ -19,6 +19,7 @@ import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
 import { sh } from '../../../lab/guest/netns.ts';
 import { CLIENT_IP, ECHO_SERVER, helm, kube, kubeAsync, kubeJson, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
 import { until } from '../../system/guest/lib/wait.ts';
+import { loggedBudgets, memoryLine, oomKills } from './lib/memory.ts';
 
 const test = suite('cluster: chart on a real kubelet and containerd');
 const NS = 'shop';
@@ -67,6 +68,18 @@ test('helm install: the controller Deployment and the agent DaemonSet run, Ready
       assert.equal(c.securityContext, renderedSecurityContext(rendered, component), `${p.metadata.name}: the container's securityContext is not the chart's`);
     }
   }
+  // Node sees the container's memory limit and sized V8's heap well inside it (the chart's
+  // NODE_OPTIONS took effect): a heap allowed up to the limit gets the process OOM-killed.
+  for (const prefix of [`${RELEASE}-controller`, `${RELEASE}-agent`]) {
+    const budgets = loggedBudgets(prefix);
+    console.log(`# ${prefix} memory at start: ${JSON.stringify(budgets)}`);
+    assert.ok(budgets.length > 0, `${prefix}: no start-up memory line`);
+    for (const b of budgets) {
+      assert.is(b.cgroupLimitMiB, 384, `${prefix}: Node does not see the container's 384Mi limit`);
+      assert.is(b.warning, undefined, `${prefix}: ${b.warning}`);
+    }
+  }
+  console.log(memoryLine('after install'));
 });
 
 /** The container securityContext `helm template` renders for the workload of `component`. */
@@ -149,6 +162,7 @@ test('a rolling update of the Deployment: real termination drains the old pods, 
   // The new pods in the kernel, the old ones gone from it (after their drain).
   const fresh = podsOf(NS, 'app=echo').filter((p) => !p.metadata.deletionTimestamp && !old.includes(p.metadata.name));
   console.log(`# rolling update: ${t.rounds} rounds, ${t.ok} answered, ${t.errors} failed${t.firstError ? ` (${t.firstError})` : ''}; by pod ${JSON.stringify(t.byId)}`);
+  console.log(memoryLine('after the rolling update'));
   assert.is(t.errors, 0, 'a client connection failed during the rolling update');
   assert.ok(Object.keys(t.byId).some((id) => !old.includes(id)), 'the new pods served during the update');
   // Every VirtualServer (NAT, DR, TUN) serves the new pods alone (DR/TUN once they are prepared).
@@ -174,6 +188,7 @@ test('helm upgrade with changed values rolls the agent without touching what is 
   await rollout;
   const agents = podsOf(RELEASE_NS, 'app.kubernetes.io/component=agent').filter((p) => !p.metadata.deletionTimestamp);
   console.log(`# helm upgrade: agent ${agentBefore.join()} -> ${agents.map((p) => p.metadata.name).join()}; ${t.rounds} rounds, ${t.ok} answered, ${t.errors} failed${t.firstError ? ` (${t.firstError})` : ''}`);
+  console.log(memoryLine('after helm upgrade'));
   assert.ok(agents.length === 1 && !agentBefore.includes(agents[0]!.metadata.name), 'the agent pod was replaced');
   assert.is(agents[0]!.status.containerStatuses?.[0]?.ready, true);
   assert.is(podsOf(RELEASE_NS, 'app.kubernetes.io/component=controller').filter((p) => !p.metadata.deletionTimestamp).length, 1, 'controller.replicas=1');
@@ -187,6 +202,7 @@ test('cordon and drain of the director node: the agent (a DaemonSet) stays and y
   const agentSaid = (text: string) => (podLogHas(RELEASE_NS, `${RELEASE}-agent`, text) ? true : undefined);
   const agent = podsOf(RELEASE_NS, 'app.kubernetes.io/component=agent').filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
   const oldEcho = podsOf(NS, 'app=echo').map((p) => p.metadata.name);
+  console.log(memoryLine('before the drain'));
   kube(['cordon', node]);
   // The only director of its VIPs: yielding changes whom it would yield to, not that it serves.
   await until('the agent says its node is out of service', () => agentSaid('this director is yielding'), { timeoutMs: 120_000, everyMs: 2000 })
@@ -244,6 +260,10 @@ test('helm uninstall: the operator\'s pods go and the node is as before the char
   const now = nodeState();
   console.log(`# node after helm uninstall: ${JSON.stringify(now)}`);
   assert.equal(now, before);
+});
+
+test('no process was OOM-killed on the node while the chart ran', () => {
+  assert.equal(oomKills(), [], 'the kernel killed a process at its memory limit');
 });
 
 test.run();

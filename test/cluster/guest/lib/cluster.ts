@@ -39,9 +39,9 @@ export const kubeJson = (args: string[]): unknown => JSON.parse(kube([...args, '
 export const helm = (args: string[]) => exec(env('HELM'), args, { timeoutMs: 600_000 });
 
 export interface Pod {
-  metadata: { name: string; namespace: string; deletionTimestamp?: string };
+  metadata: { name: string; namespace: string; uid?: string; deletionTimestamp?: string };
   spec: { nodeName?: string; containers: Array<{ name: string; securityContext?: Record<string, unknown> }> };
-  status: { phase: string; podIP?: string; containerStatuses?: Array<{ ready: boolean; restartCount: number; image: string; state?: Record<string, unknown> }> };
+  status: { phase: string; podIP?: string; containerStatuses?: Array<{ ready: boolean; restartCount: number; image: string; containerID?: string; state?: Record<string, unknown> }> };
 }
 
 export const podsOf = (ns: string, selector: string): Pod[] => (kubeJson(['get', 'pods', '-n', ns, '-l', selector]) as { items: Pod[] }).items;
