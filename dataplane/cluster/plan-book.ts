@@ -43,9 +43,9 @@ export interface BookOwner extends KeyOwner {
 
 export interface PlanBook {
   /** By uid, sorted by namespace/name. */
-  owners: Map<string, BookOwner>;
+  owners: ReadonlyMap<string, BookOwner>;
   /** The last good plan of every owner that still has slices: the memory for the next read. */
-  lastGood: Map<string, OwnerPlan>;
+  lastGood: ReadonlyMap<string, OwnerPlan>;
 }
 
 function str(v: unknown): string | undefined {
@@ -165,7 +165,8 @@ function bookOwner(uid: string, g: Group, last: OwnerPlan | undefined, recorded:
  * since the last one, found by object identity per slice (the informer replaces an object when it
  * changes and never modifies one), and re-sorts the owners only when one came, went or was renamed.
  * Reads the same book as readPlanBook() over the same slices with the previous read's memory
- * (test/unit/cluster-plan-book-index.test.ts holds it to that).
+ * (test/unit/cluster-plan-book-index.test.ts holds it to that). The book a read returns holds the
+ * index's own maps, not copies: it is valid until the next read.
  */
 export class PlanBookIndex {
   readonly cache = new PlanBookCache();
@@ -217,7 +218,8 @@ export class PlanBookIndex {
       if (this.#contributions.get(uid) !== c) { this.#contributions.set(uid, c); this.#directed = undefined; }
     }
     if (resort) { this.#owners = new Map([...this.#owners.values()].sort(byOwnerName).map((o) => [o.uid, o])); this.#directed = undefined; }
-    return { owners: new Map(this.#owners), lastGood: new Map(this.#memory) };
+    // Not copies: the book read is valid until the next read (the agent uses each at once).
+    return { owners: this.#owners, lastGood: this.#memory };
   }
 
   /**
