@@ -17,7 +17,7 @@ import { parseAllDocuments } from 'yaml';
 import { runClient } from '../../../lab/guest/traffic.ts';
 import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
 import { sh } from '../../../lab/guest/netns.ts';
-import { CLIENT_IP, ECHO_SERVER, helm, kube, kubeAsync, kubeJson, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
+import { CLIENT_IP, ECHO_SERVER, followLogs, helm, kube, kubeAsync, kubeJson, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
 import { until } from '../../system/guest/lib/wait.ts';
 import { loggedBudgets, memoryLine, oomKills } from './lib/memory.ts';
 
@@ -210,9 +210,12 @@ test('cordon and drain of the director node: the agent (a DaemonSet) stays and y
   const yielding = () => kube(['get', 'agentreport', node, '-o', 'jsonpath={.yielding}']).trim();
   assert.match(await until('the node\'s AgentReport says yielding', () => yielding() || undefined, { timeoutMs: 60_000, everyMs: 1000 }), /cordoned/);
   const t0 = Date.now();
+  // What the controllers say while they are evicted (their logs go with their pods).
+  const controllerLog = followLogs(RELEASE_NS, `${RELEASE}-controller`);
   // Everything but the DaemonSet's pod is evicted: the controller and the echo pods, which have nowhere to go.
   console.log(kube(['drain', node, '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=300s'], { timeoutMs: 330_000 }).trim().split('\n').slice(-3).join(' | '));
   console.log(`# drained in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`# the controllers' log during the drain: ${controllerLog.summary()}`);
   const running = (ns: string, sel: string) => podsOf(ns, sel).filter((p) => p.status.phase === 'Running' && !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
   assert.equal(running(RELEASE_NS, 'app.kubernetes.io/component=controller'), [], 'the controller was evicted');
   assert.equal(running(NS, 'app=echo'), [], 'the echo pods were evicted');

@@ -1,7 +1,8 @@
 // Helpers of the cluster tier's guest suite: kubectl and helm against the real cluster (the admin
 // kubeconfig, server = the host's apiserver through guestfwd), the client namespace, and the
 // node's state the operator may change (IPVS services, lvs0, nft tables, the director's sysctls).
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { DIRECTOR_SYSCTLS } from '../../../../dataplane/director/plan.ts';
 import { sh } from '../../../../lab/guest/netns.ts';
 
@@ -85,6 +86,29 @@ export function podLogHas(ns: string, prefix: string, text: string): boolean {
   try {
     return sh(`grep -lF -e ${JSON.stringify(text)} /var/log/pods/${ns}_${prefix}*/*/*.log || true`).trim() !== '';
   } catch { return false; }
+}
+
+/**
+ * Follows what the containers of the pods of `ns` whose name starts with `prefix` log from now on
+ * (into a file, so a flood never blocks the follower), for a summary when the pods may be gone:
+ * how many lines, the most frequent messages, the last lines.
+ */
+export function followLogs(ns: string, prefix: string): { summary(): string } {
+  const file = `/tmp/follow-${ns}-${prefix}.log`;
+  const child = spawn('sh', ['-c', `exec tail -q -n 0 -F /var/log/pods/${ns}_${prefix}*/*/*.log > ${file} 2>/dev/null`], { stdio: 'ignore' });
+  return {
+    summary() {
+      child.kill();
+      try { return summarise(); } catch (e) { return `(no summary: ${(e as Error).message})`; }
+    },
+  };
+  function summarise(): string {
+    if (!existsSync(file)) return '(nothing followed)';
+    const lines = sh(`wc -l < ${file}`).trim();
+    const top = sh(`grep -o '"msg":"[^"]*"' ${file} | sort | uniq -c | sort -rn | head -5 | tr -s ' ' | tr '\\n' ';' || true`).trim();
+    const last = sh(`tail -n 5 ${file} | cut -c1-300`).trim();
+    return `${lines} lines; most frequent: ${top || '-'}; last:\n${last}`;
+  }
 }
 
 /** A client outside the cluster: its own namespace on a veth pair, routing 203.0.113.0/24 (the VIPs) to the node. */
