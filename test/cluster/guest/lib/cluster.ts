@@ -94,7 +94,8 @@ export function podLogHas(ns: string, prefix: string, text: string): boolean {
  * how many lines, the most frequent messages, the last lines.
  */
 export function followLogs(ns: string, prefix: string): { summary(): string } {
-  const file = `/tmp/follow-${ns}-${prefix}.log`;
+  // /var/log: the guest's root (the host's /, read-only) is writable only where node-up mounted tmpfs.
+  const file = `/var/log/follow-${ns}-${prefix}.log`;
   const child = spawn('sh', ['-c', `exec tail -q -n 0 -F /var/log/pods/${ns}_${prefix}*/*/*.log > ${file} 2>/dev/null`], { stdio: 'ignore' });
   return {
     summary() {
