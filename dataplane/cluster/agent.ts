@@ -176,8 +176,12 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const g = directed === programmedFrom ? { held: [] } : guardRemovals(new Set(programmed.keys()), new Set(directed.keys()), pending, clock.now(), guard, 'services', !slices.failing);
     pending = g.pending;
     at('release', g.releaseAt, () => loop.markDirty());
-    const keyOwners = g.held.length > 0 ? new Map(directed) : directed;
-    for (const k of g.held) (keyOwners as Map<string, KeyOwner>).set(k, programmed.get(k)!);
+    let keyOwners = directed;
+    if (g.held.length > 0) {
+      const withHeld = new Map(directed);
+      for (const k of g.held) withHeld.set(k, programmed.get(k)!);
+      keyOwners = withHeld;
+    }
     programmed = keyOwners;
     programmedFrom = g.held.length > 0 ? undefined : directed;
     // A plan the controller is rewriting is incomplete, not wrong: its last good plan stays in the

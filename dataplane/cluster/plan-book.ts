@@ -290,7 +290,6 @@ function sliceKey(obj: unknown): string {
   return `${String(m?.namespace ?? '')}/${String(m?.name)}`;
 }
 
-
 /** The lowest resourceVersion among the slices of the newest revision (the one written last). */
 function newestSince(slices: readonly PlanSliceObject[]): string | undefined {
   const rv = (s: PlanSliceObject) => s.metadata.resourceVersion ?? '';

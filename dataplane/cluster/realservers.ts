@@ -40,15 +40,15 @@ const gatedCache = new WeakMap<PlanService, { closed: string; out: PlanService }
 export function gateServices(services: readonly PlanService[], prepared: PreparedByNode): PlanService[] {
   return services.map((s) => {
     if (!needsPreparation(s)) return s;
-    let closed = '';
+    const shut = new Set<number>();
     s.realServers.forEach((r, i) => {
       if (r.node === undefined || r.weight === 0) return;
-      if (!prepared.get(r.node)?.has(preparedKey({ address: r.address, vip: s.vip, forwarding: s.forwarding }))) closed += `${i},`;
+      if (!prepared.get(r.node)?.has(preparedKey({ address: r.address, vip: s.vip, forwarding: s.forwarding }))) shut.add(i);
     });
-    if (closed === '') return s;
+    if (shut.size === 0) return s;
+    const closed = [...shut].join();
     const hit = gatedCache.get(s);
     if (hit?.closed === closed) return hit.out;
-    const shut = new Set(closed.split(',').filter(Boolean).map(Number));
     const out = { ...s, realServers: s.realServers.map((r, i) => (shut.has(i) ? { ...r, weight: 0 } : r)) };
     gatedCache.set(s, { closed, out });
     return out;
