@@ -37,6 +37,15 @@ export async function restConfigFromKubeConfig(kc: KubeConfig): Promise<RestConf
       ...(tls.servername ? { servername: tls.servername } : {}),
     },
     keepAliveTimeout: 30_000,
+    // HTTP/1.1 only. undici offers h2 by ALPN and kube-apiserver (Go) picks it, so every watch and
+    // request shared one HTTP/2 session through Node's nghttp2 binding. In the cluster tier that
+    // session livelocked when the controller stopped under `kubectl drain`: its watches cancelled
+    // at once while the apiserver was sending their events, the main thread never left
+    // Http2Session::SendPendingData (nghttp2_session_mem_send_internal, caught with gdb; Node
+    // 24.21, undici 8.12) and memory grew until the kernel OOM-killed the pod (5 of 7 runs).
+    // With HTTP/1.1 a cancelled request closes its own connection; the cost is one connection per
+    // open watch (the controller has 9, an agent 3).
+    allowH2: false,
   });
   return {
     server: cluster.server.replace(/\/+$/, ''),

@@ -2,7 +2,7 @@
 // kubeconfig, server = the host's apiserver through guestfwd), the client namespace, and the
 // node's state the operator may change (IPVS services, lvs0, nft tables, the director's sysctls).
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { DIRECTOR_SYSCTLS } from '../../../../dataplane/director/plan.ts';
 import { sh } from '../../../../lab/guest/netns.ts';
 
@@ -93,7 +93,7 @@ export function podLogHas(ns: string, prefix: string, text: string): boolean {
  * (into a file, so a flood never blocks the follower), for a summary when the pods may be gone:
  * how many lines, the most frequent messages, the last lines.
  */
-export function followLogs(ns: string, prefix: string): { summary(): string } {
+export function followLogs(ns: string, prefix: string): { summary(): string; lines(): string[] } {
   // /var/log: the guest's root (the host's /, read-only) is writable only where node-up mounted tmpfs.
   const file = `/var/log/follow-${ns}-${prefix}.log`;
   const child = spawn('sh', ['-c', `exec tail -q -n 0 -F /var/log/pods/${ns}_${prefix}*/*/*.log > ${file} 2>/dev/null`], { stdio: 'ignore' });
@@ -101,6 +101,10 @@ export function followLogs(ns: string, prefix: string): { summary(): string } {
     summary() {
       child.kill();
       try { return summarise(); } catch (e) { return `(no summary: ${(e as Error).message})`; }
+    },
+    /** What was followed (call after summary(), which stops following). */
+    lines() {
+      return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l) : [];
     },
   };
   function summarise(): string {
