@@ -42,7 +42,7 @@ export async function restConfigFromKubeConfig(kc: KubeConfig): Promise<RestConf
     // session livelocked when the controller stopped under `kubectl drain`: its watches cancelled
     // at once while the apiserver was sending their events, the main thread never left
     // Http2Session::SendPendingData (nghttp2_session_mem_send_internal, caught with gdb; Node
-    // 24.21, undici 8.12) and memory grew until the kernel OOM-killed the pod (5 of 7 runs).
+    // 24.21, undici 8.12) and memory grew until the kernel OOM-killed the pod (7 of 9 runs).
     // With HTTP/1.1 a cancelled request closes its own connection; the cost is one connection per
     // open watch (the controller has 9, an agent 3).
     allowH2: false,
