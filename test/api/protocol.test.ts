@@ -16,6 +16,7 @@ import * as assert from 'uvu/assert';
 import { makePki } from '../../lab/apiserver/certs.ts';
 import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
 import { LEASES, VIRTUAL_SERVERS, type KubeObject } from '../../kube/types.ts';
+import { until } from '../lib/apiserver-client.ts';
 import { gated } from '../lib/prereq.ts';
 
 const hasOpenssl = spawnSync('sh', ['-c', 'command -v openssl'], { stdio: 'ignore' }).status === 0;
@@ -91,8 +92,7 @@ test('nine watches receiving events, cancelled at once: the requests after them 
   const stop = new AbortController();
   let events = 0;
   const watches = Array.from({ length: 9 }, () => api.watch(VIRTUAL_SERVERS, { resourceVersion: '1' }, () => { events++; }, stop.signal));
-  const deadline = Date.now() + 10_000;
-  while ((streaming.size < 9 || events < 200) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await until(async () => streaming.size === 9 && events >= 200, 'nine watches open and streaming', 10_000);
   assert.is(streaming.size, 9, 'nine watches open');
   stop.abort();
   await Promise.all(watches);

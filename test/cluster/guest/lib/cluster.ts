@@ -42,7 +42,7 @@ export const helm = (args: string[]) => exec(env('HELM'), args, { timeoutMs: 600
 export interface Pod {
   metadata: { name: string; namespace: string; uid?: string; deletionTimestamp?: string };
   spec: { nodeName?: string; containers: Array<{ name: string; securityContext?: Record<string, unknown> }> };
-  status: { phase: string; podIP?: string; containerStatuses?: Array<{ ready: boolean; restartCount: number; image: string; containerID?: string; state?: Record<string, unknown> }> };
+  status: { phase: string; podIP?: string; containerStatuses?: Array<{ name: string; ready: boolean; restartCount: number; image: string; containerID?: string; state?: Record<string, unknown>; lastState?: Record<string, unknown> }> };
 }
 
 export const podsOf = (ns: string, selector: string): Pod[] => (kubeJson(['get', 'pods', '-n', ns, '-l', selector]) as { items: Pod[] }).items;
@@ -88,12 +88,17 @@ export function podLogHas(ns: string, prefix: string, text: string): boolean {
   } catch { return false; }
 }
 
+/** The JSON record a container logged, from one line of its CRI log file ("<time> stdout F {...}"); throws if it is not JSON. */
+export function logPayload(line: string): Record<string, unknown> {
+  return JSON.parse(line.slice(line.indexOf('{'))) as Record<string, unknown>;
+}
+
 /**
  * Follows what the containers of the pods of `ns` whose name starts with `prefix` log from now on
  * (into a file, so a flood never blocks the follower), for a summary when the pods may be gone:
  * how many lines, the most frequent messages, the last lines.
  */
-export function followLogs(ns: string, prefix: string): { summary(): string; lines(): string[] } {
+export function followLogs(ns: string, prefix: string): { summary(): string; records(): Array<Record<string, unknown>> } {
   // /var/log: the guest's root (the host's /, read-only) is writable only where node-up mounted tmpfs.
   const file = `/var/log/follow-${ns}-${prefix}.log`;
   const child = spawn('sh', ['-c', `exec tail -q -n 0 -F /var/log/pods/${ns}_${prefix}*/*/*.log > ${file} 2>/dev/null`], { stdio: 'ignore' });
@@ -102,9 +107,10 @@ export function followLogs(ns: string, prefix: string): { summary(): string; lin
       child.kill();
       try { return summarise(); } catch (e) { return `(no summary: ${(e as Error).message})`; }
     },
-    /** What was followed (call after summary(), which stops following). */
-    lines() {
-      return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l) : [];
+    /** The JSON log records followed (call after summary(), which stops following); other lines are skipped. */
+    records() {
+      if (!existsSync(file)) return [];
+      return readFileSync(file, 'utf8').split('\n').flatMap((l) => { try { return [logPayload(l)]; } catch { return []; } });
     },
   };
   function summarise(): string {

@@ -4,7 +4,7 @@
 // is the most it ever held, what its memory limit is compared against.
 import { existsSync, readFileSync } from 'node:fs';
 import { sh } from '../../../../lab/guest/netns.ts';
-import { podsOf, RELEASE_NS } from './cluster.ts';
+import { logPayload, podsOf, RELEASE_NS } from './cluster.ts';
 
 export interface ContainerMemory { pod: string; currentMiB: number; peakMiB: number; oomKills: number }
 
@@ -44,5 +44,5 @@ export function oomKills(): string[] {
 /** The start-up memory line (kube/memory.ts) each container of the pods of `prefix` logged. */
 export function loggedBudgets(prefix: string): Array<{ heapLimitMiB?: number; cgroupLimitMiB?: number; warning?: string }> {
   const text = sh(`grep -hF -e '"op":"memory"' /var/log/pods/${RELEASE_NS}_${prefix}*/*/*.log || true`);
-  return text.split('\n').filter((l) => l.includes('{')).map((l) => JSON.parse(l.slice(l.indexOf('{'))) as { heapLimitMiB?: number; cgroupLimitMiB?: number; warning?: string });
+  return text.split('\n').filter((l) => l.includes('{')).map((l) => logPayload(l) as { heapLimitMiB?: number; cgroupLimitMiB?: number; warning?: string });
 }
