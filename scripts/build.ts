@@ -1,9 +1,10 @@
-// Compiles the agent ahead of time into JavaScript bundles under dist/ (what every VM runs, and
-// what the images should run; `npm run build`):
+// Compiles the agent and the controller ahead of time into JavaScript bundles under dist/ (what
+// every VM runs, and what the images run: the Dockerfile's build stage runs this file;
+// `npm run build`):
 //   dist/lvs-agent.mjs          dataplane/cli/main.ts (standalone commands; `run` loads its chunk)
 //   dist/lvs-agent-cluster.mjs  the cluster agent's entry alone (start-up measurements)
-// The controller runs on the host in every test and the demo, from its sources; it gets a bundle
-// when the images move to bundles.
+//   dist/lvs-controller.mjs     operator/main.ts (the controller image's entrypoint; on the host
+//                               the tests and the demo run the controller from its sources)
 // Why: inside the TCG guest Node starting from .ts files strips types with a WebAssembly module
 // and reads hundreds of files over 9p; see lab/vm/NODE-UNDER-TCG.md for what that cost.
 // All outputs and their shared chunks sit directly in dist/, one level below the repository root,
@@ -45,6 +46,7 @@ export async function buildBundles(opts: { log?: (line: string) => void } = {}):
       'lvs-agent-cluster': 'dataplane/cluster/agent.ts',
       // The director heartbeat thread (dataplane/announce/peers-thread.ts loads it by this name).
       'lvs-agent-peers': 'dataplane/announce/peers-worker.ts',
+      'lvs-controller': 'operator/main.ts',
     },
     outdir: next,
     bundle: true,

