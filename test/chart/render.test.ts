@@ -136,6 +136,10 @@ test('controller: 2 replicas, leader election, non-root, read-only root, no capa
   assert.equal(env, { POD_NAME: 'metadata.name', POD_NAMESPACE: 'metadata.namespace', NODE_OPTIONS: '--max-old-space-size-percentage=60' });
   assert.is(c.livenessProbe.httpGet.path, '/healthz');
   assert.is(c.readinessProbe.httpGet.path, '/readyz');
+  // Five minutes to start, probed every 2 s: 60 s restarted both replicas under emulation.
+  assert.equal([c.startupProbe.httpGet.path, c.startupProbe.periodSeconds * c.startupProbe.failureThreshold], ['/healthz', 300]);
+  assert.ok(c.startupProbe.periodSeconds <= 2, 'a fast start is seen within 2 s');
+  assert.equal([c.startupProbe.timeoutSeconds, c.livenessProbe.timeoutSeconds], [5, 5]);
   assert.is(one(defaults, 'Service', '-metrics').spec.ports[0].port, 8080);
 });
 
