@@ -20,6 +20,7 @@ import { sh } from '../../../lab/guest/netns.ts';
 import { CLIENT_IP, ECHO_SERVER, followLogs, helm, kube, kubeAsync, kubeJson, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
 import { until } from '../../system/guest/lib/wait.ts';
 import { loggedBudgets, memoryLine, oomKills } from './lib/memory.ts';
+import { sample, timeline, type Sample } from './lib/timeline.ts';
 
 const test = suite('cluster: chart on a real kubelet and containerd');
 const NS = 'shop';
@@ -157,11 +158,17 @@ for (const [method, vip, forward] of [['DR', VIP_DR, 'Route'], ['TUN', VIP_TUN, 
   });
 }
 
-/** Client connections to the NAT VIP, in rounds, until `done()` is true; every error counted. */
-async function trafficUntil(done: () => boolean): Promise<{ rounds: number; ok: number; errors: number; firstError?: string; byId: Record<string, number> }> {
-  const out = { rounds: 0, ok: 0, errors: 0, firstError: undefined as string | undefined, byId: {} as Record<string, number> };
+/**
+ * Client connections to the NAT VIP, in rounds, until `done()` is true; every error counted, with
+ * the start time of each round that had one. `each` runs before every round (sampling).
+ */
+async function trafficUntil(done: () => boolean, each?: () => void): Promise<{ rounds: number; ok: number; errors: number; firstError?: string; failedAt: number[]; byId: Record<string, number> }> {
+  const out = { rounds: 0, ok: 0, errors: 0, firstError: undefined as string | undefined, failedAt: [] as number[], byId: {} as Record<string, number> };
   do {
+    each?.();
+    const at = Date.now();
     const r = await runClient('client', { host: VIP, port: 80, count: 10, concurrency: 2, timeoutMs: 10_000 });
+    if (r.errors > 0) out.failedAt.push(at);
     out.rounds++; out.errors += r.errors; out.ok += r.replies.length; out.firstError ??= r.firstError;
     for (const [id, n] of Object.entries(r.byId)) out.byId[id] = (out.byId[id] ?? 0) + n;
   } while (!done());
@@ -170,11 +177,20 @@ async function trafficUntil(done: () => boolean): Promise<{ rounds: number; ok: 
 
 test('a rolling update of the Deployment: real termination drains the old pods, no client connection fails', async () => {
   const old = podsOf(NS, 'app=echo').map((p) => p.metadata.name).sort();
+  const start = Date.now();
   kube(['rollout', 'restart', 'deployment/echo', '-n', NS]);
   let finished = false;
   const rollout = kubeAsync(['rollout', 'status', 'deployment/echo', '-n', NS, '--timeout=600s']).finally(() => { finished = true; });
-  const t = await trafficUntil(() => finished);
+  const samples: Sample[] = [];
+  const t = await trafficUntil(() => finished, () => samples.push(sample(`${VIP}:80`, NS, 'app=echo', 8080)));
   await rollout;
+  // Until the old pods have left the kernel (their drain), so the timeline shows the whole of it.
+  await until('the old pods out of the NAT service', () => {
+    samples.push(sample(`${VIP}:80`, NS, 'app=echo', 8080));
+    const x = samples.at(-1)!;
+    return [...samples.flatMap((y) => [...y.deleting.keys()])].every((d) => !x.weights.has(d)) ? true : undefined;
+  }, { timeoutMs: 120_000, everyMs: 2000 }).catch(() => undefined);
+  console.log(`# rolling update timeline (after the restart):\n${timeline(start, samples, t.failedAt)}`);
   // The new pods in the kernel, the old ones gone from it (after their drain).
   const fresh = podsOf(NS, 'app=echo').filter((p) => !p.metadata.deletionTimestamp && !old.includes(p.metadata.name));
   console.log(`# rolling update: ${t.rounds} rounds, ${t.ok} answered, ${t.errors} failed${t.firstError ? ` (${t.firstError})` : ''}; by pod ${JSON.stringify(t.byId)}`);
