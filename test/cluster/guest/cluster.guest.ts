@@ -297,10 +297,16 @@ test('deleting the VirtualServers drains them: the node\'s IPVS and nft tables a
 });
 
 test('helm uninstall: the operator\'s pods go and the node is as before the chart (no lvs0, its own sysctls)', async () => {
+  const agentLog = followLogs(RELEASE_NS, `${RELEASE}-agent`);
+  const t0 = Date.now();
   console.log(helm(['uninstall', RELEASE, '-n', RELEASE_NS, '--wait', '--timeout=300s']));
   await until('operator pods gone', () => (podsOf(RELEASE_NS, 'app.kubernetes.io/name=lvs-operator').length === 0 ? true : undefined), { timeoutMs: 300_000, everyMs: 1000 });
   const now = nodeState();
-  console.log(`# node after helm uninstall: ${JSON.stringify(now)}`);
+  console.log(`# node after helm uninstall (pods gone after ${((Date.now() - t0) / 1000).toFixed(1)} s): ${JSON.stringify(now)}`);
+  // How the agent stopped: its stop and the director's release (or why not), and any warning.
+  agentLog.summary();
+  const said = agentLog.records().filter((e) => ['stop', 'release', 'director', 'start'].includes(String(e.op)) || /stop/.test(String(e.msg)) || Number(e.level) >= 40);
+  console.log(`# the agent's log during the uninstall (${said.length} lines of interest):\n${said.slice(-20).map((e) => `#   ${JSON.stringify(e).slice(0, 400)}`).join('\n')}`);
   assert.equal(now, before);
 });
 
