@@ -251,8 +251,11 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     ...(ha ? { ha } : {}),
   });
   const ac = new AbortController();
-  process.once('SIGTERM', () => ac.abort());
-  process.once('SIGINT', () => ac.abort());
+  // Said when it happens: the kubelet's grace period (30 s in the chart) runs from here, and what
+  // the stop does after it (the director's release at the end) shows against this line.
+  const stop = (signal: string) => () => { ctx.log.info({ op: 'stop', signal }, 'stopping: rules and preparations stay, the director role is released if nothing is left to serve'); ac.abort(); };
+  process.once('SIGTERM', stop('SIGTERM'));
+  process.once('SIGINT', stop('SIGINT'));
   const stats = metrics ? ipvsStats(statsLevel, ctx.log, agent.owned) : undefined;
   const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, agent.health, agent.announcing, stats, agent.synced) : undefined;
   ctx.log.info({ node, op: 'start', metrics: http?.port, election: ha ? `${ha.listen.address}:${ha.listen.port}` : 'off' }, 'lvs-agent running in cluster mode');
@@ -266,6 +269,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     await stats?.close();
     await kernel.close();
   }
+  ctx.log.info({ op: 'stop' }, 'lvs-agent stopped');
   return 0;
 }
 
