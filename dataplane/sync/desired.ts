@@ -28,6 +28,14 @@ export interface DesiredState {
   /** Keys of services to leave untouched in the kernel: their plan entry is invalid, or they are held. */
   frozen: string[];
   problems: Problem[];
+  /** Service key → its position in `services`. Never modified: a patched state shares it. */
+  index: ReadonlyMap<string, number>;
+  /**
+   * Set when this state was patched from the last call's (see patch()): `keys` (sorted) are the
+   * services whose state object differs from the one in `from`, that call's services; every other
+   * entry is the very object `from` holds, and no key came or went.
+   */
+  delta?: { from: readonly IpvsServiceState[]; keys: string[] };
 }
 
 const FORWARD: Record<Forwarding, ForwardMethod> = { NAT: 'masq', DR: 'droute', TUN: 'tunnel' };
@@ -36,17 +44,26 @@ const TUNNEL_TYPES = new Set(['ipip', 'gue', 'gre']);
 /** ipvsadm's upper bound for -p (one month), also the CRD's. */
 const MAX_PERSISTENCE = 2678400;
 
-/** What one desiredState() keeps for the next (the syncer's): the sorted service keys. */
+/** What one desiredState() keeps for the next (the syncer's): the sorted service keys, the last call. */
 export interface DesiredMemo {
   keys?: string[];
+  last?: { plan: readonly PlanService[]; node: string; held: readonly string[]; state: DesiredState };
 }
 
 /**
  * `held`: service keys to leave exactly as the kernel has them, their VIPs owned, though the plan
  * has no entry for them. A plan entry with a held key is not built (the hold wins) and is reported.
- * `memo`: with the same service keys as the last call, their sorted order is reused, not re-sorted.
+ * `memo`: the last call's plan and result; a plan that only replaced entries by others of the same
+ * service is patched (patch()), otherwise built whole, with the last sorted key order reused while
+ * the service keys are the same.
  */
 export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = [], memo?: DesiredMemo): DesiredState {
+  const state = (memo?.last && patch(memo.last, plan, node, held)) ?? build(plan, node, held, memo);
+  if (memo) memo.last = { plan, node, held, state };
+  return state;
+}
+
+function build(plan: readonly PlanService[], node: string, held: readonly string[], memo: DesiredMemo | undefined): DesiredState {
   const byKey = new Map<string, IpvsServiceState>();
   const owners = new Map<string, string>();
   const vips = new Set<string>();
@@ -93,7 +110,58 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
     owners,
     frozen: [...frozen].sort(byString),
     problems,
+    index: new Map(keys.map((k, i) => [k, i])),
   };
+}
+
+/**
+ * The last call's state brought to `plan` in proportion to what changed, or undefined when only a
+ * whole build can tell. A walk by identity finds the replaced entries (the callers build a new
+ * array per sync but keep unchanged entries); each must replace a usable entry of the same service
+ * and owner by another usable one — the common change: endpoints moved, weights changed. Then the
+ * owners, VIPs, frozen keys and problems are those of the last call, and only the replaced states
+ * change. Not patched: another length, node or hold list, or an entry replaced that did not make
+ * its service (frozen, held, or a duplicate of an earlier entry: which one wins depends on order).
+ */
+function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanService[], node: string, held: readonly string[]): DesiredState | undefined {
+  const prev = last.state;
+  if (last.node !== node || last.plan.length !== plan.length || !sameList(last.held, held)) return undefined;
+  let services: IpvsServiceState[] | undefined;
+  const keys: string[] = [];
+  for (let i = 0; i < plan.length; i++) {
+    const was = last.plan[i]!, now = plan[i]!;
+    if (was === now) continue;
+    const r = replacement(was, now, node, prev);
+    if (r === undefined) return undefined;
+    if (r === 'undirected') continue;
+    services ??= prev.services.slice();
+    services[r.at] = r.state;
+    keys.push(r.key);
+  }
+  return { ...prev, services: services ?? prev.services, delta: { from: prev.services, keys: keys.sort(byString) } };
+}
+
+/** Where `now` replaces `was` in `prev`, with its new state; 'undirected' when neither concerns this node. */
+function replacement(was: PlanService, now: PlanService, node: string, prev: DesiredState): { at: number; key: string; state: IpvsServiceState } | 'undirected' | undefined {
+  const directed = now.directors.includes(node);
+  if (directed !== was.directors.includes(node)) return undefined;
+  if (!directed) return 'undirected';
+  const a = built(was), b = built(now);
+  if (!a.ok || !b.ok || a.key !== b.key || a.owner !== b.owner) return undefined;
+  if (a.svcProblems.length + b.svcProblems.length + a.destProblems.length + b.destProblems.length > 0) return undefined;
+  const at = prev.index.get(a.key);
+  // The replaced entry must be the one that made the service (not frozen, not shadowed).
+  if (at === undefined || prev.services[at] !== a.state) return undefined;
+  return { at, key: a.key, state: b.state };
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+}
+
+/** Service key → position, for a services list sorted by key (adoption.ts filters one). */
+export function indexOf(services: readonly IpvsServiceState[]): Map<string, number> {
+  return new Map(services.map((s, i) => [ipvsServiceKey(s.service), i]));
 }
 
 type Built =

@@ -27,7 +27,7 @@ import { applyOps } from './apply.ts';
 import { desiredState, type DesiredMemo, type DesiredState, type Problem } from './desired.ts';
 import { diff, type SyncOpKind } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
-import { advanceView, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
+import { advanceView, changedIn, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 
 export type { Clock };
 
@@ -132,6 +132,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   let lastFullAt = -Infinity;
   /** What one desiredState() keeps for the next (the sorted keys). */
   const memo: DesiredMemo = {};
+  /** The last scopeOf() and the lists it was made of. */
+  let scopeMemo: { ownedVips: readonly string[]; frozen: readonly string[]; scope: string } | undefined;
   /** The last full sync refused a VIP: partial syncs would not know to leave its services alone. */
   let refusedLast = '';
 
@@ -149,8 +151,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? [], memo);
     summary.problems = planned.problems;
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
-    const scope = scopeOf(planned.ownedVips, planned.frozen);
-    const changed = partialScope(planned.services, scope, now);
+    const scope = scopeOfPlanned(planned);
+    const changed = partialScope(planned, scope, now);
     if (changed) return partialSync(planned, changed, summary, now, scope);
     summary.read = 'full';
     const errors: SyncError[] = [];
@@ -202,11 +204,21 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     return { kind: 'ok', ...summary };
   }
 
+  /** scopeOf(), again only when the owned VIPs or frozen keys are other lists (a patched state keeps them). */
+  function scopeOfPlanned(p: DesiredState): string {
+    if (scopeMemo?.ownedVips !== p.ownedVips || scopeMemo.frozen !== p.frozen) scopeMemo = { ownedVips: p.ownedVips, frozen: p.frozen, scope: scopeOf(p.ownedVips, p.frozen) };
+    return scopeMemo.scope;
+  }
+
   /** The services a partial sync would read, or undefined when this sync must be full. */
-  function partialScope(desired: readonly IpvsServiceState[], scope: string, now: number): Map<string, IpvsServiceKey> | undefined {
+  function partialScope(planned: DesiredState, scope: string, now: number): Map<string, IpvsServiceKey> | undefined {
     if (!view || !opts.kernel.readService || now - lastFullAt >= fullIntervalMs) return undefined;
     if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
-    const changed = changedServices(view, desired, draining);
+    const desired = planned.services;
+    // Patched from the very services the view was made of: only the patch's keys can differ.
+    const changed = planned.delta && planned.delta.from === view.desired
+      ? changedIn(view, planned.delta.keys, desired, planned.index, draining)
+      : changedServices(view, desired, draining);
     // Nothing changed and nothing drains: the sync was asked for by something else than a change
     // of desired state (a manifest written again as it was, `apply` again) — read everything back,
     // as a repair. Two requests per service read one by one, against one per service in a dump.
@@ -223,7 +235,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     } catch (err) {
       return retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary);
     }
-    const desired = want.services.filter((s) => changed.has(ipvsServiceKey(s.service)));
+    // In key order, as `changed` and want.services are.
+    const desired = [...changed.keys()].flatMap((k) => { const i = want.index.get(k); return i === undefined ? [] : [want.services[i]!]; });
     const d = diff({
       desired, kernel: kernelState,
       ownedVips: want.ownedVips, frozen: want.frozen, draining, now, drainTimeoutMs,
@@ -237,7 +250,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }));
     if (errors.length > 0) return retry(errors, summary);
     failures = 0;
-    view = advanceView(view!, desired, changed, draining, scope);
+    view = advanceView(view!, desired, changed, draining, scope, want.services);
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size, read: changed.size }, 'kernel synced (partial)');
     let deadline = Infinity;
     for (const since of draining.values()) deadline = Math.min(deadline, since + drainTimeoutMs);
