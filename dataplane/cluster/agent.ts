@@ -157,7 +157,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const bookCache = index.cache;
 
   function readBook(): PlanBook {
-    return index.read(slices.list(), recorded);
+    // The slices the informer's events named since the last read, not every slice (mark() notes them).
+    return index.readNoted(() => slices.list(), recorded);
   }
 
   function at(name: 'release' | 'rsRelease' | 'rsRetry' | 'report', when: number | undefined, fn: () => void): void {
@@ -398,6 +399,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     // measuring them from their change time would count the restart (kube-proxy does not record
     // its initial sync either). Changes from then on, relists included, are measured.
     if (deleted) latency.deleted(obj.metadata.name); else if (slices.synced) latency.seen(obj.metadata);
+    index.note(obj, deleted);
     const rv = obj.metadata.resourceVersion ?? '';
     if (compareResourceVersions(rv, sliceRv) !== -1) sliceRv = rv;
     loop.markDirty();
