@@ -35,7 +35,8 @@ import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
 import { createRealServerPass } from './realserver-pass.ts';
-import { gateServices, localRealServers, preparedByNode, preparedEntries, realServersUnaffected, wantedEntries, type LocalRealServer } from './realservers.ts';
+import { BookList, MappedList } from './plan-list.ts';
+import { gateService, localRealServers, preparedByNode, preparedEntries, realServersUnaffected, wantedEntries, type LocalRealServer } from './realservers.ts';
 import { createReportWriter } from './report-writer.ts';
 import type { Member } from '../announce/election.ts';
 import { startClusterHa, type ClusterHa, type ClusterHaSettings } from './ha.ts';
@@ -155,6 +156,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   /** The plan book, re-read per owner whose slices changed (./plan-book.ts). */
   const index = new PlanBookIndex(opts.node);
   const bookCache = index.cache;
+  const bookList = new BookList();
+  const gating = new MappedList(gateService);
 
   function readBook(): PlanBook {
     // The slices the informer's events named since the last read, not every slice (mark() notes them).
@@ -194,7 +197,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const frozen = frozenOwners.map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
     for (const k of g.held) frozen.push({ owner: keyOwners.get(k)!, message: g.message! });
     if (g.held.length > 0) log.warn({ op: 'guard', held: g.held.length, releaseAt: g.releaseAt }, g.message!);
-    const services = health.apply(gateServices(bookServices(book, bookCache), gates));
+    // In proportion to the change: the book's list patched where owners were re-read, gated and
+    // health-applied again only there (./plan-list.ts).
+    const gated = gating.map(bookList.update(book, index.takeChanges(), bookCache), gates);
+    const services = health.apply(gated.list, gated.delta);
     current = { rv: reportRv, services, held: [...bookHeld(book).map(canonicalKey), ...g.held], keyOwners, frozen };
     return current;
   }
@@ -387,8 +393,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const next = preparedByNode([obj], gates);
     const node = obj.metadata.name;
     const was = gates.get(node), now = next.get(node);
-    gates = next;
-    if (was?.size !== now?.size || [...(now ?? [])].some((k) => !was!.has(k))) loop.markDirty();
+    // Kept while equal (our own report comes back after every sync): gating is re-done where the gates are new.
+    if (was?.size !== now?.size || [...(now ?? [])].some((k) => !was!.has(k))) { gates = next; loop.markDirty(); }
   }
 
   // A plan change marks the sync loop, and the real-server pass unless it cannot matter to it; both

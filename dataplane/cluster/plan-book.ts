@@ -228,6 +228,17 @@ export class PlanBookIndex {
     return this.#reread(this.#changedOwners(objects), recorded);
   }
 
+  /** Owners re-read since the last takeChanges(), and whether the owners' order changed (BookList's input). */
+  #touched = new Set<string>();
+  #reordered = false;
+
+  takeChanges(): { owners: ReadonlySet<string>; reordered: boolean } {
+    const c = { owners: this.#touched, reordered: this.#reordered };
+    this.#touched = new Set();
+    this.#reordered = false;
+    return c;
+  }
+
   /** The book with the `dirty` owners read again. */
   #reread(dirty: Set<string>, recorded: ReadonlyMap<string, RecordedOwner>): PlanBook {
     // The record names the keys of owners frozen without a plan: a new one re-reads them.
@@ -252,6 +263,8 @@ export class PlanBookIndex {
       const c = this.#contribution(o);
       if (this.#contributions.get(uid) !== c) { this.#contributions.set(uid, c); this.#directed = undefined; }
     }
+    for (const uid of dirty) this.#touched.add(uid);
+    if (resort) this.#reordered = true;
     if (resort) { this.#owners = new Map([...this.#owners.values()].sort(byOwnerName).map((o) => [o.uid, o])); this.#directed = undefined; }
     // Not copies: the book read is valid until the next read (the agent uses each at once).
     return { owners: this.#owners, lastGood: this.#memory };

@@ -6,7 +6,7 @@ import type { PlanService } from '../../api/plan.ts';
 import type { IpvsServiceState } from '../ipvs/types.ts';
 import { ipvsServiceKey } from '../sync/keys.ts';
 import { HealthMonitor, type MonitorOptions } from './monitor.ts';
-import { probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
+import { healthApplied, isChecked, probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
 
 /** The monitor's options (onChange: a real server went up or down — sync and report), plus: */
 export interface AgentHealthOptions extends MonitorOptions {
@@ -31,8 +31,12 @@ export interface RealServerHealth {
 
 export interface AgentHealth {
   readonly monitor: HealthMonitor;
-  /** The plan with health applied; the monitor follows its targets. */
-  apply(raw: readonly PlanService[]): PlanService[];
+  /**
+   * The plan with health applied; the monitor follows its targets. `delta`: `raw` differs from
+   * `delta.from` only at `delta.at` — when that is the last plan applied and no checked entry
+   * came or went there, only those positions and the checked entries are looked at.
+   */
+  apply(raw: readonly PlanService[], delta?: { from: readonly PlanService[]; at: readonly number[] }): PlanService[];
   /** Destinations the kernel holds at weight > 0 now start up (call before the first sync). */
   seedFrom(state: readonly IpvsServiceState[]): void;
   endSeed(): void;
@@ -50,18 +54,33 @@ export interface AgentHealth {
 export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
   const monitor = new HealthMonitor(o);
   let last: readonly PlanService[] = [];
+  /** Positions in `last` of this node's checked entries, ascending; and the last plan applied out. */
+  let checkedAt: number[] = [];
+  let out: PlanService[] = [];
   let targets = new Map<string, Target>();
+  const health = (id: string) => monitor.health(id);
   return {
     monitor,
-    apply(raw) {
+    apply(raw, delta) {
+      const checks = (s: PlanService) => isChecked(s, o.node);
+      // Only unchecked entries replaced: targets and checked positions stand; health may have
+      // flipped since, so the checked entries are applied again.
+      const at = raw === last ? [] : delta?.from === last && delta.at.every((i) => !checks(last[i]!) && !checks(raw[i]!)) ? delta.at : undefined;
+      if (at) {
+        const next = out.slice();
+        for (const i of [...at, ...checkedAt]) next[i] = healthApplied(raw[i]!, o.node, health);
+        last = raw;
+        return (out = next);
+      }
       // The same entries as last time (the agent builds a new array per sync): the targets stand.
       if (raw.length !== last.length || raw.some((s, i) => s !== last[i])) {
         targets = targetsOf(raw, o.node);
         if (o.successThreshold) for (const t of targets.values()) t.thresholds.successThreshold = o.successThreshold;
         monitor.setTargets(targets);
-        last = raw;
       }
-      return withHealth(raw, o.node, (id) => monitor.health(id));
+      last = raw;
+      checkedAt = raw.flatMap((s, i) => (checks(s) ? [i] : []));
+      return (out = withHealth(raw, o.node, health));
     },
     seedFrom(state) {
       const keys: string[] = [];
@@ -76,8 +95,9 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
     firstRound: () => monitor.firstRound(),
     states() {
       const out: RealServerHealth[] = [];
-      for (const s of last) {
-        if (!s.healthCheck || !s.directors.includes(o.node)) continue;
+      for (const i of checkedAt) {
+        const s = last[i]!;
+        if (!isChecked(s, o.node)) continue;
         for (const rs of s.realServers) {
           let probe;
           try { probe = probeOf(s.healthCheck, rs); } catch { continue; }
