@@ -134,6 +134,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   const memo: DesiredMemo = {};
   /** The last scopeOf() and the lists it was made of. */
   let scopeMemo: { ownedVips: readonly string[]; frozen: readonly string[]; scope: string } | undefined;
+  let ownedMemo: { of: readonly string[]; set: ReadonlySet<string> } | undefined;
   /** The last full sync refused a VIP: partial syncs would not know to leave its services alone. */
   let refusedLast = '';
 
@@ -210,6 +211,12 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     return scopeMemo.scope;
   }
 
+  /** The owned VIPs as a set, again only for another list (a patched state keeps it). */
+  function ownedSet(ownedVips: readonly string[]): ReadonlySet<string> {
+    if (ownedMemo?.of !== ownedVips) ownedMemo = { of: ownedVips, set: new Set(ownedVips) };
+    return ownedMemo.set;
+  }
+
   /** The services a partial sync would read, or undefined when this sync must be full. */
   function partialScope(planned: DesiredState, scope: string, now: number): Map<string, IpvsServiceKey> | undefined {
     if (!view || !opts.kernel.readService || now - lastFullAt >= fullIntervalMs) return undefined;
@@ -237,9 +244,12 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }
     // In key order, as `changed` and want.services are.
     const desired = [...changed.keys()].flatMap((k) => { const i = want.index.get(k); return i === undefined ? [] : [want.services[i]!]; });
+    // The diff looks up only the VIPs and keys of what was read back: those, not every owned VIP.
+    const owned = ownedSet(want.ownedVips);
     const d = diff({
       desired, kernel: kernelState,
-      ownedVips: want.ownedVips, frozen: want.frozen, draining, now, drainTimeoutMs,
+      ownedVips: kernelState.flatMap((s) => (s.service.fwmark ? [] : [canonicalAddress(s.service.address)])).filter((v) => owned.has(v)),
+      frozen: want.frozen.filter((k) => changed.has(k)), draining, now, drainTimeoutMs,
     });
     summary.ops = d.ops.length;
     const outcome = await applyOps(d.ops, { kernel: opts.kernel, log: log, owners: want.owners });

@@ -76,6 +76,16 @@ test('a service gone from the plan is removed, and a new one added, reading only
   assert.not.ok(kernel.snapshot().some((s) => s.service.port === 1003), 'TCP/203.0.113.10:1003 deleted');
 });
 
+test('a service gone alone, its VIP still owned through the others: removed by a partial sync that reads only it', async () => {
+  const { kernel, state, syncer } = setup(plan(10));
+  await syncer.sync();
+  state.plan = plan(10, (i, s) => (i === 3 ? undefined : s));
+  const r = await syncer.sync();
+  assert.equal([r.kind, r.read], ['ok', 1]);
+  assert.not.ok(kernel.snapshot().some((s) => s.service.port === 1003), 'its VIP is owned: TCP/203.0.113.10:1003 deleted');
+  assert.equal(strip(kernel), await reference(state.plan));
+});
+
 test('a drain started by a partial sync completes in later partial syncs that read only that service', async () => {
   const { kernel, clock, state, syncer } = setup(plan(10));
   await syncer.sync();
