@@ -191,7 +191,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     // A plan the controller is rewriting is incomplete, not wrong: its last good plan stays in the
     // kernel, and this node reports itself synced only below the rewrite's first slice, so the
     // controller shows it Waiting, not Frozen. Anything else unusable is reported frozen.
-    const unusable = [...book.owners.values()].filter((o) => o.frozen);
+    const unusable = index.frozenOwners();
     latency.syncStarts(new Set(unusable.map((o) => o.uid)));
     const { synced: reportRv, frozenOwners } = belowRewrites(rv, unusable);
     const frozen = frozenOwners.map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
@@ -201,7 +201,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     // health-applied again only there (./plan-list.ts).
     const gated = gating.map(bookList.update(book, index.takeChanges(), bookCache), gates);
     const services = health.apply(gated.list, gated.delta);
-    current = { rv: reportRv, services, held: [...bookHeld(book).map(canonicalKey), ...g.held], keyOwners, frozen };
+    // Only frozen owners hold keys without a plan entry (bookHeld over their part of the book).
+    current = { rv: reportRv, services, held: [...unusable.flatMap((o) => o.held).map(canonicalKey), ...g.held], keyOwners, frozen };
     return current;
   }
 

@@ -232,6 +232,14 @@ export class PlanBookIndex {
   #touched = new Set<string>();
   #reordered = false;
 
+  /** Uids of the owners whose plan is unusable (frozen). */
+  #frozen = new Set<string>();
+
+  /** The book's frozen owners in book order, without walking the book. */
+  frozenOwners(): BookOwner[] {
+    return [...this.#frozen].map((uid) => this.#owners.get(uid)!).sort(byOwnerName);
+  }
+
   takeChanges(): { owners: ReadonlySet<string>; reordered: boolean } {
     const c = { owners: this.#touched, reordered: this.#reordered };
     this.#touched = new Set();
@@ -250,6 +258,7 @@ export class PlanBookIndex {
       const group = this.#groups.get(uid);
       if (!group) {
         this.#owners.delete(uid);
+        this.#frozen.delete(uid);
         this.#memory.delete(uid);
         this.cache.assembled.delete(uid);
         if (this.#contributions.delete(uid)) this.#directed = undefined;
@@ -260,6 +269,7 @@ export class PlanBookIndex {
       if (o.plan) this.#memory.set(uid, o.plan); else this.#memory.delete(uid);
       if (!was || was.virtualServer !== o.virtualServer) resort = true;
       this.#owners.set(uid, o);
+      if (o.frozen) this.#frozen.add(uid); else this.#frozen.delete(uid);
       const c = this.#contribution(o);
       if (this.#contributions.get(uid) !== c) { this.#contributions.set(uid, c); this.#directed = undefined; }
     }

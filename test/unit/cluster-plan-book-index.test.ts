@@ -116,6 +116,7 @@ test('500 random changes: every read equals readPlanBook over the same list', ()
     let walked = false;
     assert.equal(view(noted.readNoted(() => { walked = true; return objects; }, recorded)), view(want), `noted, change ${i}: ${what}`);
     assert.is(walked, i === 0, `change ${i}: only the first read walks the list`);
+    assert.equal(noted.frozenOwners(), [...want.owners.values()].filter((o) => o.frozen), `frozen owners after change ${i}: ${what}`);
     const now = index.directedKeys();
     assert.equal([...now], [...directedKeys(want, 'n1')], `directed keys after change ${i}: ${what}`);
     if (now === keys) kept++;
