@@ -1,29 +1,10 @@
-// Pure bookkeeping that passes the plan on in proportion to its change (issue 14, item 2): the
-// book's services list kept between syncs and patched where owners' services were replaced by as
-// many, and per-entry stages (gating) that patch their output where their input was patched. The
-// sync reads the list as a whole, so a patched list is a new array (the previous one may still be
-// held by a later stage's memo); `delta` names the positions that differ from `from`, the list it
-// was patched from. Without a delta a stage rebuilds its whole output.
+// Bookkeeping that passes the plan on in proportion to its change (issue 14, item 2): the book's
+// services list kept between syncs and patched where owners' services were replaced by as many,
+// and per-entry stages (gating) that patch their output where their input was patched
+// (../delta-list.ts). Without a delta a stage rebuilds its whole output.
 import type { PlanService } from '../../api/plan.ts';
+import { AlternatingList, type Staged } from '../delta-list.ts';
 import { ownerServices, type PlanBook, type PlanBookCache } from './plan-book.ts';
-
-export interface ListDelta<T> {
-  from: readonly T[];
-  /** Positions where the list differs from `from` (same length). */
-  at: readonly number[];
-}
-
-export interface Staged<T> {
-  list: readonly T[];
-  delta?: ListDelta<T>;
-}
-
-/** `from` with `value(i)` at each of `at`, as a new array. */
-export function patchList<T>(from: readonly T[], at: readonly number[], value: (i: number) => T): Staged<T> {
-  const list = from.slice();
-  for (const i of at) list[i] = value(i);
-  return { list, delta: { from, at } };
-}
 
 /** The owners a book read re-read, and whether the owners' order changed. */
 export interface BookChanges {
@@ -38,6 +19,7 @@ export interface BookChanges {
  */
 export class BookList {
   #list: readonly PlanService[] = [];
+  readonly #lists = new AlternatingList<PlanService>();
   /** Owner uid → where its services are in the list. */
   #spans = new Map<string, { start: number; count: number }>();
   #built = false;
@@ -54,7 +36,7 @@ export class BookList {
     }
     this.#list = list;
     this.#built = true;
-    return { list };
+    return this.#lists.whole(list);
   }
 
   #patch(book: PlanBook, owners: ReadonlySet<string>, cache: PlanBookCache): Staged<PlanService> | undefined {
@@ -67,7 +49,7 @@ export class BookList {
       services.forEach((s, j) => { if (this.#list[span.start + j] !== s) changed.set(span.start + j, s); });
     }
     if (changed.size === 0) return { list: this.#list, delta: { from: this.#list, at: [] } };
-    const next = patchList(this.#list, [...changed.keys()], (i) => changed.get(i)!);
+    const next = this.#lists.patch(this.#list, [...changed.keys()], (i) => changed.get(i)!);
     this.#list = next.list;
     return next;
   }
@@ -83,6 +65,7 @@ export class MappedList<I, O, D> {
   #out: readonly O[] = [];
   #deps: D | undefined;
   readonly #each: (x: I, deps: D) => O;
+  readonly #lists = new AlternatingList<O>();
 
   constructor(each: (x: I, deps: D) => O) {
     this.#each = each;
@@ -92,7 +75,7 @@ export class MappedList<I, O, D> {
     const kept = this.#in !== undefined && deps === this.#deps;
     if (kept && input.list === this.#in) return { list: this.#out, delta: { from: this.#out, at: [] } };
     const at = kept && input.delta && input.delta.from === this.#in ? input.delta.at : undefined;
-    const out = at ? patchList(this.#out, at, (i) => this.#each(input.list[i]!, deps)) : { list: input.list.map((x) => this.#each(x, deps)) };
+    const out = at ? this.#lists.patch(this.#out, at, (i) => this.#each(input.list[i]!, deps)) : this.#lists.whole(input.list.map((x) => this.#each(x, deps)));
     this.#in = input.list;
     this.#out = out.list;
     this.#deps = deps;

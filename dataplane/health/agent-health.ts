@@ -4,6 +4,7 @@
 // service key, for AgentReports and `lvs-agent show`).
 import type { PlanService } from '../../api/plan.ts';
 import type { IpvsServiceState } from '../ipvs/types.ts';
+import { AlternatingList } from '../delta-list.ts';
 import { ipvsServiceKey } from '../sync/keys.ts';
 import { HealthMonitor, type MonitorOptions } from './monitor.ts';
 import { healthApplied, isChecked, probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
@@ -57,6 +58,8 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
   /** Positions in `last` of this node's checked entries, ascending; and the last plan applied out. */
   let checkedAt: number[] = [];
   let out: PlanService[] = [];
+  /** `out`'s arrays, used in turn: a caller keeps only the last plan applied (the syncer's memo). */
+  const lists = new AlternatingList<PlanService>();
   let targets = new Map<string, Target>();
   const health = (id: string) => monitor.health(id);
   return {
@@ -67,10 +70,9 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
       // flipped since, so the checked entries are applied again.
       const at = raw === last ? [] : delta?.from === last && delta.at.every((i) => !checks(last[i]!) && !checks(raw[i]!)) ? delta.at : undefined;
       if (at) {
-        const next = out.slice();
-        for (const i of [...at, ...checkedAt]) next[i] = healthApplied(raw[i]!, o.node, health);
+        const next = lists.patch(out, [...at, ...checkedAt], (i) => healthApplied(raw[i]!, o.node, health)).list;
         last = raw;
-        return (out = next);
+        return (out = next as PlanService[]);
       }
       // The same entries as last time (the agent builds a new array per sync): the targets stand.
       if (raw.length !== last.length || raw.some((s, i) => s !== last[i])) {
@@ -80,7 +82,7 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
       }
       last = raw;
       checkedAt = raw.flatMap((s, i) => (checks(s) ? [i] : []));
-      return (out = withHealth(raw, o.node, health));
+      return (out = lists.whole(withHealth(raw, o.node, health)).list as PlanService[]);
     },
     seedFrom(state) {
       const keys: string[] = [];

@@ -7,6 +7,7 @@
 // confirmation) are frozen the same way without any plan entry: only the key names them.
 import { refKey, type Forwarding, type PlanRealServer, type PlanService } from '../../api/plan.ts';
 import type { ForwardMethod, IpvsDestination, IpvsService, IpvsServiceState } from '../ipvs/types.ts';
+import { AlternatingList } from '../delta-list.ts';
 import { SCHED_FLAG_BITS, SVC_F, TUNNEL_FLAG } from './flags.ts';
 import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey, parseServiceKey, serviceKeyOf } from './keys.ts';
 
@@ -48,6 +49,8 @@ const MAX_PERSISTENCE = 2678400;
 export interface DesiredMemo {
   keys?: string[];
   last?: { plan: readonly PlanService[]; node: string; held: readonly string[]; state: DesiredState };
+  /** The services lists patches are written into, in turn: the caller keeps only the last state's. */
+  lists?: AlternatingList<IpvsServiceState>;
 }
 
 /**
@@ -58,7 +61,7 @@ export interface DesiredMemo {
  * the service keys are the same.
  */
 export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = [], memo?: DesiredMemo): DesiredState {
-  const state = (memo?.last && patch(memo.last, plan, node, held)) ?? build(plan, node, held, memo);
+  const state = (memo?.last && patch(memo.last, plan, node, held, memo.lists ??= new AlternatingList())) ?? build(plan, node, held, memo);
   if (memo) memo.last = { plan, node, held, state };
   return state;
 }
@@ -104,8 +107,10 @@ function build(plan: readonly PlanService[], node: string, held: readonly string
   }
   const keys = memo?.keys && sameKeys(memo.keys, byKey) ? memo.keys : [...byKey.keys()].sort(byString);
   if (memo) memo.keys = keys;
+  const services = keys.map((k) => byKey.get(k)!);
+  memo?.lists?.whole(services);
   return {
-    services: keys.map((k) => byKey.get(k)!),
+    services,
     ownedVips: [...vips].sort(byString),
     owners,
     frozen: [...frozen].sort(byString),
@@ -123,10 +128,10 @@ function build(plan: readonly PlanService[], node: string, held: readonly string
  * change. Not patched: another length, node or hold list, or an entry replaced that did not make
  * its service (frozen, held, or a duplicate of an earlier entry: which one wins depends on order).
  */
-function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanService[], node: string, held: readonly string[]): DesiredState | undefined {
+function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanService[], node: string, held: readonly string[], lists: AlternatingList<IpvsServiceState>): DesiredState | undefined {
   const prev = last.state;
   if (last.node !== node || last.plan.length !== plan.length || !sameList(last.held, held)) return undefined;
-  let services: IpvsServiceState[] | undefined;
+  const states = new Map<number, IpvsServiceState>();
   const keys: string[] = [];
   for (let i = 0; i < plan.length; i++) {
     const was = last.plan[i]!, now = plan[i]!;
@@ -134,11 +139,11 @@ function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanServic
     const r = replacement(was, now, node, prev);
     if (r === undefined) return undefined;
     if (r === 'undirected') continue;
-    services ??= prev.services.slice();
-    services[r.at] = r.state;
+    states.set(r.at, r.state);
     keys.push(r.key);
   }
-  return { ...prev, services: services ?? prev.services, delta: { from: prev.services, keys: keys.sort(byString) } };
+  const services = states.size > 0 ? lists.patch(prev.services, [...states.keys()], (i) => states.get(i)!).list as IpvsServiceState[] : prev.services;
+  return { ...prev, services, delta: { from: prev.services, keys: keys.sort(byString) } };
 }
 
 /** Where `now` replaces `was` in `prev`, with its new state; 'undirected' when neither concerns this node. */
