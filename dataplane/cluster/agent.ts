@@ -14,6 +14,7 @@ import { release } from 'node:os';
 import type { Logger } from 'pino';
 import { compareResourceVersions } from '../../api/agent-report.ts';
 import type { PlanService } from '../../api/plan.ts';
+import type { ListDelta } from '../delta-list.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { realClock, type Clock, type Timer } from '../../kube/clock.ts';
 import { Informer } from '../../kube/informer.ts';
@@ -75,7 +76,10 @@ export interface ClusterAgentOptions {
 
 export interface ClusterAgent {
   run(signal: AbortSignal): Promise<void>;
-  /** The plan the sync loop programs now, gated (this node's share is picked by the syncer). */
+  /**
+   * The plan the sync loop programs now, gated (this node's share is picked by the syncer). Read
+   * it at once: the list is rewritten in place two syncs later (../delta-list.ts).
+   */
   plan(): PlanService[];
   /** Health checks of this node's checked services (for /metrics). */
   readonly health: AgentHealth;
@@ -96,6 +100,8 @@ interface Snapshot {
   /** The newest plan-slice change the informer had applied when the plan was read (see sliceRv). */
   rv: string;
   services: PlanService[];
+  /** Where `services` differs from the last snapshot's, when known (the syncer's planDelta). */
+  servicesDelta: ListDelta<PlanService> | undefined;
   /** Canonical keys held without a plan entry (book and guard). */
   held: string[];
   keyOwners: ReadonlyMap<string, KeyOwner>;
@@ -202,7 +208,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const gated = gating.map(bookList.update(book, index.takeChanges(), bookCache), gates);
     const services = health.apply(gated.list, gated.delta);
     // Only frozen owners hold keys without a plan entry (bookHeld over their part of the book).
-    current = { rv: reportRv, services, held: [...unusable.flatMap((o) => o.held).map(canonicalKey), ...g.held], keyOwners, frozen };
+    current = { rv: reportRv, services, servicesDelta: health.delta(), held: [...unusable.flatMap((o) => o.held).map(canonicalKey), ...g.held], keyOwners, frozen };
     return current;
   }
 
@@ -231,6 +237,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     retiringVips: recordedVips(record),
     plan: () => decide().services,
     held: () => current?.held ?? [],
+    planDelta: () => current?.servicesDelta,
     vips: device,
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),

@@ -4,7 +4,7 @@
 // service key, for AgentReports and `lvs-agent show`).
 import type { PlanService } from '../../api/plan.ts';
 import type { IpvsServiceState } from '../ipvs/types.ts';
-import { AlternatingList } from '../delta-list.ts';
+import { AlternatingList, type ListDelta } from '../delta-list.ts';
 import { ipvsServiceKey } from '../sync/keys.ts';
 import { HealthMonitor, type MonitorOptions } from './monitor.ts';
 import { healthApplied, isChecked, probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
@@ -37,7 +37,9 @@ export interface AgentHealth {
    * `delta.from` only at `delta.at` — when that is the last plan applied and no checked entry
    * came or went there, only those positions and the checked entries are looked at.
    */
-  apply(raw: readonly PlanService[], delta?: { from: readonly PlanService[]; at: readonly number[] }): PlanService[];
+  apply(raw: readonly PlanService[], delta?: ListDelta<PlanService>): PlanService[];
+  /** Where the last apply's plan differs from the one before it; undefined when it was made whole. */
+  delta(): ListDelta<PlanService> | undefined;
   /** Destinations the kernel holds at weight > 0 now start up (call before the first sync). */
   seedFrom(state: readonly IpvsServiceState[]): void;
   endSeed(): void;
@@ -60,6 +62,7 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
   let out: PlanService[] = [];
   /** `out`'s arrays, used in turn: a caller keeps only the last plan applied (the syncer's memo). */
   const lists = new AlternatingList<PlanService>();
+  let applied: ListDelta<PlanService> | undefined;
   let targets = new Map<string, Target>();
   const health = (id: string) => monitor.health(id);
   return {
@@ -70,9 +73,10 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
       // flipped since, so the checked entries are applied again.
       const at = raw === last ? [] : delta?.from === last && delta.at.every((i) => !checks(last[i]!) && !checks(raw[i]!)) ? delta.at : undefined;
       if (at) {
-        const next = lists.patch(out, [...at, ...checkedAt], (i) => healthApplied(raw[i]!, o.node, health)).list;
+        const next = lists.patch(out, [...at, ...checkedAt], (i) => healthApplied(raw[i]!, o.node, health));
         last = raw;
-        return (out = next as PlanService[]);
+        applied = next.delta;
+        return (out = next.list as PlanService[]);
       }
       // The same entries as last time (the agent builds a new array per sync): the targets stand.
       if (raw.length !== last.length || raw.some((s, i) => s !== last[i])) {
@@ -82,7 +86,11 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
       }
       last = raw;
       checkedAt = raw.flatMap((s, i) => (checks(s) ? [i] : []));
+      applied = undefined;
       return (out = lists.whole(withHealth(raw, o.node, health)).list as PlanService[]);
+    },
+    delta() {
+      return applied;
     },
     seedFrom(state) {
       const keys: string[] = [];

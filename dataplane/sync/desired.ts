@@ -7,7 +7,7 @@
 // confirmation) are frozen the same way without any plan entry: only the key names them.
 import { refKey, type Forwarding, type PlanRealServer, type PlanService } from '../../api/plan.ts';
 import type { ForwardMethod, IpvsDestination, IpvsService, IpvsServiceState } from '../ipvs/types.ts';
-import { AlternatingList } from '../delta-list.ts';
+import { AlternatingList, type ListDelta } from '../delta-list.ts';
 import { SCHED_FLAG_BITS, SVC_F, TUNNEL_FLAG } from './flags.ts';
 import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey, parseServiceKey, serviceKeyOf } from './keys.ts';
 
@@ -58,10 +58,11 @@ export interface DesiredMemo {
  * has no entry for them. A plan entry with a held key is not built (the hold wins) and is reported.
  * `memo`: the last call's plan and result; a plan that only replaced entries by others of the same
  * service is patched (patch()), otherwise built whole, with the last sorted key order reused while
- * the service keys are the same.
+ * the service keys are the same. `delta`: where `plan` differs from `delta.from`; when that is the
+ * last call's plan, a patch looks only there.
  */
-export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = [], memo?: DesiredMemo): DesiredState {
-  const state = (memo?.last && patch(memo.last, plan, node, held, memo.lists ??= new AlternatingList())) ?? build(plan, node, held, memo);
+export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = [], memo?: DesiredMemo, delta?: ListDelta<PlanService>): DesiredState {
+  const state = (memo?.last && patch(memo.last, plan, node, held, memo.lists ??= new AlternatingList(), delta)) ?? build(plan, node, held, memo);
   if (memo) memo.last = { plan, node, held, state };
   return state;
 }
@@ -128,12 +129,15 @@ function build(plan: readonly PlanService[], node: string, held: readonly string
  * change. Not patched: another length, node or hold list, or an entry replaced that did not make
  * its service (frozen, held, or a duplicate of an earlier entry: which one wins depends on order).
  */
-function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanService[], node: string, held: readonly string[], lists: AlternatingList<IpvsServiceState>): DesiredState | undefined {
+function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanService[], node: string, held: readonly string[], lists: AlternatingList<IpvsServiceState>, delta: ListDelta<PlanService> | undefined): DesiredState | undefined {
   const prev = last.state;
   if (last.node !== node || last.plan.length !== plan.length || !sameList(last.held, held)) return undefined;
   const states = new Map<number, IpvsServiceState>();
   const keys: string[] = [];
-  for (let i = 0; i < plan.length; i++) {
+  // Told where the plan changed since the last call: only there, not a walk over every entry.
+  const positions = delta?.from === last.plan ? delta.at : undefined;
+  for (let k = 0; k < (positions ?? plan).length; k++) {
+    const i = positions ? positions[k]! : k;
     const was = last.plan[i]!, now = plan[i]!;
     if (was === now) continue;
     const r = replacement(was, now, node, prev);

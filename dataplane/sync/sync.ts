@@ -21,6 +21,7 @@
 import type { Logger } from 'pino';
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { PlanService } from '../../api/plan.ts';
+import type { ListDelta } from '../delta-list.ts';
 import type { IpvsKernel, IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { refusedVips, withRefusals, type Refusal } from './adoption.ts';
 import { applyOps } from './apply.ts';
@@ -58,6 +59,11 @@ export interface SyncerOptions {
    * so both describe one snapshot.
    */
   held?: () => readonly string[];
+  /**
+   * Called right after plan(): where that plan differs from `from`, an earlier plan, when the
+   * source knows (the cluster agent does); desiredState then looks only there.
+   */
+  planDelta?: () => ListDelta<PlanService> | undefined;
   /** Drain deadlines and backoff are measured on clock.now(), the monotonic timeline. */
   clock?: Clock;
   /** When given, owned VIPs are bound on it after their services exist and unbound once retired. */
@@ -149,7 +155,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   async function syncOnce(): Promise<SyncResult> {
     const summary: SyncSummary = { ops: 0, draining: draining.size, problems: [], retiring: [...retiring].sort(byString) };
     const now = clock.now();
-    const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? [], memo);
+    const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? [], memo, opts.planDelta?.());
     summary.problems = planned.problems;
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
     const scope = scopeOfPlanned(planned);

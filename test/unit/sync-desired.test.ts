@@ -142,7 +142,11 @@ test('with the memo, a plan that only replaced entries is patched, and equals a 
   // `base` only has real servers moved; each other change lasts one round, so patches resume.
   let base = Array.from({ length: 30 }, (_, i) => entry(i, 1));
   const memo: DesiredMemo = {};
+  // Told where each plan changed (the cluster agent's planDelta): the same states.
+  const told: DesiredMemo = {};
   let last = desiredState(base, 'node-a', [], memo);
+  let lastPlan = base;
+  desiredState(base, 'node-a', [], told);
   let patched = 0, built = 0;
   for (let round = 0; round < 300; round++) {
     const i = Math.floor(r() * base.length), x = r(), gen = round + 2;
@@ -156,6 +160,9 @@ test('with the memo, a plan that only replaced entries is patched, and equals a 
     else if (x < 0.95) held = [`TCP/203.0.113.10:${1000 + i}`];
     else { plan.push(plan[i]!); base = plan; } // a duplicate that stays: moves of either are patched
     const got = desiredState(plan, 'node-a', held, memo);
+    const at = plan.length === lastPlan.length ? plan.flatMap((s, j) => (s === lastPlan[j] ? [] : [j])) : [];
+    assert.equal(desiredState(plan, 'node-a', held, told, { from: lastPlan, at }).services, got.services, `round ${round}: with the delta`);
+    lastPlan = plan;
     const { delta, ...rest } = got;
     assert.equal(rest, desiredState(plan, 'node-a', held), `round ${round}`);
     if (delta) {
@@ -168,6 +175,22 @@ test('with the memo, a plan that only replaced entries is patched, and equals a 
     last = got;
   }
   assert.ok(patched > 100 && built > 20, `both paths taken (patched ${patched}, built ${built})`);
+});
+
+test('with a delta for the last plan, a patch looks only at its positions', () => {
+  const entry = (port: number, last: string) => planService({ port, realServers: [rs(`10.0.0.${last}`, 8080)] });
+  const memo: DesiredMemo = {};
+  const one = [entry(80, '1'), entry(81, '1'), entry(82, '1')];
+  desiredState(one, 'node-a', [], memo);
+  const two = [one[0]!, entry(81, '2'), entry(82, '2')];
+  // The delta names position 1 only: position 2 is not looked at (the source vouches for the rest).
+  const d = desiredState(two, 'node-a', [], memo, { from: one, at: [1] });
+  assert.equal(d.services.map((s) => s.destinations[0]!.address), ['10.0.0.1', '10.0.0.2', '10.0.0.1']);
+  assert.equal(d.delta!.keys, ['TCP/203.0.113.10:81']);
+  // A delta from another plan than the last one is not used: every entry is compared.
+  const three = [one[0]!, two[1]!, entry(82, '3')];
+  const e = desiredState(three, 'node-a', [], memo, { from: one, at: [] });
+  assert.equal(e.services.map((s) => s.destinations[0]!.address), ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
 });
 
 test.run();
