@@ -14,6 +14,7 @@ import { release } from 'node:os';
 import type { Logger } from 'pino';
 import { compareResourceVersions } from '../../api/agent-report.ts';
 import type { PlanService } from '../../api/plan.ts';
+import type { ListDelta } from '../delta-list.ts';
 import type { KubeApi } from '../../kube/api.ts';
 import { realClock, type Clock, type Timer } from '../../kube/clock.ts';
 import { Informer } from '../../kube/informer.ts';
@@ -35,7 +36,8 @@ import { createAgentHealth, type AgentHealth } from '../health/agent-health.ts';
 import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
 import { createRealServerPass } from './realserver-pass.ts';
-import { gateServices, localRealServers, preparedByNode, preparedEntries, realServersUnaffected, wantedEntries, type LocalRealServer } from './realservers.ts';
+import { BookList, MappedList } from './plan-list.ts';
+import { gateService, localRealServers, preparedByNode, preparedEntries, realServersUnaffected, wantedEntries, type LocalRealServer } from './realservers.ts';
 import { createReportWriter } from './report-writer.ts';
 import type { Member } from '../announce/election.ts';
 import { startClusterHa, type ClusterHa, type ClusterHaSettings } from './ha.ts';
@@ -74,7 +76,10 @@ export interface ClusterAgentOptions {
 
 export interface ClusterAgent {
   run(signal: AbortSignal): Promise<void>;
-  /** The plan the sync loop programs now, gated (this node's share is picked by the syncer). */
+  /**
+   * The plan the sync loop programs now, gated (this node's share is picked by the syncer). Read
+   * it at once: the list is rewritten in place two syncs later (../delta-list.ts).
+   */
   plan(): PlanService[];
   /** Health checks of this node's checked services (for /metrics). */
   readonly health: AgentHealth;
@@ -95,6 +100,8 @@ interface Snapshot {
   /** The newest plan-slice change the informer had applied when the plan was read (see sliceRv). */
   rv: string;
   services: PlanService[];
+  /** Where `services` differs from the last snapshot's, when known (the syncer's planDelta). */
+  servicesDelta: ListDelta<PlanService> | undefined;
   /** Canonical keys held without a plan entry (book and guard). */
   held: string[];
   keyOwners: ReadonlyMap<string, KeyOwner>;
@@ -155,9 +162,12 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   /** The plan book, re-read per owner whose slices changed (./plan-book.ts). */
   const index = new PlanBookIndex(opts.node);
   const bookCache = index.cache;
+  const bookList = new BookList();
+  const gating = new MappedList(gateService);
 
   function readBook(): PlanBook {
-    return index.read(slices.list(), recorded);
+    // The slices the informer's events named since the last read, not every slice (mark() notes them).
+    return index.readNoted(() => slices.list(), recorded);
   }
 
   function at(name: 'release' | 'rsRelease' | 'rsRetry' | 'report', when: number | undefined, fn: () => void): void {
@@ -187,14 +197,18 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     // A plan the controller is rewriting is incomplete, not wrong: its last good plan stays in the
     // kernel, and this node reports itself synced only below the rewrite's first slice, so the
     // controller shows it Waiting, not Frozen. Anything else unusable is reported frozen.
-    const unusable = [...book.owners.values()].filter((o) => o.frozen);
+    const unusable = index.frozenOwners();
     latency.syncStarts(new Set(unusable.map((o) => o.uid)));
     const { synced: reportRv, frozenOwners } = belowRewrites(rv, unusable);
     const frozen = frozenOwners.map((o) => ({ owner: { uid: o.uid, virtualServer: o.virtualServer }, message: o.frozen! }));
     for (const k of g.held) frozen.push({ owner: keyOwners.get(k)!, message: g.message! });
     if (g.held.length > 0) log.warn({ op: 'guard', held: g.held.length, releaseAt: g.releaseAt }, g.message!);
-    const services = health.apply(gateServices(bookServices(book, bookCache), gates));
-    current = { rv: reportRv, services, held: [...bookHeld(book).map(canonicalKey), ...g.held], keyOwners, frozen };
+    // In proportion to the change: the book's list patched where owners were re-read, gated and
+    // health-applied again only there (./plan-list.ts).
+    const gated = gating.map(bookList.update(book, index.takeChanges(), bookCache), gates);
+    const services = health.apply(gated.list, gated.delta);
+    // Only frozen owners hold keys without a plan entry (bookHeld over their part of the book).
+    current = { rv: reportRv, services, servicesDelta: health.delta(), held: [...unusable.flatMap((o) => o.held).map(canonicalKey), ...g.held], keyOwners, frozen };
     return current;
   }
 
@@ -223,6 +237,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     retiringVips: recordedVips(record),
     plan: () => decide().services,
     held: () => current?.held ?? [],
+    planDelta: () => current?.servicesDelta,
     vips: device,
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
@@ -386,8 +401,8 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const next = preparedByNode([obj], gates);
     const node = obj.metadata.name;
     const was = gates.get(node), now = next.get(node);
-    gates = next;
-    if (was?.size !== now?.size || [...(now ?? [])].some((k) => !was!.has(k))) loop.markDirty();
+    // Kept while equal (our own report comes back after every sync): gating is re-done where the gates are new.
+    if (was?.size !== now?.size || [...(now ?? [])].some((k) => !was!.has(k))) { gates = next; loop.markDirty(); }
   }
 
   // A plan change marks the sync loop, and the real-server pass unless it cannot matter to it; both
@@ -398,6 +413,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     // measuring them from their change time would count the restart (kube-proxy does not record
     // its initial sync either). Changes from then on, relists included, are measured.
     if (deleted) latency.deleted(obj.metadata.name); else if (slices.synced) latency.seen(obj.metadata);
+    index.note(obj, deleted);
     const rv = obj.metadata.resourceVersion ?? '';
     if (compareResourceVersions(rv, sliceRv) !== -1) sliceRv = rv;
     loop.markDirty();

@@ -193,8 +193,62 @@ export class PlanBookIndex {
     this.node = node;
   }
 
+  /** Slice key → the object an informer event gave since the last read (null: deleted). */
+  #noted = new Map<string, unknown>();
+
+  /** An informer event for one slice: readNoted() looks only at the slices events named. */
+  note(obj: unknown, deleted = false): void {
+    this.#noted.set(sliceKey(obj), deleted ? null : obj);
+  }
+
+  /**
+   * read() of the informer's list, looking only at the slices noted since the last read, not at
+   * every slice: the informer emits an event for every change, relists included. The first read
+   * walks `list()` (events before it may have been missed).
+   */
+  readNoted(list: () => readonly unknown[], recorded: ReadonlyMap<string, RecordedOwner>): PlanBook {
+    if (this.#reads === 0) return this.read(list(), recorded);
+    const read = ++this.#reads;
+    const dirty = new Set<string>();
+    for (const [key, obj] of this.#noted) {
+      const had = this.#slices.get(key);
+      if (obj !== null) { if (had?.obj !== obj) this.#place(key, obj, had, read, dirty); continue; }
+      if (!had) continue;
+      this.#slices.delete(key);
+      dirty.add(had.uid);
+      this.#leave(had.uid, key);
+    }
+    this.#noted.clear();
+    return this.#reread(dirty, recorded);
+  }
+
   read(objects: readonly unknown[], recorded: ReadonlyMap<string, RecordedOwner>): PlanBook {
-    const dirty = this.#changedOwners(objects);
+    // The walk sees every slice as it is now: what events said before is in it.
+    this.#noted.clear();
+    return this.#reread(this.#changedOwners(objects), recorded);
+  }
+
+  /** Owners re-read since the last takeChanges(), and whether the owners' order changed (BookList's input). */
+  #touched = new Set<string>();
+  #reordered = false;
+
+  /** Uids of the owners whose plan is unusable (frozen). */
+  #frozen = new Set<string>();
+
+  /** The book's frozen owners in book order, without walking the book. */
+  frozenOwners(): BookOwner[] {
+    return [...this.#frozen].map((uid) => this.#owners.get(uid)!).sort(byOwnerName);
+  }
+
+  takeChanges(): { owners: ReadonlySet<string>; reordered: boolean } {
+    const c = { owners: this.#touched, reordered: this.#reordered };
+    this.#touched = new Set();
+    this.#reordered = false;
+    return c;
+  }
+
+  /** The book with the `dirty` owners read again. */
+  #reread(dirty: Set<string>, recorded: ReadonlyMap<string, RecordedOwner>): PlanBook {
     // The record names the keys of owners frozen without a plan: a new one re-reads them.
     if (recorded !== this.#recorded) for (const o of this.#owners.values()) if (!o.plan) dirty.add(o.uid);
     this.#recorded = recorded;
@@ -204,6 +258,7 @@ export class PlanBookIndex {
       const group = this.#groups.get(uid);
       if (!group) {
         this.#owners.delete(uid);
+        this.#frozen.delete(uid);
         this.#memory.delete(uid);
         this.cache.assembled.delete(uid);
         if (this.#contributions.delete(uid)) this.#directed = undefined;
@@ -214,9 +269,12 @@ export class PlanBookIndex {
       if (o.plan) this.#memory.set(uid, o.plan); else this.#memory.delete(uid);
       if (!was || was.virtualServer !== o.virtualServer) resort = true;
       this.#owners.set(uid, o);
+      if (o.frozen) this.#frozen.add(uid); else this.#frozen.delete(uid);
       const c = this.#contribution(o);
       if (this.#contributions.get(uid) !== c) { this.#contributions.set(uid, c); this.#directed = undefined; }
     }
+    for (const uid of dirty) this.#touched.add(uid);
+    if (resort) this.#reordered = true;
     if (resort) { this.#owners = new Map([...this.#owners.values()].sort(byOwnerName).map((o) => [o.uid, o])); this.#directed = undefined; }
     // Not copies: the book read is valid until the next read (the agent uses each at once).
     return { owners: this.#owners, lastGood: this.#memory };
@@ -256,15 +314,8 @@ export class PlanBookIndex {
           had.seen = read;
           if (had.obj === obj) continue;
         }
-        dirty.add(had.uid);
       }
-      const uid = readSliceCached(obj, this.cache).owner.uid;
-      if (had && had.uid !== uid) this.#leave(had.uid, key);
-      dirty.add(uid);
-      this.#slices.set(key, { obj, uid, seen: read, seq: had?.seq ?? this.#seq++ });
-      let g = this.#groups.get(uid);
-      if (!g) this.#groups.set(uid, (g = new Map()));
-      g.set(key, obj);
+      this.#place(key, obj, had, read, dirty);
     }
     // Every slice of the last read found again: nothing was deleted (no walk over all of them).
     if (found === before) return dirty;
@@ -275,6 +326,18 @@ export class PlanBookIndex {
       this.#leave(s.uid, key);
     }
     return dirty;
+  }
+
+  /** A slice new or replaced (`had`: what its key held): it joins its owner's group; both owners are dirty. */
+  #place(key: string, obj: unknown, had: { uid: string; seq: number } | undefined, read: number, dirty: Set<string>): void {
+    if (had) dirty.add(had.uid);
+    const uid = readSliceCached(obj, this.cache).owner.uid;
+    if (had && had.uid !== uid) this.#leave(had.uid, key);
+    dirty.add(uid);
+    this.#slices.set(key, { obj, uid, seen: read, seq: had?.seq ?? this.#seq++ });
+    let g = this.#groups.get(uid);
+    if (!g) this.#groups.set(uid, (g = new Map()));
+    g.set(key, obj);
   }
 
   #leave(uid: string, key: string): void {

@@ -38,21 +38,24 @@ const gatedCache = new WeakMap<PlanService, { closed: string; out: PlanService }
 
 /** The services with weight 0 for every gated real server (on a node, not yet reported prepared). */
 export function gateServices(services: readonly PlanService[], prepared: PreparedByNode): PlanService[] {
-  return services.map((s) => {
-    if (!needsPreparation(s)) return s;
-    const shut = new Set<number>();
-    s.realServers.forEach((r, i) => {
-      if (r.node === undefined || r.weight === 0) return;
-      if (!prepared.get(r.node)?.has(preparedKey({ address: r.address, vip: s.vip, forwarding: s.forwarding }))) shut.add(i);
-    });
-    if (shut.size === 0) return s;
-    const closed = [...shut].join();
-    const hit = gatedCache.get(s);
-    if (hit?.closed === closed) return hit.out;
-    const out = { ...s, realServers: s.realServers.map((r, i) => (shut.has(i) ? { ...r, weight: 0 } : r)) };
-    gatedCache.set(s, { closed, out });
-    return out;
+  return services.map((s) => gateService(s, prepared));
+}
+
+/** gateServices() of one entry. */
+export function gateService(s: PlanService, prepared: PreparedByNode): PlanService {
+  if (!needsPreparation(s)) return s;
+  const shut = new Set<number>();
+  s.realServers.forEach((r, i) => {
+    if (r.node === undefined || r.weight === 0) return;
+    if (!prepared.get(r.node)?.has(preparedKey({ address: r.address, vip: s.vip, forwarding: s.forwarding }))) shut.add(i);
   });
+  if (shut.size === 0) return s;
+  const closed = [...shut].join();
+  const hit = gatedCache.get(s);
+  if (hit?.closed === closed) return hit.out;
+  const out = { ...s, realServers: s.realServers.map((r, i) => (shut.has(i) ? { ...r, weight: 0 } : r)) };
+  gatedCache.set(s, { closed, out });
+  return out;
 }
 
 export interface LocalRealServer {

@@ -4,9 +4,10 @@
 // service key, for AgentReports and `lvs-agent show`).
 import type { PlanService } from '../../api/plan.ts';
 import type { IpvsServiceState } from '../ipvs/types.ts';
+import { AlternatingList, type ListDelta } from '../delta-list.ts';
 import { ipvsServiceKey } from '../sync/keys.ts';
 import { HealthMonitor, type MonitorOptions } from './monitor.ts';
-import { probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
+import { healthApplied, isChecked, probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
 
 /** The monitor's options (onChange: a real server went up or down — sync and report), plus: */
 export interface AgentHealthOptions extends MonitorOptions {
@@ -31,8 +32,14 @@ export interface RealServerHealth {
 
 export interface AgentHealth {
   readonly monitor: HealthMonitor;
-  /** The plan with health applied; the monitor follows its targets. */
-  apply(raw: readonly PlanService[]): PlanService[];
+  /**
+   * The plan with health applied; the monitor follows its targets. `delta`: `raw` differs from
+   * `delta.from` only at `delta.at` — when that is the last plan applied and no checked entry
+   * came or went there, only those positions and the checked entries are looked at.
+   */
+  apply(raw: readonly PlanService[], delta?: ListDelta<PlanService>): PlanService[];
+  /** Where the last apply's plan differs from the one before it; undefined when it was made whole. */
+  delta(): ListDelta<PlanService> | undefined;
   /** Destinations the kernel holds at weight > 0 now start up (call before the first sync). */
   seedFrom(state: readonly IpvsServiceState[]): void;
   endSeed(): void;
@@ -50,18 +57,40 @@ export interface AgentHealth {
 export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
   const monitor = new HealthMonitor(o);
   let last: readonly PlanService[] = [];
+  /** Positions in `last` of this node's checked entries, ascending; and the last plan applied out. */
+  let checkedAt: number[] = [];
+  let out: PlanService[] = [];
+  /** `out`'s arrays, used in turn: a caller keeps only the last plan applied (the syncer's memo). */
+  const lists = new AlternatingList<PlanService>();
+  let applied: ListDelta<PlanService> | undefined;
   let targets = new Map<string, Target>();
+  const health = (id: string) => monitor.health(id);
   return {
     monitor,
-    apply(raw) {
+    apply(raw, delta) {
+      const checks = (s: PlanService) => isChecked(s, o.node);
+      // Only unchecked entries replaced: targets and checked positions stand; health may have
+      // flipped since, so the checked entries are applied again.
+      const at = raw === last ? [] : delta?.from === last && delta.at.every((i) => !checks(last[i]!) && !checks(raw[i]!)) ? delta.at : undefined;
+      if (at) {
+        const next = lists.patch(out, [...at, ...checkedAt], (i) => healthApplied(raw[i]!, o.node, health));
+        last = raw;
+        applied = next.delta;
+        return (out = next.list as PlanService[]);
+      }
       // The same entries as last time (the agent builds a new array per sync): the targets stand.
       if (raw.length !== last.length || raw.some((s, i) => s !== last[i])) {
         targets = targetsOf(raw, o.node);
         if (o.successThreshold) for (const t of targets.values()) t.thresholds.successThreshold = o.successThreshold;
         monitor.setTargets(targets);
-        last = raw;
       }
-      return withHealth(raw, o.node, (id) => monitor.health(id));
+      last = raw;
+      checkedAt = raw.flatMap((s, i) => (checks(s) ? [i] : []));
+      applied = undefined;
+      return (out = lists.whole(withHealth(raw, o.node, health)).list as PlanService[]);
+    },
+    delta() {
+      return applied;
     },
     seedFrom(state) {
       const keys: string[] = [];
@@ -76,8 +105,9 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
     firstRound: () => monitor.firstRound(),
     states() {
       const out: RealServerHealth[] = [];
-      for (const s of last) {
-        if (!s.healthCheck || !s.directors.includes(o.node)) continue;
+      for (const i of checkedAt) {
+        const s = last[i]!;
+        if (!isChecked(s, o.node)) continue;
         for (const rs of s.realServers) {
           let probe;
           try { probe = probeOf(s.healthCheck, rs); } catch { continue; }

@@ -41,7 +41,7 @@ export function probeId(p: Probe): string {
 
 /** This node's checked services, for the loops below. */
 function* checked(plan: readonly PlanService[], node: string): Generator<PlanService & { healthCheck: PlanHealthCheck }> {
-  for (const s of plan) if (s.healthCheck && s.directors.includes(node)) yield s as PlanService & { healthCheck: PlanHealthCheck };
+  for (const s of plan) if (isChecked(s, node)) yield s;
 }
 
 /** Every target this node must check, by id. Real servers with unusable addresses are skipped (desired.ts reports them). */
@@ -71,27 +71,35 @@ export function targetsOf(plan: readonly PlanService[], node: string): Map<strin
  * object as before, so unchanged services cost nothing downstream.
  */
 export function withHealth(plan: readonly PlanService[], node: string, health: (id: string) => Health | undefined): PlanService[] {
-  return plan.map((s) => {
-    if (!s.healthCheck || !s.directors.includes(node)) return s;
-    const hc = s.healthCheck;
-    // Per real server: kept as it is (k), made Draining (d) or left out (-).
-    let seen = '';
-    for (const rs of s.realServers) {
-      let up = false;
-      try { up = health(probeId(probeOf(hc, rs)))?.up ?? false; } catch { seen += 'k'; continue; }
-      seen += up ? 'k' : hc.onFailure === 'Quiesce' ? (rs.state === 'Draining' ? 'k' : 'd') : '-';
-    }
-    const hit = applied.get(s);
-    if (hit?.seen === seen) return hit.out;
-    const realServers: PlanRealServer[] = [];
-    s.realServers.forEach((rs, i) => {
-      if (seen[i] === 'k') realServers.push(rs);
-      else if (seen[i] === 'd') realServers.push({ ...rs, state: 'Draining' });
-    });
-    const out = { ...s, realServers };
-    applied.set(s, { seen, out });
-    return out;
+  return plan.map((s) => healthApplied(s, node, health));
+}
+
+/** A plan entry this node checks: withHealth() may change it, targetsOf() probes it. */
+export function isChecked(s: PlanService, node: string): s is PlanService & { healthCheck: PlanHealthCheck } {
+  return s.healthCheck !== undefined && s.directors.includes(node);
+}
+
+/** withHealth() of one entry. */
+export function healthApplied(s: PlanService, node: string, health: (id: string) => Health | undefined): PlanService {
+  if (!isChecked(s, node)) return s;
+  const hc = s.healthCheck;
+  // Per real server: kept as it is (k), made Draining (d) or left out (-).
+  let seen = '';
+  for (const rs of s.realServers) {
+    let up = false;
+    try { up = health(probeId(probeOf(hc, rs)))?.up ?? false; } catch { seen += 'k'; continue; }
+    seen += up ? 'k' : hc.onFailure === 'Quiesce' ? (rs.state === 'Draining' ? 'k' : 'd') : '-';
+  }
+  const hit = applied.get(s);
+  if (hit?.seen === seen) return hit.out;
+  const realServers: PlanRealServer[] = [];
+  s.realServers.forEach((rs, i) => {
+    if (seen[i] === 'k') realServers.push(rs);
+    else if (seen[i] === 'd') realServers.push({ ...rs, state: 'Draining' });
   });
+  const out = { ...s, realServers };
+  applied.set(s, { seen, out });
+  return out;
 }
 
 /** withHealth()'s result per plan entry while the same real servers are up: the same object (a sync rebuilds only new objects). */

@@ -15,7 +15,7 @@
 // restart does not flap). If its address shows up on another device too, nothing on it is touched
 // any more — its services are frozen as found, it stays bound — and it is reported: doubt freezes.
 import type { IpvsServiceState } from '../ipvs/types.ts';
-import type { DesiredState, Problem } from './desired.ts';
+import { indexOf, type DesiredState, type Problem } from './desired.ts';
 import { byString, canonicalAddress, ipvsServiceKey, parseServiceKey } from './keys.ts';
 
 export interface AdoptionInput {
@@ -90,9 +90,13 @@ export function withRefusals(want: DesiredState, refusals: ReadonlyMap<string, R
     const r = s.service.fwmark ? undefined : refusals.get(canonicalAddress(s.service.address));
     if (r?.ours) frozen.add(ipvsServiceKey(s.service));
   }
+  const services = want.services.filter((s) => !refusals.has(canonicalAddress(s.service.address)));
   return {
     ...want,
-    services: want.services.filter((s) => !refusals.has(canonicalAddress(s.service.address))),
+    services,
+    index: indexOf(services),
+    // Filtered: no longer the patch of the last state's services.
+    delta: undefined,
     ownedVips: want.ownedVips.filter((v) => refusals.get(v)?.ours ?? true),
     frozen: [...frozen].sort(byString),
     problems,

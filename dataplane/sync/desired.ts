@@ -7,6 +7,7 @@
 // confirmation) are frozen the same way without any plan entry: only the key names them.
 import { refKey, type Forwarding, type PlanRealServer, type PlanService } from '../../api/plan.ts';
 import type { ForwardMethod, IpvsDestination, IpvsService, IpvsServiceState } from '../ipvs/types.ts';
+import { AlternatingList, type ListDelta } from '../delta-list.ts';
 import { SCHED_FLAG_BITS, SVC_F, TUNNEL_FLAG } from './flags.ts';
 import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey, parseServiceKey, serviceKeyOf } from './keys.ts';
 
@@ -28,6 +29,14 @@ export interface DesiredState {
   /** Keys of services to leave untouched in the kernel: their plan entry is invalid, or they are held. */
   frozen: string[];
   problems: Problem[];
+  /** Service key → its position in `services`. Never modified: a patched state shares it. */
+  index: ReadonlyMap<string, number>;
+  /**
+   * Set when this state was patched from the last call's (see patch()): `keys` (sorted) are the
+   * services whose state object differs from the one in `from`, that call's services; every other
+   * entry is the very object `from` holds, and no key came or went.
+   */
+  delta?: { from: readonly IpvsServiceState[]; keys: string[] };
 }
 
 const FORWARD: Record<Forwarding, ForwardMethod> = { NAT: 'masq', DR: 'droute', TUN: 'tunnel' };
@@ -36,17 +45,29 @@ const TUNNEL_TYPES = new Set(['ipip', 'gue', 'gre']);
 /** ipvsadm's upper bound for -p (one month), also the CRD's. */
 const MAX_PERSISTENCE = 2678400;
 
-/** What one desiredState() keeps for the next (the syncer's): the sorted service keys. */
+/** What one desiredState() keeps for the next (the syncer's): the sorted service keys, the last call. */
 export interface DesiredMemo {
   keys?: string[];
+  last?: { plan: readonly PlanService[]; node: string; held: readonly string[]; state: DesiredState };
+  /** The services lists patches are written into, in turn: the caller keeps only the last state's. */
+  lists?: AlternatingList<IpvsServiceState>;
 }
 
 /**
  * `held`: service keys to leave exactly as the kernel has them, their VIPs owned, though the plan
  * has no entry for them. A plan entry with a held key is not built (the hold wins) and is reported.
- * `memo`: with the same service keys as the last call, their sorted order is reused, not re-sorted.
+ * `memo`: the last call's plan and result; a plan that only replaced entries by others of the same
+ * service is patched (patch()), otherwise built whole, with the last sorted key order reused while
+ * the service keys are the same. `delta`: where `plan` differs from `delta.from`; when that is the
+ * last call's plan, a patch looks only there.
  */
-export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = [], memo?: DesiredMemo): DesiredState {
+export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = [], memo?: DesiredMemo, delta?: ListDelta<PlanService>): DesiredState {
+  const state = (memo?.last && patch(memo.last, plan, node, held, memo.lists ??= new AlternatingList(), delta)) ?? build(plan, node, held, memo);
+  if (memo) memo.last = { plan, node, held, state };
+  return state;
+}
+
+function build(plan: readonly PlanService[], node: string, held: readonly string[], memo: DesiredMemo | undefined): DesiredState {
   const byKey = new Map<string, IpvsServiceState>();
   const owners = new Map<string, string>();
   const vips = new Set<string>();
@@ -87,13 +108,69 @@ export function desiredState(plan: readonly PlanService[], node: string, held: r
   }
   const keys = memo?.keys && sameKeys(memo.keys, byKey) ? memo.keys : [...byKey.keys()].sort(byString);
   if (memo) memo.keys = keys;
+  const services = keys.map((k) => byKey.get(k)!);
+  memo?.lists?.whole(services);
   return {
-    services: keys.map((k) => byKey.get(k)!),
+    services,
     ownedVips: [...vips].sort(byString),
     owners,
     frozen: [...frozen].sort(byString),
     problems,
+    index: new Map(keys.map((k, i) => [k, i])),
   };
+}
+
+/**
+ * The last call's state brought to `plan` in proportion to what changed, or undefined when only a
+ * whole build can tell. A walk by identity finds the replaced entries (the callers build a new
+ * array per sync but keep unchanged entries); each must replace a usable entry of the same service
+ * and owner by another usable one — the common change: endpoints moved, weights changed. Then the
+ * owners, VIPs, frozen keys and problems are those of the last call, and only the replaced states
+ * change. Not patched: another length, node or hold list, or an entry replaced that did not make
+ * its service (frozen, held, or a duplicate of an earlier entry: which one wins depends on order).
+ */
+function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanService[], node: string, held: readonly string[], lists: AlternatingList<IpvsServiceState>, delta: ListDelta<PlanService> | undefined): DesiredState | undefined {
+  const prev = last.state;
+  if (last.node !== node || last.plan.length !== plan.length || !sameList(last.held, held)) return undefined;
+  const states = new Map<number, IpvsServiceState>();
+  const keys: string[] = [];
+  // Told where the plan changed since the last call: only there, not a walk over every entry.
+  const positions = delta?.from === last.plan ? delta.at : undefined;
+  for (let k = 0; k < (positions ?? plan).length; k++) {
+    const i = positions ? positions[k]! : k;
+    const was = last.plan[i]!, now = plan[i]!;
+    if (was === now) continue;
+    const r = replacement(was, now, node, prev);
+    if (r === undefined) return undefined;
+    if (r === 'undirected') continue;
+    states.set(r.at, r.state);
+    keys.push(r.key);
+  }
+  const services = states.size > 0 ? lists.patch(prev.services, [...states.keys()], (i) => states.get(i)!).list as IpvsServiceState[] : prev.services;
+  return { ...prev, services, delta: { from: prev.services, keys: keys.sort(byString) } };
+}
+
+/** Where `now` replaces `was` in `prev`, with its new state; 'undirected' when neither concerns this node. */
+function replacement(was: PlanService, now: PlanService, node: string, prev: DesiredState): { at: number; key: string; state: IpvsServiceState } | 'undirected' | undefined {
+  const directed = now.directors.includes(node);
+  if (directed !== was.directors.includes(node)) return undefined;
+  if (!directed) return 'undirected';
+  const a = built(was), b = built(now);
+  if (!a.ok || !b.ok || a.key !== b.key || a.owner !== b.owner) return undefined;
+  if (a.svcProblems.length + b.svcProblems.length + a.destProblems.length + b.destProblems.length > 0) return undefined;
+  const at = prev.index.get(a.key);
+  // The replaced entry must be the one that made the service (not frozen, not shadowed).
+  if (at === undefined || prev.services[at] !== a.state) return undefined;
+  return { at, key: a.key, state: b.state };
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+}
+
+/** Service key → position, for a services list sorted by key (adoption.ts filters one). */
+export function indexOf(services: readonly IpvsServiceState[]): Map<string, number> {
+  return new Map(services.map((s, i) => [ipvsServiceKey(s.service), i]));
 }
 
 type Built =

@@ -18,6 +18,11 @@ export interface SyncedView {
   keys: Map<string, IpvsServiceKey>;
   /** Canonical owned VIPs and frozen keys, joined: a change there calls for a full sync. */
   scope: string;
+  /**
+   * Every desired service of the sync that made or last advanced this view: a desired state
+   * patched from exactly this list (DesiredState.delta) needs only its delta compared (changedIn).
+   */
+  desired?: readonly IpvsServiceState[];
 }
 
 const texts = new WeakMap<IpvsServiceState, string>();
@@ -57,7 +62,7 @@ export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyM
     const id = keys.get(key) ?? known.get(key);
     if (id) keys.set(key, id);
   }
-  return { fingerprints, keys, scope };
+  return { fingerprints, keys, scope, desired };
 }
 
 /**
@@ -65,9 +70,10 @@ export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyM
  * keys brought to their `desired` state (the desired services among them) and to `draining` (after
  * the sync). Every key outside `changed` was neither desired differently nor draining differently
  * (changedServices() put every draining service in `changed`), so its entry stands. Gives what
- * viewOf(every desired service, draining, prev.keys + changed, scope) gives.
+ * viewOf(every desired service, draining, prev.keys + changed, scope) gives. `all`: every desired
+ * service (the view's `desired`).
  */
-export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState[], changed: ReadonlyMap<string, IpvsServiceKey>, draining: ReadonlyMap<string, number>, scope: string): SyncedView {
+export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState[], changed: ReadonlyMap<string, IpvsServiceKey>, draining: ReadonlyMap<string, number>, scope: string, all?: readonly IpvsServiceState[]): SyncedView {
   const stillDraining = new Set<string>();
   for (const dk of draining.keys()) stillDraining.add(drainService(dk));
   const now = new Map<string, IpvsServiceState>();
@@ -83,6 +89,7 @@ export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState
     }
   }
   prev.scope = scope;
+  prev.desired = all;
   return prev;
 }
 
@@ -110,6 +117,25 @@ export function changedServices(prev: SyncedView, desired: readonly IpvsServiceS
   for (const key of prev.fingerprints.keys()) {
     if (!seen.has(key)) out.set(key, prev.keys.get(key)!);
   }
+  return withDraining(out, prev, draining);
+}
+
+/**
+ * changedServices() in proportion to the change, for a desired state patched from `prev.desired`:
+ * only `keys` (the patch's) can differ from the view; no key came or went. `desired` and `index`
+ * are the patched state's services and their positions.
+ */
+export function changedIn(prev: SyncedView, keys: readonly string[], desired: readonly IpvsServiceState[], index: ReadonlyMap<string, number>, draining: ReadonlyMap<string, number>): Map<string, IpvsServiceKey> | undefined {
+  const out = new Map<string, IpvsServiceKey>();
+  for (const key of keys) {
+    const s = desired[index.get(key)!]!;
+    if (prev.fingerprints.get(key) !== fingerprint(s)) out.set(key, serviceIdentity(s.service));
+  }
+  return withDraining(out, prev, draining);
+}
+
+/** `out` plus every service with a destination draining, sorted by key. */
+function withDraining(out: Map<string, IpvsServiceKey>, prev: SyncedView, draining: ReadonlyMap<string, number>): Map<string, IpvsServiceKey> | undefined {
   for (const dk of draining.keys()) {
     const key = drainService(dk);
     const id = out.get(key) ?? prev.keys.get(key);

@@ -21,13 +21,14 @@
 import type { Logger } from 'pino';
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { PlanService } from '../../api/plan.ts';
+import type { ListDelta } from '../delta-list.ts';
 import type { IpvsKernel, IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { refusedVips, withRefusals, type Refusal } from './adoption.ts';
 import { applyOps } from './apply.ts';
 import { desiredState, type DesiredMemo, type DesiredState, type Problem } from './desired.ts';
 import { diff, type SyncOpKind } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
-import { advanceView, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
+import { advanceView, changedIn, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 
 export type { Clock };
 
@@ -58,6 +59,11 @@ export interface SyncerOptions {
    * so both describe one snapshot.
    */
   held?: () => readonly string[];
+  /**
+   * Called right after plan(): where that plan differs from `from`, an earlier plan, when the
+   * source knows (the cluster agent does); desiredState then looks only there.
+   */
+  planDelta?: () => ListDelta<PlanService> | undefined;
   /** Drain deadlines and backoff are measured on clock.now(), the monotonic timeline. */
   clock?: Clock;
   /** When given, owned VIPs are bound on it after their services exist and unbound once retired. */
@@ -132,6 +138,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   let lastFullAt = -Infinity;
   /** What one desiredState() keeps for the next (the sorted keys). */
   const memo: DesiredMemo = {};
+  /** The last scopeOf() and the lists it was made of. */
+  let scopeMemo: { ownedVips: readonly string[]; frozen: readonly string[]; scope: string } | undefined;
+  let ownedMemo: { of: readonly string[]; set: ReadonlySet<string> } | undefined;
   /** The last full sync refused a VIP: partial syncs would not know to leave its services alone. */
   let refusedLast = '';
 
@@ -146,11 +155,11 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   async function syncOnce(): Promise<SyncResult> {
     const summary: SyncSummary = { ops: 0, draining: draining.size, problems: [], retiring: [...retiring].sort(byString) };
     const now = clock.now();
-    const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? [], memo);
+    const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? [], memo, opts.planDelta?.());
     summary.problems = planned.problems;
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
-    const scope = scopeOf(planned.ownedVips, planned.frozen);
-    const changed = partialScope(planned.services, scope, now);
+    const scope = scopeOfPlanned(planned);
+    const changed = partialScope(planned, scope, now);
     if (changed) return partialSync(planned, changed, summary, now, scope);
     summary.read = 'full';
     const errors: SyncError[] = [];
@@ -202,11 +211,27 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     return { kind: 'ok', ...summary };
   }
 
+  /** scopeOf(), again only when the owned VIPs or frozen keys are other lists (a patched state keeps them). */
+  function scopeOfPlanned(p: DesiredState): string {
+    if (scopeMemo?.ownedVips !== p.ownedVips || scopeMemo.frozen !== p.frozen) scopeMemo = { ownedVips: p.ownedVips, frozen: p.frozen, scope: scopeOf(p.ownedVips, p.frozen) };
+    return scopeMemo.scope;
+  }
+
+  /** The owned VIPs as a set, again only for another list (a patched state keeps it). */
+  function ownedSet(ownedVips: readonly string[]): ReadonlySet<string> {
+    if (ownedMemo?.of !== ownedVips) ownedMemo = { of: ownedVips, set: new Set(ownedVips) };
+    return ownedMemo.set;
+  }
+
   /** The services a partial sync would read, or undefined when this sync must be full. */
-  function partialScope(desired: readonly IpvsServiceState[], scope: string, now: number): Map<string, IpvsServiceKey> | undefined {
+  function partialScope(planned: DesiredState, scope: string, now: number): Map<string, IpvsServiceKey> | undefined {
     if (!view || !opts.kernel.readService || now - lastFullAt >= fullIntervalMs) return undefined;
     if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
-    const changed = changedServices(view, desired, draining);
+    const desired = planned.services;
+    // Patched from the very services the view was made of: only the patch's keys can differ.
+    const changed = planned.delta && planned.delta.from === view.desired
+      ? changedIn(view, planned.delta.keys, desired, planned.index, draining)
+      : changedServices(view, desired, draining);
     // Nothing changed and nothing drains: the sync was asked for by something else than a change
     // of desired state (a manifest written again as it was, `apply` again) — read everything back,
     // as a repair. Two requests per service read one by one, against one per service in a dump.
@@ -223,10 +248,14 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     } catch (err) {
       return retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary);
     }
-    const desired = want.services.filter((s) => changed.has(ipvsServiceKey(s.service)));
+    // In key order, as `changed` and want.services are.
+    const desired = [...changed.keys()].flatMap((k) => { const i = want.index.get(k); return i === undefined ? [] : [want.services[i]!]; });
+    // The diff looks up only the VIPs and keys of what was read back: those, not every owned VIP.
+    const owned = ownedSet(want.ownedVips);
     const d = diff({
       desired, kernel: kernelState,
-      ownedVips: want.ownedVips, frozen: want.frozen, draining, now, drainTimeoutMs,
+      ownedVips: kernelState.flatMap((s) => (s.service.fwmark ? [] : [canonicalAddress(s.service.address)])).filter((v) => owned.has(v)),
+      frozen: want.frozen.filter((k) => changed.has(k)), draining, now, drainTimeoutMs,
     });
     summary.ops = d.ops.length;
     const outcome = await applyOps(d.ops, { kernel: opts.kernel, log: log, owners: want.owners });
@@ -237,7 +266,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }));
     if (errors.length > 0) return retry(errors, summary);
     failures = 0;
-    view = advanceView(view!, desired, changed, draining, scope);
+    view = advanceView(view!, desired, changed, draining, scope, want.services);
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size, read: changed.size }, 'kernel synced (partial)');
     let deadline = Infinity;
     for (const since of draining.values()) deadline = Math.min(deadline, since + drainTimeoutMs);

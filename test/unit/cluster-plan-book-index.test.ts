@@ -90,6 +90,9 @@ test('500 random changes: every read equals readPlanBook over the same list', ()
   const r = prng(14);
   const list = new List();
   const index = new PlanBookIndex('n1');
+  // The agent's: told each slice event (as the informer emits them), reading only those.
+  const noted = new PlanBookIndex('n1');
+  let before = new Map<string, unknown>();
   const gens = new Map<string, number>();
   let keys = index.directedKeys();
   let kept = 0;
@@ -107,6 +110,13 @@ test('500 random changes: every read equals readPlanBook over the same list', ()
     const want = readPlanBook(objects, memory, recorded);
     memory = want.lastGood;
     assert.equal(view(index.read(objects, recorded)), view(want), `change ${i}: ${what}`);
+    for (const [k, o] of before) if (!list.items.has(k)) noted.note(o, true);
+    for (const [k, o] of list.items) if (before.get(k) !== o) noted.note(o);
+    before = new Map(list.items);
+    let walked = false;
+    assert.equal(view(noted.readNoted(() => { walked = true; return objects; }, recorded)), view(want), `noted, change ${i}: ${what}`);
+    assert.is(walked, i === 0, `change ${i}: only the first read walks the list`);
+    assert.equal(noted.frozenOwners(), [...want.owners.values()].filter((o) => o.frozen), `frozen owners after change ${i}: ${what}`);
     const now = index.directedKeys();
     assert.equal([...now], [...directedKeys(want, 'n1')], `directed keys after change ${i}: ${what}`);
     if (now === keys) kept++;

@@ -1,6 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { desiredState } from '../../dataplane/sync/desired.ts';
+import type { PlanService } from '../../api/plan.ts';
+import { desiredState, type DesiredMemo } from '../../dataplane/sync/desired.ts';
+import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
 import { planService, rs } from '../lib/sync-fixtures.ts';
 
 const test = suite('sync: desired state');
@@ -125,6 +127,70 @@ test('an unchanged plan entry builds the same state object (partial syncs compar
   assert.ok(next.services[0] !== first.services[0]);
   assert.equal(next.services[0]!.destinations.map((d) => d.address), ['10.0.0.7']);
   assert.equal(desiredState([a], 'node-b').services, [], 'the node is checked on every call, not cached');
+});
+
+test('with the memo, a plan that only replaced entries is patched, and equals a whole build', () => {
+  // Deterministic pseudo-random rounds over 30 entries: real servers moved (the patched case), and
+  // what a patch must hand to a whole build: an entry gone or back, a bad real server, another
+  // director, a duplicate key, a held key; and duplicates that stay while entries move.
+  let seed = 11;
+  const r = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const entry = (i: number, gen: number, over: Partial<PlanService> = {}) => planService({
+    port: 1000 + i, owner: { namespace: 'default', name: `web-${i}`, generation: gen },
+    realServers: [rs(`10.0.${i}.1`, 8080), rs(`10.0.${i}.${2 + (gen % 50)}`, 8080)], ...over,
+  });
+  // `base` only has real servers moved; each other change lasts one round, so patches resume.
+  let base = Array.from({ length: 30 }, (_, i) => entry(i, 1));
+  const memo: DesiredMemo = {};
+  // Told where each plan changed (the cluster agent's planDelta): the same states.
+  const told: DesiredMemo = {};
+  let last = desiredState(base, 'node-a', [], memo);
+  let lastPlan = base;
+  desiredState(base, 'node-a', [], told);
+  let patched = 0, built = 0;
+  for (let round = 0; round < 300; round++) {
+    const i = Math.floor(r() * base.length), x = r(), gen = round + 2;
+    let plan = base.slice();
+    let held: string[] = [];
+    if (x < 0.7) { plan[i] = entry(Number(plan[i]!.port) - 1000, gen); base = plan; }
+    else if (x < 0.75) plan[i] = entry(i, gen, { realServers: [rs('not-an-ip', 8080)] });
+    else if (x < 0.8) plan[i] = entry(i, gen, { directors: ['node-b'] });
+    else if (x < 0.85) plan[i] = entry((i + 1) % base.length, gen);
+    else if (x < 0.9) plan = r() < 0.5 ? plan.filter((_, j) => j !== i) : [...plan, entry(plan.length, gen)];
+    else if (x < 0.95) held = [`TCP/203.0.113.10:${1000 + i}`];
+    else { plan.push(plan[i]!); base = plan; } // a duplicate that stays: moves of either are patched
+    const got = desiredState(plan, 'node-a', held, memo);
+    const at = plan.length === lastPlan.length ? plan.flatMap((s, j) => (s === lastPlan[j] ? [] : [j])) : [];
+    assert.equal(desiredState(plan, 'node-a', held, told, { from: lastPlan, at }).services, got.services, `round ${round}: with the delta`);
+    lastPlan = plan;
+    const { delta, ...rest } = got;
+    assert.equal(rest, desiredState(plan, 'node-a', held), `round ${round}`);
+    if (delta) {
+      patched++;
+      assert.ok(delta.from === last.services, `round ${round}: patched from the last call's services`);
+      const differ = got.services.flatMap((s, j) => (s === last.services[j] ? [] : [ipvsServiceKey(s.service)]));
+      assert.equal(delta.keys, differ, `round ${round}: the delta names exactly the replaced states`);
+      assert.ok(got.index === last.index && got.ownedVips === last.ownedVips, 'the rest is passed on by identity');
+    } else built++;
+    last = got;
+  }
+  assert.ok(patched > 100 && built > 20, `both paths taken (patched ${patched}, built ${built})`);
+});
+
+test('with a delta for the last plan, a patch looks only at its positions', () => {
+  const entry = (port: number, last: string) => planService({ port, realServers: [rs(`10.0.0.${last}`, 8080)] });
+  const memo: DesiredMemo = {};
+  const one = [entry(80, '1'), entry(81, '1'), entry(82, '1')];
+  desiredState(one, 'node-a', [], memo);
+  const two = [one[0]!, entry(81, '2'), entry(82, '2')];
+  // The delta names position 1 only: position 2 is not looked at (the source vouches for the rest).
+  const d = desiredState(two, 'node-a', [], memo, { from: one, at: [1] });
+  assert.equal(d.services.map((s) => s.destinations[0]!.address), ['10.0.0.1', '10.0.0.2', '10.0.0.1']);
+  assert.equal(d.delta!.keys, ['TCP/203.0.113.10:81']);
+  // A delta from another plan than the last one is not used: every entry is compared.
+  const three = [one[0]!, two[1]!, entry(82, '3')];
+  const e = desiredState(three, 'node-a', [], memo, { from: one, at: [] });
+  assert.equal(e.services.map((s) => s.destinations[0]!.address), ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
 });
 
 test.run();

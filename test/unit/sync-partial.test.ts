@@ -5,9 +5,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PlanService } from '../../api/plan.ts';
 import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
-import { desiredState } from '../../dataplane/sync/desired.ts';
+import { desiredState, type DesiredMemo } from '../../dataplane/sync/desired.ts';
 import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
-import { advanceView, changedServices, drainService, mergeDraining, viewOf, type SyncedView } from '../../dataplane/sync/partial.ts';
+import { advanceView, changedIn, changedServices, drainService, mergeDraining, viewOf, type SyncedView } from '../../dataplane/sync/partial.ts';
 import { createSyncer } from '../../dataplane/sync/sync.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
@@ -74,6 +74,16 @@ test('a service gone from the plan is removed, and a new one added, reading only
   assert.equal(reads(kernel), { dump: 1, readService: 2 });
   assert.equal(strip(kernel), await reference(state.plan));
   assert.not.ok(kernel.snapshot().some((s) => s.service.port === 1003), 'TCP/203.0.113.10:1003 deleted');
+});
+
+test('a service gone alone, its VIP still owned through the others: removed by a partial sync that reads only it', async () => {
+  const { kernel, state, syncer } = setup(plan(10));
+  await syncer.sync();
+  state.plan = plan(10, (i, s) => (i === 3 ? undefined : s));
+  const r = await syncer.sync();
+  assert.equal([r.kind, r.read], ['ok', 1]);
+  assert.not.ok(kernel.snapshot().some((s) => s.service.port === 1003), 'its VIP is owned: TCP/203.0.113.10:1003 deleted');
+  assert.equal(strip(kernel), await reference(state.plan));
 });
 
 test('a drain started by a partial sync completes in later partial syncs that read only that service', async () => {
@@ -180,6 +190,45 @@ test('advanceView: a partial sync\'s view, built from the change only, equals vi
     draining = after;
   }
   assert.is(kinds, 3, 'the rounds drained services no longer desired, and changed some');
+});
+
+test('changedIn: for a desired state patched from the view\'s services, the same change set as changedServices', () => {
+  let seed = 3;
+  const r = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  let weights = Array.from({ length: 40 }, () => 1);
+  let p = plan(40);
+  const memo: DesiredMemo = {};
+  let want = desiredState(p, 'node-a', [], memo);
+  let draining = new Map<string, number>();
+  let view = viewOf(want.services, draining, new Map(), 'scope');
+  let patched = 0;
+  for (let round = 0; round < 200; round++) {
+    const next = weights.map((w) => (r() < 0.1 ? w + 1 : w));
+    // Some rounds change a weight back and forth in one go: a new object, the same state.
+    p = p.map((s, i) => (next[i] !== weights[i] || r() < 0.05 ? { ...s, realServers: s.realServers.map((x) => ({ ...x, weight: next[i]! })) } : s));
+    weights = next;
+    want = desiredState(p, 'node-a', [], memo);
+    assert.ok(want.delta?.from === view.desired, `round ${round}: patched from the view's services`);
+    patched++;
+    const changed = changedIn(view, want.delta!.keys, want.services, want.index, draining)!;
+    assert.equal([...changed], [...changedServices(view, want.services, draining)!], `round ${round}`);
+    const fresh = new Map<string, number>();
+    for (const key of changed.keys()) if (r() < 0.3) fresh.set(`${key} -> 10.9.9.9:8080`, round);
+    draining = mergeDraining(draining, new Set(changed.keys()), fresh);
+    view = advanceView(view, want.services.filter((s) => changed.has(ipvsServiceKey(s.service))), changed, draining, 'scope', want.services);
+  }
+  assert.is(patched, 200);
+});
+
+test('a patched change reads back only the changed service, through the syncer', async () => {
+  const { kernel, state, syncer } = setup(plan(50));
+  await syncer.sync();
+  for (let n = 1; n <= 5; n++) {
+    state.plan = state.plan.map((s, i) => (i === n ? { ...s, realServers: [rs(`10.0.${i}.1`, 8080), rs(`10.0.${i}.9`, 8080)] } : s));
+    const r = await syncer.sync();
+    assert.equal([r.kind, r.read], ['ok', 1], `change ${n}`);
+  }
+  assert.equal(strip(kernel), await reference(state.plan));
 });
 
 test.run();
