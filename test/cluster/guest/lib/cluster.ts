@@ -133,13 +133,14 @@ ip netns exec client sh -c 'ip link set lo up; ip link set eth0 up; ip addr add 
 `);
 }
 
-export interface NodeState { ipvs: string; lvs0: boolean; nftTables: string[]; sysctls: string }
+export interface NodeState { ipvs: string; lvs0: boolean; vips: string[]; nftTables: string[]; sysctls: string }
 
 /** What the operator may change on the node, comparable across time. */
 export function nodeState(): NodeState {
   const out = sh(`
 echo "== ipvs"; ipvsadm -Ln | tail -n +4
 echo "== lvs0"; ip -o link show lvs0 2>/dev/null | wc -l
+echo "== vips"; ip -o addr show dev lvs0 scope global 2>/dev/null | awk '{print $4}'
 echo "== nft"; nft list tables
 echo "== sysctl"; for k in ${DIRECTOR_SYSCTLS.join(' ')}; do printf '%s=%s\\n' "$k" "$(sysctl -n "$k" | tr -s '\\t ' ' ')"; done
 `);
@@ -148,6 +149,8 @@ echo "== sysctl"; for k in ${DIRECTOR_SYSCTLS.join(' ')}; do printf '%s=%s\\n' "
   return {
     ipvs: part('ipvs'),
     lvs0: part('lvs0') !== '0',
+    // The addresses bound on lvs0 (the VIPs this node serves).
+    vips: part('vips').split('\n').filter(Boolean).sort(),
     nftTables: part('nft').split('\n').filter(Boolean).sort(),
     sysctls: part('sysctl').split('\n').join(' '),
   };
