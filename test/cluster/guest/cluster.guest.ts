@@ -189,7 +189,7 @@ test('a rolling update of the Deployment: real termination drains the old pods, 
   await until('the old pods at weight 0 in the NAT service', () => {
     samples.push(sample(`${VIP}:80`, NS, 'app=echo', 8080));
     const x = samples.at(-1)!;
-    return [...samples.flatMap((y) => [...y.deleting.keys()])].every((d) => (x.weights.get(d) ?? 0) === 0) ? true : undefined;
+    return [...samples.flatMap((y) => [...y.deleting])].every((d) => (x.weights.get(d) ?? 0) === 0) ? true : undefined;
   }, { timeoutMs: 60_000, everyMs: 2000 }).catch(() => undefined);
   console.log(`# rolling update timeline (after the restart):\n${timeline(start, samples, t.failedAt)}`);
   // The new pods in the kernel, the old ones gone from it (after their drain).

@@ -1,9 +1,11 @@
 // What the director's kernel did while the echo pods were replaced, for the rolling update's
-// output: when each old pod was told to stop (its deletionTimestamp), when the NAT service first
-// showed it at weight 0 (drained) and without it, against the times of failed client connections.
-// Sampled once per traffic round (each round is a client process, seconds apart under TCG), so a
-// time is "first seen", up to one round late. Printed: it says whether a failure came from a
-// terminating pod still in rotation (weight > 0 after its server stopped accepting) or elsewhere.
+// output: when each old pod was first seen being deleted, when the NAT service first showed it at
+// weight 0 (drained) and without it, against the times of failed client connections. Sampled once
+// per traffic round (each round is a client process, seconds apart under TCG), so a time is "first
+// seen", up to one round late. Every time is the guest's clock: the pods' deletionTimestamp comes
+// from the host's and the two differ by seconds (a CI run showed a pod drained "before" it was
+// deleted). Printed: it says whether a failure came from a terminating pod still in rotation
+// (weight > 0 after its server stopped accepting) or elsewhere.
 import { listIpvs } from '../../../../lab/guest/ipvsadm.ts';
 import { podsOf } from './cluster.ts';
 
@@ -11,18 +13,16 @@ export interface Sample {
   at: number;
   /** destination "ip:port" → weight, in the service sampled. */
   weights: Map<string, number>;
-  /** "ip:port" of pods being deleted → their deletionTimestamp (ms). */
-  deleting: Map<string, number>;
+  /** "ip:port" of the pods being deleted (deletionTimestamp set). */
+  deleting: Set<string>;
 }
 
 export function sample(service: string, ns: string, selector: string, port: number): Sample {
   const at = Date.now();
   const svc = listIpvs().find((s) => s.address === service);
   const weights = new Map((svc?.dests ?? []).map((d) => [d.address, d.weight] as const));
-  const deleting = new Map<string, number>();
-  for (const p of podsOf(ns, selector)) {
-    if (p.metadata.deletionTimestamp && p.status.podIP) deleting.set(`${p.status.podIP}:${port}`, Date.parse(p.metadata.deletionTimestamp));
-  }
+  const deleting = new Set<string>();
+  for (const p of podsOf(ns, selector)) if (p.metadata.deletionTimestamp && p.status.podIP) deleting.add(`${p.status.podIP}:${port}`);
   return { at, weights, deleting };
 }
 
@@ -30,12 +30,12 @@ export function sample(service: string, ns: string, selector: string, port: numb
 export function timeline(start: number, samples: readonly Sample[], failedAt: readonly number[]): string {
   const s = (t: number | undefined) => (t === undefined ? 'never seen' : `${((t - start) / 1000).toFixed(1)} s`);
   const deleted = new Map<string, number>();
-  for (const x of samples) for (const [d, t] of x.deleting) if (!deleted.has(d)) deleted.set(d, t);
+  for (const x of samples) for (const d of x.deleting) if (!deleted.has(d)) deleted.set(d, x.at);
   const lines = [...deleted].map(([d, t]) => {
     const drained = samples.find((x) => x.at >= t && x.weights.get(d) === 0)?.at;
     const gone = samples.find((x) => x.at >= t && !x.weights.has(d))?.at;
     const live = samples.filter((x) => x.at >= t && (x.weights.get(d) ?? 0) > 0).map((x) => x.at);
-    return `${d}: stop ${s(t)}, weight 0 ${s(drained)}, out of the kernel ${s(gone)}${live.length ? `, still weighted at ${live.map(s).join(', ')}` : ''}`;
+    return `${d}: seen deleted ${s(t)}, weight 0 ${s(drained)}, out of the kernel ${s(gone)}${live.length ? `, still weighted at ${live.map(s).join(', ')}` : ''}`;
   });
   lines.push(`failed connections in rounds started at: ${failedAt.length ? failedAt.map(s).join(', ') : 'none'}`);
   return lines.map((l) => `#   ${l}`).join('\n');
