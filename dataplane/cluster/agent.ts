@@ -457,17 +457,22 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
         await aborted;
       }
       // Leaving rules and real-server preparation in place: a restart must not drop connections.
+      // Each step is timed and logged at the end: the stop runs against the kubelet's grace period.
       stopping = true;
-      await clusterHa?.close();
+      const took: Record<string, number> = {};
+      const timed = async (step: string, p: () => Promise<unknown> | undefined) => { const t = clock.now(); await p(); took[step] = Math.round(clock.now() - t); };
+      const busy = { sync: loop.running, realServerPass: rsRunning !== undefined, report: reportRunning !== undefined };
+      await timed('election', () => clusterHa?.close());
       health.close();
       for (const t of Object.values(timers)) t?.cancel();
-      await loop.stop();
-      await rsRunning;
+      await timed('sync', () => loop.stop());
+      await timed('realServerPass', () => rsRunning);
       // Nothing of ours left to serve (no VIP bound): leave the node as it was found, so an
       // uninstall after the VirtualServers are gone leaves no lvs0 and the node's own sysctls.
-      if (started) await device.release().catch((err: unknown) => log.warn({ op: 'release', err: String(err) }, 'could not release the director role'));
-      await reportRunning;
-      await Promise.all(informers);
+      if (started) await timed('release', () => device.release().catch((err: unknown) => log.warn({ op: 'release', err: String(err) }, 'could not release the director role')));
+      await timed('report', () => reportRunning);
+      await timed('informers', () => Promise.all(informers));
+      log.info({ op: 'stop', ms: took, busy }, 'agent work stopped');
     },
   };
 }

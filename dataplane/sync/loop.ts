@@ -38,6 +38,8 @@ export interface SyncLoop {
   readonly last: SyncResult | undefined;
   /** When the next sync is due (monotonic clock time), or undefined when none is scheduled. */
   readonly nextRunAt: number | undefined;
+  /** A sync is running now. */
+  readonly running: boolean;
 }
 
 export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
@@ -127,6 +129,9 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     },
     get nextRunAt() {
       return dueAt;
+    },
+    get running() {
+      return running !== undefined;
     },
   };
 }

@@ -2,6 +2,7 @@
 // exactly the published plans, gates DR/TUN real servers on their node's report, writes an
 // honest report only when it changed, and never tears down on doubt. Assertions are on end state:
 // the kernel's tables and the stored AgentReport.
+import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AGENT_REPORTS, PLAN_SLICES, type KubeObject } from '../../kube/types.ts';
@@ -67,12 +68,17 @@ test('exit: a VIP still bound keeps lvs0 and the sysctls; with nothing left to s
     assert.ok(host().links.get('lvs0')?.addrs.some((a) => a.address === VIP), 'a restart keeps the VIP');
     assert.is(host().sysctls.get('net.ipv4.vs.expire_nodest_conn'), '1');
     // Restarted (it must not take its own setting for the node's), then the plan is deleted.
-    await h.start();
+    const logged: Array<Record<string, unknown>> = [];
+    await h.start({ log: pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) }) });
     unpublish(h.api, ownerPlan('web', []));
     await h.clock.advance(120_000);
     assert.equal(h.view(), []);
     assert.equal(host().links.get('lvs0')?.addrs.filter((a) => a.scope !== 'link') ?? [], []);
     await h.stop();
+    // The stop says what each of its steps took (it runs against the kubelet's grace period).
+    const stopped = logged.find((e) => e.msg === 'agent work stopped');
+    assert.equal(Object.keys((stopped?.ms ?? {}) as object).sort(), ['election', 'informers', 'realServerPass', 'release', 'report', 'sync']);
+    assert.equal(stopped?.busy, { sync: false, realServerPass: false, report: false });
     assert.is(host().links.get('lvs0'), undefined, 'lvs0 removed');
     assert.is(host().sysctls.get('net.ipv4.vs.expire_nodest_conn'), original, 'the node\'s own value');
     assert.is(host().sysctls.get('net.ipv4.vs.expire_quiescent_template'), '0');
