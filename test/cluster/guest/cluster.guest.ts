@@ -17,10 +17,10 @@ import { parseAllDocuments } from 'yaml';
 import { runClient } from '../../../lab/guest/traffic.ts';
 import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
 import { sh } from '../../../lab/guest/netns.ts';
-import { CLIENT_IP, ECHO_SERVER, followLogs, helm, kube, kubeAsync, kubeJson, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
+import { CLIENT_IP, ECHO_SERVER, followLogs, helm, kube, kubeAsync, kubeJson, kubeWatch, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
 import { until } from '../../system/guest/lib/wait.ts';
 import { loggedBudgets, memoryLine, oomKills } from './lib/memory.ts';
-import { sample, timeline, type Sample } from './lib/timeline.ts';
+import { chain, sample, timeline, type Sample } from './lib/timeline.ts';
 
 const test = suite('cluster: chart on a real kubelet and containerd');
 const NS = 'shop';
@@ -182,6 +182,10 @@ async function trafficUntil(done: () => boolean, each?: () => void): Promise<{ r
 
 test('a rolling update of the Deployment: real termination drains the old pods, no client connection fails', async () => {
   const old = podsOf(NS, 'app=echo').map((p) => p.metadata.name).sort();
+  // The termination's way to the kernel, printed below (lib/timeline.ts chain()).
+  const slices = kubeWatch(['endpointslices', '-n', NS, '-l', 'kubernetes.io/service-name=echo', '-o', 'jsonpath={range .endpoints[*]}{.addresses[0]}:{.conditions.ready}/{.conditions.serving}/{.conditions.terminating} {end}{"\\n"}']);
+  const plans = kubeWatch(['planslices', '-o', 'jsonpath={.owner.name}{range .services[*]}{range .realServers[*]} {.address}:{.state}/{.weight}{end}{end}{"\\n"}']);
+  const agentLog = followLogs(RELEASE_NS, `${RELEASE}-agent`);
   const start = Date.now();
   kube(['rollout', 'restart', 'deployment/echo', '-n', NS]);
   let finished = false;
@@ -197,6 +201,8 @@ test('a rolling update of the Deployment: real termination drains the old pods, 
     return [...samples.flatMap((y) => [...y.deleting])].every((d) => (x.weights.get(d) ?? 0) === 0) ? true : undefined;
   }, { timeoutMs: 60_000, everyMs: 2000 }).catch(() => undefined);
   console.log(`# rolling update timeline (after the restart):\n${timeline(start, samples, t.failedAt)}`);
+  agentLog.summary();
+  console.log(`# the termination's way to the kernel (s after the restart; EndpointSlice address:ready/serving/terminating, PlanSlice address:state/weight):\n${chain(start, { slices: slices.stop(), plans: plans.stop(), plan: 'echo-nat', agent: agentLog.records() })}`);
   // The new pods in the kernel, the old ones gone from it (after their drain).
   const fresh = podsOf(NS, 'app=echo').filter((p) => !p.metadata.deletionTimestamp && !old.includes(p.metadata.name));
   console.log(`# rolling update: ${t.rounds} rounds, ${t.ok} answered, ${t.errors} failed${t.firstError ? ` (${t.firstError})` : ''}; by pod ${JSON.stringify(t.byId)}`);

@@ -37,6 +37,23 @@ export function kubeAsync(args: string[], timeoutMs = 660_000): Promise<string> 
   });
 }
 export const kubeJson = (args: string[]): unknown => JSON.parse(kube([...args, '-o', 'json']));
+
+/**
+ * `kubectl get <args> --watch`: one line per event (the -o template ends each with a newline),
+ * each stamped with the guest's clock when it arrived. stop() ends the watch and returns them.
+ */
+export function kubeWatch(args: string[]): { stop(): Array<{ at: number; text: string }> } {
+  const got: Array<{ at: number; text: string }> = [];
+  const child = spawn(env('KUBECTL'), ['get', ...args, '--watch'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let rest = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const at = Date.now();
+    const lines = (rest + chunk).split('\n');
+    rest = lines.pop()!;
+    for (const text of lines) if (text.trim()) got.push({ at, text: text.trim() });
+  });
+  return { stop() { child.kill(); return got; } };
+}
 export const helm = (args: string[]) => exec(env('HELM'), args, { timeoutMs: 600_000 });
 
 export interface Pod {

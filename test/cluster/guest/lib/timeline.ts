@@ -40,3 +40,20 @@ export function timeline(start: number, samples: readonly Sample[], failedAt: re
   lines.push(`failed connections in rounds started at: ${failedAt.length ? failedAt.map(s).join(', ') : 'none'}`);
   return lines.map((l) => `#   ${l}`).join('\n');
 }
+
+/**
+ * The way a termination takes to the kernel, for the rolling update's output: every EndpointSlice
+ * event of the echo Service (the EndpointSlice controller's work: address:ready/serving/terminating),
+ * every event of the NAT VirtualServer's PlanSlice (our controller's: address:state/weight), and
+ * every kernel sync the agent logged, each at the guest's time it was seen. Where the time between
+ * a pod's deletion and its weight 0 goes shows as the gap between two of these.
+ */
+export function chain(start: number, o: { slices: ReadonlyArray<{ at: number; text: string }>; plans: ReadonlyArray<{ at: number; text: string }>; plan: string; agent: ReadonlyArray<Record<string, unknown>> }): string {
+  const s = (t: number) => `${((t - start) / 1000).toFixed(1).padStart(6)} s`;
+  const lines = [
+    ...o.slices.map((e) => ({ at: e.at, text: `EndpointSlice ${e.text}` })),
+    ...o.plans.filter((e) => e.text.startsWith(`${o.plan} `)).map((e) => ({ at: e.at, text: `PlanSlice     ${e.text}` })),
+    ...o.agent.filter((r) => /^kernel synced|failed|retry/.test(String(r.msg))).map((r) => ({ at: Number(r.time), text: `agent         ${String(r.msg)} ${JSON.stringify({ ops: r.ops, read: r.read, draining: r.draining, errors: r.errors })}` })),
+  ].sort((a, b) => a.at - b.at);
+  return lines.slice(-60).map((l) => `#   ${s(l.at)}  ${l.text}`).join('\n');
+}
