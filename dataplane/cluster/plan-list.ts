@@ -3,7 +3,7 @@
 // and per-entry stages (gating) that patch their output where their input was patched
 // (../delta-list.ts). Without a delta a stage rebuilds its whole output.
 import type { PlanService } from '../../api/plan.ts';
-import { AlternatingList, type Staged } from '../delta-list.ts';
+import { AlternatingList, rewrites, type Staged } from '../delta-list.ts';
 import { ownerServices, type PlanBook, type PlanBookCache } from './plan-book.ts';
 
 /** The owners a book read re-read, and whether the owners' order changed. */
@@ -62,6 +62,8 @@ export class BookList {
  */
 export class MappedList<I, O, D> {
   #in: readonly I[] | undefined;
+  /** rewrites(#in) when it was kept: a rewritten input array is another input (../delta-list.ts). */
+  #inRewrites = 0;
   #out: readonly O[] = [];
   #deps: D | undefined;
   readonly #each: (x: I, deps: D) => O;
@@ -72,11 +74,12 @@ export class MappedList<I, O, D> {
   }
 
   map(input: Staged<I>, deps: D): Staged<O> {
-    const kept = this.#in !== undefined && deps === this.#deps;
+    const kept = this.#in !== undefined && deps === this.#deps && rewrites(this.#in) === this.#inRewrites;
     if (kept && input.list === this.#in) return { list: this.#out, delta: { from: this.#out, at: [] } };
     const at = kept && input.delta && input.delta.from === this.#in ? input.delta.at : undefined;
     const out = at ? this.#lists.patch(this.#out, at, (i) => this.#each(input.list[i]!, deps)) : this.#lists.whole(input.list.map((x) => this.#each(x, deps)));
     this.#in = input.list;
+    this.#inRewrites = rewrites(input.list);
     this.#out = out.list;
     this.#deps = deps;
     return out;

@@ -4,7 +4,7 @@
 // service key, for AgentReports and `lvs-agent show`).
 import type { PlanService } from '../../api/plan.ts';
 import type { IpvsServiceState } from '../ipvs/types.ts';
-import { AlternatingList, type ListDelta } from '../delta-list.ts';
+import { AlternatingList, rewrites, type ListDelta } from '../delta-list.ts';
 import { ipvsServiceKey } from '../sync/keys.ts';
 import { HealthMonitor, type MonitorOptions } from './monitor.ts';
 import { healthApplied, isChecked, probeId, probeOf, targetsOf, useKey, withHealth, type Target } from './targets.ts';
@@ -57,6 +57,8 @@ export interface AgentHealth {
 export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
   const monitor = new HealthMonitor(o);
   let last: readonly PlanService[] = [];
+  /** rewrites(last) when it was kept: a rewritten array is another plan (../delta-list.ts). */
+  let lastRewrites = 0;
   /** Positions in `last` of this node's checked entries, ascending; and the last plan applied out. */
   let checkedAt: number[] = [];
   let out: PlanService[] = [];
@@ -71,20 +73,23 @@ export function createAgentHealth(o: AgentHealthOptions): AgentHealth {
       const checks = (s: PlanService) => isChecked(s, o.node);
       // Only unchecked entries replaced: targets and checked positions stand; health may have
       // flipped since, so the checked entries are applied again.
-      const at = raw === last ? [] : delta?.from === last && delta.at.every((i) => !checks(last[i]!) && !checks(raw[i]!)) ? delta.at : undefined;
+      const intact = rewrites(last) === lastRewrites;
+      const at = !intact ? undefined : raw === last ? [] : delta?.from === last && delta.at.every((i) => !checks(last[i]!) && !checks(raw[i]!)) ? delta.at : undefined;
       if (at) {
         const next = lists.patch(out, [...at, ...checkedAt], (i) => healthApplied(raw[i]!, o.node, health));
         last = raw;
+        lastRewrites = rewrites(raw);
         applied = next.delta;
         return (out = next.list as PlanService[]);
       }
       // The same entries as last time (the agent builds a new array per sync): the targets stand.
-      if (raw.length !== last.length || raw.some((s, i) => s !== last[i])) {
+      if (!intact || raw.length !== last.length || raw.some((s, i) => s !== last[i])) {
         targets = targetsOf(raw, o.node);
         if (o.successThreshold) for (const t of targets.values()) t.thresholds.successThreshold = o.successThreshold;
         monitor.setTargets(targets);
       }
       last = raw;
+      lastRewrites = rewrites(raw);
       checkedAt = raw.flatMap((s, i) => (checks(s) ? [i] : []));
       applied = undefined;
       return (out = lists.whole(withHealth(raw, o.node, health)).list as PlanService[]);

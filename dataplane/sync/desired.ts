@@ -7,7 +7,7 @@
 // confirmation) are frozen the same way without any plan entry: only the key names them.
 import { refKey, type Forwarding, type PlanRealServer, type PlanService } from '../../api/plan.ts';
 import type { ForwardMethod, IpvsDestination, IpvsService, IpvsServiceState } from '../ipvs/types.ts';
-import { AlternatingList, type ListDelta } from '../delta-list.ts';
+import { AlternatingList, rewrites, type ListDelta } from '../delta-list.ts';
 import { SCHED_FLAG_BITS, SVC_F, TUNNEL_FLAG } from './flags.ts';
 import { addressFamily, byString, canonicalAddress, compareDestinations, destKey, ipvsServiceKey, parseServiceKey, serviceKeyOf } from './keys.ts';
 
@@ -48,7 +48,8 @@ const MAX_PERSISTENCE = 2678400;
 /** What one desiredState() keeps for the next (the syncer's): the sorted service keys, the last call. */
 export interface DesiredMemo {
   keys?: string[];
-  last?: { plan: readonly PlanService[]; node: string; held: readonly string[]; state: DesiredState };
+  /** `planRewrites`: rewrites(plan) when it was kept (../delta-list.ts): patched from only while the same. */
+  last?: { plan: readonly PlanService[]; planRewrites: number; node: string; held: readonly string[]; state: DesiredState };
   /** The services lists patches are written into, in turn: the caller keeps only the last state's. */
   lists?: AlternatingList<IpvsServiceState>;
 }
@@ -63,7 +64,7 @@ export interface DesiredMemo {
  */
 export function desiredState(plan: readonly PlanService[], node: string, held: readonly string[] = [], memo?: DesiredMemo, delta?: ListDelta<PlanService>): DesiredState {
   const state = (memo?.last && patch(memo.last, plan, node, held, memo.lists ??= new AlternatingList(), delta)) ?? build(plan, node, held, memo);
-  if (memo) memo.last = { plan, node, held, state };
+  if (memo) memo.last = { plan, planRewrites: rewrites(plan), node, held, state };
   return state;
 }
 
@@ -132,6 +133,8 @@ function build(plan: readonly PlanService[], node: string, held: readonly string
 function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanService[], node: string, held: readonly string[], lists: AlternatingList<IpvsServiceState>, delta: ListDelta<PlanService> | undefined): DesiredState | undefined {
   const prev = last.state;
   if (last.node !== node || last.plan.length !== plan.length || !sameList(last.held, held)) return undefined;
+  // The last plan's array written again since (a call missed): its entries are no longer what was built.
+  if (rewrites(last.plan) !== last.planRewrites) return undefined;
   const states = new Map<number, IpvsServiceState>();
   const keys: string[] = [];
   // Told where the plan changed since the last call: only there, not a walk over every entry.
