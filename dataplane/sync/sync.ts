@@ -13,14 +13,14 @@
 // within that interval of the last full one, after a clean sync, with the same owned VIPs and
 // frozen keys, reads back only the services whose desired state changed since then or that are
 // draining (partial.ts) — a change costs in proportion to its size, not to the table. The first
-// sync, the first one after any error, the periodic one, and one that finds no desired change at
-// all and no verify slice due (asked for as a repair) are full.
+// sync, the first one after any error, the periodic one, and, without the verifier, one that finds
+// no desired change at all (asked for as a repair) are full.
 //
 // Verify slices (verify.ts, with opts.verify): a partial sync at least verify.tickMs after the last
 // slice also reads back the next verify slice of the desired services and diffs it with the
 // changed ones, so an outside edit to a desired service is repaired within verify.intervalMs plus
-// one tick without a full read-back; a due slice with no desired change is a partial sync of the
-// slice alone (a verify tick). What a slice cannot see — services someone else added on an owned
+// one tick without a full read-back; a sync with no desired change is a partial sync of the next
+// slice alone (a verify tick), due or not. What a slice cannot see — services someone else added on an owned
 // VIP, lvs0 drift, adoption refusals — is left to the full sync, which then comes every
 // fullResyncIntervalMs (the sync loop makes that 10× the verify interval). Without opts.verify an
 // outside edit is undone at the latest one fullResyncIntervalMs later. What the syncer remembers
@@ -260,10 +260,13 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       : changedServices(view, desired, draining);
     // Two requests per service read one by one, against one per service in a dump.
     if (!changed || changed.size * 2 > Math.max(64, desired.length)) return undefined;
-    const slice = opts.verify && now >= nextVerifyAt ? verifySlice(desired, verifyCursor, verifySliceSize(desired.length, opts.verify.tickMs, opts.verify.intervalMs)) : undefined;
-    // Nothing changed, nothing drains and no slice due: the sync was asked for by something else
-    // than a change of desired state (a manifest written again as it was, `apply` again) — read
-    // everything back, as a repair.
+    // A slice when one is due; and with the verifier, a sync with nothing changed and nothing
+    // draining (asked for by something else than a change of desired state: a manifest written
+    // again as it was, an event that did not move this node's plan) reads the next slice at once
+    // instead of everything: the verifier's bound covers the repair it may have been asked for.
+    const due = opts.verify && (now >= nextVerifyAt || changed.size === 0);
+    const slice = due ? verifySlice(desired, verifyCursor, verifySliceSize(desired.length, opts.verify!.tickMs, opts.verify!.intervalMs)) : undefined;
+    // Without the verifier (or with no desired service), such a sync reads everything back, as a repair.
     if (changed.size === 0 && !slice?.keys.size) return undefined;
     if (!slice?.keys.size) return changed;
     verifyCursor = slice.cursor;

@@ -125,6 +125,19 @@ test('a change is synced by the next sync without a full read-back (the loop, 40
   await loop.stop();
 });
 
+test('a sync asked for with no desired change, before a slice is due, reads the next slice, not everything', async () => {
+  const { kernel, clock, syncer } = setup();
+  await syncer.sync();
+  clock.tick(TICK);
+  const r1 = await syncer.sync();
+  clock.tick(1_000);
+  const r2 = await syncer.sync();
+  const size = verifySliceSize(N, TICK, INTERVAL);
+  assert.equal([r1.read, r1.verified, r2.read, r2.verified], [size, size, size, size]);
+  assert.is(new Set(kernel.readKeys).size, 2 * size, 'the second slice follows the first');
+  assert.is(kernel.reads.dump, 1);
+});
+
 test('a service someone added on an owned VIP is left to the full sync, which removes it', async () => {
   const { kernel, clock, syncer } = setup();
   await syncer.sync();
