@@ -20,9 +20,9 @@
 // slice also reads back the next verify slice of the desired services and diffs it with the
 // changed ones, so an outside edit to a desired service is repaired within verify.intervalMs plus
 // one tick without a full read-back; a sync with no desired change is a partial sync of the next
-// slice alone (a verify tick), due or not. What a slice cannot see — services someone else added on an owned
-// VIP, lvs0 drift, adoption refusals — is left to the full sync, which then comes every
-// fullResyncIntervalMs (the sync loop makes that 10× the verify interval). Without opts.verify an
+// slice alone (a verify tick), due or not. What a slice cannot see — services someone else added
+// on an owned VIP, lvs0 drift, adoption refusals — is left to the full sync, which then comes
+// every fullResyncIntervalMs (the sync loop makes that 10× the verify interval). Without opts.verify an
 // outside edit is undone at the latest one fullResyncIntervalMs later. What the syncer remembers
 // between syncs: when each destination started draining, the VIPs it used to direct (their
 // services must still be drained and removed), the desired state of its last clean sync, the
