@@ -53,7 +53,10 @@ export interface ClusterAgentOptions {
   log: Logger;
   clock?: Clock;
   finder?: NetnsFinder;
-  /** Periodic full resync of the kernel (undoes outside edits). Default 30 s. */
+  /**
+   * Every desired service is read back once per this period, in verify slices (../sync/verify.ts),
+   * which undoes outside edits to them; the full read-back comes every 10 × this. Default 30 s.
+   */
   resyncIntervalMs?: number;
   drainTimeoutMs?: number;
   /** Sync and network-programming metrics (../agent/metrics.ts createAgentMetrics). */

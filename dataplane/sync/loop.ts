@@ -2,9 +2,13 @@
 // marks that arrive while it runs are coalesced into one more sync. Runs are rate-limited (at most
 // one start per minIntervalMs), retried after the delay a 'retry' result asks for (exponential
 // backoff, computed by the syncer), repeated while destinations drain, and repeated every
-// resyncIntervalMs even when nothing was marked. Syncs in between read back only the services
-// whose desired state changed (sync.ts); the periodic one reads everything back, so it is what
-// undoes edits made behind the agent's back. A new mark does not wait out a backoff:
+// verifyTickMs even when nothing was marked: a verify tick, whose sync reads back the next verify
+// slice (verify.ts), so every desired service is read back once per resyncIntervalMs and an
+// outside edit to one is repaired within resyncIntervalMs plus one tick. Syncs in between read
+// back only the services whose desired state changed (sync.ts); the full read-back (which also
+// finds services someone else added on our VIPs, and lvs0 drift) comes every fullResyncIntervalMs,
+// by default 10 × resyncIntervalMs, besides the syncer's own reasons (first sync, after an error,
+// owned VIPs changed, retiring VIPs, refusals). A new mark does not wait out a backoff:
 // a changed plan may be exactly what fixes the failure.
 import { realClock, type Timer } from '../../kube/clock.ts';
 import { createSyncer, type SyncResult, type SyncerOptions } from './sync.ts';
@@ -12,8 +16,10 @@ import { createSyncer, type SyncResult, type SyncerOptions } from './sync.ts';
 export interface SyncLoopOptions extends SyncerOptions {
   /** Least time between the starts of two syncs. Default 1 s. */
   minIntervalMs?: number;
-  /** Full resync period. Default 60 s. */
+  /** Every desired service is read back (verified) once per this period. Default 60 s. */
   resyncIntervalMs?: number;
+  /** Period of the verify ticks when nothing else syncs. Default max(minIntervalMs, 5 s). */
+  verifyTickMs?: number;
   /** Called with every result (status reporting). */
   onResult?: (r: SyncResult) => void;
   /** Told of every sync (the agent's /metrics). */
@@ -24,6 +30,9 @@ export interface SyncLoopOptions extends SyncerOptions {
 export interface SyncMetrics {
   synced(r: SyncResult, seconds: number, wallNow: number): void;
 }
+
+/** The full read-back's period, in verify intervals (resyncIntervalMs), unless fullResyncIntervalMs is given. */
+export const FULL_RESYNC_FACTOR = 10;
 
 export interface SyncLoop {
   /** Something changed (plan, endpoints, nodes): sync soon. */
@@ -46,8 +55,13 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
   const clock = opts.clock ?? realClock;
   const minIntervalMs = opts.minIntervalMs ?? 1_000;
   const resyncIntervalMs = opts.resyncIntervalMs ?? 60_000;
-  // Between two periodic resyncs a sync reads back only what changed (when the kernel can).
-  const syncer = createSyncer({ ...opts, clock, fullResyncIntervalMs: opts.fullResyncIntervalMs ?? resyncIntervalMs });
+  const verifyTickMs = opts.verifyTickMs ?? Math.max(minIntervalMs, 5_000);
+  // Between two full read-backs a sync reads back what changed and, once per tick, a verify slice.
+  const syncer = createSyncer({
+    ...opts, clock,
+    fullResyncIntervalMs: opts.fullResyncIntervalMs ?? FULL_RESYNC_FACTOR * resyncIntervalMs,
+    verify: opts.verify ?? { intervalMs: resyncIntervalMs, tickMs: verifyTickMs },
+  });
   const log = opts.log.child({ node: opts.node });
   let timer: Timer | undefined;
   let dueAt: number | undefined;
@@ -101,7 +115,9 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
       log.error({ err }, 'onResult callback threw');
     }
     const now = clock.now();
-    schedule(now + (result.kind === 'ok' ? resyncIntervalMs : Math.min(result.after, resyncIntervalMs)));
+    // A retry's backoff may exceed a tick (its sync is full anyway); drain polls keep the ticks.
+    const next = result.kind === 'ok' ? verifyTickMs : Math.min(result.after, result.kind === 'retry' ? resyncIntervalMs : verifyTickMs);
+    schedule(now + next);
     if (dirty) schedule(Math.max(now, lastStart + minIntervalMs));
   }
 

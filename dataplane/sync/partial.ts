@@ -1,7 +1,8 @@
 // Pure: which services a partial sync must read back and diff. A partial sync reads only the
 // services whose desired state changed since the last clean sync, plus those with destinations
-// still draining; everything else was verified equal to its desired state by that sync and is
-// trusted until the next full read-back (the periodic resync, which also undoes outside edits).
+// still draining (plus, when one is due, a verify slice: verify.ts); everything else was verified
+// equal to its desired state by an earlier sync and is trusted until a verify slice or the next
+// full read-back reads it again (either undoes outside edits).
 //
 // Fingerprints are the desired IpvsServiceState as JSON: desiredState() builds plain sorted data,
 // so equal desired state gives equal text. Each state object's text is kept (by identity: desired
@@ -95,7 +96,7 @@ export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState
 
 /** ipvsServiceKey of a desired state, kept per object (desired states are never modified). */
 const keysOf = new WeakMap<IpvsServiceState, string>();
-function serviceKeyOf(s: IpvsServiceState): string {
+export function serviceKeyOf(s: IpvsServiceState): string {
   let k = keysOf.get(s);
   if (k === undefined) keysOf.set(s, (k = ipvsServiceKey(s.service)));
   return k;

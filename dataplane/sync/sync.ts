@@ -13,11 +13,20 @@
 // within that interval of the last full one, after a clean sync, with the same owned VIPs and
 // frozen keys, reads back only the services whose desired state changed since then or that are
 // draining (partial.ts) — a change costs in proportion to its size, not to the table. The first
-// sync, the first one after any error, the periodic one, and one that finds no desired change at
-// all (asked for as a repair) are full, so an outside edit is undone at the latest one
-// fullResyncIntervalMs later. What the syncer remembers between syncs: when each
-// destination started draining, the VIPs it used to direct (their services must still be drained
-// and removed), the desired state of its last clean sync, and its consecutive failures.
+// sync, the first one after any error, the periodic one, and, without the verifier, one that finds
+// no desired change at all (asked for as a repair) are full.
+//
+// Verify slices (verify.ts, with opts.verify): a partial sync at least verify.tickMs after the last
+// slice also reads back the next verify slice of the desired services and diffs it with the
+// changed ones, so an outside edit to a desired service is repaired within verify.intervalMs plus
+// one tick without a full read-back; a sync with no desired change is a partial sync of the next
+// slice alone (a verify tick), due or not. What a slice cannot see — services someone else added
+// on an owned VIP, lvs0 drift, adoption refusals — is left to the full sync, which then comes
+// every fullResyncIntervalMs (the sync loop makes that 10× the verify interval). Without opts.verify an
+// outside edit is undone at the latest one fullResyncIntervalMs later. What the syncer remembers
+// between syncs: when each destination started draining, the VIPs it used to direct (their
+// services must still be drained and removed), the desired state of its last clean sync, the
+// verify cursor, and its consecutive failures.
 import type { Logger } from 'pino';
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { PlanService } from '../../api/plan.ts';
@@ -29,6 +38,7 @@ import { desiredState, type DesiredMemo, type DesiredState, type Problem } from 
 import { diff, type SyncOpKind } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedIn, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
+import { verifySlice, verifySliceSize, withSlice } from './verify.ts';
 
 export type { Clock };
 
@@ -80,6 +90,12 @@ export interface SyncerOptions {
    */
   fullResyncIntervalMs?: number;
   /**
+   * Rolling verification between full read-backs (verify.ts; needs kernel.readService and
+   * fullResyncIntervalMs): every desired service is read back once per intervalMs, in verify
+   * slices of at most one per tickMs. The sync loop passes its resync interval and verify tick.
+   */
+  verify?: { intervalMs: number; tickMs: number };
+  /**
    * VIPs this node owned or was still retiring before this process (the owner record): their
    * services are retired — drained, then removed — unless the plan wants them again, even when
    * lvs0 no longer lists them (deleted by hand, or a one-shot apply that exited mid-drain).
@@ -104,8 +120,10 @@ interface SyncSummary {
   draining: number;
   /** Plan entries that could not be turned into kernel state (not retried: the plan must change). */
   problems: Problem[];
-  /** Services read back: 'full' (everything), or how many (a partial sync). */
+  /** Services read back: 'full' (everything), or how many (a partial sync, its verify slice included). */
   read?: 'full' | number;
+  /** Services of a verify slice among those read back by a partial sync (verify.ts). */
+  verified?: number;
   /** VIPs still being retired after this sync (services of ours left on them): for the owner record. */
   retiring?: string[];
   /** Wanted VIPs this sync refused to adopt or froze (adoption.ts); their plan keys are in problems. */
@@ -143,6 +161,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   let ownedMemo: { of: readonly string[]; set: ReadonlySet<string> } | undefined;
   /** The last full sync refused a VIP: partial syncs would not know to leave its services alone. */
   let refusedLast = '';
+  /** The verify slice's cursor (the last key it read) and when the next slice is due. */
+  let verifyCursor: string | undefined;
+  let nextVerifyAt = -Infinity;
 
   function retry(errors: SyncError[], summary: SyncSummary): SyncResult {
     failures++;
@@ -159,7 +180,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     summary.problems = planned.problems;
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
     const scope = scopeOfPlanned(planned);
-    const changed = partialScope(planned, scope, now);
+    const changed = partialScope(planned, scope, now, summary);
     if (changed) return partialSync(planned, changed, summary, now, scope);
     summary.read = 'full';
     const errors: SyncError[] = [];
@@ -203,6 +224,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     failures = 0;
     view = viewOf(want.services, draining, new Map(kernelState.map((k) => [ipvsServiceKey(k.service), serviceIdentity(k.service)])), scope);
     lastFullAt = now;
+    // A full read-back verified every service: the next slice is one tick away.
+    if (opts.verify) nextVerifyAt = now + opts.verify.tickMs;
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size }, 'kernel synced');
     if (d.nextDeadline !== undefined) {
       const after = Math.max(1, Math.min(drainPollMs, d.nextDeadline - now));
@@ -223,8 +246,11 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     return ownedMemo.set;
   }
 
-  /** The services a partial sync would read, or undefined when this sync must be full. */
-  function partialScope(planned: DesiredState, scope: string, now: number): Map<string, IpvsServiceKey> | undefined {
+  /**
+   * The services a partial sync would read, or undefined when this sync must be full: the changed
+   * ones, plus a verify slice when one is due (its size goes into summary.verified).
+   */
+  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary): Map<string, IpvsServiceKey> | undefined {
     if (!view || !opts.kernel.readService || now - lastFullAt >= fullIntervalMs) return undefined;
     if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
     const desired = planned.services;
@@ -232,10 +258,21 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const changed = planned.delta && planned.delta.from === view.desired
       ? changedIn(view, planned.delta.keys, desired, planned.index, draining)
       : changedServices(view, desired, draining);
-    // Nothing changed and nothing drains: the sync was asked for by something else than a change
-    // of desired state (a manifest written again as it was, `apply` again) — read everything back,
-    // as a repair. Two requests per service read one by one, against one per service in a dump.
-    return changed && changed.size > 0 && changed.size * 2 <= Math.max(64, desired.length) ? changed : undefined;
+    // Two requests per service read one by one, against one per service in a dump.
+    if (!changed || changed.size * 2 > Math.max(64, desired.length)) return undefined;
+    // A slice when one is due; and with the verifier, a sync with nothing changed and nothing
+    // draining (asked for by something else than a change of desired state: a manifest written
+    // again as it was, an event that did not move this node's plan) reads the next slice at once
+    // instead of everything: the verifier's bound covers the repair it may have been asked for.
+    const due = opts.verify && (now >= nextVerifyAt || changed.size === 0);
+    const slice = due ? verifySlice(desired, verifyCursor, verifySliceSize(desired.length, opts.verify!.tickMs, opts.verify!.intervalMs)) : undefined;
+    // Without the verifier (or with no desired service), such a sync reads everything back, as a repair.
+    if (changed.size === 0 && !slice?.keys.size) return undefined;
+    if (!slice?.keys.size) return changed;
+    verifyCursor = slice.cursor;
+    nextVerifyAt = now + opts.verify!.tickMs;
+    summary.verified = slice.keys.size;
+    return withSlice(changed, slice.keys);
   }
 
   /** Read back, diff and apply only `changed`; VIPs are left alone (the owned set is unchanged). */

@@ -26,18 +26,20 @@ function setup(plan: PlanService[], over: Partial<SyncLoopOptions> = {}) {
   return { kernel, clock, state, runs, loop, elapse };
 }
 
-test('start syncs at once; the periodic resync undoes an outside edit without any event', async () => {
+test('start syncs at once; a verify tick repairs an outside edit without any event or full read-back', async () => {
   const { kernel, loop, runs, elapse } = setup([planService()]);
   loop.start();
   await elapse(0);
   assert.equal(runs.map((r) => [r.at, r.result.kind]), [[0, 'ok']]);
-  assert.is(loop.nextRunAt, 30_000);
+  assert.is(loop.nextRunAt, 5_000, 'the next verify tick (default max(minIntervalMs, 5 s))');
   const svc = kernel.snapshot()[0]!.service;
   await kernel.deleteDestination(svc, { family: 4, address: '10.0.0.1', port: 8080 });
-  await elapse(29_999);
+  await elapse(4_999);
   assert.is(kernel.snapshot()[0]!.destinations.length, 1);
   await elapse(1);
   assert.is(kernel.snapshot()[0]!.destinations.length, 2);
+  assert.equal([runs.at(-1)!.result.read, runs.at(-1)!.result.verified], [1, 1], 'a partial sync of its verify slice');
+  assert.is(kernel.reads.dump, 1, 'only the first sync dumped');
   await loop.stop();
 });
 
@@ -66,7 +68,8 @@ test('marks during a running sync are coalesced into exactly one more', async ()
     }
   }
   const kernel = new GatedKernel();
-  const { loop, runs, clock } = setup([planService()], { kernel });
+  // Verify ticks far apart: only the coalesced follow-up is counted here.
+  const { loop, runs, clock } = setup([planService()], { kernel, verifyTickMs: 60_000 });
   gate = new Promise((r) => { release = r; });
   loop.start();
   clock.tick(0);
@@ -95,7 +98,7 @@ test('failures back off exponentially; a mark does not wait out the backoff', as
   loop.markDirty();
   await elapse(1_000);
   assert.equal(runs.map((r) => `${r.at} ${r.result.kind}`).slice(-1), ['20000 ok']);
-  assert.is(loop.nextRunAt, 50_000);
+  assert.is(loop.nextRunAt, 25_000, 'back to verify ticks');
   await loop.stop();
 });
 

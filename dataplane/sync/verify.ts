@@ -1,0 +1,74 @@
+// Pure: the verify slice — the rolling verifier's share of one sync. Between the rare full
+// read-backs (sync.ts), outside edits to desired services (a destination deleted or re-weighted,
+// a scheduler or flag changed by hand) are found by reading back a bounded slice of the desired
+// services per verify tick, taken from a cursor that walks the desired service keys in sorted
+// order and wraps at the end. The slice is diffed with the changed services in the same partial
+// sync, so a mismatch is repaired by that sync.
+//
+// Size: clamp(ceil(N · tickMs / intervalMs), VERIFY_SLICE_FLOOR, VERIFY_SLICE_CAP), at most N.
+// With one slice per tick, one pass over N keys takes ceil(N / size) ticks ≤ intervalMs / tickMs
+// ticks, i.e. at most intervalMs — as long as the cap is not reached (N ≤ CAP · intervalMs / tickMs,
+// 49,152 services at 30 s / 5 s); beyond it a pass takes ceil(N / CAP) ticks. Bound: an outside edit
+// to a desired service's destinations or flags is repaired within intervalMs plus one tick (the
+// edit may land just behind the cursor). A service added to the desired set behind the cursor is
+// read by the sync that adds it and verified again by the next pass.
+import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
+import { byString } from './keys.ts';
+import { serviceIdentity, serviceKeyOf } from './partial.ts';
+
+/** Fewest services a slice reads (small tables are covered in a few ticks). */
+export const VERIFY_SLICE_FLOOR = 16;
+/** Most services a slice reads: bounds one tick's cost. */
+export const VERIFY_SLICE_CAP = 8_192;
+
+/** Services one verify slice reads back: N spread over intervalMs / tickMs ticks (see the header). */
+export function verifySliceSize(n: number, tickMs: number, intervalMs: number): number {
+  if (n <= 0) return 0;
+  const even = Math.ceil((n * tickMs) / Math.max(1, intervalMs));
+  return Math.min(n, Math.max(VERIFY_SLICE_FLOOR, Math.min(VERIFY_SLICE_CAP, even)));
+}
+
+export interface VerifySlice {
+  /** Service key → kernel identity, sorted by key. */
+  keys: Map<string, IpvsServiceKey>;
+  /** The cursor for the next slice: the last key read (the next slice starts after it). */
+  cursor: string | undefined;
+}
+
+/**
+ * The `size` desired services after `cursor` (undefined: from the first), wrapping to the first
+ * at the end. `desired` is sorted by service key (DesiredState.services is); O(size + log N).
+ */
+export function verifySlice(desired: readonly IpvsServiceState[], cursor: string | undefined, size: number): VerifySlice {
+  const n = desired.length;
+  const keys = new Map<string, IpvsServiceKey>();
+  if (n === 0 || size <= 0) return { keys, cursor: undefined };
+  let i = cursor === undefined ? 0 : firstAfter(desired, cursor);
+  let last: string | undefined;
+  for (let taken = 0; taken < Math.min(size, n); taken++) {
+    if (i >= n) i = 0;
+    const s = desired[i++]!;
+    last = serviceKeyOf(s);
+    keys.set(last, serviceIdentity(s.service));
+  }
+  return { keys: sortedByKey(keys), cursor: last };
+}
+
+/** `a` and `b` together, sorted by key (a partial sync reads and diffs in key order). */
+export function withSlice(a: ReadonlyMap<string, IpvsServiceKey>, b: ReadonlyMap<string, IpvsServiceKey>): Map<string, IpvsServiceKey> {
+  return sortedByKey(new Map([...a, ...b]));
+}
+
+/** Index of the first service whose key sorts after `key` (binary search). */
+function firstAfter(desired: readonly IpvsServiceState[], key: string): number {
+  let lo = 0, hi = desired.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (byString(serviceKeyOf(desired[mid]!), key) <= 0) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+function sortedByKey(m: Map<string, IpvsServiceKey>): Map<string, IpvsServiceKey> {
+  return new Map([...m.entries()].sort(([x], [y]) => byString(x, y)));
+}

@@ -1,0 +1,173 @@
+// The rolling verifier (verify.ts) against the in-memory kernel: between the rare full read-backs,
+// verify slices read back every desired service once per interval and repair outside edits to
+// them; a change is synced without a full read-back; what a slice cannot see (a service someone
+// added on an owned VIP) is left to the full sync; a slice that fails makes the next sync full.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { PlanService } from '../../api/plan.ts';
+import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
+import type { IpvsServiceKey, IpvsServiceState } from '../../dataplane/ipvs/types.ts';
+import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
+import { createSyncLoop } from '../../dataplane/sync/loop.ts';
+import { createSyncer, type SyncResult } from '../../dataplane/sync/sync.ts';
+import { VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
+import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
+
+const test = suite('sync: rolling verifier');
+const INTERVAL = 30_000, TICK = 5_000, FULL = 300_000;
+const N = 100;
+
+/** n services on 203.0.113.10, ports 1000.., two real servers each. */
+function plan(n: number, edit: (i: number, s: PlanService) => PlanService = (_, s) => s): PlanService[] {
+  return Array.from({ length: n }, (_, i) => edit(i, planService({
+    port: 1000 + i, owner: { namespace: 'default', name: `web-${i}`, generation: 1 },
+    realServers: [rs(`10.0.${i}.1`, 8080), rs(`10.0.${i}.2`, 8080)],
+  })));
+}
+
+/** A fake kernel that remembers which services readService() was asked for. */
+class CountingKernel extends FakeIpvsKernel {
+  readKeys: string[] = [];
+  override async readService(k: IpvsServiceKey): Promise<IpvsServiceState | undefined> {
+    const s = await super.readService(k);
+    this.readKeys.push(ipvsServiceKey(k));
+    return s;
+  }
+}
+
+function setup(n = N) {
+  const kernel = new CountingKernel();
+  const clock = new ManualClock();
+  const state = { plan: plan(n) };
+  const syncer = createSyncer({
+    kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock, drainTimeoutMs: 60_000,
+    fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK },
+  });
+  return { kernel, clock, state, syncer };
+}
+
+const svc = (port: number) => ({ family: 4 as const, protocol: 'TCP' as const, address: '203.0.113.10', port });
+const dests = (k: FakeIpvsKernel, port: number) => k.snapshot().find((s) => s.service.port === port)?.destinations.map((d) => `${d.address}/${d.weight}`);
+
+test('verifySliceSize: ceil(N · tick / interval), between the floor and the cap, at most N', () => {
+  assert.is(verifySliceSize(0, TICK, INTERVAL), 0);
+  assert.is(verifySliceSize(5, TICK, INTERVAL), 5, 'never more than N');
+  assert.is(verifySliceSize(N, TICK, INTERVAL), Math.max(VERIFY_SLICE_FLOOR, Math.ceil(N / 6)));
+  assert.is(verifySliceSize(40_000, TICK, INTERVAL), 6_667);
+  assert.is(verifySliceSize(1_000_000, TICK, INTERVAL), VERIFY_SLICE_CAP);
+});
+
+test('verifySlice: consecutive slices walk the sorted keys, wrap, and cover each key once per pass', () => {
+  const desired = plan(10).map((p) => ({ service: { ...svc(p.port), scheduler: 'rr', flags: 0, timeout: 0, netmask: '255.255.255.255' }, destinations: [] } as IpvsServiceState));
+  const all = desired.map((s) => ipvsServiceKey(s.service)).sort();
+  let cursor: string | undefined;
+  const slices: string[][] = [];
+  for (let i = 0; i < 3; i++) {
+    const slice = verifySlice(desired, cursor, 4);
+    slices.push([...slice.keys.keys()]);
+    cursor = slice.cursor;
+  }
+  assert.equal(slices[0], all.slice(0, 4));
+  assert.equal(slices[1], all.slice(4, 8));
+  assert.equal(slices[2], [all[0], all[1], all[8], all[9]], 'the last two, then it wraps to the first (each slice sorted)');
+  assert.is(cursor, all[1], 'the cursor is the last key read');
+});
+
+test('an outside edit (weight changed, a destination deleted) is repaired by verify slices within interval + tick, without a full read-back', async () => {
+  const { kernel, clock, syncer } = setup();
+  await syncer.sync();
+  await kernel.updateDestination(svc(1098), { family: 4, address: '10.0.98.1', port: 8080, forward: 'masq', weight: 7, upperThreshold: 0, lowerThreshold: 0 });
+  await kernel.deleteDestination(svc(1003), { family: 4, address: '10.0.3.2', port: 8080 });
+  const results: SyncResult[] = [];
+  for (let t = TICK; t <= INTERVAL + TICK; t += TICK) {
+    clock.tick(TICK);
+    results.push(await syncer.sync());
+  }
+  assert.equal(dests(kernel, 1098), ['10.0.98.1/1', '10.0.98.2/1'], 'weight restored');
+  assert.equal(dests(kernel, 1003), ['10.0.3.1/1', '10.0.3.2/1'], 'destination re-added');
+  assert.is(kernel.reads.dump, 1, 'only the first sync dumped');
+  assert.ok(results.every((r) => r.kind === 'ok' && typeof r.read === 'number' && r.verified === r.read), 'every tick a partial sync of its slice');
+  assert.is(results.reduce((a, r) => a + r.ops, 0), 2, 'two repairs');
+});
+
+test('the verify slices read every desired service within one interval', async () => {
+  const { kernel, clock, syncer } = setup(250);
+  await syncer.sync();
+  for (let t = TICK; t <= INTERVAL; t += TICK) {
+    clock.tick(TICK);
+    await syncer.sync();
+  }
+  assert.equal(new Set(kernel.readKeys).size, 250);
+  assert.is(kernel.reads.readService, 6 * 42, 'ceil(250 · 5 / 30) = 42 a tick, six ticks');
+  assert.is(kernel.reads.dump, 1);
+});
+
+test('a change is synced by the next sync without a full read-back (the loop, 40 s of ticks)', async () => {
+  const kernel = new CountingKernel();
+  const clock = new ManualClock(0);
+  const state = { plan: plan(N) };
+  const loop = createSyncLoop({
+    kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock,
+    minIntervalMs: 1_000, resyncIntervalMs: INTERVAL, verifyTickMs: TICK,
+  });
+  const elapse = (ms: number) => clock.elapse(ms, () => loop.idle());
+  loop.start();
+  await elapse(0);
+  await elapse(40_000);
+  assert.is(kernel.reads.dump, 1, 'verify ticks, no periodic full read-back at 30 s');
+  state.plan = plan(N, (i, s) => (i === 42 ? { ...s, realServers: [rs('10.0.42.1', 8080), rs('10.0.42.9', 8080)] } : s));
+  const reads = kernel.reads.readService;
+  loop.markDirty();
+  await elapse(1_000);
+  assert.equal(dests(kernel, 1042), ['10.0.42.1/1', '10.0.42.9/1']);
+  assert.is(kernel.reads.dump, 1, 'no full read-back for the change');
+  assert.ok(kernel.reads.readService - reads <= 1 + verifySliceSize(N, TICK, INTERVAL), 'the change, and at most one slice');
+  await loop.stop();
+});
+
+test('a sync asked for with no desired change, before a slice is due, reads the next slice, not everything', async () => {
+  const { kernel, clock, syncer } = setup();
+  await syncer.sync();
+  clock.tick(TICK);
+  const r1 = await syncer.sync();
+  clock.tick(1_000);
+  const r2 = await syncer.sync();
+  const size = verifySliceSize(N, TICK, INTERVAL);
+  assert.equal([r1.read, r1.verified, r2.read, r2.verified], [size, size, size, size]);
+  assert.is(new Set(kernel.readKeys).size, 2 * size, 'the second slice follows the first');
+  assert.is(kernel.reads.dump, 1);
+});
+
+test('a service someone added on an owned VIP is left to the full sync, which removes it', async () => {
+  const { kernel, clock, syncer } = setup();
+  await syncer.sync();
+  const extra = { ...svc(9999), scheduler: 'rr', flags: 0, timeout: 0, netmask: '255.255.255.255' };
+  await kernel.addService(extra);
+  for (let t = TICK; t < FULL; t += TICK) {
+    clock.tick(TICK);
+    await syncer.sync();
+  }
+  assert.ok(kernel.snapshot().some((s) => s.service.port === 9999), 'no slice reads a service that is not desired');
+  assert.is(kernel.reads.dump, 1);
+  clock.tick(TICK);
+  const r = await syncer.sync();
+  assert.equal([r.kind, r.read, r.ops], ['ok', 'full', 1], 'the full sync, fullResyncIntervalMs after the last');
+  assert.not.ok(kernel.snapshot().some((s) => s.service.port === 9999), 'removed');
+});
+
+test('a verify slice that fails is retried, and the retry reads everything back', async () => {
+  const { kernel, clock, syncer } = setup();
+  await syncer.sync();
+  await kernel.deleteDestination(svc(1000), { family: 4, address: '10.0.0.2', port: 8080 });
+  kernel.fail('readService', 'ENOBUFS', { times: 1 });
+  clock.tick(TICK);
+  const r1 = await syncer.sync();
+  assert.equal([r1.kind, r1.ops], ['retry', 0]);
+  assert.is(dests(kernel, 1000)?.length, 1, 'nothing applied');
+  const r2 = await syncer.sync();
+  assert.equal([r2.kind, r2.read, r2.ops], ['ok', 'full', 1]);
+  assert.is(kernel.reads.dump, 2);
+  assert.equal(dests(kernel, 1000), ['10.0.0.1/1', '10.0.0.2/1']);
+});
+
+test.run();
