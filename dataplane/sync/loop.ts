@@ -5,8 +5,9 @@
 // verifyTickMs even when nothing was marked: a verify tick, whose sync reads back the next verify
 // slice (verify.ts), so every desired service is read back once per resyncIntervalMs and an
 // outside edit to one is repaired within resyncIntervalMs plus one tick. Syncs in between read
-// back only the services whose desired state changed (sync.ts); the full read-back (which also
-// finds services someone else added on our VIPs, and lvs0 drift) comes every fullResyncIntervalMs,
+// back only the services whose desired state changed (sync.ts), and check the director (lvs0, its
+// sysctls, our nft tables) once per resyncIntervalMs; the full read-back (which also finds
+// services someone else added on our VIPs) comes every fullResyncIntervalMs,
 // by default 10 × resyncIntervalMs, besides the syncer's own reasons (first sync, after an error,
 // owned VIPs changed, retiring VIPs, refusals). A new mark does not wait out a backoff:
 // a changed plan may be exactly what fixes the failure.

@@ -20,8 +20,9 @@
 // slice also reads back the next verify slice of the desired services and diffs it with the
 // changed ones, so an outside edit to a desired service is repaired within verify.intervalMs plus
 // one tick without a full read-back; a sync with no desired change is a partial sync of the next
-// slice alone (a verify tick), due or not. What a slice cannot see — services someone else added
-// on an owned VIP, lvs0 drift, adoption refusals — is left to the full sync, which then comes
+// slice alone (a verify tick), due or not. The director (lvs0, sysctls, our nft tables) is checked
+// by a partial sync once per verify interval (checkDirector). What neither sees — services someone
+// else added on an owned VIP, adoption refusals — is left to the full sync, which then comes
 // every fullResyncIntervalMs (the sync loop makes that 10× the verify interval). Without opts.verify an
 // outside edit is undone at the latest one fullResyncIntervalMs later. What the syncer remembers
 // between syncs: when each destination started draining, the VIPs it used to direct (their
@@ -164,6 +165,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   /** The verify slice's cursor (the last key it read) and when the next slice is due. */
   let verifyCursor: string | undefined;
   let nextVerifyAt = -Infinity;
+  /** When the partial syncs next check the director (lvs0, its sysctls, our nft tables). */
+  let nextDirectorAt = -Infinity;
 
   function retry(errors: SyncError[], summary: SyncSummary): SyncResult {
     failures++;
@@ -181,7 +184,13 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
     const scope = scopeOfPlanned(planned);
     const changed = partialScope(planned, scope, now, summary);
-    if (changed) return partialSync(planned, changed, summary, now, scope);
+    if (changed) {
+      const errors: SyncError[] = [];
+      const director = await checkDirector(now, errors);
+      if (errors.length > 0) return retry(errors, summary);
+      if (director === 'ok') return partialSync(planned, changed, summary, now, scope);
+      delete summary.verified;
+    }
     summary.read = 'full';
     const errors: SyncError[] = [];
     // Ours before this sync: what the last sync accepted, what is being retired, what lvs0 holds.
@@ -224,8 +233,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     failures = 0;
     view = viewOf(want.services, draining, new Map(kernelState.map((k) => [ipvsServiceKey(k.service), serviceIdentity(k.service)])), scope);
     lastFullAt = now;
-    // A full read-back verified every service: the next slice is one tick away.
-    if (opts.verify) nextVerifyAt = now + opts.verify.tickMs;
+    // A full read-back verified every service and the director: the next slice is one tick away.
+    if (opts.verify) { nextVerifyAt = now + opts.verify.tickMs; nextDirectorAt = now + opts.verify.intervalMs; }
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size }, 'kernel synced');
     if (d.nextDeadline !== undefined) {
       const after = Math.max(1, Math.min(drainPollMs, d.nextDeadline - now));
@@ -273,6 +282,23 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     nextVerifyAt = now + opts.verify!.tickMs;
     summary.verified = slice.keys.size;
     return withSlice(changed, slice.keys);
+  }
+
+  /**
+   * With the verifier, the director is checked once per verify interval, not only by the rare full
+   * sync: lvs0, its sysctls and our nft tables are a few processes to read whatever the number of
+   * services (the IPVS dump is what a full sync pays for). Listing lvs0 re-applies the director's
+   * sysctls and tables for the VIPs on it (the binder's list()), so an outside edit there is
+   * undone, or fails the sync (reported as the director step that failed), within the interval.
+   * 'full' when lvs0 does not hold exactly the VIPs the last full sync left bound (one removed or
+   * added by hand): the full sync binds and retires them.
+   */
+  async function checkDirector(now: number, errors: SyncError[]): Promise<'ok' | 'full'> {
+    if (!opts.vips || !opts.verify || now < nextDirectorAt) return 'ok';
+    const bound = await listBound(opts.vips, errors);
+    if (!bound) return 'ok';
+    nextDirectorAt = now + opts.verify.intervalMs;
+    return bound.length === lastOwned.size && bound.every((v) => lastOwned.has(v)) ? 'ok' : 'full';
   }
 
   /** Read back, diff and apply only `changed`; VIPs are left alone (the owned set is unchanged). */

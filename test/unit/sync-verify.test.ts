@@ -9,7 +9,7 @@ import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import type { IpvsServiceKey, IpvsServiceState } from '../../dataplane/ipvs/types.ts';
 import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
 import { createSyncLoop } from '../../dataplane/sync/loop.ts';
-import { createSyncer, type SyncResult } from '../../dataplane/sync/sync.ts';
+import { createSyncer, type SyncResult, type VipBinder } from '../../dataplane/sync/sync.ts';
 import { VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
@@ -168,6 +168,44 @@ test('a verify slice that fails is retried, and the retry reads everything back'
   assert.equal([r2.kind, r2.read, r2.ops], ['ok', 'full', 1]);
   assert.is(kernel.reads.dump, 2);
   assert.equal(dests(kernel, 1000), ['10.0.0.1/1', '10.0.0.2/1']);
+});
+
+/** lvs0 as the syncer sees it: bound VIPs, how often listed, and a failure to inject. */
+function binder() {
+  const b = { bound: [] as string[], lists: 0, failing: false };
+  const vips: VipBinder = {
+    async list() { b.lists++; if (b.failing) throw Object.assign(new Error('nft: exit status 1'), { code: 'EDIRECTOR' }); return [...b.bound]; },
+    async set(v) { b.bound = [...v]; },
+  };
+  return { b, vips };
+}
+
+test('the director is checked once per verify interval by the partial syncs, not only by the full sync', async () => {
+  const kernel = new CountingKernel();
+  const clock = new ManualClock();
+  const { b, vips } = binder();
+  const syncer = createSyncer({ kernel, node: 'node-a', plan: () => plan(N), log: captureLog().log, clock, vips, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK } });
+  await syncer.sync();
+  assert.equal([b.bound, b.lists], [['203.0.113.10'], 1]);
+  const results: SyncResult[] = [];
+  for (let t = TICK; t <= 2 * INTERVAL; t += TICK) { clock.tick(TICK); results.push(await syncer.sync()); }
+  assert.is(b.lists, 3, 'listed by the full sync, then at 30 s and 60 s');
+  assert.ok(results.every((r) => r.kind === 'ok' && r.read !== 'full'), 'all partial');
+  // lvs0's director setup fails (nft broken): the next check fails the sync, which names the step.
+  b.failing = true;
+  let failed: SyncResult | undefined;
+  for (let t = TICK; t <= INTERVAL && !failed; t += TICK) { clock.tick(TICK); const r = await syncer.sync(); if (r.kind === 'retry') failed = r; }
+  assert.ok(failed && failed.kind === 'retry' && failed.errors.some((e) => e.op === 'listVips'), 'a failed director step within the interval');
+  b.failing = false;
+  // A VIP removed from lvs0 by hand: the check finds lvs0 not as left, and the full sync binds it again.
+  clock.tick(TICK);
+  assert.is((await syncer.sync()).read, 'full', 'the retry after the failure');
+  b.bound = [];
+  let rebound: SyncResult | undefined;
+  for (let t = TICK; t <= INTERVAL + TICK && !rebound; t += TICK) { clock.tick(TICK); const r = await syncer.sync(); if (r.read === 'full') rebound = r; }
+  assert.ok(rebound, 'a full sync within the interval');
+  assert.equal(b.bound, ['203.0.113.10'], 'bound again');
+  assert.is(kernel.reads.dump, 3, 'first, retry, rebinding: no periodic full read-back');
 });
 
 test.run();
