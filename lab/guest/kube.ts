@@ -68,7 +68,7 @@ export class Kube {
     };
   }
 
-  request<T = Obj>(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = 60_000): Promise<T> {
+  request<T = Obj>(method: string, path: string, body?: unknown, contentType = 'application/json', timeoutMs = 60_000, fresh = false): Promise<T> {
     const what = `${method} ${path}`;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise<T>((resolve, reject) => {
@@ -91,7 +91,16 @@ export class Kube {
         });
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on('error', (err) => reject(new ApiError(what, 0, err.message)));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        // A kept-alive connection the server closed just as this request went out on it: nothing
+        // reached the server, so it is sent once more (Node's documented
+        // pattern; a system-tier run on 2026-12-06 failed a POST with "socket hang up" this way).
+        if (req.reusedSocket && err.code === 'ECONNRESET' && !fresh) {
+          this.request<T>(method, path, body, contentType, timeoutMs, true).then(resolve, reject);
+          return;
+        }
+        reject(new ApiError(what, 0, err.message));
+      });
       req.end(payload);
     });
   }
