@@ -173,7 +173,7 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
       const obs = await observeDirector(inNetns(opts.run, opts.target ?? { kind: 'host' }));
       if (ownedAddresses(obs.device).length > 0) return false;
       const restore = opts.sysctlRecord ? readOriginals(opts.sysctlRecord) : {};
-      const report = await teardownDirector(dirOpts, restore);
+      const report = await teardownDirector(dirOpts, restore, obs);
       if (opts.sysctlRecord) forgetOriginals(opts.sysctlRecord);
       opts.logger?.info({ op: 'release', steps: report.steps.length, restored: Object.keys(restore) }, 'nothing of ours is left to serve: lvs0 removed, sysctls restored');
       return true;

@@ -180,10 +180,30 @@ test('without IPVS loaded: clear error', async () => {
 test('teardown removes device and tables, leaves sysctls', async () => {
   const { ns, opts } = setup();
   await syncDirector(opts, spec({ snat: [{ family: 4, protocol: 'TCP', vip: VIP, port: 80 }], natFamilies: [4] }));
-  await teardownDirector(opts);
+  const r = await teardownDirector(opts);
   assert.not.ok(ns.links.has('lvs0'));
   assert.equal([...ns.nft.keys()], []);
   assert.is(ns.sysctls.get('net.ipv4.vs.conntrack'), '1');
+  // The device (its VIP with it) before the tables: the VIP is never answered while still local.
+  assert.equal(r.steps.map((x) => x.kind), ['link', 'nft']);
+});
+
+test('teardown from an observation: one process per kind of step, no read-back; the recorded sysctls come back', async () => {
+  const { k, ns, opts } = setup();
+  const original = ns.sysctls.get('net.ipv4.vs.expire_nodest_conn');
+  await syncDirector(opts, spec({ natFamilies: [4] }));
+  assert.is(ns.sysctls.get('net.ipv4.vs.expire_nodest_conn'), '1');
+  const obs = await observeDirector(inNetns(opts.run, DIR));
+  const before = k.calls.length;
+  // What the agent's release does at its stop, inside the kubelet's grace period (each process
+  // costs about a second under emulation): lvs0 in one `ip -batch`, the tables in one transaction,
+  // the sysctls in one write.
+  const r = await teardownDirector(opts, { 'net.ipv4.vs.expire_nodest_conn': original!, 'net.ipv4.vs.expire_quiescent_template': '0' }, obs);
+  assert.equal(k.calls.slice(before).map((c) => c.slice(c.indexOf('--') + 1, c.indexOf('--') + 3).join(' ')), ['ip -batch', 'nft -f', 'sysctl -q']);
+  assert.equal(r.steps.map((x) => x.kind), ['link', 'nft', 'sysctl', 'sysctl']);
+  assert.not.ok(ns.links.has('lvs0'));
+  assert.equal([...ns.nft.keys()], []);
+  assert.equal([ns.sysctls.get('net.ipv4.vs.expire_nodest_conn'), ns.sysctls.get('net.ipv4.vs.expire_quiescent_template')], [original, '0']);
 });
 
 test('bad input names the field', () => {
