@@ -40,19 +40,25 @@ export const kubeJson = (args: string[]): unknown => JSON.parse(kube([...args, '
 
 /**
  * `kubectl get <args> --watch`: one line per event (the -o template ends each with a newline),
- * each stamped with the guest's clock when it arrived. stop() ends the watch and returns them.
+ * each stamped with the guest's clock when it arrived; what kubectl says on stderr comes as lines
+ * starting "kubectl: ". stop() ends the watch and returns them.
  */
-export function kubeWatch(args: string[]): { stop(): Array<{ at: number; text: string }> } {
+export function kubeWatch(args: string[]): { lines(): ReadonlyArray<{ at: number; text: string }>; stop(): Array<{ at: number; text: string }> } {
   const got: Array<{ at: number; text: string }> = [];
-  const child = spawn(env('KUBECTL'), ['get', ...args, '--watch'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let rest = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    const at = Date.now();
-    const lines = (rest + chunk).split('\n');
-    rest = lines.pop()!;
-    for (const text of lines) if (text.trim()) got.push({ at, text: text.trim() });
-  });
-  return { stop() { child.kill(); return got; } };
+  const child = spawn(env('KUBECTL'), ['get', ...args, '--watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const collect = (prefix: string) => {
+    let rest = '';
+    return (chunk: string) => {
+      const at = Date.now();
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop()!;
+      for (const text of lines) if (text.trim()) got.push({ at, text: `${prefix}${text.trim()}` });
+    };
+  };
+  child.stdout.setEncoding('utf8').on('data', collect(''));
+  child.stderr.setEncoding('utf8').on('data', collect('kubectl: '));
+  child.on('exit', (code, signal) => { if (signal !== 'SIGTERM') got.push({ at: Date.now(), text: `kubectl: exited ${code ?? signal}` }); });
+  return { lines: () => got, stop() { child.kill(); return got; } };
 }
 export const helm = (args: string[]) => exec(env('HELM'), args, { timeoutMs: 600_000 });
 

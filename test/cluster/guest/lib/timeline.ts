@@ -52,7 +52,7 @@ export function chain(start: number, o: { slices: ReadonlyArray<{ at: number; te
   const s = (t: number) => `${((t - start) / 1000).toFixed(1).padStart(6)} s`;
   const lines = [
     ...o.slices.map((e) => ({ at: e.at, text: `EndpointSlice ${e.text}` })),
-    ...o.plans.filter((e) => e.text.startsWith(`${o.plan} `)).map((e) => ({ at: e.at, text: `PlanSlice     ${e.text}` })),
+    ...o.plans.filter((e) => e.text.startsWith(`${o.plan} `) || e.text.startsWith('kubectl: ')).map((e) => ({ at: e.at, text: `PlanSlice     ${e.text}` })),
     ...o.agent.filter((r) => /^kernel synced|failed|retry/.test(String(r.msg))).map((r) => ({ at: Number(r.time), text: `agent         ${String(r.msg)} ${JSON.stringify({ ops: r.ops, read: r.read, draining: r.draining, errors: r.errors })}` })),
   ].sort((a, b) => a.at - b.at);
   return lines.slice(-60).map((l) => `#   ${s(l.at)}  ${l.text}`).join('\n');
