@@ -200,8 +200,8 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const http = metrics ? await startAgentHttp(ctx.values['metrics-address']!, metrics, health, () => ({ announced: device.announced(), members: ha?.members() ?? [] }), stats) : undefined;
   if (haOpts) {
     const lp = loop;
-    // A membership change flips announcements at once (announceQuick), then a full sync verifies.
-    const onChange = () => void device.reannounce(true).catch((err) => ctx.log.error({ op: 'announce', err: String(err) }, 'quick announce failed')).finally(() => lp.markDirty());
+    // A membership change flips announcements at once (announceQuick), then the next sync checks the director.
+    const onChange = () => void device.reannounce(true).catch((err) => ctx.log.error({ op: 'announce', err: String(err) }, 'quick announce failed')).finally(() => lp.markDirector());
     ha = await startHa({ ...haOpts, node, kernel, log: ctx.log, onChange, healthy: () => lp.last !== undefined && lp.last.kind !== 'retry' });
   }
   // Announced VIPs are announced again periodically (keepalived's garp_master_refresh): a

@@ -336,12 +336,13 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
 
   /**
    * The election: a membership change flips announcements at once (the director's quick path, no
-   * read-back), then a full sync verifies and the report says who announces what.
+   * read-back), then the next sync checks the director (markDirector: lvs0 listed, which re-applies
+   * the announcements as decided) and the report says who announces what.
    */
   function startElection(settings: ClusterHaSettings): Promise<ClusterHa> {
     const onChange = () => void device.reannounce(true)
       .catch((err) => log.error({ op: 'announce', err: String(err) }, 'quick announce failed'))
-      .finally(() => { loop.markDirty(); void report(); });
+      .finally(() => { loop.markDirector(); void report(); });
     return startClusterHa({
       settings, node: opts.node, kernel: opts.kernel, log, clock, onChange,
       reports: () => reports.list(),

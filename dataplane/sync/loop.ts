@@ -38,6 +38,8 @@ export const FULL_RESYNC_FACTOR = 10;
 export interface SyncLoop {
   /** Something changed (plan, endpoints, nodes): sync soon. */
   markDirty(): void;
+  /** The director's state may not be what the last sync left (a quick announce ran): check it in a sync soon. */
+  markDirector(): void;
   /** Start with an immediate sync. */
   start(): void;
   /** No further syncs; resolves when the running one (if any) is done. */
@@ -122,7 +124,11 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     if (dirty) schedule(Math.max(now, lastStart + minIntervalMs));
   }
 
-  return {
+  const api: SyncLoop = {
+    markDirector() {
+      syncer.checkDirectorNext();
+      api.markDirty();
+    },
     markDirty() {
       dirty = true;
       // While a sync runs, its tail schedules the next one; otherwise respect the rate limit.
@@ -151,4 +157,5 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
       return running !== undefined;
     },
   };
+  return api;
 }

@@ -138,6 +138,8 @@ export type SyncResult =
 
 export interface Syncer {
   sync(): Promise<SyncResult>;
+  /** The next sync checks the director (lvs0, sysctls, nft tables) whatever the verifier's schedule. */
+  checkDirectorNext(): void;
 }
 
 export function createSyncer(opts: SyncerOptions): Syncer {
@@ -373,6 +375,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   }
 
   return {
+    checkDirectorNext() {
+      nextDirectorAt = -Infinity;
+    },
     async sync() {
       try {
         return await syncOnce();

@@ -206,6 +206,15 @@ test('the director is checked once per verify interval by the partial syncs, not
   assert.ok(rebound, 'a full sync within the interval');
   assert.equal(b.bound, ['203.0.113.10'], 'bound again');
   assert.is(kernel.reads.dump, 3, 'first, retry, rebinding: no periodic full read-back');
+  // After a quick announce (an election change) the next sync checks the director, off schedule.
+  const lists = b.lists;
+  clock.tick(TICK);
+  await syncer.sync();
+  assert.is(b.lists, lists, 'not due');
+  syncer.checkDirectorNext();
+  clock.tick(1_000);
+  await syncer.sync();
+  assert.is(b.lists, lists + 1, 'checked when asked');
 });
 
 test.run();
