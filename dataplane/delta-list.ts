@@ -31,7 +31,7 @@ export function rewrites(list: readonly unknown[]): number {
  * 40,000 entries per change cost more CPU, in the garbage collector, than the rest of a change).
  * So a list stays as it was only until the next-but-one patch: a consumer may rely on the last list
  * it was given (to compare or patch from), never an older one; one that may have missed a list (a
- * stage that threw between) checks what it kept with intact() and rebuilds when it was rewritten.
+ * stage that threw between) keeps rewrites() of what it kept and rebuilds when that moved.
  */
 export class AlternatingList<T> {
   /** The last list given out, the one before it, and where they differ. */
