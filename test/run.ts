@@ -11,6 +11,20 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 interface Totals { passed: number; failed: number; skipped: number }
 
+// What failed, repeated at the end: a CI log is often read from its tail, and a tier of several
+// minutes of VM output buries uvu's FAIL block far above the sum.
+const failures: string[] = [];
+
+// uvu's FAIL headers with the lines that follow each (the assertion and the first stack lines).
+function failBlocks(out: string): string[] {
+  const lines = out.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
+  const blocks: string[] = [];
+  lines.forEach((line, i) => {
+    if (/^\s*FAIL\s/.test(line)) blocks.push(lines.slice(i, i + 8).map((l) => `    ${l.trimEnd()}`).join('\n'));
+  });
+  return blocks;
+}
+
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -45,6 +59,7 @@ async function runTier(tier: string): Promise<Totals> {
   if (tier === 'typecheck') {
     console.log('\n== typecheck (tsc --noEmit, strict)');
     const { code } = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', 'tsconfig.json']);
+    if (code !== 0) failures.push(`typecheck: tsc exited ${code}`);
     return code === 0 ? { passed: 1, failed: 0, skipped: 0 } : { passed: 0, failed: 1, skipped: 0 };
   }
   const totals: Totals = { passed: 0, failed: 0, skipped: 0 };
@@ -52,9 +67,14 @@ async function runTier(tier: string): Promise<Totals> {
     console.log(`\n== ${tier}: ${relative(root, file)}`);
     const { code, out } = await run(process.execPath, [file]);
     const parsed = parseUvu(out);
-    if (!parsed) { totals.failed += 1; console.log(`!! ${relative(root, file)} exited ${code} without a uvu summary`); continue; }
+    const name = relative(root, file);
+    if (!parsed) {
+      totals.failed += 1; failures.push(`${name}: exited ${code} without a uvu summary`);
+      console.log(`!! ${name} exited ${code} without a uvu summary`); continue;
+    }
     // A file whose process failed after its tests (unhandled rejection, teardown error) fails once more.
-    if (code !== 0 && parsed.failed === 0) parsed.failed = 1;
+    if (code !== 0 && parsed.failed === 0) { parsed.failed = 1; failures.push(`${name}: exited ${code} after its tests passed`); }
+    else if (parsed.failed > 0) failures.push(`${name}: ${parsed.failed} failed\n${failBlocks(out).join('\n')}`);
     totals.passed += parsed.passed; totals.failed += parsed.failed; totals.skipped += parsed.skipped;
   }
   return totals;
@@ -71,6 +91,7 @@ async function main() {
     all.passed += t.passed; all.failed += t.failed; all.skipped += t.skipped;
   }
   const ci = process.env.CI === 'true';
+  if (failures.length) console.log(`\n== what failed (repeated from above)\n${failures.join('\n')}`);
   if (ci && all.skipped > 0) console.log(`\nCI=true: ${all.skipped} skipped test(s) count as failures`);
   console.log(`\n${all.passed} passed, ${all.failed + (ci ? all.skipped : 0)} failed${all.skipped ? `, ${all.skipped} skipped` : ''}`);
   process.exit(all.failed > 0 || (ci && all.skipped > 0) ? 1 : 0);
