@@ -54,7 +54,7 @@ export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyM
   const fingerprints = new Map<string, string>();
   const keys = new Map<string, IpvsServiceKey>();
   for (const s of desired) {
-    const key = serviceKeyOf(s);
+    const key = desiredKeyOf(s);
     fingerprints.set(key, fingerprint(s));
     keys.set(key, serviceIdentity(s.service));
   }
@@ -78,7 +78,7 @@ export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState
   const stillDraining = new Set<string>();
   for (const dk of draining.keys()) stillDraining.add(drainService(dk));
   const now = new Map<string, IpvsServiceState>();
-  for (const s of desired) now.set(serviceKeyOf(s), s);
+  for (const s of desired) now.set(desiredKeyOf(s), s);
   for (const [key, id] of changed) {
     const s = now.get(key);
     if (s) {
@@ -96,7 +96,7 @@ export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState
 
 /** ipvsServiceKey of a desired state, kept per object (desired states are never modified). */
 const keysOf = new WeakMap<IpvsServiceState, string>();
-export function serviceKeyOf(s: IpvsServiceState): string {
+export function desiredKeyOf(s: IpvsServiceState): string {
   let k = keysOf.get(s);
   if (k === undefined) keysOf.set(s, (k = ipvsServiceKey(s.service)));
   return k;
@@ -111,7 +111,7 @@ export function changedServices(prev: SyncedView, desired: readonly IpvsServiceS
   const out = new Map<string, IpvsServiceKey>();
   const seen = new Set<string>();
   for (const s of desired) {
-    const key = serviceKeyOf(s);
+    const key = desiredKeyOf(s);
     seen.add(key);
     if (prev.fingerprints.get(key) !== fingerprint(s)) out.set(key, serviceIdentity(s.service));
   }

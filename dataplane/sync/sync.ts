@@ -23,7 +23,9 @@
 // slice alone (a verify tick), due or not. The director (lvs0, sysctls, our nft tables) is checked
 // by a partial sync once per verify interval (checkDirector). What neither sees — services someone
 // else added on an owned VIP, adoption refusals — is left to the full sync, which then comes
-// every fullResyncIntervalMs (the sync loop makes that 10× the verify interval). Without opts.verify an
+// every fullResyncIntervalMs (the sync loop makes that 10× the verify interval). A change that
+// meets a due slice or full read-back is synced first, alone, and the result's followUp asks the
+// loop for the slice or full read-back in the next sync. Without opts.verify an
 // outside edit is undone at the latest one fullResyncIntervalMs later. What the syncer remembers
 // between syncs: when each destination started draining, the VIPs it used to direct (their
 // services must still be drained and removed), the desired state of its last clean sync, the
@@ -40,23 +42,9 @@ import { diff, type SyncOpKind } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedIn, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 import { verifySlice, verifySliceSize, withSlice } from './verify.ts';
+import { asError, codeOf, elsewhereOf, listBound, reconcileVips, type VipBinder } from './vips.ts';
 
-export type { Clock };
-
-/**
- * The director's VIP device (lvs0): addresses bound there are VIPs this node accepts traffic for,
- * and the record of which VIPs this node owns across restarts.
- */
-export interface VipBinder {
-  list(): Promise<string[]>;
-  /** Make exactly `vips` bound, in one batch (adds and removals together). */
-  set(vips: string[]): Promise<void>;
-  /**
-   * Canonical address → devices other than lvs0 it is assigned on, as read by the last list()
-   * (adoption.ts refuses those VIPs). Without this method, no address counts as assigned elsewhere.
-   */
-  elsewhere?(): ReadonlyMap<string, readonly string[]> | undefined;
-}
+export type { Clock, VipBinder };
 
 export interface SyncerOptions {
   kernel: IpvsKernel;
@@ -129,6 +117,8 @@ interface SyncSummary {
   retiring?: string[];
   /** Wanted VIPs this sync refused to adopt or froze (adoption.ts); their plan keys are in problems. */
   refused?: Refusal[];
+  /** This sync left a due full read-back, verify slice or director check to the next one, which the loop runs at once. */
+  followUp?: 'full' | 'verify' | 'director';
 }
 
 export type SyncResult =
@@ -169,8 +159,18 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   let nextVerifyAt = -Infinity;
   /** When the partial syncs next check the director (lvs0, its sysctls, our nft tables). */
   let nextDirectorAt = -Infinity;
+  /**
+   * A due full read-back, verify slice or director check was left to the next sync, behind a
+   * change (partialScope, checkDirector); what the last sync left (its followUp), and how many
+   * desired changes the running one carries (a verify slice aside).
+   */
+  let fullDeferred = false, sliceDeferred = false, directorDeferred = false;
+  let leftBehind: SyncSummary['followUp'];
+  let changes = 0;
 
   function retry(errors: SyncError[], summary: SyncSummary): SyncResult {
+    // A failed sync leaves nothing behind: the retry, after its backoff, reads everything back.
+    delete summary.followUp;
     failures++;
     view = undefined;
     const after = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
@@ -185,19 +185,29 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     summary.problems = planned.problems;
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
     const scope = scopeOfPlanned(planned);
-    const changed = partialScope(planned, scope, now, summary);
+    const following = leftBehind;
+    leftBehind = undefined;
+    changes = 0;
+    const changed = partialScope(planned, scope, now, summary, following);
+    let listed: string[] | undefined;
     if (changed) {
       const errors: SyncError[] = [];
-      const director = await checkDirector(now, errors);
+      const director = await checkDirector(now, errors, summary);
       if (errors.length > 0) return retry(errors, summary);
-      if (director === 'ok') return partialSync(planned, changed, summary, now, scope);
-      delete summary.verified;
+      if (director === 'ok') {
+        const r = await partialSync(planned, changed, summary, now, scope);
+        leftBehind = r.followUp;
+        return r;
+      }
+      delete summary.verified; delete summary.followUp;
+      listed = director.bound;
     }
     summary.read = 'full';
+    fullDeferred = false; sliceDeferred = false; directorDeferred = false;
     const errors: SyncError[] = [];
     // Ours before this sync: what the last sync accepted, what is being retired, what lvs0 holds.
     const ours = new Set([...lastOwned, ...retiring]);
-    const bound = await listBound(opts.vips, errors);
+    const bound = listed ?? await listBound(opts.vips, errors);
     for (const v of bound ?? []) ours.add(v);
 
     let kernelState;
@@ -227,7 +237,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }
     const troubled = new Set(outcome.failures.map((f) => canonicalAddress(f.op.service.address)));
     // A refused VIP is never bound (one of ours that is frozen stays bound if it is).
-    await reconcileVips(opts.vips, { want: want.ownedVips.filter((v) => !refusals.has(v)), bound, retired: d.retiredVips, troubled }, errors);
+    await reconcileVips(opts.vips, log, { want: want.ownedVips.filter((v) => !refusals.has(v)), bound, retired: d.retiredVips, troubled }, errors);
     for (const v of d.retiredVips) if (!troubled.has(v)) retiring.delete(v);
     summary.retiring = [...retiring].sort(byString);
 
@@ -261,8 +271,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    * The services a partial sync would read, or undefined when this sync must be full: the changed
    * ones, plus a verify slice when one is due (its size goes into summary.verified).
    */
-  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary): Map<string, IpvsServiceKey> | undefined {
-    if (!view || !opts.kernel.readService || now - lastFullAt >= fullIntervalMs) return undefined;
+  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary, following: SyncSummary['followUp']): Map<string, IpvsServiceKey> | undefined {
+    const fullDue = now - lastFullAt >= fullIntervalMs;
+    if (!view || !opts.kernel.readService || (fullDue && (!opts.verify || fullDeferred || fullIntervalMs <= 0))) return undefined;
     if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
     const desired = planned.services;
     // Patched from the very services the view was made of: only the patch's keys can differ.
@@ -271,17 +282,35 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       : changedServices(view, desired, draining);
     // Two requests per service read one by one, against one per service in a dump.
     if (!changed || changed.size * 2 > Math.max(64, desired.length)) return undefined;
+    changes = changed.size;
+    // The change first: a periodic full read-back or a verify slice that is due when a change
+    // arrives is the next sync's (the loop runs it right after this one), once; a change that
+    // comes with that next sync rides with it. So a change waits behind neither, unless it lands
+    // while one runs.
+    const sliceDue = opts.verify !== undefined && now >= nextVerifyAt;
+    if (changed.size > 0 && (fullDue || (sliceDue && !sliceDeferred))) {
+      if (fullDue) fullDeferred = true; else sliceDeferred = true;
+      summary.followUp = fullDue ? 'full' : 'verify';
+      return changed;
+    }
+    if (fullDue) return undefined;
     // A slice when one is due; and with the verifier, a sync with nothing changed and nothing
     // draining (asked for by something else than a change of desired state: a manifest written
     // again as it was, an event that did not move this node's plan) reads the next slice at once
     // instead of everything: the verifier's bound covers the repair it may have been asked for.
-    const due = opts.verify && (now >= nextVerifyAt || changed.size === 0);
+    // (Not the follow-up of a director check left behind a change: that is all it is for.)
+    const due = opts.verify && (sliceDue || (changed.size === 0 && following !== 'director'));
     const slice = due ? verifySlice(desired, verifyCursor, verifySliceSize(desired.length, opts.verify!.tickMs, opts.verify!.intervalMs)) : undefined;
     // Without the verifier (or with no desired service), such a sync reads everything back, as a repair.
-    if (changed.size === 0 && !slice?.keys.size) return undefined;
+    if (changed.size === 0 && !slice?.keys.size) return following === 'director' ? changed : undefined;
     if (!slice?.keys.size) return changed;
     verifyCursor = slice.cursor;
-    nextVerifyAt = now + opts.verify!.tickMs;
+    // Due times keep their rhythm when a slice comes late (deferred behind a change), so a pass
+    // still takes one interval; a slice late by more than half a tick starts a new rhythm, and one
+    // read early (a sync with nothing changed) never pushes the next beyond a tick from now.
+    const tick = opts.verify!.tickMs;
+    nextVerifyAt = Math.min(now + tick, Math.max(nextVerifyAt + tick, now + tick / 2));
+    sliceDeferred = false;
     summary.verified = slice.keys.size;
     return withSlice(changed, slice.keys);
   }
@@ -292,15 +321,24 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    * services (the IPVS dump is what a full sync pays for). Listing lvs0 re-applies the director's
    * sysctls and tables for the VIPs on it (the binder's list()), so an outside edit there is
    * undone, or fails the sync (reported as the director step that failed), within the interval.
-   * 'full' when lvs0 does not hold exactly the VIPs the last full sync left bound (one removed or
-   * added by hand): the full sync binds and retires them.
+   * The listing when lvs0 does not hold exactly the VIPs the last full sync left bound (one removed
+   * or added by hand): the full sync that binds and retires them goes on from it.
    */
-  async function checkDirector(now: number, errors: SyncError[]): Promise<'ok' | 'full'> {
+  async function checkDirector(now: number, errors: SyncError[], summary: SyncSummary): Promise<'ok' | { bound: string[] }> {
     if (!opts.vips || !opts.verify || now < nextDirectorAt) return 'ok';
+    // The change first, as for slices (listing lvs0 re-applies the director for every VIP on it):
+    // a check due when a change arrives is the next sync's, once. A partial sync binds nothing.
+    if (changes > 0 && !directorDeferred) {
+      directorDeferred = true;
+      summary.followUp ??= 'director';
+      return 'ok';
+    }
+    directorDeferred = false;
     const bound = await listBound(opts.vips, errors);
     if (!bound) return 'ok';
     nextDirectorAt = now + opts.verify.intervalMs;
-    return bound.length === lastOwned.size && bound.every((v) => lastOwned.has(v)) ? 'ok' : 'full';
+    // The full sync goes on from this listing: lvs0 is read once.
+    return bound.length === lastOwned.size && bound.every((v) => lastOwned.has(v)) ? 'ok' : { bound };
   }
 
   /** Read back, diff and apply only `changed`; VIPs are left alone (the owned set is unchanged). */
@@ -349,31 +387,6 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     refusedLast = text;
   }
 
-  async function reconcileVips(
-    vips: VipBinder | undefined,
-    s: { want: string[]; bound: string[] | undefined; retired: string[]; troubled: Set<string> },
-    errors: SyncError[],
-  ): Promise<void> {
-    // Without a listing (already reported) we cannot tell what to bind; the retry will.
-    if (!vips || !s.bound) return;
-    const bound = new Set(s.bound);
-    // Bound after their services exist, so the first packet to a new VIP already finds IPVS rules;
-    // a VIP whose services failed is neither bound nor unbound this round.
-    const add = s.want.filter((v) => !bound.has(v) && !s.troubled.has(v));
-    const remove = s.retired.filter((v) => bound.has(v) && !s.troubled.has(v));
-    if (add.length === 0 && remove.length === 0) return;
-    const target = [...bound, ...add].filter((v) => !remove.includes(v)).sort(byString);
-    try {
-      await vips.set(target);
-      for (const vip of add) log.info({ op: 'bindVip', vip }, 'VIP bound');
-      for (const vip of remove) log.info({ op: 'unbindVip', vip }, 'VIP unbound');
-    } catch (err) {
-      for (const vip of add) errors.push({ op: 'bindVip', vip, error: asError(err), ...codeOf(err) });
-      for (const vip of remove) errors.push({ op: 'unbindVip', vip, error: asError(err), ...codeOf(err) });
-      log.warn({ op: 'setVips', add, remove, err }, 'binding VIPs failed');
-    }
-  }
-
   return {
     checkDirectorNext() {
       nextDirectorAt = -Infinity;
@@ -387,29 +400,4 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       }
     },
   };
-}
-
-async function listBound(vips: VipBinder | undefined, errors: SyncError[]): Promise<string[] | undefined> {
-  if (!vips) return [];
-  try {
-    return (await vips.list()).map(canonicalAddress).sort(byString);
-  } catch (err) {
-    errors.push({ op: 'listVips', error: asError(err), ...codeOf(err) });
-    return undefined;
-  }
-}
-
-/** Addresses on the node's other devices; undefined (unknown) when lvs0 could not be listed. */
-function elsewhereOf(vips: VipBinder | undefined, bound: string[] | undefined): ReadonlyMap<string, readonly string[]> | undefined {
-  if (bound === undefined) return undefined;
-  return vips?.elsewhere?.() ?? new Map();
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
-function codeOf(err: unknown): { code?: string } {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? { code } : {};
 }

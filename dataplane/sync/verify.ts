@@ -14,7 +14,7 @@
 // read by the sync that adds it and verified again by the next pass.
 import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { byString } from './keys.ts';
-import { serviceIdentity, serviceKeyOf } from './partial.ts';
+import { desiredKeyOf, serviceIdentity } from './partial.ts';
 
 /** Fewest services a slice reads (small tables are covered in a few ticks). */
 export const VERIFY_SLICE_FLOOR = 16;
@@ -48,7 +48,7 @@ export function verifySlice(desired: readonly IpvsServiceState[], cursor: string
   for (let taken = 0; taken < Math.min(size, n); taken++) {
     if (i >= n) i = 0;
     const s = desired[i++]!;
-    last = serviceKeyOf(s);
+    last = desiredKeyOf(s);
     keys.set(last, serviceIdentity(s.service));
   }
   return { keys: sortedByKey(keys), cursor: last };
@@ -64,7 +64,7 @@ function firstAfter(desired: readonly IpvsServiceState[], key: string): number {
   let lo = 0, hi = desired.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (byString(serviceKeyOf(desired[mid]!), key) <= 0) lo = mid + 1; else hi = mid;
+    if (byString(desiredKeyOf(desired[mid]!), key) <= 0) lo = mid + 1; else hi = mid;
   }
   return lo;
 }

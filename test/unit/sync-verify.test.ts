@@ -170,6 +170,80 @@ test('a verify slice that fails is retried, and the retry reads everything back'
   assert.equal(dests(kernel, 1000), ['10.0.0.1/1', '10.0.0.2/1']);
 });
 
+/** The plan with the services on these ports moved to another second real server (x.x.x.7). */
+const withChange = (...ports: number[]) => plan(N, (i, s) => (ports.includes(1000 + i) ? { ...s, realServers: [rs(`10.0.${i}.1`, 8080), rs(`10.0.${i}.7`, 8080)] } : s));
+
+test('a change that meets a due verify slice goes first; the slice is the next sync, and the slices keep their rhythm', async () => {
+  const { kernel, clock, state, syncer } = setup();
+  await syncer.sync();
+  const size = verifySliceSize(N, TICK, INTERVAL);
+  clock.tick(TICK);
+  state.plan = withChange(1007);
+  const r1 = await syncer.sync();
+  assert.equal([r1.kind, r1.read, r1.verified, r1.followUp], ['ok', 1, undefined, 'verify'], 'only the change read back; the slice left to the next sync');
+  assert.equal(dests(kernel, 1007), ['10.0.7.1/1', '10.0.7.7/1']);
+  clock.tick(1_000);
+  const r2 = await syncer.sync();
+  assert.equal([r2.read, r2.verified, r2.followUp], [size, size, undefined], 'the deferred slice, alone');
+  // The next slice is due at 2 ticks, not at 1 s + a tick: a pass still takes one interval.
+  clock.tick(TICK - 1_000);
+  state.plan = withChange(1007, 1008);
+  const r3 = await syncer.sync();
+  assert.equal([r3.read, r3.followUp], [1, 'verify'], 'due again at 2 ticks: the change first again');
+  clock.tick(1_000);
+  state.plan = withChange(1007, 1008, 1009);
+  const r4 = await syncer.sync();
+  assert.equal([r4.read, r4.verified, r4.followUp], [1 + size, size, undefined], 'a slice deferred once rides with the next change');
+  assert.is(kernel.reads.dump, 1);
+});
+
+test('a change that meets the periodic full read-back goes first; the full read-back is the next sync', async () => {
+  const { kernel, clock, state, syncer } = setup();
+  await syncer.sync();
+  clock.tick(FULL);
+  state.plan = withChange(1011);
+  const r1 = await syncer.sync();
+  assert.equal([r1.kind, r1.read, r1.followUp], ['ok', 1, 'full'], 'the change alone, read back by itself');
+  assert.equal(dests(kernel, 1011), ['10.0.11.1/1', '10.0.11.7/1']);
+  assert.is(kernel.reads.dump, 1);
+  clock.tick(1_000);
+  state.plan = withChange(1011, 1012);
+  const r2 = await syncer.sync();
+  assert.equal([r2.read, r2.followUp], ['full', undefined], 'deferred once: the next change rides with the full read-back');
+  assert.is(kernel.reads.dump, 2);
+  assert.equal(dests(kernel, 1012), ['10.0.12.1/1', '10.0.12.7/1']);
+  clock.tick(TICK);
+  assert.is((await syncer.sync()).read, verifySliceSize(N, TICK, INTERVAL), 'then slices again');
+});
+
+test('the loop runs the follow-up right after the change\'s sync', async () => {
+  const kernel = new CountingKernel();
+  const clock = new ManualClock(0);
+  const state = { plan: plan(N) };
+  const seen: { at: number; read: SyncResult['read']; followUp: SyncResult['followUp']; dests?: string[] }[] = [];
+  const loop = createSyncLoop({
+    kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock,
+    minIntervalMs: 1_000, resyncIntervalMs: INTERVAL, verifyTickMs: TICK, fullResyncIntervalMs: 22_000,
+    onResult: (r) => seen.push({ at: clock.now(), read: r.read, followUp: r.followUp, dests: dests(kernel, 1020) }),
+  });
+  const elapse = (ms: number) => clock.elapse(ms, () => loop.idle());
+  loop.start();
+  await elapse(0);
+  await elapse(22_000);
+  assert.is(kernel.reads.dump, 1, 'verify ticks up to 20 s; the full read-back is due at 22 s');
+  seen.length = 0;
+  state.plan = withChange(1020);
+  loop.markDirty();
+  await elapse(0);
+  assert.equal(seen, [
+    { at: 22_000, read: 1, followUp: 'full', dests: ['10.0.20.1/1', '10.0.20.7/1'] },
+    { at: 22_000, read: 'full', followUp: undefined, dests: ['10.0.20.1/1', '10.0.20.7/1'] },
+  ], 'the change in the kernel by its own sync, then the full read-back at once');
+  assert.is(kernel.reads.dump, 2);
+  assert.is(loop.nextRunAt, 22_000 + TICK, 'then the ticks');
+  await loop.stop();
+});
+
 /** lvs0 as the syncer sees it: bound VIPs, how often listed, and a failure to inject. */
 function binder() {
   const b = { bound: [] as string[], lists: 0, failing: false };
@@ -202,8 +276,15 @@ test('the director is checked once per verify interval by the partial syncs, not
   assert.is((await syncer.sync()).read, 'full', 'the retry after the failure');
   b.bound = [];
   let rebound: SyncResult | undefined;
-  for (let t = TICK; t <= INTERVAL + TICK && !rebound; t += TICK) { clock.tick(TICK); const r = await syncer.sync(); if (r.read === 'full') rebound = r; }
+  let listsOfRebound = 0;
+  for (let t = TICK; t <= INTERVAL + TICK && !rebound; t += TICK) {
+    clock.tick(TICK);
+    const before = b.lists;
+    const r = await syncer.sync();
+    if (r.read === 'full') { rebound = r; listsOfRebound = b.lists - before; }
+  }
   assert.ok(rebound, 'a full sync within the interval');
+  assert.is(listsOfRebound, 1, 'the full sync goes on from the check\'s listing of lvs0');
   assert.equal(b.bound, ['203.0.113.10'], 'bound again');
   assert.is(kernel.reads.dump, 3, 'first, retry, rebinding: no periodic full read-back');
   // After a quick announce (an election change) the next sync checks the director, off schedule.
@@ -215,6 +296,28 @@ test('the director is checked once per verify interval by the partial syncs, not
   clock.tick(1_000);
   await syncer.sync();
   assert.is(b.lists, lists + 1, 'checked when asked');
+});
+
+test('a director check due (here: asked for) when a change arrives is the next sync\'s, which reads no slice early', async () => {
+  const kernel = new CountingKernel();
+  const clock = new ManualClock();
+  const { b, vips } = binder();
+  const state = { plan: plan(N) };
+  const syncer = createSyncer({ kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock, vips, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK } });
+  await syncer.sync();
+  for (let t = TICK; t < INTERVAL; t += TICK) { clock.tick(TICK); await syncer.sync(); }
+  clock.tick(2_000);
+  assert.is(b.lists, 1, 'the full sync\'s listing so far');
+  syncer.checkDirectorNext();
+  state.plan = withChange(1030);
+  const r1 = await syncer.sync();
+  assert.equal([r1.kind, r1.read, r1.followUp, b.lists], ['ok', 1, 'director', 1], 'the change alone; lvs0 not listed');
+  assert.equal(dests(kernel, 1030), ['10.0.30.1/1', '10.0.30.7/1']);
+  const r2 = await syncer.sync();
+  assert.equal([r2.kind, r2.read, r2.verified, r2.followUp, b.lists], ['ok', 0, undefined, undefined, 2], 'the check, and no slice before its time');
+  clock.tick(3_000);
+  const r3 = await syncer.sync();
+  assert.equal([r3.read, b.lists], [verifySliceSize(N, TICK, INTERVAL), 2], 'the slice at its time; the next check one interval on');
 });
 
 test.run();
