@@ -34,6 +34,11 @@ export function ownedAddresses(device: LinkInfo | undefined): string[] {
   return (device?.addresses ?? []).filter((a) => a.scope === 'global').map((a) => a.address);
 }
 
+/** A sysctl's value for comparison, whitespace-normalised: a vector sysctl (sync_threshold) reads back tab-separated. */
+function sysctlValue(v: string): string {
+  return v.replace(/\s+/g, ' ').trim();
+}
+
 /**
  * Pure: the steps that take `obs` to `spec` (already normalised). Order keeps ARP safe.
  * `announced`: the spec's announced VIPs with their devices (./announce.ts announcements()).
@@ -47,8 +52,7 @@ export function planDirector(given: DirectorSpec, obs: ObservedDirector, device 
       const hint = s.key.startsWith('net.ipv4.vs.') ? ' (the ip_vs module is not loaded)' : s.key.startsWith('net.ipv6.') ? ' (IPv6 is off on that device)' : '';
       throw new Error(`director: sysctl ${s.key} does not exist in this namespace${hint}`);
     }
-    // Whitespace-normalised: a vector sysctl (sync_threshold) reads back tab-separated.
-    const same = cur.replace(/\s+/g, ' ').trim() === s.want;
+    const same = sysctlValue(cur) === s.want;
     if (!same && ('onlyFrom' in s ? cur === s.onlyFrom : true)) steps.push({ kind: 'sysctl', key: s.key, from: cur, to: s.want });
   }
   const want = new Set(spec.vips.map((v) => v.address));
@@ -342,9 +346,8 @@ export async function teardownDirector(opts: DirectorOptions, restore: Readonly<
   if (NFT_FAMILIES.some((f) => obs.nft[f])) steps.push({ kind: 'nft', tables: { inet: '', arp: '', ip6: '' } });
   const unread = Object.keys(restore).filter((k) => obs.sysctls[k] === undefined);
   const now: Record<string, string> = { ...obs.sysctls, ...Object.fromEntries(unread.length > 0 ? await readSysctls(run, unread) : []) };
-  const norm = (v: string) => v.replace(/\s+/g, ' ');
   // Keys that do not exist here (a device gone since) are skipped, as `sysctl -e` reads them.
-  for (const [key, to] of Object.entries(restore)) if (now[key] !== undefined && norm(now[key]!) !== norm(to)) steps.push({ kind: 'sysctl', key, from: now[key]!, to });
+  for (const [key, to] of Object.entries(restore)) if (now[key] !== undefined && sysctlValue(now[key]!) !== sysctlValue(to)) steps.push({ kind: 'sysctl', key, from: now[key]!, to });
   await applySteps(run, steps, device);
   return { target: describeTarget(target), changed: steps.length > 0, steps };
 }
