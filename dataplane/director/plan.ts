@@ -85,6 +85,17 @@ function ipKey(ip: string): string {
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/**
+ * Sorted by address (ipKey), then by `tie`: each key computed once, not once per comparison (a
+ * director with 40,000 VIPs sorted them with 1.3 million ipKey() calls on every check).
+ */
+/** SNAT rules of one VIP: by protocol, then port. */
+const snatOrder = (a: SnatRule, b: SnatRule) => cmp(a.protocol, b.protocol) || a.port - b.port;
+
+function sortByAddress<T>(xs: Iterable<T>, address: (x: T) => string, tie: (a: T, b: T) => number = () => 0): T[] {
+  return [...xs].map((x) => ({ x, k: ipKey(address(x)) })).sort((a, b) => cmp(a.k, b.k) || tie(a.x, b.x)).map((e) => e.x);
+}
+
 /** Validate, canonicalise and sort a spec (bad input names the field). */
 export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
   const vips = new Map<string, DirectorVip>();
@@ -98,7 +109,7 @@ export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
   });
   if (!/^\d+\.\d+/.test(spec.kernelRelease)) throw new DirectorSpecError('kernelRelease', `${JSON.stringify(spec.kernelRelease)} does not start with MAJOR.MINOR`);
   const out: DirectorSpec = {
-    vips: [...vips.values()].sort((a, b) => cmp(ipKey(a.address), ipKey(b.address))),
+    vips: sortByAddress(vips.values(), (v) => v.address),
     snat: normalizeSnat(spec.snat, vips, 'snat'),
     natFamilies: [...new Set(spec.natFamilies)].sort(),
     kernelRelease: spec.kernelRelease,
@@ -128,7 +139,7 @@ function normalizeSnat(rules: readonly SnatRule[], vips: ReadonlyMap<string, Dir
     if (!vips.has(vip)) throw new DirectorSpecError(`${field}[${i}].vip`, `${vip} is not one of this director's VIPs`);
     snat.set(`${vip}|${r.protocol}|${r.port}`, { family: ipFamily(vip), protocol: r.protocol, vip, port: r.port });
   });
-  return [...snat.values()].sort((a, b) => cmp(ipKey(a.vip), ipKey(b.vip)) || cmp(a.protocol, b.protocol) || a.port - b.port);
+  return sortByAddress(snat.values(), (r) => r.vip, snatOrder);
 }
 
 /** The director part of a plan for one node: services whose directors include `node`. */
@@ -228,7 +239,7 @@ export function withKeptSnat(spec: DirectorSpec, inet: string): DirectorSpec {
   const have = new Set(spec.snat.map(snatRuleLine));
   const kept = spec.keepSnat.filter((r) => listed.has(snatRuleLine(r)) && !have.has(snatRuleLine(r)));
   if (kept.length === 0) return spec;
-  const snat = [...spec.snat, ...kept].sort((a, b) => cmp(ipKey(a.vip), ipKey(b.vip)) || cmp(a.protocol, b.protocol) || a.port - b.port);
+  const snat = sortByAddress([...spec.snat, ...kept], (r) => r.vip, snatOrder);
   return { ...spec, snat };
 }
 
@@ -240,8 +251,7 @@ export function nftTables(spec: DirectorSpec, alsoQuiet: readonly string[] = [])
   }
   // One rule per VIP rather than a set: rules list in insertion order, so the listing is
   // deterministic and comparable; ARP and NDP are rare enough that a linear walk costs nothing.
-  const quiet = [...new Set([...spec.vips.filter((v) => !v.announce).map((v) => v.address), ...alsoQuiet])]
-    .sort((a, b) => cmp(ipKey(a), ipKey(b)));
+  const quiet = sortByAddress(new Set([...spec.vips.filter((v) => !v.announce).map((v) => v.address), ...alsoQuiet]), (a) => a);
   const quiet4 = quiet.filter((a) => ipFamily(a) === 4);
   const quiet6 = quiet.filter((a) => ipFamily(a) === 6);
   const arp = inputTable('arp', quiet4.map((a) => `arp operation request arp daddr ip ${a} drop`));
