@@ -405,8 +405,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const next = preparedByNode([obj], gates);
     const node = obj.metadata.name;
     const was = gates.get(node), now = next.get(node);
-    // Kept while equal (our own report comes back after every sync): gating is re-done where the gates are new.
-    if (was?.size !== now?.size || [...(now ?? [])].some((k) => !was!.has(k))) { gates = next; loop.markDirty(); }
+    // Kept while equal (our own report comes back after every sync): gating is re-done where the
+    // gates are new. No entry and an empty one gate alike (realservers.ts), so a node's first report
+    // with nothing prepared does not remap the whole plan.
+    if ((was?.size ?? 0) !== (now?.size ?? 0) || [...(now ?? [])].some((k) => !was!.has(k))) { gates = next; loop.markDirty(); }
   }
 
   // A plan change marks the sync loop, and the real-server pass unless it cannot matter to it; both

@@ -34,9 +34,10 @@ export interface DesiredState {
   /**
    * Set when this state was patched from the last call's (see patch()): `keys` (sorted) are the
    * services whose state object differs from the one in `from`, that call's services; every other
-   * entry is the very object `from` holds, and no key came or went.
+   * entry is the very object `from` holds, and no key came or went. `compared`: plan entries looked
+   * at to find them (the plan's delta positions when the caller passed one, else every entry).
    */
-  delta?: { from: readonly IpvsServiceState[]; keys: string[] };
+  delta?: { from: readonly IpvsServiceState[]; keys: string[]; compared: number };
 }
 
 const FORWARD: Record<Forwarding, ForwardMethod> = { NAT: 'masq', DR: 'droute', TUN: 'tunnel' };
@@ -139,7 +140,8 @@ function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanServic
   const keys: string[] = [];
   // Told where the plan changed since the last call: only there, not a walk over every entry.
   const positions = delta?.from === last.plan ? delta.at : undefined;
-  for (let k = 0; k < (positions ?? plan).length; k++) {
+  const compared = (positions ?? plan).length;
+  for (let k = 0; k < compared; k++) {
     const i = positions ? positions[k]! : k;
     const was = last.plan[i]!, now = plan[i]!;
     if (was === now) continue;
@@ -150,7 +152,7 @@ function patch(last: NonNullable<DesiredMemo['last']>, plan: readonly PlanServic
     keys.push(r.key);
   }
   const services = states.size > 0 ? lists.patch(prev.services, [...states.keys()], (i) => states.get(i)!).list as IpvsServiceState[] : prev.services;
-  return { ...prev, services, delta: { from: prev.services, keys: keys.sort(byString) } };
+  return { ...prev, services, delta: { from: prev.services, keys: keys.sort(byString), compared } };
 }
 
 /** Where `now` replaces `was` in `prev`, with its new state; 'undirected' when neither concerns this node. */

@@ -117,6 +117,11 @@ interface SyncSummary {
   retiring?: string[];
   /** Wanted VIPs this sync refused to adopt or froze (adoption.ts); their plan keys are in problems. */
   refused?: Refusal[];
+  /**
+   * The desired state was patched from the last sync's, not rebuilt (desired.ts): plan entries
+   * compared (only where planDelta said the plan changed, when it did) and services changed.
+   */
+  patched?: { compared: number; changed: number };
   /** This sync left a due full read-back, verify slice or director check to the next one, which the loop runs at once. */
   followUp?: 'full' | 'verify' | 'director';
 }
@@ -183,6 +188,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const now = clock.now();
     const planned = desiredState(opts.plan(), opts.node, opts.held?.() ?? [], memo, opts.planDelta?.());
     summary.problems = planned.problems;
+    if (planned.delta) summary.patched = { compared: planned.delta.compared, changed: planned.delta.keys.length };
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
     const scope = scopeOfPlanned(planned);
     const following = leftBehind;
