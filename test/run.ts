@@ -15,12 +15,13 @@ interface Totals { passed: number; failed: number; skipped: number }
 // minutes of VM output buries uvu's FAIL block far above the sum.
 const failures: string[] = [];
 
-// uvu's FAIL headers with the lines that follow each (the assertion and the first stack lines).
+// uvu's FAIL headers with the lines that follow each (the assertion and the first stack lines);
+// a VM tier prints its guest's with a prefix ("[vm] ", "[node] ").
 function failBlocks(out: string): string[] {
   const lines = out.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
   const blocks: string[] = [];
   lines.forEach((line, i) => {
-    if (/^\s*FAIL\s/.test(line)) blocks.push(lines.slice(i, i + 8).map((l) => `    ${l.trimEnd()}`).join('\n'));
+    if (/^(\[[^\]]*\]\s*)?\s*FAIL\s/.test(line)) blocks.push(lines.slice(i, i + 8).map((l) => `    ${l.trimEnd()}`).join('\n'));
   });
   return blocks;
 }
