@@ -85,13 +85,13 @@ function ipKey(ip: string): string {
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** SNAT rules of one VIP: by protocol, then port. */
+const snatOrder = (a: SnatRule, b: SnatRule) => cmp(a.protocol, b.protocol) || a.port - b.port;
+
 /**
  * Sorted by address (ipKey), then by `tie`: each key computed once, not once per comparison (a
  * director with 40,000 VIPs sorted them with 1.3 million ipKey() calls on every check).
  */
-/** SNAT rules of one VIP: by protocol, then port. */
-const snatOrder = (a: SnatRule, b: SnatRule) => cmp(a.protocol, b.protocol) || a.port - b.port;
-
 function sortByAddress<T>(xs: Iterable<T>, address: (x: T) => string, tie: (a: T, b: T) => number = () => 0): T[] {
   return [...xs].map((x) => ({ x, k: ipKey(address(x)) })).sort((a, b) => cmp(a.k, b.k) || tie(a.x, b.x)).map((e) => e.x);
 }

@@ -9,8 +9,8 @@
 // sysctls, our nft tables) once per resyncIntervalMs; the full read-back (which also finds
 // services someone else added on our VIPs) comes every fullResyncIntervalMs,
 // by default 10 × resyncIntervalMs, besides the syncer's own reasons (first sync, after an error,
-// owned VIPs changed, retiring VIPs, refusals). A change that meets a due slice or full read-back
-// is synced alone, and the slice or full read-back follows at once (the result's followUp), so a
+// owned VIPs changed, retiring VIPs, refusals). A change that meets a due slice, full read-back or
+// director check is synced alone, and the left work follows at once (the result's followUp), so a
 // change waits behind one only if it lands while one runs. A new mark does not wait out a backoff:
 // a changed plan may be exactly what fixes the failure.
 import { realClock, type Timer } from '../../kube/clock.ts';
@@ -123,7 +123,7 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     // A retry's backoff may exceed a tick (its sync is full anyway); drain polls keep the ticks.
     const next = result.kind === 'ok' ? verifyTickMs : Math.min(result.after, result.kind === 'retry' ? resyncIntervalMs : verifyTickMs);
     schedule(now + next);
-    // A follow-up (a slice or full read-back left behind a change) runs at once: one per change
+    // A follow-up (a slice, full read-back or director check left behind a change) runs at once: one per change
     // sync, so it needs no rate limit, and a change arriving meanwhile waits for the gap as usual.
     if (result.followUp) schedule(now);
     else if (dirty) schedule(Math.max(now, lastStart + minIntervalMs));

@@ -24,8 +24,8 @@
 // by a partial sync once per verify interval (checkDirector). What neither sees — services someone
 // else added on an owned VIP, adoption refusals — is left to the full sync, which then comes
 // every fullResyncIntervalMs (the sync loop makes that 10× the verify interval). A change that
-// meets a due slice or full read-back is synced first, alone, and the result's followUp asks the
-// loop for the slice or full read-back in the next sync. Without opts.verify an
+// meets a due slice, full read-back or director check is synced first, alone, and the result's
+// followUp asks the loop for the left work in the next sync. Without opts.verify an
 // outside edit is undone at the latest one fullResyncIntervalMs later. What the syncer remembers
 // between syncs: when each destination started draining, the VIPs it used to direct (their
 // services must still be drained and removed), the desired state of its last clean sync, the
@@ -166,12 +166,10 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   let nextDirectorAt = -Infinity;
   /**
    * A due full read-back, verify slice or director check was left to the next sync, behind a
-   * change (partialScope, checkDirector); what the last sync left (its followUp), and how many
-   * desired changes the running one carries (a verify slice aside).
+   * change (partialScope, checkDirector); and what the last sync left (its followUp).
    */
   let fullDeferred = false, sliceDeferred = false, directorDeferred = false;
   let leftBehind: SyncSummary['followUp'];
-  let changes = 0;
 
   function retry(errors: SyncError[], summary: SyncSummary): SyncResult {
     // A failed sync leaves nothing behind: the retry, after its backoff, reads everything back.
@@ -193,15 +191,14 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const scope = scopeOfPlanned(planned);
     const following = leftBehind;
     leftBehind = undefined;
-    changes = 0;
-    const changed = partialScope(planned, scope, now, summary, following);
+    const scoped = partialScope(planned, scope, now, summary, following);
     let listed: string[] | undefined;
-    if (changed) {
+    if (scoped) {
       const errors: SyncError[] = [];
-      const director = await checkDirector(now, errors, summary);
+      const director = await checkDirector(now, errors, summary, scoped.changes);
       if (errors.length > 0) return retry(errors, summary);
       if (director === 'ok') {
-        const r = await partialSync(planned, changed, summary, now, scope);
+        const r = await partialSync(planned, scoped.keys, summary, now, scope);
         leftBehind = r.followUp;
         return r;
       }
@@ -275,9 +272,10 @@ export function createSyncer(opts: SyncerOptions): Syncer {
 
   /**
    * The services a partial sync would read, or undefined when this sync must be full: the changed
-   * ones, plus a verify slice when one is due (its size goes into summary.verified).
+   * ones, plus a verify slice when one is due (its size goes into summary.verified); `changes`:
+   * how many of them changed (or drain), the slice aside.
    */
-  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary, following: SyncSummary['followUp']): Map<string, IpvsServiceKey> | undefined {
+  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary, following: SyncSummary['followUp']): { keys: Map<string, IpvsServiceKey>; changes: number } | undefined {
     const fullDue = now - lastFullAt >= fullIntervalMs;
     if (!view || !opts.kernel.readService || (fullDue && (!opts.verify || fullDeferred || fullIntervalMs <= 0))) return undefined;
     if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
@@ -288,7 +286,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       : changedServices(view, desired, draining);
     // Two requests per service read one by one, against one per service in a dump.
     if (!changed || changed.size * 2 > Math.max(64, desired.length)) return undefined;
-    changes = changed.size;
+    const changes = changed.size;
     // The change first: a periodic full read-back or a verify slice that is due when a change
     // arrives is the next sync's (the loop runs it right after this one), once; a change that
     // comes with that next sync rides with it. So a change waits behind neither, unless it lands
@@ -297,7 +295,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     if (changed.size > 0 && (fullDue || (sliceDue && !sliceDeferred))) {
       if (fullDue) fullDeferred = true; else sliceDeferred = true;
       summary.followUp = fullDue ? 'full' : 'verify';
-      return changed;
+      return { keys: changed, changes };
     }
     if (fullDue) return undefined;
     // A slice when one is due; and with the verifier, a sync with nothing changed and nothing
@@ -308,8 +306,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const due = opts.verify && (sliceDue || (changed.size === 0 && following !== 'director'));
     const slice = due ? verifySlice(desired, verifyCursor, verifySliceSize(desired.length, opts.verify!.tickMs, opts.verify!.intervalMs)) : undefined;
     // Without the verifier (or with no desired service), such a sync reads everything back, as a repair.
-    if (changed.size === 0 && !slice?.keys.size) return following === 'director' ? changed : undefined;
-    if (!slice?.keys.size) return changed;
+    if (changed.size === 0 && !slice?.keys.size) return following === 'director' ? { keys: changed, changes } : undefined;
+    if (!slice?.keys.size) return { keys: changed, changes };
     verifyCursor = slice.cursor;
     // Due times keep their rhythm when a slice comes late (deferred behind a change), so a pass
     // still takes one interval; a slice late by more than half a tick starts a new rhythm, and one
@@ -318,7 +316,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     nextVerifyAt = Math.min(now + tick, Math.max(nextVerifyAt + tick, now + tick / 2));
     sliceDeferred = false;
     summary.verified = slice.keys.size;
-    return withSlice(changed, slice.keys);
+    return { keys: withSlice(changed, slice.keys), changes };
   }
 
   /**
@@ -330,7 +328,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    * The listing when lvs0 does not hold exactly the VIPs the last full sync left bound (one removed
    * or added by hand): the full sync that binds and retires them goes on from it.
    */
-  async function checkDirector(now: number, errors: SyncError[], summary: SyncSummary): Promise<'ok' | { bound: string[] }> {
+  async function checkDirector(now: number, errors: SyncError[], summary: SyncSummary, changes: number): Promise<'ok' | { bound: string[] }> {
     if (!opts.vips || !opts.verify || now < nextDirectorAt) return 'ok';
     // The change first, as for slices (listing lvs0 re-applies the director for every VIP on it):
     // a check due when a change arrives is the next sync's, once. A partial sync binds nothing.
