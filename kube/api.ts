@@ -1,6 +1,7 @@
 // The small interface between the controller and the Kubernetes API. rest.ts implements it over
 // HTTP; fake.ts implements it in memory for unit tests. Everything above this line (informers,
 // status writer, events, leader election) is written against KubeApi only.
+import type { Reachability } from './reachability.ts';
 import type { KubeObject, ResourceType, StatusObject } from './types.ts';
 
 export interface ListOptions {
@@ -32,6 +33,8 @@ export type WatchEvent =
   | { type: 'ERROR'; object: StatusObject };
 
 export interface KubeApi {
+  /** Whether the server answers, as seen by every request of this client (see reachability.ts). */
+  readonly reachability?: Reachability;
   list(rt: ResourceType, opts?: ListOptions, signal?: AbortSignal): Promise<ListPage>;
   /**
    * Streams events to onEvent, one complete event at a time, in order. Resolves when the server

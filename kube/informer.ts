@@ -6,12 +6,16 @@
 // is never applied, so rv stays before it and the server sends it again. When rv is too old for
 // the server (410 Gone, from the watch request or as an ERROR event in the stream), we relist and
 // diff the fresh list against the cache, so objects deleted meanwhile still produce onDelete.
-// Other failures back off exponentially with jitter, honouring Retry-After, and retry forever.
+// Other failures back off exponentially with jitter, honouring Retry-After, and retry forever; a
+// backoff after the server could not be reached ends early (within a second) once any request of
+// the same client gets an answer again (reachability.ts), so every informer of the process is back
+// soon after the first.
 import type { Logger } from 'pino';
 import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from './backoff.ts';
 import type { Clock } from './clock.ts';
 import type { KubeApi, WatchEvent } from './api.ts';
 import { isGone, KubeApiError } from './errors.ts';
+import { isUnreachable } from './reachability.ts';
 import { objectKey, type KubeObject, type ResourceType } from './types.ts';
 
 export interface InformerHandlers<T extends KubeObject> {
@@ -128,9 +132,30 @@ export class Informer<T extends KubeObject> {
         }
         const delay = retryDelay(err, attempt++, this.#o.backoff ?? DEFAULT_BACKOFF, this.#o.random);
         log.warn({ err: String(err), attempt, delayMs: delay }, `${step} failed; retrying`);
-        await this.#o.clock.sleep(delay, signal);
+        if (await this.#backoff(delay, err, signal)) log.info({ step }, 'the API server answers again; retrying now');
       }
     }
+  }
+
+  /**
+   * Sleeps `delay`; when err says the server could not be reached, only until another request of
+   * this client gets an answer, plus up to a second of jitter. True when it ended early so.
+   */
+  async #backoff(delay: number, err: unknown, signal: AbortSignal): Promise<boolean> {
+    const reach = this.#o.api.reachability;
+    if (!reach || !isUnreachable(err)) {
+      await this.#o.clock.sleep(delay, signal);
+      return false;
+    }
+    reach.failed(); // a watch stream cut mid-body is seen here only
+    const done = new AbortController();
+    const either = AbortSignal.any([signal, done.signal]);
+    const answered = reach.whenAnswering(either).then(() => !either.aborted);
+    const early = await Promise.race([this.#o.clock.sleep(delay, either).then(() => false), answered]);
+    done.abort();
+    if (!early || signal.aborted) return false;
+    await this.#o.clock.sleep(Math.round((this.#o.random ?? Math.random)() * 1000), signal);
+    return true;
   }
 
   #selector(): { fieldSelector?: string } {

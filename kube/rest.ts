@@ -11,6 +11,7 @@ import type { RequestOptions } from 'node:https';
 import { Agent, fetch, type Dispatcher } from 'undici';
 import type { KubeApi, ListOptions, ListPage, WatchEvent, WatchOptions } from './api.ts';
 import { KubeApiError, parseRetryAfter } from './errors.ts';
+import { Reachability } from './reachability.ts';
 import { apiVersionOf, resourcePath, type KubeObject, type ResourceType, type StatusObject } from './types.ts';
 
 export interface RestConfig {
@@ -73,6 +74,7 @@ interface Call {
 
 export class RestKubeApi implements KubeApi {
   readonly #cfg: RestConfig;
+  readonly reachability = new Reachability();
 
   constructor(cfg: RestConfig) {
     this.#cfg = cfg;
@@ -184,8 +186,11 @@ export class RestKubeApi implements KubeApi {
       });
     } catch (err) {
       if (call.signal?.aborted) throw err;
+      this.reachability.failed();
       throw new KubeApiError(call.op, 0, describe(err), { cause: err });
     }
+    if (res.status >= 500) this.reachability.failed();
+    else if (res.status !== 429) this.reachability.answered();
     if (res.ok) return res;
     const text = await res.text().catch(() => '');
     let status: StatusObject = {};

@@ -5,6 +5,7 @@
 // status writes" as an end state.
 import type { KubeApi, ListOptions, ListPage, WatchEvent, WatchOptions } from '../api.ts';
 import { KubeApiError } from '../errors.ts';
+import { isUnreachable, Reachability } from '../reachability.ts';
 import { apiVersionOf, objectKey, type KubeObject, type ResourceType } from '../types.ts';
 
 type Op = 'list' | 'watch' | 'get' | 'create' | 'replace' | 'delete' | 'patchStatus' | 'applyStatus';
@@ -23,6 +24,8 @@ export class FakeKubeApi implements KubeApi {
   #watchers = new Set<Watcher>();
   #faults: Array<{ op: Op; plural?: string; err: unknown }> = [];
   readonly #now: () => number;
+  /** Marked as the real client marks it: failed by an injected "no answer" or 5xx, answered by any other request. */
+  readonly reachability = new Reachability();
   /** Successful requests by op and plural, e.g. counts.get('patchStatus virtualservers'). */
   readonly counts = new Map<string, number>();
 
@@ -235,8 +238,10 @@ export class FakeKubeApi implements KubeApi {
     const i = this.#faults.findIndex((f) => f.op === op && (!f.plural || f.plural === rt.plural));
     if (i >= 0) {
       const [f] = this.#faults.splice(i, 1);
+      if (isUnreachable(f!.err)) this.reachability.failed();
       throw f!.err;
     }
+    this.reachability.answered(); // the request reached the server, whatever it answers
   }
 
   #counted(op: Op, rt: ResourceType): void {

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { ManualClock, settle } from '../../kube/clock.ts';
 import { Informer } from '../../kube/informer.ts';
 import { restConfigFromKubeConfig, RestKubeApi } from '../../kube/rest.ts';
-import { VIRTUAL_SERVERS, type KubeObject } from '../../kube/types.ts';
+import { LEASES, VIRTUAL_SERVERS, type KubeObject } from '../../kube/types.ts';
 
 const SERVER = 'https://kube.test:6443';
 const PATH = '/apis/lvs.dev/v1alpha1/virtualservers';
@@ -49,7 +49,7 @@ async function setup() {
   });
   const stop = new AbortController();
   const running = informer.run(stop.signal);
-  return { informer, clock, seen, finish: async () => { stop.abort(); await running; } };
+  return { api, informer, clock, seen, finish: async () => { stop.abort(); await running; } };
 }
 
 /** Polls in real time (HTTP goes through real sockets and timers even with a manual clock). */
@@ -121,6 +121,33 @@ test('429 waits exactly Retry-After; 5xx backs off exponentially; then the list 
   assert.equal(t.clock.pending(), [400]);
   await t.clock.advance(400);
   await until(() => t.informer.synced && k.isDone(), 'synced after the errors');
+  assert.equal(t.seen, ['add a@5']);
+  await t.finish();
+});
+
+test('no answer from the server: the backoff ends a jittered second after another request is answered (a 429 is not an answer)', async () => {
+  const k = nock(SERVER);
+  k.get(PATH).query(listQ).replyWithError('connect ECONNREFUSED');
+  k.get(PATH).query(listQ).replyWithError('connect ECONNREFUSED');
+  k.get(PATH).query(listQ).reply(200, { metadata: { resourceVersion: '10' }, items: [obj('a', '5')] });
+  k.get(PATH).query(watchQ('10')).reply(200, () => openStream());
+  const lease = '/apis/coordination.k8s.io/v1/namespaces/ns/leases/l';
+  k.get(lease).reply(429, { kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'slow down' });
+  k.get(lease).reply(404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' });
+  const t = await setup();
+  await until(() => t.clock.pending().length === 1, 'first retry scheduled');
+  await t.clock.advance(100);
+  await until(() => t.clock.pending().length === 1 && t.clock.pending()[0] === 200, 'second retry scheduled');
+  assert.ok(t.api.reachability.unreachable, 'a refused connection marks the server unreachable');
+  await t.api.get(LEASES, 'ns', 'l').catch(() => undefined);
+  assert.ok(t.api.reachability.unreachable, 'a 429 is no sign that the server serves again');
+  await settle();
+  assert.equal(t.clock.pending(), [200], 'the backoff still runs');
+  await t.api.get(LEASES, 'ns', 'l').catch(() => undefined);
+  assert.not.ok(t.api.reachability.unreachable, 'a 404 is an answer');
+  await until(() => t.clock.pending().length === 1 && t.clock.pending()[0] === 1000, 'the jitter replaces the backoff');
+  await t.clock.advance(1000);
+  await until(() => t.informer.synced && k.isDone(), 'listed and watching');
   assert.equal(t.seen, ['add a@5']);
   await t.finish();
 });
