@@ -17,6 +17,7 @@ import { SLICES } from '../../lab/guest/objects.ts';
 import { rng } from '../../lab/random.ts';
 import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
 import { watchPlanSlices } from './watch.ts';
+import { processMemory } from '../lib/machine.ts';
 
 if (process.env.LVS_IN_VM !== '1') throw new Error('bench/convergence/guest.ts runs only inside the VM (LVS_IN_VM=1); use `npm run bench -- convergence`');
 
@@ -84,6 +85,7 @@ async function main(): Promise<void> {
   try {
     const programmedMs = await waitProgrammed(kernel, n, agent, Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000);
     emit({ type: 'programmed', n, ms: Math.round(programmedMs), agentFirstOutputMs: agent.firstOutputMs() });
+    emit({ type: 'memory', who: 'agent', phase: 'programmed', n, ...processMemory(agent.child.pid) });
     // Let the start-up settle (the controller's status writes as the agent's report comes in, the
     // plan slices of a controller that started with the agent); measure once the plans are quiet.
     const watch = await watchPlanSlices(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'), NS);
@@ -91,6 +93,7 @@ async function main(): Promise<void> {
     await sleep(5000);
     while (performance.now() - Math.max(watch.lastEventAt(), settle) < 10_000 && performance.now() - settle < 900_000) await sleep(1000);
     emit({ type: 'settled', n, ms: Math.round(performance.now() - settle) });
+    emit({ type: 'memory', who: 'agent', phase: 'settled', n, ...processMemory(agent.child.pid) });
     const spare = new Array<boolean>(n).fill(true);
     const t0 = performance.now();
     let timeouts = 0;
@@ -128,6 +131,7 @@ async function main(): Promise<void> {
       if (seen === undefined && ++timeouts >= 3) throw new Error('3 changes not seen within 180 s: stopping');
     }
     watch.close();
+    emit({ type: 'memory', who: 'agent', phase: 'changes', n, ...processMemory(agent.child.pid) });
     emit({ type: 'done', n });
   } finally {
     await agent.kill('SIGTERM');

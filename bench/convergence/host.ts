@@ -12,7 +12,7 @@ import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
 import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../lab/apiserver/host-cluster.ts';
 import { Kube } from '../../lab/guest/kube.ts';
 import { SERVICES, SLICES, VIRTUAL_SERVERS } from '../../lab/guest/objects.ts';
-import { load, machine, type Load, type Machine } from '../lib/machine.ts';
+import { load, machine, processMemory, type Load, type Machine, type ProcessMemory } from '../lib/machine.ts';
 import { MAX_SERVICES, NS, serviceManifest, sliceManifest, virtualServerManifest } from './layout.ts';
 
 export interface ConvergenceRun {
@@ -23,6 +23,8 @@ export interface ConvergenceRun {
   setup: Record<string, number>;
   vm: { bootMs: number; totalMs: number; exitCode: number; timedOut: boolean };
   complete: boolean;
+  /** The controller process (on the host) after the run: its resident set then and its peak. */
+  controllerMemory?: ProcessMemory;
   events: Array<Record<string, unknown>>;
 }
 
@@ -100,12 +102,14 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
       },
     });
     const loadAfter = load();
+    const controllerMemory = processMemory(hc.controller.child.pid);
     log(`convergence ${n}: load after: ${loadAfter.uptime}; VM exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}`);
     const complete = result.exitCode === 0 && events.some((e) => e.type === 'done');
     if (hc.controller.child.exitCode !== null) log(`the controller exited ${hc.controller.child.exitCode}: ${hc.controller.stderr().slice(-2000)}`);
     return {
       n, loadBefore, loadAfter, setup: { hostClusterMs: hc.timings.totalMs ?? NaN, ...created },
-      vm: { bootMs: result.bootMs, totalMs: result.totalMs, exitCode: result.exitCode, timedOut: result.timedOut }, complete, events,
+      vm: { bootMs: result.bootMs, totalMs: result.totalMs, exitCode: result.exitCode, timedOut: result.timedOut }, complete,
+      ...(controllerMemory ? { controllerMemory } : {}), events,
     };
   } finally {
     await hc.stop();

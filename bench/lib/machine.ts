@@ -40,3 +40,24 @@ export function load(): Load {
   const r = (x: number) => Math.round(x * 100) / 100;
   return { at: new Date().toISOString(), uptime: execFileSync('uptime', { encoding: 'utf8' }).trim(), loadavg: [r(a), r(b), r(c)] };
 }
+
+export interface ProcessMemory {
+  /** Resident set now (VmRSS), MiB. */
+  rssMiB: number;
+  /** Peak resident set since the process started (VmHWM), MiB. */
+  peakMiB: number;
+}
+
+/** A live process's memory from /proc/<pid>/status; undefined when it is gone. */
+export function processMemory(pid: number | undefined): ProcessMemory | undefined {
+  if (!pid) return undefined;
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? NaN);
+  const mib = (v: number) => Math.round((v / 1024) * 10) / 10;
+  return { rssMiB: mib(kb('VmRSS')), peakMiB: mib(kb('VmHWM')) };
+}

@@ -189,8 +189,10 @@ export function convergenceSection(r: ConvergenceRecord): string {
     '',
     'Latency = from sending the EndpointSlice write (guest, through the apiserver) to the first netlink poll (every 5 ms) that shows the spare destination added (weight 1) or removed/draining (weight 0), one clock in the guest. Split, same clock: "plan seen" = when a watch on the PlanSlices, in the guest beside the agent, received the controller\'s slice with the new real servers (runs recorded before PlanSlices: "status seen", the VirtualServer status patch with the new realServers); "agent applied" = the agent\'s own log time of its netlink write for that destination.',
     '',
-    '| services | load before → after (1/5/15) | programmed from empty | changes seen / made | latency p50 | p90 | p99 | max | plan seen p50 / p99 | agent applied p50 / p99 | slice write p50 |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    'Memory (runs from 2026-12-06 on): the agent\'s resident set (VmRSS) when programmed and after the changes, and its peak (VmHWM) over the run; the controller\'s peak, read on the host after the run.',
+    '',
+    '| services | load before → after (1/5/15) | programmed from empty | changes seen / made | latency p50 | p90 | p99 | max | plan seen p50 / p99 | agent applied p50 / p99 | slice write p50 | agent RSS programmed / after changes (peak), MiB | controller peak, MiB |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const run of r.runs) {
     const ch = run.events.filter((e) => e.type === 'change');
@@ -200,7 +202,11 @@ export function convergenceSection(r: ConvergenceRecord): string {
     const writes = ch.map((e) => num(e.writeMs)).filter(Number.isFinite).sort((a, b) => a - b);
     const prog = num(run.events.find((e) => e.type === 'programmed')?.ms);
     const p = (xs: number[], q: number) => ms(percentile(xs, q));
-    out.push(`| ${run.n} | ${loadText(run.loadBefore)} → ${loadText(run.loadAfter)} | ${Number.isFinite(prog) ? `${(prog / 1000).toFixed(1)} s` : '–'} | ${seen.length} / ${ch.length}${run.complete ? '' : ' (incomplete)'} | ${p(seen, 50)} ms | ${p(seen, 90)} ms | ${p(seen, 99)} ms | ${ms(seen.at(-1) ?? NaN)} ms | ${status.length ? `${p(status, 50)} / ${p(status, 99)} ms` : '–'} | ${p(applied, 50)} / ${p(applied, 99)} ms | ${p(writes, 50)} ms |`);
+    const mem = (phase: string) => run.events.find((e) => e.type === 'memory' && e.who === 'agent' && e.phase === phase);
+    const last = mem('changes') ?? mem('settled');
+    const agentMem = mem('programmed') && last ? `${num(mem('programmed')!.rssMiB)} / ${num(last.rssMiB)} (${num(last.peakMiB)})` : '–';
+    const controllerMem = run.controllerMemory ? String(run.controllerMemory.peakMiB) : '–';
+    out.push(`| ${run.n} | ${loadText(run.loadBefore)} → ${loadText(run.loadAfter)} | ${Number.isFinite(prog) ? `${(prog / 1000).toFixed(1)} s` : '–'} | ${seen.length} / ${ch.length}${run.complete ? '' : ' (incomplete)'} | ${p(seen, 50)} ms | ${p(seen, 90)} ms | ${p(seen, 99)} ms | ${ms(seen.at(-1) ?? NaN)} ms | ${status.length ? `${p(status, 50)} / ${p(status, 99)} ms` : '–'} | ${p(applied, 50)} / ${p(applied, 99)} ms | ${p(writes, 50)} ms | ${agentMem} | ${controllerMem} |`);
   }
   return out.join('\n');
 }
