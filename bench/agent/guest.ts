@@ -300,7 +300,7 @@ function waitQuiet(): { ms: number; busy: number } {
 const DUMMY = 'ip link set lo up && ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0';
 
 async function main(): Promise<void> {
-  const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*3,1000x10*2,10000x10');
+  const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*5,1000x10*5,10000x10*5,40000x2*5');
   const profileSize = process.env.BENCH_AGENT_PROFILE ?? '100x10';
   mkdirSync(TMP, { recursive: true });
   sh(['bash', '-ec', DUMMY]);
