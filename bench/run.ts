@@ -10,7 +10,7 @@
 //   npm run bench -- health            health checks: one agent probing 10,000 real servers every 2 s
 //                                      (TCP, then HTTP) on loopback, its CPU and spread (host, no VM)
 //   npm run bench -- report            only regenerate RESULTS.md from the stored records
-// Environment: BENCH_AGENT_SIZES (default 100x10*3,1000x10*2,10000x10: NxM*repetitions),
+// Environment: BENCH_AGENT_SIZES (default 100x10*5,1000x10*5,10000x10*5,40000x2*5: NxM*repetitions),
 // BENCH_AGENT_PROFILE (default 100x10; "none" to skip), BENCH_AGENT_R_FULL_MAX, BENCH_AGENT_NOOP_MAX,
 // BENCH_AGENT_TIMEOUT_MIN (see bench/agent/host.ts), BENCH_CONTROLLER_SIZES (default 1000,10000),
 // BENCH_CONTROLLER_CHANGES (default 2000), BENCH_AGENT_RECORD (label: save the agent record as

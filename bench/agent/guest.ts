@@ -8,8 +8,19 @@
 // After every step the table is read back with `ipvsadm -S -n` (untimed) and must equal the rule
 // set exactly, so both sides are proven to have done the same work. Results go to the console as
 // `BENCH-JSON {...}` lines, which the host collects.
+//
+// Every run (one side of one repetition, the `ipvsadm -R` full run, the profile) is a child
+// process in a network namespace of its own, created empty for it and deleted after it. IPVS
+// state is per namespace, and a fresh one matters: the kernel keeps every deleted destination on
+// a "trash" list for 2-3 minutes (ip_vs_ctl.c: __ip_vs_del_dest moves it there,
+// ip_vs_dest_trash_expire frees it once idle for IP_VS_DEST_TRASH_PERIOD, checked every 60 s),
+// and every NEW_DEST first walks that whole list (ip_vs_trash_get_dest) looking for a destination
+// to revive. A side that followed the other's clear-out in the same namespace paid one list walk
+// per added destination: 110,000 walks of up to 110,000 entries at 10,000x10 (measured in
+// lab/ipvs-trash). After deleting a namespace the parent waits until the VM is quiet again (the
+// kernel frees the namespace's tables in a worker), so no run pays for the one before it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { openSync, closeSync, writeFileSync, mkdirSync } from 'node:fs';
+import { openSync, closeSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,23 +162,25 @@ async function oursOnce(agent: Agent, s: Sets, out: Emit, withNoop: boolean): Pr
 }
 
 /**
- * The reference side: the full set with ipvsadm-restore from empty and (withR), cleared again,
- * with `ipvsadm -R` alone; the changes with `ipvsadm -R` (ipvsadm-restore would clear the table
- * first). Steps: full (ipvsadm-restore), fullR, pct and one (ipvsadm -R).
+ * The reference side: the full set with ipvsadm-restore from empty, then the changes with
+ * `ipvsadm -R` (ipvsadm-restore would clear the table first). Steps: full (ipvsadm-restore), pct
+ * and one (ipvsadm -R).
  */
-function restoreOnce(s: Sets, out: Emit, withR: boolean): void {
+function restoreOnce(s: Sets, out: Emit): void {
   clear();
   out('full', { ms: restore(s.files.full, 'ipvsadm-restore'), ops: s.lines.full });
   verify(s.base, 'ipvsadm-restore full');
-  if (withR) {
-    clear();
-    out('fullR', { ms: restore(s.files.full, 'ipvsadm -R'), ops: s.lines.full });
-    verify(s.base, 'ipvsadm -R full');
-  }
   out('pct', { ms: restore(s.files.pct, 'ipvsadm -R'), ops: s.lines.pct });
   verify(s.pct, 'ipvsadm -R 1%');
   out('one', { ms: restore(s.files.one, 'ipvsadm -R'), ops: s.lines.one });
   verify(s.one, 'ipvsadm -R single');
+}
+
+/** The full set with `ipvsadm -R` alone (the process inside the wrapper script), from empty: step fullR. */
+function restoreFullR(s: Sets, out: Emit): void {
+  clear();
+  out('fullR', { ms: restore(s.files.full, 'ipvsadm -R'), ops: s.lines.full });
+  verify(s.base, 'ipvsadm -R full');
 }
 
 /** Syscalls of one `ipvsadm -R` run of `file` (strace -f -c), when strace is installed. */
@@ -220,18 +233,82 @@ async function profile(agent: Agent, s: Sets, size: string): Promise<void> {
   clear();
 }
 
+/** One run, chosen by the parent through the environment (see `isolated`). */
+async function child(role: string): Promise<void> {
+  const size = process.env.BENCH_AGENT_SIZE ?? '';
+  const rep = Number(process.env.BENCH_AGENT_REP ?? '0');
+  const [n, m] = size.split('x').map(Number) as [number, number];
+  const s = ruleSets(n, m);
+  const step = (side: string): Emit => (name, r) => emit({ type: 'step', side, size, rep, step: name, lines: s.lines, ...r });
+  if (role === 'reference') return restoreOnce(s, step('reference'));
+  if (role === 'fullR') return restoreFullR(s, step('reference'));
+  const agents = await openAgent();
+  try {
+    if (role === 'ours') await oursOnce(agents.open(), s, step('ours'), process.env.BENCH_AGENT_NOOP === '1');
+    else if (role === 'profile') await profile(agents.open(), s, size);
+    else throw new Error(`BENCH_AGENT_ROLE: unknown role ${JSON.stringify(role)}`);
+  } finally {
+    await agents.close();
+  }
+}
+
+let namespaces = 0;
+
+/**
+ * Runs this file again as `role` inside a new, empty network namespace (its 10.0.0.0/8 dummy link
+ * set up as in the root namespace), deletes the namespace, and waits for the VM to be quiet.
+ */
+function isolated(role: string, size: string, rep: number, extra: Record<string, string> = {}): void {
+  const ns = `bench-${++namespaces}`;
+  sh(['ip', 'netns', 'add', ns]);
+  try {
+    sh(['ip', 'netns', 'exec', ns, 'bash', '-ec', DUMMY]);
+    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)], {
+      stdio: 'inherit',
+      env: { ...process.env, BENCH_AGENT_ROLE: role, BENCH_AGENT_SIZE: size, BENCH_AGENT_REP: String(rep), ...extra },
+    });
+    if (r.status !== 0) throw new Error(`${role} run of ${size} (rep ${rep}) exited ${r.status ?? r.signal}`);
+  } finally {
+    sh(['ip', 'netns', 'del', ns]);
+  }
+  const waited = waitQuiet();
+  emit({ type: 'settle', role, size, rep, ms: waited.ms, busy: waited.busy });
+}
+
+/** Jiffies of all CPUs: busy (everything but idle and iowait) and total. */
+function cpuJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - (f[4] ?? 0), total };
+}
+
+/** Waits (at most 120 s) for a second in which the CPUs were less than 10% busy; returns the wait and that share. */
+function waitQuiet(): { ms: number; busy: number } {
+  const t0 = performance.now();
+  let busy = 1;
+  while (performance.now() - t0 < 120_000) {
+    const a = cpuJiffies();
+    execFileSync('sleep', ['1']);
+    const b = cpuJiffies();
+    busy = (b.busy - a.busy) / Math.max(1, b.total - a.total);
+    if (busy < 0.1) break;
+  }
+  return { ms: Math.round(performance.now() - t0), busy: Math.round(busy * 1000) / 1000 };
+}
+
+// Real servers on 10.0.0.0/8 are on-link behind a dummy device: routable unicast destinations.
+const DUMMY = 'ip link set lo up && ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0';
+
 async function main(): Promise<void> {
-  const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*3,1000x10*2,10000x10');
+  const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*5,1000x10*5,10000x10*5,40000x2*5');
   const profileSize = process.env.BENCH_AGENT_PROFILE ?? '100x10';
   mkdirSync(TMP, { recursive: true });
-  // Real servers on 10.0.0.0/8 are on-link behind a dummy device: routable unicast destinations.
-  sh(['bash', '-ec', 'ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0']);
-  const agents = await openAgent();
+  sh(['bash', '-ec', DUMMY]);
   const version = sh(['ipvsadm', '--version']).trim();
   // The agent's write path: apply.ts sends the ops of a sync through IpvsKernel.applyBatch when the
   // client has it (few sendmsg buffers); records without this field are of the one-request-per-op path.
   const writePath = typeof (IpvsNetlink.prototype as { applyBatch?: unknown }).applyBatch === 'function' ? 'batched' : 'one request per op';
-  emit({ type: 'env', kernel: sh(['uname', '-r']).trim(), ipvsadm: version, node: process.version, cpus: sh(['nproc']).trim(), writePath });
+  emit({ type: 'env', kernel: sh(['uname', '-r']).trim(), ipvsadm: version, node: process.version, cpus: sh(['nproc']).trim(), writePath, isolation: 'netns per run' });
 
   // Fixed cost of one ipvsadm-restore process (fork/exec, libnl, family lookup) with no rules.
   const empty = join(TMP, 'empty.rules');
@@ -252,16 +329,15 @@ async function main(): Promise<void> {
     const size = `${n}x${m}`;
     const s = ruleSets(n, m);
     for (let rep = 0; rep < reps; rep++) {
-      const step = (side: string): Emit => (name, r) => emit({ type: 'step', side, size, rep, step: name, lines: s.lines, ...r });
-      restoreOnce(s, step('reference'), n <= rFullMax);
-      await oursOnce(agents.open(), s, step('ours'), n <= noopMax);
+      isolated('reference', size, rep);
+      if (n <= rFullMax) isolated('fullR', size, rep);
+      isolated('ours', size, rep, { BENCH_AGENT_NOOP: n <= noopMax ? '1' : '0' });
     }
-    clear();
     if (n === sizes[0]!.n) emit({ type: 'strace', size, rules: s.lines.full, ipvsadmR: straceCounts(s.files.full) ?? null });
-    if (size === profileSize) await profile(agents.open(), s, size);
+    if (size === profileSize) isolated('profile', size, 0);
   }
-  await agents.close();
   emit({ type: 'done' });
 }
 
-await main();
+const role = process.env.BENCH_AGENT_ROLE;
+await (role ? child(role) : main());

@@ -2,7 +2,7 @@
 // tests are), bench/agent/guest.ts inside it, its `BENCH-JSON` lines collected into one record.
 //
 // Used by bench/run.ts (`npm run bench -- agent`). Environment: BENCH_AGENT_SIZES (NxM*reps list,
-// default 100x10*3,1000x10*2,10000x10), BENCH_AGENT_PROFILE (size to profile, default 100x10),
+// default 100x10*5,1000x10*5,10000x10*5,40000x2*5), BENCH_AGENT_PROFILE (size to profile, default 100x10),
 // BENCH_AGENT_R_FULL_MAX (largest N for which the full set is also timed with `ipvsadm -R` alone,
 // default 1000), BENCH_AGENT_NOOP_MAX (largest N with a timed no-op sync, default 1000),
 // BENCH_AGENT_TIMEOUT_MIN (VM deadline, default 180), BENCH_AGENT_FULL_RESYNC_MS (the syncer's
@@ -29,7 +29,7 @@ export interface AgentRecord {
 export async function runAgentBench(opts: { sizes?: string; profile?: string; command: string; echo?: boolean }): Promise<AgentRecord> {
   const missing = kernelPrereqs();
   if (missing) throw new Error(`agent benchmark needs the real-kernel VM: ${missing}`);
-  const sizes = opts.sizes ?? process.env.BENCH_AGENT_SIZES ?? '100x10*3,1000x10*2,10000x10';
+  const sizes = opts.sizes ?? process.env.BENCH_AGENT_SIZES ?? '100x10*5,1000x10*5,10000x10*5,40000x2*5';
   const profile = opts.profile ?? process.env.BENCH_AGENT_PROFILE ?? '100x10';
   const timeoutMin = Number(process.env.BENCH_AGENT_TIMEOUT_MIN ?? '180');
   if (!(timeoutMin > 0)) throw new Error(`BENCH_AGENT_TIMEOUT_MIN: ${process.env.BENCH_AGENT_TIMEOUT_MIN} is not a positive number of minutes`);

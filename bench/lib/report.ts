@@ -73,11 +73,21 @@ function writePath(r: AgentRecord): string {
   return typeof env.writePath === 'string' ? env.writePath : 'one request per op';
 }
 
-/** Records of different write paths are never pooled: one set of tables per path. */
+/**
+ * What a record measured, for pooling: the write path, and whether every run had a network
+ * namespace of its own (records before 2026-12-06 ran both sides in one namespace, where the one
+ * that followed the other's clear-out paid for the kernel's destination trash; see the prose).
+ */
+function setting(r: AgentRecord): string {
+  const env = r.events.find((e) => e.type === 'env') ?? {};
+  return env.isolation === 'netns per run' ? `${writePath(r)}, every run in a fresh network namespace` : writePath(r);
+}
+
+/** Records of different settings are never pooled: one set of tables per setting. */
 export function agentSection(records: AgentRecord[]): string {
-  const paths = [...new Set(records.map(writePath))];
-  if (paths.length === 1) return agentTables(records);
-  return paths.map((p) => `### Write path: ${p}\n\n${agentTables(records.filter((r) => writePath(r) === p))}`).join('\n\n');
+  const settings = [...new Set(records.map(setting))];
+  if (settings.length === 1) return agentTables(records);
+  return settings.map((p) => `### Write path: ${p}\n\n${agentTables(records.filter((r) => setting(r) === p))}`).join('\n\n');
 }
 
 function agentTables(records: AgentRecord[]): string {
