@@ -7,7 +7,7 @@
 // the server (410 Gone, from the watch request or as an ERROR event in the stream), we relist and
 // diff the fresh list against the cache, so objects deleted meanwhile still produce onDelete.
 // Other failures back off exponentially with jitter, honouring Retry-After, and retry forever; a
-// backoff after the server could not be reached ends early (within a second) once any request of
+// backoff after the server gave no answer at all ends early (within a second) once any request of
 // the same client gets an answer again (reachability.ts), so every informer of the process is back
 // soon after the first.
 import type { Logger } from 'pino';
@@ -138,8 +138,8 @@ export class Informer<T extends KubeObject> {
   }
 
   /**
-   * Sleeps `delay`; when err says the server could not be reached, only until another request of
-   * this client gets an answer, plus up to a second of jitter. True when it ended early so.
+   * Sleeps `delay`; when err is "no answer at all", only until another request of this client gets
+   * an answer, plus up to a second of jitter. True when it ended early so.
    */
   async #backoff(delay: number, err: unknown, signal: AbortSignal): Promise<boolean> {
     const reach = this.#o.api.reachability;

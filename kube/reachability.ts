@@ -6,16 +6,18 @@
 // reach the server wakes every loop sleeping in backoff for that reason, after a short jitter so
 // they do not arrive in the same instant.
 //
-// Only "could not reach" failures count (no HTTP answer, or a 5xx without Retry-After): a loop
-// that failed on its own request (403, 404, 422) has nothing to gain from another request being
-// answered, and a server that asked for a pause (429, Retry-After) gets it.
+// Only "could not reach" failures count (no HTTP answer at all: connection refused or reset, a
+// timeout), and only an answer below 500 other than 429 ends them. A 5xx or a 429 is an answer to
+// that one request (a resource whose storage is broken, a server that asks for a pause): the loop
+// that got it keeps its own backoff, so it is not retried each time some other request succeeds,
+// and such answers wake no one (a server still starting answers 503 before it serves).
 import { KubeApiError } from './errors.ts';
 
 export class Reachability {
   #unreachable = false;
   readonly #waiters = new Set<() => void>();
 
-  /** A request got no usable answer (connection refused or reset, timeout, 5xx). */
+  /** A request got no answer at all (connection refused or reset, timeout). */
   failed(): void {
     this.#unreachable = true;
   }
@@ -52,8 +54,7 @@ export class Reachability {
   }
 }
 
-/** A failure to reach the server (no response, or a 5xx) that did not come with a Retry-After. */
+/** A failure to reach the server: no HTTP response at all (KubeApiError status 0). */
 export function isUnreachable(err: unknown): boolean {
-  if (!(err instanceof KubeApiError) || err.retryAfterSeconds !== undefined) return false;
-  return err.status === 0 || err.status >= 500;
+  return err instanceof KubeApiError && err.status === 0;
 }

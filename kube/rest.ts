@@ -189,8 +189,7 @@ export class RestKubeApi implements KubeApi {
       this.reachability.failed();
       throw new KubeApiError(call.op, 0, describe(err), { cause: err });
     }
-    if (res.status >= 500) this.reachability.failed();
-    else if (res.status !== 429) this.reachability.answered();
+    if (res.status < 500 && res.status !== 429) this.reachability.answered();
     if (res.ok) return res;
     const text = await res.text().catch(() => '');
     let status: StatusObject = {};

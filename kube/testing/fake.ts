@@ -24,7 +24,7 @@ export class FakeKubeApi implements KubeApi {
   #watchers = new Set<Watcher>();
   #faults: Array<{ op: Op; plural?: string; err: unknown }> = [];
   readonly #now: () => number;
-  /** Marked as the real client marks it: failed by an injected "no answer" or 5xx, answered by any other request. */
+  /** Marked as the real client marks it: failed by an injected "no answer" (status 0), answered by any request that reaches the fake. */
   readonly reachability = new Reachability();
   /** Successful requests by op and plural, e.g. counts.get('patchStatus virtualservers'). */
   readonly counts = new Map<string, number>();

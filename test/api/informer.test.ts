@@ -125,7 +125,7 @@ test('429 waits exactly Retry-After; 5xx backs off exponentially; then the list 
   await t.finish();
 });
 
-test('no answer from the server: the backoff ends a jittered second after another request is answered (a 429 is not an answer)', async () => {
+test('no answer from the server: the backoff ends a jittered second after another request is answered (a 429 or 503 does not end it)', async () => {
   const k = nock(SERVER);
   k.get(PATH).query(listQ).replyWithError('connect ECONNREFUSED');
   k.get(PATH).query(listQ).replyWithError('connect ECONNREFUSED');
@@ -133,6 +133,7 @@ test('no answer from the server: the backoff ends a jittered second after anothe
   k.get(PATH).query(watchQ('10')).reply(200, () => openStream());
   const lease = '/apis/coordination.k8s.io/v1/namespaces/ns/leases/l';
   k.get(lease).reply(429, { kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'slow down' });
+  k.get(lease).reply(503, 'not ready');
   k.get(lease).reply(404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' });
   const t = await setup();
   await until(() => t.clock.pending().length === 1, 'first retry scheduled');
@@ -141,6 +142,8 @@ test('no answer from the server: the backoff ends a jittered second after anothe
   assert.ok(t.api.reachability.unreachable, 'a refused connection marks the server unreachable');
   await t.api.get(LEASES, 'ns', 'l').catch(() => undefined);
   assert.ok(t.api.reachability.unreachable, 'a 429 is no sign that the server serves again');
+  await t.api.get(LEASES, 'ns', 'l').catch(() => undefined);
+  assert.ok(t.api.reachability.unreachable, 'nor is a 503 (a server still starting answers it)');
   await settle();
   assert.equal(t.clock.pending(), [200], 'the backoff still runs');
   await t.api.get(LEASES, 'ns', 'l').catch(() => undefined);

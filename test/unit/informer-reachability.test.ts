@@ -1,6 +1,6 @@
 // An informer backing off because the API server could not be reached retries within a second of
 // another request of the same client getting an answer, instead of at the end of its own backoff
-// (up to 30 s); a failure the server answered (403) keeps its backoff. In-memory API, manual clock.
+// (up to 30 s); a failure the server answered (403, 503) keeps its backoff. In-memory API, manual clock.
 import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -56,26 +56,28 @@ test('after an outage, the first answer to any request brings every informer bac
   await settle();
 });
 
-test('a failure the server answered (403) keeps its backoff when another request succeeds', async () => {
-  const { clock, fake, net, abort, start, failures } = setup();
-  const vs = start(VIRTUAL_SERVERS);
-  await clock.advance(10);
-  fake.failNext('watch', new KubeApiError('watch virtualservers', 0, 'connection reset'), 'virtualservers');
-  for (let i = 0; i < 6; i++) fake.failNext('watch', new KubeApiError('watch virtualservers', 403, 'forbidden', { reason: 'Forbidden' }), 'virtualservers');
-  fake.closeWatches();
-  await clock.advance(20_000); // the reset, then 403s: backoff 0.375, 0.75, 1.5, 3, 6, 12 s
-  assert.ok(vs.failing);
-  const before = failures.get('virtualservers');
-  assert.is(before, 6, 'the reset and five 403s so far');
-  const due = clock.pending().at(-1)!;
-  assert.ok(due > 2000, `the informer sleeps in backoff (${due} ms left)`);
-  await net.api.get(SERVICES, 'default', 'missing').catch(() => undefined);
-  await clock.advance(1000);
-  assert.is(failures.get('virtualservers'), before, 'a 403 is not retried because another request was answered');
-  await clock.advance(due);
-  assert.is(failures.get('virtualservers'), before! + 1, 'it is retried when its backoff ends');
-  abort.abort();
-  await settle();
-});
+for (const [status, reason] of [[403, 'Forbidden'], [503, 'ServiceUnavailable']] as const) {
+  test(`a failure the server answered (${status}) keeps its backoff when another request succeeds`, async () => {
+    const { clock, fake, net, abort, start, failures } = setup();
+    const vs = start(VIRTUAL_SERVERS);
+    await clock.advance(10);
+    fake.failNext('watch', new KubeApiError('watch virtualservers', 0, 'connection reset'), 'virtualservers');
+    for (let i = 0; i < 6; i++) fake.failNext('watch', new KubeApiError('watch virtualservers', status, 'no', { reason }), 'virtualservers');
+    fake.closeWatches();
+    await clock.advance(20_000); // the reset, then the answered failures: backoff 0.375, 0.75, 1.5, 3, 6, 12 s
+    assert.ok(vs.failing);
+    const before = failures.get('virtualservers');
+    assert.is(before, 6, `the reset and five ${status}s so far`);
+    const due = clock.pending().at(-1)!;
+    assert.ok(due > 2000, `the informer sleeps in backoff (${due} ms left)`);
+    await net.api.get(SERVICES, 'default', 'missing').catch(() => undefined);
+    await clock.advance(1000);
+    assert.is(failures.get('virtualservers'), before, `a ${status} is not retried because another request was answered`);
+    await clock.advance(due);
+    assert.is(failures.get('virtualservers'), before! + 1, 'it is retried when its backoff ends');
+    abort.abort();
+    await settle();
+  });
+}
 
 test.run();
