@@ -11,7 +11,7 @@ import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
 import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../lab/apiserver/host-cluster.ts';
 import { Kube } from '../../lab/guest/kube.ts';
-import { SERVICES, SLICES, VIRTUAL_SERVERS } from '../../lab/guest/objects.ts';
+import { SERVICES, SLICES, VIP_POOLS, VIRTUAL_SERVERS } from '../../lab/guest/objects.ts';
 import { load, machine, processMemory, type Load, type Machine, type ProcessMemory } from '../lib/machine.ts';
 import { MAX_SERVICES, NS, serviceManifest, sliceManifest, virtualServerManifest } from './layout.ts';
 
@@ -63,6 +63,12 @@ async function pool(n: number, width: number, fn: (i: number) => Promise<unknown
 async function createObjects(kube: Kube, n: number, log: (m: string) => void): Promise<Record<string, number>> {
   const t0 = Date.now();
   await kube.create({ group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false }, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+  // What the cluster admin grants the benchmark's namespace (VIPs are deny-by-default): its VIP
+  // blocks for NAT, and its pod range as real servers (the endpoints name Pods that do not exist).
+  await kube.create(VIP_POOLS, undefined, {
+    apiVersion: 'lvs.dev/v1alpha1', kind: 'VIPPool', metadata: { name: 'bench' },
+    spec: { addresses: ['198.51.100.0/24', '203.0.113.0/24'], allocation: { namespaces: [NS] }, forwarding: ['NAT'], staticRealServers: ['10.244.0.0/16'] },
+  });
   await pool(n, 16, (i) => kube.create(SERVICES, NS, serviceManifest(i)));
   await pool(n, 16, (i) => kube.create(SLICES, NS, sliceManifest(i, NODE_NAME)));
   const t1 = Date.now();
