@@ -20,7 +20,7 @@
 // lab/ipvs-trash). After deleting a namespace the parent waits until the VM is quiet again (the
 // kernel frees the namespace's tables in a worker), so no run pays for the one before it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { openSync, closeSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { openSync, closeSync, writeFileSync, mkdirSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +31,8 @@ import { IpvsNetlink } from '../../dataplane/ipvs/netlink.ts';
 import { createSyncer, type SyncResult } from '../../dataplane/sync/sync.ts';
 import { countingKernel, newCounters, since, snapshot, wireTap, type Counters } from './counting.ts';
 import { summarise, type CpuProfile } from './profile.ts';
-import { NODE, onePercent, plan, replace, restoreDelta, restoreFile, ruleSet, single, type RuleSet } from './rules.ts';
+import { cpuTicks } from '../lib/machine.ts';
+import { NODE, onePercent, plan, replace, restoreDelta, restoreFile, ROUTE_DESTINATIONS, ruleSet, single, type RuleSet } from './rules.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const TMP = join(process.env.TMPDIR ?? '/run/tmp', 'bench-agent');
@@ -262,7 +263,7 @@ function isolated(role: string, size: string, rep: number, extra: Record<string,
   const ns = `bench-${++namespaces}`;
   sh(['ip', 'netns', 'add', ns]);
   try {
-    sh(['ip', 'netns', 'exec', ns, 'bash', '-ec', DUMMY]);
+    sh(['ip', 'netns', 'exec', ns, 'bash', '-ec', ROUTE_DESTINATIONS]);
     const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)], {
       stdio: 'inherit',
       env: { ...process.env, BENCH_AGENT_ROLE: role, BENCH_AGENT_SIZE: size, BENCH_AGENT_REP: String(rep), ...extra },
@@ -275,35 +276,26 @@ function isolated(role: string, size: string, rep: number, extra: Record<string,
   emit({ type: 'settle', role, size, rep, ms: waited.ms, busy: waited.busy });
 }
 
-/** Jiffies of all CPUs: busy (everything but idle and iowait) and total. */
-function cpuJiffies(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  return { busy: total - f[3]! - (f[4] ?? 0), total };
-}
-
 /** Waits (at most 120 s) for a second in which the CPUs were less than 10% busy; returns the wait and that share. */
 function waitQuiet(): { ms: number; busy: number } {
   const t0 = performance.now();
   let busy = 1;
   while (performance.now() - t0 < 120_000) {
-    const a = cpuJiffies();
+    const a = cpuTicks();
     execFileSync('sleep', ['1']);
-    const b = cpuJiffies();
-    busy = (b.busy - a.busy) / Math.max(1, b.total - a.total);
+    const b = cpuTicks();
+    const spent = Math.max(1, b.total - a.total);
+    busy = (spent - (b.idle - a.idle) - (b.iowait - a.iowait)) / spent;
     if (busy < 0.1) break;
   }
   return { ms: Math.round(performance.now() - t0), busy: Math.round(busy * 1000) / 1000 };
 }
 
-// Real servers on 10.0.0.0/8 are on-link behind a dummy device: routable unicast destinations.
-const DUMMY = 'ip link set lo up && ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0';
-
 async function main(): Promise<void> {
   const sizes = parseSizes(process.env.BENCH_AGENT_SIZES ?? '100x10*5,1000x10*5,10000x10*5,40000x2*5');
   const profileSize = process.env.BENCH_AGENT_PROFILE ?? '100x10';
   mkdirSync(TMP, { recursive: true });
-  sh(['bash', '-ec', DUMMY]);
+  sh(['bash', '-ec', ROUTE_DESTINATIONS]);
   const version = sh(['ipvsadm', '--version']).trim();
   // The agent's write path: apply.ts sends the ops of a sync through IpvsKernel.applyBatch when the
   // client has it (few sendmsg buffers); records without this field are of the one-request-per-op path.

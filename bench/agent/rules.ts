@@ -16,6 +16,12 @@
 import { serviceKey, type PlanRealServer, type PlanService } from '../../api/plan.ts';
 
 export const NODE = 'bench-director';
+
+/**
+ * Shell commands that make the destinations routable in a network namespace: 10.0.0.0/8 on-link
+ * behind a dummy device (the kernel refuses a destination that is not a routable unicast address).
+ */
+export const ROUTE_DESTINATIONS = 'ip link set lo up && ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0';
 export const SERVICE_PORT = 80;
 export const TARGET_PORT = 8080;
 
@@ -121,10 +127,13 @@ export function plan(rs: RuleSet): PlanService[] {
 const svcArg = (i: number) => `-t ${vipOf(i)}:${SERVICE_PORT}`;
 const addDest = (i: number, addr: string) => `-a ${svcArg(i)} -r ${addr}:${TARGET_PORT} -m -w 1`;
 
-/** The whole rule set as `ipvsadm-restore` input (the format `ipvsadm -S -n` writes). */
-export function restoreFile(rs: RuleSet): string {
+/**
+ * The rule set as `ipvsadm-restore` input (the format `ipvsadm -S -n` writes): every service, or
+ * services from..to-1 only.
+ */
+export function restoreFile(rs: RuleSet, from = 0, to = rs.services): string {
   const lines: string[] = [];
-  for (let i = 0; i < rs.services; i++) {
+  for (let i = from; i < to; i++) {
     lines.push(`-A ${svcArg(i)} -s rr`);
     for (let j = 0; j < rs.destsPerService; j++) lines.push(addDest(i, destAddress(i, j, generationOf(rs, i, j), rs.destsPerService)));
   }

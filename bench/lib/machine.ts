@@ -61,3 +61,9 @@ export function processMemory(pid: number | undefined): ProcessMemory | undefine
   const mib = (v: number) => Math.round((v / 1024) * 10) / 10;
   return { rssMiB: mib(kb('VmRSS')), peakMiB: mib(kb('VmHWM')) };
 }
+
+/** CPU time of all CPUs since boot from /proc/stat, in USER_HZ ticks (100 per second). */
+export function cpuTicks(): { user: number; sys: number; idle: number; iowait: number; softirq: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { user: f[0]!, sys: f[2]!, idle: f[3]!, iowait: f[4] ?? 0, softirq: f[6] ?? 0, total: f.reduce((a, b) => a + b, 0) };
+}

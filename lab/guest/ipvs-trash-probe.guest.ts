@@ -1,8 +1,9 @@
 // Guest side of lab/ipvs-trash-probe.ts (runs only inside the VM). Prints `TRASH {...}` lines.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { destAddress, vipOf } from '../../bench/agent/rules.ts';
+import { cpuTicks } from '../../bench/lib/machine.ts';
+import { destAddress, restoreFile, ROUTE_DESTINATIONS, ruleSet, vipOf } from '../../bench/agent/rules.ts';
 import { IpvsNetlink } from '../../dataplane/ipvs/netlink.ts';
 import type { IpvsWrite } from '../../dataplane/ipvs/types.ts';
 
@@ -11,21 +12,6 @@ const N = Number(process.env.LVS_TRASH_N ?? '10000');
 const M = 10;
 const CHUNKS = 5;
 const WAIT_S = Number(process.env.LVS_TRASH_WAIT_S ?? '200');
-
-/** CPU jiffies of all CPUs (USER_HZ = 100 per second) by kind, from /proc/stat. */
-function cpu(): Record<string, number> {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return { user: f[0]!, sys: f[2]!, idle: f[3]!, softirq: f[6]! };
-}
-
-function restoreLines(from: number, to: number): string {
-  const out: string[] = [];
-  for (let i = from; i < to; i++) {
-    out.push(`-A -t ${vipOf(i)}:80 -s rr`);
-    for (let j = 0; j < M; j++) out.push(`-a -t ${vipOf(i)}:80 -r ${destAddress(i, j, 0, M)}:8080 -m -w 1`);
-  }
-  return out.join('\n') + '\n';
-}
 
 function writes(from: number, to: number): IpvsWrite[] {
   const out: IpvsWrite[] = [];
@@ -41,10 +27,10 @@ function writes(from: number, to: number): IpvsWrite[] {
 
 async function chunk(run: string, c: number, kernel: IpvsNetlink): Promise<void> {
   const per = N / CHUNKS;
-  const before = cpu();
+  const before = cpuTicks();
   let ms: number;
   if (run === 'ipvsadm') {
-    writeFileSync('/run/tmp/trash-chunk.rules', restoreLines(c * per, (c + 1) * per));
+    writeFileSync('/run/tmp/trash-chunk.rules', restoreFile(ruleSet(N, M), c * per, (c + 1) * per));
     const fd = openSync('/run/tmp/trash-chunk.rules', 'r');
     const t0 = performance.now();
     const r = spawnSync('ipvsadm', ['-R'], { stdio: [fd, 'ignore', 'pipe'] });
@@ -59,12 +45,12 @@ async function chunk(run: string, c: number, kernel: IpvsNetlink): Promise<void>
     const bad = results.filter((x) => x.status !== 'ok').length;
     if (bad) throw new Error(`${bad} writes failed`);
   }
-  const after = cpu();
-  const used = Object.fromEntries(Object.keys(after).map((k) => [k, after[k]! - before[k]!]));
+  const after = cpuTicks();
+  const used = { user: after.user - before.user, sys: after.sys - before.sys, idle: after.idle - before.idle, softirq: after.softirq - before.softirq };
   console.log(`TRASH ${JSON.stringify({ run, chunk: c, rules: (N / CHUNKS) * (M + 1), ms: Math.round(ms), jiffies: used })}`);
 }
 
-execFileSync('bash', ['-ec', 'ip link add bench0 type dummy && ip link set bench0 up && ip addr add 10.255.255.254/8 dev bench0']);
+execFileSync('bash', ['-ec', ROUTE_DESTINATIONS]);
 const kernel = await IpvsNetlink.open({ timeoutMs: 600_000 });
 const runs: Array<{ run: string; waitS: number }> = [{ run: 'ours', waitS: 0 }, { run: 'ipvsadm', waitS: WAIT_S }, { run: 'ours', waitS: 0 }];
 for (const [k, { run, waitS }] of runs.entries()) {
