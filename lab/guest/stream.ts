@@ -6,7 +6,9 @@
 //   MARK  gaps are measured from now on (connection set-up is not part of a failover)
 //   STOP  stop sending, send one last line per live connection, wait up to `finalMs` for its echo,
 //         print one JSON line {conns: StreamConn[]} and exit.
-// It prints "ESTABLISHED <n>" once every connection has had its first echo (or after 30 s).
+// It prints "ESTABLISHED <n> <port>,<port>,..." once every connection has had its first echo (or
+// after 30 s): how many echoed, and the local (source) port of every connection, so a director's
+// connection table can be matched against this run's connections and not an earlier run's.
 import { createServer, connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 
@@ -67,7 +69,8 @@ async function client(cfg: StreamClientConfig): Promise<void> {
   const announce = () => {
     if (announced) return;
     announced = true;
-    process.stdout.write(`ESTABLISHED ${lives.filter((l) => l.conn.echoes > 0).length}\n`);
+    const ports = lives.map((l) => l.sock.localPort).filter((p) => p !== undefined);
+    process.stdout.write(`ESTABLISHED ${lives.filter((l) => l.conn.echoes > 0).length} ${ports.join(',')}\n`);
   };
   const onEcho = () => { if (!announced && lives.length === cfg.conns && lives.every((l) => l.conn.echoes > 0)) announce(); };
   for (let i = 0; i < cfg.conns; i++) lives.push(open(cfg, i, onEcho));

@@ -48,15 +48,19 @@ export function stopStreamProcesses(): void {
 export interface StreamRun {
   /** How many connections echoed before the deadline. */
   established: number;
+  /** The local (source) port of every connection the client opened. */
+  ports: number[];
   mark(): void;
   stop(): Promise<StreamConn[]>;
 }
 
 export async function startStreams(ns: string, cfg: StreamClientConfig): Promise<StreamRun> {
   const child = spawnStream(ns, 'client', cfg);
-  const line = await waitLine(child, /^ESTABLISHED \d+$/, 90_000, `stream client in ${ns}`);
+  const line = await waitLine(child, /^ESTABLISHED \d+ [\d,]*$/, 90_000, `stream client in ${ns}`);
+  const [, established, ports = ''] = line.split(' ');
   return {
-    established: Number(line.split(' ')[1]),
+    established: Number(established),
+    ports: ports ? ports.split(',').map(Number) : [],
     mark: () => { child.stdin!.write('MARK\n'); },
     stop: async () => {
       const done = waitLine(child, /^\{/, cfg.finalMs + 30_000, `stream client in ${ns}`);

@@ -79,7 +79,7 @@ async function measureSync(label: string, s: SyncSettings, windowMs: number): Pr
   await sleep(2500); // whatever the previous settings left in the master's buffer goes out now
   const t0 = { d1: syncCounters('d1'), d2: syncCounters('d2') };
   const streams = await startStreams('client', { ...STREAM, port: PORTS.DR });
-  const syncMs = await waitConns('d2', PORTS.DR, CONNS, 20_000);
+  const syncMs = (await waitConns('d2', PORTS.DR, streams.ports, 20_000)).ms;
   await sleep(2500);
   const t1 = syncCounters('d1');
   await sleep(windowMs);
@@ -110,10 +110,15 @@ test('sync sysctls: defaults vs v0 vs chosen (sync traffic of 10 DR streams thro
   setSync(CHOSEN);
 });
 
-async function failover(label: string, method: Method, switches: number): Promise<StreamSummary> {
+/** Whether d2 held this run's connections when the switching began: the ms it took, or why not. */
+const syncNote = (s: StreamSummary & { syncMs?: number; others: number }) =>
+  `d2 held all ${CONNS} after ${s.syncMs ?? 'never'} ms; up to ${s.others} entries of earlier connections meanwhile`;
+
+async function failover(label: string, method: Method, switches: number, syncWaitMs = 30_000): Promise<StreamSummary & { syncMs?: number; others: number }> {
   switchTo(macs, 'd1');
   const streams = await startStreams('client', { ...STREAM, port: PORTS[method] });
-  const syncMs = await waitConns('d2', PORTS[method], CONNS, 15_000);
+  const synced = await waitConns('d2', PORTS[method], streams.ports, syncWaitMs);
+  const syncMs = synced.ms;
   streams.mark();
   for (let i = 0; i < switches; i++) {
     for (const d of ['d2', 'd1'] as Director[]) { switchTo(macs, d); await sleep(DWELL_MS); }
@@ -122,15 +127,16 @@ async function failover(label: string, method: Method, switches: number): Promis
   const s = summarize(await streams.stop());
   switchTo(macs, 'd1');
   rows.push({ run: label, ...s, ...(syncMs !== undefined ? { syncMs } : {}) });
-  console.log(`# ${label}: ${JSON.stringify(s)} synced to d2 after ${syncMs ?? 'never'} ms`);
-  return s;
+  const out = { ...s, ...(syncMs !== undefined ? { syncMs } : {}), others: synced.others };
+  console.log(`# ${label}: ${JSON.stringify(s)}; ${syncNote(out)}`);
+  return out;
 }
 
 for (const method of ['DR', 'TUN'] as const) {
   test(`${method}: with sync, every established stream survives ${SWITCHES} switches d1->d2 and ${SWITCHES} back`, async () => {
     const s = await failover(`${method} sync`, method, SWITCHES);
     assert.is(s.established, CONNS);
-    assert.is(s.survived, CONNS, `survived ${s.survived}/${s.established}; errors ${s.errors.join(', ')}`);
+    assert.is(s.survived, CONNS, `survived ${s.survived}/${s.established}; errors ${s.errors.join(', ')}; ${syncNote(s)}`);
   });
 }
 
@@ -173,7 +179,7 @@ test('NAT with returnPath SNAT (tcp_be_liberal on): IPVS sync does not carry the
 test('control: without sync daemons, DR, TUN and NAT streams do not survive one switch d1->d2', async () => {
   for (const d of DIRECTORS) console.log(`# ${d} after stop:\n${stopSyncDaemons(d).trim() || '(no daemon)'}`);
   for (const method of ['DR', 'TUN', 'NAT'] as const) {
-    const s = await failover(`${method} no sync`, method, 0);
+    const s = await failover(`${method} no sync`, method, 0, 15_000);
     assert.is(s.established, CONNS);
     assert.is(s.survived, 0, `${method}: ${s.survived} survived without sync`);
   }

@@ -105,20 +105,35 @@ export function counterDelta(a: SyncCounters, b: SyncCounters): SyncCounters {
   return { outPackets: b.outPackets - a.outPackets, outBytes: b.outBytes - a.outBytes, inPackets: b.inPackets - a.inPackets, inBytes: b.inBytes - a.inBytes };
 }
 
-/** ESTABLISHED IPVS connections of the client to VIP:port in `d`'s table. */
-export function establishedConns(d: Director, port: number): number {
-  return parseConnections(nsRun(d, ['ipvsadm', '-Lnc']))
-    .filter((c) => c.virtual === `${VIP}:${port}` && c.source.startsWith(`${CLIENT}:`) && c.state === 'ESTABLISHED').length;
+/**
+ * Of the client's connections from `ports` to VIP:port, how many `d`'s table holds ESTABLISHED.
+ * Counted by source port: an earlier stream run to the same port leaves entries that a backup
+ * learns only ~2 s later have ended (the master sends a partly filled buffer after ~2 s), and
+ * counting those once let a failover begin before this run's connections were on the backup.
+ */
+export function establishedConns(d: Director, port: number, ports: readonly number[]): { ours: number; others: number } {
+  const sources = new Set(ports.map((p) => `${CLIENT}:${p}`));
+  const est = parseConnections(nsRun(d, ['ipvsadm', '-Lnc']))
+    .filter((c) => c.virtual === `${VIP}:${port}` && c.source.startsWith(`${CLIENT}:`) && c.state === 'ESTABLISHED');
+  const ours = est.filter((c) => sources.has(c.source)).length;
+  return { ours, others: est.length - ours };
 }
 
-/** Polls until `d` holds `n` established connections to VIP:port; the ms it took, or undefined. */
-export async function waitConns(d: Director, port: number, n: number, timeoutMs: number): Promise<number | undefined> {
+/**
+ * Polls until `d` holds every one of the client's connections from `ports` to VIP:port
+ * established: the ms it took (undefined after `timeoutMs`), and the most ESTABLISHED entries of
+ * other (earlier) client connections to VIP:port seen meanwhile.
+ */
+export async function waitConns(d: Director, port: number, ports: readonly number[], timeoutMs: number): Promise<{ ms?: number; others: number }> {
   const t0 = Date.now();
+  let others = 0;
   while (Date.now() - t0 < timeoutMs) {
-    if (establishedConns(d, port) >= n) return Date.now() - t0;
+    const held = establishedConns(d, port, ports);
+    others = Math.max(others, held.others);
+    if (ports.length > 0 && held.ours >= ports.length) return { ms: Date.now() - t0, others };
     await sleep(150);
   }
-  return undefined;
+  return { others };
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -123,8 +123,9 @@ export async function startSyncedStreams<K extends string>(ports: Record<K, numb
   }
   for (const d of DIRECTORS) nsRun(d, ['ipvsadm', '-L', '--daemon']).includes('backup') || assert.unreachable(`${d} runs no backup sync daemon`);
   const standby = DIRECTORS.find((d) => d !== active)!;
-  for (const port of Object.values(ports) as number[]) {
-    if (await waitConns(standby, port, conns, 30_000) === undefined) assert.unreachable(`${standby} did not get the connections to :${port} by sync in 30 s:\n${diag()}`);
+  for (const [m, s] of runs) {
+    const port = ports[m];
+    if ((await waitConns(standby, port, s.ports, 30_000)).ms === undefined) assert.unreachable(`${standby} did not get the connections to :${port} by sync in 30 s:\n${diag()}`);
   }
   for (const [, s] of runs) s.mark();
   console.log(`\n# active ${active}, standby ${standby}: streams established and synced`);
