@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
 import { directorSpecFromPlan, type DirectorSpec, type DirectorVip } from '../director/plan.ts';
 import { announceQuick, answeredNow, observeDirector, ownedAddresses, syncDirector, teardownDirector, type DirectorReport } from '../director/setup.ts';
+import { applyQuickBind, planQuickBind } from '../director/quick-bind.ts';
 import { forgetOriginals, readOriginals, recordOriginals } from '../director/sysctl-record.ts';
 import { inNetns, type NetnsTarget, type Runner } from '../exec.ts';
 import { parseServiceKey } from '../sync/keys.ts';
@@ -110,10 +111,14 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
   };
   /** The VIPs of the last spec applied (specFor's `before`); at start, those the kernel answers for. */
   let vipsBefore: DirectorVip[] = [];
-  const apply = (vips: string[]): Promise<string[]> => serial(async () => {
+  /** The spec of the last full director sync, and the VIPs with a drop rule since (../director/quick-bind.ts). */
+  let lastFull: { spec: DirectorSpec; quiet: Set<string>; quick: Set<string> } | undefined;
+  const fullSync = async (vips: string[]): Promise<string[]> => {
     const spec = specFor(opts, vips, vipsBefore);
     vipsBefore = spec.vips;
+    lastFull = undefined; // unknown if this sync fails half-way
     const report = await syncDirector(dirOpts, spec);
+    lastFull = { spec, quiet: new Set(spec.vips.filter((v) => !v.announce).map((v) => v.address)), quick: new Set() };
     if (opts.sysctlRecord) {
       try { recordOriginals(opts.sysctlRecord, report); } catch (err) { opts.logger?.warn({ op: 'sysctls', err: String(err) }, 'could not record the sysctls\' earlier values: they will not be restored'); }
     }
@@ -123,7 +128,31 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     elsewhere = report.elsewhere;
     last = report;
     return report.vips;
-  });
+  };
+  const apply = (vips: string[]): Promise<string[]> => serial(() => fullSync(vips));
+  /**
+   * Bind and unbind quiet VIPs without reading the node back (../director/quick-bind.ts); false
+   * when the change needs a full director sync, or a quick step failed (the full sync repairs).
+   */
+  const quickBind = async (vips: string[]): Promise<boolean> => {
+    if (!lastFull || !bound) return false;
+    const q = planQuickBind({
+      last: lastFull.spec, quiet: lastFull.quiet, bound, want: vips, before: vipsBefore, announce: opts.announce ?? (() => false), services: opts.plan(),
+    });
+    if ('full' in q) return false;
+    try {
+      await applyQuickBind(inNetns(opts.run, opts.target ?? { kind: 'host' }), q);
+    } catch (err) {
+      opts.logger?.warn({ op: 'quickBind', add: q.add.length, remove: q.remove.length, err: String(err) }, 'binding VIPs quickly failed; a full director sync follows');
+      lastFull = undefined;
+      return false;
+    }
+    for (const v of q.add) { lastFull.quiet.add(v); lastFull.quick.add(v); }
+    const removed = new Set(q.remove);
+    vipsBefore = [...vipsBefore.filter((v) => !removed.has(v.address)), ...q.add.map((address) => ({ address, announce: false }))];
+    bound = [...vips];
+    return true;
+  };
   /**
    * A reannounce waiting its turn (behind a sync): later calls join it instead of queueing their
    * own. It decides when it runs, so it acts on the latest membership; under load a burst of
@@ -141,6 +170,14 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
       const now = decide(spec);
       // Nothing changed and nothing to repeat: no process started (membership changes are frequent).
       if (now === decided && (!w.all || now === '')) return;
+      // A VIP bound quickly has no devices to announce on in the last full sync's report: one
+      // full sync finds its uplinks (and announces it).
+      if (spec.vips.some((v) => v.announce && lastFull?.quick.has(v.address))) {
+        await fullSync(bound);
+        // The full sync announced what became announced; `all` asks for every announced VIP.
+        if (w.all && last) last = { devices: last.devices, announced: await announceQuick(dirOpts, specFor(opts, bound, vipsBefore), last, true) };
+        return;
+      }
       last = { devices: last.devices, announced: await announceQuick(dirOpts, spec, last, w.all) };
       decided = decide(spec);
     });
@@ -164,7 +201,7 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
       return apply(bound);
     },
     async set(vips) {
-      await apply(vips);
+      if (!(await serial(() => quickBind(vips)))) await apply(vips);
     },
     // The other devices' addresses, read by list()'s director sync in the same `ip -j addr` call
     // that reads lvs0 (no extra read per sync).

@@ -249,14 +249,21 @@ export function nftTables(spec: DirectorSpec, alsoQuiet: readonly string[] = [])
     const rules = spec.snat.map((r) => `\t\t${snatRuleLine(r)}\n`);
     inet = `table inet ${NFT_TABLE} {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n${rules.join('')}\t}\n}\n`;
   }
-  // One rule per VIP rather than a set: rules list in insertion order, so the listing is
-  // deterministic and comparable; ARP and NDP are rare enough that a linear walk costs nothing.
+  // One rule per VIP rather than a set: ARP and NDP are rare enough that a linear walk costs
+  // nothing. Rendered sorted; compared whatever their order (sameRuleset), as the quick bind
+  // (./quick-bind.ts) appends the rules of new VIPs.
   const quiet = sortByAddress(new Set([...spec.vips.filter((v) => !v.announce).map((v) => v.address), ...alsoQuiet]), (a) => a);
-  const quiet4 = quiet.filter((a) => ipFamily(a) === 4);
-  const quiet6 = quiet.filter((a) => ipFamily(a) === 6);
-  const arp = inputTable('arp', quiet4.map((a) => `arp operation request arp daddr ip ${a} drop`));
-  const ip6 = inputTable('ip6', quiet6.map((a) => `icmpv6 type nd-neighbor-solicit ${ndTarget(a)} drop`));
+  const rules = quiet.map(quietRule);
+  const arp = inputTable('arp', rules.filter((r) => r.family === 'arp').map((r) => r.rule));
+  const ip6 = inputTable('ip6', rules.filter((r) => r.family === 'ip6').map((r) => r.rule));
   return { inet, arp, ip6 };
+}
+
+/** The rule in our `family` table's input chain that keeps a quiet VIP from being answered (ARP request, or IPv6 neighbour solicitation). */
+export function quietRule(address: string): { family: 'arp' | 'ip6'; rule: string } {
+  return ipFamily(address) === 4
+    ? { family: 'arp', rule: `arp operation request arp daddr ip ${address} drop` }
+    : { family: 'ip6', rule: `icmpv6 type nd-neighbor-solicit ${ndTarget(address)} drop` };
 }
 
 function inputTable(family: string, rules: readonly string[]): string {
@@ -280,12 +287,18 @@ function ipv6Hex(address: string): string {
 }
 
 /**
- * Compare listings modulo whitespace (nft wraps and indents as it likes) and the two ways nft
- * prints a solicitation's target (newer versions may show the raw match as `icmpv6 taddr`).
+ * Compare listings modulo whitespace (nft indents as it likes), the two ways nft prints a
+ * solicitation's target (newer versions may show the raw match as `icmpv6 taddr`) and the order of
+ * lines: each of our tables has one chain of independent rules (SNAT per VIP and port, a drop
+ * per quiet VIP), whose order changes nothing, and `nft list` prints rules in insertion order.
  */
 export function sameRuleset(a: string, b: string): boolean {
-  const norm = (s: string) => s.replace(/icmpv6 taddr (\S+)/g, (_m, ip: string) => ndTarget(canonicalIp(ip) ?? ip)).replace(/\s+/g, ' ').trim();
-  return norm(a) === norm(b);
+  const taddr = (s: string) => s.replace(/icmpv6 taddr (\S+)/g, (_m, ip: string) => ndTarget(canonicalIp(ip) ?? ip));
+  const flat = (s: string) => taddr(s).replace(/\s+/g, ' ').trim();
+  if (flat(a) === flat(b)) return true;
+  // Line by line (nft lists a rule per line), in any order.
+  const lines = (s: string) => taddr(s).split('\n').map((l) => l.replace(/\s+/g, ' ').trim()).filter((l) => l !== '').sort().join('\n');
+  return lines(a) === lines(b);
 }
 
 /** One atomic `nft -f -` transaction replacing exactly our tables of `families` (and nothing else). */

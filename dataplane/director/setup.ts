@@ -3,7 +3,7 @@
 // The final observation is the read-back verification of every sysctl, address and table.
 import type { Logger } from 'pino';
 import { CommandError, type NetnsTarget, type Runner, describeTarget, inNetns } from '../exec.ts';
-import { type LinkInfo, hostPrefix, ipFamily, readLink, readLinks, readSysctls, writeSysctls } from '../realserver/iproute.ts';
+import { type LinkInfo, hostPrefix, ipBatch, ipFamily, readLink, readLinks, readSysctls, writeSysctls } from '../realserver/iproute.ts';
 import {
   type Announcement, type ProxyEntry, announceCommand, announcements, newlyAnnounced, parseProxies, proxyChanges, uplinkSysctls, wantedProxies,
 } from './announce.ts';
@@ -198,7 +198,7 @@ function ipLine(step: DirectorStep, device: string): string | undefined {
   return `addr add ${hostPrefix(step.address)} dev ${device}${ipFamily(step.address) === 6 ? ' nodad' : ''}`;
 }
 
-/** Steps in order, with consecutive sysctl steps in one `sysctl -w` and ip steps in one `ip -batch`. */
+/** Steps in order, with consecutive sysctl steps in one `sysctl -w` and ip steps in `ip -batch` chunks. */
 async function applySteps(run: Runner, steps: readonly DirectorStep[], device: string): Promise<void> {
   let i = 0;
   while (i < steps.length) {
@@ -216,7 +216,7 @@ async function applySteps(run: Runner, steps: readonly DirectorStep[], device: s
     } else {
       const lines: string[] = [];
       for (let line; i < steps.length && (line = ipLine(steps[i]!, device)); i++) lines.push(line);
-      await run('ip', ['-batch', '-'], { input: lines.join('\n') + '\n' });
+      await ipBatch(run, lines);
     }
   }
 }

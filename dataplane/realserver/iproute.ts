@@ -132,6 +132,21 @@ export async function writeSysctls(run: Runner, entries: ReadonlyArray<readonly 
     : run('sysctl', ['-q', '-w', ...entries.map(([k, v]) => `${k}=${v}`)])).catch(readOnlyHint);
 }
 
+/**
+ * Lines per `ip -batch` process. Each address added to a device walks the device's address list
+ * in the kernel, so 10,000 VIP adds in one process took longer under emulation than the runner's
+ * 30 s timeout, which killed it half-way (lab/results/director-scale-2026-12-06.txt); in chunks
+ * each process stays well inside it and a failure repeats only its chunk's work.
+ */
+export const IP_BATCH_LINES = 1000;
+
+/** `ip -batch -` of `lines` in chunks of IP_BATCH_LINES, in order; stops at the first failed chunk. */
+export async function ipBatch(run: Runner, lines: readonly string[]): Promise<void> {
+  for (let i = 0; i < lines.length; i += IP_BATCH_LINES) {
+    await run('ip', ['-batch', '-'], { input: lines.slice(i, i + IP_BATCH_LINES).join('\n') + '\n' });
+  }
+}
+
 /** `VIP/32` or `VIP/128`: the host prefix both roles use for a VIP. */
 export function hostPrefix(address: string): string {
   return `${address}/${ipFamily(address) === 4 ? 32 : 128}`;

@@ -271,25 +271,17 @@ function sysctlCommand(ns: FakeNetns, argv: string[], a: string[]): ExecResult {
   return ok(keys.filter((key) => ns.sysctls.has(key)).map((key) => `${key} = ${ns.sysctls.get(key)}\n`).join(''));
 }
 
-/** Enough of nft for the director: `-f -` transactions of "table F N {}; delete table F N; table F N {...}". */
+/**
+ * Enough of nft for the director: `-f -` transactions of "table F N {}; delete table F N; table F N
+ * {...}" and "add rule F N CHAIN RULE" (appended at the end of the chain, as nft does). A file is
+ * one transaction: when a command fails, nothing of it is applied.
+ */
 function nftCommand(ns: FakeNetns, argv: string[], a: string[], input: string): ExecResult {
   if (a[0] === '-f') {
-    const re = /^(table|delete table) (\w+) (\w+)( \{)?/;
-    const lines = input.split('\n');
-    for (let i = 0; i < lines.length; i++) {
-      const m = re.exec(lines[i]!);
-      if (!m) continue;
-      const key = `${m[2]} ${m[3]}`;
-      if (m[1] === 'delete table') { ns.nft.delete(key); continue; }
-      const body: string[] = [lines[i]!];
-      let depth = (lines[i]!.match(/\{/g) ?? []).length - (lines[i]!.match(/\}/g) ?? []).length;
-      while (depth > 0 && ++i < lines.length) {
-        body.push(lines[i]!);
-        depth += (lines[i]!.match(/\{/g) ?? []).length - (lines[i]!.match(/\}/g) ?? []).length;
-      }
-      const text = body.join('\n') + '\n';
-      if (!ns.nft.has(key) || !/\{\}\s*$/.test(text)) ns.nft.set(key, text.endsWith('{}\n') ? `table ${key} {\n}\n` : text);
-    }
+    const staged = new Map(ns.nft);
+    nftFile(staged, argv, input);
+    ns.nft.clear();
+    for (const [k, v] of staged) ns.nft.set(k, v);
     return ok();
   }
   if (a[0] === 'list' && a[1] === 'table') {
@@ -298,4 +290,31 @@ function nftCommand(ns: FakeNetns, argv: string[], a: string[], input: string): 
     return ok(text);
   }
   return fail(argv, `fake nft: unsupported ${a.join(' ')}`);
+}
+
+function nftFile(nft: Map<string, string>, argv: string[], input: string): void {
+  const re = /^(table|delete table) (\w+) (\w+)( \{)?/;
+  const lines = input.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const rule = /^add rule (\w+) (\w+) (\w+) (.+)$/.exec(lines[i]!);
+    if (rule) {
+      const text = nft.get(`${rule[1]} ${rule[2]}`);
+      const end = text?.lastIndexOf('\t}\n}');
+      if (text === undefined || end === undefined || end < 0 || !text.includes(`chain ${rule[3]} {`)) fail(argv, `Error: No such file or directory\n${lines[i]}`, 1);
+      nft.set(`${rule[1]} ${rule[2]}`, `${text.slice(0, end)}\t\t${rule[4]}\n${text.slice(end)}`);
+      continue;
+    }
+    const m = re.exec(lines[i]!);
+    if (!m) continue;
+    const key = `${m[2]} ${m[3]}`;
+    if (m[1] === 'delete table') { nft.delete(key); continue; }
+    const body: string[] = [lines[i]!];
+    let depth = (lines[i]!.match(/\{/g) ?? []).length - (lines[i]!.match(/\}/g) ?? []).length;
+    while (depth > 0 && ++i < lines.length) {
+      body.push(lines[i]!);
+      depth += (lines[i]!.match(/\{/g) ?? []).length - (lines[i]!.match(/\}/g) ?? []).length;
+    }
+    const text = body.join('\n') + '\n';
+    if (!nft.has(key) || !/\{\}\s*$/.test(text)) nft.set(key, text.endsWith('{}\n') ? `table ${key} {\n}\n` : text);
+  }
 }
