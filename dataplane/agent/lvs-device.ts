@@ -206,6 +206,7 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     // The other devices' addresses, read by list()'s director sync in the same `ip -j addr` call
     // that reads lvs0 (no extra read per sync).
     elsewhere: () => elsewhere,
+    known: () => (bound ? [...bound] : undefined),
     release: () => serial(async () => {
       const obs = await observeDirector(inNetns(opts.run, opts.target ?? { kind: 'host' }));
       if (ownedAddresses(obs.device).length > 0) return false;

@@ -17,6 +17,11 @@ export interface VipBinder {
    * (adoption.ts refuses those VIPs). Without this method, no address counts as assigned elsewhere.
    */
   elsewhere?(): ReadonlyMap<string, readonly string[]> | undefined;
+  /**
+   * The VIPs bound as of the binder's last successful list() or set(), without reading anything;
+   * undefined when unknown. A full sync between two director checks goes on from it (sync.ts).
+   */
+  known?(): string[] | undefined;
 }
 
 /** Bind the wanted VIPs that are not bound and unbind the retired ones, in one set(); failures go into errors. */
@@ -44,6 +49,11 @@ export async function reconcileVips(
     for (const vip of remove) errors.push({ op: 'unbindVip', vip, error: asError(err), ...codeOf(err) });
     log.warn({ op: 'setVips', add, remove, err }, 'binding VIPs failed');
   }
+}
+
+/** What the binder knows is bound, canonical and sorted as a listing; undefined when it does not know. */
+export function knownBound(vips: VipBinder | undefined): string[] | undefined {
+  return vips?.known?.()?.map(canonicalAddress).sort(byString);
 }
 
 export async function listBound(vips: VipBinder | undefined, errors: SyncError[]): Promise<string[] | undefined> {

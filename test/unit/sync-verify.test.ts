@@ -254,6 +254,46 @@ function binder() {
   return { b, vips };
 }
 
+test('a full sync for a new owned VIP goes on from what the binder knows, until the director check is due or a sync failed', async () => {
+  const kernel = new CountingKernel();
+  const clock = new ManualClock();
+  const { b, vips } = binder();
+  const known = { vips: { ...vips, known: () => [...b.bound] } satisfies VipBinder };
+  const VIP2 = '203.0.113.20', VIP3 = '203.0.113.30';
+  const state = { plan: plan(N) };
+  const syncer = createSyncer({ kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock, vips: known.vips, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK } });
+  await syncer.sync();
+  assert.is(b.lists, 1, 'the first sync lists lvs0');
+  // A VirtualServer with a VIP of its own: the owned VIPs change, so the sync is full; lvs0 is not read.
+  clock.tick(1_000);
+  state.plan = [...state.plan, planService({ vip: VIP2, port: 80, owner: { namespace: 'default', name: 'new', generation: 1 }, realServers: [rs('10.1.0.1', 8080)] })];
+  const r = await syncer.sync();
+  assert.equal([r.kind, r.read, b.lists], ['ok', 'full', 1]);
+  assert.equal(b.bound, ['203.0.113.10', VIP2], 'the new VIP bound');
+  assert.equal(dests(kernel, 80), ['10.1.0.1/1']);
+  // Due: the next full sync for a new VIP lists (and re-applies) the director.
+  clock.tick(INTERVAL);
+  state.plan = [...state.plan, planService({ vip: VIP3, port: 80, owner: { namespace: 'default', name: 'third', generation: 1 }, realServers: [rs('10.1.0.2', 8080)] })];
+  await syncer.sync();
+  assert.is(b.lists, 2, 'the director check was due');
+  assert.equal(b.bound, ['203.0.113.10', VIP2, VIP3]);
+  // After a failed sync, the next full sync lists again.
+  clock.tick(1_000);
+  b.failing = true;
+  state.plan = state.plan.filter((p) => p.vip !== VIP3);
+  const retried = await syncer.sync();
+  assert.is(retried.kind, 'ok', 'not due: no listing, nothing to fail');
+  assert.is(b.lists, 2);
+  kernel.fail('addService', 'ENOMEM', { times: 1 });
+  state.plan = [...state.plan, planService({ vip: VIP3, port: 81, owner: { namespace: 'default', name: 'fourth', generation: 1 }, realServers: [rs('10.1.0.3', 8080)] })];
+  clock.tick(1_000);
+  assert.is((await syncer.sync()).kind, 'retry', 'the kernel refused the new service');
+  b.failing = false;
+  clock.tick(1_000);
+  await syncer.sync();
+  assert.is(b.lists, 3, 'the retry lists lvs0');
+});
+
 test('the director is checked once per verify interval by the partial syncs, not only by the full sync', async () => {
   const kernel = new CountingKernel();
   const clock = new ManualClock();
