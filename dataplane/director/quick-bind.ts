@@ -6,7 +6,8 @@
 // none with an SNAT service, of families whose drop table and sysctls the last full sync already
 // set — its steps are known without reading anything: a drop rule per new VIP (before its address,
 // so it is never answered), then the address adds and removals in one `ip -batch`. A removed VIP
-// keeps its drop rule (harmless without the address) until the next full sync, as in a full one.
+// keeps its drop rule (harmless without the address) until the next full sync, as in a full one;
+// removing the last quiet VIP of a family is a full sync, which drops that family's table at once.
 // The periodic director check (a full sync every verify interval) reads everything back and
 // repairs whatever the quick path took for granted.
 import type { PlanService } from '../../api/plan.ts';
@@ -55,9 +56,12 @@ export function planQuickBind(s: QuickBindInput): QuickBind | { full: string } {
   }
   const announced = new Set(s.before.filter((v) => v.announce).map((v) => v.address));
   const snat = new Set([...s.last.snat, ...(s.last.keepSnat ?? [])].map((r) => r.vip));
+  // The last VIP of a family: a full sync drops its drop table with it, as the node had it.
+  const left = new Set(s.want.filter((v) => !s.announce(v)).map(ipFamily));
   for (const v of remove) {
     if (announced.has(v)) return { full: `${v} is announced` };
     if (snat.has(v)) return { full: `${v} has an SNAT rule` };
+    if (!left.has(ipFamily(v))) return { full: `${v} is the last quiet IPv${ipFamily(v)} VIP` };
   }
   const rules = add.filter((v) => !s.quiet.has(v)).map((v) => {
     const r = quietRule(v);

@@ -113,6 +113,8 @@ test('what the quick path leaves to a full sync: announced VIPs, SNAT, a first V
   assert.equal(planQuickBind({ ...base, last: withSnat, want: [] }), { full: `${A} has an SNAT rule` });
   assert.equal(planQuickBind({ ...base, before: [{ address: A, announce: true }], want: [] }), { full: `${A} is announced` });
   assert.equal(planQuickBind({ ...base, want: [A] }), { full: 'nothing to add or remove' });
+  assert.equal(planQuickBind({ ...base, want: [] }), { full: `${A} is the last quiet IPv4 VIP` });
+  assert.equal(planQuickBind({ ...base, bound: [A, C], want: [C] }), { rules: [], add: [], remove: [A] });
 });
 
 test('an announced VIP or an SNAT service is bound by a full sync (the node is read back)', async () => {

@@ -832,7 +832,10 @@ function ourNftRules(): string[] {
       rules.push(`${family}: ${line}`);
     }
   }
-  return rules;
+  // Sorted: the agent appends the drop rule of a VIP it binds between two full director syncs
+  // (dataplane/director/quick-bind.ts) and a full one writes the table sorted; the order of these
+  // independent rules means nothing.
+  return rules.sort();
 }
 
 const linkExists = (dev: string) => execFileSync('sh', ['-c', `ip link show ${dev} 2>/dev/null; true`], { encoding: 'utf8' }).trim() !== '';
