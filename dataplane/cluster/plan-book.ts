@@ -74,6 +74,18 @@ export class PlanBookCache {
   readonly services = new WeakMap<OwnerPlan, PlanService[]>();
   /** By plan: its services' canonical keys (directedKeys). */
   readonly keys = new WeakMap<OwnerPlan, string[]>();
+
+  /**
+   * The informer's form of a slice (its transform): the strictly read slice itself when it reads
+   * (its metadata the received object's), noted as its own read, so one copy of the slice is kept
+   * and not the received object besides; the received object when it does not read.
+   */
+  adopt<T extends object>(obj: T): T {
+    const r = readSlice(obj);
+    const kept = r.parsed.ok ? (r.parsed.value as unknown as T) : obj;
+    this.parsed.set(kept, r);
+    return kept;
+  }
 }
 
 /** A slice read strictly, and the owner it claims (read leniently when the slice is unusable). */
