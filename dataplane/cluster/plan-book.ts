@@ -69,8 +69,11 @@ interface Group { virtualServer?: string; slices: PlanSliceObject[]; errors: str
  */
 export class PlanBookCache {
   readonly parsed = new WeakMap<object, ReadSlice>();
-  /** By owner uid: the parsed slices an assembly was made of, and its result. Owners gone are dropped. */
-  assembled = new Map<string, { slices: ReadonlySet<PlanSliceObject>; result: ReturnType<typeof assemblePlan> }>();
+  /**
+   * By owner uid: the parsed slices an assembly was made of (an array: an owner has a few, and a
+   * Set per owner cost about 200 bytes more at 10,000 owners), and its result. Owners gone are dropped.
+   */
+  assembled = new Map<string, { slices: readonly PlanSliceObject[]; result: ReturnType<typeof assemblePlan> }>();
   readonly services = new WeakMap<OwnerPlan, PlanService[]>();
   /** By plan: its services' canonical keys (directedKeys). */
   readonly keys = new WeakMap<OwnerPlan, string[]>();
@@ -108,8 +111,8 @@ function readSliceCached(obj: unknown, cache: PlanBookCache | undefined): ReadSl
 
 function assembledPlan(uid: string, slices: PlanSliceObject[], cache: PlanBookCache | undefined, next: PlanBookCache['assembled']): ReturnType<typeof assemblePlan> {
   const hit = cache?.assembled.get(uid);
-  const result = hit && hit.slices.size === slices.length && slices.every((s) => hit.slices.has(s)) ? hit.result : assemblePlan(slices);
-  next.set(uid, { slices: hit?.result === result ? hit.slices : new Set(slices), result });
+  const result = hit && hit.slices.length === slices.length && slices.every((s) => hit.slices.includes(s)) ? hit.result : assemblePlan(slices);
+  next.set(uid, { slices: hit?.result === result ? hit.slices : [...slices], result });
   return result;
 }
 
@@ -187,8 +190,8 @@ export class PlanBookIndex {
    * the key was first seen (a group's slices are read in that order, the informer's list order).
    */
   #slices = new Map<string, { obj: unknown; uid: string; seen: number; seq: number }>();
-  /** Owner uid → its slices by slice key. */
-  #groups = new Map<string, Map<string, unknown>>();
+  /** Owner uid → the keys of its slices (in #slices; an array, not a Map per owner: most have one). */
+  #groups = new Map<string, string[]>();
   #seq = 0;
   #owners = new Map<string, BookOwner>();
   #memory = new Map<string, OwnerPlan>();
@@ -276,7 +279,7 @@ export class PlanBookIndex {
         if (this.#contributions.delete(uid)) this.#directed = undefined;
         continue;
       }
-      const objs = [...group.keys()].sort((a, b) => this.#slices.get(a)!.seq - this.#slices.get(b)!.seq).map((k) => group.get(k));
+      const objs = [...group].sort((a, b) => this.#slices.get(a)!.seq - this.#slices.get(b)!.seq).map((k) => this.#slices.get(k)!.obj);
       const o = bookOwner(uid, groupSlices(objs, this.cache).get(uid)!, this.#memory.get(uid), recorded, this.cache, this.cache.assembled);
       if (o.plan) this.#memory.set(uid, o.plan); else this.#memory.delete(uid);
       if (!was || was.virtualServer !== o.virtualServer) resort = true;
@@ -348,14 +351,15 @@ export class PlanBookIndex {
     dirty.add(uid);
     this.#slices.set(key, { obj, uid, seen: read, seq: had?.seq ?? this.#seq++ });
     let g = this.#groups.get(uid);
-    if (!g) this.#groups.set(uid, (g = new Map()));
-    g.set(key, obj);
+    if (!g) this.#groups.set(uid, (g = []));
+    if (!g.includes(key)) g.push(key);
   }
 
   #leave(uid: string, key: string): void {
     const g = this.#groups.get(uid);
-    g?.delete(key);
-    if (g?.size === 0) this.#groups.delete(uid);
+    const at = g?.indexOf(key) ?? -1;
+    if (at >= 0) g!.splice(at, 1);
+    if (g?.length === 0) this.#groups.delete(uid);
   }
 }
 
