@@ -192,7 +192,7 @@ function sameKeys(sorted: readonly string[], byKey: ReadonlyMap<string, unknown>
  * What one plan entry builds, whatever the rest of the plan: kept per PlanService object, which
  * the callers never modify (a changed entry is a new object), so a sync builds only the entries
  * that changed, and an unchanged one yields the same IpvsServiceState object (partial.ts compares
- * fingerprints by identity first).
+ * states by identity first).
  */
 const builtCache = new WeakMap<PlanService, Built>();
 
