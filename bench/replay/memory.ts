@@ -12,7 +12,7 @@
 // point (FILE); read them with ./heap-retained.ts FILE --baseline FILE.before.
 //   node_modules/.bin/node --expose-gc bench/replay/memory.ts [--services 10000] [--changes 100] [--idle 310] [--snapshot FILE]
 import { parseArgs } from 'node:util';
-import { writeHeapSnapshot } from 'node:v8';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import pino from 'pino';
 import { ManualClock } from '../../kube/clock.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';
@@ -73,6 +73,8 @@ async function main(): Promise<void> {
   const want = new Map(gens.map((g, i) => [vipOf(i), realServers(i, g).map((r) => r.address).sort().join(',')] as const));
   const wrong = kernel.snapshot().filter((s) => want.get(s.service.address) !== s.destinations.map((d) => d.address).sort().join(','));
   if (wrong.length) throw new Error(`${wrong.length} services differ from their latest plan`);
+  // What V8 keeps committed per space at the last point (after the forced GCs).
+  const spaces = getHeapSpaceStatistics().filter((x) => x.space_size > MiB).map((x) => `${x.space_name} ${mib(x.space_size)} (used ${mib(x.space_used_size)})`).join(', ');
   if (values.snapshot) { gc!(); writeHeapSnapshot(values.snapshot); }
 
   await h.close();
@@ -85,6 +87,7 @@ async function main(): Promise<void> {
     console.log(`${p.at}: heapUsed ${mib(p.heap)} MiB, heapTotal ${mib(p.total)} MiB (most so far at a step ${mib(p.peakTotal)}), rss ${mib(p.rss)} MiB${agent}`);
   }
   console.log(`fakes after the agent stopped and was dropped: heapUsed ${mib(end.heap)} MiB (${mib(end.heap - fakes.heap)} MiB more than before it started: the kernel's rules, the API's history and the agent's report), rss ${mib(end.rss)} MiB`);
+  console.log(`V8 heap spaces at the last agent point, MiB committed: ${spaces}`);
   console.log(`kept: api ${api.openWatches} open watches, kernel ${kernel.snapshot().length} services`);
 }
 
