@@ -38,6 +38,12 @@ export function serviceIdentity(s: IpvsServiceKey): IpvsServiceKey {
   return k;
 }
 
+/** The kernel identity the view knows for a service key: its desired state's, or a draining service's. */
+export function identityIn(view: SyncedView, key: string): IpvsServiceKey | undefined {
+  const s = view.states.get(key);
+  return s ? serviceIdentity(s.service) : view.keys.get(key);
+}
+
 export function scopeOf(ownedVips: readonly string[], frozen: readonly string[]): string {
   return `${[...ownedVips].sort(byString).join(',')}|${[...frozen].sort(byString).join(',')}`;
 }
@@ -51,13 +57,10 @@ export function drainService(drainKey: string): string {
 export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyMap<string, number>, known: ReadonlyMap<string, IpvsServiceKey>, scope: string): SyncedView {
   const states = new Map<string, IpvsServiceState>();
   const keys = new Map<string, IpvsServiceKey>();
-  for (const s of desired) {
-    const key = desiredKeyOf(s);
-    states.set(key, s);
-    keys.set(key, serviceIdentity(s.service));
-  }
+  for (const s of desired) states.set(desiredKeyOf(s), s);
   for (const dk of draining.keys()) {
     const key = drainService(dk);
+    if (states.has(key)) continue;
     const id = keys.get(key) ?? known.get(key);
     if (id) keys.set(key, id);
   }
@@ -81,7 +84,7 @@ export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState
     const s = now.get(key);
     if (s) {
       prev.states.set(key, s);
-      prev.keys.set(key, serviceIdentity(s.service));
+      prev.keys.delete(key);
     } else {
       prev.states.delete(key);
       if (stillDraining.has(key)) prev.keys.set(key, id); else prev.keys.delete(key);
@@ -114,7 +117,7 @@ export function changedServices(prev: SyncedView, desired: readonly IpvsServiceS
     if (!sameState(prev.states.get(key), s)) out.set(key, serviceIdentity(s.service));
   }
   for (const key of prev.states.keys()) {
-    if (!seen.has(key)) out.set(key, prev.keys.get(key)!);
+    if (!seen.has(key)) out.set(key, identityIn(prev, key)!);
   }
   return withDraining(out, prev, draining);
 }
@@ -137,7 +140,7 @@ export function changedIn(prev: SyncedView, keys: readonly string[], desired: re
 function withDraining(out: Map<string, IpvsServiceKey>, prev: SyncedView, draining: ReadonlyMap<string, number>): Map<string, IpvsServiceKey> | undefined {
   for (const dk of draining.keys()) {
     const key = drainService(dk);
-    const id = out.get(key) ?? prev.keys.get(key);
+    const id = out.get(key) ?? identityIn(prev, key);
     // Unknown identity (should not happen): only a full read-back can find that service.
     if (!id) return undefined;
     out.set(key, id);

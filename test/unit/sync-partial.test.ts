@@ -7,7 +7,7 @@ import type { PlanService } from '../../api/plan.ts';
 import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import { desiredState, type DesiredMemo } from '../../dataplane/sync/desired.ts';
 import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
-import { advanceView, changedIn, changedServices, drainService, mergeDraining, sameState, viewOf, type SyncedView } from '../../dataplane/sync/partial.ts';
+import { advanceView, changedIn, changedServices, drainService, identityIn, mergeDraining, sameState, serviceIdentity, viewOf, type SyncedView } from '../../dataplane/sync/partial.ts';
 import { createSyncer } from '../../dataplane/sync/sync.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
@@ -204,6 +204,22 @@ test('sameState: the same object, or another with the same content, is the same 
   const view = viewOf([a!], new Map(), new Map(), 'scope');
   assert.equal([...changedServices(view, [b!], new Map())!.keys()], []);
   assert.equal([...changedServices(view, [c!], new Map())!.keys()], [ipvsServiceKey(c!.service)]);
+});
+
+test('a view keeps identities only for draining services without a desired state; a desired one\'s comes from its state', () => {
+  const [a] = desiredState([planService({ realServers: [rs('10.0.1.1', 8080)] })], 'node-a').services;
+  const gone = { family: 4 as const, protocol: 'TCP' as const, address: '203.0.113.99', port: 80 };
+  const goneKey = ipvsServiceKey(gone);
+  const aKey = ipvsServiceKey(a!.service);
+  const draining = new Map([[`${goneKey} -> 10.0.0.9:8080`, 1], [`${aKey} -> 10.0.0.8:8080`, 1]]);
+  const view = viewOf([a!], draining, new Map([[goneKey, gone], [aKey, serviceIdentity(a!.service)]]), 'scope');
+  assert.equal([...view.keys.keys()], [goneKey], 'the desired service\'s identity is not kept twice');
+  assert.equal(identityIn(view, aKey), serviceIdentity(a!.service));
+  assert.equal(identityIn(view, goneKey), gone);
+  // The desired service leaves the plan while draining: advanceView keeps its identity (from `changed`).
+  const next = advanceView(view, [], new Map([[aKey, serviceIdentity(a!.service)]]), draining, 'scope');
+  assert.equal([...next.keys.keys()].sort(), [goneKey, aKey].sort());
+  assert.equal(identityIn(next, aKey), serviceIdentity(a!.service));
 });
 
 test('changedIn: for a desired state patched from the view\'s services, the same change set as changedServices', () => {
