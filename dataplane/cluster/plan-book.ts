@@ -367,9 +367,10 @@ export class PlanBookIndex {
     if (had && had.uid !== uid) this.#leave(had.uid, key);
     dirty.add(uid);
     this.#slices.set(key, { obj, uid, seen: read, seq: had?.seq ?? this.#seq++ });
-    let g = this.#groups.get(uid);
-    if (!g) this.#groups.set(uid, (g = []));
-    if (!g.includes(key)) g.push(key);
+    const g = this.#groups.get(uid);
+    // [key], not [] and a push: an array grown by push keeps room for 17 keys (1.3 MiB at 10,000 owners).
+    if (!g) this.#groups.set(uid, [key]);
+    else if (!g.includes(key)) g.push(key);
   }
 
   #leave(uid: string, key: string): void {
