@@ -24,7 +24,7 @@ export interface InformerHandlers<T extends KubeObject> {
   onDelete?(obj: T): void;
 }
 
-export interface InformerOptions {
+export interface InformerOptions<T extends KubeObject = KubeObject> {
   api: KubeApi;
   resource: ResourceType;
   clock: Clock;
@@ -37,6 +37,13 @@ export interface InformerOptions {
   fieldSelector?: string;
   /** Called on every failed list or watch, for metrics. */
   onError?(op: 'list' | 'watch', err: unknown): void;
+  /**
+   * What the cache holds for an object the server sent (after managedFields are dropped), e.g. the
+   * form the caller reads it in, so the cache holds that one copy and not the wire form besides.
+   * Called once per object received (a relist's unchanged objects are not received again: the
+   * cache keeps the object it had). Handlers get what it returns.
+   */
+  transform?(obj: T): T;
 }
 
 /**
@@ -54,7 +61,7 @@ const SHORT_WATCH_MS = 1000;
 
 export class Informer<T extends KubeObject> {
   readonly resource: ResourceType;
-  readonly #o: InformerOptions;
+  readonly #o: InformerOptions<T>;
   readonly #handlers: InformerHandlers<T>[] = [];
   #cache = new Map<string, T>();
   #rv = '';
@@ -64,7 +71,7 @@ export class Informer<T extends KubeObject> {
   /** Lists performed, for tests and logs. */
   lists = 0;
 
-  constructor(opts: InformerOptions) {
+  constructor(opts: InformerOptions<T>) {
     this.#o = opts;
     this.resource = opts.resource;
   }
@@ -166,27 +173,43 @@ export class Informer<T extends KubeObject> {
     const items: T[] = [];
     let cont: string | undefined;
     let rv = '';
+    const old = this.#cache;
     do {
       const page = await this.#o.api.list(this.resource, { limit: this.#o.pageSize ?? 500, ...(cont ? { continue: cont } : {}), ...this.#selector() }, signal);
-      for (const o of page.items as T[]) items.push(stripped(o));
+      for (const o of page.items as T[]) items.push(this.#kept(old, o));
       rv = page.resourceVersion;
       cont = page.continue;
     } while (cont);
     this.lists++;
     const fresh = new Map(items.map((o) => [objectKey(o), o] as const));
-    const old = this.#cache;
     this.#cache = fresh;
     this.#rv = rv;
     for (const [key, obj] of old) if (!fresh.has(key)) this.#emit((h) => h.onDelete?.(obj));
     for (const [key, obj] of fresh) {
       const prev = old.get(key);
       if (!prev) this.#emit((h) => h.onAdd?.(obj));
-      else if (prev.metadata.resourceVersion !== obj.metadata.resourceVersion) this.#emit((h) => h.onUpdate?.(prev, obj));
+      else if (prev !== obj) this.#emit((h) => h.onUpdate?.(prev, obj));
     }
     if (!this.#synced) {
       this.#synced = true;
       for (const w of this.#syncWaiters.splice(0)) w();
     }
+  }
+
+  /**
+   * A listed object as the cache holds it: the cached one when its resourceVersion is the same (the
+   * server's object did not change; the listed copy would be a second one the moment handlers
+   * kept the first), otherwise stripped and transformed.
+   */
+  #kept(old: ReadonlyMap<string, T>, o: T): T {
+    const prev = old.get(objectKey(o));
+    if (prev && prev.metadata.resourceVersion === o.metadata?.resourceVersion) return prev;
+    return this.#received(o);
+  }
+
+  #received(o: T): T {
+    const s = stripped(o);
+    return this.#o.transform ? this.#o.transform(s) : s;
   }
 
   async #watch(signal: AbortSignal): Promise<number> {
@@ -208,9 +231,9 @@ export class Informer<T extends KubeObject> {
         ...(st.reason ? { reason: st.reason } : {}),
       });
     }
-    const obj = stripped(e.object as T);
+    if (e.type === 'BOOKMARK') { const rv = (e.object as T).metadata?.resourceVersion; if (rv) this.#rv = rv; return; }
+    const obj = this.#received(e.object as T);
     const rv = obj.metadata?.resourceVersion ?? '';
-    if (e.type === 'BOOKMARK') { if (rv) this.#rv = rv; return; }
     const key = objectKey(obj);
     const prev = this.#cache.get(key);
     if (e.type === 'DELETED') {

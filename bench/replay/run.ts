@@ -57,14 +57,14 @@ export interface ReplayRecord {
 }
 
 /** 198.18.0.0/15 is for benchmarks (RFC 2544); up to 65,536 VirtualServers. */
-const vipOf = (i: number) => `198.18.${i >> 8}.${i & 255}`;
-const realServers = (i: number, gen: number) => [
+export const vipOf = (i: number) => `198.18.${i >> 8}.${i & 255}`;
+export const realServers = (i: number, gen: number) => [
   { address: `10.${(i >> 8) & 255}.${i & 255}.1`, port: 8080, weight: 1, state: 'Ready' as const },
   { address: `10.${(i >> 8) & 255}.${i & 255}.${2 + (gen % 200)}`, port: 8080, weight: 1, state: 'Ready' as const },
 ];
 const planOf = (i: number, gen: number) => ownerPlan(`vs-${i}`, [service({ vip: vipOf(i), key: `TCP/${vipOf(i)}:80`, realServers: realServers(i, gen) })], { generation: gen });
 
-function publishPlan(api: FakeKubeApi, i: number, gen: number): void {
+export function publishPlan(api: FakeKubeApi, i: number, gen: number): void {
   for (const s of slicePlan(planOf(i, gen))) api.apply(PLAN_SLICES, s as unknown as KubeObject);
 }
 

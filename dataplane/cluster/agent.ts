@@ -130,7 +130,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const clock = opts.clock ?? realClock;
   const log = opts.log.child({ node: opts.node });
   const guard = { ...DEFAULT_REMOVAL_GUARD, ...opts.removalGuard };
-  const slices = new Informer<KubeObject>({ api: opts.api, resource: PLAN_SLICES, clock, logger: log });
+  /** The plan book, re-read per owner whose slices changed (./plan-book.ts). */
+  const index = new PlanBookIndex(opts.node);
+  // The informer keeps each slice as the book reads it, not the received object besides.
+  const slices = new Informer<KubeObject>({ api: opts.api, resource: PLAN_SLICES, clock, logger: log, transform: (o) => index.cache.adopt(o) });
   const reports = new Informer<KubeObject>({ api: opts.api, resource: AGENT_REPORTS, clock, logger: log });
   // Only the election has a use for it (a lone director announces whatever its node's state).
   const nodeYielding = opts.ha ? watchNodeYielding({ api: opts.api, node: opts.node, clock, log, onChange: () => void report() }) : undefined;
@@ -162,8 +165,6 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const latency = new ProgrammingLatency();
   /** owned()'s map, rebuilt only when a sync decided new key owners. */
   let ownedView: { of: ReadonlyMap<string, KeyOwner>; map: Map<string, string> } | undefined;
-  /** The plan book, re-read per owner whose slices changed (./plan-book.ts). */
-  const index = new PlanBookIndex(opts.node);
   const bookCache = index.cache;
   const bookList = new BookList();
   const gating = new MappedList(gateService);

@@ -9,7 +9,7 @@
 // - absent (no slice left): the controller, the only writer of slices, deleted the plan, so the
 //   owner's services are removed (drained) — the caller's mass-removal guard decides when.
 import { comparableResourceVersion, compareResourceVersions } from '../../api/agent-report.ts';
-import { assemblePlan, OWNER_UID_LABEL, parsePlanSlice, planServices, type OwnerPlan, type PlanSliceObject } from '../../api/plan-slice.ts';
+import { assemblePlan, OWNER_UID_LABEL, parsePlanSlice, planServices, type OwnerPlan, type PlanSliceObject, type SliceService } from '../../api/plan-slice.ts';
 import type { PlanService } from '../../api/plan.ts';
 import { byString, parseServiceKey, serviceKeyOf } from '../sync/keys.ts';
 
@@ -69,11 +69,26 @@ interface Group { virtualServer?: string; slices: PlanSliceObject[]; errors: str
  */
 export class PlanBookCache {
   readonly parsed = new WeakMap<object, ReadSlice>();
-  /** By owner uid: the parsed slices an assembly was made of, and its result. Owners gone are dropped. */
-  assembled = new Map<string, { slices: ReadonlySet<PlanSliceObject>; result: ReturnType<typeof assemblePlan> }>();
+  /**
+   * By owner uid: the parsed slices an assembly was made of (an array: an owner has a few, and a
+   * Set per owner cost about 200 bytes more at 10,000 owners), and its result. Owners gone are dropped.
+   */
+  assembled = new Map<string, { slices: readonly PlanSliceObject[]; result: ReturnType<typeof assemblePlan> }>();
   readonly services = new WeakMap<OwnerPlan, PlanService[]>();
   /** By plan: its services' canonical keys (directedKeys). */
   readonly keys = new WeakMap<OwnerPlan, string[]>();
+
+  /**
+   * The informer's form of a slice (its transform): the strictly read slice itself when it reads
+   * (its metadata the received object's), noted as its own read, so one copy of the slice is kept
+   * and not the received object besides; the received object when it does not read.
+   */
+  adopt<T extends object>(obj: T): T {
+    const r = readSlice(obj);
+    const kept = r.parsed.ok ? (r.parsed.value as unknown as T) : obj;
+    this.parsed.set(kept, r);
+    return kept;
+  }
 }
 
 /** A slice read strictly, and the owner it claims (read leniently when the slice is unusable). */
@@ -96,8 +111,8 @@ function readSliceCached(obj: unknown, cache: PlanBookCache | undefined): ReadSl
 
 function assembledPlan(uid: string, slices: PlanSliceObject[], cache: PlanBookCache | undefined, next: PlanBookCache['assembled']): ReturnType<typeof assemblePlan> {
   const hit = cache?.assembled.get(uid);
-  const result = hit && hit.slices.size === slices.length && slices.every((s) => hit.slices.has(s)) ? hit.result : assemblePlan(slices);
-  next.set(uid, { slices: hit?.result === result ? hit.slices : new Set(slices), result });
+  const result = hit && hit.slices.length === slices.length && slices.every((s) => hit.slices.includes(s)) ? hit.result : assemblePlan(slices);
+  next.set(uid, { slices: hit?.result === result ? hit.slices : [...slices], result });
   return result;
 }
 
@@ -148,16 +163,32 @@ function bookOwner(uid: string, g: Group, last: OwnerPlan | undefined, recorded:
   const assembled = g.errors.length === 0 ? assembledPlan(uid, g.slices, cache, nextAssembled) : undefined;
   if (assembled?.ok) {
     const o = assembled.value.owner;
-    return { uid, virtualServer: `${o.namespace}/${o.name}`, plan: assembled.value, held: [] };
+    return { uid, virtualServer: `${o.namespace}/${o.name}`, plan: assembled.value, held: NO_KEYS };
   }
   const reason = assembled ? assembled.message : g.errors.join('; ');
   const rewriting = assembled?.field === 'slices' ? newestSince(g.slices) : undefined;
   const virtualServer = g.virtualServer ?? (last ? `${last.owner.namespace}/${last.owner.name}` : [...recorded.values()].find((r) => r.uid === uid)?.virtualServer ?? '(unknown)');
   if (last) {
-    return { uid, virtualServer, plan: last, frozen: `plan unusable: ${reason}; keeping the last good plan (generation ${last.owner.generation})`, held: [], ...(rewriting ? { rewriting } : {}) };
+    return { uid, virtualServer, plan: last, frozen: `plan unusable: ${reason}; keeping the last good plan (generation ${last.owner.generation})`, held: NO_KEYS, ...(rewriting ? { rewriting } : {}) };
   }
   const held = recordedKeys(recorded, { uid, virtualServer });
   return { uid, virtualServer, frozen: `plan unusable: ${reason}; no good plan seen since the agent started: ${held.length} recorded service(s) held as the kernel has them`, held, ...(rewriting ? { rewriting } : {}) };
+}
+
+/** Held keys of an owner that holds none: one shared array, not an empty one per owner. */
+const NO_KEYS: string[] = Object.freeze([]) as unknown as string[];
+const NO_SERVICES: readonly SliceService[] = Object.freeze([]);
+
+/**
+ * What an owner adds to directedKeys(): its name, its services when this node directs them, its
+ * held keys. References into the book owner, not a text made of them (about 110 bytes an owner
+ * at 10,000 owners).
+ */
+interface Contribution { virtualServer: string; services: readonly SliceService[]; held: readonly string[] }
+
+function sameContribution(a: Contribution, b: Contribution): boolean {
+  return a.virtualServer === b.virtualServer && a.services.length === b.services.length && a.held.length === b.held.length
+    && a.services.every((s, i) => s.key === b.services[i]!.key) && a.held.every((k, i) => k === b.held[i]);
 }
 
 /**
@@ -175,15 +206,15 @@ export class PlanBookIndex {
    * the key was first seen (a group's slices are read in that order, the informer's list order).
    */
   #slices = new Map<string, { obj: unknown; uid: string; seen: number; seq: number }>();
-  /** Owner uid → its slices by slice key. */
-  #groups = new Map<string, Map<string, unknown>>();
+  /** Owner uid → the keys of its slices (in #slices; an array, not a Map per owner: most have one). */
+  #groups = new Map<string, string[]>();
   #seq = 0;
   #owners = new Map<string, BookOwner>();
   #memory = new Map<string, OwnerPlan>();
   #recorded: ReadonlyMap<string, RecordedOwner> | undefined;
   #reads = 0;
-  /** What each owner adds to directedKeys(), as text; the map stands while none of it changes. */
-  #contributions = new Map<string, string>();
+  /** What each owner adds to directedKeys(); the map stands while none of it changes (sameContribution). */
+  #contributions = new Map<string, Contribution>();
   #directed: Map<string, KeyOwner> | undefined;
 
   /** The node whose directed keys directedKeys() gives. */
@@ -264,14 +295,16 @@ export class PlanBookIndex {
         if (this.#contributions.delete(uid)) this.#directed = undefined;
         continue;
       }
-      const objs = [...group.keys()].sort((a, b) => this.#slices.get(a)!.seq - this.#slices.get(b)!.seq).map((k) => group.get(k));
+      const objs = [...group].sort((a, b) => this.#slices.get(a)!.seq - this.#slices.get(b)!.seq).map((k) => this.#slices.get(k)!.obj);
       const o = bookOwner(uid, groupSlices(objs, this.cache).get(uid)!, this.#memory.get(uid), recorded, this.cache, this.cache.assembled);
       if (o.plan) this.#memory.set(uid, o.plan); else this.#memory.delete(uid);
       if (!was || was.virtualServer !== o.virtualServer) resort = true;
       this.#owners.set(uid, o);
       if (o.frozen) this.#frozen.add(uid); else this.#frozen.delete(uid);
-      const c = this.#contribution(o);
-      if (this.#contributions.get(uid) !== c) { this.#contributions.set(uid, c); this.#directed = undefined; }
+      const c = this.#contribution(o), before = this.#contributions.get(uid);
+      // Replaced even when the same: the entry holds the plan's services, not an older plan's.
+      this.#contributions.set(uid, c);
+      if (!before || !sameContribution(before, c)) this.#directed = undefined;
     }
     for (const uid of dirty) this.#touched.add(uid);
     if (resort) this.#reordered = true;
@@ -291,9 +324,8 @@ export class PlanBookIndex {
     return this.#directed;
   }
 
-  #contribution(o: BookOwner): string {
-    const keys = o.plan?.directors.includes(this.node) ? o.plan.services.map((s) => s.key).join('\n') : '';
-    return `${o.virtualServer}\t${keys}\t${o.held.join('\n')}`;
+  #contribution(o: BookOwner): Contribution {
+    return { virtualServer: o.virtualServer, services: o.plan?.directors.includes(this.node) ? o.plan.services : NO_SERVICES, held: o.held };
   }
 
   /**
@@ -335,15 +367,17 @@ export class PlanBookIndex {
     if (had && had.uid !== uid) this.#leave(had.uid, key);
     dirty.add(uid);
     this.#slices.set(key, { obj, uid, seen: read, seq: had?.seq ?? this.#seq++ });
-    let g = this.#groups.get(uid);
-    if (!g) this.#groups.set(uid, (g = new Map()));
-    g.set(key, obj);
+    const g = this.#groups.get(uid);
+    // [key], not [] and a push: an array grown by push keeps room for 17 keys (1.3 MiB at 10,000 owners).
+    if (!g) this.#groups.set(uid, [key]);
+    else if (!g.includes(key)) g.push(key);
   }
 
   #leave(uid: string, key: string): void {
     const g = this.#groups.get(uid);
-    g?.delete(key);
-    if (g?.size === 0) this.#groups.delete(uid);
+    const at = g?.indexOf(key) ?? -1;
+    if (at >= 0) g!.splice(at, 1);
+    if (g?.length === 0) this.#groups.delete(uid);
   }
 }
 

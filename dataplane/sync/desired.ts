@@ -192,7 +192,7 @@ function sameKeys(sorted: readonly string[], byKey: ReadonlyMap<string, unknown>
  * What one plan entry builds, whatever the rest of the plan: kept per PlanService object, which
  * the callers never modify (a changed entry is a new object), so a sync builds only the entries
  * that changed, and an unchanged one yields the same IpvsServiceState object (partial.ts compares
- * fingerprints by identity first).
+ * states by identity first).
  */
 const builtCache = new WeakMap<PlanService, Built>();
 
@@ -283,7 +283,11 @@ function buildDestinations(ps: PlanService, key: string, problems: Problem[]): I
     if (out.has(dk)) { bad('address', `duplicate real server ${dk}`); continue; }
     out.set(dk, dest);
   }
-  return [...out.values()].sort(compareDestinations);
+  // Filled at its size (a spread grows its array in steps): desired states are kept while programmed.
+  const list = new Array<IpvsDestination>(out.size);
+  let i = 0;
+  for (const d of out.values()) list[i++] = d;
+  return list.sort(compareDestinations);
 }
 
 function destination(ps: PlanService, rs: PlanRealServer, family: 4 | 6): IpvsDestination {

@@ -4,17 +4,18 @@
 // equal to its desired state by an earlier sync and is trusted until a verify slice or the next
 // full read-back reads it again (either undoes outside edits).
 //
-// Fingerprints are the desired IpvsServiceState as JSON: desiredState() builds plain sorted data,
-// so equal desired state gives equal text. Each state object's text is kept (by identity: desired
-// states are never modified), and desiredState() returns the same object for an unchanged plan
-// entry, so a sync serialises only what changed and compares the rest as the same string.
+// The view keeps each service's desired IpvsServiceState object (never modified), and a state is
+// the same as the view's when it is that object or has the same JSON text: desiredState() builds
+// plain sorted data, so equal desired state gives equal text, and returns the same object for an
+// unchanged plan entry, so a sync serialises only what changed. The text is made for the
+// comparison and not kept (one per service was 3.9 MiB of the agent's heap at 10,000 services).
 import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { byString, ipvsServiceKey } from './keys.ts';
 
 /** What a clean sync leaves for the next one to compare against. */
 export interface SyncedView {
-  /** Service key → fingerprint of its desired state. */
-  fingerprints: Map<string, string>;
+  /** Service key → its desired state (compared by sameState()). */
+  states: Map<string, IpvsServiceState>;
   /** Service key → kernel identity, for every desired service and every service still draining. */
   keys: Map<string, IpvsServiceKey>;
   /** Canonical owned VIPs and frozen keys, joined: a change there calls for a full sync. */
@@ -26,18 +27,21 @@ export interface SyncedView {
   desired?: readonly IpvsServiceState[];
 }
 
-const texts = new WeakMap<IpvsServiceState, string>();
-
-export function fingerprint(s: IpvsServiceState): string {
-  let t = texts.get(s);
-  if (t === undefined) texts.set(s, (t = JSON.stringify(s)));
-  return t;
+/** The view's state `was` and `s` are the same desired state: the same object, or equal as JSON. */
+export function sameState(was: IpvsServiceState | undefined, s: IpvsServiceState): boolean {
+  return was === s || (was !== undefined && JSON.stringify(was) === JSON.stringify(s));
 }
 
 export function serviceIdentity(s: IpvsServiceKey): IpvsServiceKey {
   const k: IpvsServiceKey = { family: s.family, protocol: s.protocol, address: s.address, port: s.port };
   if (s.fwmark) k.fwmark = s.fwmark;
   return k;
+}
+
+/** The kernel identity the view knows for a service key: its desired state's, or a draining service's. */
+export function identityIn(view: SyncedView, key: string): IpvsServiceKey | undefined {
+  const s = view.states.get(key);
+  return s ? serviceIdentity(s.service) : view.keys.get(key);
 }
 
 export function scopeOf(ownedVips: readonly string[], frozen: readonly string[]): string {
@@ -51,19 +55,16 @@ export function drainService(drainKey: string): string {
 }
 
 export function viewOf(desired: readonly IpvsServiceState[], draining: ReadonlyMap<string, number>, known: ReadonlyMap<string, IpvsServiceKey>, scope: string): SyncedView {
-  const fingerprints = new Map<string, string>();
+  const states = new Map<string, IpvsServiceState>();
   const keys = new Map<string, IpvsServiceKey>();
-  for (const s of desired) {
-    const key = desiredKeyOf(s);
-    fingerprints.set(key, fingerprint(s));
-    keys.set(key, serviceIdentity(s.service));
-  }
+  for (const s of desired) states.set(desiredKeyOf(s), s);
   for (const dk of draining.keys()) {
     const key = drainService(dk);
+    if (states.has(key)) continue;
     const id = keys.get(key) ?? known.get(key);
     if (id) keys.set(key, id);
   }
-  return { fingerprints, keys, scope, desired };
+  return { states, keys, scope, desired };
 }
 
 /**
@@ -82,10 +83,10 @@ export function advanceView(prev: SyncedView, desired: readonly IpvsServiceState
   for (const [key, id] of changed) {
     const s = now.get(key);
     if (s) {
-      prev.fingerprints.set(key, fingerprint(s));
-      prev.keys.set(key, serviceIdentity(s.service));
+      prev.states.set(key, s);
+      prev.keys.delete(key);
     } else {
-      prev.fingerprints.delete(key);
+      prev.states.delete(key);
       if (stillDraining.has(key)) prev.keys.set(key, id); else prev.keys.delete(key);
     }
   }
@@ -113,10 +114,10 @@ export function changedServices(prev: SyncedView, desired: readonly IpvsServiceS
   for (const s of desired) {
     const key = desiredKeyOf(s);
     seen.add(key);
-    if (prev.fingerprints.get(key) !== fingerprint(s)) out.set(key, serviceIdentity(s.service));
+    if (!sameState(prev.states.get(key), s)) out.set(key, serviceIdentity(s.service));
   }
-  for (const key of prev.fingerprints.keys()) {
-    if (!seen.has(key)) out.set(key, prev.keys.get(key)!);
+  for (const key of prev.states.keys()) {
+    if (!seen.has(key)) out.set(key, identityIn(prev, key)!);
   }
   return withDraining(out, prev, draining);
 }
@@ -130,7 +131,7 @@ export function changedIn(prev: SyncedView, keys: readonly string[], desired: re
   const out = new Map<string, IpvsServiceKey>();
   for (const key of keys) {
     const s = desired[index.get(key)!]!;
-    if (prev.fingerprints.get(key) !== fingerprint(s)) out.set(key, serviceIdentity(s.service));
+    if (!sameState(prev.states.get(key), s)) out.set(key, serviceIdentity(s.service));
   }
   return withDraining(out, prev, draining);
 }
@@ -139,7 +140,7 @@ export function changedIn(prev: SyncedView, keys: readonly string[], desired: re
 function withDraining(out: Map<string, IpvsServiceKey>, prev: SyncedView, draining: ReadonlyMap<string, number>): Map<string, IpvsServiceKey> | undefined {
   for (const dk of draining.keys()) {
     const key = drainService(dk);
-    const id = out.get(key) ?? prev.keys.get(key);
+    const id = out.get(key) ?? identityIn(prev, key);
     // Unknown identity (should not happen): only a full read-back can find that service.
     if (!id) return undefined;
     out.set(key, id);

@@ -7,7 +7,7 @@ import type { PlanService } from '../../api/plan.ts';
 import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import { desiredState, type DesiredMemo } from '../../dataplane/sync/desired.ts';
 import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
-import { advanceView, changedIn, changedServices, drainService, mergeDraining, viewOf, type SyncedView } from '../../dataplane/sync/partial.ts';
+import { advanceView, changedIn, changedServices, drainService, identityIn, mergeDraining, sameState, serviceIdentity, viewOf, type SyncedView } from '../../dataplane/sync/partial.ts';
 import { createSyncer } from '../../dataplane/sync/sync.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
@@ -164,7 +164,7 @@ test('advanceView: a partial sync\'s view, built from the change only, equals vi
   // services that were diffed and ending on others.
   let seed = 7;
   const r = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
-  const clone = (v: SyncedView): SyncedView => ({ fingerprints: new Map(v.fingerprints), keys: new Map(v.keys), scope: v.scope });
+  const clone = (v: SyncedView): SyncedView => ({ states: new Map(v.states), keys: new Map(v.keys), scope: v.scope });
   let weights = Array.from({ length: 40 }, () => 1);
   let present = Array.from({ length: 40 }, () => true);
   const desiredOf = () => desiredState(plan(40, (i, s) => (present[i] ? { ...s, realServers: s.realServers.map((x) => ({ ...x, weight: weights[i]! })) } : undefined)), 'node-a').services;
@@ -183,13 +183,43 @@ test('advanceView: a partial sync\'s view, built from the change only, equals vi
     const after = mergeDraining(draining, new Set(changed.keys()), fresh);
     const want = viewOf(desired, after, new Map([...view.keys, ...changed]), `scope-${round}`);
     const got = advanceView(clone(view), desired.filter((s) => changed.has(ipvsServiceKey(s.service))), changed, after, `scope-${round}`);
-    assert.equal([[...got.fingerprints].sort(), [...got.keys].sort(), got.scope], [[...want.fingerprints].sort(), [...want.keys].sort(), want.scope], `round ${round}`);
+    assert.equal([[...got.states].sort(), [...got.keys].sort(), got.scope], [[...want.states].sort(), [...want.keys].sort(), want.scope], `round ${round}`);
     if ([...after.keys()].some((k) => !desired.some((s) => ipvsServiceKey(s.service) === drainService(k)))) kinds |= 1;
     if (changed.size > 0) kinds |= 2;
     view = want;
     draining = after;
   }
   assert.is(kinds, 3, 'the rounds drained services no longer desired, and changed some');
+});
+
+test('sameState: the same object, or another with the same content, is the same desired state; other content is not', () => {
+  const [a] = desiredState([planService({ realServers: [rs('10.0.1.1', 8080)] })], 'node-a').services;
+  const [b] = desiredState([planService({ realServers: [rs('10.0.1.1', 8080)] })], 'node-a').services;
+  const [c] = desiredState([planService({ realServers: [rs('10.0.1.2', 8080)] })], 'node-a').services;
+  assert.ok(a !== b, 'built from two plan entries: two objects');
+  assert.ok(sameState(a, a!) && sameState(a, b!));
+  assert.not.ok(sameState(a, c!));
+  assert.not.ok(sameState(undefined, a!));
+  // A view holding `a` sees no change in `b`, and a change in `c`.
+  const view = viewOf([a!], new Map(), new Map(), 'scope');
+  assert.equal([...changedServices(view, [b!], new Map())!.keys()], []);
+  assert.equal([...changedServices(view, [c!], new Map())!.keys()], [ipvsServiceKey(c!.service)]);
+});
+
+test('a view keeps identities only for draining services without a desired state; a desired one\'s comes from its state', () => {
+  const [a] = desiredState([planService({ realServers: [rs('10.0.1.1', 8080)] })], 'node-a').services;
+  const gone = { family: 4 as const, protocol: 'TCP' as const, address: '203.0.113.99', port: 80 };
+  const goneKey = ipvsServiceKey(gone);
+  const aKey = ipvsServiceKey(a!.service);
+  const draining = new Map([[`${goneKey} -> 10.0.0.9:8080`, 1], [`${aKey} -> 10.0.0.8:8080`, 1]]);
+  const view = viewOf([a!], draining, new Map([[goneKey, gone], [aKey, serviceIdentity(a!.service)]]), 'scope');
+  assert.equal([...view.keys.keys()], [goneKey], 'the desired service\'s identity is not kept twice');
+  assert.equal(identityIn(view, aKey), serviceIdentity(a!.service));
+  assert.equal(identityIn(view, goneKey), gone);
+  // The desired service leaves the plan while draining: advanceView keeps its identity (from `changed`).
+  const next = advanceView(view, [], new Map([[aKey, serviceIdentity(a!.service)]]), draining, 'scope');
+  assert.equal([...next.keys.keys()].sort(), [goneKey, aKey].sort());
+  assert.equal(identityIn(next, aKey), serviceIdentity(a!.service));
 });
 
 test('changedIn: for a desired state patched from the view\'s services, the same change set as changedServices', () => {
