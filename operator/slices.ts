@@ -91,11 +91,30 @@ export class PublishedSlices {
     return echo;
   }
 
-  /** A slice this controller created or replaced (the object the API server returned). */
+  /**
+   * A slice this controller created or replaced (the object the API server returned). When the
+   * watch delivered this version (or a newer one) before the response came back, the cache already
+   * says so and nothing is kept: an entry kept then would never be echoed again.
+   */
   wrote(slice: PlanSliceObject): void {
     const owner = ownerKeyOf(slice);
     if (!owner) return;
-    this.#remember(owner, slice.metadata.name, slice);
+    const name = slice.metadata.name;
+    const cached = this.#cached.get(owner)?.get(name);
+    const cmp = cached ? compareResourceVersions(cached.metadata.resourceVersion ?? '', slice.metadata.resourceVersion ?? '') : undefined;
+    if (cmp === 0 || cmp === 1) {
+      this.#forget(owner, name);
+      this.#reindex(owner);
+      return;
+    }
+    this.#remember(owner, name, slice);
+  }
+
+  /** Writes and deletions of ours the watch has not delivered yet (tests check that none linger). */
+  get pending(): number {
+    let n = 0;
+    for (const m of this.#written.values()) n += m.size;
+    return n;
   }
 
   /** A slice this controller deleted (or found gone). */

@@ -123,6 +123,24 @@ test('published slices: our writes count before the watch delivers them, and the
   assert.equal(p.owners(), []);
 });
 
+test('published slices: a write whose echo came before its response leaves nothing pending', () => {
+  const p = new PublishedSlices();
+  p.observe(slice('ns/a', 0, '10'), false);
+  p.wrote(slice('ns/a', 0, '20'));
+  assert.is(p.pending, 1);
+  assert.is(p.observe(slice('ns/a', 0, '20'), false), true, 'the echo after the response');
+  assert.is(p.pending, 0);
+  assert.is(p.observe(slice('ns/a', 0, '30'), false), false, 'someone else\'s edit, seen before our write returns');
+  p.wrote(slice('ns/a', 0, '30'));
+  assert.is(p.pending, 0, 'the cache already holds that version: nothing to wait for');
+  assert.equal(p.current('ns/a').map((s) => s.metadata.resourceVersion), ['30']);
+  p.observe(slice('ns/a', 0, '40'), false);
+  p.wrote(slice('ns/a', 0, '35'));
+  assert.is(p.pending, 0, 'a newer version is cached already');
+  assert.equal(p.current('ns/a').map((s) => s.metadata.resourceVersion), ['40']);
+  assert.is(p.observe(slice('ns/a', 0, '41'), false), false, 'news as before');
+});
+
 test('a report change marks only the VirtualServers it can affect', () => {
   const p = new PublishedSlices();
   p.observe(slice('ns/a', 0, '10'), false);
