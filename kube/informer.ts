@@ -37,6 +37,12 @@ export interface InformerOptions {
   fieldSelector?: string;
   /** Called on every failed list or watch, for metrics. */
   onError?(op: 'list' | 'watch', err: unknown): void;
+  /**
+   * What is cached (and handed to handlers) instead of the object as read, for a cache that keeps
+   * only what its reader needs; it must keep metadata.name, metadata.namespace and
+   * metadata.resourceVersion. Default: the object itself, without managedFields.
+   */
+  transform?(obj: KubeObject): KubeObject;
 }
 
 /**
@@ -168,7 +174,7 @@ export class Informer<T extends KubeObject> {
     let rv = '';
     do {
       const page = await this.#o.api.list(this.resource, { limit: this.#o.pageSize ?? 500, ...(cont ? { continue: cont } : {}), ...this.#selector() }, signal);
-      for (const o of page.items as T[]) items.push(stripped(o));
+      for (const o of page.items) items.push(this.#cached(o));
       rv = page.resourceVersion;
       cont = page.continue;
     } while (cont);
@@ -208,9 +214,9 @@ export class Informer<T extends KubeObject> {
         ...(st.reason ? { reason: st.reason } : {}),
       });
     }
-    const obj = stripped(e.object as T);
+    if (e.type === 'BOOKMARK') { const rv = e.object.metadata?.resourceVersion; if (rv) this.#rv = rv; return; }
+    const obj = this.#cached(e.object);
     const rv = obj.metadata?.resourceVersion ?? '';
-    if (e.type === 'BOOKMARK') { if (rv) this.#rv = rv; return; }
     const key = objectKey(obj);
     const prev = this.#cache.get(key);
     if (e.type === 'DELETED') {
@@ -224,6 +230,11 @@ export class Informer<T extends KubeObject> {
       this.#emit((h) => h.onUpdate?.(prev, obj));
     }
     if (rv) this.#rv = rv;
+  }
+
+  #cached(o: KubeObject): T {
+    const s = stripped(o);
+    return (this.#o.transform ? this.#o.transform(s) : s) as T;
   }
 
   #emit(fn: (h: InformerHandlers<T>) => void): void {
