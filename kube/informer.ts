@@ -15,6 +15,7 @@ import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from './backoff.ts';
 import type { Clock } from './clock.ts';
 import type { KubeApi, WatchEvent } from './api.ts';
 import { isGone, KubeApiError } from './errors.ts';
+import { interner } from './intern.ts';
 import { isUnreachable } from './reachability.ts';
 import { objectKey, type KubeObject, type ResourceType } from './types.ts';
 
@@ -232,8 +233,9 @@ export class Informer<T extends KubeObject> {
     if (rv) this.#rv = rv;
   }
 
+  /** What the cache keeps of an object read: no managedFields, repeated strings shared (intern.ts), transformed. */
   #cached(o: KubeObject): T {
-    const s = stripped(o);
+    const s = interner.deep(stripped(o));
     return (this.#o.transform ? this.#o.transform(s) : s) as T;
   }
 
