@@ -14,6 +14,7 @@ import type { PlanService } from '../../api/plan.ts';
 import type { Runner } from '../exec.ts';
 import { hostPrefix, ipBatch, ipFamily } from '../realserver/iproute.ts';
 import { DEVICE, NFT_TABLE, quietRule, type DirectorSpec, type DirectorVip } from './plan.ts';
+import { ipLine } from './setup.ts';
 
 export interface QuickBindInput {
   /** The spec of the last full director sync: its families, SNAT rules and sysctls hold now. */
@@ -57,7 +58,8 @@ export function planQuickBind(s: QuickBindInput): QuickBind | { full: string } {
   const announced = new Set(s.before.filter((v) => v.announce).map((v) => v.address));
   const snat = new Set([...s.last.snat, ...(s.last.keepSnat ?? [])].map((r) => r.vip));
   // The last VIP of a family: a full sync drops its drop table with it, as the node had it.
-  const left = new Set(s.want.filter((v) => !s.announce(v)).map(ipFamily));
+  // (Asked only when something goes: announce() for every wanted VIP is not free at 10,000.)
+  const left = remove.length > 0 ? new Set(s.want.filter((v) => !s.announce(v)).map(ipFamily)) : new Set<4 | 6>();
   for (const v of remove) {
     if (announced.has(v)) return { full: `${v} is announced` };
     if (snat.has(v)) return { full: `${v} has an SNAT rule` };
@@ -74,8 +76,8 @@ export function planQuickBind(s: QuickBindInput): QuickBind | { full: string } {
 export async function applyQuickBind(run: Runner, q: QuickBind, device = DEVICE): Promise<void> {
   if (q.rules.length > 0) await run('nft', ['-f', '-'], { input: q.rules.join('\n') + '\n' });
   const lines = [
-    ...q.add.map((v) => `addr add ${hostPrefix(v)} dev ${device}${ipFamily(v) === 6 ? ' nodad' : ''}`),
-    ...q.remove.map((v) => `addr del ${hostPrefix(v)} dev ${device}`),
+    ...q.add.map((address) => ipLine({ kind: 'address', address, op: 'add' }, device)!),
+    ...q.remove.map((v) => ipLine({ kind: 'address', address: hostPrefix(v), op: 'remove' }, device)!),
   ];
   await ipBatch(run, lines);
 }

@@ -186,7 +186,7 @@ export async function observeDirector(run: Runner, device = DEVICE, all = false,
 }
 
 /** The `ip -batch` line of a link/address step. */
-function ipLine(step: DirectorStep, device: string): string | undefined {
+export function ipLine(step: DirectorStep, device: string): string | undefined {
   if (step.kind === 'link') {
     if (step.op === 'create') return `link add ${device} type dummy`;
     return step.op === 'delete' ? `link del dev ${device}` : `link set dev ${device} up`;
