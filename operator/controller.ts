@@ -20,6 +20,7 @@ import {
 import { LeaderElector, type LeaderElectionConfig } from '../kube/leader.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { WorkQueue, type ReconcileResult } from './queue.ts';
+import { StepTrace } from './trace.ts';
 import { reconcile } from './reconcile.ts';
 import { keysToMark, Reports } from './reports.ts';
 import { ownerKeyOf, PublishedSlices } from './slices.ts';
@@ -47,6 +48,8 @@ export interface ControllerOptions {
   /** Serve LoadBalancer Services without a loadBalancerClass too (this is the cluster's default load balancer). */
   defaultLoadBalancerClass?: boolean;
   defaultMetrics?: boolean;
+  /** A reconcile that took longer (queue wait included) is logged with its steps (trace.ts); default 1000 ms. */
+  slowReconcileMs?: number;
 }
 
 export class Controller {
@@ -308,6 +311,7 @@ export class Controller {
       const key = await this.queue.get(signal);
       if (key === undefined) return;
       const started = performance.now();
+      const trace = new StepTrace(() => this.#clock.now());
       let result: ReconcileResult;
       try {
         const canWrite = () => this.isLeader() && !signal.aborted;
@@ -321,19 +325,29 @@ export class Controller {
           api: this.#o.api, world: this.world, getVs: (k) => this.virtualServers.get(k), slices: this.published, reports: this.reports,
           clock: this.#clock, logger: this.#log, events: this.#events, canWrite: () => this.isLeader() && !signal.aborted,
           onStatusWrite: (k) => { this.metrics.statusWrites.inc(); this.statusWrites.set(k, (this.statusWrites.get(k) ?? 0) + 1); },
-          onSliceWrite: (op) => this.metrics.sliceWrites.inc({ op }),
+          onSliceWrite: (op) => this.metrics.sliceWrites.inc({ op }), trace,
         }, signal);
       } catch (err) {
         result = { kind: 'error', err };
       }
       this.metrics.reconciles.inc({ result: result.kind });
       this.metrics.reconcileDuration.observe({ result: result.kind }, (performance.now() - started) / 1000);
+      this.#traceSlow(key, trace, result);
       if (result.kind === 'error' && !signal.aborted) {
         this.metrics.errors.inc({ op: 'reconcile' });
         this.#log.warn({ vs: key, op: 'reconcile', err: String(result.err), failures: this.queue.failures(key) + 1 }, 'reconcile failed; retrying with backoff');
       }
       this.queue.finish(key, result);
     }
+  }
+
+  /** Queue wait into the histogram; a reconcile slower than slowReconcileMs (wait included) logged by step. */
+  #traceSlow(key: string, trace: StepTrace, result: ReconcileResult): void {
+    const queuedMs = Math.round(this.queue.waited(key) ?? 0);
+    this.metrics.queueWait.observe(queuedMs / 1000);
+    const ms = trace.totalMs;
+    if (ms + queuedMs < (this.#o.slowReconcileMs ?? 1000)) return;
+    this.#log.info({ vs: key, op: 'reconcile', ms, queuedMs, steps: trace.steps, result: result.kind }, 'slow reconcile');
   }
 
   #conditionCounts(): Map<string, number> {

@@ -13,6 +13,7 @@ export interface Metrics {
   registry: Registry;
   reconciles: Counter<'result'>;
   reconcileDuration: Histogram<'result'>;
+  queueWait: Histogram;
   errors: Counter<'op'>;
   statusWrites: Counter;
   sliceWrites: Counter<'op'>;
@@ -26,6 +27,10 @@ export function createMetrics(src: MetricSources, opts: { defaultMetrics?: boole
   const reconcileDuration = new Histogram({
     name: 'lvs_operator_reconcile_duration_seconds', help: 'Time to reconcile one VirtualServer (resolve, status diff, write).',
     labelNames: ['result'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry],
+  });
+  const queueWait = new Histogram({
+    name: 'lvs_operator_queue_wait_seconds', help: 'Time a key waited between being marked (an event, a due retry) and a worker taking it, including its own previous run.',
+    buckets: [0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30], registers: [registry],
   });
   const errors = new Counter({ name: 'lvs_operator_errors_total', help: 'Failed Kubernetes API operations by kind (list, watch, status, lease, event, reconcile; report: an unreadable AgentReport).', labelNames: ['op'], registers: [registry] });
   const statusWrites = new Counter({ name: 'lvs_operator_status_writes_total', help: 'VirtualServer status writes that the API server accepted.', registers: [registry] });
@@ -43,5 +48,5 @@ export function createMetrics(src: MetricSources, opts: { defaultMetrics?: boole
       }
     },
   });
-  return { registry, reconciles, reconcileDuration, errors, statusWrites, sliceWrites, events };
+  return { registry, reconciles, reconcileDuration, queueWait, errors, statusWrites, sliceWrites, events };
 }

@@ -25,6 +25,10 @@ export class WorkQueue {
   readonly #processing = new Set<string>();
   readonly #delayed = new Map<string, { due: number; timer: Timer }>();
   readonly #failures = new Map<string, number>();
+  /** When each dirty key was first marked since it was last handed out (clock.now()). */
+  readonly #since = new Map<string, number>();
+  /** How long each key in flight waited between its first mark and being handed out (ms). */
+  readonly #waited = new Map<string, number>();
   #getters: Array<(key: string | undefined) => void> = [];
   #shutdown = false;
 
@@ -35,11 +39,11 @@ export class WorkQueue {
   add(key: string): void {
     if (this.#shutdown || this.#dirty.has(key)) return;
     this.#dirty.add(key);
+    if (!this.#since.has(key)) this.#since.set(key, this.#o.clock.now());
     if (this.#processing.has(key)) return;
     const getter = this.#getters.shift();
     if (getter) {
-      this.#dirty.delete(key);
-      this.#processing.add(key);
+      this.#handOut(key);
       getter(key);
     } else {
       this.#ready.push(key);
@@ -86,8 +90,7 @@ export class WorkQueue {
   get(signal?: AbortSignal): Promise<string | undefined> {
     const key = this.#ready.shift();
     if (key !== undefined) {
-      this.#dirty.delete(key);
-      this.#processing.add(key);
+      this.#handOut(key);
       return Promise.resolve(key);
     }
     if (this.#shutdown || signal?.aborted) return Promise.resolve(undefined);
@@ -103,8 +106,25 @@ export class WorkQueue {
     });
   }
 
+  #handOut(key: string): void {
+    this.#dirty.delete(key);
+    this.#processing.add(key);
+    const since = this.#since.get(key);
+    this.#since.delete(key);
+    this.#waited.set(key, since === undefined ? 0 : this.#o.clock.now() - since);
+  }
+
+  /**
+   * For a key in flight: ms between its first mark (an event, a retry's or requeue's due time)
+   * and being handed out, i.e. the time it waited for a worker or for its own previous run.
+   */
+  waited(key: string): number | undefined {
+    return this.#waited.get(key);
+  }
+
   done(key: string): void {
     this.#processing.delete(key);
+    this.#waited.delete(key);
     if (this.#dirty.has(key)) {
       this.#dirty.delete(key);
       this.add(key);
@@ -137,6 +157,7 @@ export class WorkQueue {
   clear(): void {
     this.#ready = [];
     this.#dirty.clear();
+    this.#since.clear();
     for (const d of this.#delayed.values()) d.timer.cancel();
     this.#delayed.clear();
     this.#failures.clear();

@@ -37,6 +37,8 @@ export interface ReconcileDeps {
   onSliceWrite?(op: SliceOp['op']): void;
   /** Conflict retries before giving up to the queue's backoff. */
   maxConflictRetries?: number;
+  /** Told when each step ends (trace.ts), for the worker's slow-reconcile log. */
+  trace?: { step(name: string): void };
 }
 
 type Published = { ok: true; pub: Publication | undefined; resolution: ReturnType<World['resolve']> } | { ok: false; err: unknown };
@@ -44,6 +46,7 @@ type Published = { ok: true; pub: Publication | undefined; resolution: ReturnTyp
 /** Publishes vs's plan (or keeps the published one when its spec is invalid); deletes other uids' slices. */
 async function publish(key: string, vs: VirtualServerObject, deps: ReconcileDeps, signal?: AbortSignal): Promise<Published> {
   const { services, resolution } = deps.world.resolvePlan(vs);
+  deps.trace?.step('resolve');
   const uid = vs.metadata.uid;
   const stored = deps.slices.current(key);
   const mine = stored.filter((s) => s.owner.uid === uid);
@@ -55,6 +58,7 @@ async function publish(key: string, vs: VirtualServerObject, deps: ReconcileDeps
   const ops = [...stampChangeTime(written, at), ...leftoverOps(stored, uid)];
   if (ops.length) {
     const done = await performSliceOps(key, ops, { api: deps.api, slices: deps.slices, canWrite: deps.canWrite, ...(deps.onSliceWrite ? { onWrite: deps.onSliceWrite } : {}) }, signal);
+    deps.trace?.step('slices');
     if (!done.ok) return done;
     deps.logger.debug({ vs: key, op: 'publish', writes: done.writes }, 'plan slices written');
   }
@@ -92,6 +96,7 @@ export async function reconcile(key: string, deps: ReconcileDeps, signal?: Abort
     try {
       const patch = { metadata: { resourceVersion: vs.metadata.resourceVersion }, status: statusPatch(vs.status, desired) };
       const written = await deps.api.patchStatus<VirtualServerObject>(VIRTUAL_SERVERS, namespace, name, patch, signal);
+      deps.trace?.step('status');
       deps.onStatusWrite?.(key);
       log.debug({ rv: written.metadata?.resourceVersion }, 'status written');
       for (const t of eventTransitions(vs.status?.conditions, desired.conditions ?? [])) {
@@ -101,14 +106,17 @@ export async function reconcile(key: string, deps: ReconcileDeps, signal?: Abort
         });
       }
       await healthEvents(written?.metadata ? written : vs, vs.status?.health, desired.health, deps.events);
+      deps.trace?.step('events');
       return { kind: 'done' };
     } catch (err) {
+      deps.trace?.step('status');
       if (isNotFound(err)) return { kind: 'done' };
       if (!isConflict(err) || attempt >= retries) return { kind: 'error', err };
       log.debug({ attempt }, 'status write conflicted; re-reading');
     }
     try {
       vs = await deps.api.get<VirtualServerObject>(VIRTUAL_SERVERS, namespace, name, signal);
+      deps.trace?.step('reread');
     } catch (err) {
       return isNotFound(err) ? { kind: 'done' } : { kind: 'error', err };
     }

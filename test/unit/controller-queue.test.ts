@@ -104,4 +104,27 @@ test('get() is cancelled by its signal and by shutdown', async () => {
   assert.is(q.length, 0);
 });
 
+test('waited(): from the first mark to the hand-out, including the key\'s own previous run', async () => {
+  const { clock, q } = make();
+  q.add('ns/a');
+  await clock.advance(40);
+  q.add('ns/a');
+  const k = await q.get();
+  assert.is(q.waited(k!), 40, 'the first mark counts, not the later one');
+  await clock.advance(10);
+  q.add('ns/a');
+  await clock.advance(25);
+  q.done(k!);
+  assert.is(q.waited('ns/a'), undefined, 'forgotten once done');
+  await q.get();
+  assert.is(q.waited('ns/a'), 25, 'marked while in flight: waited for the run before it');
+  q.done('ns/a');
+  let got: string | undefined;
+  void q.get().then((x) => { got = x; });
+  q.add('ns/b');
+  await Promise.resolve();
+  assert.is(got, 'ns/b');
+  assert.is(q.waited('ns/b'), 0, 'a worker was waiting');
+});
+
 test.run();

@@ -1,6 +1,7 @@
 // The controller end to end against the in-memory API: informers -> world -> queue -> reconcile
 // -> PlanSlices, status and events. Assertions are on end states (stored slices and status, write
 // counts, events).
+import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
@@ -220,6 +221,34 @@ test('statusWrites is bounded by the VirtualServers that exist: a deleted one is
   } finally {
     await c.stop();
   }
+});
+
+test('a slow reconcile is logged with where its time went (queue wait and steps); the queue wait is a histogram', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  // The status write takes 60 ms: an API server under load.
+  const slowApi = new Proxy(api, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv) as unknown;
+      if (prop !== 'patchStatus' || typeof v !== 'function') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      return async (...args: unknown[]) => { await new Promise((r) => setTimeout(r, 60)); return (v as (...a: unknown[]) => unknown).apply(target, args); };
+    },
+  });
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>); } });
+  const c = new Controller({ api: slowApi, identity: 'c1', leaderElection: false, logger, slowReconcileMs: 50, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
+  void c.start();
+  await until(() => cond(api, 'web', 'Ready')?.status === 'True', 'ready');
+  await quiesce(c);
+  const slow = lines.filter((l) => l.msg === 'slow reconcile' && l.vs === 'default/web');
+  assert.ok(slow.length >= 1, JSON.stringify(lines.map((l) => l.msg)));
+  const steps = slow[0]!.steps as Record<string, number>;
+  assert.ok(steps.status! >= 50, `the status write's time is charged to it: ${JSON.stringify(slow[0])}`);
+  assert.ok(typeof steps.resolve === 'number' && steps.resolve < 50, JSON.stringify(steps));
+  assert.ok(typeof slow[0]!.queuedMs === 'number');
+  const text = await c.metrics.registry.getSingleMetricAsString('lvs_operator_queue_wait_seconds');
+  assert.match(text, /lvs_operator_queue_wait_seconds_count [1-9]/);
+  await c.stop();
 });
 
 test.run();
