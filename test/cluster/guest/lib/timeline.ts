@@ -48,12 +48,17 @@ export function timeline(start: number, samples: readonly Sample[], failedAt: re
  * every kernel sync the agent logged, each at the guest's time it was seen. Where the time between
  * a pod's deletion and its weight 0 goes shows as the gap between two of these.
  */
-export function chain(start: number, o: { slices: ReadonlyArray<{ at: number; text: string }>; plans: ReadonlyArray<{ at: number; text: string }>; plan: string; agent: ReadonlyArray<Record<string, unknown>> }): string {
+export function chain(start: number, o: { slices: ReadonlyArray<{ at: number; text: string }>; plans: ReadonlyArray<{ at: number; text: string }>; plan: string; agent: ReadonlyArray<Record<string, unknown>>; controller?: ReadonlyArray<Record<string, unknown>> }): string {
   const s = (t: number) => `${((t - start) / 1000).toFixed(1).padStart(6)} s`;
   const lines = [
     ...o.slices.map((e) => ({ at: e.at, text: `EndpointSlice ${e.text}` })),
     ...o.plans.filter((e) => e.text.startsWith(`${o.plan} `) || e.text.startsWith('kubectl: ')).map((e) => ({ at: e.at, text: `PlanSlice     ${e.text}` })),
     ...o.agent.filter((r) => /^kernel synced|failed|retry/.test(String(r.msg))).map((r) => ({ at: Number(r.time), text: `agent         ${String(r.msg)} ${JSON.stringify({ ops: r.ops, read: r.read, draining: r.draining, errors: r.errors })}` })),
+    // The controller's reconciles of this plan's VirtualServer that were slow or failed (the
+    // leader's log; operator/trace.ts says where the time went: queue wait, then by step). The
+    // record is written when the reconcile ends.
+    ...(o.controller ?? []).filter((r) => String(r.vs ?? '').endsWith(`/${o.plan}`) && /slow reconcile|failed/.test(String(r.msg)))
+      .map((r) => ({ at: Number(r.time), text: `controller    ${String(r.msg)} ${JSON.stringify({ ms: r.ms, queuedMs: r.queuedMs, steps: r.steps, err: r.err })}` })),
   ].sort((a, b) => a.at - b.at);
   return lines.slice(-60).map((l) => `#   ${s(l.at)}  ${l.text}`).join('\n');
 }
