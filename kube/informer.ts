@@ -15,6 +15,7 @@ import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from './backoff.ts';
 import type { Clock } from './clock.ts';
 import type { KubeApi, WatchEvent } from './api.ts';
 import { isGone, KubeApiError } from './errors.ts';
+import { interner } from './intern.ts';
 import { isUnreachable } from './reachability.ts';
 import { objectKey, type KubeObject, type ResourceType } from './types.ts';
 
@@ -38,12 +39,14 @@ export interface InformerOptions<T extends KubeObject = KubeObject> {
   /** Called on every failed list or watch, for metrics. */
   onError?(op: 'list' | 'watch', err: unknown): void;
   /**
-   * What the cache holds for an object the server sent (after managedFields are dropped), e.g. the
-   * form the caller reads it in, so the cache holds that one copy and not the wire form besides.
-   * Called once per object received (a relist's unchanged objects are not received again: the
-   * cache keeps the object it had). Handlers get what it returns.
+   * What the cache holds for an object the server sent (after managedFields are dropped and
+   * repeated strings shared, intern.ts), e.g. the form the caller reads it in or only what it
+   * needs, so the cache holds that one copy and not the wire form besides; it must keep
+   * metadata.name, metadata.namespace and metadata.resourceVersion. Called once per object received
+   * (a relist's unchanged objects are not received again: the cache keeps the object it had).
+   * Handlers get what it returns.
    */
-  transform?(obj: T): T;
+  transform?(obj: KubeObject): KubeObject;
 }
 
 /**
@@ -176,7 +179,7 @@ export class Informer<T extends KubeObject> {
     const old = this.#cache;
     do {
       const page = await this.#o.api.list(this.resource, { limit: this.#o.pageSize ?? 500, ...(cont ? { continue: cont } : {}), ...this.#selector() }, signal);
-      for (const o of page.items as T[]) items.push(this.#kept(old, o));
+      for (const o of page.items) items.push(this.#kept(old, o));
       rv = page.resourceVersion;
       cont = page.continue;
     } while (cont);
@@ -201,15 +204,10 @@ export class Informer<T extends KubeObject> {
    * server's object did not change; the listed copy would be a second one the moment handlers
    * kept the first), otherwise stripped and transformed.
    */
-  #kept(old: ReadonlyMap<string, T>, o: T): T {
+  #kept(old: ReadonlyMap<string, T>, o: KubeObject): T {
     const prev = old.get(objectKey(o));
     if (prev && prev.metadata.resourceVersion === o.metadata?.resourceVersion) return prev;
-    return this.#received(o);
-  }
-
-  #received(o: T): T {
-    const s = stripped(o);
-    return this.#o.transform ? this.#o.transform(s) : s;
+    return this.#cached(o);
   }
 
   async #watch(signal: AbortSignal): Promise<number> {
@@ -231,8 +229,8 @@ export class Informer<T extends KubeObject> {
         ...(st.reason ? { reason: st.reason } : {}),
       });
     }
-    if (e.type === 'BOOKMARK') { const rv = (e.object as T).metadata?.resourceVersion; if (rv) this.#rv = rv; return; }
-    const obj = this.#received(e.object as T);
+    if (e.type === 'BOOKMARK') { const rv = e.object.metadata?.resourceVersion; if (rv) this.#rv = rv; return; }
+    const obj = this.#cached(e.object);
     const rv = obj.metadata?.resourceVersion ?? '';
     const key = objectKey(obj);
     const prev = this.#cache.get(key);
@@ -247,6 +245,12 @@ export class Informer<T extends KubeObject> {
       this.#emit((h) => h.onUpdate?.(prev, obj));
     }
     if (rv) this.#rv = rv;
+  }
+
+  /** What the cache keeps of an object read: no managedFields, repeated strings shared (intern.ts), transformed. */
+  #cached(o: KubeObject): T {
+    const s = interner.deep(stripped(o));
+    return (this.#o.transform ? this.#o.transform(s) : s) as T;
   }
 
   #emit(fn: (h: InformerHandlers<T>) => void): void {

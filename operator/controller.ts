@@ -13,6 +13,7 @@ import { EventRecorder } from '../kube/events.ts';
 import { Informer } from '../kube/informer.ts';
 import { parseAgentReport } from '../api/agent-report.ts';
 import type { PlanSliceObject } from '../api/plan-slice.ts';
+import { publishedSlice, type PublishedSlice } from './publish.ts';
 import {
   AGENT_REPORTS, ENDPOINT_SLICES, NAMESPACES, NODES, objectKey, PLAN_SLICES, SERVICE_CIDRS, SERVICES, VIP_POOLS, VIRTUAL_SERVERS,
   type KubeObject, type NodeObject, type ResourceType, type VirtualServerObject,
@@ -57,7 +58,8 @@ export class Controller {
   readonly world: World;
   readonly metrics: Metrics;
   readonly virtualServers: Informer<VirtualServerObject>;
-  readonly planSlices: Informer<PlanSliceObject>;
+  /** PlanSlices in their compact form (publish.ts PublishedSlice: a content hash, not the entries). */
+  readonly planSlices: Informer<PublishedSlice>;
   readonly agentReports: Informer<KubeObject>;
   readonly pools: Informer<PoolObject>;
   readonly services: Informer<ServiceObject>;
@@ -86,14 +88,14 @@ export class Controller {
     this.#clock = opts.clock ?? realClock;
     this.#log = opts.logger ?? pino({ level: 'silent' });
     this.queue = new WorkQueue({ clock: this.#clock, ...(opts.retryBackoff ? { backoff: opts.retryBackoff } : {}), ...(opts.random ? { random: opts.random } : {}) });
-    const informer = <T extends KubeObject>(resource: ResourceType) => new Informer<T>({
-      api: opts.api, resource, clock: this.#clock, logger: this.#log,
+    const informer = <T extends KubeObject>(resource: ResourceType, transform?: (o: KubeObject) => KubeObject) => new Informer<T>({
+      api: opts.api, resource, clock: this.#clock, logger: this.#log, ...(transform ? { transform } : {}),
       ...(opts.informerBackoff ? { backoff: opts.informerBackoff } : {}), ...(opts.random ? { random: opts.random } : {}),
       onError: (op) => this.metrics.errors.inc({ op }),
     });
     this.virtualServers = informer<VirtualServerObject>(VIRTUAL_SERVERS);
     const services = informer<ServiceObject>(SERVICES), slices = informer(ENDPOINT_SLICES), nodes = informer<NodeObject>(NODES);
-    this.planSlices = informer<PlanSliceObject>(PLAN_SLICES);
+    this.planSlices = informer<PublishedSlice & KubeObject>(PLAN_SLICES, (o) => publishedSlice(o as unknown as PlanSliceObject) as PublishedSlice & KubeObject);
     this.agentReports = informer<KubeObject>(AGENT_REPORTS);
     this.pools = informer<PoolObject>(VIP_POOLS);
     this.services = services;
@@ -211,7 +213,7 @@ export class Controller {
    * affect are marked (reports.ts keysToMark says which, and what that costs).
    */
   #wirePublished(): void {
-    const slice = (s: PlanSliceObject, deleted: boolean) => {
+    const slice = (s: PublishedSlice, deleted: boolean) => {
       const owner = ownerKeyOf(s);
       if (!this.published.observe(s, deleted) && owner) this.queue.add(owner);
     };

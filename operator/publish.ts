@@ -2,9 +2,47 @@
 // operator/publisher.ts performs them. The slices of a VirtualServer are named after its uid, so
 // a VirtualServer deleted and created again under the same name never shares slices with its
 // predecessor: those are the predecessor's leftovers and are deleted.
+import { createHash } from 'node:crypto';
 import type { PlanService, Reason } from '../api/plan.ts';
 import { annotatedTime, CHANGE_TIME_ANNOTATION, sliceContent, slicePlan, type OwnerPlan, type PlanOwner, type PlanSliceObject } from '../api/plan-slice.ts';
 import { compareResourceVersions } from '../api/agent-report.ts';
+
+/**
+ * A stored PlanSlice as the controller keeps it: everything it reads of one (name,
+ * resourceVersion, change time, owner, revision, index, count, directors, the keys of its service
+ * entries) and, instead of the service entries themselves, the SHA-256 of the slice's content
+ * (sliceContent), which is all that deciding whether to rewrite it needs.
+ */
+export interface PublishedSlice {
+  metadata: { name: string; resourceVersion?: string; annotations?: Record<string, string> };
+  owner: PlanOwner;
+  revision: string;
+  index: number;
+  count: number;
+  directors: string[];
+  serviceKeys: string[];
+  /** base64 SHA-256 of sliceContent(). */
+  content: string;
+}
+
+export function contentHash(s: PlanSliceObject): string {
+  return createHash('sha256').update(sliceContent(s)).digest('base64');
+}
+
+/** The compact form of a slice read from the API (a watch event, a list item, a write's response). */
+export function publishedSlice(s: PlanSliceObject): PublishedSlice {
+  const changed = s.metadata?.annotations?.[CHANGE_TIME_ANNOTATION];
+  return {
+    metadata: {
+      name: s.metadata?.name,
+      ...(s.metadata?.resourceVersion !== undefined ? { resourceVersion: s.metadata.resourceVersion } : {}),
+      ...(changed !== undefined ? { annotations: { [CHANGE_TIME_ANNOTATION]: changed } } : {}),
+    },
+    owner: s.owner, revision: s.revision, index: s.index, count: s.count, directors: s.directors,
+    serviceKeys: Array.isArray(s.services) ? s.services.map((x) => x?.key) : [],
+    content: contentHash(s),
+  };
+}
 
 /** The plan a VirtualServer's resolution publishes: the services it won, its directors. */
 export function ownerPlan(owner: PlanOwner, directors: readonly string[], won: readonly PlanService[]): OwnerPlan {
@@ -37,13 +75,13 @@ export type SliceOp =
  * the slices whose content differs, in index order, then delete the slices desired does not name
  * (the higher indexes of a plan that shrank). Unchanged slices are not written.
  */
-export function sliceOps(desired: readonly PlanSliceObject[], stored: readonly PlanSliceObject[]): SliceOp[] {
+export function sliceOps(desired: readonly PlanSliceObject[], stored: readonly PublishedSlice[]): SliceOp[] {
   const byName = new Map(stored.map((s) => [s.metadata.name, s] as const));
   const ops: SliceOp[] = [];
   for (const want of [...desired].sort((a, b) => a.index - b.index)) {
     const have = byName.get(want.metadata.name);
     if (!have) ops.push({ op: 'create', slice: want });
-    else if (sliceContent(have) !== sliceContent(want)) {
+    else if (have.content !== contentHash(want)) {
       ops.push({ op: 'replace', slice: { ...want, metadata: { ...want.metadata, resourceVersion: have.metadata.resourceVersion } } });
     }
   }
@@ -54,7 +92,7 @@ export function sliceOps(desired: readonly PlanSliceObject[], stored: readonly P
 }
 
 /** Slices of every uid other than `uid` (all of them when undefined): a predecessor's, to delete. */
-export function leftoverOps(stored: readonly PlanSliceObject[], uid: string | undefined): SliceOp[] {
+export function leftoverOps(stored: ReadonlyArray<Pick<PublishedSlice, 'metadata' | 'owner'>>, uid: string | undefined): SliceOp[] {
   return stored.filter((s) => s.owner.uid !== uid)
     .map((s) => ({ op: 'delete' as const, name: s.metadata.name, ...(s.metadata.resourceVersion ? { resourceVersion: s.metadata.resourceVersion } : {}) }));
 }
@@ -73,7 +111,7 @@ export interface Publication {
 }
 
 /** The publication the slices of one uid make up, or undefined when there are none. */
-export function publicationOf(slices: readonly PlanSliceObject[]): Publication | undefined {
+export function publicationOf(slices: readonly PublishedSlice[]): Publication | undefined {
   const first = [...slices].sort((a, b) => a.index - b.index)[0];
   if (!first) return undefined;
   let rv = '';
@@ -83,7 +121,7 @@ export function publicationOf(slices: readonly PlanSliceObject[]): Publication |
   }
   return {
     revision: first.revision, slices: first.count, generation: first.owner.generation, directors: first.directors,
-    services: new Set(slices.flatMap((s) => s.services.map((x) => x.key))).size, resourceVersion: rv,
+    services: new Set(slices.flatMap((s) => s.serviceKeys)).size, resourceVersion: rv,
   };
 }
 
@@ -99,7 +137,7 @@ export function desiredSlices(owner: PlanOwner, reasons: readonly Reason[], dire
  * new VirtualServer over a Service whose Pods last changed an hour ago, is not charged the time in
  * between), else now.
  */
-export function changeTime(trigger: number | undefined, stored: readonly PlanSliceObject[], now: number, createdAt?: number): number {
+export function changeTime(trigger: number | undefined, stored: ReadonlyArray<Pick<PublishedSlice, 'metadata'>>, now: number, createdAt?: number): number {
   let previous = createdAt ?? -Infinity;
   for (const s of stored) previous = Math.max(previous, annotatedTime(s.metadata, CHANGE_TIME_ANNOTATION) ?? -Infinity);
   return trigger !== undefined && trigger > previous && trigger <= now ? trigger : now;

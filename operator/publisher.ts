@@ -7,7 +7,7 @@ import type { KubeApi } from '../kube/api.ts';
 import { isNotFound } from '../kube/errors.ts';
 import { PLAN_SLICES } from '../kube/types.ts';
 import type { PlanSliceObject } from '../api/plan-slice.ts';
-import type { SliceOp } from './publish.ts';
+import { publishedSlice, type SliceOp } from './publish.ts';
 import type { PublishedSlices } from './slices.ts';
 
 export interface PublisherDeps {
@@ -25,8 +25,8 @@ export async function performSliceOps(owner: string, ops: readonly SliceOp[], de
   for (const op of ops) {
     if (!deps.canWrite()) return { ok: false, err: new Error('not the leader: PlanSlice write withheld') };
     try {
-      if (op.op === 'create') deps.slices.wrote(await deps.api.create<PlanSliceObject>(PLAN_SLICES, undefined, op.slice, signal));
-      else if (op.op === 'replace') deps.slices.wrote(await deps.api.replace<PlanSliceObject>(PLAN_SLICES, undefined, op.slice.metadata.name, op.slice, signal));
+      if (op.op === 'create') deps.slices.wrote(publishedSlice(await deps.api.create<PlanSliceObject>(PLAN_SLICES, undefined, op.slice, signal)));
+      else if (op.op === 'replace') deps.slices.wrote(publishedSlice(await deps.api.replace<PlanSliceObject>(PLAN_SLICES, undefined, op.slice.metadata.name, op.slice, signal)));
       else {
         await deps.api.delete(PLAN_SLICES, undefined, op.name, op.resourceVersion ? { resourceVersion: op.resourceVersion } : {}, signal);
         deps.slices.deleted(owner, op.name);

@@ -5,7 +5,7 @@
 // it neither rewrites a slice nor PUTs a stale resourceVersion. An overlay entry goes away when
 // the watch delivers that write (or anything newer). No I/O here.
 import { compareResourceVersions } from '../api/agent-report.ts';
-import type { PlanSliceObject } from '../api/plan-slice.ts';
+import type { PublishedSlice } from './publish.ts';
 
 /** namespace/name of the VirtualServer a slice belongs to, from its owner field. */
 export function ownerKeyOf(slice: unknown): string | undefined {
@@ -55,9 +55,9 @@ class RvIndex {
 }
 
 export class PublishedSlices {
-  readonly #cached = new Map<string, Map<string, PlanSliceObject>>();
+  readonly #cached = new Map<string, Map<string, PublishedSlice>>();
   /** Our writes not yet seen in the cache, by owner and name; undefined: we deleted it. */
-  readonly #written = new Map<string, Map<string, PlanSliceObject | undefined>>();
+  readonly #written = new Map<string, Map<string, PublishedSlice | undefined>>();
   readonly #rv = new RvIndex();
 
   /**
@@ -65,7 +65,7 @@ export class PublishedSlices {
    * of ours, or a version older than the one we wrote. Slices without an owner are ignored (the
    * CRD requires one).
    */
-  observe(slice: PlanSliceObject, deleted: boolean): boolean {
+  observe(slice: PublishedSlice, deleted: boolean): boolean {
     const owner = ownerKeyOf(slice);
     if (!owner) return true;
     const name = slice.metadata.name;
@@ -91,11 +91,30 @@ export class PublishedSlices {
     return echo;
   }
 
-  /** A slice this controller created or replaced (the object the API server returned). */
-  wrote(slice: PlanSliceObject): void {
+  /**
+   * A slice this controller created or replaced (the object the API server returned). When the
+   * watch delivered this version (or a newer one) before the response came back, the cache already
+   * says so and nothing is kept: an entry kept then would never be echoed again.
+   */
+  wrote(slice: PublishedSlice): void {
     const owner = ownerKeyOf(slice);
     if (!owner) return;
-    this.#remember(owner, slice.metadata.name, slice);
+    const name = slice.metadata.name;
+    const cached = this.#cached.get(owner)?.get(name);
+    const cmp = cached ? compareResourceVersions(cached.metadata.resourceVersion ?? '', slice.metadata.resourceVersion ?? '') : undefined;
+    if (cmp === 0 || cmp === 1) {
+      this.#forget(owner, name);
+      this.#reindex(owner);
+      return;
+    }
+    this.#remember(owner, name, slice);
+  }
+
+  /** Writes and deletions of ours the watch has not delivered yet (tests check that none linger). */
+  get pending(): number {
+    let n = 0;
+    for (const m of this.#written.values()) n += m.size;
+    return n;
   }
 
   /** A slice this controller deleted (or found gone). */
@@ -104,7 +123,7 @@ export class PublishedSlices {
   }
 
   /** The slices of one owner as last written or seen, sorted by uid then index. */
-  current(owner: string): PlanSliceObject[] {
+  current(owner: string): PublishedSlice[] {
     const out = new Map(this.#cached.get(owner) ?? []);
     for (const [name, w] of this.#written.get(owner) ?? []) {
       const c = out.get(name);
@@ -133,7 +152,7 @@ export class PublishedSlices {
     return this.#rv.between(lo, hi);
   }
 
-  #remember(owner: string, name: string, slice: PlanSliceObject | undefined): void {
+  #remember(owner: string, name: string, slice: PublishedSlice | undefined): void {
     let m = this.#written.get(owner);
     if (!m) this.#written.set(owner, (m = new Map()));
     m.set(name, slice);

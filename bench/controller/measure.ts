@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { resolve } from '../../api/resolve/index.ts';
 import { refKey, type PlanService, type VirtualServerResolution } from '../../api/plan.ts';
 import { judgeProgrammed } from '../../operator/programmed.ts';
-import { desiredSlices, publicationOf } from '../../operator/publish.ts';
+import { desiredSlices, publicationOf, publishedSlice } from '../../operator/publish.ts';
 import { computeStatus, statusUpToDate } from '../../operator/status.ts';
 import { World } from '../../operator/world.ts';
 import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../../kube/types.ts';
@@ -35,7 +35,7 @@ function statusFor(vs: VirtualServerObject, res: VirtualServerResolution, won: r
   const uid = vs.metadata.uid ?? objectKey(vs);
   const generation = vs.metadata.generation ?? 0;
   const slices = desiredSlices({ namespace: vs.metadata.namespace ?? '', name: vs.metadata.name, uid, generation }, res.reasons, res.directors, won) ?? [];
-  const pub = publicationOf(slices.map((s) => ({ ...s, metadata: { ...s.metadata, resourceVersion: '1' } })));
+  const pub = publicationOf(slices.map((s) => publishedSlice({ ...s, metadata: { ...s.metadata, resourceVersion: '1' } })));
   return computeStatus(vs, res, pub, judgeProgrammed(pub, uid, generation, NO_REPORTS), NOW);
 }
 

@@ -14,6 +14,7 @@ import type { EventSink } from '../../kube/events.ts';
 import { RestKubeApi } from '../../kube/rest.ts';
 import type { NodeObject, VirtualServerObject, VirtualServerStatus } from '../../kube/types.ts';
 import type { PlanSliceObject } from '../../api/plan-slice.ts';
+import { publishedSlice } from '../../operator/publish.ts';
 import { WorkQueue } from '../../operator/queue.ts';
 import { reconcile, type ReconcileDeps } from '../../operator/reconcile.ts';
 import { Reports } from '../../operator/reports.ts';
@@ -143,7 +144,7 @@ test('409 on a PlanSlice write: an error for the queue\'s backoff, no status wri
   assert.is(t.writes(), 0, 'no status from a plan that is not published');
   // Meanwhile the informer delivered the slice someone else left (another uid's content): replaced, conditionally.
   const old = { apiVersion: 'lvs.dev/v1alpha1', kind: 'PlanSlice', metadata: { name: 'u1-0', resourceVersion: '4', labels: { 'lvs.dev/owner-uid': 'u1' } }, owner: { namespace: 'default', name: 'legacy', uid: 'u1', generation: 0 }, revision: 'x', index: 0, count: 1, directors: [], services: [] } as PlanSliceObject;
-  t.d.slices.observe(old, false);
+  t.d.slices.observe(publishedSlice(old), false);
   let put: PlanSliceObject | undefined;
   k.put(SLICE_PATH, (b: nock.Body) => { put = b as never; return true; }).reply(200, () => ({ ...put!, metadata: { ...put!.metadata, resourceVersion: '6' } }));
   k.patch(`${VS_PATH}/status`).reply(200, () => ({ ...cached, metadata: { ...cached.metadata, resourceVersion: '7' } }));

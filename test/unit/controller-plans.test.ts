@@ -97,6 +97,30 @@ test('2,500 endpoints: three slices that assemble to the resolution; grown, shru
   }
 });
 
+test('the slice cache keeps a content hash, not the entries; a real server someone edits in a slice is put back', async () => {
+  const api = cluster();
+  endpoints(api, 3);
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  const c = start(api);
+  try {
+    await until(() => stored(api, 'web').status?.plan?.slices === 1, 'published');
+    await quiesce(c);
+    const uid = stored(api, 'web').metadata.uid!;
+    const cached = c.planSlices.list();
+    assert.equal(cached.map((s) => [s.metadata.name, 'services' in s, s.serviceKeys]), [[`${uid}-0`, false, ['TCP/203.0.113.10:80']]]);
+    assert.is(c.published.pending, 0, 'every write of ours echoed');
+    const before = writes(api);
+    const s = slicesOf(api, uid)[0]!;
+    api.apply(PLAN_SLICES, { ...s, services: s.services.map((x) => ({ ...x, realServers: x.realServers.map((r, i) => (i === 0 ? { ...r, weight: 9 } : r)) })) });
+    await until(() => writes(api)[1] === before[1]! + 1, 'the edited slice replaced');
+    await quiesce(c);
+    assert.ok(planRealServers(plan(api, 'web')).every((r) => r.weight === 1), 'the weight put back');
+    assert.equal(writes(api), [before[0], before[1]! + 1, before[2]]);
+  } finally {
+    await c.stop();
+  }
+});
+
 test('a deleted VirtualServer\'s slices are deleted; slices of VirtualServers that no longer exist are deleted', async () => {
   const api = cluster();
   endpoints(api, 3);

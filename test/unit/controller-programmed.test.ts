@@ -4,11 +4,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildAgentReport, type AgentReportObject, type ReportException } from '../../api/agent-report.ts';
-import type { PlanSliceObject } from '../../api/plan-slice.ts';
 import { directorVerdict, judgeProgrammed, MAX_STATUS_NODES } from '../../operator/programmed.ts';
-import type { Publication } from '../../operator/publish.ts';
 import { keysToMark, reportChange, Reports } from '../../operator/reports.ts';
 import { PublishedSlices } from '../../operator/slices.ts';
+import { publishedSlice, type Publication, type PublishedSlice } from '../../operator/publish.ts';
 
 const test = suite('controller: programmed');
 const UID = 'u1';
@@ -99,12 +98,12 @@ test('the node summary is bounded: most severe first, then by name; programmedNo
   assert.match(s.condition.message, /^node n099: kernel read-back failed: EPERM$/);
 });
 
-function slice(owner: string, index: number, rv: string, directors = ['n1', 'n2']): PlanSliceObject {
+function slice(owner: string, index: number, rv: string, directors = ['n1', 'n2']): PublishedSlice {
   const [namespace, name] = owner.split('/') as [string, string];
-  return {
+  return publishedSlice({
     apiVersion: 'lvs.dev/v1alpha1', kind: 'PlanSlice', metadata: { name: `${name}-uid-${index}`, resourceVersion: rv },
     owner: { namespace, name, uid: `${name}-uid`, generation: 1 }, revision: 'r', index, count: 1, directors, services: [],
-  };
+  });
 }
 
 test('published slices: our writes count before the watch delivers them, and their echo is not news', () => {
@@ -121,6 +120,24 @@ test('published slices: our writes count before the watch delivers them, and the
   assert.is(p.observe(slice('ns/a', 0, '26'), true), true, 'the echo of our deletion');
   assert.is(p.observe(slice('ns/b', 0, '27'), true), false, 'someone deleted a slice: news');
   assert.equal(p.owners(), []);
+});
+
+test('published slices: a write whose echo came before its response leaves nothing pending', () => {
+  const p = new PublishedSlices();
+  p.observe(slice('ns/a', 0, '10'), false);
+  p.wrote(slice('ns/a', 0, '20'));
+  assert.is(p.pending, 1);
+  assert.is(p.observe(slice('ns/a', 0, '20'), false), true, 'the echo after the response');
+  assert.is(p.pending, 0);
+  assert.is(p.observe(slice('ns/a', 0, '30'), false), false, 'someone else\'s edit, seen before our write returns');
+  p.wrote(slice('ns/a', 0, '30'));
+  assert.is(p.pending, 0, 'the cache already holds that version: nothing to wait for');
+  assert.equal(p.current('ns/a').map((s) => s.metadata.resourceVersion), ['30']);
+  p.observe(slice('ns/a', 0, '40'), false);
+  p.wrote(slice('ns/a', 0, '35'));
+  assert.is(p.pending, 0, 'a newer version is cached already');
+  assert.equal(p.current('ns/a').map((s) => s.metadata.resourceVersion), ['40']);
+  assert.is(p.observe(slice('ns/a', 0, '41'), false), false, 'news as before');
 });
 
 test('a report change marks only the VirtualServers it can affect', () => {

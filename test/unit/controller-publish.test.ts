@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PlanService, Reason } from '../../api/plan.ts';
 import { MAX_SLICE_REAL_SERVERS, slicePlan, type PlanOwner, type PlanSliceObject } from '../../api/plan-slice.ts';
-import { desiredSlices, leftoverOps, ownerPlan, publicationOf, sliceOps } from '../../operator/publish.ts';
+import { desiredSlices, leftoverOps, ownerPlan, publicationOf, publishedSlice, sliceOps } from '../../operator/publish.ts';
 
 const test = suite('controller: publish');
 const OWNER: PlanOwner = { namespace: 'ns', name: 'web', uid: 'u1', generation: 4 };
@@ -19,8 +19,8 @@ function service(port: number, realServers: number): PlanService {
 }
 
 const slices = (won: PlanService[], owner = OWNER) => slicePlan(ownerPlan(owner, ['n1', 'n2'], won));
-/** As stored: with a resourceVersion each. */
-const stored = (list: PlanSliceObject[], rv0 = 10) => list.map((s, i) => ({ ...s, metadata: { ...s.metadata, resourceVersion: String(rv0 + i) } }));
+/** As stored: with a resourceVersion each (edit applied first), in the controller's compact form. */
+const stored = (list: PlanSliceObject[], rv0 = 10, edit = (s: PlanSliceObject, _i: number) => s) => list.map((s, i) => publishedSlice(edit({ ...s, metadata: { ...s.metadata, resourceVersion: String(rv0 + i) } }, i)));
 const summary = (ops: ReturnType<typeof sliceOps>) => ops.map((o) => (o.op === 'delete' ? `delete ${o.name}@${o.resourceVersion}` : `${o.op} ${o.slice.metadata.name}${o.op === 'replace' ? `@${o.slice.metadata.resourceVersion}` : ''}`));
 
 test('ownerPlan: the services won, without the per-slice owner and directors', () => {
@@ -46,7 +46,7 @@ test('a change: only the slices whose content differs are written, each conditio
   assert.equal(summary(sliceOps(after, before)), ['replace u1-0@10', 'replace u1-1@11'], 'revision changed: both rewritten, in index order');
   // A stored slice someone edited is put back; the untouched one is left alone.
   const want = slices([service(80, 1500)]);
-  const edited = stored(want).map((s, i) => (i === 1 ? { ...s, directors: ['intruder'] } : s));
+  const edited = stored(want, 10, (s, i) => (i === 1 ? { ...s, directors: ['intruder'] } : s));
   assert.equal(summary(sliceOps(want, edited)), ['replace u1-1@11']);
   const missing = stored(want).slice(0, 1);
   assert.equal(summary(sliceOps(want, missing)), ['create u1-1'], 'a deleted slice is created again');
@@ -80,10 +80,10 @@ test('leftovers: slices of another uid under the same name are deleted, the curr
 
 test('publicationOf: revision, count, generation, directors, services, and the highest resourceVersion compared as numbers', () => {
   const s = slices([service(80, 1500), service(81, 3)]);
-  const pub = publicationOf([{ ...s[0]!, metadata: { ...s[0]!.metadata, resourceVersion: '10' } }, { ...s[1]!, metadata: { ...s[1]!.metadata, resourceVersion: '9' } }])!;
+  const pub = publicationOf([publishedSlice({ ...s[0]!, metadata: { ...s[0]!.metadata, resourceVersion: '10' } }), publishedSlice({ ...s[1]!, metadata: { ...s[1]!.metadata, resourceVersion: '9' } })])!;
   assert.equal(pub, { revision: s[0]!.revision, slices: 2, generation: 4, directors: ['n1', 'n2'], services: 2, resourceVersion: '10' });
   assert.is(publicationOf([]), undefined);
-  assert.is(publicationOf(slices([]))!.services, 0);
+  assert.is(publicationOf(slices([]).map(publishedSlice))!.services, 0);
 });
 
 test.run();
