@@ -4,7 +4,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { slicePlan, type OwnerPlan } from '../../api/plan-slice.ts';
-import { directedKeys, PlanBookIndex, readPlanBook, type PlanBook, type RecordedOwner } from '../../dataplane/cluster/plan-book.ts';
+import { directedKeys, readPlanBook, type PlanBook, type RecordedOwner } from '../../dataplane/cluster/plan-book.ts';
+import { PlanBookIndex } from '../../dataplane/cluster/plan-book-index.ts';
 import { ownerPlan, service } from '../lib/plan-fixtures.ts';
 
 const test = suite('cluster: plan book index');
