@@ -123,7 +123,7 @@ async function main(): Promise<void> {
       const planSeen = seen === undefined ? undefined
         : await watch.waitFor(name(i), sent, (rs) => rs.some((r) => r.address === spareIp && r.weight > 0) === want, 2000);
       const ev = {
-        type: 'change', n, k, svc: i, kind: want ? 'add' : 'remove', writeMs: +(acked - sent).toFixed(1),
+        type: 'change', n, k, svc: i, kind: want ? 'add' : 'remove', at: wall, writeMs: +(acked - sent).toFixed(1),
         seenMs: seen === undefined ? null : +(seen - sent).toFixed(1), agentAppliedMs: applied === undefined ? null : applied - wall,
         planSeenMs: planSeen === undefined ? null : +(planSeen - sent).toFixed(1), polls,
       };

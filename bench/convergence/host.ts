@@ -25,6 +25,11 @@ export interface ConvergenceRun {
   complete: boolean;
   /** The controller process (on the host) after the run: its resident set then and its peak. */
   controllerMemory?: ProcessMemory;
+  /**
+   * The controller's reconciles that took a second or more, queue wait included (its 'slow
+   * reconcile' log, operator/trace.ts): how many, and the slowest (at most 300) with their steps.
+   */
+  controllerSlow?: { count: number; slowest: Array<Record<string, unknown>> };
   events: Array<Record<string, unknown>>;
 }
 
@@ -111,15 +116,43 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
     const controllerMemory = processMemory(hc.controller.child.pid);
     log(`convergence ${n}: load after: ${loadAfter.uptime}; VM exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}`);
     const complete = result.exitCode === 0 && events.some((e) => e.type === 'done');
+    const controllerSlow = slowReconciles(hc.controller.logs);
+    log(`convergence ${n}: ${controllerSlow.count} slow controller reconciles (>= 1 s with queue wait)`);
+    for (const line of slowChanges(events, controllerSlow.all)) log(line);
     if (hc.controller.child.exitCode !== null) log(`the controller exited ${hc.controller.child.exitCode}: ${hc.controller.stderr().slice(-2000)}`);
     return {
       n, loadBefore, loadAfter, setup: { hostClusterMs: hc.timings.totalMs ?? NaN, ...created },
       vm: { bootMs: result.bootMs, totalMs: result.totalMs, exitCode: result.exitCode, timedOut: result.timedOut }, complete,
-      ...(controllerMemory ? { controllerMemory } : {}), events,
+      ...(controllerMemory ? { controllerMemory } : {}), controllerSlow: { count: controllerSlow.count, slowest: controllerSlow.slowest }, events,
     };
   } finally {
     await hc.stop();
   }
+}
+
+type Slow = { time: number; vs: string; ms: number; queuedMs: number; steps: unknown };
+
+function slowReconciles(logs: ReadonlyArray<Record<string, unknown>>): { count: number; all: Slow[]; slowest: Slow[] } {
+  const all = logs.filter((l) => l.msg === 'slow reconcile')
+    .map((l) => ({ time: Number(l.time), vs: String(l.vs), ms: Number(l.ms), queuedMs: Number(l.queuedMs), steps: l.steps }));
+  const slowest = [...all].sort((a, b) => (b.ms + b.queuedMs) - (a.ms + a.queuedMs)).slice(0, 300);
+  return { count: all.length, all, slowest };
+}
+
+/**
+ * The 10 changes the controller published slowest (plan seen after the write), each with its
+ * VirtualServer's slow reconciles between the write and 10 s after the plan was seen (host and
+ * guest wall clocks; the guest's is set from the host's at boot).
+ */
+function slowChanges(events: ReadonlyArray<Record<string, unknown>>, slow: readonly Slow[]): string[] {
+  const changes = events.filter((e) => e.type === 'change' && typeof e.planSeenMs === 'number' && typeof e.at === 'number')
+    .sort((a, b) => Number(b.planSeenMs) - Number(a.planSeenMs)).slice(0, 10);
+  return changes.map((e) => {
+    const at = Number(e.at), vs = `${NS}/svc-${String(e.svc)}`;
+    const mine = slow.filter((r) => r.vs === vs && r.time >= at - 1000 && r.time <= at + Number(e.planSeenMs) + 10_000);
+    const text = mine.map((r) => `+${((r.time - at) / 1000).toFixed(1)} s ${r.ms} ms (queued ${r.queuedMs} ms) ${JSON.stringify(r.steps)}`).join('; ');
+    return `plan seen ${Number(e.planSeenMs).toFixed(0)} ms after the write of ${vs}: ${text || 'no slow reconcile of it logged'}`;
+  });
 }
 
 export async function runConvergenceBench(opts: { command: string }): Promise<ConvergenceRecord> {
