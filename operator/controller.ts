@@ -31,6 +31,9 @@ import { SERVICE_LABEL, servedHere, type ServiceObject } from './loadbalancer.ts
 import { jsonEqual } from './status.ts';
 import { World } from './world.ts';
 
+/** Runs in a row that may leave a key's status to the next run (a newer state waiting). */
+const MAX_STATUS_DEFERRALS = 3;
+
 export interface ControllerOptions {
   api: KubeApi;
   /** This replica's name in the Lease and in Events (the pod name in a cluster). */
@@ -70,6 +73,8 @@ export class Controller {
   readonly reports = new Reports();
   /** uid -> namespace/name of every cached VirtualServer (to map a report's exceptions to keys). */
   readonly #uidKeys = new Map<string, string>();
+  /** Keys whose last runs in a row left the status to the next one (#superseded), and how many. */
+  readonly #statusDeferred = new Map<string, number>();
   readonly #informers: Informer<KubeObject>[];
   readonly #o: ControllerOptions;
   readonly #clock: Clock;
@@ -150,6 +155,7 @@ export class Controller {
       onDelete: (vs) => {
         uid(vs, false);
         this.statusWrites.delete(objectKey(vs));
+        this.#statusDeferred.delete(objectKey(vs));
         // The key is reconciled with no VirtualServer: its slices are deleted.
         this.#mark(this.world.virtualServerChanged(objectKey(vs), undefined));
       },
@@ -327,7 +333,7 @@ export class Controller {
           api: this.#o.api, world: this.world, getVs: (k) => this.virtualServers.get(k), slices: this.published, reports: this.reports,
           clock: this.#clock, logger: this.#log, events: this.#events, canWrite: () => this.isLeader() && !signal.aborted,
           onStatusWrite: (k) => { this.metrics.statusWrites.inc(); this.statusWrites.set(k, (this.statusWrites.get(k) ?? 0) + 1); },
-          onSliceWrite: (op) => this.metrics.sliceWrites.inc({ op }), trace,
+          onSliceWrite: (op) => this.metrics.sliceWrites.inc({ op }), trace, superseded: () => this.#superseded(key),
         }, signal);
       } catch (err) {
         result = { kind: 'error', err };
@@ -341,6 +347,21 @@ export class Controller {
       }
       this.queue.finish(key, result);
     }
+  }
+
+  /**
+   * reconcile.ts's superseded(): the key was marked again while in flight, and fewer than
+   * MAX_STATUS_DEFERRALS runs in a row have left its status (so a VirtualServer whose endpoints
+   * change faster than the API server answers still gets its status written).
+   */
+  #superseded(key: string): boolean {
+    const n = this.#statusDeferred.get(key) ?? 0;
+    if (!this.queue.markedAgain(key) || n >= MAX_STATUS_DEFERRALS) {
+      this.#statusDeferred.delete(key);
+      return false;
+    }
+    this.#statusDeferred.set(key, n + 1);
+    return true;
   }
 
   /** Queue wait into the histogram; a reconcile slower than slowReconcileMs (wait included) logged by step. */

@@ -114,6 +114,11 @@ export class WorkQueue {
     this.#waited.set(key, since === undefined ? 0 : this.#o.clock.now() - since);
   }
 
+  /** True when key is in flight and was marked again meanwhile: a newer state waits for it. */
+  markedAgain(key: string): boolean {
+    return this.#processing.has(key) && this.#dirty.has(key);
+  }
+
   /**
    * For a key in flight: ms between its first mark (an event, a retry's or requeue's due time)
    * and being handed out, i.e. the time it waited for a worker or for its own previous run.

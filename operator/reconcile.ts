@@ -4,7 +4,9 @@
 // VirtualServer is gone gets its slices deleted (and so does a predecessor's uid under the same
 // name). The status write is conditional on the resourceVersion we computed from; on 409 we read
 // the object again, publish and recompute from the fresh copy and retry, so a concurrent spec
-// change is never overwritten with a status computed from the old spec.
+// change is never overwritten with a status computed from the old spec. When the key was marked
+// again while its slices were written, the status is left to the next run (a bounded number of
+// times in a row), so the newer plan is not published behind a status write.
 import type { Logger } from 'pino';
 import type { Clock } from '../kube/clock.ts';
 import type { KubeApi } from '../kube/api.ts';
@@ -37,6 +39,13 @@ export interface ReconcileDeps {
   onSliceWrite?(op: SliceOp['op']): void;
   /** Conflict retries before giving up to the queue's backoff. */
   maxConflictRetries?: number;
+  /**
+   * Asked once the plan is published: true when a newer state of this VirtualServer is already
+   * waiting (an event marked it while this run was in flight), so the status write and its Events
+   * are left to that run and its plan is published without waiting behind them. The caller bounds
+   * how many runs in a row may leave the status so.
+   */
+  superseded?(): boolean;
   /** Told when each step ends (trace.ts), for the worker's slow-reconcile log. */
   trace?: { step(name: string): void };
 }
@@ -88,6 +97,13 @@ export async function reconcile(key: string, deps: ReconcileDeps, signal?: Abort
     if (vs.metadata.deletionTimestamp) return { kind: 'done' };
     const published = await publish(key, vs, deps, signal);
     if (!published.ok) return { kind: 'error', err: published.err };
+    // The data path first: under a slow API server a status write and its Events took 4 s after
+    // a 6 s slice write (the cluster tier's rolling update, 2026-12-06), and the pod's termination,
+    // marked meanwhile, waited for both before its plan was published.
+    if (deps.superseded?.()) {
+      log.debug('newer state waiting: status left to the next run');
+      return { kind: 'done' };
+    }
     const generation = vs.metadata.generation ?? 0;
     const programmed = judgeProgrammed(published.pub, vs.metadata.uid ?? '', generation, deps.reports);
     const desired = computeStatus(vs, published.resolution, published.pub, programmed, deps.clock.wallNow(), healthStatus(vs, deps.reports), deps.reports);

@@ -251,4 +251,74 @@ test('a slow reconcile is logged with where its time went (queue wait and steps)
   await c.stop();
 });
 
+test('a change marked while the plan is written is published before the status write; the status follows', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  const calls: string[] = [];
+  let changed = false;
+  // A slow API server: every write takes 80 ms. During the first PlanSlice write the second
+  // endpoint starts terminating (the event marks the key while its run is in flight).
+  const slowApi = new Proxy(api, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv) as unknown;
+      if (typeof v !== 'function') return v;
+      const fn = (v as (...a: unknown[]) => unknown).bind(target);
+      if (!['create', 'replace', 'patchStatus'].includes(String(prop))) return fn;
+      return async (...args: unknown[]) => {
+        const what = `${String(prop)} ${String((args[0] as { plural?: string }).plural)}`;
+        if (what === 'create planslices' && !changed) {
+          changed = true;
+          api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }, { ip: '10.244.1.6', pod: 'web-2', node: 'node-b', ready: false, serving: true, terminating: true }]));
+        }
+        await new Promise((r) => setTimeout(r, 80));
+        calls.push(what);
+        return fn(...args);
+      };
+    },
+  });
+  const c = new Controller({ api: slowApi, identity: 'c1', leaderElection: false, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
+  void c.start();
+  await until(() => stored(api, 'web').status?.readyRealServers === 1, 'the status says one ready, one draining', 5000);
+  await quiesce(c);
+  const firstStatus = calls.indexOf('patchStatus virtualservers');
+  assert.ok(firstStatus > calls.indexOf('replace planslices') && calls.indexOf('replace planslices') > 0,
+    `the Draining plan is written before any status write: ${calls.join(', ')}`);
+  assert.equal(rsOf(api, 'web')[1]!.state, 'Draining');
+  assert.equal(cond(api, 'web', 'Ready')?.status, 'True');
+  await c.stop();
+});
+
+test('endpoints that change on every PlanSlice write still get the status written (bounded deferral)', async () => {
+  const api = cluster();
+  api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
+  const calls: string[] = [];
+  let writes = 0;
+  const eps = (n: number) => slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }, { ip: '10.244.1.6', pod: 'web-2', node: 'node-b', ready: n % 2 === 0 }]);
+  const slowApi = new Proxy(api, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv) as unknown;
+      if (typeof v !== 'function') return v;
+      const fn = (v as (...a: unknown[]) => unknown).bind(target);
+      if (!['create', 'replace', 'patchStatus'].includes(String(prop))) return fn;
+      return async (...args: unknown[]) => {
+        const what = `${String(prop)} ${String((args[0] as { plural?: string }).plural)}`;
+        // Each of the first 8 PlanSlice writes flips the second endpoint: the key is always marked again.
+        if (what.endsWith(' planslices') && ++writes <= 8) api.apply(ENDPOINT_SLICES, eps(writes));
+        await new Promise((r) => setTimeout(r, 30));
+        calls.push(what);
+        return fn(...args);
+      };
+    },
+  });
+  const c = new Controller({ api: slowApi, identity: 'c1', leaderElection: false, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
+  void c.start();
+  await until(() => writes >= 9, 'the flipping stopped', 5000);
+  await quiesce(c);
+  const sliceWrites = calls.map((x, i) => (x.endsWith(' planslices') ? i : -1)).filter((i) => i >= 0);
+  const firstStatus = calls.indexOf('patchStatus virtualservers');
+  assert.ok(firstStatus >= 0 && firstStatus < sliceWrites[7]!, `a status write came while the endpoints kept changing: ${calls.join(', ')}`);
+  assert.equal(stored(api, 'web').status?.readyRealServers, 2, 'the status ends with the last state (the 8th flip: both ready)');
+  await c.stop();
+});
+
 test.run();
