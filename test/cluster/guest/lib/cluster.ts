@@ -75,7 +75,7 @@ export const podsOf = (ns: string, selector: string): Pod[] => (kubeJson(['get',
  * answers every connection with who it is and whom it saw, in the shape lab/guest/client.ts reads.
  */
 export const ECHO_SERVER = {
-  terminationGracePeriodSeconds: 30,
+  terminationGracePeriodSeconds: 40,
   containers: [{
     name: 'echo', image: 'lvs-operator-controller:dev', imagePullPolicy: 'IfNotPresent',
     command: ['node', '-e', [
@@ -86,10 +86,12 @@ export const ECHO_SERVER = {
       "  .listen(8080, () => console.log('listening'));",
       // Graceful like a production server: on SIGTERM it keeps serving for a while (the time the
       // termination takes to reach the director's kernel: EndpointSlice, controller, plan, agent),
-      // then exits. 20 s, was 10 s: with 10 s, 2 of 3 runs on 2026-12-05 had connections refused
-      // or reset during the rolling update (a dead pod still in rotation is the likely reason, not
-      // proven); under TCG the controller and agent in the VM are slow. See the closing note.
-      "process.on('SIGTERM', () => { console.log('SIGTERM: serving 20 s more'); setTimeout(() => process.exit(0), 20000); });",
+      // then exits; a production pod does the same with a preStop sleep longer than that time.
+      // 30 s (was 10, then 20): measured in this tier under TCG, the way from "terminating" in
+      // the EndpointSlice to weight 0 in the kernel took 11-18 s (2026-12-06 14:04) and 23 s in a
+      // CI run that failed with 20 s: while pods start and stop, the API server in the VM answered
+      // single writes in 4-6 s (the controller's slow-reconcile log in the chain print).
+      "process.on('SIGTERM', () => { console.log('SIGTERM: serving 30 s more'); setTimeout(() => process.exit(0), 30000); });",
     ].join('\n')],
     ports: [{ name: 'web', containerPort: 8080, protocol: 'TCP' }],
     readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 },
