@@ -3,7 +3,9 @@
 //    candidate's own clock from when it last saw the lease record change, never by comparing the
 //    holder's renewTime with our clock, so clock skew between nodes cannot cause two leaders;
 //  - the leader renews every retryPeriod and gives up leadership when it has not renewed for
-//    renewDeadline (< leaseDuration), so it stops writing before anyone else may take over;
+//    renewDeadline (< leaseDuration), so it stops writing before anyone else may take over; a
+//    renewal is one conditional write on the lease as the leader last wrote it (a read first only
+//    when that write conflicts);
 //  - every write is a conditional update (resourceVersion), so two candidates cannot both win;
 //  - on graceful shutdown the leader releases the lease (no holder), so a standby takes over at
 //    its next retry instead of waiting out the lease.
@@ -60,6 +62,8 @@ export class LeaderElector {
   #observedAt = 0;
   #leading = false;
   #lastRenew = 0;
+  /** The lease as our last successful write returned it: a leader renews from it in one request. */
+  #mine: Lease | undefined;
 
   constructor(opts: LeaderElectorOptions) {
     if (!(opts.renewDeadlineMs < opts.leaseDurationMs)) throw new Error('leader election: renewDeadline must be shorter than leaseDuration');
@@ -94,6 +98,7 @@ export class LeaderElector {
         }
       }
       this.#leading = false;
+      this.#mine = undefined;
       await this.#o.onStoppedLeading();
       if (signal.aborted) await this.#release();
     }
@@ -108,6 +113,15 @@ export class LeaderElector {
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
     // A renewal that cannot finish before the deadline is useless; do not let it hang.
     const timeout = AbortSignal.any([signal, AbortSignal.timeout(this.#o.renewDeadlineMs)]);
+    // The leader renews with one conditional write on the lease it last wrote (no read first): it
+    // succeeds only if nobody wrote the lease since, so it holds it still. Under a slow API server
+    // (4-6 s a request in the cluster tier's VM) a read and a write per renewal left the leader
+    // past its renew deadline, with writes withheld, although every renewal succeeded. On 409
+    // (someone else wrote it) the read below decides.
+    if (this.#leading && this.#mine) {
+      const renewed = await this.#renew(this.#mine, stamp, durationSeconds, now, timeout, signal);
+      if (renewed !== 'conflict') return renewed;
+    }
     try {
       let lease: Lease;
       try {
@@ -118,6 +132,7 @@ export class LeaderElector {
         const created = await api.create<Lease>(LEASES, namespace, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec }, timeout);
         this.#observe(created, now);
         this.#lastRenew = now;
+        this.#mine = created;
         return 'ok';
       }
       this.#observe(lease, now);
@@ -136,12 +151,31 @@ export class LeaderElector {
       const updated = await api.replace<Lease>(LEASES, namespace, name, { ...lease, spec: next }, timeout);
       this.#observe(updated, now);
       this.#lastRenew = now;
+      this.#mine = updated;
       return 'ok';
     } catch (err) {
       if (signal.aborted) return 'failed';
       this.#o.onError?.(err);
       // 409: someone else wrote the lease between our read and write; they probably hold it now.
       if (!isConflict(err)) this.#log.warn({ err: String(err) }, 'lease request failed');
+      return 'failed';
+    }
+  }
+
+  /** One conditional write renewing `lease` (ours as last written); 'conflict' when it changed since. */
+  async #renew(lease: Lease, stamp: string, durationSeconds: number, now: number, timeout: AbortSignal, signal: AbortSignal): Promise<Attempt | 'conflict'> {
+    const { api, namespace, name } = this.#o;
+    try {
+      const updated = await api.replace<Lease>(LEASES, namespace, name, { ...lease, spec: { ...lease.spec, leaseDurationSeconds: durationSeconds, renewTime: stamp } }, timeout);
+      this.#observe(updated, now);
+      this.#lastRenew = now;
+      this.#mine = updated;
+      return 'ok';
+    } catch (err) {
+      if (signal.aborted) return 'failed';
+      if (isConflict(err)) { this.#mine = undefined; return 'conflict'; }
+      this.#o.onError?.(err);
+      this.#log.warn({ err: String(err) }, 'lease request failed');
       return 'failed';
     }
   }

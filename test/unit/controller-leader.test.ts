@@ -106,4 +106,26 @@ test('inconsistent timings are refused', () => {
   assert.throws(() => new LeaderElector({ ...base, ...CFG, retryPeriodMs: 10_000 }), /retryPeriod must be shorter than renewDeadline/);
 });
 
+test('a renewal is one write, no read; a lease someone else wrote meanwhile is read and lost', async () => {
+  const clock = new ManualClock();
+  const fake = new FakeKubeApi(() => clock.now());
+  const log: string[] = [];
+  const a = elector(fake, clock, 'a', log);
+  await settle();
+  assert.ok(a.e.isLeader());
+  const gets = fake.count('get', 'leases'), writes = fake.count('replace', 'leases');
+  await run(clock, 20_000, [a]);
+  assert.is(fake.count('get', 'leases'), gets, 'renewals read nothing');
+  assert.ok(fake.count('replace', 'leases') - writes >= 9, 'renewed every retry period');
+  // Someone else takes the lease (an admin's edit, a candidate with a skewed view): the leader's
+  // next conditional write conflicts, it reads the lease, sees another live holder and steps down.
+  const lease = fake.peek<KubeObject & { spec: Record<string, unknown> }>(LEASES, CFG.namespace, CFG.name)!;
+  fake.apply(LEASES, { ...lease, spec: { ...lease.spec, holderIdentity: 'x' } });
+  await run(clock, 3_000, [a]);
+  assert.not.ok(a.e.isLeader());
+  assert.ok(log.some((l) => l.endsWith('a -')), log.join('\n'));
+  assert.is(holder(fake), 'x', 'the other holder\'s lease is left alone');
+  await a.stop();
+});
+
 test.run();
