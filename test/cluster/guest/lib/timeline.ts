@@ -57,8 +57,9 @@ export function chain(start: number, o: { slices: ReadonlyArray<{ at: number; te
     // The controller's reconciles of this plan's VirtualServer that were slow or failed (the
     // leader's log; operator/trace.ts says where the time went: queue wait, then by step). The
     // record is written when the reconcile ends.
-    ...(o.controller ?? []).filter((r) => String(r.vs ?? '').endsWith(`/${o.plan}`) && /slow reconcile|failed/.test(String(r.msg)))
-      .map((r) => ({ at: Number(r.time), text: `controller    ${String(r.msg)} ${JSON.stringify({ ms: r.ms, queuedMs: r.queuedMs, steps: r.steps, err: r.err })}` })),
+    // And the replicas' leadership: a leader past its renew deadline withholds every write.
+    ...(o.controller ?? []).filter((r) => (String(r.vs ?? '').endsWith(`/${o.plan}`) && /slow reconcile|failed/.test(String(r.msg))) || /became leader|lost leadership|lease request failed/.test(String(r.msg)))
+      .map((r) => ({ at: Number(r.time), text: `controller    ${String(r.msg)} ${JSON.stringify({ ms: r.ms, queuedMs: r.queuedMs, steps: r.steps, err: r.err, identity: r.identity, result: r.result })}` })),
   ].sort((a, b) => a.at - b.at);
   return lines.slice(-60).map((l) => `#   ${s(l.at)}  ${l.text}`).join('\n');
 }
