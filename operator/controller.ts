@@ -20,7 +20,7 @@ import {
 } from '../kube/types.ts';
 import { LeaderElector, type LeaderElectionConfig } from '../kube/leader.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
-import { WorkQueue, type ReconcileResult } from './queue.ts';
+import { WorkQueue, type Lane, type ReconcileResult } from './queue.ts';
 import { StepTrace } from './trace.ts';
 import { reconcile } from './reconcile.ts';
 import { keysToMark, Reports } from './reports.ts';
@@ -128,8 +128,8 @@ export class Controller {
     }
   }
 
-  #mark(keys: string[]): void {
-    for (const k of keys) this.queue.add(k);
+  #mark(keys: string[], lane: Lane = 'change'): void {
+    for (const k of keys) this.queue.add(k, lane);
   }
 
   #wire(services: Informer<KubeObject>, slices: Informer<KubeObject>, nodes: Informer<NodeObject>): void {
@@ -138,18 +138,19 @@ export class Controller {
       if (present) this.#uidKeys.set(vs.metadata.uid, objectKey(vs)); else this.#uidKeys.delete(vs.metadata.uid);
     };
     // An owned VirtualServer's status decides its Service's ingress.
-    const lbOf = (vs: VirtualServerObject) => {
+    const lbOf = (vs: VirtualServerObject, lane: Lane = 'change') => {
       const svc = vs.metadata.labels?.[SERVICE_LABEL];
-      if (svc) this.queue.add(lbKey(vs.metadata.namespace ?? '', svc));
+      if (svc) this.queue.add(lbKey(vs.metadata.namespace ?? '', svc), lane);
     };
     // A deleted VirtualServer frees its addresses: Services still waiting for one try again.
-    this.virtualServers.addHandlers({ onAdd: lbOf, onUpdate: (_, vs) => lbOf(vs), onDelete: (vs) => { lbOf(vs); this.#markLoadBalancers(); } });
+    this.virtualServers.addHandlers({ onAdd: lbOf, onUpdate: (_, vs) => lbOf(vs, 'refresh'), onDelete: (vs) => { lbOf(vs); this.#markLoadBalancers(); } });
     this.virtualServers.addHandlers({
       onAdd: (vs) => { uid(vs, true); this.#mark(this.world.virtualServerChanged(objectKey(vs), vs)); },
       onUpdate: (old, vs) => {
         uid(vs, true);
-        // Only status (ours, or someone overwriting it) changed: neighbours are unaffected.
-        if (jsonEqual(old.spec, vs.spec) && jsonEqual(old.status?.claims, vs.status?.claims) && old.metadata.creationTimestamp === vs.metadata.creationTimestamp) this.queue.add(objectKey(vs));
+        // Only status (ours, or someone overwriting it) changed: neighbours are unaffected, and
+        // the key is looked at again behind the changes (queue.ts lanes).
+        if (jsonEqual(old.spec, vs.spec) && jsonEqual(old.status?.claims, vs.status?.claims) && old.metadata.creationTimestamp === vs.metadata.creationTimestamp) this.queue.add(objectKey(vs), 'refresh');
         else this.#mark(this.world.virtualServerChanged(objectKey(vs), vs));
       },
       onDelete: (vs) => {
@@ -198,7 +199,7 @@ export class Controller {
     };
     this.pools.addHandlers({
       onAdd: (p) => pool(p, false),
-      onUpdate: (old, p) => (jsonEqual(old.spec, p.spec) ? this.queue.add(poolKey(p.metadata.name)) : pool(p, false)),
+      onUpdate: (old, p) => (jsonEqual(old.spec, p.spec) ? this.queue.add(poolKey(p.metadata.name), 'refresh') : pool(p, false)),
       onDelete: (p) => pool(p, true),
     });
     namespaces.addHandlers({
@@ -221,7 +222,7 @@ export class Controller {
   #wirePublished(): void {
     const slice = (s: PublishedSlice, deleted: boolean) => {
       const owner = ownerKeyOf(s);
-      if (!this.published.observe(s, deleted) && owner) this.queue.add(owner);
+      if (!this.published.observe(s, deleted) && owner) this.queue.add(owner, 'refresh');
     };
     this.planSlices.addHandlers({ onAdd: (s) => slice(s, false), onUpdate: (_, s) => slice(s, false), onDelete: (s) => slice(s, true) });
     const plans = {
@@ -236,7 +237,8 @@ export class Controller {
         this.metrics.errors.inc({ op: 'report' });
         this.#log.warn({ node, op: 'report', field: parsed.field, err: parsed.message }, 'unreadable AgentReport: its node counts as not reporting');
       }
-      this.#mark(keysToMark(this.reports.set(node, parsed?.ok ? parsed.value : undefined), plans));
+      // What the agents report changes status (Programmed, health), never a plan: a refresh.
+      this.#mark(keysToMark(this.reports.set(node, parsed?.ok ? parsed.value : undefined), plans), 'refresh');
     };
     this.agentReports.addHandlers({
       onAdd: (r) => report(r.metadata.name, r), onUpdate: (_, r) => report(r.metadata.name, r), onDelete: (r) => report(r.metadata.name, undefined),
@@ -293,16 +295,16 @@ export class Controller {
     // leader watched) are deleted.
     void begin.then(() => {
       if (abort.signal.aborted) return;
-      for (const vs of this.virtualServers.list()) this.queue.add(objectKey(vs));
-      for (const owner of this.published.owners()) this.queue.add(owner);
-      for (const p of this.pools.list()) this.queue.add(poolKey(p.metadata.name));
+      for (const vs of this.virtualServers.list()) this.queue.add(objectKey(vs), 'refresh');
+      for (const owner of this.published.owners()) this.queue.add(owner, 'refresh');
+      for (const p of this.pools.list()) this.queue.add(poolKey(p.metadata.name), 'refresh');
       this.#markLoadBalancers();
     });
   }
 
   #markLoadBalancers(): void {
     const dc = this.#o.defaultLoadBalancerClass ?? false;
-    for (const s of this.services.list()) if (servedHere(s, dc)) this.queue.add(lbKey(s.metadata.namespace ?? '', s.metadata.name));
+    for (const s of this.services.list()) if (servedHere(s, dc)) this.queue.add(lbKey(s.metadata.namespace ?? '', s.metadata.name), 'refresh');
   }
 
   async #stopLeading(): Promise<void> {

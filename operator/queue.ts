@@ -3,6 +3,14 @@
 //  - a key is never handed to two workers at once: marked while processing, it is queued again
 //    when the worker calls done(), so the newest state is always reconciled after the event;
 //  - retries are rate-limited per key with exponential backoff and jitter, reset by forget().
+// Two lanes: 'change' (an input of the key changed: its spec, Service, EndpointSlices, Nodes,
+// pools) and 'refresh' (the same inputs looked at again: status from the agents' reports, our
+// own writes' echoes, a new leader's pass over everything). Workers take changes first (and one
+// refresh after every FAIRNESS changes while both wait), and a key waiting as a refresh that is
+// marked as a change moves to the change lane. Measured at 10,000 VirtualServers (convergence
+// benchmark, 2026-12-06): with one FIFO, the status wave after the agent reported every plan
+// synced held ~10,000 keys for 180 s, and the first two EndpointSlice changes behind it took
+// 13.8 s and 4.7 s to be published (the next 98: < 150 ms).
 // Events only mark keys; all reading of state happens in reconcile, from the caches.
 import { DEFAULT_BACKOFF, retryDelay, type BackoffPolicy } from '../kube/backoff.ts';
 import type { Clock, Timer } from '../kube/clock.ts';
@@ -12,6 +20,12 @@ export type ReconcileResult =
   | { kind: 'requeue'; after: number }
   | { kind: 'error'; err: unknown };
 
+/** Why a key is marked: an input changed, or the same inputs are looked at again. */
+export type Lane = 'change' | 'refresh';
+
+/** Changes taken in a row, while refreshes wait, before one refresh is taken. */
+const FAIRNESS = 8;
+
 export interface WorkQueueOptions {
   clock: Clock;
   backoff?: BackoffPolicy;
@@ -20,7 +34,13 @@ export interface WorkQueueOptions {
 
 export class WorkQueue {
   readonly #o: WorkQueueOptions;
-  #ready: string[] = [];
+  /** Keys waiting for a worker, by lane, in the order they were marked (a Set keeps it). */
+  readonly #changes = new Set<string>();
+  readonly #refreshes = new Set<string>();
+  /** Changes handed out in a row while refreshes waited. */
+  #inARow = 0;
+  /** Marked and not yet handed out (waiting, or in flight and marked again), with its lane. */
+  readonly #lane = new Map<string, Lane>();
   readonly #dirty = new Set<string>();
   readonly #processing = new Set<string>();
   readonly #delayed = new Map<string, { due: number; timer: Timer }>();
@@ -36,9 +56,17 @@ export class WorkQueue {
     this.#o = opts;
   }
 
-  add(key: string): void {
-    if (this.#shutdown || this.#dirty.has(key)) return;
+  add(key: string, lane: Lane = 'change'): void {
+    if (this.#shutdown) return;
+    if (this.#dirty.has(key)) {
+      if (lane === 'change' && this.#lane.get(key) === 'refresh') {
+        this.#lane.set(key, 'change');
+        if (this.#refreshes.delete(key)) this.#changes.add(key);
+      }
+      return;
+    }
     this.#dirty.add(key);
+    this.#lane.set(key, lane);
     if (!this.#since.has(key)) this.#since.set(key, this.#o.clock.now());
     if (this.#processing.has(key)) return;
     const getter = this.#getters.shift();
@@ -46,8 +74,21 @@ export class WorkQueue {
       this.#handOut(key);
       getter(key);
     } else {
-      this.#ready.push(key);
+      (lane === 'change' ? this.#changes : this.#refreshes).add(key);
     }
+  }
+
+  /** The next key for a worker: changes first, a refresh after FAIRNESS changes in a row. */
+  #next(): string | undefined {
+    const change = first(this.#changes), refresh = first(this.#refreshes);
+    if (change !== undefined && (refresh === undefined || this.#inARow < FAIRNESS)) {
+      this.#inARow = refresh === undefined ? 0 : this.#inARow + 1;
+      this.#changes.delete(change);
+      return change;
+    }
+    this.#inARow = 0;
+    if (refresh !== undefined) this.#refreshes.delete(refresh);
+    return refresh;
   }
 
   /** Adds key after ms; an earlier pending delay for the same key wins. */
@@ -88,7 +129,7 @@ export class WorkQueue {
    * (or finish) afterwards.
    */
   get(signal?: AbortSignal): Promise<string | undefined> {
-    const key = this.#ready.shift();
+    const key = this.#next();
     if (key !== undefined) {
       this.#handOut(key);
       return Promise.resolve(key);
@@ -108,15 +149,19 @@ export class WorkQueue {
 
   #handOut(key: string): void {
     this.#dirty.delete(key);
+    this.#lane.delete(key);
     this.#processing.add(key);
     const since = this.#since.get(key);
     this.#since.delete(key);
     this.#waited.set(key, since === undefined ? 0 : this.#o.clock.now() - since);
   }
 
-  /** True when key is in flight and was marked again meanwhile: a newer state waits for it. */
+  /**
+   * True when key is in flight and was marked again meanwhile as a change: a newer state of its
+   * inputs waits for it (a refresh, e.g. the echo of its own write, does not count).
+   */
   markedAgain(key: string): boolean {
-    return this.#processing.has(key) && this.#dirty.has(key);
+    return this.#processing.has(key) && this.#dirty.has(key) && this.#lane.get(key) === 'change';
   }
 
   /**
@@ -131,8 +176,10 @@ export class WorkQueue {
     this.#processing.delete(key);
     this.#waited.delete(key);
     if (this.#dirty.has(key)) {
+      const lane = this.#lane.get(key) ?? 'change';
       this.#dirty.delete(key);
-      this.add(key);
+      this.#lane.delete(key);
+      this.add(key, lane);
     }
   }
 
@@ -146,21 +193,24 @@ export class WorkQueue {
 
   /** Keys waiting to be handed out (the queue-depth metric). */
   get length(): number {
-    return this.#ready.length;
+    return this.#changes.size + this.#refreshes.size;
   }
 
   /** Keys queued, in flight, or waiting on a delay. */
   get pending(): number {
-    return this.#ready.length + this.#processing.size + this.#delayed.size;
+    return this.length + this.#processing.size + this.#delayed.size;
   }
 
   isIdle(): boolean {
-    return this.#ready.length === 0 && this.#processing.size === 0;
+    return this.length === 0 && this.#processing.size === 0;
   }
 
   /** Drops everything queued or delayed (leadership lost: the next leader starts from scratch). */
   clear(): void {
-    this.#ready = [];
+    this.#changes.clear();
+    this.#refreshes.clear();
+    this.#lane.clear();
+    this.#inARow = 0;
     this.#dirty.clear();
     this.#since.clear();
     for (const d of this.#delayed.values()) d.timer.cancel();
@@ -173,4 +223,9 @@ export class WorkQueue {
     this.clear();
     for (const g of this.#getters.splice(0)) g(undefined);
   }
+}
+
+function first(set: ReadonlySet<string>): string | undefined {
+  for (const k of set) return k;
+  return undefined;
 }

@@ -127,4 +127,31 @@ test('waited(): from the first mark to the hand-out, including the key\'s own pr
   assert.is(q.waited('ns/b'), 0, 'a worker was waiting');
 });
 
+test('lanes: changes before refreshes, one refresh after 8 changes in a row; a refresh marked as a change moves ahead', async () => {
+  const { q } = make();
+  for (let i = 0; i < 3; i++) q.add(`ns/r${i}`, 'refresh');
+  for (let i = 0; i < 10; i++) q.add(`ns/c${i}`);
+  q.add('ns/r2');
+  const order: string[] = [];
+  for (let i = 0; i < 13; i++) { const k = (await q.get())!; order.push(k); q.done(k); }
+  assert.equal(order, ['ns/c0', 'ns/c1', 'ns/c2', 'ns/c3', 'ns/c4', 'ns/c5', 'ns/c6', 'ns/c7', 'ns/r0', 'ns/c8', 'ns/c9', 'ns/r2', 'ns/r1'], order.join());
+});
+
+test('lanes: marked while in flight, the key comes back in the lane it was marked in (a change wins)', async () => {
+  const { q } = make();
+  q.add('ns/a', 'refresh');
+  const a = (await q.get())!;
+  q.add('ns/a', 'refresh');
+  assert.is(q.markedAgain(a), false, 'a refresh is not a newer state');
+  q.add('ns/a');
+  assert.is(q.markedAgain(a), true);
+  q.add('ns/b', 'refresh');
+  q.add('ns/c');
+  q.done(a);
+  assert.is(await q.get(), 'ns/c');
+  assert.is(await q.get(), 'ns/a', 'came back as a change, ahead of the refresh b');
+  assert.is(await q.get(), 'ns/b');
+  assert.is(q.length, 0);
+});
+
 test.run();

@@ -5,10 +5,11 @@ import pino from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Controller } from '../../operator/controller.ts';
+import { buildAgentReport } from '../../api/agent-report.ts';
 import { openPool } from '../lib/pools.ts';
 import { FakeKubeApi } from '../../kube/testing/fake.ts';
 import { KubeApiError } from '../../kube/errors.ts';
-import { ENDPOINT_SLICES, EVENTS, NODES, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject, VIP_POOLS } from '../../kube/types.ts';
+import { AGENT_REPORTS, ENDPOINT_SLICES, EVENTS, NODES, PLAN_SLICES, SERVICES, VIRTUAL_SERVERS, type Condition, type KubeObject, type VirtualServerObject, VIP_POOLS } from '../../kube/types.ts';
 import type { OwnerPlan } from '../../api/plan-slice.ts';
 import { planRealServers, publishedPlan } from '../lib/published-plan.ts';
 import { node, service, serviceVs, slice, staticVs, until } from './controller-fixtures.ts';
@@ -318,6 +319,51 @@ test('endpoints that change on every PlanSlice write still get the status writte
   const firstStatus = calls.indexOf('patchStatus virtualservers');
   assert.ok(firstStatus >= 0 && firstStatus < sliceWrites[7]!, `a status write came while the endpoints kept changing: ${calls.join(', ')}`);
   assert.equal(stored(api, 'web').status?.readyRealServers, 2, 'the status ends with the last state (the 8th flip: both ready)');
+  await c.stop();
+});
+
+test('a wave of status refreshes (an agent reports every plan synced) does not hold an EndpointSlice change', async () => {
+  const api = cluster();
+  const N = 30;
+  for (let i = 0; i < N; i++) {
+    api.apply(SERVICES, service(`s${i}`));
+    api.apply(ENDPOINT_SLICES, slice(`s${i}-1`, `s${i}`, [{ ip: `10.244.2.${i + 1}`, pod: `p${i}` }]));
+    api.apply(VIRTUAL_SERVERS, serviceVs(`s${i}`, `s${i}`, `203.0.113.${100 + i}`));
+  }
+  const calls: string[] = [];
+  let slow = false;
+  const slowApi = new Proxy(api, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv) as unknown;
+      if (typeof v !== 'function') return v;
+      const fn = (v as (...a: unknown[]) => unknown).bind(target);
+      if (!['replace', 'patchStatus'].includes(String(prop))) return fn;
+      return async (...args: unknown[]) => {
+        if (!slow) return fn(...args);
+        await new Promise((r) => setTimeout(r, 20));
+        calls.push(`${String(prop)} ${String((args[0] as { plural?: string }).plural)} ${String((args[2] as { metadata?: { name?: string } })?.metadata?.name ?? args[2])}`);
+        return fn(...args);
+      };
+    },
+  });
+  const c = new Controller({ api: slowApi, identity: 'c1', leaderElection: false, workers: 1, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
+  void c.start();
+  await until(() => api.all(PLAN_SLICES).length === N && c.idle(), 'every plan published', 5000);
+  await quiesce(c);
+  slow = true;
+  // The director reports every plan synced: each VirtualServer's Programmed condition changes (a
+  // status write of 20 ms each); right after, one pod of the last VirtualServer starts terminating.
+  const rvs = api.all<KubeObject>(PLAN_SLICES).map((x) => BigInt(x.metadata.resourceVersion!));
+  const top = rvs.reduce((a, b) => (a > b ? a : b)).toString();
+  api.apply(AGENT_REPORTS, buildAgentReport('node-a', { syncedResourceVersion: top, nodeErrors: [], failing: [], frozen: [], prepared: [] }) as unknown as KubeObject);
+  await until(() => calls.length > 0, 'the status wave started');
+  api.apply(ENDPOINT_SLICES, slice(`s${N - 1}-1`, `s${N - 1}`, [{ ip: `10.244.2.${N}`, pod: `p${N - 1}`, ready: false, serving: true, terminating: true }]));
+  await until(() => calls.some((x) => x.startsWith('replace planslices')), 'the change published', 5000);
+  const at = calls.findIndex((x) => x.startsWith('replace planslices'));
+  const statusBefore = calls.slice(0, at).filter((x) => x.startsWith('patchStatus virtualservers')).length;
+  assert.ok(statusBefore <= 3, `the Draining plan waited for ${statusBefore} status writes: ${calls.slice(0, at + 1).join(', ')}`);
+  await quiesce(c);
+  assert.ok(calls.filter((x) => x.startsWith('patchStatus virtualservers')).length >= N - 1, 'the wave was written after it');
   await c.stop();
 });
 
