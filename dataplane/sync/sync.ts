@@ -25,7 +25,9 @@
 // else added on an owned VIP, adoption refusals — is left to the full sync, which then comes
 // every fullResyncIntervalMs (the sync loop makes that 10× the verify interval). A change that
 // meets a due slice, full read-back or director check is synced first, alone, and the result's
-// followUp asks the loop for the left work in the next sync. Without opts.verify an
+// followUp asks the loop for the left work in the next sync. A slice is read VERIFY_CHUNK services
+// per sync (followUp 'verify' for the rest), so a change marked while one is read waits for one
+// chunk, not the whole slice. Without opts.verify an
 // outside edit is undone at the latest one fullResyncIntervalMs later. What the syncer remembers
 // between syncs: when each destination started draining, the VIPs it used to direct (their
 // services must still be drained and removed), the desired state of its last clean sync, the
@@ -41,7 +43,7 @@ import { desiredState, type DesiredMemo, type DesiredState, type Problem } from 
 import { diff, type SyncOpKind } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedIn, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
-import { verifySlice, verifySliceSize, withSlice } from './verify.ts';
+import { VERIFY_CHUNK, verifySlice, verifySliceSize, withSlice } from './verify.ts';
 import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, type VipBinder } from './vips.ts';
 
 export type { Clock, VipBinder };
@@ -162,6 +164,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   /** The verify slice's cursor (the last key it read) and when the next slice is due. */
   let verifyCursor: string | undefined;
   let nextVerifyAt = -Infinity;
+  /** Services of the current tick's slice not read yet (read VERIFY_CHUNK per sync, verify.ts). */
+  let sliceLeft = 0;
   /** When the partial syncs next check the director (lvs0, its sysctls, our nft tables). */
   let nextDirectorAt = -Infinity;
   /**
@@ -176,6 +180,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     delete summary.followUp;
     failures++;
     view = undefined;
+    sliceLeft = 0;
     const after = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
     log.warn({ errors: errors.length, after, failures }, 'sync failed, retrying');
     return { kind: 'retry', after, errors, ...summary };
@@ -254,7 +259,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     view = viewOf(want.services, draining, new Map(kernelState.map((k) => [ipvsServiceKey(k.service), serviceIdentity(k.service)])), scope);
     lastFullAt = now;
     // A full read-back verified every service and the director: the next slice is one tick away.
-    if (opts.verify) { nextVerifyAt = now + opts.verify.tickMs; if (!known) nextDirectorAt = now + opts.verify.intervalMs; }
+    if (opts.verify) { nextVerifyAt = now + opts.verify.tickMs; sliceLeft = 0; if (!known) nextDirectorAt = now + opts.verify.intervalMs; }
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size }, 'kernel synced');
     if (d.nextDeadline !== undefined) {
       const after = Math.max(1, Math.min(drainPollMs, d.nextDeadline - now));
@@ -296,7 +301,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     // arrives is the next sync's (the loop runs it right after this one), once; a change that
     // comes with that next sync rides with it. So a change waits behind neither, unless it lands
     // while one runs.
-    const sliceDue = opts.verify !== undefined && now >= nextVerifyAt;
+    // Due: the tick came, or the tick's slice is being read chunk by chunk.
+    const sliceDue = opts.verify !== undefined && (sliceLeft > 0 || now >= nextVerifyAt);
     if (changed.size > 0 && (fullDue || (sliceDue && !sliceDeferred))) {
       if (fullDue) fullDeferred = true; else sliceDeferred = true;
       summary.followUp = fullDue ? 'full' : 'verify';
@@ -309,16 +315,23 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     // instead of everything: the verifier's bound covers the repair it may have been asked for.
     // (Not the follow-up of a director check left behind a change: that is all it is for.)
     const due = opts.verify && (sliceDue || (changed.size === 0 && following !== 'director'));
-    const slice = due ? verifySlice(desired, verifyCursor, verifySliceSize(desired.length, opts.verify!.tickMs, opts.verify!.intervalMs)) : undefined;
+    if (due && sliceLeft <= 0) sliceLeft = verifySliceSize(desired.length, opts.verify!.tickMs, opts.verify!.intervalMs);
+    const slice = due ? verifySlice(desired, verifyCursor, Math.min(sliceLeft, VERIFY_CHUNK)) : undefined;
     // Without the verifier (or with no desired service), such a sync reads everything back, as a repair.
     if (changed.size === 0 && !slice?.keys.size) return following === 'director' ? { keys: changed, changes } : undefined;
-    if (!slice?.keys.size) return { keys: changed, changes };
+    if (!slice?.keys.size) { sliceLeft = 0; return { keys: changed, changes }; }
     verifyCursor = slice.cursor;
-    // Due times keep their rhythm when a slice comes late (deferred behind a change), so a pass
-    // still takes one interval; a slice late by more than half a tick starts a new rhythm, and one
-    // read early (a sync with nothing changed) never pushes the next beyond a tick from now.
-    const tick = opts.verify!.tickMs;
-    nextVerifyAt = Math.min(now + tick, Math.max(nextVerifyAt + tick, now + tick / 2));
+    sliceLeft = Math.max(0, sliceLeft - slice.keys.size);
+    // The rest of the tick's slice is the next sync's, at once (a change marked meanwhile goes
+    // between the two); the tick's rhythm moves when its last chunk is read.
+    if (sliceLeft > 0) summary.followUp = 'verify';
+    else {
+      // Due times keep their rhythm when a slice comes late (deferred behind a change), so a pass
+      // still takes one interval; a slice late by more than half a tick starts a new rhythm, and
+      // one read early (a sync with nothing changed) never pushes the next beyond a tick from now.
+      const tick = opts.verify!.tickMs;
+      nextVerifyAt = Math.min(now + tick, Math.max(nextVerifyAt + tick, now + tick / 2));
+    }
     sliceDeferred = false;
     summary.verified = slice.keys.size;
     return { keys: withSlice(changed, slice.keys), changes };

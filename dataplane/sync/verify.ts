@@ -11,7 +11,8 @@
 // 49,152 services at 30 s / 5 s); beyond it a pass takes ceil(N / CAP) ticks. Bound: an outside edit
 // to a desired service's destinations or flags is repaired within intervalMs plus one tick (the
 // edit may land just behind the cursor). A service added to the desired set behind the cursor is
-// read by the sync that adds it and verified again by the next pass.
+// read by the sync that adds it and verified again by the next pass. A slice larger than
+// VERIFY_CHUNK is read VERIFY_CHUNK services per sync, the syncs back to back (sync.ts).
 import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { byString } from './keys.ts';
 import { desiredKeyOf, serviceIdentity } from './partial.ts';
@@ -20,6 +21,14 @@ import { desiredKeyOf, serviceIdentity } from './partial.ts';
 export const VERIFY_SLICE_FLOOR = 16;
 /** Most services a slice reads: bounds one tick's cost. */
 export const VERIFY_SLICE_CAP = 8_192;
+/**
+ * Most services one sync reads of a slice: a larger slice is read in chunks by syncs back to back
+ * (the loop's follow-up), and a change marked meanwhile is synced between two chunks, so it waits
+ * for one chunk at most, not for the whole slice. Measured at 10,000 services under TCG
+ * (convergence benchmark, 2026-12-06): slices of 1,667 services held a change up to 4-8 s, every
+ * 5 s tick, while the controller published its plan within 0.3 s (p99).
+ */
+export const VERIFY_CHUNK = 256;
 
 /** Services one verify slice reads back: N spread over intervalMs / tickMs ticks (see the header). */
 export function verifySliceSize(n: number, tickMs: number, intervalMs: number): number {

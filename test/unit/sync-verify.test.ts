@@ -10,7 +10,7 @@ import type { IpvsServiceKey, IpvsServiceState } from '../../dataplane/ipvs/type
 import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
 import { createSyncLoop } from '../../dataplane/sync/loop.ts';
 import { createSyncer, type SyncResult, type VipBinder } from '../../dataplane/sync/sync.ts';
-import { VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
+import { VERIFY_CHUNK, VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
 const test = suite('sync: rolling verifier');
@@ -358,6 +358,34 @@ test('a director check due (here: asked for) when a change arrives is the next s
   clock.tick(3_000);
   const r3 = await syncer.sync();
   assert.equal([r3.read, b.lists], [verifySliceSize(N, TICK, INTERVAL), 2], 'the slice at its time; the next check one interval on');
+});
+
+test('a slice larger than VERIFY_CHUNK is read a chunk per sync, back to back; a change goes between two chunks', async () => {
+  const n = 3_000;
+  const { kernel, clock, state, syncer } = setup(n);
+  await syncer.sync();
+  const size = verifySliceSize(n, TICK, INTERVAL);
+  assert.ok(size > VERIFY_CHUNK && size <= 2 * VERIFY_CHUNK, `two chunks: ${size}`);
+  clock.tick(TICK);
+  const r1 = await syncer.sync();
+  assert.equal([r1.kind, r1.read, r1.verified, r1.followUp], ['ok', VERIFY_CHUNK, VERIFY_CHUNK, 'verify'], 'the first chunk; the rest asked for at once');
+  // A change marked while the chunk was read: its sync reads it alone, the rest of the slice follows.
+  state.plan = plan(n, (i, x) => (i === 100 ? { ...x, realServers: [rs(`10.0.${i}.1`, 8080), rs(`10.0.${i}.7`, 8080)] } : x));
+  const r2 = await syncer.sync();
+  assert.equal([r2.read, r2.verified, r2.followUp], [1, undefined, 'verify'], 'the change first, alone');
+  const r3 = await syncer.sync();
+  assert.equal([r3.read, r3.verified, r3.followUp], [size - VERIFY_CHUNK, size - VERIFY_CHUNK, undefined], 'the rest of the slice; the tick is done');
+  const r4 = await syncer.sync();
+  assert.equal([r4.read, r4.verified], [VERIFY_CHUNK, VERIFY_CHUNK], 'a sync asked for with nothing changed reads the next slice early, a chunk of it');
+  // Every service is read once per interval all the same (the tick's rhythm moves per slice).
+  kernel.readKeys = [];
+  for (let t = 0; t < INTERVAL; t += 1_000) {
+    clock.tick(1_000);
+    let r = await syncer.sync();
+    while (r.followUp === 'verify') r = await syncer.sync();
+  }
+  assert.is(new Set(kernel.readKeys).size, n, 'the whole table in one interval');
+  assert.is(kernel.reads.dump, 1, 'no full read-back');
 });
 
 test.run();
