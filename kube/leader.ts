@@ -129,11 +129,7 @@ export class LeaderElector {
       } catch (err) {
         if (!isNotFound(err)) throw err;
         const spec: LeaseSpec = { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: stamp, renewTime: stamp, leaseTransitions: 0 };
-        const created = await api.create<Lease>(LEASES, namespace, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec }, timeout);
-        this.#observe(created, now);
-        this.#lastRenew = now;
-        this.#mine = created;
-        return 'ok';
+        return this.#held(await api.create<Lease>(LEASES, namespace, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec }, timeout), now);
       }
       this.#observe(lease, now);
       const spec = lease.spec ?? {};
@@ -148,11 +144,7 @@ export class LeaderElector {
         renewTime: stamp,
         leaseTransitions: mine ? (spec.leaseTransitions ?? 0) : (spec.leaseTransitions ?? 0) + (spec.holderIdentity ? 1 : 0),
       };
-      const updated = await api.replace<Lease>(LEASES, namespace, name, { ...lease, spec: next }, timeout);
-      this.#observe(updated, now);
-      this.#lastRenew = now;
-      this.#mine = updated;
-      return 'ok';
+      return this.#held(await api.replace<Lease>(LEASES, namespace, name, { ...lease, spec: next }, timeout), now);
     } catch (err) {
       if (signal.aborted) return 'failed';
       this.#o.onError?.(err);
@@ -166,11 +158,7 @@ export class LeaderElector {
   async #renew(lease: Lease, stamp: string, durationSeconds: number, now: number, timeout: AbortSignal, signal: AbortSignal): Promise<Attempt | 'conflict'> {
     const { api, namespace, name } = this.#o;
     try {
-      const updated = await api.replace<Lease>(LEASES, namespace, name, { ...lease, spec: { ...lease.spec, leaseDurationSeconds: durationSeconds, renewTime: stamp } }, timeout);
-      this.#observe(updated, now);
-      this.#lastRenew = now;
-      this.#mine = updated;
-      return 'ok';
+      return this.#held(await api.replace<Lease>(LEASES, namespace, name, { ...lease, spec: { ...lease.spec, leaseDurationSeconds: durationSeconds, renewTime: stamp } }, timeout), now);
     } catch (err) {
       if (signal.aborted) return 'failed';
       if (isConflict(err)) { this.#mine = undefined; return 'conflict'; }
@@ -178,6 +166,14 @@ export class LeaderElector {
       this.#log.warn({ err: String(err) }, 'lease request failed');
       return 'failed';
     }
+  }
+
+  /** Our write of the lease succeeded (an attempt begun at `now`): we hold it, renewed then. */
+  #held(written: Lease, now: number): 'ok' {
+    this.#observe(written, now);
+    this.#lastRenew = now;
+    this.#mine = written;
+    return 'ok';
   }
 
   #observe(lease: Lease, now: number): void {

@@ -224,17 +224,39 @@ test('statusWrites is bounded by the VirtualServers that exist: a deleted one is
   }
 });
 
+/**
+ * The in-memory API with `methods` slowed as an API server under load: a call for which `delay`
+ * gives a number first runs `before` (which may change the cluster), then waits that long, is
+ * recorded in `calls` as "method plural name", and goes on; undefined: straight through.
+ */
+function slowed(api: FakeKubeApi, methods: string[], delay: () => number | undefined, before?: (what: string) => void): { api: FakeKubeApi; calls: string[] } {
+  const calls: string[] = [];
+  const proxy = new Proxy(api, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv) as unknown;
+      if (typeof v !== 'function') return v;
+      const fn = (v as (...a: unknown[]) => unknown).bind(target);
+      if (!methods.includes(String(prop))) return fn;
+      return async (...args: unknown[]) => {
+        const ms = delay();
+        if (ms === undefined) return fn(...args);
+        const what = `${String(prop)} ${String((args[0] as { plural?: string }).plural)}`;
+        before?.(what);
+        await new Promise((r) => setTimeout(r, ms));
+        const obj = args[2] as { metadata?: { name?: string } } | string | undefined;
+        calls.push(`${what} ${typeof obj === 'string' ? obj : String(obj?.metadata?.name)}`);
+        return fn(...args);
+      };
+    },
+  });
+  return { api: proxy, calls };
+}
+
 test('a slow reconcile is logged with where its time went (queue wait and steps); the queue wait is a histogram', async () => {
   const api = cluster();
   api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
   // The status write takes 60 ms: an API server under load.
-  const slowApi = new Proxy(api, {
-    get(target, prop, recv) {
-      const v = Reflect.get(target, prop, recv) as unknown;
-      if (prop !== 'patchStatus' || typeof v !== 'function') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      return async (...args: unknown[]) => { await new Promise((r) => setTimeout(r, 60)); return (v as (...a: unknown[]) => unknown).apply(target, args); };
-    },
-  });
+  const { api: slowApi } = slowed(api, ['patchStatus'], () => 60);
   const lines: Array<Record<string, unknown>> = [];
   const logger = pino({ level: 'info' }, { write: (l: string) => { lines.push(JSON.parse(l) as Record<string, unknown>); } });
   const c = new Controller({ api: slowApi, identity: 'c1', leaderElection: false, logger, slowReconcileMs: 50, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
@@ -255,34 +277,21 @@ test('a slow reconcile is logged with where its time went (queue wait and steps)
 test('a change marked while the plan is written is published before the status write; the status follows', async () => {
   const api = cluster();
   api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
-  const calls: string[] = [];
   let changed = false;
   // A slow API server: every write takes 80 ms. During the first PlanSlice write the second
   // endpoint starts terminating (the event marks the key while its run is in flight).
-  const slowApi = new Proxy(api, {
-    get(target, prop, recv) {
-      const v = Reflect.get(target, prop, recv) as unknown;
-      if (typeof v !== 'function') return v;
-      const fn = (v as (...a: unknown[]) => unknown).bind(target);
-      if (!['create', 'replace', 'patchStatus'].includes(String(prop))) return fn;
-      return async (...args: unknown[]) => {
-        const what = `${String(prop)} ${String((args[0] as { plural?: string }).plural)}`;
-        if (what === 'create planslices' && !changed) {
-          changed = true;
-          api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }, { ip: '10.244.1.6', pod: 'web-2', node: 'node-b', ready: false, serving: true, terminating: true }]));
-        }
-        await new Promise((r) => setTimeout(r, 80));
-        calls.push(what);
-        return fn(...args);
-      };
-    },
+  const { api: slowApi, calls } = slowed(api, ['create', 'replace', 'patchStatus'], () => 80, (what) => {
+    if (what !== 'create planslices' || changed) return;
+    changed = true;
+    api.apply(ENDPOINT_SLICES, slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }, { ip: '10.244.1.6', pod: 'web-2', node: 'node-b', ready: false, serving: true, terminating: true }]));
   });
   const c = new Controller({ api: slowApi, identity: 'c1', leaderElection: false, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
   void c.start();
   await until(() => stored(api, 'web').status?.readyRealServers === 1, 'the status says one ready, one draining', 5000);
   await quiesce(c);
-  const firstStatus = calls.indexOf('patchStatus virtualservers');
-  assert.ok(firstStatus > calls.indexOf('replace planslices') && calls.indexOf('replace planslices') > 0,
+  const firstStatus = calls.findIndex((x) => x.startsWith('patchStatus virtualservers'));
+  const replaced = calls.findIndex((x) => x.startsWith('replace planslices'));
+  assert.ok(firstStatus > replaced && replaced > 0,
     `the Draining plan is written before any status write: ${calls.join(', ')}`);
   assert.equal(rsOf(api, 'web')[1]!.state, 'Draining');
   assert.equal(cond(api, 'web', 'Ready')?.status, 'True');
@@ -292,31 +301,18 @@ test('a change marked while the plan is written is published before the status w
 test('endpoints that change on every PlanSlice write still get the status written (bounded deferral)', async () => {
   const api = cluster();
   api.apply(VIRTUAL_SERVERS, serviceVs('web', 'web'));
-  const calls: string[] = [];
   let writes = 0;
   const eps = (n: number) => slice('web-1', 'web', [{ ip: '10.244.1.5', pod: 'web-1' }, { ip: '10.244.1.6', pod: 'web-2', node: 'node-b', ready: n % 2 === 0 }]);
-  const slowApi = new Proxy(api, {
-    get(target, prop, recv) {
-      const v = Reflect.get(target, prop, recv) as unknown;
-      if (typeof v !== 'function') return v;
-      const fn = (v as (...a: unknown[]) => unknown).bind(target);
-      if (!['create', 'replace', 'patchStatus'].includes(String(prop))) return fn;
-      return async (...args: unknown[]) => {
-        const what = `${String(prop)} ${String((args[0] as { plural?: string }).plural)}`;
-        // Each of the first 8 PlanSlice writes flips the second endpoint: the key is always marked again.
-        if (what.endsWith(' planslices') && ++writes <= 8) api.apply(ENDPOINT_SLICES, eps(writes));
-        await new Promise((r) => setTimeout(r, 30));
-        calls.push(what);
-        return fn(...args);
-      };
-    },
+  // Each of the first 8 PlanSlice writes flips the second endpoint: the key is always marked again.
+  const { api: slowApi, calls } = slowed(api, ['create', 'replace', 'patchStatus'], () => 30, (what) => {
+    if (what.endsWith(' planslices') && ++writes <= 8) api.apply(ENDPOINT_SLICES, eps(writes));
   });
   const c = new Controller({ api: slowApi, identity: 'c1', leaderElection: false, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
   void c.start();
   await until(() => writes >= 9, 'the flipping stopped', 5000);
   await quiesce(c);
-  const sliceWrites = calls.map((x, i) => (x.endsWith(' planslices') ? i : -1)).filter((i) => i >= 0);
-  const firstStatus = calls.indexOf('patchStatus virtualservers');
+  const sliceWrites = calls.map((x, i) => (/ planslices /.test(x) ? i : -1)).filter((i) => i >= 0);
+  const firstStatus = calls.findIndex((x) => x.startsWith('patchStatus virtualservers'));
   assert.ok(firstStatus >= 0 && firstStatus < sliceWrites[7]!, `a status write came while the endpoints kept changing: ${calls.join(', ')}`);
   assert.equal(stored(api, 'web').status?.readyRealServers, 2, 'the status ends with the last state (the 8th flip: both ready)');
   await c.stop();
@@ -330,22 +326,8 @@ test('a wave of status refreshes (an agent reports every plan synced) does not h
     api.apply(ENDPOINT_SLICES, slice(`s${i}-1`, `s${i}`, [{ ip: `10.244.2.${i + 1}`, pod: `p${i}` }]));
     api.apply(VIRTUAL_SERVERS, serviceVs(`s${i}`, `s${i}`, `203.0.113.${100 + i}`));
   }
-  const calls: string[] = [];
   let slow = false;
-  const slowApi = new Proxy(api, {
-    get(target, prop, recv) {
-      const v = Reflect.get(target, prop, recv) as unknown;
-      if (typeof v !== 'function') return v;
-      const fn = (v as (...a: unknown[]) => unknown).bind(target);
-      if (!['replace', 'patchStatus'].includes(String(prop))) return fn;
-      return async (...args: unknown[]) => {
-        if (!slow) return fn(...args);
-        await new Promise((r) => setTimeout(r, 20));
-        calls.push(`${String(prop)} ${String((args[0] as { plural?: string }).plural)} ${String((args[2] as { metadata?: { name?: string } })?.metadata?.name ?? args[2])}`);
-        return fn(...args);
-      };
-    },
-  });
+  const { api: slowApi, calls } = slowed(api, ['replace', 'patchStatus'], () => (slow ? 20 : undefined));
   const c = new Controller({ api: slowApi, identity: 'c1', leaderElection: false, workers: 1, retryBackoff: { baseMs: 5, maxMs: 50 }, informerBackoff: { baseMs: 5, maxMs: 50 } });
   void c.start();
   await until(() => api.all(PLAN_SLICES).length === N && c.idle(), 'every plan published', 5000);
