@@ -88,9 +88,10 @@ export const ECHO_SERVER = {
       // termination takes to reach the director's kernel: EndpointSlice, controller, plan, agent),
       // then exits; a production pod does the same with a preStop sleep longer than that time.
       // 30 s (was 10, then 20): measured in this tier under TCG, the way from "terminating" in
-      // the EndpointSlice to weight 0 in the kernel took 11-18 s (2026-12-06 14:04) and 23 s in a
-      // CI run that failed with 20 s: while pods start and stop, the API server in the VM answered
-      // single writes in 4-6 s (the controller's slow-reconcile log in the chain print).
+      // the EndpointSlice to the agent's sync of the Draining plan took 18.3 s for the first old
+      // pod (11.2 s of it to the PlanSlice) and 2.5 s for the second (2026-12-06 14:04), and 23 s
+      // in a CI run that failed with 20 s: while pods start and stop, the API server in the VM
+      // answered single writes in 4-6 s (the controller's slow-reconcile log in the chain print).
       "process.on('SIGTERM', () => { console.log('SIGTERM: serving 30 s more'); setTimeout(() => process.exit(0), 30000); });",
     ].join('\n')],
     ports: [{ name: 'web', containerPort: 8080, protocol: 'TCP' }],
