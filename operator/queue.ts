@@ -39,14 +39,14 @@ export class WorkQueue {
   readonly #refreshes = new Set<string>();
   /** Changes handed out in a row while refreshes waited. */
   #inARow = 0;
-  /** Marked and not yet handed out (waiting, or in flight and marked again), with its lane. */
-  readonly #lane = new Map<string, Lane>();
-  readonly #dirty = new Set<string>();
+  /**
+   * Marked and not yet handed out (waiting, or in flight and marked again): its lane, and when it
+   * was first marked since it was last handed out (clock.now()).
+   */
+  readonly #marked = new Map<string, { lane: Lane; since: number }>();
   readonly #processing = new Set<string>();
   readonly #delayed = new Map<string, { due: number; timer: Timer }>();
   readonly #failures = new Map<string, number>();
-  /** When each dirty key was first marked since it was last handed out (clock.now()). */
-  readonly #since = new Map<string, number>();
   /** How long each key in flight waited between its first mark and being handed out (ms). */
   readonly #waited = new Map<string, number>();
   #getters: Array<(key: string | undefined) => void> = [];
@@ -58,17 +58,21 @@ export class WorkQueue {
 
   add(key: string, lane: Lane = 'change'): void {
     if (this.#shutdown) return;
-    if (this.#dirty.has(key)) {
-      if (lane === 'change' && this.#lane.get(key) === 'refresh') {
-        this.#lane.set(key, 'change');
+    const marked = this.#marked.get(key);
+    if (marked) {
+      if (lane === 'change' && marked.lane === 'refresh') {
+        marked.lane = 'change';
         if (this.#refreshes.delete(key)) this.#changes.add(key);
       }
       return;
     }
-    this.#dirty.add(key);
-    this.#lane.set(key, lane);
-    if (!this.#since.has(key)) this.#since.set(key, this.#o.clock.now());
-    if (this.#processing.has(key)) return;
+    this.#marked.set(key, { lane, since: this.#o.clock.now() });
+    // In flight: done() queues it.
+    if (!this.#processing.has(key)) this.#enqueue(key, lane);
+  }
+
+  /** A marked key to a waiting worker, or into its lane. */
+  #enqueue(key: string, lane: Lane): void {
     const getter = this.#getters.shift();
     if (getter) {
       this.#handOut(key);
@@ -148,12 +152,10 @@ export class WorkQueue {
   }
 
   #handOut(key: string): void {
-    this.#dirty.delete(key);
-    this.#lane.delete(key);
+    const marked = this.#marked.get(key);
+    this.#marked.delete(key);
     this.#processing.add(key);
-    const since = this.#since.get(key);
-    this.#since.delete(key);
-    this.#waited.set(key, since === undefined ? 0 : this.#o.clock.now() - since);
+    this.#waited.set(key, marked ? this.#o.clock.now() - marked.since : 0);
   }
 
   /**
@@ -161,7 +163,7 @@ export class WorkQueue {
    * inputs waits for it (a refresh, e.g. the echo of its own write, does not count).
    */
   markedAgain(key: string): boolean {
-    return this.#processing.has(key) && this.#dirty.has(key) && this.#lane.get(key) === 'change';
+    return this.#processing.has(key) && this.#marked.get(key)?.lane === 'change';
   }
 
   /**
@@ -175,12 +177,9 @@ export class WorkQueue {
   done(key: string): void {
     this.#processing.delete(key);
     this.#waited.delete(key);
-    if (this.#dirty.has(key)) {
-      const lane = this.#lane.get(key) ?? 'change';
-      this.#dirty.delete(key);
-      this.#lane.delete(key);
-      this.add(key, lane);
-    }
+    // Marked while in flight: queued now, its first mark's time kept for waited().
+    const marked = this.#marked.get(key);
+    if (marked) this.#enqueue(key, marked.lane);
   }
 
   /** Applies a reconcile result to key: forget on success, delayed or rate-limited re-add otherwise. */
@@ -209,10 +208,8 @@ export class WorkQueue {
   clear(): void {
     this.#changes.clear();
     this.#refreshes.clear();
-    this.#lane.clear();
+    this.#marked.clear();
     this.#inARow = 0;
-    this.#dirty.clear();
-    this.#since.clear();
     for (const d of this.#delayed.values()) d.timer.cancel();
     this.#delayed.clear();
     this.#failures.clear();
