@@ -115,9 +115,10 @@ export class LeaderElector {
     const timeout = AbortSignal.any([signal, AbortSignal.timeout(this.#o.renewDeadlineMs)]);
     // The leader renews with one conditional write on the lease it last wrote (no read first): it
     // succeeds only if nobody wrote the lease since, so it holds it still. Under a slow API server
-    // (4-6 s a request in the cluster tier's VM) a read and a write per renewal left the leader
-    // past its renew deadline, with writes withheld, although every renewal succeeded. On 409
-    // (someone else wrote it) the read below decides.
+    // (4-6 s a request in the cluster tier's VM) a read and a write per renewal can leave the
+    // leader past its renew deadline, with writes withheld, even when every renewal succeeds
+    // (isLeader() counts from an attempt's start). On 409 (someone else wrote it) the read below
+    // decides.
     if (this.#leading && this.#mine) {
       const renewed = await this.#renew(this.#mine, stamp, durationSeconds, now, timeout, signal);
       if (renewed !== 'conflict') return renewed;

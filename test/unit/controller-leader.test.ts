@@ -24,6 +24,16 @@ function elector(api: KubeApi, clock: ManualClock, identity: string, log: string
   return { e, stop: async () => { stop.abort(); await running; } };
 }
 
+/** A fake API and candidate 'a', which leads once the first attempt has settled. */
+async function firstLeader() {
+  const clock = new ManualClock();
+  const fake = new FakeKubeApi(() => clock.now());
+  const log: string[] = [];
+  const a = elector(fake, clock, 'a', log);
+  await settle();
+  return { clock, fake, log, a };
+}
+
 const holder = (api: FakeKubeApi) => api.peek<KubeObject & { spec?: { holderIdentity?: string } }>(LEASES, CFG.namespace, CFG.name)?.spec?.holderIdentity;
 
 /** Advances in small steps, asserting there is never more than one leader. */
@@ -35,11 +45,7 @@ async function run(clock: ManualClock, ms: number, electors: Array<{ e: LeaderEl
 }
 
 test('the first candidate leads and renews; the second stays a standby', async () => {
-  const clock = new ManualClock();
-  const fake = new FakeKubeApi(() => clock.now());
-  const log: string[] = [];
-  const a = elector(fake, clock, 'a', log);
-  await settle();
+  const { clock, fake, log, a } = await firstLeader();
   assert.ok(a.e.isLeader());
   const b = elector(fake, clock, 'b', log);
   await run(clock, 60_000, [a, b]);
@@ -81,11 +87,7 @@ test('a partitioned leader steps down within renewDeadline; the standby takes ov
 });
 
 test('graceful stop releases the lease: the standby leads at its next retry, not after the lease duration', async () => {
-  const clock = new ManualClock();
-  const fake = new FakeKubeApi(() => clock.now());
-  const log: string[] = [];
-  const a = elector(fake, clock, 'a', log);
-  await settle();
+  const { clock, fake, log, a } = await firstLeader();
   const b = elector(fake, clock, 'b', log);
   await run(clock, 5_000, [a, b]);
   const stoppedAt = clock.now();
@@ -107,11 +109,7 @@ test('inconsistent timings are refused', () => {
 });
 
 test('a renewal is one write, no read; a lease someone else wrote meanwhile is read and lost', async () => {
-  const clock = new ManualClock();
-  const fake = new FakeKubeApi(() => clock.now());
-  const log: string[] = [];
-  const a = elector(fake, clock, 'a', log);
-  await settle();
+  const { clock, fake, log, a } = await firstLeader();
   assert.ok(a.e.isLeader());
   const gets = fake.count('get', 'leases'), writes = fake.count('replace', 'leases');
   await run(clock, 20_000, [a]);
