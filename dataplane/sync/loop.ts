@@ -1,23 +1,28 @@
 // The sync driver. Events never touch the kernel: they only markDirty(). One sync runs at a time;
-// marks that arrive while it runs are coalesced into one more sync. Runs are rate-limited (at most
-// one start per minIntervalMs), retried after the delay a 'retry' result asks for (exponential
-// backoff, computed by the syncer), repeated while destinations drain, and repeated every
-// verifyTickMs even when nothing was marked: a verify tick, whose sync reads back the next verify
-// slice (verify.ts), so every desired service is read back once per resyncIntervalMs and an
-// outside edit to one is repaired within resyncIntervalMs plus one tick. Syncs in between read
-// back only the services whose desired state changed (sync.ts), and check the director (lvs0, its
-// sysctls, our nft tables) once per resyncIntervalMs; the full read-back (which also finds
-// services someone else added on our VIPs) comes every fullResyncIntervalMs,
-// by default 10 × resyncIntervalMs, besides the syncer's own reasons (first sync, after an error,
-// owned VIPs changed, retiring VIPs, refusals). A change that meets a due slice, full read-back or
-// director check is synced alone, and the left work follows at once (the result's followUp), so a
-// change waits behind one only if it lands while one runs. A new mark does not wait out a backoff:
-// a changed plan may be exactly what fixes the failure.
+// marks that arrive while it runs are coalesced into one more sync, started as soon as it ends: a
+// change waits at most for the sync in front of it, and a burst of changes costs one sync per sync
+// duration. By default nothing else limits the rate (minIntervalMs 0; marks within one turn of the
+// event loop share a sync); minIntervalMs > 0 spaces the starts of change syncs. Runs are retried
+// after the delay a 'retry' result asks for (exponential backoff, computed by the syncer), repeated
+// while destinations drain, and repeated every verifyTickMs even when nothing was marked: a verify
+// tick, whose sync reads back the next verify slice (verify.ts), so every desired service is read
+// back once per resyncIntervalMs and an outside edit to one is repaired within resyncIntervalMs
+// plus one tick. Syncs in between read back only the services whose desired state changed
+// (sync.ts), and check the director (lvs0, its sysctls, our nft tables) once per resyncIntervalMs;
+// the full read-back (which also finds services someone else added on our VIPs) comes every
+// fullResyncIntervalMs, by default 10 × resyncIntervalMs, besides the syncer's own reasons (first
+// sync, after an error, owned VIPs changed, retiring VIPs, refusals). A change that meets a due
+// slice, full read-back or director check is synced alone, and the left work follows at once (the
+// result's followUp), so a change waits behind one only if it lands while one runs. A new mark
+// does not wait out a backoff: a changed plan may be exactly what fixes the failure.
 import { realClock, type Timer } from '../../kube/clock.ts';
 import { createSyncer, type SyncResult, type SyncerOptions } from './sync.ts';
 
 export interface SyncLoopOptions extends SyncerOptions {
-  /** Least time between the starts of two syncs. Default 1 s. */
+  /**
+   * Least time between the starts of two syncs for marks (follow-ups, retries and ticks have their own
+   * timing). Default 0: a mark starts a sync at once, or right after the one running.
+   */
   minIntervalMs?: number;
   /** Every desired service is read back (verified) once per this period. Default 60 s. */
   resyncIntervalMs?: number;
@@ -58,7 +63,7 @@ export interface SyncLoop {
 
 export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
   const clock = opts.clock ?? realClock;
-  const minIntervalMs = opts.minIntervalMs ?? 1_000;
+  const minIntervalMs = opts.minIntervalMs ?? 0;
   const resyncIntervalMs = opts.resyncIntervalMs ?? 60_000;
   const verifyTickMs = opts.verifyTickMs ?? Math.max(minIntervalMs, 5_000);
   // Between two full read-backs a sync reads back what changed and, once per tick, a verify slice.
@@ -124,7 +129,7 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     const next = result.kind === 'ok' ? verifyTickMs : Math.min(result.after, result.kind === 'retry' ? resyncIntervalMs : verifyTickMs);
     schedule(now + next);
     // A follow-up (a slice, full read-back or director check left behind a change) runs at once: one per change
-    // sync, so it needs no rate limit, and a change arriving meanwhile waits for the gap as usual.
+    // sync, so it needs no rate limit.
     if (result.followUp) schedule(now);
     else if (dirty) schedule(Math.max(now, lastStart + minIntervalMs));
   }

@@ -58,6 +58,40 @@ test('a burst of marks is rate-limited into one sync, which sees the latest plan
   await loop.stop();
 });
 
+test('by default a mark syncs at once, and marks during a sync go into one more that starts when it ends', async () => {
+  let release: () => void = () => {};
+  let gate: Promise<void> | undefined;
+  class GatedKernel extends FakeIpvsKernel {
+    override async applyBatch(ops: Parameters<FakeIpvsKernel['applyBatch']>[0]): ReturnType<FakeIpvsKernel['applyBatch']> {
+      if (gate) await gate;
+      return super.applyBatch(ops);
+    }
+  }
+  const kernel = new GatedKernel();
+  const { loop, runs, state, clock, elapse } = setup([planService()], { kernel, minIntervalMs: undefined, verifyTickMs: 60_000 });
+  loop.start();
+  await elapse(100);
+  const weight = (w: number) => { state.plan = [planService({ realServers: [rs('10.0.0.1', 8080, { weight: w })] })]; loop.markDirty(); };
+  weight(2);
+  await elapse(0);
+  assert.equal(runs.map((r) => r.at), [0, 100], 'no gap after the first sync');
+  assert.is(kernel.snapshot()[0]!.destinations[0]!.weight, 2);
+  gate = new Promise((r) => { release = r; });
+  clock.tick(30);
+  weight(3);
+  clock.tick(0);
+  await new Promise((r) => setImmediate(r)); // this sync now waits inside its write
+  for (let w = 4; w <= 9; w++) { clock.tick(10); weight(w); }
+  clock.tick(40);
+  gate = undefined;
+  release();
+  await loop.idle();
+  await elapse(0);
+  assert.equal(runs.map((r) => r.at), [0, 100, 230, 230], 'the marks made during the sync: one more, as soon as it ended');
+  assert.is(kernel.snapshot()[0]!.destinations[0]!.weight, 9);
+  await loop.stop();
+});
+
 test('marks during a running sync are coalesced into exactly one more', async () => {
   let release: () => void = () => {};
   let gate: Promise<void> | undefined;
