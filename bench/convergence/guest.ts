@@ -81,7 +81,11 @@ async function main(): Promise<void> {
   execFileSync('bash', ['-ec', `sysctl -qw net.ipv4.ip_forward=1; ip link add cni0 type bridge; ip addr add ${POD_CIDR_GATEWAY} dev cni0; ip link set cni0 up`]);
   const kernel = await IpvsNetlink.open({ timeoutMs: 30_000 });
   const kube = new Kube(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'));
-  const agent = startAgent({ node, kubeconfig: need('BENCH_CONVERGENCE_AGENT_KUBECONFIG'), logLevel: 'info', logFile: '/run/tmp/lvs-agent.log' });
+  const heapMib = process.env.BENCH_CONVERGENCE_HEAP_MIB;
+  const agent = startAgent({
+    node, kubeconfig: need('BENCH_CONVERGENCE_AGENT_KUBECONFIG'), logLevel: 'info', logFile: '/run/tmp/lvs-agent.log',
+    ...(heapMib ? { nodeOptions: `--max-old-space-size=${heapMib}` } : {}),
+  });
   try {
     const programmedMs = await waitProgrammed(kernel, n, agent, Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000);
     emit({ type: 'programmed', n, ms: Math.round(programmedMs), agentFirstOutputMs: agent.firstOutputMs() });

@@ -6,7 +6,9 @@
 //
 // Environment: BENCH_CONVERGENCE_SIZES (default 100,5000), BENCH_CONVERGENCE_CHANGES (per size,
 // default 200), BENCH_CONVERGENCE_BUDGET_MIN (most minutes of changes per size, default 60),
-// BENCH_CONVERGENCE_TIMEOUT_MIN (VM deadline per size, default 150).
+// BENCH_CONVERGENCE_TIMEOUT_MIN (VM deadline per size, default 150), BENCH_CONVERGENCE_HEAP_MIB (the
+// controller and the agent run with --max-old-space-size of this many MiB; the chart's
+// --max-old-space-size-percentage=60 under its 384Mi limit gives 230; default: no cap, V8's own).
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
 import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../lab/apiserver/host-cluster.ts';
@@ -57,6 +59,11 @@ function positive(name: string, dflt: number): number {
   return v;
 }
 
+/** BENCH_CONVERGENCE_HEAP_MIB, when set: both processes' old-space cap in MiB. */
+export function heapCap(): number | undefined {
+  return process.env.BENCH_CONVERGENCE_HEAP_MIB === undefined ? undefined : positive('BENCH_CONVERGENCE_HEAP_MIB', 0);
+}
+
 /** Runs `fn` over 0..n-1 with `width` in flight. */
 async function pool(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
@@ -86,7 +93,8 @@ async function createObjects(kube: Kube, n: number, log: (m: string) => void): P
 async function runSize(n: number, changes: number, log: (m: string) => void): Promise<ConvergenceRun> {
   const loadBefore = load();
   log(`convergence ${n}: load before: ${loadBefore.uptime}`);
-  const hc = await startHostCluster(log);
+  const heapMib = heapCap();
+  const hc = await startHostCluster(log, heapMib ? { controllerNodeOptions: `--max-old-space-size=${heapMib}` } : {});
   const events: Array<Record<string, unknown>> = [];
   try {
     const kube = new Kube(hc.cp.kubeconfig.path);
@@ -102,6 +110,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         BENCH_CONVERGENCE_ADMIN_KUBECONFIG: hc.guest.admin, BENCH_CONVERGENCE_AGENT_KUBECONFIG: hc.guest.agent,
         BENCH_CONVERGENCE_BUDGET_MIN: String(positive('BENCH_CONVERGENCE_BUDGET_MIN', 60)),
         BENCH_CONVERGENCE_PROGRAM_MIN: String(positive('BENCH_CONVERGENCE_PROGRAM_MIN', 20)),
+        ...(heapMib ? { BENCH_CONVERGENCE_HEAP_MIB: String(heapMib) } : {}),
         // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (lab/guest/agent.ts).
         ...(process.env.LVS_SYSTEM_ECHO_AGENT ? { LVS_SYSTEM_ECHO_AGENT: process.env.LVS_SYSTEM_ECHO_AGENT } : {}),
       },

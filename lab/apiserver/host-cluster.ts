@@ -59,10 +59,14 @@ export function guestKubeconfig(contents: string, guestPort: number): string {
   return lines.join('\n');
 }
 
-function startController(kubeconfig: string, logPath: string): ControllerProc {
+/** `nodeOptions`: added to the controller's NODE_OPTIONS (the benchmarks' heap cap). */
+function startController(kubeconfig: string, logPath: string, nodeOptions?: string): ControllerProc {
   const child = spawn(process.execPath, [join(REPO_ROOT, 'operator/main.ts'), '--metrics-port=0'], {
     cwd: REPO_ROOT,
-    env: { ...process.env, KUBECONFIG: kubeconfig, POD_NAME: 'lvs-operator-0', POD_NAMESPACE: LEASE_NS, LOG_LEVEL: 'debug' },
+    env: {
+      ...process.env, KUBECONFIG: kubeconfig, POD_NAME: 'lvs-operator-0', POD_NAMESPACE: LEASE_NS, LOG_LEVEL: 'debug',
+      ...(nodeOptions ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, nodeOptions].filter(Boolean).join(' ') } : {}),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -166,7 +170,7 @@ export async function kubeProxyIdentity(cp: ControlPlane, guestPort = GUEST_API_
   return { host, guest };
 }
 
-export async function startHostCluster(log: (m: string) => void): Promise<HostCluster> {
+export async function startHostCluster(log: (m: string) => void, opts: { controllerNodeOptions?: string } = {}): Promise<HostCluster> {
   const t0 = Date.now();
   const timings: Record<string, number> = {};
   const cp = await startControlPlane({ log });
@@ -188,7 +192,7 @@ export async function startHostCluster(log: (m: string) => void): Promise<HostCl
     await writeFile(guest.admin, guestKubeconfig(cp.kubeconfig.contents, GUEST_API_PORT), { mode: 0o600 });
     await writeFile(guest.agent, guestKubeconfig(agentKc.contents, GUEST_API_PORT), { mode: 0o600 });
     const t1 = Date.now();
-    controller = startController(operatorKc.path, join(cp.dir, 'controller.log'));
+    controller = startController(operatorKc.path, join(cp.dir, 'controller.log'), opts.controllerNodeOptions);
     const c = controller;
     await waitFor('the controller to become leader', () => {
       if (c.child.exitCode !== null) throw new Error(`the controller exited ${c.child.exitCode}`);

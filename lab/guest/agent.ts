@@ -36,13 +36,17 @@ let runs = 0;
 const live = new Set<ChildProcess>();
 process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
 
-export function startAgent(o: { node: string; kubeconfig: string; logLevel?: string; logFile?: string; args?: string[] }): AgentProc {
+/** `nodeOptions`: added to the agent's NODE_OPTIONS (the benchmarks' heap cap). */
+export function startAgent(o: { node: string; kubeconfig: string; logLevel?: string; logFile?: string; args?: string[]; nodeOptions?: string }): AgentProc {
   runs += 1;
   const run = runs;
   const logFile = o.logFile ?? join(process.env.TMPDIR ?? '/tmp', 'lvs-agent.log');
   const child = spawn(process.execPath, [AGENT_ENTRY, 'run', ...(o.args ?? [])], { // V8 flags and CPU: lab/vm/vm.ts, the one VM definition
     cwd: REPO,
-    env: { ...process.env, NODE_NAME: o.node, KUBECONFIG: o.kubeconfig, LOG_LEVEL: o.logLevel ?? 'debug' },
+    env: {
+      ...process.env, NODE_NAME: o.node, KUBECONFIG: o.kubeconfig, LOG_LEVEL: o.logLevel ?? 'debug',
+      ...(o.nodeOptions ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, o.nodeOptions].filter(Boolean).join(' ') } : {}),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
