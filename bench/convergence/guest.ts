@@ -8,6 +8,9 @@
 // after a removal. Write and observation are timed with this process's one clock. Results go to
 // the console as `BENCH-JSON {...}` lines.
 import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { IpvsNetlink } from '../../dataplane/ipvs/netlink.ts';
 import type { IpvsDestination, IpvsServiceKey } from '../../dataplane/ipvs/types.ts';
@@ -82,9 +85,14 @@ async function main(): Promise<void> {
   const kernel = await IpvsNetlink.open({ timeoutMs: 30_000 });
   const kube = new Kube(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'));
   const heapMib = process.env.BENCH_CONVERGENCE_HEAP_MIB;
+  const nodeOptions = [
+    ...(heapMib ? [`--max-old-space-size=${heapMib}`] : []),
+    // A sample every 10 ms: under TCG the default 1 ms costs too much of the CPU it measures.
+    ...(process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${PROF_DIR} --cpu-prof-interval=10000`] : []),
+  ].join(' ');
   const agent = startAgent({
     node, kubeconfig: need('BENCH_CONVERGENCE_AGENT_KUBECONFIG'), logLevel: 'info', logFile: '/run/tmp/lvs-agent.log',
-    ...(heapMib ? { nodeOptions: `--max-old-space-size=${heapMib}` } : {}),
+    ...(nodeOptions ? { nodeOptions } : {}),
   });
   try {
     const programmedMs = await waitProgrammed(kernel, n, agent, Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000);
@@ -141,7 +149,19 @@ async function main(): Promise<void> {
     await agent.kill('SIGTERM');
     kube.close();
     await kernel.close();
+    if (process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF) emitProfile();
   }
+}
+
+const PROF_DIR = '/run/tmp/agent-prof';
+
+/** The agent's CPU profile (written when it exits) to the host, gzipped, in base64 lines (`BENCH-PROF`). */
+function emitProfile(): void {
+  const files = existsSync(PROF_DIR) ? readdirSync(PROF_DIR).filter((f) => f.endsWith('.cpuprofile')) : [];
+  if (files.length !== 1) { console.log(`# agent CPU profile: ${files.length} files in ${PROF_DIR}, none sent`); return; }
+  const b64 = gzipSync(readFileSync(join(PROF_DIR, files[0]!))).toString('base64');
+  for (let i = 0; i < b64.length; i += 8192) console.log(`BENCH-PROF ${b64.slice(i, i + 8192)}`);
+  console.log('BENCH-PROF-END');
 }
 
 main().then(() => process.exit(0), (err: unknown) => {

@@ -8,7 +8,11 @@
 // default 200), BENCH_CONVERGENCE_BUDGET_MIN (most minutes of changes per size, default 60),
 // BENCH_CONVERGENCE_TIMEOUT_MIN (VM deadline per size, default 150), BENCH_CONVERGENCE_HEAP_MIB (the
 // controller and the agent run with --max-old-space-size of this many MiB; the chart's
-// --max-old-space-size-percentage=60 under its 384Mi limit gives 230; default: no cap, V8's own).
+// --max-old-space-size-percentage=60 under its 384Mi limit gives 230; default: no cap, V8's own),
+// BENCH_CONVERGENCE_AGENT_CPU_PROF (a path prefix: the agent runs with --cpu-prof, a sample per
+// 10 ms, and its profile of each size is written to PREFIX-N.cpuprofile).
+import { writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
 import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../lab/apiserver/host-cluster.ts';
@@ -59,6 +63,20 @@ function positive(name: string, dflt: number): number {
   return v;
 }
 
+const profileChunks: string[] = [];
+/** Takes the guest's `BENCH-PROF` lines; at the end writes PREFIX-N.cpuprofile. True for a profile line. */
+function collectProfile(line: string, prefix: string, n: number, log: (m: string) => void): boolean {
+  const i = line.indexOf('BENCH-PROF');
+  if (i < 0) return false;
+  if (line.startsWith('BENCH-PROF-END', i)) {
+    const file = `${prefix}-${n}.cpuprofile`;
+    writeFileSync(file, gunzipSync(Buffer.from(profileChunks.join(''), 'base64')));
+    profileChunks.length = 0;
+    log(`convergence ${n}: the agent's CPU profile is in ${file}`);
+  } else profileChunks.push(line.slice(i + 'BENCH-PROF '.length).trim());
+  return true;
+}
+
 /** BENCH_CONVERGENCE_HEAP_MIB, when set: both processes' old-space cap in MiB. */
 export function heapCap(): number | undefined {
   return process.env.BENCH_CONVERGENCE_HEAP_MIB === undefined ? undefined : positive('BENCH_CONVERGENCE_HEAP_MIB', 0);
@@ -94,6 +112,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
   const loadBefore = load();
   log(`convergence ${n}: load before: ${loadBefore.uptime}`);
   const heapMib = heapCap();
+  const profile = process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF;
   const hc = await startHostCluster(log, heapMib ? { controllerNodeOptions: `--max-old-space-size=${heapMib}` } : {});
   const events: Array<Record<string, unknown>> = [];
   try {
@@ -111,12 +130,14 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         BENCH_CONVERGENCE_BUDGET_MIN: String(positive('BENCH_CONVERGENCE_BUDGET_MIN', 60)),
         BENCH_CONVERGENCE_PROGRAM_MIN: String(positive('BENCH_CONVERGENCE_PROGRAM_MIN', 20)),
         ...(heapMib ? { BENCH_CONVERGENCE_HEAP_MIB: String(heapMib) } : {}),
+        ...(profile ? { BENCH_CONVERGENCE_AGENT_CPU_PROF: '1' } : {}),
         // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (lab/guest/agent.ts).
         ...(process.env.LVS_SYSTEM_ECHO_AGENT ? { LVS_SYSTEM_ECHO_AGENT: process.env.LVS_SYSTEM_ECHO_AGENT } : {}),
       },
       label: `conv-${n}`,
-      echo: true,
+      echo: (line) => !line.includes('BENCH-PROF'),
       onOutput: (line) => {
+        if (profile && collectProfile(line, profile, n, log)) return;
         const i = line.indexOf('BENCH-JSON ');
         if (i >= 0) events.push(JSON.parse(line.slice(i + 11)) as Record<string, unknown>);
       },

@@ -14,7 +14,8 @@
 //                 10.0.2.100:guestPort (eth0 = 10.0.2.15/24, qemu user net with restrict=on: nothing
 //                 else leaves the VM). Without it the VM has no NIC at all.
 //       modules   extra kernel modules to load; DEFAULT_MODULES are always loaded.
-//       echo      print the command's output to stdout prefixed with `[label] ` (default true), and
+//       echo      print the command's output to stdout prefixed with `[label] ` (default true; a
+//                 function chooses the lines of the command's output), and
 //                 kernel messages as `[label kernel] ` (live once the command runs; the last 60
 //                 lines of the boot log too when the VM failed). The kernel console is a separate
 //                 serial port, so its messages never split a line of test output.
@@ -78,7 +79,7 @@ export interface VmOptions {
   env?: Record<string, string>;
   cwd?: string; // default REPO_ROOT
   onOutput?: (line: string) => void;
-  echo?: boolean; // default true
+  echo?: boolean | ((line: string) => boolean); // default true; a function says which lines
   label?: string; // default 'vm'
   /** Experiments only (lab/vm/node-starts.ts): another CPU model or TCG threading than VM_CPU. */
   qemuCpu?: QemuCpu;
@@ -263,7 +264,7 @@ function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmR
       exitCode = Number(m[1]);
       afterExit ??= setTimeout(() => killGroup(pgid), 10_000); // do not wait on a hung power-off
     }
-    if (echo) process.stdout.write(`[${label}] ${line}\n`);
+    if (echo === true || (echo !== false && echo(line))) process.stdout.write(`[${label}] ${line}\n`);
     opts.onOutput?.(line);
   };
   // Kernel messages are echoed live once the command runs (IPVS warnings, oopses); the boot log
