@@ -38,7 +38,7 @@ import type { Checker } from '../health/check.ts';
 import { healthFileOf, healthRecord, writeHealthRecord } from '../health/record.ts';
 import { createRealServerPass } from './realserver-pass.ts';
 import { BookList, MappedList } from './plan-list.ts';
-import { gateService, localRealServers, preparedByNode, preparedEntries, realServersUnaffected, wantedEntries, type LocalRealServer } from './realservers.ts';
+import { gateService, localRealServers, preparedByNode, preparedEntries, realServersUnaffected, sliceOutsidePass, wantedEntries, type LocalRealServer } from './realservers.ts';
 import { createReportWriter } from './report-writer.ts';
 import type { Member } from '../announce/election.ts';
 import { startClusterHa, type ClusterHa, type ClusterHaSettings } from './ha.ts';
@@ -120,6 +120,8 @@ interface RealServerState {
   frozen: Array<{ owner: KeyOwner; message: string }>;
   /** preparedKey → what was wanted by the last pass (the guard's baseline). */
   wanted: Map<string, { address: string; vip: LocalRealServer['vips'][number]; owners: KeyOwner[] }>;
+  /** The VIPs of `wanted` (plan slices without them and without DR/TUN are no work for the pass). */
+  wantedVips: ReadonlySet<string>;
   pending?: PendingRemoval;
 }
 
@@ -159,7 +161,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   let current: Snapshot | undefined;
   let synced: Snapshot | undefined;
   let lastSync: SyncResult | undefined;
-  const rs: RealServerState = { prepared: new Set(), errors: [], local: new Map(), frozen: [], wanted: new Map() };
+  const rs: RealServerState = { prepared: new Set(), errors: [], local: new Map(), frozen: [], wanted: new Map(), wantedVips: new Set() };
   const timers: { release?: Timer; rsRelease?: Timer; rsRetry?: Timer; report?: Timer; health?: Timer; announce?: Timer } = {};
   let clusterHa: ClusterHa | undefined;
   let stopping = false;
@@ -326,6 +328,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
       for (const owner of w.owners) rs.frozen.push({ owner, message: g.message! });
     }
     rs.wanted = wanted;
+    rs.wantedVips = new Set([...wanted.values()].map((w) => w.vip.vip));
     const directed = new Set(bookServices(book, bookCache).filter((s) => s.directors.includes(opts.node)).map((s) => s.vip));
     for (const k of bookHeld(book)) { const p = parseServiceKey(k); if (p) directed.add(p.vip); }
     const keepUnwanted = g.held.length > 0 || [...book.owners.values()].some((o) => o.frozen && !o.plan);
@@ -425,8 +428,10 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     const rv = obj.metadata.resourceVersion ?? '';
     if (compareResourceVersions(rv, sliceRv) !== -1) sliceRv = rv;
     loop.markDirty();
-    // A NAT service's endpoints changing is no work for the pass, which reads every plan.
-    if (!old || !realServersUnaffected(old, obj)) markRealServers();
+    // A NAT service's endpoints changing, or a NAT service coming or going, is no work for the pass,
+    // which reads every plan.
+    const outside = old ? realServersUnaffected(old, obj) : sliceOutsidePass(obj, rs.wantedVips, deleted ? 'delete' : 'add');
+    if (!outside) markRealServers();
   };
   slices.addHandlers({ onAdd: (o) => mark(o), onUpdate: (old, o) => mark(o, false, old), onDelete: (o) => mark(o, true) });
   reports.addHandlers({ onAdd: (o) => onReport(o), onUpdate: (_old, o) => onReport(o), onDelete: (o) => onReport(o, true) });

@@ -111,17 +111,39 @@ export function wantedEntries(local: ReadonlyMap<string, LocalRealServer>): Map<
   return out;
 }
 
+/** Every service NAT with a VIP (nothing to prepare); false for anything unreadable. */
+function natOnly(services: unknown): services is SliceService[] {
+  return Array.isArray(services) && services.every((x: Partial<SliceService> | null) => x?.forwarding === 'NAT' && typeof x.vip === 'string');
+}
+
 /**
  * A plan-slice update that cannot change what the real-server pass does: before and after, every
  * service is NAT (nothing to prepare), with the same VIPs and directors (the pass reads the VIPs
  * this node directs, for the return path of its own DR pods). The common churn of a NAT service,
- * its endpoints coming and going, is this; anything else, adds and deletes included, runs the pass.
+ * its endpoints coming and going, is this; anything else, adds and deletes included, runs the pass
+ * (those: sliceOutsidePass()).
  * A slice that does not look like one (a newer or broken controller) is not judged here: it runs it.
  */
 export function realServersUnaffected(old: KubeObject, now: KubeObject): boolean {
   const o = old as Partial<PlanSliceObject>, n = now as Partial<PlanSliceObject>;
-  const natOnly = (s: unknown): s is SliceService[] => Array.isArray(s) && s.every((x: Partial<SliceService> | null) => x?.forwarding === 'NAT' && typeof x.vip === 'string');
   if (!natOnly(o.services) || !natOnly(n.services) || !Array.isArray(o.directors) || !Array.isArray(n.directors)) return false;
   const vips = (s: SliceService[]) => [...new Set(s.map((x) => x.vip))].sort().join(',');
   return o.directors.join(',') === n.directors.join(',') && vips(o.services) === vips(n.services);
+}
+
+/**
+ * A plan slice whose coming or going cannot change what the real-server pass does: every service
+ * NAT, none of its VIPs a VIP of a local real server the last pass wanted (`localVips`), and, when
+ * it comes, the whole plan of its VirtualServer (count 1). The pass prepares DR/TUN real servers
+ * only, and a VirtualServer has one forwarding method: a NAT slice can complete a plan whose other
+ * slices are DR only while the method changes (so an added slice of several runs the pass); a
+ * deleted one leaves at most an incomplete plan, which the pass would hold as it is. The one use
+ * the pass has for the VIPs this node directs is the return path of its own DR/TUN pods, which
+ * only those pods' VIPs decide. So a NAT Service created or deleted (the common case at scale: at
+ * 10,000 Services under emulation each pass took seconds, one after another while the first list's
+ * slices arrived) leaves the pass alone. Anything unreadable runs it.
+ */
+export function sliceOutsidePass(obj: KubeObject, localVips: ReadonlySet<string>, event: 'add' | 'delete'): boolean {
+  const o = obj as Partial<PlanSliceObject>;
+  return natOnly(o.services) && !o.services.some((x) => localVips.has(x.vip)) && (event === 'delete' || o.count === 1);
 }

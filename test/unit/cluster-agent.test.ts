@@ -163,7 +163,7 @@ test('a pod not found yet is looked for again on a timer, without any plan chang
   } finally { await h.close(); }
 });
 
-test('a NAT service\'s endpoints changing runs no real-server pass; a DR plan change, a new NAT VIP and a deletion do', async () => {
+test('NAT endpoints changing, a NAT VirtualServer coming or going run no real-server pass; a DR plan change, a new NAT VIP, a NAT VIP of a local DR pod and a DR deletion do', async () => {
   let finds = 0;
   const base = podFinder();
   const h = harness('n1', { finder: { ...base, find: (a) => { finds++; return base.find(a); } } });
@@ -189,10 +189,25 @@ test('a NAT service\'s endpoints changing runs no real-server pass; a DR plan ch
     publish(h.api, ownerPlan('pods', [service({ vip: '203.0.113.20', forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 2, state: 'Ready', node: 'n1' }] })], { generation: 2 }));
     await h.clock.advance(2_000);
     assert.is(finds, before + 2, 'a DR plan change runs one');
-    unpublish(h.api, nat(12, '10.244.1.12', '203.0.113.30'));
+    const other = (vip: string, port = 80) => ownerPlan('other', [service({ vip, port, realServers: [{ address: '10.244.2.1', port: 8080, weight: 1, state: 'Ready' }] })]);
+    publish(h.api, other('203.0.113.40'));
     await h.clock.advance(2_000);
-    assert.is(finds, before + 3, 'a deletion runs one');
+    assert.ok(h.view().includes('TCP/203.0.113.40:80 -> 10.244.2.1:8080 w=1'), 'the new NAT VirtualServer was programmed');
+    assert.is(finds, before + 2, 'a NAT VirtualServer created runs none');
+    unpublish(h.api, other('203.0.113.40'));
+    await h.clock.advance(2_000);
+    assert.not.ok(h.view().some((l) => l.includes('203.0.113.40')), 'and deleted');
+    assert.is(finds, before + 2, 'a NAT VirtualServer deleted runs none');
+    publish(h.api, other('203.0.113.20', 8443));
+    await h.clock.advance(2_000);
+    assert.is(finds, before + 3, 'a NAT VirtualServer on the VIP of this node\'s DR pod runs one (its return path)');
+    unpublish(h.api, other('203.0.113.20', 8443));
+    await h.clock.advance(2_000);
+    assert.is(finds, before + 4, 'and so does its deletion');
     assert.equal(h.report()!.prepared, [{ address: POD, vip: '203.0.113.20', forwarding: 'DR' }]);
+    unpublish(h.api, dr);
+    await h.clock.advance(2_000);
+    assert.is(finds, before + 5, 'a DR deletion runs one');
   } finally { await h.close(); }
 });
 

@@ -2,7 +2,7 @@
 // report lists every failure where the controller will look for it.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gateServices, localRealServers, preparedByNode, preparedEntries, realServersUnaffected } from '../../dataplane/cluster/realservers.ts';
+import { gateServices, localRealServers, preparedByNode, preparedEntries, realServersUnaffected, sliceOutsidePass } from '../../dataplane/cluster/realservers.ts';
 import { reportFor, syncFailures } from '../../dataplane/cluster/report.ts';
 import type { SyncResult } from '../../dataplane/sync/sync.ts';
 import { planServices } from '../../api/plan-slice.ts';
@@ -105,6 +105,22 @@ test('realServersUnaffected: only NAT before and after, same VIPs and directors;
   assert.not.ok(realServersUnaffected(slice([{ ...nat('203.0.113.1', 'a'), forwarding: 'TUN' }]), slice([nat('203.0.113.1', 'a')])), 'TUN before');
   assert.not.ok(realServersUnaffected(slice(undefined), slice([nat('203.0.113.1', 'a')])), 'unreadable');
   assert.not.ok(realServersUnaffected(slice([null]), slice([nat('203.0.113.1', 'a')])), 'unreadable entry');
+});
+
+test('sliceOutsidePass: a NAT slice added (the whole plan) or deleted, none of its VIPs a local real server\'s; anything else runs the pass', () => {
+  const slice = (services: unknown, count = 1) => ({ apiVersion: 'lvs.dev/v1alpha1', kind: 'PlanSlice', metadata: { name: 's' }, directors: ['n1'], index: 0, count, services }) as never;
+  const nat = (vip: string) => ({ vip, forwarding: 'NAT', realServers: [{ address: '10.0.0.1' }] });
+  const none = new Set<string>(), local = new Set(['203.0.113.9']);
+  assert.ok(sliceOutsidePass(slice([nat('203.0.113.1'), nat('203.0.113.2')]), none, 'add'));
+  assert.ok(sliceOutsidePass(slice([nat('203.0.113.1')]), local, 'delete'));
+  assert.not.ok(sliceOutsidePass(slice([nat('203.0.113.1'), nat('203.0.113.9')]), local, 'add'), 'the VIP of a local DR/TUN pod: its return path');
+  assert.not.ok(sliceOutsidePass(slice([nat('203.0.113.9')]), local, 'delete'), 'the same, deleted');
+  assert.not.ok(sliceOutsidePass(slice([{ ...nat('203.0.113.1'), forwarding: 'DR' }]), none, 'add'), 'DR');
+  assert.not.ok(sliceOutsidePass(slice([{ ...nat('203.0.113.1'), forwarding: 'TUN' }]), none, 'delete'), 'TUN deleted');
+  assert.not.ok(sliceOutsidePass(slice([nat('203.0.113.1')], 2), none, 'add'), 'one of several slices: it may complete a plan whose others are DR');
+  assert.ok(sliceOutsidePass(slice([nat('203.0.113.1')], 2), none, 'delete'), 'deleted, it leaves at most an incomplete plan');
+  assert.not.ok(sliceOutsidePass(slice(undefined), none, 'add'), 'unreadable');
+  assert.not.ok(sliceOutsidePass(slice([null]), none, 'delete'), 'unreadable entry');
 });
 
 test('report: a yielding director says why; the CRD and the parser take it back; in service, no field', async () => {
