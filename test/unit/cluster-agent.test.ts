@@ -35,6 +35,22 @@ test('a published plan is programmed; the report says up to where; nothing is wr
   } finally { await h.close(); }
 });
 
+test('idle, syncs come only on the verify ticks: nothing loops between a sync, its report and the next sync (no minimum gap holds it back)', async () => {
+  const h = harness('n1');
+  publish(h.api, ownerPlan('web', [service()]));
+  publish(h.api, ownerPlan('pods', [service({ vip: '203.0.113.20', forwarding: 'DR', prepareRealServers: true, realServers: [{ address: POD, port: 80, weight: 1, state: 'Ready', node: 'n1' }] })]));
+  let syncs = 0;
+  await h.start({ metrics: { programmed: () => {}, synced: () => { syncs++; } } });
+  try {
+    await h.clock.advance(10_000);
+    assert.equal(h.report()!.prepared, [{ address: POD, vip: '203.0.113.20', forwarding: 'DR' }]);
+    const before = syncs;
+    await h.clock.advance(60_000);
+    // A verify tick every 5 s (12 here); a director check may take a follow-up sync.
+    assert.ok(syncs - before <= 14, `${syncs - before} syncs in 60 idle seconds`);
+  } finally { await h.close(); }
+});
+
 test('synced() (/readyz) turns true at the first sync of the published plans, not at start, and stays true while the apiserver is away', async () => {
   const h = harness('n1');
   const net = partitionable(h.api);
