@@ -129,6 +129,11 @@ export interface IpvsKernel {
    */
   readService?(key: IpvsServiceKey): Promise<IpvsServiceState | undefined>;
   /**
+   * Every service without its destinations (one GET_SERVICE dump), sorted by service key. Optional:
+   * without it a sync that brings new owned VIPs is full (sync/new-vips.ts).
+   */
+  services?(): Promise<IpvsService[]>;
+  /**
    * The writes in order, one result per write (same index). A write whose service's addService
    * failed earlier in the batch is skipped. Optional: callers fall back to the one-op methods.
    */

@@ -14,7 +14,7 @@
 // A VIP that is ours already stays ours (our own services on it never make us refuse it, so a
 // restart does not flap). If its address shows up on another device too, nothing on it is touched
 // any more — its services are frozen as found, it stays bound — and it is reported: doubt freezes.
-import type { IpvsServiceState } from '../ipvs/types.ts';
+import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { indexOf, type DesiredState, type Problem } from './desired.ts';
 import { byString, canonicalAddress, ipvsServiceKey, parseServiceKey } from './keys.ts';
 
@@ -28,8 +28,8 @@ export interface AdoptionInput {
    * the director's namespace; undefined when the node's addresses could not be read.
    */
   elsewhere: ReadonlyMap<string, readonly string[]> | undefined;
-  /** The kernel's IPVS services (a full dump). */
-  kernel: readonly IpvsServiceState[];
+  /** The kernel's IPVS services (a full dump, or a services-only one: destinations are not looked at). */
+  kernel: readonly { service: IpvsServiceKey }[];
 }
 
 export interface Refusal {

@@ -12,9 +12,10 @@
 // dump per service). When the kernel offers readService() and fullResyncIntervalMs is set, a sync
 // within that interval of the last full one, after a clean sync, with the same owned VIPs and
 // frozen keys, reads back only the services whose desired state changed since then or that are
-// draining (partial.ts) — a change costs in proportion to its size, not to the table. The first
-// sync, the first one after any error, the periodic one, and, without the verifier, one that finds
-// no desired change at all (asked for as a repair) are full.
+// draining (partial.ts) — a change costs in proportion to its size, not to the table. A sync whose
+// only scope change is new owned VIPs lists the services without destinations instead of a full
+// read-back (new-vips.ts). The first sync, the first one after any error, the periodic one, and,
+// without the verifier, one that finds no desired change at all (asked for as a repair) are full.
 //
 // Verify slices (verify.ts, with opts.verify): a partial sync at least verify.tickMs after the last
 // slice also reads back the next verify slice of the desired services and diffs it with the
@@ -32,112 +33,23 @@
 // between syncs: when each destination started draining, the VIPs it used to direct (their
 // services must still be drained and removed), the desired state of its last clean sync, the
 // verify cursor, and its consecutive failures.
-import type { Logger } from 'pino';
 import { realClock, type Clock } from '../../kube/clock.ts';
-import type { PlanService } from '../../api/plan.ts';
-import type { ListDelta } from '../delta-list.ts';
-import type { IpvsKernel, IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
+import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { refusedVips, withRefusals, type Refusal } from './adoption.ts';
 import { applyOps } from './apply.ts';
 import { desiredState, type DesiredMemo, type DesiredState, type Problem } from './desired.ts';
-import { diff, type SyncOpKind } from './diff.ts';
+import { diff } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedIn, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
+import { addedVips, newVipReads } from './new-vips.ts';
 import { VERIFY_CHUNK, verifySlice, verifySliceSize, withSlice } from './verify.ts';
 import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, type VipBinder } from './vips.ts';
 
+import type { SyncError, SyncerOptions, SyncResult, Syncer, SyncSummary } from './syncer-types.ts';
+
 export type { Clock, VipBinder };
+export type { SyncError, SyncerOptions, SyncResult, Syncer };
 
-export interface SyncerOptions {
-  kernel: IpvsKernel;
-  node: string;
-  /** The current plan (the services of every VirtualServer; only this node's are used). */
-  plan: () => readonly PlanService[];
-  log: Logger;
-  /**
-   * Service keys to leave exactly as the kernel has them, their VIPs still owned, though the plan
-   * has no entry for them (desiredState's `held`). Called right after plan(), in the same turn,
-   * so both describe one snapshot.
-   */
-  held?: () => readonly string[];
-  /**
-   * Called right after plan(): where that plan differs from `from`, an earlier plan, when the
-   * source knows (the cluster agent does); desiredState then looks only there.
-   */
-  planDelta?: () => ListDelta<PlanService> | undefined;
-  /** Drain deadlines and backoff are measured on clock.now(), the monotonic timeline. */
-  clock?: Clock;
-  /** When given, owned VIPs are bound on it after their services exist and unbound once retired. */
-  vips?: VipBinder;
-  /** Longest wait for a removed TCP/SCTP destination's connections to end. Default 5 min. */
-  drainTimeoutMs?: number;
-  /** How often connection counters are re-read while something drains. Default 5 s. */
-  drainPollMs?: number;
-  /** Retry delay after failures: initialMs · 2^(n-1), capped at maxMs. Default 1 s .. 60 s. */
-  backoff?: { initialMs?: number; maxMs?: number };
-  /**
-   * Longest time between full read-backs; syncs in between read back only what changed (needs
-   * kernel.readService). Default 0: every sync is full. The sync loop passes its resync interval.
-   */
-  fullResyncIntervalMs?: number;
-  /**
-   * Rolling verification between full read-backs (verify.ts; needs kernel.readService and
-   * fullResyncIntervalMs): every desired service is read back once per intervalMs, in verify
-   * slices of at most one per tickMs. The sync loop passes its resync interval and verify tick.
-   */
-  verify?: { intervalMs: number; tickMs: number };
-  /**
-   * VIPs this node owned or was still retiring before this process (the owner record): their
-   * services are retired — drained, then removed — unless the plan wants them again, even when
-   * lvs0 no longer lists them (deleted by hand, or a one-shot apply that exited mid-drain).
-   */
-  retiringVips?: readonly string[];
-}
-
-export interface SyncError {
-  op: SyncOpKind | 'plan' | 'dump' | 'listVips' | 'bindVip' | 'unbindVip';
-  /** Service key, when the error concerns one. */
-  key?: string;
-  dest?: string;
-  vip?: string;
-  code?: string;
-  error: Error;
-}
-
-interface SyncSummary {
-  /** Operations the diff asked for. */
-  ops: number;
-  /** Destinations still draining after this sync. */
-  draining: number;
-  /** Plan entries that could not be turned into kernel state (not retried: the plan must change). */
-  problems: Problem[];
-  /** Services read back: 'full' (everything), or how many (a partial sync, its verify slice included). */
-  read?: 'full' | number;
-  /** Services of a verify slice among those read back by a partial sync (verify.ts). */
-  verified?: number;
-  /** VIPs still being retired after this sync (services of ours left on them): for the owner record. */
-  retiring?: string[];
-  /** Wanted VIPs this sync refused to adopt or froze (adoption.ts); their plan keys are in problems. */
-  refused?: Refusal[];
-  /**
-   * The desired state was patched from the last sync's, not rebuilt (desired.ts): plan entries
-   * compared (only where planDelta said the plan changed, when it did) and services changed.
-   */
-  patched?: { compared: number; changed: number };
-  /** This sync left a due full read-back, verify slice or director check to the next one, which the loop runs at once. */
-  followUp?: 'full' | 'verify' | 'director';
-}
-
-export type SyncResult =
-  | ({ kind: 'ok' } & SyncSummary)
-  | ({ kind: 'retry'; after: number; errors: SyncError[] } & SyncSummary)
-  | ({ kind: 'drainPending'; after: number } & SyncSummary);
-
-export interface Syncer {
-  sync(): Promise<SyncResult>;
-  /** The next sync checks the director (lvs0, sysctls, nft tables) whatever the verifier's schedule. */
-  checkDirectorNext(): void;
-}
 
 export function createSyncer(opts: SyncerOptions): Syncer {
   const clock = opts.clock ?? realClock;
@@ -209,6 +121,10 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       }
       delete summary.verified; delete summary.followUp;
       listed = director.bound;
+    } else {
+      const added = await newVipSync(planned, scope, now, summary);
+      if (added?.result) return added.result;
+      listed = added?.listed;
     }
     summary.read = 'full';
     fullDeferred = false; sliceDeferred = false; directorDeferred = false;
@@ -363,13 +279,48 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     return bound.length === lastOwned.size && bound.every((v) => lastOwned.has(v)) ? 'ok' : { bound };
   }
 
-  /** Read back, diff and apply only `changed`; VIPs are left alone (the owned set is unchanged). */
-  async function partialSync(want: DesiredState, changed: Map<string, IpvsServiceKey>, summary: SyncSummary, now: number, scope: string): Promise<SyncResult> {
-    summary.read = changed.size;
+  /**
+   * A sync whose scope only adds owned VIPs (new-vips.ts), without a full read-back: lvs0 as the
+   * full sync would take it, the services listed without destinations, the adoption check on that
+   * list, then a partial sync of the changed services and the extras on owned VIPs, which binds the
+   * new VIPs. Undefined, or `listed` (lvs0 as read, for the full sync to go on from), when this sync
+   * must be full after all: lvs0 is not as the last sync left it, a VIP is refused, or too much to read.
+   */
+  async function newVipSync(planned: DesiredState, scope: string, now: number, summary: SyncSummary): Promise<{ result?: SyncResult; listed?: string[] } | undefined> {
+    const kernel = opts.kernel;
+    if (!view || !kernel.readService || !kernel.services || failures > 0 || retiring.size > 0 || refusedLast) return undefined;
+    if (now - lastFullAt >= fullIntervalMs || !addedVips(lastOwned, view.scope, planned.ownedVips, scope)) return undefined;
+    const errors: SyncError[] = [];
+    const known = !opts.verify || now >= nextDirectorAt ? undefined : knownBound(opts.vips);
+    const bound = known ?? await listBound(opts.vips, errors);
+    if (!bound) return { result: retry(errors, summary) };
+    const listed = known ? undefined : bound;
+    if (listed && opts.verify) nextDirectorAt = now + opts.verify.intervalMs;
+    if (opts.vips && (bound.length !== lastOwned.size || !bound.every((v) => lastOwned.has(v)))) return { listed };
+    let services;
+    try {
+      services = await kernel.services();
+    } catch (err) {
+      return { result: retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary) };
+    }
+    const refusals = refusedVips({ wanted: planned.ownedVips, ours: lastOwned, elsewhere: elsewhereOf(opts.vips, bound), kernel: services.map((service) => ({ service })) });
+    const reads = refusals.size > 0 ? undefined : newVipReads(view, planned, draining, services);
+    if (!reads) return { listed };
+    return { result: await partialSync(planned, reads.keys, summary, now, scope, { present: reads.present, bound }) };
+  }
+
+  /**
+   * Read back, diff and apply only `changed`. VIPs are left alone (the owned set is unchanged),
+   * except after a new-VIP sync (`vips`): then only the `present` keys are read back, and the new
+   * owned VIPs are bound once their services exist.
+   */
+  async function partialSync(want: DesiredState, changed: Map<string, IpvsServiceKey>, summary: SyncSummary, now: number, scope: string, vips?: { present: ReadonlySet<string>; bound: string[] }): Promise<SyncResult> {
+    summary.read = vips ? vips.present.size : changed.size;
     const read = opts.kernel.readService!.bind(opts.kernel);
     let kernelState: IpvsServiceState[];
     try {
-      kernelState = (await Promise.all([...changed.values()].map((k) => read(k)))).filter((s) => s !== undefined);
+      const reads = [...changed].map(([key, k]) => (vips && !vips.present.has(key) ? undefined : read(k)));
+      kernelState = (await Promise.all(reads)).filter((s) => s !== undefined);
     } catch (err) {
       return retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary);
     }
@@ -389,8 +340,13 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const errors: SyncError[] = outcome.failures.map((f) => ({
       op: f.op.kind, key: f.op.key, ...('dest' in f.op ? { dest: f.op.dest } : {}), ...codeOf(f.error), error: f.error,
     }));
+    if (vips) {
+      const troubled = new Set(outcome.failures.map((f) => canonicalAddress(f.op.service.address)));
+      await reconcileVips(opts.vips, log, { want: want.ownedVips, bound: vips.bound, retired: [], troubled }, errors);
+    }
     if (errors.length > 0) return retry(errors, summary);
     failures = 0;
+    if (vips) { summary.newVips = want.ownedVips.length - lastOwned.size; lastOwned = new Set(want.ownedVips); }
     view = advanceView(view!, desired, changed, draining, scope, want.services);
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size, read: changed.size }, 'kernel synced (partial)');
     let deadline = Infinity;

@@ -2,7 +2,7 @@
 // VIPs after their services exist (a full sync's last step); and the error parts a sync reports.
 import type { Logger } from 'pino';
 import { byString, canonicalAddress } from './keys.ts';
-import type { SyncError } from './sync.ts';
+import type { SyncError } from './syncer-types.ts';
 
 /**
  * The director's VIP device (lvs0): addresses bound there are VIPs this node accepts traffic for,

@@ -47,11 +47,11 @@ const reads = (k: FakeIpvsKernel) => ({ ...k.reads });
 test('a one-service change reads back only that service and ends where a full sync would', async () => {
   const { kernel, state, syncer } = setup(plan(50));
   assert.is((await syncer.sync()).kind, 'ok');
-  assert.equal(reads(kernel), { dump: 1, readService: 0 }, 'the first sync is full');
+  assert.equal(reads(kernel), { dump: 1, readService: 0, services: 0 }, 'the first sync is full');
   state.plan = plan(50, (i, s) => (i === 7 ? { ...s, realServers: [rs('10.0.7.1', 8080), rs('10.0.7.3', 8080)] } : s));
   const r = await syncer.sync();
   assert.equal([r.kind, r.ops, r.read], ['ok', 2, 1]);
-  assert.equal(reads(kernel), { dump: 1, readService: 1 }, 'one GET of the changed service, no dump');
+  assert.equal(reads(kernel), { dump: 1, readService: 1, services: 0 }, 'one GET of the changed service, no dump');
   assert.equal(strip(kernel), await reference(state.plan));
 });
 
@@ -61,7 +61,7 @@ test('a sync with no desired change at all (asked for as a repair) reads everyth
   await kernel.deleteService({ family: 4, protocol: 'TCP', address: '203.0.113.10', port: 1002 });
   const r = await syncer.sync();
   assert.equal([r.kind, r.ops, r.read], ['ok', 3, 'full']);
-  assert.equal(reads(kernel), { dump: 2, readService: 0 });
+  assert.equal(reads(kernel), { dump: 2, readService: 0, services: 0 });
   assert.equal(strip(kernel), await reference(plan(20)));
 });
 
@@ -71,7 +71,7 @@ test('a service gone from the plan is removed, and a new one added, reading only
   state.plan = [...plan(10, (i, s) => (i === 3 ? undefined : s)), planService({ port: 2000, owner: { namespace: 'default', name: 'new', generation: 1 } })];
   const r = await syncer.sync();
   assert.equal([r.kind, r.read], ['ok', 2]);
-  assert.equal(reads(kernel), { dump: 1, readService: 2 });
+  assert.equal(reads(kernel), { dump: 1, readService: 2, services: 0 });
   assert.equal(strip(kernel), await reference(state.plan));
   assert.not.ok(kernel.snapshot().some((s) => s.service.port === 1003), 'TCP/203.0.113.10:1003 deleted');
 });
@@ -102,7 +102,7 @@ test('a drain started by a partial sync completes in later partial syncs that re
   clock.tick(5_000);
   const r3 = await syncer.sync();
   assert.equal([r3.kind, r3.read, r3.ops, r3.draining], ['ok', 1, 1, 0]);
-  assert.equal(reads(kernel), { dump: 1, readService: 3 });
+  assert.equal(reads(kernel), { dump: 1, readService: 3, services: 0 });
   assert.equal(strip(kernel), await reference(state.plan));
 });
 
@@ -118,7 +118,7 @@ test('an outside edit elsewhere survives partial syncs and is undone by the peri
   clock.tick(FULL_MS);
   const r = await syncer.sync();
   assert.equal([r.kind, r.read, r.ops], ['ok', 'full', 1]);
-  assert.equal(reads(kernel), { dump: 2, readService: 1 });
+  assert.equal(reads(kernel), { dump: 2, readService: 1, services: 0 });
   assert.equal(strip(kernel), await reference(state.plan));
 });
 
@@ -131,11 +131,11 @@ test('after an apply error the next sync reads everything back', async () => {
   assert.equal([r1.kind, r1.read], ['retry', 1]);
   const r2 = await syncer.sync();
   assert.equal([r2.kind, r2.read, r2.ops], ['ok', 'full', 1]);
-  assert.equal(reads(kernel), { dump: 2, readService: 1 });
+  assert.equal(reads(kernel), { dump: 2, readService: 1, services: 0 });
   assert.equal(strip(kernel), await reference(state.plan));
 });
 
-test('only owned VIPs: a foreign service is left as found; a new VIP makes the sync full', async () => {
+test('only owned VIPs: a foreign service is left as found; a new VIP lists the services instead of reading all back', async () => {
   const foreign = async (k: FakeIpvsKernel) => {
     const svc = { family: 4 as const, protocol: 'TCP' as const, address: '198.51.100.99', port: 1003, scheduler: 'rr', flags: 0, timeout: 0, netmask: '255.255.255.255' };
     await k.addService(svc);
@@ -147,7 +147,8 @@ test('only owned VIPs: a foreign service is left as found; a new VIP makes the s
   state.plan = plan(5, (i, s) => (i === 3 ? undefined : s));
   assert.is((await syncer.sync()).read, 1);
   state.plan = [...state.plan, planService({ vip: '203.0.113.20', owner: { namespace: 'default', name: 'other', generation: 1 } })];
-  assert.is((await syncer.sync()).read, 'full', 'owned VIPs changed');
+  const r = await syncer.sync();
+  assert.equal([r.read, r.newVips, kernel.reads.dump, kernel.reads.services], [0, 1, 1, 1], 'owned VIPs grew: one services-only dump');
   assert.equal(strip(kernel), await reference(state.plan, foreign));
 });
 
@@ -156,7 +157,7 @@ test('without fullResyncIntervalMs every sync is full (the syncer used on its ow
   await syncer.sync();
   state.plan = plan(5, (i, s) => (i === 1 ? { ...s, realServers: [rs('10.0.1.1', 8080)] } : s));
   assert.is((await syncer.sync()).read, 'full');
-  assert.equal(reads(kernel), { dump: 2, readService: 0 });
+  assert.equal(reads(kernel), { dump: 2, readService: 0, services: 0 });
 });
 
 test('advanceView: a partial sync\'s view, built from the change only, equals viewOf over everything', () => {

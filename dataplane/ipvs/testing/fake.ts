@@ -62,8 +62,11 @@ export interface FakeIpvsOptions {
 export class FakeIpvsKernel implements IpvsKernel {
   /** Successful mutating calls (add/update/delete of services and destinations), for "no-op" checks. */
   mutations = 0;
-  /** Read-back calls: full dumps, and single services read (readService), for "reads only what changed" checks. */
-  reads = { dump: 0, readService: 0 };
+  /**
+   * Read-back calls: full dumps, single services read (readService) and services-only dumps
+   * (services), for "reads only what changed" checks.
+   */
+  reads = { dump: 0, readService: 0, services: 0 };
   closed = false;
   readonly #schedulers: Set<string>;
   readonly #pes: Set<string>;
@@ -124,6 +127,12 @@ export class FakeIpvsKernel implements IpvsKernel {
     this.#check('dump');
     this.reads.dump++;
     return this.snapshot();
+  }
+
+  async services(): Promise<IpvsService[]> {
+    this.#check('services');
+    this.reads.services++;
+    return this.snapshot().map((s) => s.service);
   }
 
   /** GET_SERVICE answers ESRCH for a missing service; the client turns that into undefined. */
