@@ -14,6 +14,7 @@ import { tokenKubeconfigYaml } from './certs.ts';
 import { startControlPlane, type ControlPlane, type KubeconfigFile } from './harness.ts';
 import { trackChild } from './procs.ts';
 import { REPO_ROOT } from '../vm/vm.ts';
+import { withNodeOptions } from '../node-options.ts';
 
 export const NODE_NAME = 'lvs-node-1';
 /** The VM's address on qemu's user network (eth0), as the Node's InternalIP. */
@@ -63,10 +64,7 @@ export function guestKubeconfig(contents: string, guestPort: number): string {
 function startController(kubeconfig: string, logPath: string, nodeOptions?: string): ControllerProc {
   const child = spawn(process.execPath, [join(REPO_ROOT, 'operator/main.ts'), '--metrics-port=0'], {
     cwd: REPO_ROOT,
-    env: {
-      ...process.env, KUBECONFIG: kubeconfig, POD_NAME: 'lvs-operator-0', POD_NAMESPACE: LEASE_NS, LOG_LEVEL: 'debug',
-      ...(nodeOptions ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, nodeOptions].filter(Boolean).join(' ') } : {}),
-    },
+    env: withNodeOptions({ ...process.env, KUBECONFIG: kubeconfig, POD_NAME: 'lvs-operator-0', POD_NAMESPACE: LEASE_NS, LOG_LEVEL: 'debug' }, nodeOptions),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];

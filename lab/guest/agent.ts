@@ -7,6 +7,7 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { AGENT_ENTRY } from '../vm/guest-agent.ts';
+import { withNodeOptions } from '../node-options.ts';
 
 const REPO = join(import.meta.dirname, '../..');
 
@@ -43,10 +44,7 @@ export function startAgent(o: { node: string; kubeconfig: string; logLevel?: str
   const logFile = o.logFile ?? join(process.env.TMPDIR ?? '/tmp', 'lvs-agent.log');
   const child = spawn(process.execPath, [AGENT_ENTRY, 'run', ...(o.args ?? [])], { // V8 flags and CPU: lab/vm/vm.ts, the one VM definition
     cwd: REPO,
-    env: {
-      ...process.env, NODE_NAME: o.node, KUBECONFIG: o.kubeconfig, LOG_LEVEL: o.logLevel ?? 'debug',
-      ...(o.nodeOptions ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, o.nodeOptions].filter(Boolean).join(' ') } : {}),
-    },
+    env: withNodeOptions({ ...process.env, NODE_NAME: o.node, KUBECONFIG: o.kubeconfig, LOG_LEVEL: o.logLevel ?? 'debug' }, o.nodeOptions),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
