@@ -89,7 +89,9 @@ async function main(): Promise<void> {
     ...(heapMib ? [`--max-old-space-size=${heapMib}`] : []),
     // A sample every 10 ms: under TCG the default 1 ms costs too much of the CPU it measures.
     ...(process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${PROF_DIR} --cpu-prof-interval=10000`] : []),
+    ...(process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS ? [process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS] : []),
   ].join(' ');
+  emit({ type: 'agentNodeOptions', n, nodeOptions });
   const agent = startAgent({
     node, kubeconfig: need('BENCH_CONVERGENCE_AGENT_KUBECONFIG'), logLevel: 'info', logFile: '/run/tmp/lvs-agent.log',
     ...(nodeOptions ? { nodeOptions } : {}),

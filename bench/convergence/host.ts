@@ -10,7 +10,9 @@
 // controller and the agent run with --max-old-space-size of this many MiB; the chart's
 // --max-old-space-size-percentage=60 under its 384Mi limit gives 230; default: no cap, V8's own),
 // BENCH_CONVERGENCE_AGENT_CPU_PROF (a path prefix: the agent runs with --cpu-prof, a sample per
-// 10 ms, and its profile of each size is written to PREFIX-N.cpuprofile).
+// 10 ms, and its profile of each size is written to PREFIX-N.cpuprofile),
+// BENCH_CONVERGENCE_AGENT_NODE_OPTIONS (more options for the agent's Node, e.g.
+// --max-semi-space-size=4; recorded in the run's events).
 import { writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
@@ -131,6 +133,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         BENCH_CONVERGENCE_PROGRAM_MIN: String(positive('BENCH_CONVERGENCE_PROGRAM_MIN', 20)),
         ...(heapMib ? { BENCH_CONVERGENCE_HEAP_MIB: String(heapMib) } : {}),
         ...(profile ? { BENCH_CONVERGENCE_AGENT_CPU_PROF: '1' } : {}),
+        ...(process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS ? { BENCH_CONVERGENCE_AGENT_NODE_OPTIONS: process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS } : {}),
         // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (lab/guest/agent.ts).
         ...(process.env.LVS_SYSTEM_ECHO_AGENT ? { LVS_SYSTEM_ECHO_AGENT: process.env.LVS_SYSTEM_ECHO_AGENT } : {}),
       },
