@@ -46,12 +46,15 @@ const SYNC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 const PROGRAMMING_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600];
 
 /**
- * 'full' (everything read back), 'partial' (the changed services, with a verify slice or not),
- * 'verify' (a verify slice alone: a tick with nothing changed), 'none' (failed before reading).
+ * 'full' (everything read back), 'listing' (the services listed without destinations: new owned
+ * VIPs, or the periodic one with the verifier; sync/listing.ts), 'partial' (the changed services,
+ * with a verify slice or not), 'verify' (a verify slice alone: a tick with nothing changed), 'none'
+ * (failed before reading).
  */
-export function readLabel(r: SyncResult): 'full' | 'partial' | 'verify' | 'none' {
+export function readLabel(r: SyncResult): 'full' | 'listing' | 'partial' | 'verify' | 'none' {
   if (r.read === undefined) return 'none';
   if (r.read === 'full') return 'full';
+  if (r.listed !== undefined) return 'listing';
   return r.verified !== undefined && r.verified === r.read ? 'verify' : 'partial';
 }
 
@@ -60,7 +63,7 @@ export async function createAgentMetrics(): Promise<AgentMetrics> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'lvs_agent_' });
   const registers = [registry];
-  const duration = new Histogram({ name: 'lvs_agent_sync_duration_seconds', help: 'IPVS syncs (plan → read-back → diff → writes), by read-back: full, partial (changed services), verify (a verify slice alone) or none (failed before reading).', labelNames: ['read'], buckets: SYNC_BUCKETS, registers });
+  const duration = new Histogram({ name: 'lvs_agent_sync_duration_seconds', help: 'IPVS syncs (plan → read-back → diff → writes), by read-back: full, listing (services listed without destinations), partial (changed services), verify (a verify slice alone) or none (failed before reading).', labelNames: ['read'], buckets: SYNC_BUCKETS, registers });
   const syncs = new Counter({ name: 'lvs_agent_syncs_total', help: 'IPVS syncs by read-back and result (ok, retry, drainPending).', labelNames: ['read', 'result'], registers });
   const ops = new Counter({ name: 'lvs_agent_sync_operations_total', help: 'Kernel writes the syncs\' diffs asked for.', registers });
   const errors = new Counter({ name: 'lvs_agent_sync_errors_total', help: 'Errors of syncs that must be retried, by operation (addService, addDestination, dump, bindVip, ...).', labelNames: ['op'], registers });

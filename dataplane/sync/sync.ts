@@ -14,8 +14,10 @@
 // frozen keys, reads back only the services whose desired state changed since then or that are
 // draining (partial.ts) — a change costs in proportion to its size, not to the table. A sync whose
 // only scope change is new owned VIPs lists the services without destinations instead of a full
-// read-back (new-vips.ts). The first sync, the first one after any error, the periodic one, and,
-// without the verifier, one that finds no desired change at all (asked for as a repair) are full.
+// read-back (a listing sync, listing.ts); with the verifier, so does the periodic one. The first
+// sync, the first one after any error or refusal, a scope change other than new VIPs, and, without
+// the verifier, the periodic one and one that finds no desired change at all (asked for as a
+// repair) are full.
 //
 // Verify slices (verify.ts, with opts.verify): a partial sync at least verify.tickMs after the last
 // slice also reads back the next verify slice of the desired services and diffs it with the
@@ -23,9 +25,9 @@
 // one tick without a full read-back; a sync with no desired change is a partial sync of the next
 // slice alone (a verify tick), due or not. The director (lvs0, sysctls, our nft tables) is checked
 // by a partial sync once per verify interval (checkDirector). What neither sees — services someone
-// else added on an owned VIP, adoption refusals — is left to the full sync, which then comes
-// every fullResyncIntervalMs (the sync loop makes that 10× the verify interval). A change that
-// meets a due slice, full read-back or director check is synced first, alone, and the result's
+// else added on an owned VIP, desired ones deleted by hand, adoption refusals — is left to the
+// periodic listing (or full) sync, every fullResyncIntervalMs (the sync loop makes that 10× the
+// verify interval). A change that meets a due slice, periodic listing or director check is synced first, alone, and the result's
 // followUp asks the loop for the left work in the next sync. A slice is read VERIFY_CHUNK services
 // per sync (followUp 'verify' for the rest), so a change marked while one is read waits for one
 // chunk, not the whole slice. Without opts.verify an
@@ -41,7 +43,7 @@ import { desiredState, type DesiredMemo, type DesiredState, type Problem } from 
 import { diff } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedIn, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
-import { addedVips, newVipReads } from './new-vips.ts';
+import { addedVips, listingReads } from './listing.ts';
 import { VERIFY_CHUNK, verifySlice, verifySliceSize, withSlice } from './verify.ts';
 import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, type VipBinder } from './vips.ts';
 
@@ -122,9 +124,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       delete summary.verified; delete summary.followUp;
       listed = director.bound;
     } else {
-      const added = await newVipSync(planned, scope, now, summary);
-      if (added?.result) return added.result;
-      listed = added?.listed;
+      const listing = await listingSync(planned, scope, now, summary);
+      if (listing?.result) return listing.result;
+      listed = listing?.listed;
     }
     summary.read = 'full';
     fullDeferred = false; sliceDeferred = false; directorDeferred = false;
@@ -280,16 +282,20 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   }
 
   /**
-   * A sync whose scope only adds owned VIPs (new-vips.ts), without a full read-back: lvs0 as the
-   * full sync would take it, the services listed without destinations, the adoption check on that
-   * list, then a partial sync of the changed services and the extras on owned VIPs, which binds the
-   * new VIPs. Undefined, or `listed` (lvs0 as read, for the full sync to go on from), when this sync
-   * must be full after all: lvs0 is not as the last sync left it, a VIP is refused, or too much to read.
+   * The listing sync (listing.ts) instead of a full one when the scope only adds owned VIPs, or,
+   * with the verifier, for the periodic full read-back: lvs0 as the full sync would take it, the
+   * services listed without destinations, the adoption check on that list, then a partial sync of
+   * the changed services, the extras on owned VIPs and the desired services not listed, which binds
+   * the new VIPs. Undefined, or `listed` (lvs0 as read, for the full sync to go on from), when this
+   * sync must be full after all: lvs0 is not as the last sync left it, a VIP is refused, or too much to read.
    */
-  async function newVipSync(planned: DesiredState, scope: string, now: number, summary: SyncSummary): Promise<{ result?: SyncResult; listed?: string[] } | undefined> {
+  async function listingSync(planned: DesiredState, scope: string, now: number, summary: SyncSummary): Promise<{ result?: SyncResult; listed?: string[] } | undefined> {
     const kernel = opts.kernel;
-    if (!view || !kernel.readService || !kernel.services || failures > 0 || retiring.size > 0 || refusedLast) return undefined;
-    if (now - lastFullAt >= fullIntervalMs || !addedVips(lastOwned, view.scope, planned.ownedVips, scope)) return undefined;
+    if (!view || !kernel.readService || !kernel.services || failures > 0 || retiring.size > 0 || refusedLast || fullIntervalMs <= 0) return undefined;
+    const periodic = now - lastFullAt >= fullIntervalMs;
+    const grows = addedVips(lastOwned, view.scope, planned.ownedVips, scope) !== undefined;
+    // Periodic: only with the verifier (it reads the destinations the listing does not).
+    if (periodic ? !opts.verify || (view.scope !== scope && !grows) : !grows) return undefined;
     const errors: SyncError[] = [];
     const known = !opts.verify || now >= nextDirectorAt ? undefined : knownBound(opts.vips);
     const bound = known ?? await listBound(opts.vips, errors);
@@ -304,14 +310,17 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       return { result: retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary) };
     }
     const refusals = refusedVips({ wanted: planned.ownedVips, ours: lastOwned, elsewhere: elsewhereOf(opts.vips, bound), kernel: services.map((service) => ({ service })) });
-    const reads = refusals.size > 0 ? undefined : newVipReads(view, planned, draining, services);
+    const reads = refusals.size > 0 ? undefined : listingReads(view, planned, draining, services);
     if (!reads) return { listed };
-    return { result: await partialSync(planned, reads.keys, summary, now, scope, { present: reads.present, bound }) };
+    summary.listed = services.length;
+    const result = await partialSync(planned, reads.keys, summary, now, scope, { present: reads.present, bound });
+    if (result.kind !== 'retry' && periodic) { lastFullAt = now; fullDeferred = false; }
+    return { result };
   }
 
   /**
    * Read back, diff and apply only `changed`. VIPs are left alone (the owned set is unchanged),
-   * except after a new-VIP sync (`vips`): then only the `present` keys are read back, and the new
+   * except in a listing sync (`vips`): then only the `present` keys are read back, and the new
    * owned VIPs are bound once their services exist.
    */
   async function partialSync(want: DesiredState, changed: Map<string, IpvsServiceKey>, summary: SyncSummary, now: number, scope: string, vips?: { present: ReadonlySet<string>; bound: string[] }): Promise<SyncResult> {
@@ -346,7 +355,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }
     if (errors.length > 0) return retry(errors, summary);
     failures = 0;
-    if (vips) { summary.newVips = want.ownedVips.length - lastOwned.size; lastOwned = new Set(want.ownedVips); }
+    if (vips && want.ownedVips.length > lastOwned.size) { summary.newVips = want.ownedVips.length - lastOwned.size; lastOwned = new Set(want.ownedVips); }
     view = advanceView(view!, desired, changed, draining, scope, want.services);
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size, read: changed.size }, 'kernel synced (partial)');
     let deadline = Infinity;

@@ -86,7 +86,9 @@ export interface SyncSummary {
    * compared (only where planDelta said the plan changed, when it did) and services changed.
    */
   patched?: { compared: number; changed: number };
-  /** Owned VIPs a new-VIP sync (new-vips.ts) added without a full read-back; it listed the services once. */
+  /** A listing sync (listing.ts): how many services the kernel listed (one dump without destinations). */
+  listed?: number;
+  /** Owned VIPs a listing sync added. */
   newVips?: number;
   /** This sync left a due full read-back, verify slice or director check to the next one, which the loop runs at once. */
   followUp?: 'full' | 'verify' | 'director';

@@ -142,6 +142,7 @@ agent('/metrics: sync duration by read-back, syncs by result, operations, errors
   m.synced({ kind: 'retry', after: 1_000, errors: [{ op: 'addDestination', error: new Error('ENOMEM') }], read: 2, ...base } as SyncResult, 0.03, 1_700_000_002_000);
   m.synced({ kind: 'ok', read: 17, verified: 17, ...base, ops: 0 } as SyncResult, 0.02, 1_700_000_003_000);
   m.synced({ kind: 'ok', read: 18, verified: 17, ...base, ops: 0 } as SyncResult, 0.02, 1_700_000_004_000);
+  m.synced({ kind: 'ok', read: 0, listed: 10_000, ...base, ops: 0 } as SyncResult, 0.4, 1_700_000_005_000);
   m.programmed([0.3, 1.5]);
   const body = await m.registry.metrics();
   for (const line of [
@@ -150,10 +151,11 @@ agent('/metrics: sync duration by read-back, syncs by result, operations, errors
     'lvs_agent_sync_duration_seconds_count{read="partial"} 3',
     'lvs_agent_syncs_total{read="verify",result="ok"} 1',
     'lvs_agent_syncs_total{read="full",result="ok"} 1',
+    'lvs_agent_syncs_total{read="listing",result="ok"} 1',
     'lvs_agent_syncs_total{read="partial",result="retry"} 1',
     'lvs_agent_sync_operations_total 6',
     'lvs_agent_sync_errors_total{op="addDestination"} 1',
-    'lvs_agent_last_successful_sync_timestamp_seconds 1700000004',
+    'lvs_agent_last_successful_sync_timestamp_seconds 1700000005',
     'lvs_agent_draining_destinations 1',
     'lvs_agent_network_programming_duration_seconds_bucket{le="0.5"} 1',
     'lvs_agent_network_programming_duration_seconds_bucket{le="2"} 2',

@@ -138,7 +138,7 @@ test('a sync asked for with no desired change, before a slice is due, reads the 
   assert.is(kernel.reads.dump, 1);
 });
 
-test('a service someone added on an owned VIP is left to the full sync, which removes it', async () => {
+test('a service someone added on an owned VIP is left to the periodic listing sync, which removes it', async () => {
   const { kernel, clock, syncer } = setup();
   await syncer.sync();
   const extra = { ...svc(9999), scheduler: 'rr', flags: 0, timeout: 0, netmask: '255.255.255.255' };
@@ -151,8 +151,15 @@ test('a service someone added on an owned VIP is left to the full sync, which re
   assert.is(kernel.reads.dump, 1);
   clock.tick(TICK);
   const r = await syncer.sync();
-  assert.equal([r.kind, r.read, r.ops], ['ok', 'full', 1], 'the full sync, fullResyncIntervalMs after the last');
+  assert.equal([r.kind, r.listed, r.read, r.ops], ['ok', N + 1, 1, 1], 'the listing sync, fullResyncIntervalMs after the last: it reads back the extra service alone');
+  assert.equal([kernel.reads.dump, kernel.reads.services], [1, 1], 'a services-only dump, no full read-back');
   assert.not.ok(kernel.snapshot().some((s) => s.service.port === 9999), 'removed');
+  // A desired service deleted by hand: the next listing (not a slice: it may be far from the cursor) adds it back.
+  await kernel.deleteService(svc(1005));
+  clock.tick(FULL);
+  const again = await syncer.sync();
+  assert.equal([again.kind, again.listed, again.read, again.ops], ['ok', N - 1, 0, 3], 'added with its two real servers, nothing read');
+  assert.equal(dests(kernel, 1005), ['10.0.5.1/1', '10.0.5.2/1']);
 });
 
 test('a verify slice that fails is retried, and the retry reads everything back', async () => {
@@ -197,7 +204,7 @@ test('a change that meets a due verify slice goes first; the slice is the next s
   assert.is(kernel.reads.dump, 1);
 });
 
-test('a change that meets the periodic full read-back goes first; the full read-back is the next sync', async () => {
+test('a change that meets the periodic listing sync goes first; the listing is the next sync', async () => {
   const { kernel, clock, state, syncer } = setup();
   await syncer.sync();
   clock.tick(FULL);
@@ -209,8 +216,8 @@ test('a change that meets the periodic full read-back goes first; the full read-
   clock.tick(1_000);
   state.plan = withChange(1011, 1012);
   const r2 = await syncer.sync();
-  assert.equal([r2.read, r2.followUp], ['full', undefined], 'deferred once: the next change rides with the full read-back');
-  assert.is(kernel.reads.dump, 2);
+  assert.equal([r2.listed, r2.read, r2.followUp], [N, 1, undefined], 'deferred once: the next change rides with the listing');
+  assert.equal([kernel.reads.dump, kernel.reads.services], [1, 1]);
   assert.equal(dests(kernel, 1012), ['10.0.12.1/1', '10.0.12.7/1']);
   clock.tick(TICK);
   assert.is((await syncer.sync()).read, verifySliceSize(N, TICK, INTERVAL), 'then slices again');
@@ -237,9 +244,9 @@ test('the loop runs the follow-up right after the change\'s sync', async () => {
   await elapse(0);
   assert.equal(seen, [
     { at: 22_000, read: 1, followUp: 'full', dests: ['10.0.20.1/1', '10.0.20.7/1'] },
-    { at: 22_000, read: 'full', followUp: undefined, dests: ['10.0.20.1/1', '10.0.20.7/1'] },
-  ], 'the change in the kernel by its own sync, then the full read-back at once');
-  assert.is(kernel.reads.dump, 2);
+    { at: 22_000, read: 0, followUp: undefined, dests: ['10.0.20.1/1', '10.0.20.7/1'] },
+  ], 'the change in the kernel by its own sync, then the periodic listing at once');
+  assert.equal([kernel.reads.dump, kernel.reads.services], [1, 1]);
   assert.is(loop.nextRunAt, 22_000 + TICK, 'then the ticks');
   await loop.stop();
 });

@@ -1,13 +1,14 @@
-// A sync that brings new owned VIPs (dataplane/sync/new-vips.ts) lists the services once instead of
-// reading every service and its destinations back, and still ends exactly where a full sync would:
-// the new VIPs' services added and bound, extras on owned VIPs removed, a foreign service on a new
-// VIP refused. Whatever else changed in the scope makes it full, as before.
+// The listing sync (dataplane/sync/listing.ts): a sync that brings new owned VIPs, and with the
+// verifier the periodic full read-back, list the services once instead of reading every service
+// and its destinations back, and still end exactly where a full sync would: the new VIPs' services
+// added and bound, extras on owned VIPs removed, a foreign service on a new VIP refused, a desired
+// service deleted by hand added again. Whatever else changed in the scope makes it full, as before.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PlanService } from '../../api/plan.ts';
 import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import type { IpvsService } from '../../dataplane/ipvs/types.ts';
-import { addedVips, newVipReads } from '../../dataplane/sync/new-vips.ts';
+import { addedVips, listingReads } from '../../dataplane/sync/listing.ts';
 import { desiredState } from '../../dataplane/sync/desired.ts';
 import { scopeOf, viewOf } from '../../dataplane/sync/partial.ts';
 import { createSyncer, type VipBinder } from '../../dataplane/sync/sync.ts';
@@ -122,7 +123,7 @@ test('with lvs0: the new VIP bound after its services exist; lvs0 edited by hand
   assert.equal(kernel.reads.dump, 2);
 });
 
-test('addedVips: only additions with the same frozen keys; newVipReads gives up when reading one by one costs more', () => {
+test('addedVips: only additions with the same frozen keys; listingReads gives up when reading one by one costs more', () => {
   const before = new Set(['10.0.0.1']);
   assert.equal(addedVips(before, scopeOf(['10.0.0.1'], []), ['10.0.0.1', '10.0.0.2'], scopeOf(['10.0.0.1', '10.0.0.2'], [])), ['10.0.0.2']);
   assert.is(addedVips(before, scopeOf(['10.0.0.1'], []), ['10.0.0.2'], scopeOf(['10.0.0.2'], [])), undefined, 'one removed');
@@ -133,9 +134,9 @@ test('addedVips: only additions with the same frozen keys; newVipReads gives up 
   const view = viewOf(planned.services, new Map(), new Map(), scopeOf(planned.ownedVips, planned.frozen));
   const listed = planned.services.map((s) => s.service);
   const changed = desiredState(plan(100).map((s, i) => (i < 40 ? { ...s, realServers: [rs('10.7.7.7', 80)] } : s)), 'node-a', []);
-  assert.is(newVipReads(view, changed, new Map(), listed)?.present.size, 40);
+  assert.is(listingReads(view, changed, new Map(), listed)?.present.size, 40);
   const more = desiredState(plan(100).map((s, i) => (i < 51 ? { ...s, realServers: [rs('10.7.7.7', 80)] } : s)), 'node-a', []);
-  assert.is(newVipReads(view, more, new Map(), listed), undefined, '51 changed: 102 requests against a dump of 100');
+  assert.is(listingReads(view, more, new Map(), listed), undefined, '51 changed: 102 requests against a dump of 100');
 });
 
 test.run();
