@@ -26,9 +26,10 @@ export const VERIFY_SLICE_CAP = 8_192;
  * (the loop's follow-up), and a change marked meanwhile is synced between two chunks, so it waits
  * for one chunk at most, not for the whole slice. Measured at 10,000 services under TCG
  * (convergence benchmark, 2026-12-06): slices of 1,667 services held a change up to 4-8 s, every
- * 5 s tick, while the controller published its plan within 0.3 s (p99).
+ * 5 s tick, while the controller published its plan within 0.3 s (p99); chunks of 256 still held
+ * changes 0.4-2 s (bench/RESULTS.md, run 8), hence 64 (128 requests: two per service).
  */
-export const VERIFY_CHUNK = 256;
+export const VERIFY_CHUNK = 64;
 
 /** Services one verify slice reads back: N spread over intervalMs / tickMs ticks (see the header). */
 export function verifySliceSize(n: number, tickMs: number, intervalMs: number): number {
