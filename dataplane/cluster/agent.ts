@@ -59,6 +59,8 @@ export interface ClusterAgentOptions {
    * which undoes outside edits to them; the full read-back comes every 10 × this. Default 30 s.
    */
   resyncIntervalMs?: number;
+  /** Least time between the starts of two syncs for changes (the loop's minIntervalMs; `run --min-sync-interval-ms`). Default 0. */
+  minSyncIntervalMs?: number;
   drainTimeoutMs?: number;
   /** Sync and network-programming metrics (../agent/metrics.ts createAgentMetrics). */
   metrics?: SyncMetrics & { programmed(seconds: readonly number[]): void };
@@ -247,6 +249,7 @@ export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
     planDelta: () => current?.servicesDelta,
     vips: device,
     resyncIntervalMs: opts.resyncIntervalMs ?? 30_000,
+    minIntervalMs: opts.minSyncIntervalMs ?? 0,
     ...(opts.drainTimeoutMs !== undefined ? { drainTimeoutMs: opts.drainTimeoutMs } : {}),
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
     onResult: (r) => {
