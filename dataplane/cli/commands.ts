@@ -26,6 +26,7 @@ import { createSyncer, type SyncResult } from '../sync/sync.ts';
 import { watchPaths } from './watch.ts';
 import { clusterHaSettings, haSettings, standaloneAnnounce, type HaFlags } from './ha-options.ts';
 import { startHa, type Ha } from '../announce/ha.ts';
+import type { ClusterAgentOptions } from '../cluster/agent.ts';
 import { logMemoryBudget } from '../../kube/memory.ts';
 import { canonicalAddress } from '../sync/keys.ts';
 
@@ -35,7 +36,7 @@ export interface CommandContext {
   values: {
     file?: string[]; watch?: boolean; 'allow-empty'?: boolean; 'drain-timeout'?: string; json?: boolean; all?: boolean;
     forwarding?: string; vip?: string[]; encap?: string; netns?: string; pid?: string; 'state-file'?: string; 'metrics-address'?: string; 'metrics-ipvs-stats'?: string;
-    announce?: string; 'announce-interface'?: string[];
+    announce?: string; 'announce-interface'?: string[]; 'min-sync-interval-ms'?: string;
   } & HaFlags;
   log: Logger;
   run: Runner;
@@ -52,6 +53,19 @@ function drainTimeoutMs(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new UsageError(`--drain-timeout: must be a whole number of seconds, got ${JSON.stringify(v)}`);
   return Number(v) * 1000;
+}
+
+export const MAX_MIN_SYNC_INTERVAL_MS = 60_000;
+
+/**
+ * `run`'s sync options from its flags (spread into the cluster agent's), checked before anything is
+ * touched: --min-sync-interval-ms, the least time between the starts of two syncs for changes.
+ */
+export function runSyncOptions(values: CommandContext['values']): Pick<ClusterAgentOptions, 'minSyncIntervalMs'> {
+  const v = values['min-sync-interval-ms'];
+  if (v === undefined) return {};
+  if (!/^\d+$/.test(v) || Number(v) > MAX_MIN_SYNC_INTERVAL_MS) throw new UsageError(`--min-sync-interval-ms must be an integer 0-${MAX_MIN_SYNC_INTERVAL_MS} (milliseconds), got ${JSON.stringify(v)}`);
+  return { minSyncIntervalMs: Number(v) };
 }
 
 /** --metrics-ipvs-stats, checked before anything is touched. */
@@ -228,6 +242,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   if (!node) throw new UsageError('run: NODE_NAME must be set (the downward API gives it: spec.nodeName)');
   const ha = clusterHaSettings(ctx.values);
   const statsLevel = ipvsStatsLevel(ctx.values);
+  const syncOpts = runSyncOptions(ctx.values);
   // Loaded here, not at the top: @kubernetes/client-node alone is ~900 modules, and the standalone
   // commands (apply, show, prepare, cleanup) must not pay for it on every start.
   const [{ KubeConfig }, { restConfigFromKubeConfig, RestKubeApi }, { createClusterAgent }] = await Promise.all([
@@ -246,6 +261,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     api, node, kernel, run: ctx.run, log: ctx.log,
     ...(metrics ? { metrics } : {}),
     ...(timeout !== undefined ? { drainTimeoutMs: timeout } : {}),
+    ...syncOpts,
     // The owner record: `lvs-agent show` labels services with it; a restarted agent holds by it.
     stateFile,
     ...(ha ? { ha } : {}),

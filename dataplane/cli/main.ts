@@ -10,11 +10,13 @@ import { InvalidManifestsError } from '../agent/manifests.ts';
 import { UsageError } from './commands.ts';
 
 const USAGE = `usage:
-  lvs-agent run
+  lvs-agent run [--min-sync-interval-ms 0]
       cluster mode (the DaemonSet): NODE_NAME from the environment, KUBECONFIG or in-cluster
       credentials; programs IPVS from the plans the controller publishes (PlanSlices) for the
       VirtualServers this node directs, prepares local DR/TUN real servers, reports in the node's
-      AgentReport
+      AgentReport. --min-sync-interval-ms (0-60000): the least time between the starts of two
+      syncs caused by changes; 0 syncs a change at once (changes during a sync go into one more);
+      raise it to bound the agent's CPU under heavy churn, at the cost of latency
   lvs-agent run --peer-key-file FILE --peer-listen ADDR[:PORT] [--sync-interface DEV [--sync-id N]]
           [--peer-interval-ms 100] [--peer-dead-ms 350] [--peer-warmup-ms 5000]
       the directors of a VIP elect its announcer among themselves, as apply --watch --peer does;
@@ -82,6 +84,7 @@ const OPTIONS = {
   'sync-interface': { type: 'string' },
   'sync-id': { type: 'string' },
   'node-name': { type: 'string' },
+  'min-sync-interval-ms': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
