@@ -166,6 +166,16 @@ test('agent election: a random key Secret mounted read-only, heartbeats on the n
   assert.equal(sync.slice(-2), ['--sync-interface=eth0', '--sync-id=9']);
 });
 
+test('agent.minSyncIntervalMs renders --min-sync-interval-ms before extraArgs, alone too (args: guard); 0, the default, renders none', async () => {
+  const flag = '--min-sync-interval-ms=2000';
+  assert.not.ok(container(one(defaults, 'DaemonSet')).args.some((a: string) => a.startsWith('--min-sync-interval-ms')), 'none by default');
+  const withAll = container(one(await render({ agent: { minSyncIntervalMs: 2000, extraArgs: ['--log-level=debug'] } }), 'DaemonSet')).args;
+  assert.equal(withAll, ['--metrics-address=$(HOST_IP):9810', ...ELECTION, flag, '--log-level=debug']);
+  const bare = { metrics: { enabled: false }, election: { enabled: false } };
+  assert.equal(container(one(await render({ agent: { ...bare, minSyncIntervalMs: 2000 } }), 'DaemonSet')).args, [flag], 'the only argument: args: rendered for it');
+  assert.is(container(one(await render({ agent: { ...bare, minSyncIntervalMs: 0 } }), 'DaemonSet')).args, undefined, '0: no flag, no args:');
+});
+
 test('agent: host network and PID, exactly NET_ADMIN NET_RAW SYS_ADMIN SYS_PTRACE SYS_MODULE, /lib/modules read-only', async () => {
   const check = (ds: Obj, caps: string[], modules: boolean) => {
     const pod = ds.spec.template.spec;
@@ -267,6 +277,9 @@ const BAD: Array<[string, Obj, RegExp[]]> = [
     [/renewDeadlineSeconds \(10\) must be less than leaseDurationSeconds \(10\)/]],
   ['election dead interval too short', { agent: { election: { intervalMs: 200, deadMs: 300 } } }, [/agent\.election\.deadMs/, /twice/]],
   ['election sync id out of range', { agent: { election: { syncId: 256 } } }, [/election\/syncId|election\.syncId/, /maximum|must be <= 255/i]],
+  ['min sync interval negative', { agent: { minSyncIntervalMs: -1 } }, [/agent\/minSyncIntervalMs|agent\.minSyncIntervalMs/, /minimum|must be >= 0/i]],
+  ['min sync interval over a minute', { agent: { minSyncIntervalMs: 70000 } }, [/agent\/minSyncIntervalMs|agent\.minSyncIntervalMs/, /maximum|must be <= 60000/i]],
+  ['min sync interval fractional', { agent: { minSyncIntervalMs: 1.5 } }, [/minSyncIntervalMs/, /integer/]],
   ['unknown IPVS stats level', { agent: { metrics: { ipvsStats: 'all' } } }, [/metrics\/ipvsStats|metrics\.ipvsStats/, /services|must be one of/i]],
 ];
 
