@@ -122,6 +122,8 @@ export function announceOptions(values: { announce?: string; 'announce-interface
 export async function applyCommand(ctx: CommandContext): Promise<number> {
   const files = ctx.values.file ?? [];
   if (files.length === 0) throw new UsageError('apply needs -f FILE|DIR');
+  // The loop of `apply --watch` keeps its own 250 ms (health flips must reach the kernel at once).
+  if (ctx.values['min-sync-interval-ms'] !== undefined) throw new UsageError('--min-sync-interval-ms is for `lvs-agent run`; `apply --watch` syncs at most every 250 ms');
   const node = ctx.values['node-name'] ?? hostname();
   const timeout = drainTimeoutMs(ctx.values['drain-timeout']);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;

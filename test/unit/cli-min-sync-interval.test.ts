@@ -3,7 +3,9 @@
 // syncs that changes cause (a churning plan costs one sync per interval, not one per change).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { runSyncOptions, UsageError } from '../../dataplane/cli/commands.ts';
+import { rejects } from 'node:assert/strict';
+import { pino } from 'pino';
+import { applyCommand, runSyncOptions, UsageError } from '../../dataplane/cli/commands.ts';
 import { harness, ownerPlan, publish, service, VIP } from '../lib/cluster-fixtures.ts';
 
 const test = suite('run --min-sync-interval-ms');
@@ -18,6 +20,14 @@ test('the flag: an integer 0-60000 becomes the agent\'s minSyncIntervalMs; anyth
       (e: unknown) => e instanceof UsageError && /^--min-sync-interval-ms must be an integer 0-60000/.test(e.message) && e.message.includes(JSON.stringify(bad)),
       `${JSON.stringify(bad)} accepted or not named`);
   }
+});
+
+test('apply refuses the flag (its --watch loop keeps its own 250 ms) before reading any file', async () => {
+  await rejects(applyCommand({
+    values: { file: ['/nonexistent/vs.yaml'], 'min-sync-interval-ms': '100' },
+    log: pino({ level: 'silent' }),
+    run: async () => { throw new Error('no command may run'); },
+  }), (e: unknown) => e instanceof UsageError && e.message.startsWith('--min-sync-interval-ms is for `lvs-agent run`'));
 });
 
 /**
