@@ -222,7 +222,8 @@ function decodeStats(a: Attrs, stats: number, stats64: number): IpvsServiceStats
  * a firewall-mark service (which the kernel reports without protocol, address and port, and
  * stores as TCP) reads back as TCP, the family's zero address, port 0; pe is absent when unset.
  */
-export function decodeService(top: Attrs): IpvsService {
+/** `stats: false` skips the traffic counters (a nested attribute of 64-bit values: most of the cost). */
+export function decodeService(top: Attrs, opts: { stats?: boolean } = {}): IpvsService {
   const a = top.need(top.nested(CMD_ATTR.SERVICE, 'service'), 'service');
   const fam = familyOfAf(a.need(a.u16(SVC_ATTR.AF, 'af'), 'af'), `${a.where}.af`);
   const fwmark = a.u32(SVC_ATTR.FWMARK, 'fwmark') ?? 0;
@@ -250,7 +251,7 @@ export function decodeService(top: Attrs): IpvsService {
   if (fwmark) svc.fwmark = fwmark;
   const pe = a.str(SVC_ATTR.PE_NAME);
   if (pe) svc.pe = pe;
-  const stats = decodeStats(a, SVC_ATTR.STATS, SVC_ATTR.STATS64);
+  const stats = opts.stats === false ? undefined : decodeStats(a, SVC_ATTR.STATS, SVC_ATTR.STATS64);
   if (stats) svc.stats = stats;
   return svc;
 }

@@ -151,12 +151,12 @@ export class IpvsNetlink implements IpvsKernel {
     }, writes);
   }
 
-  /** Every service (GET_SERVICE dump), in service-key order. */
-  async services(): Promise<IpvsService[]> {
+  /** Every service (GET_SERVICE dump), in service-key order; `stats: false` leaves out the counters. */
+  async services(opts: { stats?: boolean } = {}): Promise<IpvsService[]> {
     const replies = await this.call('dumpServices', {}, () =>
       this.command.dump(this.family, CMD.GET_SERVICE, IPVS_GENL_VERSION, Buffer.alloc(0)));
     return this.call('dumpServices', {}, async () =>
-      replies.map((r) => decodeService(new Attrs(r.attrs, 'reply'))).sort(compareServiceKeys));
+      replies.map((r) => decodeService(new Attrs(r.attrs, 'reply'), opts)).sort(compareServiceKeys));
   }
 
   /**

@@ -129,10 +129,12 @@ export interface IpvsKernel {
    */
   readService?(key: IpvsServiceKey): Promise<IpvsServiceState | undefined>;
   /**
-   * Every service without its destinations (one GET_SERVICE dump), sorted by service key. Optional:
-   * without it a sync that brings new owned VIPs is full (sync/new-vips.ts).
+   * Every service without its destinations (one GET_SERVICE dump), sorted by service key; with
+   * `stats: false` without traffic counters either (decoding them is most of the cost: 10,000
+   * services took ~5 s under emulation with them). Optional: without it the listing sync
+   * (sync/listing.ts) is a full one.
    */
-  services?(): Promise<IpvsService[]>;
+  services?(opts?: { stats?: boolean }): Promise<IpvsService[]>;
   /**
    * The writes in order, one result per write (same index). A write whose service's addService
    * failed earlier in the batch is skipped. Optional: callers fall back to the one-op methods.

@@ -305,7 +305,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     if (opts.vips && (bound.length !== lastOwned.size || !bound.every((v) => lastOwned.has(v)))) return { listed };
     let services;
     try {
-      services = await kernel.services();
+      services = await kernel.services({ stats: false });
     } catch (err) {
       return { result: retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary) };
     }

@@ -72,7 +72,7 @@ const EXPECTED_DESTS: Record<string, IpvsDestination[]> = {
 const destFile = (s: IpvsService) => `dests-${describeService(s).replace(/[^\w.]+/g, '_')}.hex`;
 const byAddr = (a: IpvsDestination, b: IpvsDestination) => (a.address < b.address ? -1 : 1);
 
-const decodedServices = () => dumpBody('services.hex').map(decodeService);
+const decodedServices = () => dumpBody('services.hex').map((a) => decodeService(a));
 const decodedDests = (s: IpvsService) => dumpBody(destFile(s)).map((a) => decodeDestination(a, s.family)).sort(byAddr);
 
 /** ipvsadm -Ln tables: "TCP 203.0.113.10:80" / "FWM 7" → numeric columns, per destination too. */
@@ -93,6 +93,13 @@ function ipvsadmTable(file: string): Map<string, number[]> {
 const label = (s: IpvsService) => (s.fwmark ? `FWM ${s.fwmark}` : `${s.protocol} ${hostPort(s.address, s.port)}`);
 
 const kernel = suite('ipvs codec: bytes captured from Linux 6.1');
+
+kernel('without counters (the listing sync\'s decode): the same services, no stats', () => {
+  const lean = dumpBody('services.hex').map((a) => decodeService(a, { stats: false }));
+  assert.ok(decodedServices().every((s) => s.stats !== undefined), 'the full decode has counters');
+  assert.ok(lean.every((s) => !('stats' in s)));
+  assert.equal(lean, decodedServices().map(withoutStats));
+});
 
 kernel('the service dump decodes to exactly what ipvsadm programmed', () => {
   const got = decodedServices().map(withoutStats);

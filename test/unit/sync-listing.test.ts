@@ -55,10 +55,14 @@ async function reference(p: PlanService[], prepare?: (k: FakeIpvsKernel) => Prom
 
 test('a new VIP: the services listed once, nothing else read; its service added; the end state a full sync gives', async () => {
   const { kernel, state, syncer } = setup(plan(50));
+  const asked: unknown[] = [];
+  const list = kernel.services.bind(kernel);
+  kernel.services = (opts) => { asked.push(opts); return list(opts); };
   await syncer.sync();
   state.plan = [...plan(50), onNew()];
   const r = await syncer.sync();
   assert.equal([r.kind, r.read, r.newVips, r.ops], ['ok', 0, 1, 2]);
+  assert.equal(asked, [{ stats: false }], 'listed without the counters');
   assert.equal(kernel.reads, { dump: 1, readService: 0, services: 1 });
   assert.equal(strip(kernel), await reference(state.plan));
   // The view moved to the new scope: the next change on the new VIP is an ordinary partial sync.

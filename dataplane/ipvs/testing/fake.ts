@@ -129,10 +129,14 @@ export class FakeIpvsKernel implements IpvsKernel {
     return this.snapshot();
   }
 
-  async services(): Promise<IpvsService[]> {
+  async services(opts: { stats?: boolean } = {}): Promise<IpvsService[]> {
     this.#check('services');
     this.reads.services++;
-    return this.snapshot().map((s) => s.service);
+    return this.snapshot().map((s) => {
+      if (opts.stats !== false) return s.service;
+      const { stats: _, ...rest } = s.service;
+      return rest;
+    });
   }
 
   /** GET_SERVICE answers ESRCH for a missing service; the client turns that into undefined. */
