@@ -5,9 +5,9 @@ import { constants } from 'node:os';
 import { createGenericNetlink, genl } from 'netlink';
 import pino, { type Logger } from 'pino';
 import {
-  CMD, compareDestinations, compareServiceKeys, decodeDestination, decodeInfo, decodeService, decodeTimeouts,
+  CMD, compareDestinations, decodeDestination, decodeInfo, decodeService, decodeTimeouts,
   describeDestination, describeService, encodeDestination, encodeDestinationKey, encodeService, encodeServiceKey,
-  encodeTimeouts, IPVS_GENL_NAME, IPVS_GENL_VERSION,
+  encodeTimeouts, IPVS_GENL_NAME, IPVS_GENL_VERSION, sortedByServiceKey,
 } from './codec.ts';
 import { applyBatch as runBatch } from './batch.ts';
 import { compareDaemons, decodeDaemon, describeDaemon, encodeDaemon, encodeDaemonState } from './daemon-codec.ts';
@@ -156,7 +156,7 @@ export class IpvsNetlink implements IpvsKernel {
     const replies = await this.call('dumpServices', {}, () =>
       this.command.dump(this.family, CMD.GET_SERVICE, IPVS_GENL_VERSION, Buffer.alloc(0)));
     return this.call('dumpServices', {}, async () =>
-      replies.map((r) => decodeService(new Attrs(r.attrs, 'reply'), opts)).sort(compareServiceKeys));
+      sortedByServiceKey(replies.map((r) => decodeService(new Attrs(r.attrs, 'reply'), opts))));
   }
 
   /**

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { addressToBytes, bytesToAddress, hostPort } from '../../dataplane/ipvs/address.ts';
 import {
   CMD_ATTR, DEST_ATTR, SVC_ATTR, decodeDestination, decodeInfo, decodeService, decodeTimeouts, describeService,
-  encodeDestination, encodeDestinationKey, encodeService, encodeServiceKey, encodeTimeouts,
+  encodeDestination, encodeDestinationKey, encodeService, encodeServiceKey, encodeTimeouts, serviceKeyOf, sortedByServiceKey,
 } from '../../dataplane/ipvs/codec.ts';
 import { IpvsError } from '../../dataplane/ipvs/errors.ts';
 import {
@@ -192,6 +192,15 @@ codec('identifying attributes are byte-identical to the kernel\'s', () => {
   for (const t of [SVC_ATTR.AF, SVC_ATTR.PROTOCOL, SVC_ATTR.ADDR, SVC_ATTR.PORT, SVC_ATTR.NETMASK, SVC_ATTR.TIMEOUT, SVC_ATTR.SCHED_NAME]) {
     assert.equal(oursSvc.raw(t), kernelSvc.raw(t), `service attr ${t}`);
   }
+});
+
+codec('sortedByServiceKey: the kernel\'s services in service-key order (IPv4, IPv6 spellings, fwmarks), input untouched', () => {
+  const mixed = [...decodedServices(), ...decodedServices().map((s) => (s.family === 6 ? { ...s, address: s.address.toUpperCase() } : s))].reverse();
+  const before = mixed.map((s) => s.address);
+  const keys = sortedByServiceKey(mixed).map(serviceKeyOf);
+  assert.equal(keys, mixed.map(serviceKeyOf).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+  assert.ok(keys.length > 4 && keys.some((k) => k.startsWith('FWM')) && keys.some((k) => k.includes(':')), keys.join(' '));
+  assert.equal(mixed.map((s) => s.address), before);
 });
 
 codec('a fwmark service key carries AF and FWMARK only; a key-only dest omits the full-entry fields', () => {
