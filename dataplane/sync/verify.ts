@@ -26,10 +26,12 @@ export const VERIFY_SLICE_CAP = 8_192;
  * (the loop's follow-up), and a change marked meanwhile is synced between two chunks, so it waits
  * for one chunk at most, not for the whole slice. Measured at 10,000 services under TCG
  * (convergence benchmark, 2026-12-06): slices of 1,667 services held a change up to 4-8 s, every
- * 5 s tick, while the controller published its plan within 0.3 s (p99); chunks of 256 still held
- * changes 0.4-2 s (bench/RESULTS.md, run 8), hence 64 (128 requests: two per service).
+ * 5 s tick, while the controller published its plan within 0.3 s (p99). Chunks of 64 (run 10)
+ * did not shorten the changes' tail in the agent (p90 0.80 s against 0.98 s with 256, max 2.1 s
+ * against 1.9 s) and slowed programming 10,000 from empty to 504 s (274-322 s with 256): four
+ * times the syncs, each with its own fixed cost.
  */
-export const VERIFY_CHUNK = 64;
+export const VERIFY_CHUNK = 256;
 
 /** Services one verify slice reads back: N spread over intervalMs / tickMs ticks (see the header). */
 export function verifySliceSize(n: number, tickMs: number, intervalMs: number): number {

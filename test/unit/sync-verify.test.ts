@@ -369,7 +369,7 @@ test('a director check due (here: asked for) when a change arrives is the next s
 });
 
 test('a slice larger than VERIFY_CHUNK is read a chunk per sync, back to back; a change goes between two chunks', async () => {
-  const n = 600;
+  const n = 3_000;
   const { kernel, clock, state, syncer } = setup(n);
   await syncer.sync();
   const size = verifySliceSize(n, TICK, INTERVAL);
