@@ -27,9 +27,9 @@ export const VERIFY_SLICE_CAP = 8_192;
  * for one chunk at most, not for the whole slice. Measured at 10,000 services under TCG
  * (convergence benchmark, 2026-12-06): slices of 1,667 services held a change up to 4-8 s, every
  * 5 s tick, while the controller published its plan within 0.3 s (p99). Chunks of 64 (run 10)
- * did not shorten the changes' tail in the agent (p90 0.80 s against 0.98 s with 256, max 2.1 s
- * against 1.9 s) and slowed programming 10,000 from empty to 504 s (274-322 s with 256): four
- * times the syncs, each with its own fixed cost.
+ * did not clearly shorten the changes' tail in the agent (p90 0.71 s against 0.79-0.95 s with
+ * 256, max 2.1 s against 1.9 s) and slowed programming 10,000 from empty to 504 s (274-322 s
+ * with 256): four times the syncs, each with its own fixed cost.
  */
 export const VERIFY_CHUNK = 256;
 
