@@ -20,7 +20,7 @@
 import type { IpvsService, IpvsServiceKey } from '../ipvs/types.ts';
 import type { DesiredState } from './desired.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
-import { changedIn, changedServices, desiredKeyOf, serviceIdentity, type SyncedView } from './partial.ts';
+import { changedSince, desiredKeyOf, serviceIdentity, type SyncedView } from './partial.ts';
 
 /**
  * The owned VIPs `wanted` adds to `before` (the last sync's), sorted; undefined unless it only adds
@@ -43,32 +43,30 @@ export interface ListingReads {
 
 /**
  * What a listing sync diffs: the services whose desired state changed or that drain (as a partial
- * sync), every kernel service on an owned VIP that is neither desired nor frozen nor known to the
- * view, and every desired service not listed. Undefined when reading them one by one (two requests
+ * sync), every kernel service on an owned VIP that is neither desired nor draining nor frozen, and
+ * every desired service not listed. Undefined when reading them one by one (two requests
  * each, against one per service for a full dump) would cost more than the full read-back, or a
  * draining service's identity is unknown.
  */
 export function listingReads(view: SyncedView, planned: DesiredState, draining: ReadonlyMap<string, number>, listed: readonly IpvsService[]): ListingReads | undefined {
-  const changed = planned.delta && planned.delta.from === view.desired
-    ? changedIn(view, planned.delta.keys, planned.services, planned.index, draining)
-    : changedServices(view, planned.services, draining);
+  const changed = changedSince(view, planned, draining);
   if (!changed) return undefined;
   const owned = new Set(planned.ownedVips);
   const frozen = new Set(planned.frozen);
-  const present = new Set<string>();
+  const listedKeys = new Set<string>();
   for (const s of listed) {
     const key = ipvsServiceKey(s);
-    if (planned.index.has(key) || changed.has(key)) { present.add(key); continue; }
-    if (s.fwmark || !owned.has(canonicalAddress(s.address)) || frozen.has(key) || view.keys.has(key)) continue;
+    listedKeys.add(key);
+    // Desired (changed, or trusted: the verifier reads their destinations), draining, or not ours.
+    if (planned.index.has(key) || changed.has(key) || s.fwmark || !owned.has(canonicalAddress(s.address)) || frozen.has(key)) continue;
     changed.set(key, serviceIdentity(s));
-    present.add(key);
   }
-  // Desired and listed, unchanged: trusted (the verifier reads their destinations). Desired and not listed: added.
+  // Desired and not listed: added.
   for (const s of planned.services) {
     const key = desiredKeyOf(s);
-    if (!present.has(key)) changed.set(key, serviceIdentity(s.service));
+    if (!listedKeys.has(key)) changed.set(key, serviceIdentity(s.service));
   }
-  for (const key of [...present]) if (!changed.has(key)) present.delete(key);
+  const present = new Set([...changed.keys()].filter((k) => listedKeys.has(k)));
   if (present.size * 2 > Math.max(64, listed.length)) return undefined;
   return { keys: new Map([...changed.entries()].sort(([a], [b]) => byString(a, b))), present };
 }

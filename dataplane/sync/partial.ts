@@ -10,6 +10,7 @@
 // unchanged plan entry, so a sync serialises only what changed. The text is made for the
 // comparison and not kept (one per service was 3.9 MiB of the agent's heap at 10,000 services).
 import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
+import type { DesiredState } from './desired.ts';
 import { byString, ipvsServiceKey } from './keys.ts';
 
 /** What a clean sync leaves for the next one to compare against. */
@@ -134,6 +135,16 @@ export function changedIn(prev: SyncedView, keys: readonly string[], desired: re
     if (!sameState(prev.states.get(key), s)) out.set(key, serviceIdentity(s.service));
   }
   return withDraining(out, prev, draining);
+}
+
+/**
+ * The keys to read back for `planned` against the view: changedIn() when it was patched from the
+ * very services the view was made of (only the patch's keys can differ), else changedServices().
+ */
+export function changedSince(view: SyncedView, planned: Pick<DesiredState, 'services' | 'index' | 'delta'>, draining: ReadonlyMap<string, number>): Map<string, IpvsServiceKey> | undefined {
+  return planned.delta && planned.delta.from === view.desired
+    ? changedIn(view, planned.delta.keys, planned.services, planned.index, draining)
+    : changedServices(view, planned.services, draining);
 }
 
 /** `out` plus every service with a destination draining, sorted by key. */

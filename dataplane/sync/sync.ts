@@ -42,10 +42,10 @@ import { applyOps } from './apply.ts';
 import { desiredState, type DesiredMemo, type DesiredState, type Problem } from './desired.ts';
 import { diff } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
-import { advanceView, changedIn, changedServices, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
+import { advanceView, changedSince, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 import { addedVips, listingReads } from './listing.ts';
 import { VERIFY_CHUNK, verifySlice, verifySliceSize, withSlice } from './verify.ts';
-import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, type VipBinder } from './vips.ts';
+import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, troubledVips, type VipBinder } from './vips.ts';
 
 import type { SyncError, SyncerOptions, SyncResult, Syncer, SyncSummary } from './syncer-types.ts';
 
@@ -137,7 +137,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     // stands for a listing (which re-applies the whole director): a full sync for a new owned VIP
     // (every VirtualServer with a VIP of its own) then reads no node state back; at 10,000 VIPs
     // under emulation that read-back took 8.6-14.2 s (lab/results/director-scale-2026-12-06.txt).
-    const known = listed || failures > 0 || !opts.verify || now >= nextDirectorAt ? undefined : knownBound(opts.vips);
+    const known = listed || failures > 0 ? undefined : knownUntilDirectorCheck(now);
     const bound = listed ?? known ?? await listBound(opts.vips, errors);
     for (const v of bound ?? []) ours.add(v);
 
@@ -166,7 +166,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     for (const f of outcome.failures) {
       errors.push({ op: f.op.kind, key: f.op.key, ...('dest' in f.op ? { dest: f.op.dest } : {}), ...codeOf(f.error), error: f.error });
     }
-    const troubled = new Set(outcome.failures.map((f) => canonicalAddress(f.op.service.address)));
+    const troubled = troubledVips(outcome.failures);
     // A refused VIP is never bound (one of ours that is frozen stays bound if it is).
     await reconcileVips(opts.vips, log, { want: want.ownedVips.filter((v) => !refusals.has(v)), bound, retired: d.retiredVips, troubled }, errors);
     for (const v of d.retiredVips) if (!troubled.has(v)) retiring.delete(v);
@@ -208,10 +208,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     if (!view || !opts.kernel.readService || (fullDue && (!opts.verify || fullDeferred || fullIntervalMs <= 0))) return undefined;
     if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
     const desired = planned.services;
-    // Patched from the very services the view was made of: only the patch's keys can differ.
-    const changed = planned.delta && planned.delta.from === view.desired
-      ? changedIn(view, planned.delta.keys, desired, planned.index, draining)
-      : changedServices(view, desired, draining);
+    const changed = changedSince(view, planned, draining);
     // Two requests per service read one by one, against one per service in a dump.
     if (!changed || changed.size * 2 > Math.max(64, desired.length)) return undefined;
     const changes = changed.size;
@@ -278,7 +275,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     if (!bound) return 'ok';
     nextDirectorAt = now + opts.verify.intervalMs;
     // The full sync goes on from this listing: lvs0 is read once.
-    return bound.length === lastOwned.size && bound.every((v) => lastOwned.has(v)) ? 'ok' : { bound };
+    return asLastOwned(bound) ? 'ok' : { bound };
   }
 
   /**
@@ -297,12 +294,12 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     // Periodic: only with the verifier (it reads the destinations the listing does not).
     if (periodic ? !opts.verify || (view.scope !== scope && !grows) : !grows) return undefined;
     const errors: SyncError[] = [];
-    const known = !opts.verify || now >= nextDirectorAt ? undefined : knownBound(opts.vips);
+    const known = knownUntilDirectorCheck(now);
     const bound = known ?? await listBound(opts.vips, errors);
     if (!bound) return { result: retry(errors, summary) };
     const listed = known ? undefined : bound;
     if (listed && opts.verify) nextDirectorAt = now + opts.verify.intervalMs;
-    if (opts.vips && (bound.length !== lastOwned.size || !bound.every((v) => lastOwned.has(v)))) return { listed };
+    if (opts.vips && !asLastOwned(bound)) return { listed };
     let services;
     try {
       services = await kernel.services({ stats: false });
@@ -350,8 +347,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       op: f.op.kind, key: f.op.key, ...('dest' in f.op ? { dest: f.op.dest } : {}), ...codeOf(f.error), error: f.error,
     }));
     if (vips) {
-      const troubled = new Set(outcome.failures.map((f) => canonicalAddress(f.op.service.address)));
-      await reconcileVips(opts.vips, log, { want: want.ownedVips, bound: vips.bound, retired: [], troubled }, errors);
+      await reconcileVips(opts.vips, log, { want: want.ownedVips, bound: vips.bound, retired: [], troubled: troubledVips(outcome.failures) }, errors);
     }
     if (errors.length > 0) return retry(errors, summary);
     failures = 0;
@@ -362,6 +358,19 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     for (const since of draining.values()) deadline = Math.min(deadline, since + drainTimeoutMs);
     if (deadline !== Infinity) return { kind: 'drainPending', after: Math.max(1, Math.min(drainPollMs, deadline - now)), ...summary };
     return { kind: 'ok', ...summary };
+  }
+
+  /**
+   * lvs0 as the binder last left it, between two director checks (with the verifier; undefined when
+   * a check is due or the binder does not know): syncs then read no node state back for it.
+   */
+  function knownUntilDirectorCheck(now: number): string[] | undefined {
+    return !opts.verify || now >= nextDirectorAt ? undefined : knownBound(opts.vips);
+  }
+
+  /** A listing of lvs0 holds exactly the VIPs the last sync owned. */
+  function asLastOwned(bound: readonly string[]): boolean {
+    return bound.length === lastOwned.size && bound.every((v) => lastOwned.has(v));
   }
 
   /** Refusals into the summary; logged when they change (a full sync repeats them every time). */

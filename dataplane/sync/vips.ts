@@ -1,6 +1,7 @@
 // lvs0 as the syncer uses it: the binder's interface, listing what is bound, and binding the owned
 // VIPs after their services exist (a full sync's last step); and the error parts a sync reports.
 import type { Logger } from 'pino';
+import type { OpFailure } from './apply.ts';
 import { byString, canonicalAddress } from './keys.ts';
 import type { SyncError } from './syncer-types.ts';
 
@@ -49,6 +50,11 @@ export async function reconcileVips(
     for (const vip of remove) errors.push({ op: 'unbindVip', vip, error: asError(err), ...codeOf(err) });
     log.warn({ op: 'setVips', add, remove, err }, 'binding VIPs failed');
   }
+}
+
+/** VIPs with a failed operation on one of their services: neither bound nor unbound this round. */
+export function troubledVips(failures: readonly OpFailure[]): Set<string> {
+  return new Set(failures.map((f) => canonicalAddress(f.op.service.address)));
 }
 
 /** What the binder knows is bound, canonical and sorted as a listing; undefined when it does not know. */
