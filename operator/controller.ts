@@ -148,10 +148,13 @@ export class Controller {
       onAdd: (vs) => { uid(vs, true); this.#mark(this.world.virtualServerChanged(objectKey(vs), vs)); },
       onUpdate: (old, vs) => {
         uid(vs, true);
-        // Only status (ours, or someone overwriting it) changed: neighbours are unaffected, and
-        // the key is looked at again behind the changes (queue.ts lanes).
-        if (jsonEqual(old.spec, vs.spec) && jsonEqual(old.status?.claims, vs.status?.claims) && old.metadata.creationTimestamp === vs.metadata.creationTimestamp) this.queue.add(objectKey(vs), 'refresh');
-        else this.#mark(this.world.virtualServerChanged(objectKey(vs), vs));
+        // Only status (ours, or someone overwriting it) changed: neighbours are unaffected unless
+        // the claims changed (world.ts claimsChanged says which), and the key is looked at again
+        // behind the changes (queue.ts lanes).
+        const key = objectKey(vs);
+        if (!jsonEqual(old.spec, vs.spec) || old.metadata.creationTimestamp !== vs.metadata.creationTimestamp) this.#mark(this.world.virtualServerChanged(key, vs));
+        else if (!jsonEqual(old.status?.claims, vs.status?.claims)) this.#mark(this.world.claimsChanged(key, old, vs));
+        this.queue.add(key, 'refresh');
       },
       onDelete: (vs) => {
         uid(vs, false);

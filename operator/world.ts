@@ -40,6 +40,13 @@ function depsOf(vs: VirtualServerObject): VsDeps {
   return d;
 }
 
+/** status.claims as service key -> since (what arbitration reads of a holder). */
+function claimTimes(vs: VirtualServerObject | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const c of Array.isArray(vs?.status?.claims) ? vs.status.claims : []) if (typeof c?.service === 'string') out.set(c.service, String(c.since));
+  return out;
+}
+
 function addTo(m: Map<string, Set<string>>, k: string, v: string): void {
   let s = m.get(k);
   if (!s) m.set(k, (s = new Set()));
@@ -102,6 +109,30 @@ export class World {
       for (const k of this.#neighbours(key)) marked.add(k);
     }
     return [...marked];
+  }
+
+  /**
+   * Only a VirtualServer's status.claims changed (its spec and age did not): most often the echo
+   * of the controller's own status write, which records the keys the VirtualServer just won. A
+   * key it holds from now on (or since another time) changes no neighbour's outcome except a
+   * neighbour's that holds the same key: holders compare by since, and a holder beats every
+   * non-holder anyway (api/resolve/conflicts.ts). So those holders are marked, with the key
+   * itself when there are any; the key alone otherwise goes to the refresh lane (returned empty
+   * here). A key it no longer holds can go to any neighbour that wants it: all are marked, as for
+   * a spec change. Marking every neighbour on each first status write made 25 changes out of one
+   * at 25 VirtualServers per VIP (bench/RESULTS.md, 2026-12-07).
+   */
+  claimsChanged(key: string, old: VirtualServerObject, next: VirtualServerObject): string[] {
+    const before = claimTimes(old);
+    const after = claimTimes(next);
+    if ([...before.keys()].some((k) => !after.has(k))) return this.virtualServerChanged(key, next);
+    this.virtualServerChanged(key, next);
+    const taken = [...after].filter(([k, since]) => before.get(k) !== since).map(([k]) => k);
+    const holders = this.#neighbours(key).filter((n) => {
+      const held = claimTimes(this.#getVs(n));
+      return taken.some((k) => held.has(k));
+    });
+    return holders.length ? [key, ...holders] : [];
   }
 
   serviceChanged(svc: KubeObject, deleted: boolean): string[] {

@@ -94,4 +94,27 @@ test('resolve arbitrates against VIP neighbours only: the older one wins, the la
   assert.equal(w.resolve(byKey.get('default/new')!).reasons, [], 'the conflict ends with the older one');
 });
 
+test('a claims-only change marks neighbours only when it can change their outcome', () => {
+  const port = (n: number) => ({ ports: [{ name: 'http', port: n, protocol: 'TCP', targetPort: 8080 }] });
+  const { w, byKey } = world([staticVs('a', ['10.1.0.1'], '203.0.113.7'), staticVs('b', ['10.1.0.2'], '203.0.113.7', port(81)), staticVs('c', ['10.1.0.3'], '203.0.113.7', port(82))]);
+  const claims = (o: VirtualServerObject, ...keys: Array<[string, string]>): VirtualServerObject => ({ ...o, status: { claims: keys.map(([service, since]) => ({ service, since })) } });
+  const put = (k: string, o: VirtualServerObject) => {
+    const old = byKey.get(`default/${k}`)!;
+    byKey.set(`default/${k}`, o);
+    return w.claimsChanged(`default/${k}`, old, o).sort();
+  };
+  const t1 = '2025-01-02T00:00:00Z';
+  // The first status write records what a won: nobody else holds it, nobody is marked.
+  assert.equal(put('a', claims(byKeyOf(w, 'default/a'), ['TCP/203.0.113.7:80', t1])), []);
+  // b also holds port 80 (two decisions raced): a's later write with another since marks a and b.
+  put('b', claims(byKeyOf(w, 'default/b'), ['TCP/203.0.113.7:80', '2025-01-03T00:00:00Z'], ['TCP/203.0.113.7:81', t1]));
+  assert.equal(put('a', claims(byKeyOf(w, 'default/a'), ['TCP/203.0.113.7:80', '2025-01-01T00:00:00Z'])), ['default/a', 'default/b']);
+  // An unchanged since on a key b holds marks nothing; a released key marks every neighbour.
+  assert.equal(put('a', claims(byKeyOf(w, 'default/a'), ['TCP/203.0.113.7:80', '2025-01-01T00:00:00Z'])), []);
+  assert.equal(put('a', claims(byKeyOf(w, 'default/a'))), ['default/a', 'default/b', 'default/c']);
+  // The index still follows held VIPs: a VIP held only in claims makes neighbours there.
+  assert.equal(put('c', claims(byKeyOf(w, 'default/c'), ['TCP/198.51.100.77:82', t1])), []);
+  assert.equal(w.virtualServerChanged('default/x', staticVs('x', ['10.1.0.9'], '198.51.100.77')).sort(), ['default/c', 'default/x']);
+});
+
 test.run();

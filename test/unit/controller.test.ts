@@ -349,4 +349,25 @@ test('a wave of status refreshes (an agent reports every plan synced) does not h
   await c.stop();
 });
 
+test('the echo of a status write that records claims does not mark the VIP neighbours as changes', async () => {
+  const api = cluster();
+  const N = 20;
+  const at = (i: number) => staticVs(`p${i}`, ['10.1.0.1'], '203.0.113.70', { ports: [{ name: 'http', port: 8000 + i, protocol: 'TCP', targetPort: 8080 }] });
+  for (let i = 0; i < N - 1; i++) api.apply(VIRTUAL_SERVERS, at(i));
+  const c = start(api);
+  await until(() => api.all(PLAN_SLICES).length === N - 1, 'every plan published', 5000);
+  await quiesce(c);
+  const runs = async () => [...(await c.metrics.registry.getSingleMetricAsString('lvs_operator_reconciles_total')).matchAll(/result="[a-z]+"\} (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+  const before = await runs();
+  // A new VirtualServer on the VIP marks its N - 1 neighbours (it may contest their ports). Its
+  // status write then records its claim; the echo must not mark them all again.
+  api.apply(VIRTUAL_SERVERS, at(N - 1));
+  await until(() => stored(api, `p${N - 1}`).status?.claims?.length === 1, 'the claim recorded', 5000);
+  await quiesce(c);
+  assert.equal(stored(api, `p${N - 1}`).status?.claims?.map((x) => x.service), [`TCP/203.0.113.70:${8000 + N - 1}`]);
+  const added = (await runs()) - before;
+  assert.ok(added <= N + 3, `${added} reconciles after one VirtualServer joined ${N - 1} on its VIP`);
+  await c.stop();
+});
+
 test.run();
