@@ -12,7 +12,8 @@
 // BENCH_CONVERGENCE_AGENT_CPU_PROF (a path prefix: the agent runs with --cpu-prof, a sample per
 // 10 ms, and its profile of each size is written to PREFIX-N.cpuprofile),
 // BENCH_CONVERGENCE_AGENT_NODE_OPTIONS (more options for the agent's Node, e.g.
-// --max-semi-space-size=4; recorded in the run's events).
+// --max-semi-space-size=4; recorded in the run's events), BENCH_CONVERGENCE_CONTROLLER_NODE_OPTIONS
+// (the same for the controller; recorded as a controllerNodeOptions event).
 import { writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
@@ -115,8 +116,9 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
   log(`convergence ${n}: load before: ${loadBefore.uptime}`);
   const heapMib = heapCap();
   const profile = process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF;
-  const hc = await startHostCluster(log, heapMib ? { controllerNodeOptions: `--max-old-space-size=${heapMib}` } : {});
-  const events: Array<Record<string, unknown>> = [];
+  const controllerNodeOptions = [heapMib ? `--max-old-space-size=${heapMib}` : '', process.env.BENCH_CONVERGENCE_CONTROLLER_NODE_OPTIONS ?? ''].filter(Boolean).join(' ');
+  const hc = await startHostCluster(log, controllerNodeOptions ? { controllerNodeOptions } : {});
+  const events: Array<Record<string, unknown>> = controllerNodeOptions ? [{ type: 'controllerNodeOptions', nodeOptions: controllerNodeOptions }] : [];
   try {
     const kube = new Kube(hc.cp.kubeconfig.path);
     const created = await createObjects(kube, n, log).finally(() => kube.close());
