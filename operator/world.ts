@@ -7,7 +7,7 @@ import { parseServiceKey, type PlanService, type VirtualServerResolution } from 
 import { buildPools, type VIPPoolLike } from '../api/pool.ts';
 import { annotatedTime, TRIGGER_TIME_ANNOTATION } from '../api/plan-slice.ts';
 import {
-  arbitrate, buildIndex, finalize, isApiserverSlice, parseIp, reservedOfApiserverSlice, reservedOfNode, reservedOfService, reservedOfServiceCIDR,
+  arbitrate, buildIndex, finalize, heldOf, isApiserverSlice, parseIp, reservedOfApiserverSlice, reservedOfNode, reservedOfService, reservedOfServiceCIDR,
   REAL_SERVER_HOST_LABEL, resolveOne, setNodes, SERVICE_NAME_LABEL, type Admission, type ResolveIndex, type ServiceCIDRLike, type VirtualServerLike,
 } from '../api/resolve/index.ts';
 import { objectKey, type KubeObject, type NodeObject, type VirtualServerObject } from '../kube/types.ts';
@@ -38,13 +38,6 @@ function depsOf(vs: VirtualServerObject): VsDeps {
   const sel = spec.directors?.nodeSelector;
   if (sel && typeof sel === 'object') d.selector = sel;
   return d;
-}
-
-/** status.claims as service key -> since (what arbitration reads of a holder). */
-function claimTimes(vs: VirtualServerObject | undefined): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const c of Array.isArray(vs?.status?.claims) ? vs.status.claims : []) if (typeof c?.service === 'string') out.set(c.service, String(c.since));
-  return out;
 }
 
 function addTo(m: Map<string, Set<string>>, k: string, v: string): void {
@@ -123,13 +116,14 @@ export class World {
    * at 25 VirtualServers per VIP (bench/RESULTS.md, 2026-12-07).
    */
   claimsChanged(key: string, old: VirtualServerObject, next: VirtualServerObject): string[] {
-    const before = claimTimes(old);
-    const after = claimTimes(next);
+    const before = heldOf(old as unknown as VirtualServerLike);
+    const after = heldOf(next as unknown as VirtualServerLike);
     if ([...before.keys()].some((k) => !after.has(k))) return this.virtualServerChanged(key, next);
     this.virtualServerChanged(key, next);
-    const taken = [...after].filter(([k, since]) => before.get(k) !== since).map(([k]) => k);
+    const taken = [...after].filter(([k, since]) => !Object.is(before.get(k), since)).map(([k]) => k);
     const holders = this.#neighbours(key).filter((n) => {
-      const held = claimTimes(this.#getVs(n));
+      const vs = this.#getVs(n);
+      const held = vs ? heldOf(vs as unknown as VirtualServerLike) : new Map<string, number>();
       return taken.some((k) => held.has(k));
     });
     return holders.length ? [key, ...holders] : [];

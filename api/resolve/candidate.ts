@@ -20,7 +20,8 @@ export function claimantOf(vs: VirtualServerLike): Claimant {
   };
 }
 
-function heldOf(vs: VirtualServerLike): Map<string, number> {
+/** status.claims as service key -> since in ms: what arbitration reads of a holder. */
+export function heldOf(vs: VirtualServerLike): Map<string, number> {
   const out = new Map<string, number>();
   const claims = vs.status?.claims;
   if (!Array.isArray(claims)) return out;

@@ -2,7 +2,7 @@
 // mode (dataplane/agent/manifests.ts), so both read a spec the same way. resolve() for a full pass;
 // buildIndex + resolveOne + assemble (or arbitrate + finalize) for the controller's incremental path.
 export { resolve, assemble } from './resolve.ts';
-export { resolveOne, claimantOf, planService } from './candidate.ts';
+export { resolveOne, claimantOf, heldOf, planService } from './candidate.ts';
 export { arbitrate, finalize, compareClaimants } from './conflicts.ts';
 export type { Arbitration, Loss } from './conflicts.ts';
 export { buildIndex, setNodes, directorsFor, SERVICE_NAME_LABEL } from './lookup.ts';
