@@ -188,9 +188,11 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
     reannounce,
     announced: () => (last?.announced ?? []).map((a) => a.address).sort(),
     // Reading lvs0 back also re-applies sysctls and nft tables for the VIPs found there, so an
-    // outside change to them is undone on the next sync like an outside IPVS edit.
+    // outside change to them is undone on the next sync like an outside IPVS edit. The VIPs are
+    // taken when its turn comes, not when asked: a set() queued in front of it (the director check
+    // runs beside the syncs) must not be undone by a listing of the VIPs from before. `elsewhere`
+    // keeps the last listing's until this one fails (a sync that reads it meanwhile sees no gap).
     async list() {
-      elsewhere = undefined; // unknown until this listing succeeds
       if (bound === undefined) {
         // A restarted agent: what the kernel answers for now stands in for the last spec.
         const obs = await observeDirector(inNetns(opts.run, opts.target ?? { kind: 'host' }));
@@ -198,7 +200,12 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
         const answered = new Set(answeredNow(obs));
         vipsBefore = bound.map((address) => ({ address, announce: answered.has(address) }));
       }
-      return apply(bound);
+      try {
+        return await serial(() => fullSync(bound!));
+      } catch (err) {
+        elsewhere = undefined; // unknown until a listing succeeds
+        throw err;
+      }
     },
     async set(vips) {
       if (!(await serial(() => quickBind(vips)))) await apply(vips);

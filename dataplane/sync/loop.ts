@@ -8,13 +8,14 @@
 // tick, whose sync reads back the next verify slice (verify.ts), so every desired service is read
 // back once per resyncIntervalMs and an outside edit to one is repaired within resyncIntervalMs
 // plus one tick. Syncs in between read back only the services whose desired state changed
-// (sync.ts), and check the director (lvs0, its sysctls, our nft tables) once per resyncIntervalMs;
-// the full read-back (which also finds services someone else added on our VIPs) comes every
+// (sync.ts), and start a director check (lvs0, its sysctls, our nft tables) once per
+// resyncIntervalMs, which runs beside them; a check with something to act on marks a sync. The
+// full read-back (which also finds services someone else added on our VIPs) comes every
 // fullResyncIntervalMs, by default 10 × resyncIntervalMs, besides the syncer's own reasons (first
 // sync, after an error, owned VIPs changed, retiring VIPs, refusals). A change that meets a due
-// slice, full read-back or director check is synced alone, and the left work follows at once (the
-// result's followUp), so a change waits behind one only if it lands while one runs. A new mark
-// does not wait out a backoff: a changed plan may be exactly what fixes the failure.
+// slice or full read-back is synced alone, and the left work follows at once (the result's
+// followUp), so a change waits behind one only if it lands while one runs. A new mark does not
+// wait out a backoff: a changed plan may be exactly what fixes the failure.
 import { realClock, type Timer } from '../../kube/clock.ts';
 import { createSyncer, type SyncResult, type SyncerOptions } from './sync.ts';
 
@@ -49,7 +50,7 @@ export interface SyncLoop {
   markDirector(): void;
   /** Start with an immediate sync. */
   start(): void;
-  /** No further syncs; resolves when the running one (if any) is done. */
+  /** No further syncs; resolves when the running one (if any) and a director check running are done. */
   stop(): Promise<void>;
   /** Resolves when the sync running now (and any queued behind it) has finished. */
   idle(): Promise<void>;
@@ -71,6 +72,7 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     ...opts, clock,
     fullResyncIntervalMs: opts.fullResyncIntervalMs ?? FULL_RESYNC_FACTOR * resyncIntervalMs,
     verify: opts.verify ?? { intervalMs: resyncIntervalMs, tickMs: verifyTickMs },
+    onDirectorChecked: () => { opts.onDirectorChecked?.(); api.markDirty(); },
   });
   const log = opts.log.child({ node: opts.node });
   let timer: Timer | undefined;
@@ -128,7 +130,7 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     // A retry's backoff may exceed a tick (its sync is full anyway); drain polls keep the ticks.
     const next = result.kind === 'ok' ? verifyTickMs : Math.min(result.after, result.kind === 'retry' ? resyncIntervalMs : verifyTickMs);
     schedule(now + next);
-    // A follow-up (a slice, full read-back or director check left behind a change) runs at once: one per change
+    // A follow-up (a slice or full read-back left behind a change) runs at once: one per change
     // sync, so it needs no rate limit.
     if (result.followUp) schedule(now);
     else if (dirty) schedule(Math.max(now, lastStart + minIntervalMs));
@@ -153,6 +155,7 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
       stopped = true;
       cancel();
       await running;
+      await syncer.directorChecked();
     },
     async idle() {
       while (running) await running;

@@ -24,14 +24,15 @@
 // changed ones, so an outside edit to a desired service is repaired within verify.intervalMs plus
 // one tick without a full read-back; a sync with no desired change is a partial sync of the next
 // slice alone (a verify tick), due or not. The director (lvs0, sysctls, our nft tables) is checked
-// by a partial sync once per verify interval (checkDirector). What neither sees — services someone
+// once per verify interval, beside the syncs: a partial sync starts the check and goes on, a later
+// sync takes its outcome (checkDirector, director-check.ts). What neither sees — services someone
 // else added on an owned VIP, desired ones deleted by hand, adoption refusals — is left to the
 // periodic listing (or full) sync, every fullResyncIntervalMs (the sync loop makes that 10× the
-// verify interval). A change that meets a due slice, periodic listing or director check is synced first, alone, and the result's
-// followUp asks the loop for the left work in the next sync. A slice is read VERIFY_CHUNK services
-// per sync (followUp 'verify' for the rest), so a change marked while one is read waits for one
-// chunk, not the whole slice. Without opts.verify an
-// outside edit is undone at the latest one fullResyncIntervalMs later. What the syncer remembers
+// verify interval). A change that meets a due slice or periodic listing is synced first, alone,
+// and the result's followUp asks the loop for the left work in the next sync. A slice is read
+// VERIFY_CHUNK services per sync (followUp 'verify' for the rest), so a change marked while one is
+// read waits for one chunk, not the whole slice. Without opts.verify an outside edit is undone at
+// the latest one fullResyncIntervalMs later. What the syncer remembers
 // between syncs: when each destination started draining, the VIPs it used to direct (their
 // services must still be drained and removed), the desired state of its last clean sync, the
 // verify cursor, and its consecutive failures.
@@ -44,6 +45,7 @@ import { diff } from './diff.ts';
 import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedSince, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 import { addedVips, listingReads } from './listing.ts';
+import { createDirectorCheck, type DirectorCheckOutcome } from './director-check.ts';
 import { VERIFY_CHUNK, verifySlice, verifySliceSize, withSlice } from './verify.ts';
 import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, troubledVips, type VipBinder } from './vips.ts';
 
@@ -80,14 +82,13 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   let nextVerifyAt = -Infinity;
   /** Services of the current tick's slice not read yet (read VERIFY_CHUNK per sync, verify.ts). */
   let sliceLeft = 0;
-  /** When the partial syncs next check the director (lvs0, its sysctls, our nft tables). */
+  /** When the partial syncs next start a director check (lvs0, its sysctls, our nft tables). */
   let nextDirectorAt = -Infinity;
-  /**
-   * A due full read-back, verify slice or director check was left to the next sync, behind a
-   * change (partialScope, checkDirector); and what the last sync left (its followUp).
-   */
-  let fullDeferred = false, sliceDeferred = false, directorDeferred = false;
-  let leftBehind: SyncSummary['followUp'];
+  /** Counts the syncs that bind or unbind VIPs: a director check listed before the last one is stale. */
+  let bindEpoch = 0;
+  const check = opts.vips ? createDirectorCheck(opts.vips, checked) : undefined;
+  /** A due full read-back or verify slice was left to the next sync, behind a change (partialScope). */
+  let fullDeferred = false, sliceDeferred = false;
 
   function retry(errors: SyncError[], summary: SyncSummary): SyncResult {
     // A failed sync leaves nothing behind: the retry, after its backoff, reads everything back.
@@ -108,18 +109,14 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     if (planned.delta) summary.patched = { compared: planned.delta.compared, changed: planned.delta.keys.length };
     for (const p of planned.problems) log.warn({ op: 'desired', service: p.key, field: p.field }, p.message);
     const scope = scopeOfPlanned(planned);
-    const following = leftBehind;
-    leftBehind = undefined;
-    const scoped = partialScope(planned, scope, now, summary, following);
+    const scoped = partialScope(planned, scope, now, summary);
     let listed: string[] | undefined;
     if (scoped) {
       const errors: SyncError[] = [];
-      const director = await checkDirector(now, errors, summary, scoped.changes);
+      const director = checkDirector(now, errors);
       if (errors.length > 0) return retry(errors, summary);
       if (director === 'ok') {
-        const r = await partialSync(planned, scoped.keys, summary, now, scope);
-        leftBehind = r.followUp;
-        return r;
+        return await partialSync(planned, scoped.keys, summary, now, scope);
       }
       delete summary.verified; delete summary.followUp;
       listed = director.bound;
@@ -129,7 +126,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       listed = listing?.listed;
     }
     summary.read = 'full';
-    fullDeferred = false; sliceDeferred = false; directorDeferred = false;
+    fullDeferred = false; sliceDeferred = false;
     const errors: SyncError[] = [];
     // Ours before this sync: what the last sync accepted, what is being retired, what lvs0 holds.
     const ours = new Set([...lastOwned, ...retiring]);
@@ -168,6 +165,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }
     const troubled = troubledVips(outcome.failures);
     // A refused VIP is never bound (one of ours that is frozen stays bound if it is).
+    bindEpoch++;
     await reconcileVips(opts.vips, log, { want: want.ownedVips.filter((v) => !refusals.has(v)), bound, retired: d.retiredVips, troubled }, errors);
     for (const v of d.retiredVips) if (!troubled.has(v)) retiring.delete(v);
     summary.retiring = [...retiring].sort(byString);
@@ -200,10 +198,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
 
   /**
    * The services a partial sync would read, or undefined when this sync must be full: the changed
-   * ones, plus a verify slice when one is due (its size goes into summary.verified); `changes`:
-   * how many of them changed (or drain), the slice aside.
+   * ones, plus a verify slice when one is due (its size goes into summary.verified).
    */
-  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary, following: SyncSummary['followUp']): { keys: Map<string, IpvsServiceKey>; changes: number } | undefined {
+  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary): { keys: Map<string, IpvsServiceKey> } | undefined {
     const fullDue = now - lastFullAt >= fullIntervalMs;
     if (!view || !opts.kernel.readService || (fullDue && (!opts.verify || fullDeferred || fullIntervalMs <= 0))) return undefined;
     if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
@@ -211,7 +208,6 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const changed = changedSince(view, planned, draining);
     // Two requests per service read one by one, against one per service in a dump.
     if (!changed || changed.size * 2 > Math.max(64, desired.length)) return undefined;
-    const changes = changed.size;
     // The change first: a periodic full read-back or a verify slice that is due when a change
     // arrives is the next sync's (the loop runs it right after this one), once; a change that
     // comes with that next sync rides with it. So a change waits behind neither, unless it lands
@@ -221,20 +217,19 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     if (changed.size > 0 && (fullDue || (sliceDue && !sliceDeferred))) {
       if (fullDue) fullDeferred = true; else sliceDeferred = true;
       summary.followUp = fullDue ? 'full' : 'verify';
-      return { keys: changed, changes };
+      return { keys: changed };
     }
     if (fullDue) return undefined;
     // A slice when one is due; and with the verifier, a sync with nothing changed and nothing
     // draining (asked for by something else than a change of desired state: a manifest written
     // again as it was, an event that did not move this node's plan) reads the next slice at once
     // instead of everything: the verifier's bound covers the repair it may have been asked for.
-    // (Not the follow-up of a director check left behind a change: that is all it is for.)
-    const due = opts.verify && (sliceDue || (changed.size === 0 && following !== 'director'));
+    const due = opts.verify && (sliceDue || changed.size === 0);
     if (due && sliceLeft <= 0) sliceLeft = verifySliceSize(desired.length, opts.verify!.tickMs, opts.verify!.intervalMs);
     const slice = due ? verifySlice(desired, verifyCursor, Math.min(sliceLeft, VERIFY_CHUNK)) : undefined;
     // Without the verifier (or with no desired service), such a sync reads everything back, as a repair.
-    if (changed.size === 0 && !slice?.keys.size) return following === 'director' ? { keys: changed, changes } : undefined;
-    if (!slice?.keys.size) { sliceLeft = 0; return { keys: changed, changes }; }
+    if (changed.size === 0 && !slice?.keys.size) return undefined;
+    if (!slice?.keys.size) { sliceLeft = 0; return { keys: changed }; }
     verifyCursor = slice.cursor;
     sliceLeft = Math.max(0, sliceLeft - slice.keys.size);
     // The rest of the tick's slice is the next sync's, at once (a change marked meanwhile goes
@@ -249,7 +244,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }
     sliceDeferred = false;
     summary.verified = slice.keys.size;
-    return { keys: withSlice(changed, slice.keys), changes };
+    return { keys: withSlice(changed, slice.keys) };
   }
 
   /**
@@ -257,25 +252,30 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    * sync: lvs0, its sysctls and our nft tables are a few processes to read whatever the number of
    * services (the IPVS dump is what a full sync pays for). Listing lvs0 re-applies the director's
    * sysctls and tables for the VIPs on it (the binder's list()), so an outside edit there is
-   * undone, or fails the sync (reported as the director step that failed), within the interval.
-   * The listing when lvs0 does not hold exactly the VIPs the last full sync left bound (one removed
-   * or added by hand): the full sync that binds and retires them goes on from it.
+   * undone, or fails a sync (reported as the director step that failed), within the interval.
+   * The check runs beside the syncs (director-check.ts): a partial sync that finds one due starts
+   * it and goes on; a later sync takes the outcome. A failure fails that sync; lvs0 not holding
+   * exactly the VIPs the last sync left bound (one removed or added by hand) makes it full, going on
+   * from the check's listing — unless a sync bound or unbound VIPs after the listing was asked
+   * for: that listing says nothing about lvs0 now, and the next check is one interval away.
    */
-  async function checkDirector(now: number, errors: SyncError[], summary: SyncSummary, changes: number): Promise<'ok' | { bound: string[] }> {
-    if (!opts.vips || !opts.verify || now < nextDirectorAt) return 'ok';
-    // The change first, as for slices (listing lvs0 re-applies the director for every VIP on it):
-    // a check due when a change arrives is the next sync's, once. A partial sync binds nothing.
-    if (changes > 0 && !directorDeferred) {
-      directorDeferred = true;
-      summary.followUp ??= 'director';
-      return 'ok';
+  function checkDirector(now: number, errors: SyncError[]): 'ok' | { bound: string[] } {
+    const o = check?.take();
+    if (o) {
+      errors.push(...o.errors);
+      if (o.errors.length === 0 && o.bound && o.epoch === bindEpoch && !asLastOwned(o.bound)) return { bound: o.bound };
     }
-    directorDeferred = false;
-    const bound = await listBound(opts.vips, errors);
-    if (!bound) return 'ok';
-    nextDirectorAt = now + opts.verify.intervalMs;
-    // The full sync goes on from this listing: lvs0 is read once.
-    return asLastOwned(bound) ? 'ok' : { bound };
+    if (errors.length === 0 && opts.verify && now >= nextDirectorAt && check?.start(bindEpoch)) nextDirectorAt = now + opts.verify.intervalMs;
+    return 'ok';
+  }
+
+  /**
+   * A check's outcome arrived: ask the owner (the sync loop) for a sync when it has something to
+   * act on — a failure, lvs0 not as left, or another check asked for meanwhile (checkDirectorNext).
+   */
+  function checked(o: DirectorCheckOutcome): void {
+    const act = o.errors.length > 0 || (o.bound !== undefined && o.epoch === bindEpoch && !asLastOwned(o.bound)) || clock.now() >= nextDirectorAt;
+    if (act) opts.onDirectorChecked?.();
   }
 
   /**
@@ -347,6 +347,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       op: f.op.kind, key: f.op.key, ...('dest' in f.op ? { dest: f.op.dest } : {}), ...codeOf(f.error), error: f.error,
     }));
     if (vips) {
+      bindEpoch++;
       await reconcileVips(opts.vips, log, { want: want.ownedVips, bound: vips.bound, retired: [], troubled: troubledVips(outcome.failures) }, errors);
     }
     if (errors.length > 0) return retry(errors, summary);
@@ -387,6 +388,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     checkDirectorNext() {
       nextDirectorAt = -Infinity;
     },
+    directorChecked: () => check?.settled() ?? Promise.resolve(),
     async sync() {
       try {
         return await syncOnce();

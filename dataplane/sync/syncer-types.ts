@@ -54,6 +54,12 @@ export interface SyncerOptions {
    * lvs0 no longer lists them (deleted by hand, or a one-shot apply that exited mid-drain).
    */
   retiringVips?: readonly string[];
+  /**
+   * A director check (run beside the syncs, sync.ts checkDirector) finished with something for a
+   * sync to act on: a failure, lvs0 not as the last sync left it, or another check due. The sync
+   * loop runs a sync soon.
+   */
+  onDirectorChecked?: () => void;
 }
 
 export interface SyncError {
@@ -90,8 +96,8 @@ export interface SyncSummary {
   listed?: number;
   /** Owned VIPs a listing sync added. */
   newVips?: number;
-  /** This sync left a due full read-back, verify slice or director check to the next one, which the loop runs at once. */
-  followUp?: 'full' | 'verify' | 'director';
+  /** This sync left a due full read-back or verify slice to the next one, which the loop runs at once. */
+  followUp?: 'full' | 'verify';
 }
 
 export type SyncResult =
@@ -101,6 +107,8 @@ export type SyncResult =
 
 export interface Syncer {
   sync(): Promise<SyncResult>;
-  /** The next sync checks the director (lvs0, sysctls, nft tables) whatever the verifier's schedule. */
+  /** The next partial sync starts a director check (lvs0, sysctls, nft tables) whatever the verifier's schedule. */
   checkDirectorNext(): void;
+  /** Resolves when no director check runs (sync.ts checkDirector). */
+  directorChecked(): Promise<void>;
 }

@@ -176,4 +176,16 @@ test('ip -batch in chunks of IP_BATCH_LINES, in order, stopping at the first fai
   assert.is(calls, 2);
 });
 
+test('a listing asked for while a bind waits its turn lists the VIPs the bind left (the director check runs beside the syncs)', async () => {
+  const t = setup();
+  t.plan.push(svc(A));
+  await t.device.set([A]);
+  t.plan.push(svc(B));
+  const binding = t.device.set([A, B]);
+  const listing = t.device.list();
+  await binding;
+  assert.equal(await listing, [A, B], 'the listing runs after the bind, with its VIPs');
+  assert.equal(t.lvs0(), [`${A}/32`, `${B}/32`], 'the bind is not undone');
+});
+
 test.run();

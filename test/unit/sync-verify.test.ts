@@ -11,6 +11,7 @@ import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
 import { createSyncLoop } from '../../dataplane/sync/loop.ts';
 import { createSyncer, type SyncResult, type VipBinder } from '../../dataplane/sync/sync.ts';
 import { VERIFY_CHUNK, VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
+import { settle } from '../../kube/clock.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
 const test = suite('sync: rolling verifier');
@@ -251,14 +252,31 @@ test('the loop runs the follow-up right after the change\'s sync', async () => {
   await loop.stop();
 });
 
-/** lvs0 as the syncer sees it: bound VIPs, how often listed, and a failure to inject. */
+/**
+ * lvs0 as the syncer sees it: bound VIPs, how often listed, a failure to inject, and a gate that
+ * holds listings (a listing reads lvs0 when asked, as the real binder's runs in its turn, and
+ * answers when the gate opens).
+ */
 function binder() {
-  const b = { bound: [] as string[], lists: 0, failing: false };
+  const b = { bound: [] as string[], lists: 0, failing: false, gate: undefined as Promise<void> | undefined };
   const vips: VipBinder = {
-    async list() { b.lists++; if (b.failing) throw Object.assign(new Error('nft: exit status 1'), { code: 'EDIRECTOR' }); return [...b.bound]; },
+    async list() {
+      b.lists++;
+      const seen = [...b.bound];
+      await b.gate;
+      if (b.failing) throw Object.assign(new Error('nft: exit status 1'), { code: 'EDIRECTOR' });
+      return seen;
+    },
     async set(v) { b.bound = [...v]; },
   };
   return { b, vips };
+}
+
+/** A gate for binder(): open() lets held listings answer. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => { open = r; });
+  return { promise, open };
 }
 
 test('a sync for a new owned VIP goes on from what the binder knows, until the director check is due or a sync failed', async () => {
@@ -302,41 +320,49 @@ test('a sync for a new owned VIP goes on from what the binder knows, until the d
   assert.is(b.lists, 3, 'the retry lists lvs0');
 });
 
-test('the director is checked once per verify interval by the partial syncs, not only by the full sync', async () => {
+test('the director is checked once per verify interval beside the partial syncs; an outcome to act on wakes the owner, and the next sync acts', async () => {
   const kernel = new CountingKernel();
   const clock = new ManualClock();
   const { b, vips } = binder();
-  const syncer = createSyncer({ kernel, node: 'node-a', plan: () => plan(N), log: captureLog().log, clock, vips, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK } });
+  let wakes = 0;
+  const syncer = createSyncer({
+    kernel, node: 'node-a', plan: () => plan(N), log: captureLog().log, clock, vips, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK },
+    onDirectorChecked: () => { wakes++; },
+  });
   await syncer.sync();
   assert.equal([b.bound, b.lists], [['203.0.113.10'], 1]);
   const results: SyncResult[] = [];
-  for (let t = TICK; t <= 2 * INTERVAL; t += TICK) { clock.tick(TICK); results.push(await syncer.sync()); }
+  for (let t = TICK; t <= 2 * INTERVAL; t += TICK) { clock.tick(TICK); results.push(await syncer.sync()); await syncer.directorChecked(); }
   assert.is(b.lists, 3, 'listed by the full sync, then at 30 s and 60 s');
   assert.ok(results.every((r) => r.kind === 'ok' && r.read !== 'full'), 'all partial');
-  // lvs0's director setup fails (nft broken): the next check fails the sync, which names the step.
+  assert.is(wakes, 0, 'lvs0 as left: nothing to act on');
+  /** Syncs a tick apart until one starts a check; waits for the check. */
+  const untilChecked = async () => {
+    const before = b.lists;
+    for (let t = TICK; t <= INTERVAL && b.lists === before; t += TICK) { clock.tick(TICK); assert.is((await syncer.sync()).kind, 'ok', 'the sync that starts a check goes on'); }
+    assert.is(b.lists, before + 1, 'a check within the interval');
+    await syncer.directorChecked();
+  };
+  // lvs0's director setup fails (nft broken): the owner is woken, and its sync fails naming the step.
   b.failing = true;
-  let failed: SyncResult | undefined;
-  for (let t = TICK; t <= INTERVAL && !failed; t += TICK) { clock.tick(TICK); const r = await syncer.sync(); if (r.kind === 'retry') failed = r; }
-  assert.ok(failed && failed.kind === 'retry' && failed.errors.some((e) => e.op === 'listVips'), 'a failed director step within the interval');
+  await untilChecked();
+  assert.is(wakes, 1, 'woken by the failure');
+  const failed = await syncer.sync();
+  assert.ok(failed.kind === 'retry' && failed.errors.some((e) => e.op === 'listVips'), 'the next sync fails with the director step');
   b.failing = false;
-  // A VIP removed from lvs0 by hand: the check finds lvs0 not as left, and the full sync binds it again.
   clock.tick(TICK);
   assert.is((await syncer.sync()).read, 'full', 'the retry after the failure');
+  // A VIP removed from lvs0 by hand: the check finds lvs0 not as left, and a full sync binds it again.
   b.bound = [];
-  let rebound: SyncResult | undefined;
-  let listsOfRebound = 0;
-  for (let t = TICK; t <= INTERVAL + TICK && !rebound; t += TICK) {
-    clock.tick(TICK);
-    const before = b.lists;
-    const r = await syncer.sync();
-    if (r.read === 'full') { rebound = r; listsOfRebound = b.lists - before; }
-  }
-  assert.ok(rebound, 'a full sync within the interval');
-  assert.is(listsOfRebound, 1, 'the full sync goes on from the check\'s listing of lvs0');
+  await untilChecked();
+  assert.is(wakes, 2, 'woken: lvs0 not as left');
+  const lists = b.lists;
+  const rebound = await syncer.sync();
+  assert.is(rebound.read, 'full');
+  assert.is(b.lists, lists, 'the full sync goes on from the check\'s listing of lvs0');
   assert.equal(b.bound, ['203.0.113.10'], 'bound again');
   assert.is(kernel.reads.dump, 3, 'first, retry, rebinding: no periodic full read-back');
   // After a quick announce (an election change) the next sync checks the director, off schedule.
-  const lists = b.lists;
   clock.tick(TICK);
   await syncer.sync();
   assert.is(b.lists, lists, 'not due');
@@ -346,26 +372,92 @@ test('the director is checked once per verify interval by the partial syncs, not
   assert.is(b.lists, lists + 1, 'checked when asked');
 });
 
-test('a director check due (here: asked for) when a change arrives is the next sync\'s, which reads no slice early', async () => {
+test('changes do not wait for a director check: it runs beside their syncs, one at a time', async () => {
   const kernel = new CountingKernel();
   const clock = new ManualClock();
   const { b, vips } = binder();
   const state = { plan: plan(N) };
-  const syncer = createSyncer({ kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock, vips, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK } });
+  let wakes = 0;
+  const syncer = createSyncer({
+    kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock, vips, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK },
+    onDirectorChecked: () => { wakes++; },
+  });
   await syncer.sync();
   for (let t = TICK; t < INTERVAL; t += TICK) { clock.tick(TICK); await syncer.sync(); }
   clock.tick(2_000);
   assert.is(b.lists, 1, 'the full sync\'s listing so far');
+  const held = gate();
+  b.gate = held.promise;
+  let checked = false;
   syncer.checkDirectorNext();
   state.plan = withChange(1030);
   const r1 = await syncer.sync();
-  assert.equal([r1.kind, r1.read, r1.followUp, b.lists], ['ok', 1, 'director', 1], 'the change alone; lvs0 not listed');
+  void syncer.directorChecked().then(() => { checked = true; });
+  assert.equal([r1.kind, r1.read, r1.followUp, b.lists], ['ok', 1, undefined, 2], 'the change synced; the check started');
   assert.equal(dests(kernel, 1030), ['10.0.30.1/1', '10.0.30.7/1']);
+  clock.tick(500);
+  state.plan = withChange(1030, 1031);
   const r2 = await syncer.sync();
-  assert.equal([r2.kind, r2.read, r2.verified, r2.followUp, b.lists], ['ok', 0, undefined, undefined, 2], 'the check, and no slice before its time');
-  clock.tick(3_000);
+  assert.equal([r2.kind, r2.read, b.lists, checked], ['ok', 1, 2, false], 'the next change synced while the check runs; no second check');
+  assert.equal(dests(kernel, 1031), ['10.0.31.1/1', '10.0.31.7/1']);
+  held.open();
+  await syncer.directorChecked();
+  assert.equal([checked, wakes], [true, 0], 'lvs0 as left: nothing to act on');
+  clock.tick(2_000);
   const r3 = await syncer.sync();
-  assert.equal([r3.read, b.lists], [verifySliceSize(N, TICK, INTERVAL), 2], 'the slice at its time; the next check one interval on');
+  assert.equal([r3.kind, r3.read === 'full', b.lists], ['ok', false, 2], 'partial; the next check one interval on');
+});
+
+test('a check that listed lvs0 before a sync bound a new VIP is stale: it does not make the next sync full', async () => {
+  const kernel = new CountingKernel();
+  const clock = new ManualClock();
+  const { b, vips } = binder();
+  const known: VipBinder = { ...vips, known: () => [...b.bound] };
+  const state = { plan: plan(N) };
+  let wakes = 0;
+  const syncer = createSyncer({
+    kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock, vips: known, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK },
+    onDirectorChecked: () => { wakes++; },
+  });
+  await syncer.sync();
+  clock.tick(INTERVAL);
+  const held = gate();
+  b.gate = held.promise;
+  assert.is((await syncer.sync()).kind, 'ok');
+  assert.is(b.lists, 2, 'a check started; it has read lvs0 with one VIP');
+  // A VirtualServer with a VIP of its own: a listing sync binds it while the check is held.
+  clock.tick(1_000);
+  state.plan = [...state.plan, planService({ vip: '203.0.113.20', port: 80, owner: { namespace: 'default', name: 'new', generation: 1 }, realServers: [rs('10.1.0.1', 8080)] })];
+  const bind = await syncer.sync();
+  assert.equal([bind.kind, bind.newVips, b.bound], ['ok', 1, ['203.0.113.10', '203.0.113.20']]);
+  held.open();
+  await syncer.directorChecked();
+  assert.is(wakes, 0, 'the listing is older than the binding: nothing to act on');
+  const dumps = kernel.reads.dump;
+  clock.tick(1_000);
+  const next = await syncer.sync();
+  assert.equal([next.kind, next.read === 'full', kernel.reads.dump], ['ok', false, dumps], 'no full read-back for a stale listing');
+});
+
+test('the loop runs a sync as soon as a director check fails, not at the next tick', async () => {
+  const kernel = new CountingKernel();
+  const clock = new ManualClock(0);
+  const { b, vips } = binder();
+  const seen: { at: number; kind: SyncResult['kind']; op?: string }[] = [];
+  const loop = createSyncLoop({
+    kernel, node: 'node-a', plan: () => plan(N), log: captureLog().log, clock, vips, resyncIntervalMs: INTERVAL, verifyTickMs: TICK,
+    onResult: (r) => seen.push({ at: clock.now(), kind: r.kind, ...(r.kind === 'retry' ? { op: r.errors[0]?.op } : {}) }),
+  });
+  const elapse = (ms: number) => clock.elapse(ms, async () => { await loop.idle(); await settle(); await loop.idle(); });
+  loop.start();
+  await elapse(0);
+  b.failing = true;
+  await elapse(INTERVAL - 1);
+  assert.ok(seen.every((r) => r.kind === 'ok'), 'no check before its time');
+  seen.length = 0;
+  await elapse(1);
+  assert.equal(seen, [{ at: INTERVAL, kind: 'ok' }, { at: INTERVAL, kind: 'retry', op: 'listVips' }], 'the tick starts the check; its failure is a sync at once');
+  await loop.stop();
 });
 
 test('a slice larger than VERIFY_CHUNK is read a chunk per sync, back to back; a change goes between two chunks', async () => {
