@@ -13,7 +13,10 @@
 // 10 ms, and its profile of each size is written to PREFIX-N.cpuprofile),
 // BENCH_CONVERGENCE_AGENT_NODE_OPTIONS (more options for the agent's Node, e.g.
 // --max-semi-space-size=4; recorded in the run's events), BENCH_CONVERGENCE_CONTROLLER_NODE_OPTIONS
-// (the same for the controller; recorded as a controllerNodeOptions event).
+// (the same for the controller; recorded as a controllerNodeOptions event),
+// BENCH_CONVERGENCE_WAIT_CONTROLLER (default 1: the changes start once the controller's work queue
+// has been empty for 10 s, read from its metrics through a second guestfwd; 0: as soon as the
+// plans are quiet, during the controller's catch-up after its start).
 import { writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
@@ -80,6 +83,19 @@ function collectProfile(line: string, prefix: string, n: number, log: (m: string
   return true;
 }
 
+/** Where the guest reaches the controller's metrics (guestfwd). */
+const GUEST_METRICS_PORT = 8081;
+
+/** The controller's metrics port, from its start line (it listens on a free port). */
+async function controllerMetricsPort(logs: ReadonlyArray<Record<string, unknown>>): Promise<number> {
+  for (let i = 0; i < 300; i++) {
+    const port = logs.find((l) => l.op === 'start' && typeof l.metricsPort === 'number')?.metricsPort;
+    if (typeof port === 'number') return port;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the controller logged no metrics port within 30 s');
+}
+
 /** BENCH_CONVERGENCE_HEAP_MIB, when set: both processes' old-space cap in MiB. */
 export function heapCap(): number | undefined {
   return process.env.BENCH_CONVERGENCE_HEAP_MIB === undefined ? undefined : positive('BENCH_CONVERGENCE_HEAP_MIB', 0);
@@ -123,17 +139,19 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
     const kube = new Kube(hc.cp.kubeconfig.path);
     const created = await createObjects(kube, n, log).finally(() => kube.close());
     const api = Number(new URL(hc.cp.url).port);
+    const metricsPort = process.env.BENCH_CONVERGENCE_WAIT_CONTROLLER === '0' ? undefined : await controllerMetricsPort(hc.controller.logs);
     const result = await runInVm({
       command: 'node_modules/.bin/node bench/convergence/guest.ts',
       timeoutMs: positive('BENCH_CONVERGENCE_TIMEOUT_MIN', 150) * 60_000,
       memoryMb: 2048,
-      guestfwd: [{ guestPort: GUEST_API_PORT, hostPort: api }],
+      guestfwd: [{ guestPort: GUEST_API_PORT, hostPort: api }, ...(metricsPort ? [{ guestPort: GUEST_METRICS_PORT, hostPort: metricsPort }] : [])],
       env: {
         BENCH_CONVERGENCE_N: String(n), BENCH_CONVERGENCE_CHANGES: String(changes), BENCH_CONVERGENCE_NODE: NODE_NAME,
         BENCH_CONVERGENCE_ADMIN_KUBECONFIG: hc.guest.admin, BENCH_CONVERGENCE_AGENT_KUBECONFIG: hc.guest.agent,
         BENCH_CONVERGENCE_BUDGET_MIN: String(positive('BENCH_CONVERGENCE_BUDGET_MIN', 60)),
         BENCH_CONVERGENCE_PROGRAM_MIN: String(positive('BENCH_CONVERGENCE_PROGRAM_MIN', 20)),
         ...(heapMib ? { BENCH_CONVERGENCE_HEAP_MIB: String(heapMib) } : {}),
+        ...(metricsPort ? { BENCH_CONVERGENCE_CONTROLLER_METRICS: `http://10.0.2.100:${GUEST_METRICS_PORT}/metrics` } : {}),
         ...(profile ? { BENCH_CONVERGENCE_AGENT_CPU_PROF: '1' } : {}),
         ...(process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS ? { BENCH_CONVERGENCE_AGENT_NODE_OPTIONS: process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS } : {}),
         // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (lab/guest/agent.ts).
