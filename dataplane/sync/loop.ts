@@ -14,8 +14,9 @@
 // fullResyncIntervalMs, by default 10 × resyncIntervalMs, besides the syncer's own reasons (first
 // sync, after an error, owned VIPs changed, retiring VIPs, refusals). A change that meets a due
 // slice or full read-back is synced alone, and the left work follows at once (the result's
-// followUp), so a change waits behind one only if it lands while one runs. A new mark does not
-// wait out a backoff: a changed plan may be exactly what fixes the failure.
+// followUp), so a change waits behind one only if it lands while one runs; one that lands while a
+// verify slice is read stops the slice after the batch being read (the syncer's `pending`). A new
+// mark does not wait out a backoff: a changed plan may be exactly what fixes the failure.
 import { realClock, type Timer } from '../../kube/clock.ts';
 import { createSyncer, type SyncResult, type SyncerOptions } from './sync.ts';
 
@@ -73,6 +74,7 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     fullResyncIntervalMs: opts.fullResyncIntervalMs ?? FULL_RESYNC_FACTOR * resyncIntervalMs,
     verify: opts.verify ?? { intervalMs: resyncIntervalMs, tickMs: verifyTickMs },
     onDirectorChecked: () => { opts.onDirectorChecked?.(); api.markDirty(); },
+    pending: () => dirty,
   });
   const log = opts.log.child({ node: opts.node });
   let timer: Timer | undefined;

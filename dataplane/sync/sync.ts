@@ -30,12 +30,12 @@
 // periodic listing (or full) sync, every fullResyncIntervalMs (the sync loop makes that 10× the
 // verify interval). A change that meets a due slice or periodic listing is synced first, alone,
 // and the result's followUp asks the loop for the left work in the next sync. A slice is read
-// VERIFY_CHUNK services per sync (followUp 'verify' for the rest), so a change marked while one is
-// read waits for one chunk, not the whole slice. Without opts.verify an outside edit is undone at
-// the latest one fullResyncIntervalMs later. What the syncer remembers
-// between syncs: when each destination started draining, the VIPs it used to direct (their
-// services must still be drained and removed), the desired state of its last clean sync, the
-// verify cursor, and its consecutive failures.
+// VERIFY_CHUNK services per sync (followUp 'verify' for the rest), VERIFY_BATCH at a time: a
+// change marked while one is read (opts.pending) stops it after the batch being read. Without
+// opts.verify an outside edit is undone at the latest one fullResyncIntervalMs later. What the
+// syncer remembers between syncs: when each destination started draining, the VIPs it used to
+// direct (their services must still be drained and removed), the desired state of its last clean
+// sync, the verify cursor, and its consecutive failures.
 import { realClock, type Clock } from '../../kube/clock.ts';
 import type { IpvsServiceKey, IpvsServiceState } from '../ipvs/types.ts';
 import { refusedVips, withRefusals, type Refusal } from './adoption.ts';
@@ -46,7 +46,7 @@ import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedSince, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 import { addedVips, listingReads } from './listing.ts';
 import { createDirectorCheck, type DirectorCheckOutcome } from './director-check.ts';
-import { VERIFY_CHUNK, verifySlice, verifySliceSize, withSlice } from './verify.ts';
+import { readBack, VERIFY_CHUNK, verifySlice, verifySliceSize, withSlice } from './verify.ts';
 import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, troubledVips, type VipBinder } from './vips.ts';
 
 import type { SyncError, SyncerOptions, SyncResult, Syncer, SyncSummary } from './syncer-types.ts';
@@ -54,6 +54,9 @@ import type { SyncError, SyncerOptions, SyncResult, Syncer, SyncSummary } from '
 export type { Clock, VipBinder };
 export type { SyncError, SyncerOptions, SyncResult, Syncer };
 
+
+/** A verify slice as a partial sync took it: its keys not changed, in walk order, and the cursor before it. */
+interface SliceTaken { order: string[]; before: string | undefined }
 
 export function createSyncer(opts: SyncerOptions): Syncer {
   const clock = opts.clock ?? realClock;
@@ -116,7 +119,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       const director = checkDirector(now, errors);
       if (errors.length > 0) return retry(errors, summary);
       if (director === 'ok') {
-        return await partialSync(planned, scoped.keys, summary, now, scope);
+        return await partialSync(planned, scoped.keys, summary, now, scope, undefined, scoped.slice);
       }
       delete summary.verified; delete summary.followUp;
       listed = director.bound;
@@ -200,7 +203,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    * The services a partial sync would read, or undefined when this sync must be full: the changed
    * ones, plus a verify slice when one is due (its size goes into summary.verified).
    */
-  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary): { keys: Map<string, IpvsServiceKey> } | undefined {
+  function partialScope(planned: DesiredState, scope: string, now: number, summary: SyncSummary): { keys: Map<string, IpvsServiceKey>; slice?: SliceTaken } | undefined {
     const fullDue = now - lastFullAt >= fullIntervalMs;
     if (!view || !opts.kernel.readService || (fullDue && (!opts.verify || fullDeferred || fullIntervalMs <= 0))) return undefined;
     if (view.scope !== scope || retiring.size > 0 || refusedLast) return undefined;
@@ -230,6 +233,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     // Without the verifier (or with no desired service), such a sync reads everything back, as a repair.
     if (changed.size === 0 && !slice?.keys.size) return undefined;
     if (!slice?.keys.size) { sliceLeft = 0; return { keys: changed }; }
+    const taken: SliceTaken = { order: slice.order.filter((k) => !changed.has(k)), before: verifyCursor };
     verifyCursor = slice.cursor;
     sliceLeft = Math.max(0, sliceLeft - slice.keys.size);
     // The rest of the tick's slice is the next sync's, at once (a change marked meanwhile goes
@@ -244,7 +248,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     }
     sliceDeferred = false;
     summary.verified = slice.keys.size;
-    return { keys: withSlice(changed, slice.keys) };
+    return { keys: withSlice(changed, slice.keys), slice: taken };
   }
 
   /**
@@ -320,16 +324,19 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    * except in a listing sync (`vips`): then only the `present` keys are read back, and the new
    * owned VIPs are bound once their services exist.
    */
-  async function partialSync(want: DesiredState, changed: Map<string, IpvsServiceKey>, summary: SyncSummary, now: number, scope: string, vips?: { present: ReadonlySet<string>; bound: string[] }): Promise<SyncResult> {
+  async function partialSync(want: DesiredState, changed: Map<string, IpvsServiceKey>, summary: SyncSummary, now: number, scope: string, vips?: { present: ReadonlySet<string>; bound: string[] }, slice?: SliceTaken): Promise<SyncResult> {
     summary.read = vips ? vips.present.size : changed.size;
-    const read = opts.kernel.readService!.bind(opts.kernel);
+    const kernel = opts.kernel;
+    const read = (k: IpvsServiceKey) => kernel.readService!(k);
     let kernelState: IpvsServiceState[];
     try {
-      const reads = [...changed].map(([key, k]) => (vips && !vips.present.has(key) ? undefined : read(k)));
-      kernelState = (await Promise.all(reads)).filter((s) => s !== undefined);
+      const got = await readBack(read, vips ? new Map([...changed].filter(([key]) => vips.present.has(key))) : changed, slice?.order ?? [], opts.pending);
+      if (slice) giveBack(slice, got.sliceRead, changed, summary);
+      kernelState = [...got.states.values()];
     } catch (err) {
       return retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary);
     }
+    summary.read = vips ? vips.present.size : changed.size;
     // In key order, as `changed` and want.services are.
     const desired = [...changed.keys()].flatMap((k) => { const i = want.index.get(k); return i === undefined ? [] : [want.services[i]!]; });
     // The diff looks up only the VIPs and keys of what was read back: those, not every owned VIP.
@@ -359,6 +366,20 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     for (const since of draining.values()) deadline = Math.min(deadline, since + drainTimeoutMs);
     if (deadline !== Infinity) return { kind: 'drainPending', after: Math.max(1, Math.min(drainPollMs, deadline - now)), ...summary };
     return { kind: 'ok', ...summary };
+  }
+
+  /**
+   * The slice's keys a partial sync did not read (it stopped for a change, readBack) go back: out of
+   * this sync's keys, the cursor after the last one read, the next sync reads them at once.
+   */
+  function giveBack(slice: SliceTaken, sliceRead: number, keys: Map<string, IpvsServiceKey>, summary: SyncSummary): void {
+    const unread = slice.order.length - sliceRead;
+    if (unread <= 0) return;
+    for (const k of slice.order.slice(sliceRead)) keys.delete(k);
+    verifyCursor = sliceRead > 0 ? slice.order[sliceRead - 1] : slice.before;
+    sliceLeft += unread;
+    summary.verified = (summary.verified ?? 0) - unread;
+    summary.followUp = 'verify';
   }
 
   /**

@@ -60,6 +60,11 @@ export interface SyncerOptions {
    * loop runs a sync soon.
    */
   onDirectorChecked?: () => void;
+  /**
+   * A change waits (the sync loop's mark): a partial sync reading a verify slice stops between two
+   * batches of it (verify.ts VERIFY_BATCH), and the next sync goes on from there.
+   */
+  pending?: () => boolean;
 }
 
 export interface SyncError {

@@ -7,10 +7,10 @@ import * as assert from 'uvu/assert';
 import type { PlanService } from '../../api/plan.ts';
 import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import type { IpvsServiceKey, IpvsServiceState } from '../../dataplane/ipvs/types.ts';
-import { ipvsServiceKey } from '../../dataplane/sync/keys.ts';
+import { byString, ipvsServiceKey } from '../../dataplane/sync/keys.ts';
 import { createSyncLoop } from '../../dataplane/sync/loop.ts';
 import { createSyncer, type SyncResult, type VipBinder } from '../../dataplane/sync/sync.ts';
-import { VERIFY_CHUNK, VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
+import { VERIFY_BATCH, VERIFY_CHUNK, VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
 import { settle } from '../../kube/clock.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
@@ -457,6 +457,80 @@ test('the loop runs a sync as soon as a director check fails, not at the next ti
   seen.length = 0;
   await elapse(1);
   assert.equal(seen, [{ at: INTERVAL, kind: 'ok' }, { at: INTERVAL, kind: 'retry', op: 'listVips' }], 'the tick starts the check; its failure is a sync at once');
+  await loop.stop();
+});
+
+test('a change marked while a slice is read stops it after the batch being read; the next sync reads the change, then the slice from there', async () => {
+  const n = 600;
+  const size = verifySliceSize(n, TICK, INTERVAL);
+  assert.ok(size > 2 * VERIFY_BATCH && size <= VERIFY_CHUNK, `one chunk of several batches: ${size}`);
+  /** Marks a change (pending) once `markAfter` services were read. */
+  const mark = { pending: false, markAfter: Infinity };
+  class MarkingKernel extends CountingKernel {
+    override async readService(k: IpvsServiceKey): Promise<IpvsServiceState | undefined> {
+      const st = await super.readService(k);
+      if (this.readKeys.length >= mark.markAfter) mark.pending = true;
+      return st;
+    }
+  }
+  const kernel = new MarkingKernel();
+  const clock = new ManualClock();
+  const state = { plan: plan(n) };
+  const syncer = createSyncer({
+    kernel, node: 'node-a', plan: () => state.plan, log: captureLog().log, clock, drainTimeoutMs: 60_000,
+    fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK }, pending: () => mark.pending,
+  });
+  await syncer.sync();
+  const table = [...new Set(kernel.snapshot().map((st) => ipvsServiceKey(st.service)))].sort(byString);
+  clock.tick(TICK);
+  kernel.readKeys = [];
+  mark.markAfter = 10;
+  const r1 = await syncer.sync();
+  assert.equal([r1.kind, r1.read, r1.verified, r1.followUp], ['ok', VERIFY_BATCH, VERIFY_BATCH, 'verify'], 'one batch, then the slice stops; the rest asked for at once');
+  const first = kernel.readKeys;
+  // The change's sync reads it alone (a slice left behind waits for the change, as before), then
+  // the next sync reads the slice from where it stopped.
+  mark.pending = false;
+  mark.markAfter = Infinity;
+  kernel.readKeys = [];
+  state.plan = plan(n, (i, x) => (i === 250 ? { ...x, realServers: [rs(`10.0.${i}.1`, 8080), rs(`10.0.${i}.7`, 8080)] } : x));
+  const r2 = await syncer.sync();
+  assert.equal([r2.kind, r2.read, r2.verified, r2.followUp], ['ok', 1, undefined, 'verify'], 'the change alone');
+  assert.equal(kernel.readKeys, [ipvsServiceKey(svc(1250))]);
+  assert.equal(dests(kernel, 1250), ['10.0.250.1/1', '10.0.250.7/1']);
+  kernel.readKeys = [];
+  const r3 = await syncer.sync();
+  assert.equal([r3.kind, r3.read, r3.verified, r3.followUp], ['ok', size - VERIFY_BATCH, size - VERIFY_BATCH, undefined], 'the rest of the slice');
+  assert.equal([...first, ...kernel.readKeys], table.slice(0, size), 'the slice read once, in order, nothing skipped');
+});
+
+test('the loop\'s mark is what stops a slice: a change marked while one is read', async () => {
+  const n = 600;
+  const size = verifySliceSize(n, TICK, INTERVAL);
+  const hook = { at: Infinity, fire: () => {} };
+  class MarkingKernel extends CountingKernel {
+    override async readService(k: IpvsServiceKey): Promise<IpvsServiceState | undefined> {
+      const st = await super.readService(k);
+      if (this.readKeys.length >= hook.at) { hook.at = Infinity; hook.fire(); }
+      return st;
+    }
+  }
+  const kernel = new MarkingKernel();
+  const clock = new ManualClock(0);
+  const seen: { at: number; verified?: number; followUp?: string }[] = [];
+  const loop = createSyncLoop({
+    kernel, node: 'node-a', plan: () => plan(n), log: captureLog().log, clock, resyncIntervalMs: INTERVAL, verifyTickMs: TICK, fullResyncIntervalMs: FULL,
+    onResult: (r) => seen.push({ at: clock.now(), ...(r.verified ? { verified: r.verified } : {}), ...(r.followUp ? { followUp: r.followUp } : {}) }),
+  });
+  const elapse = (ms: number) => clock.elapse(ms, () => loop.idle());
+  loop.start();
+  await elapse(0);
+  kernel.readKeys = [];
+  hook.at = 10;
+  hook.fire = () => loop.markDirty();
+  seen.length = 0;
+  await elapse(TICK);
+  assert.equal(seen, [{ at: TICK, verified: VERIFY_BATCH, followUp: 'verify' }, { at: TICK, verified: size - VERIFY_BATCH }], 'stopped after one batch; the rest at once');
   await loop.stop();
 });
 
