@@ -46,7 +46,8 @@ import { byString, canonicalAddress, ipvsServiceKey } from './keys.ts';
 import { advanceView, changedSince, mergeDraining, scopeOf, serviceIdentity, viewOf, type SyncedView } from './partial.ts';
 import { addedVips, listingReads } from './listing.ts';
 import { createDirectorCheck, type DirectorCheckOutcome } from './director-check.ts';
-import { readBack, VERIFY_CHUNK, verifySlice, verifySliceSize, withSlice } from './verify.ts';
+import { readBack } from './verify.ts';
+import { VerifySlices, type SliceTaken } from './slices.ts';
 import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, troubledVips, type VipBinder } from './vips.ts';
 
 import type { SyncError, SyncerOptions, SyncResult, Syncer, SyncSummary } from './syncer-types.ts';
@@ -54,9 +55,6 @@ import type { SyncError, SyncerOptions, SyncResult, Syncer, SyncSummary } from '
 export type { Clock, VipBinder };
 export type { SyncError, SyncerOptions, SyncResult, Syncer };
 
-
-/** A verify slice as a partial sync took it: its keys not changed, in walk order, and the cursor before it. */
-interface SliceTaken { order: string[]; before: string | undefined }
 
 export function createSyncer(opts: SyncerOptions): Syncer {
   const clock = opts.clock ?? realClock;
@@ -80,25 +78,22 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   let ownedMemo: { of: readonly string[]; set: ReadonlySet<string> } | undefined;
   /** The last full sync refused a VIP: partial syncs would not know to leave its services alone. */
   let refusedLast = '';
-  /** The verify slice's cursor (the last key it read) and when the next slice is due. */
-  let verifyCursor: string | undefined;
-  let nextVerifyAt = -Infinity;
-  /** Services of the current tick's slice not read yet (read VERIFY_CHUNK per sync, verify.ts). */
-  let sliceLeft = 0;
+  /** The rolling verifier's cursor, due times and budget (slices.ts). */
+  const slices = opts.verify ? new VerifySlices(opts.verify, log) : undefined;
   /** When the partial syncs next start a director check (lvs0, its sysctls, our nft tables). */
   let nextDirectorAt = -Infinity;
   /** Counts the syncs that bind or unbind VIPs: a director check listed before the last one is stale. */
   let bindEpoch = 0;
   const check = opts.vips ? createDirectorCheck(opts.vips, checked) : undefined;
-  /** A due full read-back or verify slice was left to the next sync, behind a change (partialScope). */
-  let fullDeferred = false, sliceDeferred = false;
+  /** A due full read-back was left to the next sync, behind a change (partialScope; a slice: slices.deferred). */
+  let fullDeferred = false;
 
   function retry(errors: SyncError[], summary: SyncSummary): SyncResult {
     // A failed sync leaves nothing behind: the retry, after its backoff, reads everything back.
     delete summary.followUp;
     failures++;
     view = undefined;
-    sliceLeft = 0;
+    slices?.drop();
     const after = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
     log.warn({ errors: errors.length, after, failures }, 'sync failed, retrying');
     return { kind: 'retry', after, errors, ...summary };
@@ -129,7 +124,8 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       listed = listing?.listed;
     }
     summary.read = 'full';
-    fullDeferred = false; sliceDeferred = false;
+    fullDeferred = false;
+    if (slices) slices.deferred = false;
     const errors: SyncError[] = [];
     // Ours before this sync: what the last sync accepted, what is being retired, what lvs0 holds.
     const ours = new Set([...lastOwned, ...retiring]);
@@ -178,7 +174,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     view = viewOf(want.services, draining, new Map(kernelState.map((k) => [ipvsServiceKey(k.service), serviceIdentity(k.service)])), scope);
     lastFullAt = now;
     // A full read-back verified every service and the director: the next slice is one tick away.
-    if (opts.verify) { nextVerifyAt = now + opts.verify.tickMs; sliceLeft = 0; if (!known) nextDirectorAt = now + opts.verify.intervalMs; }
+    if (opts.verify) { slices!.verifiedAll(now); if (!known) nextDirectorAt = now + opts.verify.intervalMs; }
     if (d.ops.length > 0) log.info({ ops: d.ops.length, draining: draining.size }, 'kernel synced');
     if (d.nextDeadline !== undefined) {
       const after = Math.max(1, Math.min(drainPollMs, d.nextDeadline - now));
@@ -215,10 +211,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     // arrives is the next sync's (the loop runs it right after this one), once; a change that
     // comes with that next sync rides with it. So a change waits behind neither, unless it lands
     // while one runs.
-    // Due: the tick came, or the tick's slice is being read chunk by chunk.
-    const sliceDue = opts.verify !== undefined && (sliceLeft > 0 || now >= nextVerifyAt);
-    if (changed.size > 0 && (fullDue || (sliceDue && !sliceDeferred))) {
-      if (fullDue) fullDeferred = true; else sliceDeferred = true;
+    const sliceDue = slices?.due(now) ?? false;
+    if (changed.size > 0 && (fullDue || (sliceDue && !slices!.deferred))) {
+      if (fullDue) fullDeferred = true; else slices!.deferred = true;
       summary.followUp = fullDue ? 'full' : 'verify';
       return { keys: changed };
     }
@@ -227,28 +222,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     // draining (asked for by something else than a change of desired state: a manifest written
     // again as it was, an event that did not move this node's plan) reads the next slice at once
     // instead of everything: the verifier's bound covers the repair it may have been asked for.
-    const due = opts.verify && (sliceDue || changed.size === 0);
-    if (due && sliceLeft <= 0) sliceLeft = verifySliceSize(desired.length, opts.verify!.tickMs, opts.verify!.intervalMs);
-    const slice = due ? verifySlice(desired, verifyCursor, Math.min(sliceLeft, VERIFY_CHUNK)) : undefined;
+    const taken = slices?.take(desired, changed, now, summary, sliceDue || changed.size === 0);
     // Without the verifier (or with no desired service), such a sync reads everything back, as a repair.
-    if (changed.size === 0 && !slice?.keys.size) return undefined;
-    if (!slice?.keys.size) { sliceLeft = 0; return { keys: changed }; }
-    const taken: SliceTaken = { order: slice.order.filter((k) => !changed.has(k)), before: verifyCursor };
-    verifyCursor = slice.cursor;
-    sliceLeft = Math.max(0, sliceLeft - slice.keys.size);
-    // The rest of the tick's slice is the next sync's, at once (a change marked meanwhile goes
-    // between the two); the tick's rhythm moves when its last chunk is read.
-    if (sliceLeft > 0) summary.followUp = 'verify';
-    else {
-      // Due times keep their rhythm when a slice comes late (deferred behind a change), so a pass
-      // still takes one interval; a slice late by more than half a tick starts a new rhythm, and
-      // one read early (a sync with nothing changed) never pushes the next beyond a tick from now.
-      const tick = opts.verify!.tickMs;
-      nextVerifyAt = Math.min(now + tick, Math.max(nextVerifyAt + tick, now + tick / 2));
-    }
-    sliceDeferred = false;
-    summary.verified = slice.keys.size;
-    return { keys: withSlice(changed, slice.keys), slice: taken };
+    return taken ?? (changed.size === 0 ? undefined : { keys: changed });
   }
 
   /**
@@ -330,8 +306,9 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const read = (k: IpvsServiceKey) => kernel.readService!(k);
     let kernelState: IpvsServiceState[];
     try {
-      const got = await readBack(read, vips ? new Map([...changed].filter(([key]) => vips.present.has(key))) : changed, slice?.order ?? [], opts.pending);
-      if (slice) giveBack(slice, got.sliceRead, changed, summary);
+      const present = vips ? new Map([...changed].filter(([key]) => vips.present.has(key))) : changed;
+      const got = await readBack(read, present, slice?.order ?? [], opts.pending, () => clock.now());
+      if (slice) slices!.read(slice, got.sliceRead, got.sliceMs, changed, summary);
       kernelState = [...got.states.values()];
     } catch (err) {
       return retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary);
@@ -366,20 +343,6 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     for (const since of draining.values()) deadline = Math.min(deadline, since + drainTimeoutMs);
     if (deadline !== Infinity) return { kind: 'drainPending', after: Math.max(1, Math.min(drainPollMs, deadline - now)), ...summary };
     return { kind: 'ok', ...summary };
-  }
-
-  /**
-   * The slice's keys a partial sync did not read (it stopped for a change, readBack) go back: out of
-   * this sync's keys, the cursor after the last one read, the next sync reads them at once.
-   */
-  function giveBack(slice: SliceTaken, sliceRead: number, keys: Map<string, IpvsServiceKey>, summary: SyncSummary): void {
-    const unread = slice.order.length - sliceRead;
-    if (unread <= 0) return;
-    for (const k of slice.order.slice(sliceRead)) keys.delete(k);
-    verifyCursor = sliceRead > 0 ? slice.order[sliceRead - 1] : slice.before;
-    sliceLeft += unread;
-    summary.verified = (summary.verified ?? 0) - unread;
-    summary.followUp = 'verify';
   }
 
   /**

@@ -42,6 +42,23 @@ export const VERIFY_CHUNK = 256;
  */
 export const VERIFY_BATCH = 32;
 
+/**
+ * The share of the agent's time the slices may take, measured: a slice per tick reads at most
+ * VERIFY_DUTY · tickMs / (the measured wall time per service read), at least VERIFY_SLICE_FLOOR.
+ * Where reading a service is cheap (a native host: tens of µs) this changes nothing; where it is
+ * not, a pass over the table takes longer than intervalMs instead of the verifier taking the
+ * agent's CPU from changes. Measured at 10,000 services under TCG (bench/RESULTS.md run 18): about
+ * 1.5 ms a service, the even share of 1,667 per 5 s tick kept the agent 70-100% busy; under this
+ * budget a tick reads ~670 and a pass takes ~75 s. The repair bound is then one such pass plus a tick.
+ */
+export const VERIFY_DUTY = 0.2;
+
+/** Services a slice may read under VERIFY_DUTY, given the measured wall time per service (ms). */
+export function verifyBudget(tickMs: number, msPerService: number | undefined): number {
+  if (msPerService === undefined || !(msPerService > 0)) return Infinity;
+  return Math.max(VERIFY_SLICE_FLOOR, Math.floor((VERIFY_DUTY * tickMs) / msPerService));
+}
+
 /** Services one verify slice reads back: N spread over intervalMs / tickMs ticks (see the header). */
 export function verifySliceSize(n: number, tickMs: number, intervalMs: number): number {
   if (n <= 0) return 0;
@@ -80,14 +97,16 @@ export function verifySlice(desired: readonly IpvsServiceState[], cursor: string
 /**
  * Reads back `keys` (in key order, as `keys` is): the keys not in `slice` at once, then those in
  * `slice` in its order, VERIFY_BATCH at a time, stopping before a batch (not the first) when
- * `stop()` says so. Returns what was read and how many of `slice` (a prefix) were.
+ * `stop()` says so. Returns what was read, how many of `slice` (a prefix) were, and how long
+ * reading them took on `now`.
  */
-export async function readBack<S>(read: (k: IpvsServiceKey) => Promise<S | undefined>, keys: ReadonlyMap<string, IpvsServiceKey>, slice: readonly string[], stop?: () => boolean): Promise<{ states: Map<string, S>; sliceRead: number }> {
+export async function readBack<S>(read: (k: IpvsServiceKey) => Promise<S | undefined>, keys: ReadonlyMap<string, IpvsServiceKey>, slice: readonly string[], stop?: () => boolean, now: () => number = () => 0): Promise<{ states: Map<string, S>; sliceRead: number; sliceMs: number }> {
   const inSlice = new Set(slice);
   const got = new Map<string, S | undefined>();
   const readInto = (ks: readonly string[]) => Promise.all(ks.map(async (k) => { got.set(k, await read(keys.get(k)!)); }));
   await readInto([...keys.keys()].filter((k) => !inSlice.has(k)));
   let sliceRead = 0;
+  const t0 = now();
   while (sliceRead < slice.length && !(sliceRead > 0 && stop?.())) {
     const batch = slice.slice(sliceRead, sliceRead + VERIFY_BATCH);
     await readInto(batch);
@@ -95,7 +114,7 @@ export async function readBack<S>(read: (k: IpvsServiceKey) => Promise<S | undef
   }
   const states = new Map<string, S>();
   for (const k of keys.keys()) { const st = got.get(k); if (st !== undefined) states.set(k, st); }
-  return { states, sliceRead };
+  return { states, sliceRead, sliceMs: now() - t0 };
 }
 
 /** `a` and `b` together, sorted by key (a partial sync reads and diffs in key order). */

@@ -10,7 +10,7 @@ import type { IpvsServiceKey, IpvsServiceState } from '../../dataplane/ipvs/type
 import { byString, ipvsServiceKey } from '../../dataplane/sync/keys.ts';
 import { createSyncLoop } from '../../dataplane/sync/loop.ts';
 import { createSyncer, type SyncResult, type VipBinder } from '../../dataplane/sync/sync.ts';
-import { VERIFY_BATCH, VERIFY_CHUNK, VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
+import { VERIFY_BATCH, VERIFY_CHUNK, VERIFY_SLICE_CAP, VERIFY_SLICE_FLOOR, verifyBudget, verifySlice, verifySliceSize } from '../../dataplane/sync/verify.ts';
 import { settle } from '../../kube/clock.ts';
 import { ManualClock, captureLog, planService, rs } from '../lib/sync-fixtures.ts';
 
@@ -532,6 +532,44 @@ test('the loop\'s mark is what stops a slice: a change marked while one is read'
   await elapse(TICK);
   assert.equal(seen, [{ at: TICK, verified: VERIFY_BATCH, followUp: 'verify' }, { at: TICK, verified: size - VERIFY_BATCH }], 'stopped after one batch; the rest at once');
   await loop.stop();
+});
+
+test('slices keep to their share of the agent\'s time: where a read is slow, a pass takes longer than the interval, and still covers the table', async () => {
+  const n = 3_000;
+  const clock = new ManualClock();
+  /** Every read takes READ_MS on the clock. */
+  const READ_MS = 10;
+  class SlowKernel extends CountingKernel {
+    override async readService(k: IpvsServiceKey): Promise<IpvsServiceState | undefined> {
+      clock.tick(READ_MS);
+      return super.readService(k);
+    }
+  }
+  const kernel = new SlowKernel();
+  const { log, lines } = captureLog();
+  const syncer = createSyncer({ kernel, node: 'node-a', plan: () => plan(n), log, clock, fullResyncIntervalMs: FULL, verify: { intervalMs: INTERVAL, tickMs: TICK } });
+  await syncer.sync();
+  const even = verifySliceSize(n, TICK, INTERVAL);
+  const budget = verifyBudget(TICK, READ_MS);
+  assert.ok(budget < even, `${budget} < ${even}`);
+  // The first slice is the even share (nothing measured yet); it measures the reads.
+  clock.tick(TICK);
+  let r = await syncer.sync();
+  assert.is(r.verified, VERIFY_CHUNK);
+  while (r.followUp === 'verify') r = await syncer.sync();
+  // From then on, a slice per tick is the budget.
+  kernel.readKeys = [];
+  const ticks = Math.ceil(n / budget);
+  for (let t = 0; t < ticks; t++) {
+    clock.tick(TICK);
+    const rt = await syncer.sync();
+    assert.equal([rt.kind, rt.verified, rt.followUp], ['ok', budget, undefined], `tick ${t}: the budget's slice`);
+  }
+  assert.is(new Set(kernel.readKeys).size, n, 'the whole table in ceil(N / budget) ticks');
+  assert.ok(ticks * TICK > INTERVAL, 'longer than the interval');
+  const said = lines.find((l) => l.op === 'verify');
+  assert.equal([said?.slice, said?.passS], [budget, Math.round((ticks * TICK) / 1000)], 'the operator is told how long a pass takes');
+  assert.is(kernel.reads.dump, 1, 'no full read-back');
 });
 
 test('a slice larger than VERIFY_CHUNK is read a chunk per sync, back to back; a change goes between two chunks', async () => {
