@@ -47,9 +47,10 @@ export const VERIFY_BATCH = 32;
  * VERIFY_DUTY · tickMs / (the measured wall time per service read), at least VERIFY_SLICE_FLOOR.
  * Where reading a service is cheap (a native host: tens of µs) this changes nothing; where it is
  * not, a pass over the table takes longer than intervalMs instead of the verifier taking the
- * agent's CPU from changes. Measured at 10,000 services under TCG (bench/RESULTS.md run 18): about
- * 1.5 ms a service, the even share of 1,667 per 5 s tick kept the agent 70-100% busy; under this
- * budget a tick reads ~670 and a pass takes ~75 s. The repair bound is then one such pass plus a tick.
+ * agent's CPU from changes. At 10,000 services under TCG (bench/RESULTS.md run 18) the even share
+ * of 1,667 services per 5 s tick kept the agent 65-100% busy; the profile puts a read at roughly
+ * 1.5 ms of wall time (an estimate), for which a tick reads ~670 and a pass takes ~75 s. The agent
+ * logs the figures it uses (op 'verify'). The repair bound is then one such pass plus a tick.
  */
 export const VERIFY_DUTY = 0.2;
 
