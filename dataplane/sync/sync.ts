@@ -243,7 +243,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
     const o = check?.take();
     if (o) {
       errors.push(...o.errors);
-      if (o.errors.length === 0 && o.bound && o.epoch === bindEpoch && !asLastOwned(o.bound)) return { bound: o.bound };
+      if (lvs0NotAsLeft(o)) return { bound: o.bound };
     }
     if (errors.length === 0 && opts.verify && now >= nextDirectorAt && check?.start(bindEpoch)) nextDirectorAt = now + opts.verify.intervalMs;
     return 'ok';
@@ -254,8 +254,12 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    * act on — a failure, lvs0 not as left, or another check asked for meanwhile (checkDirectorNext).
    */
   function checked(o: DirectorCheckOutcome): void {
-    const act = o.errors.length > 0 || (o.bound !== undefined && o.epoch === bindEpoch && !asLastOwned(o.bound)) || clock.now() >= nextDirectorAt;
-    if (act) opts.onDirectorChecked?.();
+    if (o.errors.length > 0 || lvs0NotAsLeft(o) || clock.now() >= nextDirectorAt) opts.onDirectorChecked?.();
+  }
+
+  /** A check listed lvs0 (after the last binding) not holding exactly the VIPs the last sync left bound. */
+  function lvs0NotAsLeft(o: DirectorCheckOutcome): o is DirectorCheckOutcome & { bound: string[] } {
+    return o.bound !== undefined && o.epoch === bindEpoch && !asLastOwned(o.bound);
   }
 
   /**
@@ -302,18 +306,17 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    */
   async function partialSync(want: DesiredState, changed: Map<string, IpvsServiceKey>, summary: SyncSummary, now: number, scope: string, vips?: { present: ReadonlySet<string>; bound: string[] }, slice?: SliceTaken): Promise<SyncResult> {
     summary.read = vips ? vips.present.size : changed.size;
-    const kernel = opts.kernel;
-    const read = (k: IpvsServiceKey) => kernel.readService!(k);
+    const read = opts.kernel.readService!.bind(opts.kernel);
     let kernelState: IpvsServiceState[];
     try {
       const present = vips ? new Map([...changed].filter(([key]) => vips.present.has(key))) : changed;
       const got = await readBack(read, present, slice?.order ?? [], opts.pending, () => clock.now());
-      if (slice) slices!.read(slice, got.sliceRead, got.sliceMs, changed, summary);
+      // A slice that stopped for a change gives its unread keys back: they leave `changed`.
+      if (slice) { slices!.read(slice, got.sliceRead, got.sliceMs, changed, summary); summary.read = changed.size; }
       kernelState = [...got.states.values()];
     } catch (err) {
       return retry([{ op: 'dump', error: asError(err), ...codeOf(err) }], summary);
     }
-    summary.read = vips ? vips.present.size : changed.size;
     // In key order, as `changed` and want.services are.
     const desired = [...changed.keys()].flatMap((k) => { const i = want.index.get(k); return i === undefined ? [] : [want.services[i]!]; });
     // The diff looks up only the VIPs and keys of what was read back: those, not every owned VIP.
