@@ -51,7 +51,8 @@ ENTRYPOINT ["node", "dist/lvs-controller.mjs"]
 FROM node:24-bookworm-slim AS agent
 # iproute2: ip (addresses, dummy/ipip devices); nftables: nft (SNAT return path, ARP rules);
 # kmod: modprobe ip_vs/ipip from the host's /lib/modules; ipvsadm: the independent view of IPVS
-# for operators (kubectl exec ... ipvsadm -Ln); util-linux: nsenter into pods' namespaces;
+# for operators (kubectl exec ... ipvsadm -Ln); util-linux: nsenter into pods' namespaces,
+# setsid (each command its own process group, dataplane/spawner.ts);
 # procps: sysctl; iputils-arping, libndp-tools (ndptool): gratuitous ARP and unsolicited neighbour
 # advertisements when a VIP is announced.
 RUN apt-get update \

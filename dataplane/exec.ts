@@ -8,11 +8,6 @@ export interface ExecOptions {
   input?: string;
   /** Kill the program after this long; default 30 s. */
   timeoutMs?: number;
-  /**
-   * Start the program as the leader of a new process group and, when the time is up, kill the
-   * whole group (SIGKILL): for a shell whose children must not outlive it (exec-batch.ts).
-   */
-  processGroup?: boolean;
 }
 
 export interface ExecResult {
@@ -57,21 +52,16 @@ export function createRunner(defaults: { timeoutMs?: number; env?: NodeJS.Proces
       const child = spawn(cmd, args, {
         stdio: ['pipe', 'pipe', 'pipe'],
         env: defaults.env ?? process.env,
-        ...(opts.processGroup ? { detached: true } : { timeout }),
+        timeout,
       });
-      const timer = opts.processGroup ? setTimeout(() => {
-        try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
-      }, timeout) : undefined;
       let stdout = '';
       let stderr = '';
       child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
       child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
       child.on('error', (err) => {
-        clearTimeout(timer);
         reject(new CommandError(argv, null, null, stdout, stderr, `could not start: ${err.message}`));
       });
       child.on('close', (code, signal) => {
-        clearTimeout(timer);
         if (code === 0) resolve({ stdout, stderr });
         else reject(new CommandError(argv, code, signal, stdout, stderr));
       });

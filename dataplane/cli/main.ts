@@ -4,8 +4,7 @@
 // programmed, prepare and clean up real servers.
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
-import { createRunner } from '../exec.ts';
-import { coalescing } from '../exec-batch.ts';
+import { createSpawner } from '../spawner.ts';
 import { applyCommand, cleanupCommand, prepareCommand, runCommand, showCommand } from './commands.ts';
 import { InvalidManifestsError } from '../agent/manifests.ts';
 import { UsageError } from './commands.ts';
@@ -97,8 +96,8 @@ async function main(argv: string[]): Promise<number> {
   if (values.help || !command) { console.log(USAGE); return command ? 0 : 2; }
   if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
   const log: Logger = pino({ level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info' }, pino.destination(2));
-  // Commands started together go through one shell: one fork of this process instead of several.
-  const ctx = { values, log, run: coalescing(createRunner()) };
+  // Every command starts from one shell forked now, while this process is small (../spawner.ts).
+  const ctx = { values, log, run: createSpawner().run };
   switch (command) {
     case 'run': return runCommand(ctx);
     case 'apply': return applyCommand(ctx);

@@ -1,0 +1,193 @@
+// Every command through one long-lived shell, started while this process is small. Node starts a
+// process with fork() (libuv's uv_spawn on Linux): the kernel copies the parent's page tables and
+// the event loop waits until the child has exec'd, and afterwards every page the parent writes
+// takes a copy-on-write fault. For the agent at 10,000 services (300 MiB) under emulation that
+// held the event loop ~0.3-0.4 s per start (bench/RESULTS.md: spawn was the agent's largest self
+// time while programming, and the director check's one start per 30 s stood next to the slowest
+// changes). A `sh` of a few MiB forks cheaply and its forks never stop this process.
+//
+// The protocol: for call n, this process writes to the shell's stdin
+//   setsid sh -c '<run "$@" with stdin from IN, stdout to OUT, stderr to ERR; echo "E n $?">' sh IN OUT ERR n argv… &
+//   echo "S n $!"
+// and reads "S n pid" and "E n status" lines from the shell's stdout, then the command's output
+// from the files (a fresh temporary directory per spawner; /tmp is an emptyDir in the chart),
+// which it removes. Each argument is single-quoted, so nothing in it is shell syntax. setsid
+// makes the job the leader of its own process group (the background job of a shell without job
+// control is not a leader, so setsid execs without forking: $! is that group), so a call whose
+// time is up has its whole group killed and no command outlives it. A call resolves or fails with
+// the same CommandError (argv, exit code, stdout, stderr) as createRunner's; a program that
+// cannot be started exits 127 with the shell's message. If the shell dies, its calls fail and
+// the next call starts a new one. The shell and its pipes do not keep this process alive; a
+// call's timer does while it runs.
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { CommandError, type ExecResult, type Runner } from './exec.ts';
+
+export interface SpawnerOptions {
+  /** Kill a command (its process group) after this long unless the call says otherwise; default 30 s. */
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Where the calls' files go; default a fresh directory under os.tmpdir(). */
+  dir?: string;
+}
+
+export interface Spawner {
+  run: Runner;
+  /** The shell's pid (undefined until started, or after it died). */
+  readonly shellPid: number | undefined;
+  /** Let the shell exit; calls still running are left to finish. */
+  close(): void;
+}
+
+interface Call {
+  argv: readonly string[];
+  resolve: (r: ExecResult) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout;
+  files: { in?: string; out: string; err: string };
+  /** The shell it was given to. */
+  shell?: Shell;
+  pid?: number;
+  /** The time is up before the shell said which group to kill. */
+  kill?: boolean;
+}
+
+type Shell = ChildProcessByStdio<Writable, Readable, Readable>;
+
+const INNER = 'i=$1 o=$2 e=$3 n=$4; shift 4; "$@" <"$i" >"$o" 2>"$e"; echo "E $n $?"';
+const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
+
+/** The lines that start call `n` (the shell's stdin). */
+export function callScript(n: number, argv: readonly string[], files: { in?: string; out: string; err: string }): string {
+  const words = ['setsid', 'sh', '-c', INNER, 'sh', files.in ?? '/dev/null', files.out, files.err, String(n), ...argv];
+  return `${words.map(quote).join(' ') } &\necho "S ${n} $!"\n`;
+}
+
+export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
+  const dir = defaults.dir ?? mkdtempSync(join(tmpdir(), 'lvs-exec-'));
+  const calls = new Map<number, Call>();
+  let next = 0;
+  let shell: Shell | undefined;
+  let closed = false;
+  let reading = 0;
+
+  function start(): Shell {
+    const sh = spawn('sh', ['-s'], { stdio: ['pipe', 'pipe', 'pipe'], env: defaults.env ?? process.env });
+    let stderr = '';
+    let buffered = '';
+    sh.stdout.setEncoding('utf8').on('data', (s: string) => {
+      buffered += s;
+      let i;
+      while ((i = buffered.indexOf('\n')) >= 0) {
+        line(buffered.slice(0, i));
+        buffered = buffered.slice(i + 1);
+      }
+    });
+    sh.stderr.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-2000); });
+    sh.stdin.on('error', () => {}); // EPIPE once it died: 'close' fails its calls
+    // Once the shell is gone the next call starts another; its jobs may still finish and report
+    // (they hold its stdout), and 'close' comes when they all did: what is left never will.
+    const gone = () => { if (shell === sh) shell = undefined; };
+    sh.on('exit', gone);
+    const died = (why: string) => {
+      gone();
+      for (const [n, c] of calls) if (c.shell === sh) fail(n, c, new CommandError(c.argv, null, null, '', '', `the command shell ${why}${stderr.trim() ? `: ${stderr.trim()}` : ''}`));
+      tidy();
+    };
+    sh.on('error', (err) => died(`could not start: ${err.message}`));
+    sh.on('close', (code, signal) => died(signal ? `was killed by ${signal}` : `exited ${code}`));
+    // Neither the shell nor its pipes keep this process alive (a call's timer does).
+    sh.unref();
+    for (const s of [sh.stdin, sh.stdout, sh.stderr]) (s as unknown as { unref?: () => void }).unref?.();
+    return sh;
+  }
+
+  function line(l: string): void {
+    const [kind, n, value] = l.split(' ');
+    const c = calls.get(Number(n));
+    if (!c) return; // its time was up
+    if (kind === 'S') {
+      c.pid = Number(value);
+      if (c.kill) killGroup(c.pid);
+    } else if (kind === 'E') {
+      void finish(Number(n), c, Number(value));
+    }
+  }
+
+  async function outputs(c: Call): Promise<[string, string]> {
+    reading++;
+    try {
+      const [out, err] = await Promise.all([c.files.out, c.files.err].map((f) => readFile(f, 'utf8').catch(() => '')));
+      await Promise.all([c.files.in, c.files.out, c.files.err].map((f) => (f ? rm(f, { force: true }) : undefined)));
+      return [out!, err!];
+    } finally {
+      reading--;
+      tidy();
+    }
+  }
+
+  /** Once closed and nothing runs or is being read: the directory goes. */
+  function tidy(): void {
+    if (closed && !shell && calls.size === 0 && reading === 0) rmSync(dir, { recursive: true, force: true });
+  }
+
+  async function finish(n: number, c: Call, code: number): Promise<void> {
+    calls.delete(n);
+    clearTimeout(c.timer);
+    const [stdout, stderr] = await outputs(c);
+    if (code === 0) c.resolve({ stdout, stderr });
+    else c.reject(new CommandError(c.argv, code, null, stdout, stderr));
+  }
+
+  function fail(n: number, c: Call, err: CommandError | ((out: string, err: string) => CommandError)): void {
+    calls.delete(n);
+    clearTimeout(c.timer);
+    void outputs(c).then(([out, e]) => c.reject(typeof err === 'function' ? err(out, e) : err));
+  }
+
+  const run: Runner = (cmd, args, opts = {}) => new Promise<ExecResult>((resolve, reject) => {
+    const argv = [cmd, ...args];
+    if (argv.some((a) => a.includes('\0'))) {
+      reject(new CommandError(argv, null, null, '', '', 'could not start: an argument holds a NUL byte'));
+      return;
+    }
+    const n = next++;
+    const files = { out: join(dir, `${n}.out`), err: join(dir, `${n}.err`), ...(opts.input !== undefined ? { in: join(dir, `${n}.in`) } : {}) };
+    const timeoutMs = opts.timeoutMs ?? defaults.timeoutMs ?? 30_000;
+    const c: Call = {
+      argv, resolve, reject, files,
+      timer: setTimeout(() => {
+        if (c.pid !== undefined) killGroup(c.pid); else c.kill = true;
+        fail(n, c, (out, err) => new CommandError(argv, null, 'SIGKILL', out, err, `killed after ${timeoutMs} ms`));
+      }, timeoutMs),
+    };
+    calls.set(n, c);
+    const send = () => {
+      if (!calls.has(n)) return;
+      if (closed) { fail(n, c, new CommandError(argv, null, null, '', '', 'could not start: the spawner is closed')); return; }
+      c.shell = shell ??= start();
+      shell.stdin.write(callScript(n, argv, files));
+    };
+    if (files.in === undefined) send();
+    else writeFile(files.in, opts.input!).then(send, (err: unknown) => fail(n, c, new CommandError(argv, null, null, '', '', `could not start: ${(err as Error).message}`)));
+  });
+
+  shell = start();
+  return {
+    run,
+    get shellPid() { return shell?.pid; },
+    close() {
+      closed = true;
+      shell?.stdin.end();
+      tidy();
+    },
+  };
+}
+
+function killGroup(pid: number): void {
+  try { process.kill(-pid, 'SIGKILL'); } catch { /* already gone */ }
+}
