@@ -20,6 +20,7 @@ import { SLICES } from '../../lab/guest/objects.ts';
 import { rng } from '../../lab/random.ts';
 import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
 import { watchPlanSlices } from './watch.ts';
+import { overlapsOf } from './overlap.ts';
 import { processMemory } from '../lib/machine.ts';
 
 if (process.env.LVS_IN_VM !== '1') throw new Error('bench/convergence/guest.ts runs only inside the VM (LVS_IN_VM=1); use `npm run bench -- convergence`');
@@ -113,7 +114,8 @@ async function main(): Promise<void> {
   ].join(' ');
   emit({ type: 'agentNodeOptions', n, nodeOptions });
   const agent = startAgent({
-    node, kubeconfig: need('BENCH_CONVERGENCE_AGENT_KUBECONFIG'), logLevel: 'info', logFile: '/run/tmp/lvs-agent.log',
+    // Debug: a line per sync and per director check, to tell what each change overlapped (overlap.ts).
+    node, kubeconfig: need('BENCH_CONVERGENCE_AGENT_KUBECONFIG'), logLevel: 'debug', logFile: '/run/tmp/lvs-agent.log',
     ...(nodeOptions ? { nodeOptions } : {}),
   });
   try {
@@ -137,8 +139,23 @@ async function main(): Promise<void> {
     const spare = new Array<boolean>(n).fill(true);
     const t0 = performance.now();
     let timeouts = 0;
+    // Bursts (BENCH_CONVERGENCE_BURSTS of BENCH_CONVERGENCE_BURST_SIZE slices written at once)
+    // spread evenly among the sequential changes; their changes count towards `changes`.
+    const bursts = Number(process.env.BENCH_CONVERGENCE_BURSTS ?? '0');
+    const burstSize = Math.min(n, Number(process.env.BENCH_CONVERGENCE_BURST_SIZE ?? '100'));
+    const burstEvery = bursts > 0 ? Math.max(1, Math.floor((changes - bursts * burstSize) / (bursts + 1))) : Infinity;
+    let burstsDone = 0;
+    let sequential = 0;
     for (let k = 0; k < changes; k++) {
       if (performance.now() - t0 > budgetMs) { emit({ type: 'budget', n, after: k }); break; }
+      if (burstsDone < bursts && sequential > 0 && sequential % burstEvery === 0 && k + burstSize <= changes) {
+        sequential++;
+        const ids = distinct(random, n, burstSize);
+        await burst({ kube, kernel, agent, node, n, spare, ids, k, burst: burstsDone++ });
+        k += burstSize - 1;
+        continue;
+      }
+      sequential++;
       const i = Math.floor(random() * n);
       await sleep(Math.floor(random() * 500));
       const want = !spare[i];
@@ -166,12 +183,16 @@ async function main(): Promise<void> {
         type: 'change', n, k, svc: i, kind: want ? 'add' : 'remove', at: wall, writeMs: +(acked - sent).toFixed(1),
         seenMs: seen === undefined ? null : +(seen - sent).toFixed(1), agentAppliedMs: applied === undefined ? null : applied - wall,
         planSeenMs: planSeen === undefined ? null : +(planSeen - sent).toFixed(1), polls,
+        overlapped: seen === undefined ? null : overlapsOf(agent.lines, from, wall, wall + (seen - sent)),
       };
       emit(ev);
       if (seen === undefined && ++timeouts >= 3) throw new Error('3 changes not seen within 180 s: stopping');
     }
     watch.close();
     emit({ type: 'memory', who: 'agent', phase: 'changes', n, ...processMemory(agent.child.pid) });
+    // The verifier's own account when its budget capped the slices (dataplane/sync/slices.ts).
+    const verify = agent.lines.flatMap((l) => (l.json?.op === 'verify' ? [{ time: l.json.time, slice: l.json.slice, msPerService: l.json.msPerService, passS: l.json.passS }] : []));
+    emit({ type: 'agentVerify', n, lines: verify.slice(-20), count: verify.length });
     emit({ type: 'done', n });
   } finally {
     await agent.kill('SIGTERM');
@@ -179,6 +200,54 @@ async function main(): Promise<void> {
     await kernel.close();
     if (process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF) emitProfile();
   }
+}
+
+/** `count` distinct service indexes below n. */
+function distinct(random: () => number, n: number, count: number): number[] {
+  const out = new Set<number>();
+  while (out.size < count) out.add(Math.floor(random() * n));
+  return [...out];
+}
+
+interface BurstInput {
+  kube: Kube; kernel: IpvsNetlink; agent: AgentProc; node: string; n: number;
+  spare: boolean[]; ids: number[]; k: number; burst: number;
+}
+
+/**
+ * One burst: every slice of `ids` written at once, then every service polled (all together, every
+ * POLL_MS) until each shows its change; each change's latency counts from the burst's first write.
+ */
+async function burst(b: BurstInput): Promise<void> {
+  const wants = b.ids.map((i) => !b.spare[i]);
+  const from = b.agent.lines.length;
+  const wall = Date.now();
+  const sent = performance.now();
+  await Promise.all(b.ids.map((i, x) => b.kube.mergePatch(SLICES, NS, sliceName(i), { endpoints: sliceEndpoints(i, wants[x]!, b.node) })));
+  const acked = performance.now();
+  const seen = new Map<number, number>();
+  while (seen.size < b.ids.length && performance.now() - sent < 180_000) {
+    await Promise.all(b.ids.map(async (i, x) => {
+      if (!seen.has(i) && spareDone(await b.kernel.destinations(keyOf(i)), i, wants[x]!)) seen.set(i, performance.now());
+    }));
+    await sleep(POLL_MS);
+  }
+  b.ids.forEach((i, x) => { b.spare[i] = wants[x]!; });
+  const last = Math.max(...seen.values());
+  // The agent's log lines trail its writes (pino writes asynchronously): wait for them.
+  for (let w = 0; w < 40 && !b.ids.every((i) => agentApplied(b.agent, from, i) !== undefined); w++) await sleep(25);
+  b.ids.forEach((i, x) => {
+    const at = seen.get(i);
+    const applied = agentApplied(b.agent, from, i);
+    emit({
+      type: 'change', n: b.n, k: b.k + x, svc: i, kind: wants[x] ? 'add' : 'remove', burst: b.burst, at: wall, writeMs: +(acked - sent).toFixed(1),
+      seenMs: at === undefined ? null : +(at - sent).toFixed(1), agentAppliedMs: applied === undefined ? null : applied - wall,
+      planSeenMs: null, polls: null,
+      overlapped: at === undefined ? null : overlapsOf(b.agent.lines, from, wall, wall + (at - sent)),
+    });
+  });
+  emit({ type: 'burst', n: b.n, burst: b.burst, size: b.ids.length, seen: seen.size, writeMs: +(acked - sent).toFixed(1), lastSeenMs: seen.size ? +(last - sent).toFixed(1) : null });
+  if (seen.size < b.ids.length) throw new Error(`burst ${b.burst}: ${b.ids.length - seen.size} changes not seen within 180 s: stopping`);
 }
 
 const PROF_DIR = '/run/tmp/agent-prof';

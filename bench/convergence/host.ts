@@ -16,7 +16,9 @@
 // (the same for the controller; recorded as a controllerNodeOptions event),
 // BENCH_CONVERGENCE_WAIT_CONTROLLER (default 1: the changes start once the controller's work queue
 // has been empty for 10 s, read from its metrics through a second guestfwd; 0: as soon as the
-// plans are quiet, during the controller's catch-up after its start).
+// plans are quiet, during the controller's catch-up after its start), BENCH_CONVERGENCE_BURSTS
+// (default 0) bursts of BENCH_CONVERGENCE_BURST_SIZE (default 100) slices written at once, spread
+// among the changes and counted in BENCH_CONVERGENCE_CHANGES; reported apart.
 import { writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
@@ -153,6 +155,8 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         ...(heapMib ? { BENCH_CONVERGENCE_HEAP_MIB: String(heapMib) } : {}),
         ...(metricsPort ? { BENCH_CONVERGENCE_CONTROLLER_METRICS: `http://10.0.2.100:${GUEST_METRICS_PORT}/metrics` } : {}),
         ...(profile ? { BENCH_CONVERGENCE_AGENT_CPU_PROF: '1' } : {}),
+        ...(process.env.BENCH_CONVERGENCE_BURSTS ? { BENCH_CONVERGENCE_BURSTS: String(positive('BENCH_CONVERGENCE_BURSTS', 0)) } : {}),
+        ...(process.env.BENCH_CONVERGENCE_BURST_SIZE ? { BENCH_CONVERGENCE_BURST_SIZE: String(positive('BENCH_CONVERGENCE_BURST_SIZE', 100)) } : {}),
         ...(process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS ? { BENCH_CONVERGENCE_AGENT_NODE_OPTIONS: process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS } : {}),
         // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (lab/guest/agent.ts).
         ...(process.env.LVS_SYSTEM_ECHO_AGENT ? { LVS_SYSTEM_ECHO_AGENT: process.env.LVS_SYSTEM_ECHO_AGENT } : {}),

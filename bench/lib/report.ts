@@ -205,7 +205,7 @@ export function convergenceSection(r: ConvergenceRecord): string {
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const run of r.runs) {
-    const ch = run.events.filter((e) => e.type === 'change');
+    const ch = run.events.filter((e) => e.type === 'change' && e.burst === undefined);
     const seen = ch.map((e) => num(e.seenMs)).filter(Number.isFinite).sort((a, b) => a - b);
     const applied = ch.map((e) => num(e.agentAppliedMs)).filter(Number.isFinite).sort((a, b) => a - b);
     const status = ch.map((e) => num(e.planSeenMs ?? e.statusSeenMs)).filter(Number.isFinite).sort((a, b) => a - b);
@@ -218,7 +218,44 @@ export function convergenceSection(r: ConvergenceRecord): string {
     const controllerMem = run.controllerMemory ? String(run.controllerMemory.peakMiB) : '–';
     out.push(`| ${run.n} | ${loadText(run.loadBefore)} → ${loadText(run.loadAfter)} | ${Number.isFinite(prog) ? `${(prog / 1000).toFixed(1)} s` : '–'} | ${seen.length} / ${ch.length}${run.complete ? '' : ' (incomplete)'} | ${p(seen, 50)} ms | ${p(seen, 90)} ms | ${p(seen, 99)} ms | ${ms(seen.at(-1) ?? NaN)} ms | ${status.length ? `${p(status, 50)} / ${p(status, 99)} ms` : '–'} | ${p(applied, 50)} / ${p(applied, 99)} ms | ${p(writes, 50)} ms | ${agentMem} | ${controllerMem} |`);
   }
+  out.push(...burstTable(r.runs), ...overlapTable(r.runs));
   return out.join('\n');
+}
+
+/** The bursts (runs from 2026-12-07 on), apart from the sequential changes of the table above. */
+function burstTable(runs: ConvergenceRecord['runs']): string[] {
+  const rows: string[] = [];
+  for (const run of runs) {
+    const bursts = run.events.filter((e) => e.type === 'burst');
+    if (bursts.length === 0) continue;
+    const xs = run.events.filter((e) => e.type === 'change' && e.burst !== undefined).map((e) => num(e.seenMs)).filter(Number.isFinite).sort((a, b) => a - b);
+    const writes = bursts.map((e) => num(e.writeMs)).sort((a, b) => a - b);
+    rows.push(`| ${run.n} | ${bursts.length} × ${num(bursts[0]!.size)} | ${xs.length} | ${ms(percentile(xs, 50))} ms | ${ms(percentile(xs, 90))} ms | ${ms(percentile(xs, 99))} ms | ${ms(xs.at(-1) ?? NaN)} ms | ${ms(percentile(writes, 50))} ms |`);
+  }
+  if (rows.length === 0) return [];
+  return ['', 'Bursts: that many EndpointSlices written at once (in parallel), every service then polled together until it shows its change; latency from the burst\'s first write. Apart from the sequential changes above.', '',
+    '| services | bursts × slices | changes seen | latency p50 | p90 | p99 | max | all writes acknowledged p50 |', '|---|---|---|---|---|---|---|---|', ...rows];
+}
+
+/**
+ * The changes apart by what agent work they overlapped (runs from 2026-12-07 on: the agent's debug
+ * log, bench/convergence/overlap.ts): none, a verify slice, a listing sync, a full read-back, a
+ * director check. A change may overlap several; empty when no run recorded it.
+ */
+function overlapTable(runs: ConvergenceRecord['runs']): string[] {
+  const rows: string[] = [];
+  for (const run of runs) {
+    const ch = run.events.filter((e) => e.type === 'change' && Array.isArray(e.overlapped));
+    if (ch.length === 0) continue;
+    for (const kind of ['none', 'slice', 'listing', 'full', 'director']) {
+      const of = ch.filter((e) => { const o = e.overlapped as string[]; return kind === 'none' ? o.length === 0 : o.includes(kind); });
+      const xs = of.map((e) => num(e.seenMs)).filter(Number.isFinite).sort((a, b) => a - b);
+      if (xs.length > 0) rows.push(`| ${run.n} | ${kind} | ${xs.length} | ${ms(percentile(xs, 50))} ms | ${ms(percentile(xs, 90))} ms | ${ms(percentile(xs, 99))} ms | ${ms(xs.at(-1)!)} ms |`);
+    }
+  }
+  if (rows.length === 0) return [];
+  return ['', 'Changes by the agent work they overlapped (its debug log: a verify slice, a listing sync, a full read-back, a director check beside the syncs; a change may overlap several):', '',
+    '| services | overlapped | changes | latency p50 | p90 | p99 | max |', '|---|---|---|---|---|---|---|', ...rows];
 }
 
 /** The health-check section: one row per (size, probe type). */

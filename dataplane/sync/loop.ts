@@ -122,6 +122,8 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     lastStart = clock.now();
     const result = await syncer.sync();
     last = result;
+    // One line per sync at debug: what a latency benchmark lines its changes up against.
+    log.debug({ op: 'sync', result: result.kind, read: result.read, verified: result.verified, listed: result.listed, ops: result.ops, ms: clock.now() - lastStart }, 'sync');
     try {
       opts.metrics?.synced(result, (clock.now() - lastStart) / 1000, clock.wallNow());
       opts.onResult?.(result);

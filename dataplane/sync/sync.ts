@@ -245,7 +245,10 @@ export function createSyncer(opts: SyncerOptions): Syncer {
       errors.push(...o.errors);
       if (lvs0NotAsLeft(o)) return { bound: o.bound };
     }
-    if (errors.length === 0 && opts.verify && now >= nextDirectorAt && check?.start(bindEpoch)) nextDirectorAt = now + opts.verify.intervalMs;
+    if (errors.length === 0 && opts.verify && now >= nextDirectorAt && check?.start(bindEpoch)) {
+      nextDirectorAt = now + opts.verify.intervalMs;
+      log.debug({ op: 'directorCheck', phase: 'start' }, 'director check started');
+    }
     return 'ok';
   }
 
@@ -254,6 +257,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
    * act on — a failure, lvs0 not as left, or another check asked for meanwhile (checkDirectorNext).
    */
   function checked(o: DirectorCheckOutcome): void {
+    log.debug({ op: 'directorCheck', phase: 'done', errors: o.errors.length, bound: o.bound?.length }, 'director check done');
     if (o.errors.length > 0 || lvs0NotAsLeft(o) || clock.now() >= nextDirectorAt) opts.onDirectorChecked?.();
   }
 

@@ -1,0 +1,65 @@
+// bench/convergence/overlap.ts: which agent work a change overlapped, from the agent's debug lines.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { AgentLine } from '../../lab/guest/agent.ts';
+import { overlapsOf } from '../../bench/convergence/overlap.ts';
+
+const test = suite('bench: change overlaps');
+
+const line = (json: Record<string, unknown>): AgentLine => ({ at: 0, text: JSON.stringify(json), json });
+const sync = (time: number, ms: number, more: Record<string, unknown> = {}) => line({ op: 'sync', time, ms, result: 'ok', ...more });
+const check = (time: number, phase: 'start' | 'done') => line({ op: 'directorCheck', time, phase });
+
+test('a change overlaps the syncs that ran between its write and its sighting, by what they read', () => {
+  // The change: written at 1,000, seen at 1,400; lines from index 1 on were logged after the write.
+  const lines = [
+    sync(990, 5, { verified: 30 }), // ended before the write
+    sync(1_050, 100, { verified: 32 }), // began before the write, ended after: overlaps
+    sync(1_300, 20, { read: 3 }), // the change's own
+    sync(1_390, 30, { listed: 10_000 }), // began before the sighting
+    sync(2_000, 100, { read: 'full' }), // began after the sighting
+  ];
+  assert.equal(overlapsOf(lines, 1, 1_000, 1_400), ['listing', 'slice']);
+  assert.equal(overlapsOf(lines, 2, 1_060, 1_200), [], 'only the change\'s own sync');
+  assert.equal(overlapsOf(lines, 4, 1_950, 2_050), ['full']);
+});
+
+test('a director check running at the write, or started before the sighting, is an overlap', () => {
+  const started = [check(900, 'start'), sync(1_100, 50, { read: 1 }), check(1_500, 'done')];
+  assert.equal(overlapsOf(started, 1, 1_000, 1_200), ['director'], 'running at the write');
+  const finished = [check(900, 'start'), check(950, 'done'), sync(1_100, 50, { read: 1 })];
+  assert.equal(overlapsOf(finished, 2, 1_000, 1_200), [], 'done before the write');
+  const during = [sync(1_100, 50, { read: 1 }), check(1_150, 'start'), check(1_600, 'done')];
+  assert.equal(overlapsOf(during, 0, 1_000, 1_200), ['director'], 'started before the sighting');
+  assert.equal(overlapsOf(during, 0, 1_000, 1_120), [], 'started after the sighting');
+});
+
+test.run();
+
+const report = suite('bench: convergence report');
+
+report('bursts and overlaps are reported apart; the main row holds only the sequential changes', async () => {
+  const { convergenceSection } = await import('../../bench/lib/report.ts');
+  const load = { at: '', uptime: '', loadavg: [0, 0, 0] as [number, number, number] };
+  const change = (seenMs: number, more: Record<string, unknown> = {}) => ({ type: 'change', seenMs, agentAppliedMs: seenMs, writeMs: 1, planSeenMs: 1, ...more });
+  const events = [
+    change(100, { overlapped: [] }), change(200, { overlapped: [] }), change(5_000, { overlapped: ['slice'] }),
+    change(9_000, { burst: 0, overlapped: ['director'] }), change(8_000, { burst: 0, overlapped: [] }),
+    { type: 'burst', burst: 0, size: 2, writeMs: 40 },
+  ];
+  const text = convergenceSection({
+    bench: 'convergence', command: 'x', changes: 5,
+    machine: { date: '2026-12-07T00:00:00Z', nproc: 2, cpuModel: 'c', kernel: 'k', node: 'v24', memTotalGiB: 24 },
+    runs: [{ n: 10, loadBefore: load, loadAfter: load, setup: {}, vm: { bootMs: 0, totalMs: 0, exitCode: 0, timedOut: false }, complete: true, events }],
+  });
+  const main = text.split('\n').find((l) => l.startsWith('| 10 | 0 / 0 / 0'))!;
+  assert.match(main, /\| 3 \/ 3 \|/, 'three sequential changes');
+  assert.match(main, /\| 5000 ms \| 5000 ms \| 5000 ms \|/, 'p90, p99 and max are the sequential changes\'');
+  assert.not.match(main, /[89]000/);
+  assert.ok(text.split('\n').some((l) => /^\| 10 \| 1 × 2 \| 2 \| 8000 ms \| .*\| 9000 ms \| 40.0 ms \|$/.test(l)), text);
+  assert.ok(text.split('\n').some((l) => /^\| 10 \| none \| 3 \| /.test(l)), 'two sequential and one burst change overlapped nothing');
+  assert.ok(text.split('\n').some((l) => /^\| 10 \| slice \| 1 \| 5000 ms/.test(l)));
+  assert.ok(text.split('\n').some((l) => /^\| 10 \| director \| 1 \| 9000 ms/.test(l)));
+});
+
+report.run();
