@@ -18,7 +18,7 @@
 //   route by SLAAC gets accept_ra=2 (accept them while forwarding), as Kubernetes nodes with IPv6
 //   pods already run. An unsolicited neighbour advertisement with the override flag (ndptool -U)
 //   updates an existing entry on every neighbour, the IPv6 counterpart of gratuitous ARP.
-import { formatNumber, ipNumber, parseCidr, parseIp, rangeContains } from '../../api/ip.ts';
+import { formatNumber, ipNumber, parseCidr, parseIp, type AddressRange } from '../../api/ip.ts';
 import type { LinkInfo } from '../realserver/iproute.ts';
 import { ipFamily } from '../realserver/iproute.ts';
 import type { DirectorSpec } from './plan.ts';
@@ -40,17 +40,44 @@ export interface ProxyEntry {
  * /128 of the device never contains anything but itself, so it never makes an uplink.
  */
 export function uplinksFor(vip: string, links: readonly LinkInfo[], exclude: string): string[] {
-  const ip = parseIp(vip);
-  if (!ip) return [];
-  const out = new Set<string>();
+  return uplinksIn(uplinkSubnets(links, exclude), vip);
+}
+
+/** A device's own global subnet that may hold VIPs (uplinksFor's candidates). */
+interface Subnet {
+  device: string;
+  /** The device's own address in it (never its own uplink). */
+  address: string;
+  range: AddressRange;
+}
+
+/**
+ * The candidate subnets of `links`, computed once for many VIPs: a director check asks for every
+ * VIP's uplinks, and building each subnet again per VIP (BigInt arithmetic, a CIDR parse) cost a
+ * third of the check's time on the main thread at 10,000 VIPs under emulation (bench/RESULTS.md).
+ */
+function uplinkSubnets(links: readonly LinkInfo[], exclude: string): Subnet[] {
+  const out: Subnet[] = [];
   for (const l of links) {
     if (l.name === exclude || l.name === 'lo' || !l.up) continue;
     for (const a of l.addresses) {
-      if (a.scope !== 'global' || a.family !== ip.family || a.address === ip.address) continue;
-      if (a.prefixLen >= (a.family === 4 ? 32 : 128)) continue;
-      const net = parseCidr(`${networkOf(a.address, a.prefixLen)}/${a.prefixLen}`);
-      if (typeof net !== 'string' && rangeContains(net, ip)) out.add(l.name);
+      if (a.scope !== 'global' || a.prefixLen >= (a.family === 4 ? 32 : 128)) continue;
+      const range = parseCidr(`${networkOf(a.address, a.prefixLen)}/${a.prefixLen}`);
+      if (typeof range !== 'string') out.push({ device: l.name, address: a.address, range });
     }
+  }
+  return out;
+}
+
+function uplinksIn(subnets: readonly Subnet[], vip: string): string[] {
+  const ip = parseIp(vip);
+  if (!ip) return [];
+  const out = new Set<string>();
+  let at: bigint | undefined;
+  for (const { device, address, range } of subnets) {
+    if (address === ip.address || range.family !== ip.family) continue;
+    at ??= ipNumber(ip);
+    if (at >= range.start && at <= range.end) out.add(device);
   }
   return [...out].sort();
 }
@@ -63,9 +90,10 @@ function networkOf(address: string, prefixLen: number): string {
 
 /** Announced VIPs with their devices: the VIP's or the spec's `interfaces` if given, else its uplinks. */
 export function announcements(spec: DirectorSpec, links: readonly LinkInfo[], device: string): Announcement[] {
+  let subnets: Subnet[] | undefined;
   return spec.vips.filter((v) => v.announce).map((v) => {
     const given = v.interfaces ?? spec.interfaces;
-    return { address: v.address, devices: given ? [...given] : uplinksFor(v.address, links, device) };
+    return { address: v.address, devices: given ? [...given] : uplinksIn(subnets ??= uplinkSubnets(links, device), v.address) };
   });
 }
 

@@ -96,8 +96,12 @@ function sortByAddress<T>(xs: Iterable<T>, address: (x: T) => string, tie: (a: T
   return [...xs].map((x) => ({ x, k: ipKey(address(x)) })).sort((a, b) => cmp(a.k, b.k) || tie(a.x, b.x)).map((e) => e.x);
 }
 
+/** The specs normalizeSpec() returned (their users never modify them): normalizing one again returns it. */
+const normalized = new WeakSet<DirectorSpec>();
+
 /** Validate, canonicalise and sort a spec (bad input names the field). */
 export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
+  if (normalized.has(spec)) return spec;
   const vips = new Map<string, DirectorVip>();
   spec.vips.forEach((v, i) => {
     const address = canonicalIp(v.address);
@@ -120,6 +124,7 @@ export function normalizeSpec(spec: DirectorSpec): DirectorSpec {
     checkDevices(spec.interfaces, 'interfaces');
     out.interfaces = [...new Set(spec.interfaces)].sort();
   }
+  normalized.add(out);
   return out;
 }
 

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FakeKernel } from '../../dataplane/realserver/testing/fake-netns.ts';
 import type { DirectorSpec } from '../../dataplane/director/plan.ts';
-import { newlyAnnounced, uplinksFor } from '../../dataplane/director/announce.ts';
+import { announcements, newlyAnnounced, uplinksFor } from '../../dataplane/director/announce.ts';
 import { syncDirector, teardownDirector } from '../../dataplane/director/setup.ts';
 import type { LinkInfo } from '../../dataplane/realserver/iproute.ts';
 
@@ -48,6 +48,23 @@ test('uplinks: the up devices whose own subnet contains the VIP; never lvs0, lo,
   assert.equal(uplinksFor('2001:db8::100', links, 'lvs0'), ['eth0']);
   assert.equal(uplinksFor('2001:db8:1::100', links, 'lvs0'), []);
   assert.equal(uplinksFor('203.0.113.10', links, 'lvs0'), [], 'a routed VIP has nothing to announce on L2');
+});
+
+test('announcements(): each announced VIP gets uplinksFor()\'s devices (the subnets computed once), or its own interfaces', () => {
+  const links = [
+    link('eth0', true, [['192.0.2.2', 24], ['2001:db8::2', 64]]),
+    link('eth1', true, [['10.0.0.2', 8], ['192.0.2.9', 25]]),
+    link('eth2', false, [['192.0.2.3', 24]]),
+    link('lvs0', true, [['192.0.2.100', 32]]),
+  ];
+  const vips = ['192.0.2.2', '192.0.2.100', '192.0.2.200', '10.1.2.3', '2001:db8::5', '203.0.113.1', '2001:db8:9::1'];
+  const s = { ...spec(vips.map((v) => [v, true] as [string, boolean])), vips: [...vips.map((address) => ({ address, announce: true })), { address: '10.9.9.9', announce: true, interfaces: ['eth7'] }, { address: '192.0.2.50', announce: false }] };
+  assert.equal(announcements(s, links, 'lvs0'), [
+    ...vips.map((address) => ({ address, devices: uplinksFor(address, links, 'lvs0') })),
+    { address: '10.9.9.9', devices: ['eth7'] },
+  ]);
+  assert.equal(announcements(s, links, 'lvs0')[1], { address: '192.0.2.100', devices: ['eth0', 'eth1'] });
+  assert.equal(announcements(s, links, 'lvs0')[0], { address: '192.0.2.2', devices: ['eth1'] }, 'not its own address\'s device');
 });
 
 test('IPv4: an announced VIP is answered (no drop rule) and announced once by gratuitous ARP on its uplink', async () => {
