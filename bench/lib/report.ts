@@ -238,14 +238,14 @@ function burstTable(runs: ConvergenceRecord['runs']): string[] {
 }
 
 /**
- * The changes apart by what agent work they overlapped (runs from 2026-12-07 on: the agent's debug
- * log, bench/convergence/overlap.ts): none, a verify slice, a listing sync, a full read-back, a
- * director check. A change may overlap several; empty when no run recorded it.
+ * The sequential changes apart by what agent work they overlapped (runs from 2026-12-07 on: the
+ * agent's debug log, bench/convergence/overlap.ts): none, a verify slice, a listing sync, a full
+ * read-back, a director check. A change may overlap several; empty when no run recorded it.
  */
 function overlapTable(runs: ConvergenceRecord['runs']): string[] {
   const rows: string[] = [];
   for (const run of runs) {
-    const ch = run.events.filter((e) => e.type === 'change' && Array.isArray(e.overlapped));
+    const ch = run.events.filter((e) => e.type === 'change' && e.burst === undefined && Array.isArray(e.overlapped));
     if (ch.length === 0) continue;
     for (const kind of ['none', 'slice', 'listing', 'full', 'director']) {
       const of = ch.filter((e) => { const o = e.overlapped as string[]; return kind === 'none' ? o.length === 0 : o.includes(kind); });
@@ -254,7 +254,7 @@ function overlapTable(runs: ConvergenceRecord['runs']): string[] {
     }
   }
   if (rows.length === 0) return [];
-  return ['', 'Changes by the agent work they overlapped (its debug log: a verify slice, a listing sync, a full read-back, a director check beside the syncs; a change may overlap several):', '',
+  return ['', 'The sequential changes by the agent work they overlapped (its debug log: a verify slice, a listing sync, a full read-back, a director check beside the syncs; a change may overlap several):', '',
     '| services | overlapped | changes | latency p50 | p90 | p99 | max |', '|---|---|---|---|---|---|---|', ...rows];
 }
 
