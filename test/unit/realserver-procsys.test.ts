@@ -48,6 +48,14 @@ test('readSysctls reads the files; keys without a file are absent (like sysctl -
   assert.equal(Object.fromEntries(got), { 'net.ipv4.conf.all.arp_ignore': '0', 'net.ipv4.conf.eth0.100.rp_filter': '2' });
 });
 
+test('readSysctls keeps a value\'s inner whitespace and reads a file without a final newline', async () => {
+  mkdirSync(dirname(sysctlPath(root, 'net.ipv4.vs.conntrack')), { recursive: true });
+  writeFileSync(sysctlPath(root, 'net.ipv4.vs.conntrack'), '1');
+  writeFileSync(sysctlPath(root, 'net.ipv4.vs.sync_threshold'), '3\t0\n');
+  const got = await readSysctls(run, ['net.ipv4.vs.conntrack', 'net.ipv4.vs.sync_threshold', 'net.ipv4.ip_forward']);
+  assert.equal(Object.fromEntries(got), { 'net.ipv4.vs.conntrack': '1', 'net.ipv4.vs.sync_threshold': '3\t0', 'net.ipv4.ip_forward': '0' });
+});
+
 test('writeSysctls writes each value to its file', async () => {
   await writeSysctls(run, [['net.ipv4.conf.all.arp_ignore', '1'], ['net.ipv4.ip_forward', '1']]);
   assert.is(readFileSync(sysctlPath(root, 'net.ipv4.conf.all.arp_ignore'), 'utf8'), '1\n');
