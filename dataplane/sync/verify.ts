@@ -39,8 +39,11 @@ export const VERIFY_CHUNK = 256;
  * right after, reads the change and then goes on with the slice where this one stopped. So a change
  * waits for one batch of a slice, not a chunk (a chunk of 256 took 0.3-0.7 s under TCG at 10,000,
  * bench/RESULTS.md run 17); one batch is always read, so verification goes on under any churn.
+ * 8, not 32: at 10,000 services under TCG the agent measured ~10 ms of wall time per service read
+ * (its `op: verify` line), so a batch of 32 held a waiting change ~0.3 s; the changes that
+ * overlapped a slice had a p99 of 554-803 ms against 183-208 ms for the others (runs 25 and 27).
  */
-export const VERIFY_BATCH = 32;
+export const VERIFY_BATCH = 8;
 
 /**
  * The share of the agent's time the slices may take, measured: a slice per tick reads at most

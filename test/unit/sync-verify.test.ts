@@ -484,7 +484,7 @@ test('a change marked while a slice is read stops it after the batch being read;
   const table = [...new Set(kernel.snapshot().map((st) => ipvsServiceKey(st.service)))].sort(byString);
   clock.tick(TICK);
   kernel.readKeys = [];
-  mark.markAfter = 10;
+  mark.markAfter = Math.ceil(VERIFY_BATCH / 2); // while the first batch is read
   const r1 = await syncer.sync();
   assert.equal([r1.kind, r1.read, r1.verified, r1.followUp], ['ok', VERIFY_BATCH, VERIFY_BATCH, 'verify'], 'one batch, then the slice stops; the rest asked for at once');
   const first = kernel.readKeys;
@@ -526,7 +526,7 @@ test('the loop\'s mark is what stops a slice: a change marked while one is read'
   loop.start();
   await elapse(0);
   kernel.readKeys = [];
-  hook.at = 10;
+  hook.at = Math.ceil(VERIFY_BATCH / 2); // while the first batch is read
   hook.fire = () => loop.markDirty();
   seen.length = 0;
   await elapse(TICK);
