@@ -53,8 +53,9 @@ interface Subnet {
 
 /**
  * The candidate subnets of `links`, computed once for many VIPs: a director check asks for every
- * VIP's uplinks, and building each subnet again per VIP (BigInt arithmetic, a CIDR parse) cost a
- * third of the check's time on the main thread at 10,000 VIPs under emulation (bench/RESULTS.md).
+ * VIP's uplinks, and building each subnet again per VIP (BigInt arithmetic, a CIDR parse) was about
+ * a quarter of the check's time on the agent's main thread in a profile at 10,000 services (400
+ * VIPs) under emulation (bench/RESULTS.md run 20's profile).
  */
 function uplinkSubnets(links: readonly LinkInfo[], exclude: string): Subnet[] {
   const out: Subnet[] = [];
