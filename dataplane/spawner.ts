@@ -10,8 +10,9 @@
 //   setsid sh -c '<run "$@" with stdin from IN, stdout to OUT, stderr to ERR; echo "E n $?">' sh IN OUT ERR n argv… &
 //   echo "S n $!"
 // and reads "S n pid" and "E n status" lines from the shell's stdout, then the command's output
-// from the files (a fresh temporary directory per spawner; /tmp is an emptyDir in the chart),
-// which it removes. Each argument is single-quoted, so nothing in it is shell syntax. setsid
+// from the files (a fresh temporary directory per spawner, made at its first call; /tmp is an
+// emptyDir in the chart), which it removes. Where no directory can be made (a read-only root file
+// system without a /tmp mount) the calls fork this process as before (`fallback`). Each argument is single-quoted, so nothing in it is shell syntax. setsid
 // makes the job the leader of its own process group (the background job of a shell without job
 // control is not a leader, so setsid execs without forking: $! is that group), so a call whose
 // time is up has its whole group killed and no command outlives it. A call resolves or fails with
@@ -25,14 +26,21 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { CommandError, type ExecResult, type Runner } from './exec.ts';
+import { CommandError, createRunner, type ExecResult, type Runner } from './exec.ts';
 
 export interface SpawnerOptions {
   /** Kill a command (its process group) after this long unless the call says otherwise; default 30 s. */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
-  /** Where the calls' files go; default a fresh directory under os.tmpdir(). */
+  /** Where the calls' files go; default a fresh directory under `tmp`, made at the first call. */
   dir?: string;
+  /** Where that directory is made; default os.tmpdir(). */
+  tmp?: string;
+  /**
+   * Runs the calls when no directory can be made (a read-only root file system without a /tmp
+   * mount, as `docker run --read-only`): by default createRunner's, which forks this process.
+   */
+  fallback?: Runner;
 }
 
 export interface Spawner {
@@ -68,7 +76,15 @@ export function callScript(n: number, argv: readonly string[], files: { in?: str
 }
 
 export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
-  const dir = defaults.dir ?? mkdtempSync(join(tmpdir(), 'lvs-exec-'));
+  /** The calls' directory; null once it could not be made (the fallback runs the calls). */
+  let dir: string | null | undefined = defaults.dir;
+  const fallback = defaults.fallback ?? createRunner({ ...(defaults.timeoutMs !== undefined ? { timeoutMs: defaults.timeoutMs } : {}), ...(defaults.env ? { env: defaults.env } : {}) });
+  const dirOf = (): string | null => {
+    if (dir === undefined) {
+      try { dir = mkdtempSync(join(defaults.tmp ?? tmpdir(), 'lvs-exec-')); } catch { dir = null; }
+    }
+    return dir;
+  };
   const calls = new Map<number, Call>();
   let next = 0;
   let shell: Shell | undefined;
@@ -132,7 +148,7 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
 
   /** Once closed and nothing runs or is being read: the directory goes. */
   function tidy(): void {
-    if (closed && !shell && calls.size === 0 && reading === 0) rmSync(dir, { recursive: true, force: true });
+    if (closed && !shell && calls.size === 0 && reading === 0 && dir) rmSync(dir, { recursive: true, force: true });
   }
 
   async function finish(n: number, c: Call, code: number): Promise<void> {
@@ -155,8 +171,13 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
       reject(new CommandError(argv, null, null, '', '', 'could not start: an argument holds a NUL byte'));
       return;
     }
+    const at = dirOf();
+    if (at === null) {
+      fallback(cmd, args, opts).then(resolve, reject);
+      return;
+    }
     const n = next++;
-    const files = { out: join(dir, `${n}.out`), err: join(dir, `${n}.err`), ...(opts.input !== undefined ? { in: join(dir, `${n}.in`) } : {}) };
+    const files = { out: join(at, `${n}.out`), err: join(at, `${n}.err`), ...(opts.input !== undefined ? { in: join(at, `${n}.in`) } : {}) };
     const timeoutMs = opts.timeoutMs ?? defaults.timeoutMs ?? 30_000;
     const c: Call = {
       argv, resolve, reject, files,

@@ -122,6 +122,16 @@ test('when the shell dies a running call still reports; one that cannot fails; t
   s.close();
 });
 
+test('where no directory can be made (a read-only root without /tmp) the calls run as before, forked from this process', async () => {
+  const s = createSpawner({ tmp: join(tmpdir(), `lvs-spawner-missing-${process.pid}`, 'below') });
+  assert.equal(await s.run('cat', [], { input: 'in' }), { stdout: 'in', stderr: '' });
+  const err = await failure(s.run('sh', ['-c', 'echo no >&2; exit 4']));
+  assert.is(err.exitCode, 4);
+  assert.is(err.stderr, 'no\n');
+  assert.is(Number((await s.run('sh', ['-c', 'echo $PPID'])).stdout.trim()), process.pid, 'the fallback forks this process');
+  s.close();
+});
+
 test('the shell does not keep the process alive: a program that never closes its spawner exits', () => {
   const script = `import { createSpawner } from ${JSON.stringify(new URL('../../dataplane/spawner.ts', import.meta.url).pathname)};
 const s = createSpawner();
