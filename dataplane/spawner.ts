@@ -60,8 +60,6 @@ interface Call {
   /** The shell it was given to. */
   shell?: Shell;
   pid?: number;
-  /** The time is up before the shell said which group to kill. */
-  kill?: boolean;
 }
 
 type Shell = ChildProcessByStdio<Writable, Readable, Readable>;
@@ -90,6 +88,8 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
   let shell: Shell | undefined;
   let closed = false;
   let reading = 0;
+  /** Calls whose time was up before the shell said which group their job is. */
+  const killWhenStarted = new Set<number>();
 
   function start(): Shell {
     const sh = spawn('sh', ['-s'], { stdio: ['pipe', 'pipe', 'pipe'], env: defaults.env ?? process.env });
@@ -124,14 +124,12 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
 
   function line(l: string): void {
     const [kind, n, value] = l.split(' ');
+    // A call whose time was up before its job started: the job is killed as soon as it has one.
+    if (kind === 'S' && killWhenStarted.delete(Number(n))) { killGroup(Number(value)); return; }
     const c = calls.get(Number(n));
     if (!c) return; // its time was up
-    if (kind === 'S') {
-      c.pid = Number(value);
-      if (c.kill) killGroup(c.pid);
-    } else if (kind === 'E') {
-      void finish(Number(n), c, Number(value));
-    }
+    if (kind === 'S') c.pid = Number(value);
+    else if (kind === 'E') void finish(Number(n), c, Number(value));
   }
 
   async function outputs(c: Call): Promise<[string, string]> {
@@ -182,7 +180,7 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
     const c: Call = {
       argv, resolve, reject, files,
       timer: setTimeout(() => {
-        if (c.pid !== undefined) killGroup(c.pid); else c.kill = true;
+        if (c.pid !== undefined) killGroup(c.pid); else killWhenStarted.add(n);
         fail(n, c, (out, err) => new CommandError(argv, null, 'SIGKILL', out, err, `killed after ${timeoutMs} ms`));
       }, timeoutMs),
     };
@@ -209,6 +207,12 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
   };
 }
 
+/**
+ * The job's group, and the job itself: right after it was started the job may not have called
+ * setsid() yet (no such group), but then it has not started the command either.
+ */
 function killGroup(pid: number): void {
-  try { process.kill(-pid, 'SIGKILL'); } catch { /* already gone */ }
+  for (const target of [-pid, pid]) {
+    try { process.kill(target, 'SIGKILL'); } catch { /* not (yet, or any more) there */ }
+  }
 }

@@ -104,6 +104,21 @@ test('when the time is up the whole process group is killed: no command outlives
   s.close();
 });
 
+test('a call whose time is up before its job has started: the job is killed as soon as it starts', async () => {
+  const { s } = fresh();
+  await s.run('true', []);
+  const marker = join(tmpdir(), `lvs-spawner-test-late-${process.pid}`);
+  process.kill(s.shellPid!, 'SIGSTOP'); // the shell reads nothing: no job, no group to kill yet
+  const late = failure(s.run('sh', ['-c', `sleep 0.5; echo late > ${marker}`], { timeoutMs: 50 }));
+  await sleep(150);
+  process.kill(s.shellPid!, 'SIGCONT');
+  assert.match((await late).message, /killed after 50 ms/);
+  await sleep(1000);
+  assert.not.ok(existsSync(marker), 'the job ran although its time was up');
+  assert.is((await s.run('printf', ['after'])).stdout, 'after');
+  s.close();
+});
+
 test('when the shell dies a running call still reports; one that cannot fails; the next call starts a new shell', async () => {
   const { s } = fresh();
   await s.run('true', []);
