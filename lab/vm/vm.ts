@@ -94,6 +94,25 @@ export interface VmResult {
   bootMs: number;
   totalMs: number;
   timedOut: boolean;
+  /** The kernel's soft-lockup line that made the harness stop a guest which no longer scheduled. */
+  hung?: string;
+}
+
+/**
+ * A CPU that has not scheduled for this long is taken as a hung guest, and qemu is stopped then
+ * instead of at the run's timeout. The kernel's watchdog reports a soft lockup after 20 s and
+ * again every ~28 s while it lasts. A loaded host can delay an emulated CPU for tens of seconds,
+ * which the guest then sees as a short lockup that ends; 120 s is well past those. Seen in the
+ * CI of 2026-12-07 (cluster tier): CPU#1 stuck in kube-proxy from guest second ~243 to the
+ * 2,400 s timeout, and the RCU kthread on CPU#0 starved all along, the pattern of an
+ * inter-processor interrupt the emulator never delivered. No suite can pass after that.
+ */
+export const HUNG_AFTER_S = 120;
+
+/** The CPU, how long it has been stuck and the task on it, from a kernel soft-lockup line. */
+export function softLockup(line: string): { cpu: number; seconds: number; task: string } | undefined {
+  const m = /soft lockup - CPU#(\d+) stuck for (\d+)s! \[([^\]]*)\]/.exec(line);
+  return m ? { cpu: Number(m[1]), seconds: Number(m[2]), task: m[3]! } : undefined;
 }
 
 let image: KernelImage | undefined;
@@ -254,6 +273,7 @@ function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmR
   let bootMs = -1;
   let exitCode = -1;
   let timedOut = false;
+  let hung: string | undefined;
   let afterExit: NodeJS.Timeout | undefined;
   const onLine = (raw: string) => {
     const line = clean(raw);
@@ -273,6 +293,7 @@ function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmR
     const line = clean(raw);
     kernelLog += line + '\n';
     if (echo && bootMs >= 0) process.stdout.write(`[${label} kernel] ${line}\n`);
+    if (!hung && (softLockup(line)?.seconds ?? 0) >= HUNG_AFTER_S) { hung = line.trim(); killGroup(pgid); }
   });
   const streams = [child.stdout, child.stderr].map((stream) => {
     const lines = lineSplitter(onLine);
@@ -288,12 +309,13 @@ function boot(img: KernelImage, opts: VmOptions, runScript: string): Promise<VmR
       killGroup(pgid); // anything left in the group (there should be nothing)
       for (const s of streams) s.flush();
       stopKernel();
-      if (timedOut) onLine(`LVS-VM-TIMEOUT after ${opts.timeoutMs} ms`);
+      if (hung) onLine(`LVS-VM-HUNG the guest's kernel stopped scheduling, qemu stopped: ${hung}`);
+      else if (timedOut) onLine(`LVS-VM-TIMEOUT after ${opts.timeoutMs} ms`);
       else if (exitCode < 0) onLine(`LVS-VM-DIED qemu exited ${code ?? signal} without an exit marker`);
-      if (echo && (exitCode < 0 || timedOut || bootMs < 0)) {
+      if (echo && (exitCode < 0 || timedOut || hung || bootMs < 0)) {
         for (const l of kernelLog.trimEnd().split('\n').slice(-60)) process.stdout.write(`[${label} kernel] ${l}\n`);
       }
-      resolveRun({ exitCode: timedOut ? -1 : exitCode, output, kernelLog, bootMs, totalMs: Date.now() - started, timedOut });
+      resolveRun({ exitCode: timedOut || hung ? -1 : exitCode, output, kernelLog, bootMs, totalMs: Date.now() - started, timedOut, ...(hung ? { hung } : {}) });
     });
   });
 }

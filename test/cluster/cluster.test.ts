@@ -49,24 +49,40 @@ test.before(async () => {
 
 test.after(async () => { await rc?.stop(); });
 
-test('the guest suite passes on the node (chart installed with helm, real kubelet and containerd)', async () => {
+/** Boots the node against `cluster` and runs the guest suite in it. */
+function runNode(cluster: RealCluster) {
   const img = ARCHIVES.join(' ');
-  const vm = await runInVm({
+  return runInVm({
     command: 'bash lab/cluster/node-up.sh && node_modules/.bin/node test/cluster/guest/cluster.guest.ts; rc=$?; '
       + 'if [ $rc -ne 0 ]; then $KUBECTL get pods -A -o wide; $KUBECTL get events -A --sort-by=.lastTimestamp | tail -40; for f in /run/cluster/*.log; do echo "== $f"; tail -40 "$f"; done; '
       + 'for f in /var/log/pods/*/*/*.log; do echo "== $f"; tail -30 "$f"; done; fi; exit $rc',
     timeoutMs: Number(process.env.LVS_CLUSTER_TIMEOUT_MS ?? 2_400_000),
     memoryMb: 4096,
     modules: [...KUBE_PROXY_MODULES, 'overlay'],
-    guestfwd: [{ guestPort: rc!.apiPort, hostPort: rc!.apiPort }],
+    guestfwd: [{ guestPort: cluster.apiPort, hostPort: cluster.apiPort }],
     env: {
-      LVS_NODE_FILES: rc!.node.dir, LVS_NODE_NAME: NODE_NAME, LVS_NODE_IP: NODE_IP,
+      LVS_NODE_FILES: cluster.node.dir, LVS_NODE_NAME: NODE_NAME, LVS_NODE_IP: NODE_IP,
       LVS_KUBELET: binaryPath('kubelet'), LVS_KUBE_PROXY: binaryPath('kube-proxy'), LVS_IMAGES: img,
-      KUBECONFIG: rc!.node.admin, KUBECTL: binaryPath('kubectl'), HELM: helmPath(),
+      KUBECONFIG: cluster.node.admin, KUBECTL: binaryPath('kubectl'), HELM: helmPath(),
     },
     label: 'node',
   });
-  console.log(`# VM: exit ${vm.exitCode}, boot ${vm.bootMs} ms, total ${vm.totalMs} ms${vm.timedOut ? ' (TIMED OUT)' : ''}`);
+}
+
+test('the guest suite passes on the node (chart installed with helm, real kubelet and containerd)', async () => {
+  let vm = await runNode(rc!);
+  // A guest whose kernel stopped scheduling (lab/vm/vm.ts HUNG_AFTER_S) tells nothing about the
+  // suite: the whole tier runs once more, on a fresh control plane (the first node's objects and
+  // the helm release are in the old one's etcd). A second hang fails the tier.
+  if (vm.hung) {
+    console.log(`# the node's kernel hung after ${Math.round(vm.totalMs / 1000)} s (${vm.hung}); the tier runs once more on a fresh control plane`);
+    await rc!.stop();
+    rc = undefined;
+    rc = await startRealCluster((m) => console.log(`# ${m}`));
+    vm = await runNode(rc);
+  }
+  console.log(`# VM: exit ${vm.exitCode}, boot ${vm.bootMs} ms, total ${vm.totalMs} ms${vm.timedOut ? ' (TIMED OUT)' : ''}${vm.hung ? ' (HUNG)' : ''}`);
+  assert.is(vm.hung, undefined, 'the node\'s kernel hung twice');
   assert.is(vm.timedOut, false, 'the VM timed out');
   assert.is(vm.exitCode, 0, 'the guest suite failed (its output is above, prefixed [node])');
 });
