@@ -89,24 +89,24 @@ export interface SpecMemo {
 
 type SpecOptions = Parameters<typeof specFor>[0];
 
-export function memoOf(opts: SpecOptions, bound: readonly string[], spec: DirectorSpec): SpecMemo {
-  const services = opts.plan();
-  return { services: [...services], bound: [...bound], held: (opts.held?.() ?? []).join('\n'), planned: new Set(services.map((s) => s.vip)), spec };
-}
-
 /**
- * specFor(), normalized, or the last spec again when nothing it depends on changed: the plan's
- * services are the same objects or alike in every field the director reads, the same VIPs are
- * bound, the held keys and `before` (the last spec's VIPs) are the same, and announce() and
- * interfacesFor() answer as they did. A director check at 10,000 services otherwise rebuilt,
- * checked and sorted the whole spec every time (bench/RESULTS.md run 25: the changes that overlapped
- * a check had a p50 of 192 ms against 57 ms; run 27, with this, 148 ms); comparing is a pass over
- * the plan without parsing or sorting.
+ * The memo of specFor(), normalized: the last one again when nothing the spec depends on changed
+ * (the plan's services are the same objects or alike in every field the director reads, the same
+ * VIPs are bound, the held keys and `before` (the last spec's VIPs) are the same, and announce()
+ * and interfacesFor() answer as they did), else a new one, the plan and held keys read once for
+ * both. A director check at 10,000 services otherwise rebuilt, checked and sorted the whole spec
+ * every time (bench/RESULTS.md run 25: the changes that overlapped a check had a p50 of 192 ms
+ * against 57 ms; run 27, with this, 148 ms); comparing is a pass over the plan without parsing or
+ * sorting.
  */
-export function specOf(opts: SpecOptions, bound: readonly string[], before: readonly DirectorVip[], memo: SpecMemo | undefined): DirectorSpec {
-  if (memo && memo.spec.vips === before && sameList(memo.bound, bound) && memo.held === (opts.held?.() ?? []).join('\n')
-    && sameDirectorFields(memo.services, opts.plan()) && sameAnswers(opts, memo)) return memo.spec;
-  return normalizeSpec(specFor(opts, bound, before));
+export function specOf(opts: SpecOptions, bound: readonly string[], before: readonly DirectorVip[], memo: SpecMemo | undefined): SpecMemo {
+  const services = opts.plan();
+  const heldKeys = opts.held?.() ?? [];
+  const held = heldKeys.join('\n');
+  if (memo && memo.spec.vips === before && sameList(memo.bound, bound) && memo.held === held
+    && sameDirectorFields(memo.services, services) && sameAnswers(opts, memo)) return memo;
+  const spec = normalizeSpec(specFor({ ...opts, plan: () => services, held: () => heldKeys }, bound, before));
+  return { services: [...services], bound: [...bound], held, planned: new Set(services.map((s) => s.vip)), spec };
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
@@ -127,10 +127,10 @@ function sameDirectorFields(was: readonly PlanService[], now: readonly PlanServi
 
 /** announce() and interfacesFor() give each VIP the spec took from them what it has. */
 function sameAnswers(opts: SpecOptions, memo: SpecMemo): boolean {
-  const had = new Set(memo.bound);
   return memo.spec.vips.every((v) => {
     // A bound VIP no plan service names keeps what `before` had (specFor): nothing was asked.
-    if (!memo.planned.has(v.address) || !had.has(v.address)) return true;
+    // (Every VIP of the spec is a bound one: specFor maps `bound`.)
+    if (!memo.planned.has(v.address)) return true;
     const interfaces = opts.interfacesFor?.(v.address);
     return (opts.announce?.(v.address) ?? false) === v.announce && sameList(v.interfaces ?? [], interfaces ?? []);
   });
@@ -176,8 +176,8 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
   let lastFull: { spec: DirectorSpec; quiet: Set<string>; quick: Set<string> } | undefined;
   let memo: SpecMemo | undefined;
   const fullSync = async (vips: string[]): Promise<string[]> => {
-    const spec = specOf(opts, vips, vipsBefore, memo);
-    if (spec !== memo?.spec) memo = memoOf(opts, vips, spec);
+    memo = specOf(opts, vips, vipsBefore, memo);
+    const spec = memo.spec;
     vipsBefore = spec.vips;
     lastFull = undefined; // unknown if this sync fails half-way
     const report = await syncDirector(dirOpts, spec);

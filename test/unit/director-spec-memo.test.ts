@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { PlanService } from '../../api/plan.ts';
-import { createLvsDevice, memoOf, specFor, specOf, type SpecMemo } from '../../dataplane/agent/lvs-device.ts';
+import { createLvsDevice, specFor, specOf, type SpecMemo } from '../../dataplane/agent/lvs-device.ts';
 import { normalizeSpec, type DirectorSpec } from '../../dataplane/director/plan.ts';
 import { FakeKernel } from '../../dataplane/realserver/testing/fake-netns.ts';
 
@@ -18,16 +18,15 @@ const svc = (vip: string, over: Partial<PlanService> = {}): PlanService => ({
   prepareRealServers: false, realServers: [], directors: ['d1'], ...over,
 });
 
-/** specOf() as the device calls it: its memo follows the spec it returned. */
+/** specOf() as the device calls it: the memo it returned is given to the next call. */
 function caller(plan: () => PlanService[], announce: (v: string) => boolean = () => false, held: () => string[] = () => []) {
   const opts = { node: 'd1', plan, kernelRelease: '6.1.0', announce, held };
   let memo: SpecMemo | undefined;
   let before: DirectorSpec['vips'] = [];
   return (bound: string[]): DirectorSpec => {
-    const spec = specOf(opts, bound, before, memo);
-    if (spec !== memo?.spec) memo = memoOf(opts, bound, spec);
-    before = spec.vips;
-    return spec;
+    memo = specOf(opts, bound, before, memo);
+    before = memo.spec.vips;
+    return memo.spec;
   };
 }
 
