@@ -11,7 +11,8 @@
 //   echo "S n $!"
 // and reads "S n pid" and "E n status" lines from the shell's stdout, then the command's output
 // from the files (a fresh temporary directory per spawner, made at its first call; /tmp is an
-// emptyDir in the chart), which it removes. Where no directory can be made (a read-only root file
+// emptyDir in the chart), which it removes. The directory goes at close() or when this process
+// exits; one left by a process that was killed is removed by the next spawner (sweepStale). Where no directory can be made (a read-only root file
 // system without a /tmp mount) the calls fork this process as before (`fallback`). Each argument is single-quoted, so nothing in it is shell syntax. setsid
 // makes the job the leader of its own process group (the background job of a shell without job
 // control is not a leader, so setsid execs without forking: $! is that group), so a call whose
@@ -21,7 +22,7 @@
 // the next call starts a new one. The shell and its pipes do not keep this process alive; a
 // call's timer does while it runs.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,7 +80,10 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
   const fallback = defaults.fallback ?? createRunner({ ...(defaults.timeoutMs !== undefined ? { timeoutMs: defaults.timeoutMs } : {}), ...(defaults.env ? { env: defaults.env } : {}) });
   const dirOf = (): string | null => {
     if (dir === undefined) {
-      try { dir = mkdtempSync(join(defaults.tmp ?? tmpdir(), 'lvs-exec-')); } catch { dir = null; }
+      const tmp = defaults.tmp ?? tmpdir();
+      sweepStale(tmp);
+      try { dir = mkdtempSync(join(tmp, `lvs-exec-${process.pid}-`)); } catch { dir = null; }
+      if (dir) removeAtExit(dir);
     }
     return dir;
   };
@@ -146,7 +150,10 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
 
   /** Once closed and nothing runs or is being read: the directory goes. */
   function tidy(): void {
-    if (closed && !shell && calls.size === 0 && reading === 0 && dir) rmSync(dir, { recursive: true, force: true });
+    if (closed && !shell && calls.size === 0 && reading === 0 && dir) {
+      rmSync(dir, { recursive: true, force: true });
+      atExit.delete(dir);
+    }
   }
 
   async function finish(n: number, c: Call, code: number): Promise<void> {
@@ -214,5 +221,43 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
 function killGroup(pid: number): void {
   for (const target of [-pid, pid]) {
     try { process.kill(target, 'SIGKILL'); } catch { /* not (yet, or any more) there */ }
+  }
+}
+
+/** The directories of this process's spawners, removed when it exits (close() removes one sooner). */
+const atExit = new Set<string>();
+let exitHooked = false;
+function removeAtExit(dir: string): void {
+  if (!exitHooked) process.once('exit', () => { for (const d of atExit) rmSync(d, { recursive: true, force: true }); });
+  exitHooked = true;
+  atExit.add(dir);
+}
+
+/**
+ * Removes the call directories in `tmp` that no running process owns: those of a pid that is gone,
+ * and those of this pid that no spawner of this process made (a container restarted in its pod keeps the
+ * chart's /tmp emptyDir and is pid 1 again). A process killed with SIGKILL (an OOM kill, a
+ * timeout) cannot remove its own, and the emptyDir is small (16Mi). Another live process's
+ * directory is kept; a pid we may not signal (EPERM) is alive.
+ */
+export function sweepStale(tmp: string): void {
+  let names: string[];
+  try { names = readdirSync(tmp); } catch { return; }
+  for (const name of names) {
+    const m = /^lvs-exec-(\d+)-/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    const path = join(tmp, name);
+    if (atExit.has(path) || (pid !== process.pid && alive(pid))) continue;
+    try { rmSync(path, { recursive: true, force: true }); } catch { /* another sweeper, or not ours to remove */ }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

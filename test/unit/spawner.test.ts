@@ -2,8 +2,8 @@
 // shell, never from this process, and each call resolves or fails as createRunner's would.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandError } from '../../dataplane/exec.ts';
@@ -147,15 +147,44 @@ test('where no directory can be made (a read-only root without /tmp) the calls r
   s.close();
 });
 
-test('the shell does not keep the process alive: a program that never closes its spawner exits', () => {
+test('the shell does not keep the process alive: a program that never closes its spawner exits, and its directory goes with it', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'lvs-spawner-exit-'));
   const script = `import { createSpawner } from ${JSON.stringify(new URL('../../dataplane/spawner.ts', import.meta.url).pathname)};
-const s = createSpawner();
+const s = createSpawner({ tmp: ${JSON.stringify(tmp)} });
 const { stdout } = await s.run('printf', ['ran']);
 console.log(stdout);`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
   assert.is(r.signal, null, 'the program had to be killed: something kept it alive');
   assert.is(r.status, 0, r.stderr);
   assert.is(r.stdout.trim(), 'ran');
+  assert.equal(readdirSync(tmp), [], 'the exited program left its directory');
+});
+
+test('a new spawner removes the directories no running process owns, and keeps the others', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'lvs-spawner-sweep-'));
+  const gone = spawnSync('true').pid!; // exited: its pid is free (reuse within this test is unlikely)
+  const sleeper = spawn('sleep', ['30']);
+  const names = [`lvs-exec-${gone}-aaaaaa`, `lvs-exec-${process.pid}-bbbbbb`, `lvs-exec-${sleeper.pid}-cccccc`, 'lvs-exec-dddddd', 'other'];
+  for (const n of names) { mkdirSync(join(tmp, n)); writeFileSync(join(tmp, n, '7.out'), 'left'); }
+  try {
+    const first = createSpawner({ tmp });
+    assert.is((await first.run('printf', ['1'])).stdout, '1');
+    const mine = readdirSync(tmp).filter((n) => !names.includes(n));
+    assert.is(mine.length, 1, `one new directory: ${mine}`);
+    assert.match(mine[0]!, new RegExp(`^lvs-exec-${process.pid}-`));
+    assert.equal(readdirSync(tmp).filter((n) => names.includes(n)).sort(), [`lvs-exec-${sleeper.pid}-cccccc`, 'lvs-exec-dddddd', 'other'],
+      'a gone pid\'s directory and one of this pid no spawner here made are removed; a live process\'s, an unnamed one and others are kept');
+    const second = createSpawner({ tmp });
+    assert.is((await second.run('printf', ['2'])).stdout, '2');
+    assert.ok(existsSync(join(tmp, mine[0]!)), 'the second spawner removed the first one\'s directory');
+    assert.is((await first.run('printf', ['3'])).stdout, '3');
+    first.close();
+    second.close();
+    await sleep(100);
+    assert.equal(readdirSync(tmp).sort(), [`lvs-exec-${sleeper.pid}-cccccc`, 'lvs-exec-dddddd', 'other']);
+  } finally {
+    sleeper.kill('SIGKILL');
+  }
 });
 
 test.run();
