@@ -169,14 +169,24 @@ async function listProxies(run: Runner): Promise<ProxyEntry[]> {
 /**
  * `all`: read every link (one `ip -j -d addr show` instead of the device's), keeping the others.
  * `extraSysctls`: the uplinks' keys of announced IPv6 VIPs. Proxy-NDP entries are always read.
+ *
+ * The six reads run one after the other, not side by side. Each is a process, and most of a
+ * director check's cost is theirs: under emulation (lab/director-scale.ts --check, 400 VIPs)
+ * `nft` took ~270 ms of CPU a start, `ip` 110-190, the check's processes 1.8-3.5 s of CPU against
+ * 0.2-0.9 s for the agent. Started together they held both of the VM's CPUs for a second or more
+ * every 30 s, and a change arriving then waited for a CPU (bench/RESULTS.md: the changes that
+ * overlapped a check had a p50 of 148-235 ms against 55-65). One at a time, a check takes
+ * longer, beside the syncs, and leaves the other CPUs to them.
  */
 export async function observeDirector(run: Runner, device = DEVICE, all = false, extraSysctls: readonly string[] = []): Promise<ObservedDirector> {
-  const links = all ? readLinks(run) : readLink(run, device).then((l) => (l ? [l] : []));
-  const [linked, sysctls, proxies, inet, arp, ip6] = await Promise.all([
-    links, readSysctls(run, [...DIRECTOR_SYSCTLS, ...extraSysctls]), listProxies(run), ...NFT_FAMILIES.map((f) => listTable(run, f)),
-  ]);
+  const linked = all ? await readLinks(run) : await readLink(run, device).then((l) => (l ? [l] : []));
+  const sysctls = await readSysctls(run, [...DIRECTOR_SYSCTLS, ...extraSysctls]);
+  const proxies = await listProxies(run);
+  const inet = await listTable(run, 'inet');
+  const arp = await listTable(run, 'arp');
+  const ip6 = await listTable(run, 'ip6');
   const link = linked.find((l) => l.name === device);
-  const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet: inet!, arp: arp!, ip6: ip6! }, proxies };
+  const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet, arp, ip6 }, proxies };
   if (all) obs.others = linked.filter((l) => l.name !== device);
   if (link) {
     if (link.kind !== 'dummy') throw new Error(`director: device ${device} exists but is ${link.kind ? `a ${link.kind}` : 'not a dummy'} device`);

@@ -243,4 +243,21 @@ test('nft transaction replaces only our tables, atomically', () => {
   assert.ok(sameRuleset('table x {\n\tchain y {\n\t}\n}\n', 'table x { chain y { } }'));
 });
 
+test('the director is read one process at a time: a check leaves the other CPUs to the syncs', async () => {
+  const { opts } = setup();
+  await syncDirector(opts, spec());
+  let running = 0, most = 0, started = 0;
+  const run: typeof opts.run = async (cmd, args, o) => {
+    running++; started++; most = Math.max(most, running);
+    try {
+      await new Promise((r) => setTimeout(r, 5));
+      return await opts.run(cmd, args, o);
+    } finally { running--; }
+  };
+  const r = await syncDirector({ ...opts, run }, spec());
+  assert.is(r.changed, false);
+  assert.ok(started >= 6, `${started} reads`);
+  assert.is(most, 1, 'reads ran side by side');
+});
+
 test.run();
