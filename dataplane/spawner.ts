@@ -4,25 +4,32 @@
 // takes a copy-on-write fault. For the agent at 10,000 services (300 MiB) under emulation that
 // held the event loop ~0.3-0.4 s per start (bench/RESULTS.md: spawn was the agent's largest self
 // time while programming, and the director check's one start per 30 s stood next to the slowest
-// changes). A `sh` of a few MiB forks cheaply and its forks never stop this process.
+// changes). A shell of a few MiB forks cheaply and its forks never stop this process.
 //
-// The protocol: for call n, this process writes to the shell's stdin
-//   setsid sh -c '<run "$@" with stdin from IN, stdout to OUT, stderr to ERR; echo "E n $?">' sh IN OUT ERR n argv… &
+// The protocol: for call n, this process writes to the shell's stdin (bash, with job control on)
+//   { argv… <IN >OUT 2>ERR; echo "E n $?"; } &
 //   echo "S n $!"
+//   jobs >/dev/null
 // and reads "S n pid" and "E n status" lines from the shell's stdout, then the command's output
 // from the files (a fresh temporary directory per spawner, made at its first call; /tmp is an
 // emptyDir in the chart), which it removes. The directory goes at close() or when this process
-// exits; one left by a process that was killed is removed by the next spawner (sweepStale). Where no directory can be made (a read-only root file
-// system without a /tmp mount) the calls fork this process as before (`fallback`). Each argument is single-quoted, so nothing in it is shell syntax. setsid
-// makes the job the leader of its own process group (the background job of a shell without job
-// control is not a leader, so setsid execs without forking: $! is that group), so a call whose
-// time is up has its whole group killed and no command outlives it. A call resolves or fails with
-// the same CommandError (argv, exit code, stdout, stderr) as createRunner's; a program that
-// cannot be started exits 127 with the shell's message. If the shell dies, its calls fail and
-// the next call starts a new one. The shell and its pipes do not keep this process alive; a
-// call's timer does while it runs.
+// exits; one left by a process that was killed is removed by the next spawner (sweepStale). Where
+// no directory can be made (a read-only root file system without a /tmp mount) the calls fork
+// this process as before (`fallback`). Each argument is single-quoted, so nothing in it is shell
+// syntax. With job control (`set -m`) bash makes each background job the leader of its own
+// process group ($! is that group), so a call whose time is up has its whole group killed and no
+// command outlives it; `jobs` lets bash forget the jobs that ended (its job table grew by one
+// entry per call otherwise). Per call that is one fork for the job and one fork and exec for the
+// command. Without bash, `sh` runs `setsid sh -c '…' sh IN OUT ERR n argv… &` (the background
+// job of a shell without job control is not a group leader, so setsid execs without forking),
+// two execs more a call: under emulation a call cost ~137 ms of CPU that way against ~65 for the
+// bare command (lab/results/director-check-2026-12-07.txt). A call resolves or fails with the
+// same CommandError (argv, exit code, stdout, stderr) as createRunner's; a program that cannot be
+// started exits 127 with the shell's message. If the shell dies, its calls fail and the next
+// call starts a new one. The shell and its pipes do not keep this process alive; a call's timer
+// does while it runs.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +49,8 @@ export interface SpawnerOptions {
    * mount, as `docker run --read-only`): by default createRunner's, which forks this process.
    */
   fallback?: Runner;
+  /** Default shellOf(env): bash where there is one. */
+  shell?: ShellKind;
 }
 
 export interface Spawner {
@@ -68,10 +77,28 @@ type Shell = ChildProcessByStdio<Writable, Readable, Readable>;
 const INNER = 'i=$1 o=$2 e=$3 n=$4; shift 4; "$@" <"$i" >"$o" 2>"$e"; echo "E $n $?"';
 const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
 
+/** Which shell runs the calls: bash with job control, or any `sh` through setsid. */
+export type ShellKind = 'bash' | 'sh';
+
 /** The lines that start call `n` (the shell's stdin). */
-export function callScript(n: number, argv: readonly string[], files: { in?: string; out: string; err: string }): string {
+export function callScript(n: number, argv: readonly string[], files: { in?: string; out: string; err: string }, kind: ShellKind = 'sh'): string {
+  if (kind === 'bash') {
+    return `{ ${argv.map(quote).join(' ')} <${quote(files.in ?? '/dev/null')} >${quote(files.out)} 2>${quote(files.err)}; echo "E ${n} $?"; } &\necho "S ${n} $!"\njobs >/dev/null\n`;
+  }
   const words = ['setsid', 'sh', '-c', INNER, 'sh', files.in ?? '/dev/null', files.out, files.err, String(n), ...argv];
   return `${words.map(quote).join(' ') } &\necho "S ${n} $!"\n`;
+}
+
+/** bash when it is on `env`'s PATH, else sh. */
+export function shellOf(env: NodeJS.ProcessEnv = process.env): ShellKind {
+  for (const d of (env.PATH ?? '').split(':')) {
+    if (!d) continue;
+    try {
+      accessSync(join(d, 'bash'), constants.X_OK);
+      return 'bash';
+    } catch { /* not here */ }
+  }
+  return 'sh';
 }
 
 export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
@@ -87,6 +114,7 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
     }
     return dir;
   };
+  const kind = defaults.shell ?? shellOf(defaults.env);
   const calls = new Map<number, Call>();
   let next = 0;
   let shell: Shell | undefined;
@@ -96,7 +124,8 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
   const killWhenStarted = new Set<number>();
 
   function start(): Shell {
-    const sh = spawn('sh', ['-s'], { stdio: ['pipe', 'pipe', 'pipe'], env: defaults.env ?? process.env });
+    const sh = spawn(kind, ['-s'], { stdio: ['pipe', 'pipe', 'pipe'], env: defaults.env ?? process.env });
+    if (kind === 'bash') sh.stdin.write('set -m\n');
     let stderr = '';
     let buffered = '';
     sh.stdout.setEncoding('utf8').on('data', (s: string) => {
@@ -196,7 +225,7 @@ export function createSpawner(defaults: SpawnerOptions = {}): Spawner {
       if (!calls.has(n)) return;
       if (closed) { fail(n, c, new CommandError(argv, null, null, '', '', 'could not start: the spawner is closed')); return; }
       c.shell = shell ??= start();
-      shell.stdin.write(callScript(n, argv, files));
+      shell.stdin.write(callScript(n, argv, files, kind));
     };
     if (files.in === undefined) send();
     else writeFile(files.in, opts.input!).then(send, (err: unknown) => fail(n, c, new CommandError(argv, null, null, '', '', `could not start: ${(err as Error).message}`)));
