@@ -257,7 +257,13 @@ function killGroup(pid: number): void {
 const atExit = new Set<string>();
 let exitHooked = false;
 function removeAtExit(dir: string): void {
-  if (!exitHooked) process.once('exit', () => { for (const d of atExit) rmSync(d, { recursive: true, force: true }); });
+  if (!exitHooked) {
+    process.once('exit', () => {
+      for (const d of atExit) {
+        try { rmSync(d, { recursive: true, force: true }); } catch { /* the next spawner sweeps it */ }
+      }
+    });
+  }
   exitHooked = true;
   atExit.add(dir);
 }
