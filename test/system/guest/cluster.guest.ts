@@ -602,13 +602,11 @@ scenario('a PlanSlice edited by hand (a field this agent does not know) is resto
 });
 
 scenario('a failing director step is Programmed=False naming node and step; the kernel keeps serving; repaired, True again', async () => {
-  // sysctl made to fail (a bind mount of /bin/false over it): every director check reads the
-  // director's sysctls back, so the next one fails at that step. (Not nft: a check no longer lists
-  // our nft tables that are absent and that no VIP needs, which is all three here.) Nothing
-  // programmed may change meanwhile.
+  // nft made to fail (a bind mount of /bin/false over it): every full sync re-checks the director's
+  // nft tables, so the next one fails at that step. Nothing programmed may change meanwhile.
   const { table, now } = steadyView();
-  const tool = execFileSync('sh', ['-c', 'command -v sysctl'], { encoding: 'utf8' }).trim();
-  execFileSync('mount', ['--bind', '/bin/false', tool]);
+  const nft = execFileSync('sh', ['-c', 'command -v nft'], { encoding: 'utf8' }).trim();
+  execFileSync('mount', ['--bind', '/bin/false', nft]);
   try {
     const failed = await until('Programmed=False on web-nat naming the node and the step', async () => {
       const c = cond(await w.vs('web-nat'), 'Programmed');
@@ -622,9 +620,9 @@ scenario('a failing director step is Programmed=False naming node and step; the 
     assert.equal(now(), table, 'the kernel rules changed while a step failed');
   } finally {
     // Lazy: the agent's retried sync may be running the bind-mounted /bin/false at this instant
-    // (an exec takes long under TCG), and a plain umount then fails "target is busy", leaving the
-    // tool broken for every later scenario (seen in a CI run on 2026-12-04). New execs get the real one.
-    execFileSync('umount', ['--lazy', tool]);
+    // (an exec takes long under TCG), and a plain umount then fails "target is busy", leaving nft
+    // broken for every later scenario (seen in a CI run on 2026-12-04). New execs get the real nft.
+    execFileSync('umount', ['--lazy', nft]);
   }
   await waitProgrammed(w, 'web-nat', 150_000);
 });
