@@ -5,7 +5,7 @@
 import { release } from 'node:os';
 import type { Logger } from 'pino';
 import type { PlanService } from '../../api/plan.ts';
-import { NFT_FAMILIES, NFT_TABLE, directorSpecFromPlan, normalizeSpec, type DirectorSpec, type DirectorVip, type NftFamily } from '../director/plan.ts';
+import { directorSpecFromPlan, normalizeSpec, type DirectorSpec, type DirectorVip } from '../director/plan.ts';
 import { announceQuick, answeredNow, observeDirector, ownedAddresses, syncDirector, teardownDirector, type DirectorReport } from '../director/setup.ts';
 import { applyQuickBind, planQuickBind } from '../director/quick-bind.ts';
 import { forgetOriginals, readOriginals, recordOriginals } from '../director/sysctl-record.ts';
@@ -136,12 +136,6 @@ function sameAnswers(opts: SpecOptions, memo: SpecMemo): boolean {
   });
 }
 
-/**
- * Every this many full director syncs every nft table of ours is listed, also those known absent:
- * with the check every 30 s, a table of ours made from outside is found within 5 minutes.
- */
-export const LIST_ALL_EVERY = 10;
-
 export interface LvsDevice extends VipBinder {
   /**
    * Re-decide which bound VIPs are announced and change only that (../director/setup.ts
@@ -181,23 +175,12 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
   /** The spec of the last full director sync, and the VIPs with a drop rule since (../director/quick-bind.ts). */
   let lastFull: { spec: DirectorSpec; quiet: Set<string>; quick: Set<string> } | undefined;
   let memo: SpecMemo | undefined;
-  /**
-   * Our nft tables the last full sync found absent, while nothing here has written one since (the
-   * quick paths clear it); such a table the spec has no rule for is not listed (setup.ts
-   * absentTables), except at every LIST_ALL_EVERY-th full sync, which finds one made from outside.
-   */
-  let absent: NftFamily[] = [];
-  let fullSyncs = 0;
   const fullSync = async (vips: string[]): Promise<string[]> => {
     memo = specOf(opts, vips, vipsBefore, memo);
     const spec = memo.spec;
     vipsBefore = spec.vips;
     lastFull = undefined; // unknown if this sync fails half-way
-    const listAll = fullSyncs++ % LIST_ALL_EVERY === 0;
-    const known = absent;
-    absent = []; // unknown if this sync fails half-way
-    const report = await syncDirector(listAll || known.length === 0 ? dirOpts : { ...dirOpts, absentTables: known }, spec);
-    absent = NFT_FAMILIES.filter((f) => !report.nftTables.includes(`${f} ${NFT_TABLE}`));
+    const report = await syncDirector(dirOpts, spec);
     lastFull = { spec, quiet: new Set(spec.vips.filter((v) => !v.announce).map((v) => v.address)), quick: new Set() };
     if (opts.sysctlRecord) {
       try { recordOriginals(opts.sysctlRecord, report); } catch (err) { opts.logger?.warn({ op: 'sysctls', err: String(err) }, 'could not record the sysctls\' earlier values: they will not be restored'); }
@@ -220,7 +203,6 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
       last: lastFull.spec, quiet: lastFull.quiet, bound, want: vips, before: vipsBefore, announce: opts.announce ?? (() => false), services: opts.plan(),
     });
     if ('full' in q) return false;
-    absent = []; // the quick bind writes our arp and ip6 tables
     try {
       await applyQuickBind(inNetns(opts.run, opts.target ?? { kind: 'host' }), q);
     } catch (err) {
@@ -256,13 +238,9 @@ export function createLvsDevice(opts: LvsDeviceOptions): LvsDevice {
       if (spec.vips.some((v) => v.announce && lastFull?.quick.has(v.address))) {
         await fullSync(bound);
         // The full sync announced what became announced; `all` asks for every announced VIP.
-        if (w.all && last) {
-          absent = [];
-          last = { devices: last.devices, announced: await announceQuick(dirOpts, specFor(opts, bound, vipsBefore), last, true) };
-        }
+        if (w.all && last) last = { devices: last.devices, announced: await announceQuick(dirOpts, specFor(opts, bound, vipsBefore), last, true) };
         return;
       }
-      absent = []; // announceQuick writes our arp and ip6 tables
       last = { devices: last.devices, announced: await announceQuick(dirOpts, spec, last, w.all) };
       decided = decide(spec);
     });

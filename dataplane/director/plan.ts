@@ -225,7 +225,6 @@ export interface NftTables {
 }
 
 export const NFT_FAMILIES = ['inet', 'arp', 'ip6'] as const;
-export type NftFamily = typeof NFT_FAMILIES[number];
 
 const L4: Record<Protocol, string> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
 

@@ -8,7 +8,7 @@ import {
   type Announcement, type ProxyEntry, announceCommand, announcements, newlyAnnounced, parseProxies, proxyChanges, uplinkSysctls, wantedProxies,
 } from './announce.ts';
 import {
-  DEVICE, DIRECTOR_SYSCTLS, NFT_FAMILIES, NFT_TABLE, type DirectorSpec, type NftFamily, type NftTables,
+  DEVICE, DIRECTOR_SYSCTLS, NFT_FAMILIES, NFT_TABLE, type DirectorSpec, type NftTables,
   directorSysctls, nftTables, nftTransaction, normalizeSpec, sameRuleset, withKeptSnat,
 } from './plan.ts';
 
@@ -117,13 +117,6 @@ export interface DirectorOptions {
   maxRounds?: number;
   /** Send a gratuitous ARP / unsolicited NA for VIPs that became announced (default true). */
   announceNow?: boolean;
-  /**
-   * syncDirector: our nft tables (by family) known to be absent, as the caller's last report found
-   * them with nothing of ours creating one since. One the spec has no rule for is not listed (an
-   * `nft` start, ~270 ms of CPU under emulation, for a table that is not there), and counts as
-   * absent. A sync that changes anything reads every table again.
-   */
-  absentTables?: readonly NftFamily[];
 }
 
 export interface DirectorReport {
@@ -185,14 +178,13 @@ async function listProxies(run: Runner): Promise<ProxyEntry[]> {
  * overlapped a check had a p50 of 148-235 ms against 55-65). One at a time, a check takes
  * longer, beside the syncs, and leaves the other CPUs to them.
  */
-export async function observeDirector(run: Runner, device = DEVICE, all = false, extraSysctls: readonly string[] = [], unlisted: readonly NftFamily[] = []): Promise<ObservedDirector> {
+export async function observeDirector(run: Runner, device = DEVICE, all = false, extraSysctls: readonly string[] = []): Promise<ObservedDirector> {
   const linked = all ? await readLinks(run) : await readLink(run, device).then((l) => (l ? [l] : []));
   const sysctls = await readSysctls(run, [...DIRECTOR_SYSCTLS, ...extraSysctls]);
   const proxies = await listProxies(run);
-  const list = (f: NftFamily) => (unlisted.includes(f) ? '' : listTable(run, f));
-  const inet = await list('inet');
-  const arp = await list('arp');
-  const ip6 = await list('ip6');
+  const inet = await listTable(run, 'inet');
+  const arp = await listTable(run, 'arp');
+  const ip6 = await listTable(run, 'ip6');
   const link = linked.find((l) => l.name === device);
   const obs: ObservedDirector = { sysctls: Object.fromEntries(sysctls), nft: { inet, arp, ip6 }, proxies };
   if (all) obs.others = linked.filter((l) => l.name !== device);
@@ -239,16 +231,6 @@ async function applySteps(run: Runner, steps: readonly DirectorStep[], device: s
   }
 }
 
-/**
- * The families of `absent` whose table `spec` has no rule for, and nothing to keep from (held
- * services' SNAT rules are kept only as read): those a sync need not list.
- */
-export function unlistedTables(spec: DirectorSpec, absent: readonly NftFamily[] = []): NftFamily[] {
-  if (absent.length === 0) return [];
-  const wanted = nftTables(spec);
-  return absent.filter((f) => !wanted[f] && !(f === 'inet' && (spec.keepSnat?.length ?? 0) > 0));
-}
-
 /** Bring the director's namespace to `spec`: lvs0 + VIPs, sysctls, our nft tables, announcements. */
 export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): Promise<DirectorReport> {
   const spec = normalizeSpec(input);
@@ -257,7 +239,7 @@ export async function syncDirector(opts: DirectorOptions, input: DirectorSpec): 
   const device = opts.device ?? DEVICE;
   const log = opts.logger?.child({ op: 'director', netns: describeTarget(target) });
   const applied: DirectorStep[] = [];
-  let obs = await observeDirector(run, device, true, [], unlistedTables(spec, opts.absentTables));
+  let obs = await observeDirector(run, device, true);
   const devices = announcements({ ...spec, vips: spec.vips.map((v) => ({ ...v, announce: true })) }, obs.others ?? [], device);
   const on = new Set(spec.vips.filter((v) => v.announce).map((v) => v.address));
   const announced = devices.filter((d) => on.has(d.address));
