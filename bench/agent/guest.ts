@@ -32,7 +32,8 @@ import { createSyncer, type SyncResult } from '../../dataplane/sync/sync.ts';
 import { countingKernel, newCounters, since, snapshot, wireTap, type Counters } from './counting.ts';
 import { summarise, type CpuProfile } from './profile.ts';
 import { cpuTicks } from '../lib/machine.ts';
-import { NODE, onePercent, plan, replace, restoreDelta, restoreFile, ROUTE_DESTINATIONS, ruleSet, single, type RuleSet } from './rules.ts';
+import { manifests, NODE, onePercent, plan, replace, restoreDelta, restoreFile, ROUTE_DESTINATIONS, ruleSet, single, vipBatch, type RuleSet } from './rules.ts';
+import { applyProcess, missingVips, processInputs, profiledApply, restoreWithVips, startCosts } from './process.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const TMP = join(process.env.TMPDIR ?? '/run/tmp', 'bench-agent');
@@ -132,7 +133,7 @@ interface Sets {
   base: RuleSet;
   pct: RuleSet;
   one: RuleSet;
-  files: { full: string; pct: string; one: string };
+  files: { full: string; pct: string; one: string; manifest: string; vips: string };
   lines: { full: number; pct: number; one: number };
 }
 
@@ -145,8 +146,9 @@ function ruleSets(n: number, m: number): Sets {
   const texts = { full: restoreFile(base), pct: restoreDelta(base, p.changes), one: restoreDelta(p.next, o.changes) };
   const files = { full: join(dir, 'full.rules'), pct: join(dir, 'pct.rules'), one: join(dir, 'one.rules') };
   for (const k of ['full', 'pct', 'one'] as const) writeFileSync(files[k], texts[k]);
+  const inputs = processInputs(dir, { manifest: manifests(base), vips: vipBatch(base, REF_VIP_DEVICE) });
   const count = (t: string) => t.split('\n').filter(Boolean).length;
-  return { base, pct: p.next, one: o.next, files, lines: { full: count(texts.full), pct: count(texts.pct), one: count(texts.one) } };
+  return { base, pct: p.next, one: o.next, files: { ...files, ...inputs }, lines: { full: count(texts.full), pct: count(texts.pct), one: count(texts.one) } };
 }
 
 type Emit = (step: string, result: Step) => void;
@@ -182,6 +184,34 @@ function restoreFullR(s: Sets, out: Emit): void {
   clear();
   out('fullR', { ms: restore(s.files.full, 'ipvsadm -R'), ops: s.lines.full });
   verify(s.base, 'ipvsadm -R full');
+}
+
+/** The device the reference side puts the VIPs on (ours: lvs0, the agent's). */
+const REF_VIP_DEVICE = 'benchvip0';
+
+type ProcessRole = 'restoreVips' | 'apply' | 'applyWarn' | 'applyProfile';
+
+/**
+ * The whole-process comparison (./process.ts), one side per run: `restoreVips`, `apply` (default
+ * log level), `applyWarn` (--log-level warn: no line per kernel operation) or `applyProfile`.
+ */
+function processOnce(role: ProcessRole, s: Sets, size: string, rep: number): void {
+  const dir = join(TMP, size);
+  if (role === 'restoreVips') {
+    const r = restoreWithVips(s.files.full, s.files.vips);
+    verify(s.base, 'ipvsadm-restore + ip -batch');
+    const vips = missingVips(s.base, REF_VIP_DEVICE);
+    if (vips.missing) throw new Error(`ip -batch: ${vips.missing} VIPs missing on ${REF_VIP_DEVICE}, e.g. ${vips.examples.join(', ')}`);
+    const sum = (k: 'ms' | 'userMs' | 'sysMs') => r.restore[k] + r.vips[k];
+    emit({ type: 'process', side: 'reference', size, rep, ms: sum('ms'), userMs: sum('userMs'), sysMs: sum('sysMs'), parts: r, rules: s.lines.full });
+    return;
+  }
+  const r = role === 'applyProfile' ? profiledApply(s.files.manifest, dir) : applyProcess(s.files.manifest, dir, role === 'applyWarn' ? 'warn' : undefined);
+  verify(s.base, 'lvs-agent apply');
+  const vips = missingVips(s.base, 'lvs0');
+  if (vips.missing) throw new Error(`lvs-agent apply: ${vips.missing} VIPs missing on lvs0, e.g. ${vips.examples.join(', ')}`);
+  const variant = role === 'apply' ? {} : { variant: role === 'applyWarn' ? 'log-level warn' : 'profiled' };
+  emit({ type: role === 'applyProfile' ? 'processProfile' : 'process', side: 'ours', size, rep, ...variant, rules: s.lines.full, ...r });
 }
 
 /** Syscalls of one `ipvsadm -R` run of `file` (strace -f -c), when strace is installed. */
@@ -243,6 +273,7 @@ async function child(role: string): Promise<void> {
   const step = (side: string): Emit => (name, r) => emit({ type: 'step', side, size, rep, step: name, lines: s.lines, ...r });
   if (role === 'reference') return restoreOnce(s, step('reference'));
   if (role === 'fullR') return restoreFullR(s, step('reference'));
+  if (role === 'restoreVips' || role === 'apply' || role === 'applyWarn' || role === 'applyProfile') return processOnce(role, s, size, rep);
   const agents = await openAgent();
   try {
     if (role === 'ours') await oursOnce(agents.open(), s, step('ours'), process.env.BENCH_AGENT_NOOP === '1');
@@ -317,14 +348,28 @@ async function main(): Promise<void> {
   // A no-op sync costs what the single change costs minus two requests (both are one full dump):
   // measured where it is cheap, skipped at the large sizes to keep the run within a session.
   const noopMax = Number(process.env.BENCH_AGENT_NOOP_MAX ?? '1000');
+  // Which runs: 'sync' (ipvsadm-restore and our sync path, above), 'process' (the whole processes,
+  // ./process.ts). Both by default.
+  const runs = new Set((process.env.BENCH_AGENT_RUNS ?? 'sync,process').split(','));
+  const processProfile = process.env.BENCH_AGENT_PROCESS_PROFILE ?? '1000x10';
+  if (runs.has('process')) emit({ type: 'startCosts', samples: [0, 1, 2].map(() => startCosts()) });
   for (const { n, m, reps } of sizes) {
     const size = `${n}x${m}`;
     const s = ruleSets(n, m);
     for (let rep = 0; rep < reps; rep++) {
-      isolated('reference', size, rep);
-      if (n <= rFullMax) isolated('fullR', size, rep);
-      isolated('ours', size, rep, { BENCH_AGENT_NOOP: n <= noopMax ? '1' : '0' });
+      if (runs.has('sync')) {
+        isolated('reference', size, rep);
+        if (n <= rFullMax) isolated('fullR', size, rep);
+        isolated('ours', size, rep, { BENCH_AGENT_NOOP: n <= noopMax ? '1' : '0' });
+      }
+      if (runs.has('process')) {
+        isolated('restoreVips', size, rep);
+        isolated('apply', size, rep);
+      }
     }
+    // Once per size: the apply without a log line per kernel operation, and (at one size) profiled.
+    if (runs.has('process')) isolated('applyWarn', size, 0);
+    if (runs.has('process') && size === processProfile) isolated('applyProfile', size, 0);
     if (n === sizes[0]!.n) emit({ type: 'strace', size, rules: s.lines.full, ipvsadmR: straceCounts(s.files.full) ?? null });
     if (size === profileSize) isolated('profile', size, 0);
   }

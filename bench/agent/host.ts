@@ -6,7 +6,10 @@
 // BENCH_AGENT_R_FULL_MAX (largest N for which the full set is also timed with `ipvsadm -R` alone,
 // default 1000), BENCH_AGENT_NOOP_MAX (largest N with a timed no-op sync, default 1000),
 // BENCH_AGENT_TIMEOUT_MIN (VM deadline, default 180), BENCH_AGENT_FULL_RESYNC_MS (the syncer's
-// full read-back interval, default 1 h: the 1% and single changes are partial syncs; 0 = always full).
+// full read-back interval, default 1 h: the 1% and single changes are partial syncs; 0 = always full),
+// BENCH_AGENT_RUNS (default sync,process: 'sync' times ipvsadm-restore against our sync path,
+// 'process' the whole `lvs-agent apply` process against ipvsadm-restore plus `ip -batch` of the VIPs),
+// BENCH_AGENT_PROCESS_PROFILE (the size whose apply is also run once profiled, default 1000x10).
 import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
 import { load, machine, type Load, type Machine } from '../lib/machine.ts';
 
@@ -44,6 +47,8 @@ export async function runAgentBench(opts: { sizes?: string; profile?: string; co
     env: {
       BENCH_AGENT_SIZES: sizes, BENCH_AGENT_PROFILE: profile,
       BENCH_AGENT_R_FULL_MAX: process.env.BENCH_AGENT_R_FULL_MAX ?? '1000', BENCH_AGENT_NOOP_MAX: process.env.BENCH_AGENT_NOOP_MAX ?? '1000',
+      ...(process.env.BENCH_AGENT_RUNS ? { BENCH_AGENT_RUNS: process.env.BENCH_AGENT_RUNS } : {}),
+      ...(process.env.BENCH_AGENT_PROCESS_PROFILE ? { BENCH_AGENT_PROCESS_PROFILE: process.env.BENCH_AGENT_PROCESS_PROFILE } : {}),
       ...(process.env.BENCH_AGENT_FULL_RESYNC_MS ? { BENCH_AGENT_FULL_RESYNC_MS: process.env.BENCH_AGENT_FULL_RESYNC_MS } : {}),
     },
     label: 'bench-vm',

@@ -60,3 +60,31 @@ export function summarise(profile: CpuProfile, root: string, top = 15): ProfileS
     functions: rank(fns).slice(0, top).map(([fn, us]) => ({ fn, ms: Math.round(us / 1000), pct: pct(us) })),
   };
 }
+
+/**
+ * Total time (self and callees) by function, largest first: for each sample, every distinct
+ * function on its stack gets the sample's time. Tells which phase of a process the time went to
+ * (module evaluation, manifest validation, the sync, ...), where self time only names the leaves.
+ */
+export function inclusive(profile: CpuProfile, root: string, top = 25): Array<{ fn: string; ms: number; pct: number }> {
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const name = (id: number) => {
+    const cf = byId.get(id)!.callFrame;
+    return cf.functionName.startsWith('(') ? cf.functionName : `${cf.functionName || '(anonymous)'} ${areaOf(cf.url, root)}:${cf.lineNumber + 1}`;
+  };
+  const total = new Map<string, number>();
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  let all = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const us = deltas[i] ?? 0;
+    all += us;
+    const seen = new Set<string>();
+    for (let id: number | undefined = samples[i]; id !== undefined; id = parent.get(id)) seen.add(name(id));
+    for (const fn of seen) total.set(fn, (total.get(fn) ?? 0) + us);
+  }
+  return [...total].filter(([fn]) => fn !== '(root)').sort((a, b) => b[1] - a[1]).slice(0, top)
+    .map(([fn, us]) => ({ fn, ms: Math.round(us / 1000), pct: all ? Math.round((1000 * us) / all) / 10 : 0 }));
+}

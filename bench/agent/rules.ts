@@ -149,3 +149,31 @@ export function restoreDelta(rs: RuleSet, changes: readonly Replacement[]): stri
   }
   return lines.join('\n') + '\n';
 }
+
+/**
+ * The rule set as `lvs-agent apply` input: one NAT VirtualServer per service in block YAML, as
+ * people write them (and as `kubectl get -o yaml` prints them), its destinations as static real
+ * servers on the target port — the same services and destinations as restoreFile.
+ */
+export function manifests(rs: RuleSet): string {
+  const docs: string[] = [];
+  for (let i = 0; i < rs.services; i++) {
+    const lines = [
+      'apiVersion: lvs.dev/v1alpha1', 'kind: VirtualServer', 'metadata:', `  name: vs-${i}`, '  namespace: bench', 'spec:',
+      '  addresses:', `    - ${vipOf(i)}`, '  ports:', '    - name: http', `      port: ${SERVICE_PORT}`, '      protocol: TCP',
+      '  forwarding: NAT', '  scheduler:', '    name: rr', '  backends:', '    static:',
+    ];
+    for (let j = 0; j < rs.destsPerService; j++) {
+      lines.push(`      - address: ${destAddress(i, j, generationOf(rs, i, j), rs.destsPerService)}`, `        port: ${TARGET_PORT}`, '        weight: 1');
+    }
+    docs.push(lines.join('\n'));
+  }
+  return docs.join('\n---\n') + '\n';
+}
+
+/** The services' VIPs as `ip -batch` input: a dummy device holding every VIP, as a director needs them local. */
+export function vipBatch(rs: RuleSet, device: string): string {
+  const lines = [`link add ${device} type dummy`, `link set ${device} up`];
+  for (let i = 0; i < rs.services; i++) lines.push(`addr add ${vipOf(i)}/32 dev ${device}`);
+  return lines.join('\n') + '\n';
+}

@@ -124,6 +124,7 @@ function agentTables(records: AgentRecord[]): string {
       out.push(`| ${size} | ${label} | ${med(size, 'ours', key, (x) => x.ops)} | ${msCell(size, 'ours', key)} | ${med(size, 'ours', key, sent)} | ${Number.isFinite(kib) ? kib.toFixed(0) : '–'} | ${msCell(size, 'reference', key)} | ${ratio(ours, ref)} | ${noop} |`);
     }
   }
+  out.push(...processTable(records));
   for (const r of records) {
     const st = r.events.find((e) => e.type === 'strace');
     if (st && st.ipvsadmR) {
@@ -145,6 +146,48 @@ function agentTables(records: AgentRecord[]): string {
     }
   }
   return out.join('\n');
+}
+
+/**
+ * The whole processes (bench/agent/process.ts, records from 2026-12-08 on): `lvs-agent apply -f` of
+ * the VirtualServers against `ipvsadm-restore` plus `ip -batch` of the VIPs; wall and CPU.
+ */
+function processTable(records: AgentRecord[]): string[] {
+  const all = records.flatMap((r) => r.events.filter((e) => e.type === 'process'));
+  if (!all.length) return [];
+  const ev = all.filter((e) => e.variant === undefined);
+  const warn = (size: string) => all.filter((e) => e.size === size && e.variant === 'log-level warn');
+  const sizes = [...new Set(ev.map((e) => String(e.size)))].sort((a, b) => parseInt(a) - parseInt(b));
+  const of = (size: string, side: string) => ev.filter((e) => e.size === size && e.side === side);
+  const cpu = (e: Obj) => num(e.userMs) + num(e.sysMs);
+  const part = (e: Obj, k: string) => num(get(e, 'parts', 'restore', k));
+  const out = ['', 'Whole processes from an empty namespace (ms in the guest: median and min–max over the repetitions; CPU = user + system of the process and every child it waited for): `lvs-agent apply -f` of N VirtualServers with static real servers (bundle start, validation, plan, lvs0 with every VIP, sysctls, nft, the sync, the owner record) against `ipvsadm-restore` of the same rules (its part shown apart) plus `ip -batch` adding every VIP to a dummy device.', '',
+    '| N×M | reps (ours/ref) | rules | apply wall | apply CPU | restore + VIPs wall | restore + VIPs CPU | ipvsadm-restore alone wall | **apply / (restore + VIPs)**, wall | apply / ipvsadm-restore, wall | CPU ratio | apply --log-level warn wall / CPU (1 run) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|'];
+  for (const size of sizes) {
+    const ours = of(size, 'ours');
+    const ref = of(size, 'reference');
+    const w = (xs: Obj[], f: (e: Obj) => number) => median(xs.map(f));
+    out.push(`| ${size} | ${ours.length}/${ref.length} | ${String(ref[0]?.rules ?? ours[0]?.rules ?? '–')} | ${spread(ours.map((e) => num(e.ms)))} | ${spread(ours.map(cpu))} | ${spread(ref.map((e) => num(e.ms)))} | ${spread(ref.map(cpu))} | ${spread(ref.map((e) => part(e, 'ms')))} | **${ratio(w(ours, (e) => num(e.ms)), w(ref, (e) => num(e.ms)))}** | ${ratio(w(ours, (e) => num(e.ms)), w(ref, (e) => part(e, 'ms')))} | ${ratio(w(ours, cpu), w(ref, cpu))} | ${warn(size).map((e) => `${ms(num(e.ms))} / ${ms(cpu(e))}`).join(', ') || '–'} |`);
+  }
+  return [...out, ...processNotes(records)];
+}
+
+/** Node's and the bundle's start (startCosts events) and the profiled apply (processProfile). */
+function processNotes(records: AgentRecord[]): string[] {
+  const out: string[] = [];
+  for (const r of records) {
+    const starts = r.events.find((e) => e.type === 'startCosts')?.samples as Array<{ nodeMs: Obj; bundleHelpMs: Obj }> | undefined;
+    if (starts?.length) {
+      out.push('', `Fixed start cost in the same boot (${starts.length} runs, wall / CPU ms): \`node -e 0\` ${starts.map((x) => `${ms(num(x.nodeMs.ms))} / ${ms(num(x.nodeMs.userMs) + num(x.nodeMs.sysMs))}`).join(', ')}; \`node dist/lvs-agent.mjs show --help\` (the bundle loaded) ${starts.map((x) => `${ms(num(x.bundleHelpMs.ms))} / ${ms(num(x.bundleHelpMs.userMs) + num(x.bundleHelpMs.sysMs))}`).join(', ')}.`);
+    }
+    for (const p of r.events.filter((e) => e.type === 'processProfile')) {
+      const self = p.self as { areas: Array<{ area: string; pct: number }>; functions: Array<{ fn: string; pct: number }> };
+      const total = p.total as Array<{ fn: string; ms: number; pct: number }>;
+      out.push('', `Profiled \`lvs-agent apply\` at ${String(p.size)} (\`node --cpu-prof\`, a sample per ms; ${ms(num(p.ms))} ms wall in that run). Self time by area: ${self.areas.slice(0, 8).map((a) => `${a.area} ${a.pct}%`).join('; ')}. Total time (with callees) by function: ${total.slice(0, 16).map((f) => `\`${f.fn}\` ${f.pct}%`).join('; ')}.`);
+    }
+  }
+  return out;
 }
 
 function perRule(writes: number, rules: number): string {
@@ -210,13 +253,13 @@ export function convergenceSection(r: ConvergenceRecord): string {
     const applied = ch.map((e) => num(e.agentAppliedMs)).filter(Number.isFinite).sort((a, b) => a - b);
     const status = ch.map((e) => num(e.planSeenMs ?? e.statusSeenMs)).filter(Number.isFinite).sort((a, b) => a - b);
     const writes = ch.map((e) => num(e.writeMs)).filter(Number.isFinite).sort((a, b) => a - b);
-    const prog = num(run.events.find((e) => e.type === 'programmed')?.ms);
+    const prog = num(run.events.find((e) => e.type === 'programmed' && e.who === undefined)?.ms);
     const p = (xs: number[], q: number) => ms(percentile(xs, q));
     const mem = (phase: string) => run.events.find((e) => e.type === 'memory' && e.who === 'agent' && e.phase === phase);
     const last = mem('changes') ?? mem('settled');
     const agentMem = mem('programmed') && last ? `${num(mem('programmed')!.rssMiB)} / ${num(last.rssMiB)} (${num(last.peakMiB)})` : '–';
     const controllerMem = run.controllerMemory ? String(run.controllerMemory.peakMiB) : '–';
-    out.push(`| ${run.n} | ${loadText(run.loadBefore)} → ${loadText(run.loadAfter)} | ${Number.isFinite(prog) ? `${(prog / 1000).toFixed(1)} s` : '–'} | ${seen.length} / ${ch.length}${run.complete ? '' : ' (incomplete)'} | ${p(seen, 50)} ms | ${p(seen, 90)} ms | ${p(seen, 99)} ms | ${ms(seen.at(-1) ?? NaN)} ms | ${status.length ? `${p(status, 50)} / ${p(status, 99)} ms` : '–'} | ${p(applied, 50)} / ${p(applied, 99)} ms | ${p(writes, 50)} ms | ${agentMem} | ${controllerMem} |`);
+    out.push(`| ${run.n}${(run.directors ?? 1) > 1 ? `, ${String(run.directors)} directors` : ''} | ${loadText(run.loadBefore)} → ${loadText(run.loadAfter)} | ${Number.isFinite(prog) ? `${(prog / 1000).toFixed(1)} s` : '–'} | ${seen.length} / ${ch.length}${run.complete ? '' : ' (incomplete)'} | ${p(seen, 50)} ms | ${p(seen, 90)} ms | ${p(seen, 99)} ms | ${ms(seen.at(-1) ?? NaN)} ms | ${status.length ? `${p(status, 50)} / ${p(status, 99)} ms` : '–'} | ${p(applied, 50)} / ${p(applied, 99)} ms | ${p(writes, 50)} ms | ${agentMem} | ${controllerMem} |`);
   }
   out.push(...burstTable(r.runs), ...overlapTable(r.runs));
   return out.join('\n');
