@@ -20,9 +20,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import { parse } from 'yaml';
 import { compileRuleTree, evaluateRules, type RuleNode } from './cel/rules.ts';
 import { withSchemaDefaults } from './defaults.ts';
+import { parseShipped } from './yaml.ts';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const defaultCrdPath = join(repoRoot, 'crds', 'virtualserver.yaml');
@@ -68,7 +68,7 @@ function isObject(v: unknown): v is Json {
 
 /** Loads a CRD file (single version) and returns its identity and schema. */
 export function loadCrd(path: string = defaultCrdPath): Crd {
-  const doc = parse(readFileSync(path, 'utf8')) as Json;
+  const doc = parseShipped(readFileSync(path, 'utf8'), path) as Json;
   if (doc.kind !== 'CustomResourceDefinition') throw new Error(`${path}: not a CustomResourceDefinition`);
   const spec = doc.spec as { group: string; names: { kind: string; plural: string }; versions: Array<{ name: string; schema: { openAPIV3Schema: Json } }> };
   const v = spec.versions[0];

@@ -12,11 +12,11 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import type { VirtualServer } from '../../api/generated/index.ts';
 import type { Plan } from '../../api/plan.ts';
 import { compiledCrd } from '../../api/schema.ts';
 import { resolve } from '../../api/resolve/index.ts';
+import { parseDocuments } from '../../api/yaml.ts';
 
 export interface ManifestProblem {
   file: string;
@@ -85,13 +85,12 @@ type Doc = { file: string; document: number; obj: unknown };
 function readDocuments(paths: readonly string[], problems: ManifestProblem[]): Doc[] {
   const docs: Doc[] = [];
   for (const file of paths.flatMap(manifestFiles)) {
-    parseAllDocuments(readFileSync(file, 'utf8')).forEach((doc, i) => {
-      if (doc.errors.length > 0) {
-        problems.push({ file, document: i + 1, field: '(yaml)', message: doc.errors.map((e) => e.message).join('; ') });
+    parseDocuments(readFileSync(file, 'utf8')).forEach((doc, i) => {
+      if ('errors' in doc) {
+        problems.push({ file, document: i + 1, field: '(yaml)', message: doc.errors });
         return;
       }
-      const obj: unknown = doc.toJS();
-      if (obj !== null && obj !== undefined) docs.push({ file, document: i + 1, obj });
+      if (doc.value !== null && doc.value !== undefined) docs.push({ file, document: i + 1, obj: doc.value });
     });
   }
   return docs;
