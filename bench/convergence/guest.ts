@@ -22,6 +22,7 @@ import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName
 import { watchPlanSlices } from './watch.ts';
 import { overlapsOf } from './overlap.ts';
 import { processMemory } from '../lib/machine.ts';
+import { secondProgrammed, startSecondDirector } from './second.ts';
 
 if (process.env.LVS_IN_VM !== '1') throw new Error('bench/convergence/guest.ts runs only inside the VM (LVS_IN_VM=1); use `npm run bench -- convergence`');
 
@@ -118,10 +119,19 @@ async function main(): Promise<void> {
     node, kubeconfig: need('BENCH_CONVERGENCE_AGENT_KUBECONFIG'), logLevel: 'debug', logFile: '/run/tmp/lvs-agent.log',
     ...(nodeOptions ? { nodeOptions } : {}),
   });
+  // The second reporting director (./second.ts), started with the first, as a DaemonSet's pods are.
+  const kc2 = process.env.BENCH_CONVERGENCE_AGENT2_KUBECONFIG;
+  const agent2 = kc2 ? startSecondDirector({ node: need('BENCH_CONVERGENCE_NODE2'), kubeconfig: kc2, ...(nodeOptions ? { nodeOptions } : {}) }) : undefined;
+  const memory = (phase: string) => {
+    emit({ type: 'memory', who: 'agent', phase, n, ...processMemory(agent.child.pid) });
+    if (agent2) emit({ type: 'memory', who: 'agent2', phase, n, ...processMemory(agent2.child.pid) });
+  };
   try {
-    const programmedMs = await waitProgrammed(kernel, n, agent, Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000);
+    const programMs = Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000;
+    const programmedMs = await waitProgrammed(kernel, n, agent, programMs);
     emit({ type: 'programmed', n, ms: Math.round(programmedMs), agentFirstOutputMs: agent.firstOutputMs() });
-    emit({ type: 'memory', who: 'agent', phase: 'programmed', n, ...processMemory(agent.child.pid) });
+    if (agent2) emit({ type: 'programmed', who: 'agent2', n, ms: Math.round(programmedMs + await secondProgrammed(agent2, n, programMs, console.log)) });
+    memory('programmed');
     // Let the start-up settle (the controller's status writes as the agent's report comes in, the
     // plan slices of a controller that started with the agent); measure once the plans are quiet.
     const watch = await watchPlanSlices(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'), NS);
@@ -135,7 +145,7 @@ async function main(): Promise<void> {
     // the changes start once its work queue has been empty for 10 s.
     const metrics = process.env.BENCH_CONVERGENCE_CONTROLLER_METRICS;
     if (metrics) emit({ type: 'controllerQuiet', n, ...await controllerQuiet(metrics, 10_000, 900_000) });
-    emit({ type: 'memory', who: 'agent', phase: 'settled', n, ...processMemory(agent.child.pid) });
+    memory('settled');
     const spare = new Array<boolean>(n).fill(true);
     const t0 = performance.now();
     let timeouts = 0;
@@ -189,12 +199,14 @@ async function main(): Promise<void> {
       if (seen === undefined && ++timeouts >= 3) throw new Error('3 changes not seen within 180 s: stopping');
     }
     watch.close();
-    emit({ type: 'memory', who: 'agent', phase: 'changes', n, ...processMemory(agent.child.pid) });
+    memory('changes');
+    if (agent2) emit({ type: 'agent2', n, running: agent2.child.exitCode === null, lines: agent2.lines.length, errors: agent2.lines.filter((l) => l.json && Number(l.json.level) >= 50).length, tail: agent2.tail(3).slice(0, 1500) });
     // The verifier's own account when its budget capped the slices (dataplane/sync/slices.ts).
     const verify = agent.lines.flatMap((l) => (l.json?.op === 'verify' ? [{ time: l.json.time, slice: l.json.slice, msPerService: l.json.msPerService, passS: l.json.passS }] : []));
     emit({ type: 'agentVerify', n, lines: verify.slice(-20), count: verify.length });
     emit({ type: 'done', n });
   } finally {
+    await agent2?.kill('SIGTERM');
     await agent.kill('SIGTERM');
     kube.close();
     await kernel.close();

@@ -18,12 +18,14 @@
 // has been empty for 10 s, read from its metrics through a second guestfwd; 0: as soon as the
 // plans are quiet, during the controller's catch-up after its start), BENCH_CONVERGENCE_BURSTS
 // (default 0) bursts of BENCH_CONVERGENCE_BURST_SIZE (default 100) slices written at once, spread
-// among the changes and counted in BENCH_CONVERGENCE_CHANGES; reported apart.
+// among the changes and counted in BENCH_CONVERGENCE_CHANGES; reported apart;
+// BENCH_CONVERGENCE_DIRECTORS (1 or 2, default 1: 2 registers a second director node whose agent
+// runs in a network namespace of the VM, ./second.ts; changes are timed on the first).
 import { writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
-import { GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../lab/apiserver/host-cluster.ts';
+import { addAgentNode, GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../lab/apiserver/host-cluster.ts';
 import { Kube } from '../../lab/guest/kube.ts';
 import { SERVICES, SLICES, VIP_POOLS, VIRTUAL_SERVERS } from '../../lab/guest/objects.ts';
 import { load, machine, processMemory, type Load, type Machine, type ProcessMemory } from '../lib/machine.ts';
@@ -31,6 +33,8 @@ import { MAX_SERVICES, NS, serviceManifest, sliceManifest, virtualServerManifest
 
 export interface ConvergenceRun {
   n: number;
+  /** Director nodes (runs from 2026-12-08 on; absent = 1). */
+  directors?: number;
   loadBefore: Load;
   loadAfter: Load;
   /** host cluster start, object creation (ms) */
@@ -83,6 +87,15 @@ function collectProfile(line: string, prefix: string, n: number, log: (m: string
     log(`convergence ${n}: the agent's CPU profile is in ${file}`);
   } else profileChunks.push(line.slice(i + 'BENCH-PROF '.length).trim());
   return true;
+}
+
+/** The second director's Node (BENCH_CONVERGENCE_DIRECTORS=2). */
+const SECOND_NODE = { name: 'lvs-node-2', ip: '10.0.2.16' };
+
+function directorsFromEnv(): 1 | 2 {
+  const v = process.env.BENCH_CONVERGENCE_DIRECTORS ?? '1';
+  if (v !== '1' && v !== '2') throw new Error(`BENCH_CONVERGENCE_DIRECTORS: ${JSON.stringify(v)} must be 1 or 2`);
+  return v === '2' ? 2 : 1;
 }
 
 /** Where the guest reaches the controller's metrics (guestfwd). */
@@ -138,6 +151,9 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
   const hc = await startHostCluster(log, controllerNodeOptions ? { controllerNodeOptions } : {});
   const events: Array<Record<string, unknown>> = controllerNodeOptions ? [{ type: 'controllerNodeOptions', nodeOptions: controllerNodeOptions }] : [];
   try {
+    // Registered before the objects exist: the controller directs every plan to both from the start.
+    const directors = directorsFromEnv();
+    const agent2 = directors === 2 ? await addAgentNode(hc.cp, SECOND_NODE.name, SECOND_NODE.ip) : undefined;
     const kube = new Kube(hc.cp.kubeconfig.path);
     const created = await createObjects(kube, n, log).finally(() => kube.close());
     const api = Number(new URL(hc.cp.url).port);
@@ -153,6 +169,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         BENCH_CONVERGENCE_BUDGET_MIN: String(positive('BENCH_CONVERGENCE_BUDGET_MIN', 60)),
         BENCH_CONVERGENCE_PROGRAM_MIN: String(positive('BENCH_CONVERGENCE_PROGRAM_MIN', 20)),
         ...(heapMib ? { BENCH_CONVERGENCE_HEAP_MIB: String(heapMib) } : {}),
+        ...(agent2 ? { BENCH_CONVERGENCE_AGENT2_KUBECONFIG: agent2, BENCH_CONVERGENCE_NODE2: SECOND_NODE.name } : {}),
         ...(metricsPort ? { BENCH_CONVERGENCE_CONTROLLER_METRICS: `http://10.0.2.100:${GUEST_METRICS_PORT}/metrics` } : {}),
         ...(profile ? { BENCH_CONVERGENCE_AGENT_CPU_PROF: '1' } : {}),
         ...(process.env.BENCH_CONVERGENCE_BURSTS ? { BENCH_CONVERGENCE_BURSTS: String(positive('BENCH_CONVERGENCE_BURSTS', 0)) } : {}),
@@ -178,7 +195,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
     for (const line of slowChanges(events, controllerSlow.all)) log(line);
     if (hc.controller.child.exitCode !== null) log(`the controller exited ${hc.controller.child.exitCode}: ${hc.controller.stderr().slice(-2000)}`);
     return {
-      n, loadBefore, loadAfter, setup: { hostClusterMs: hc.timings.totalMs ?? NaN, ...created },
+      n, directors, loadBefore, loadAfter, setup: { hostClusterMs: hc.timings.totalMs ?? NaN, ...created },
       vm: { bootMs: result.bootMs, totalMs: result.totalMs, exitCode: result.exitCode, timedOut: result.timedOut }, complete,
       ...(controllerMemory ? { controllerMemory } : {}), controllerSlow: { count: controllerSlow.count, slowest: controllerSlow.slowest }, events,
     };

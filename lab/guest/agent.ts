@@ -37,12 +37,17 @@ let runs = 0;
 const live = new Set<ChildProcess>();
 process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
 
-/** `nodeOptions`: added to the agent's NODE_OPTIONS (the benchmarks' heap cap). */
-export function startAgent(o: { node: string; kubeconfig: string; logLevel?: string; logFile?: string; args?: string[]; nodeOptions?: string }): AgentProc {
+/**
+ * `nodeOptions`: added to the agent's NODE_OPTIONS (the benchmarks' heap cap). `netns`: run it in
+ * that network namespace (`ip netns exec`, which execs the agent: the child's pid is the agent's).
+ */
+export function startAgent(o: { node: string; kubeconfig: string; logLevel?: string; logFile?: string; args?: string[]; nodeOptions?: string; netns?: string }): AgentProc {
   runs += 1;
   const run = runs;
   const logFile = o.logFile ?? join(process.env.TMPDIR ?? '/tmp', 'lvs-agent.log');
-  const child = spawn(process.execPath, [AGENT_ENTRY, 'run', ...(o.args ?? [])], { // V8 flags and CPU: lab/vm/vm.ts, the one VM definition
+  const argv = [process.execPath, AGENT_ENTRY, 'run', ...(o.args ?? [])];
+  if (o.netns) argv.unshift('ip', 'netns', 'exec', o.netns);
+  const child = spawn(argv[0]!, argv.slice(1), { // V8 flags and CPU: lab/vm/vm.ts, the one VM definition
     cwd: REPO,
     env: withNodeOptions({ ...process.env, NODE_NAME: o.node, KUBECONFIG: o.kubeconfig, LOG_LEVEL: o.logLevel ?? 'debug' }, o.nodeOptions),
     stdio: ['ignore', 'pipe', 'pipe'],
