@@ -13,6 +13,7 @@ import pino from 'pino';
 import { Controller } from './controller.ts';
 import { restConfigFromKubeConfig, RestKubeApi } from '../kube/rest.ts';
 import { logMemoryBudget } from '../kube/memory.ts';
+import { watchGcPauses } from '../kube/gc-log.ts';
 import { DEFAULT_LEADER_ELECTION } from '../kube/leader.ts';
 
 const SA_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -83,6 +84,8 @@ export async function main(argv = process.argv.slice(2), env = process.env): Pro
   const cfg = parseConfig(argv, env);
   const logger = pino({ level: cfg.logLevel, base: { component: 'lvs-operator', identity: cfg.identity } });
   logMemoryBudget(logger);
+  // At --log-level debug: a line per garbage-collection pause of 20 ms or more (../kube/gc-log.ts).
+  const stopGcLog = watchGcPauses(logger);
   const kc = new KubeConfig();
   if (cfg.kubeconfig === 'env') kc.loadFromDefault(); else kc.loadFromCluster();
   const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
@@ -98,6 +101,7 @@ export async function main(argv = process.argv.slice(2), env = process.env): Pro
     if (stopping) { logger.warn({ op: 'shutdown', signal: sig }, 'second signal; exiting now'); process.exit(1); }
     stopping = true;
     logger.info({ op: 'shutdown', signal: sig }, 'stopping');
+    stopGcLog();
     controller.stop().then(() => process.exit(0), (err: unknown) => { logger.error({ op: 'shutdown', err: String(err) }, 'stop failed'); process.exit(1); });
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -28,6 +28,7 @@ import { clusterHaSettings, haSettings, standaloneAnnounce, type HaFlags } from 
 import { startHa, type Ha } from '../announce/ha.ts';
 import type { ClusterAgentOptions } from '../cluster/agent.ts';
 import { logMemoryBudget } from '../../kube/memory.ts';
+import { watchGcPauses } from '../../kube/gc-log.ts';
 import { canonicalAddress } from '../sync/keys.ts';
 
 export class UsageError extends Error {}
@@ -224,8 +225,11 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   // neighbour that followed another director's announcement (a partition, a restart elsewhere)
   // comes back within this period even when nothing changed here.
   const refresh = announce.mode === 'l2' ? setInterval(() => void device.reannounce(true).catch(() => {}), ANNOUNCE_REFRESH_MS) : undefined;
+  // At --log-level debug: a line per garbage-collection pause of 20 ms or more (../../kube/gc-log.ts).
+  const stopGcLog = watchGcPauses(ctx.log);
   loop.start();
   await new Promise<void>((resolve) => { process.once('SIGTERM', resolve); process.once('SIGINT', resolve); });
+  stopGcLog();
   clearInterval(refresh);
   // Rules stay programmed on exit: a restart must not drop connections.
   await ha?.close();
@@ -255,6 +259,8 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
   await acquireAgentLock('run');
   logMemoryBudget(ctx.log);
+  // At --log-level debug: a line per garbage-collection pause of 20 ms or more (../../kube/gc-log.ts).
+  const stopGcLog = watchGcPauses(ctx.log);
   const metrics = ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
   const kernel = await openIpvs(ctx.run, ctx.log, metrics?.netlinkTap);
   const stateFile = ctx.values['state-file'] ?? DEFAULT_STATE_FILE;
@@ -283,6 +289,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
     // A failed start (e.g. --peer-listen not an address of this node) must end the process: its
     // watches stop with the signal.
     ac.abort();
+    stopGcLog();
     await http?.close();
     await stats?.close();
     await kernel.close();
