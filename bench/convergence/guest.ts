@@ -20,7 +20,7 @@ import { SLICES } from '../../lab/guest/objects.ts';
 import { rng } from '../../lab/random.ts';
 import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
 import { watchPlanSlices } from './watch.ts';
-import { overlapsOf } from './overlap.ts';
+import { gcPauseMsIn, overlapsOf } from './overlap.ts';
 import { processMemory } from '../lib/machine.ts';
 import { secondProgrammed, startSecondDirector } from './second.ts';
 
@@ -194,6 +194,8 @@ async function main(): Promise<void> {
         seenMs: seen === undefined ? null : +(seen - sent).toFixed(1), agentAppliedMs: applied === undefined ? null : applied - wall,
         planSeenMs: planSeen === undefined ? null : +(planSeen - sent).toFixed(1), polls,
         overlapped: seen === undefined ? null : overlapsOf(agent.lines, from, wall, wall + (seen - sent)),
+        // The agent's garbage-collection pauses inside the change's window, ms (overlap.ts).
+        ...(seen === undefined ? {} : { agentGcMs: gcPauseMsIn(agent.lines, from, wall, wall + (seen - sent)) }),
       };
       emit(ev);
       if (seen === undefined && ++timeouts >= 3) throw new Error('3 changes not seen within 180 s: stopping');

@@ -48,6 +48,12 @@ export interface ConvergenceRun {
    * reconcile' log, operator/trace.ts): how many, and the slowest (at most 300) with their steps.
    */
   controllerSlow?: { count: number; slowest: Array<Record<string, unknown>> };
+  /**
+   * The controller's garbage-collection pauses of 20 ms or more over the whole run, start-up
+   * included (its `op: gc` lines, kube/gc-log.ts; the host cluster runs it at debug): how many,
+   * their sum (ms) and the 20 longest (startedAt: wall ms, the host's clock).
+   */
+  controllerGc?: { count: number; totalMs: number; longest: Array<{ startedAt: number; ms: number; kind: string }> };
   events: Array<Record<string, unknown>>;
 }
 
@@ -193,11 +199,13 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
     const controllerSlow = slowReconciles(hc.controller.logs);
     log(`convergence ${n}: ${controllerSlow.count} slow controller reconciles (>= 1 s with queue wait)`);
     for (const line of slowChanges(events, controllerSlow.all)) log(line);
+    const controllerGc = gcPauses(hc.controller.logs);
+    log(`convergence ${n}: ${controllerGc.count} controller gc pauses >= 20 ms, ${controllerGc.totalMs} ms in all, longest ${controllerGc.longest[0]?.ms ?? 0} ms`);
     if (hc.controller.child.exitCode !== null) log(`the controller exited ${hc.controller.child.exitCode}: ${hc.controller.stderr().slice(-2000)}`);
     return {
       n, directors, loadBefore, loadAfter, setup: { hostClusterMs: hc.timings.totalMs ?? NaN, ...created },
       vm: { bootMs: result.bootMs, totalMs: result.totalMs, exitCode: result.exitCode, timedOut: result.timedOut }, complete,
-      ...(controllerMemory ? { controllerMemory } : {}), controllerSlow: { count: controllerSlow.count, slowest: controllerSlow.slowest }, events,
+      ...(controllerMemory ? { controllerMemory } : {}), controllerSlow: { count: controllerSlow.count, slowest: controllerSlow.slowest }, controllerGc, events,
     };
   } finally {
     await hc.stop();
@@ -211,6 +219,14 @@ function slowReconciles(logs: ReadonlyArray<Record<string, unknown>>): { count: 
     .map((l) => ({ time: Number(l.time), vs: String(l.vs), ms: Number(l.ms), queuedMs: Number(l.queuedMs), steps: l.steps }));
   const slowest = [...all].sort((a, b) => (b.ms + b.queuedMs) - (a.ms + a.queuedMs)).slice(0, 300);
   return { count: all.length, all, slowest };
+}
+
+/** The controller's `op: gc` lines (kube/gc-log.ts): count, sum and the 20 longest. */
+function gcPauses(logs: ReadonlyArray<Record<string, unknown>>): NonNullable<ConvergenceRun['controllerGc']> {
+  const all = logs.filter((l) => l.op === 'gc' && typeof l.ms === 'number')
+    .map((l) => ({ startedAt: Number(l.startedAt), ms: Number(l.ms), kind: String(l.kind) }));
+  const totalMs = Math.round(all.reduce((sum, p) => sum + p.ms, 0) * 10) / 10;
+  return { count: all.length, totalMs, longest: [...all].sort((a, b) => b.ms - a.ms).slice(0, 20) };
 }
 
 /**

@@ -283,21 +283,22 @@ function burstTable(runs: ConvergenceRecord['runs']): string[] {
 /**
  * The sequential changes apart by what agent work they overlapped (runs from 2026-12-07 on: the
  * agent's debug log, bench/convergence/overlap.ts): none, a verify slice, a listing sync, a full
- * read-back, a director check. A change may overlap several; empty when no run recorded it.
+ * read-back, a director check, a garbage-collection pause of 20 ms or more (runs from the agent's
+ * gc lines on, kube/gc-log.ts). A change may overlap several; empty when no run recorded it.
  */
 function overlapTable(runs: ConvergenceRecord['runs']): string[] {
   const rows: string[] = [];
   for (const run of runs) {
     const ch = run.events.filter((e) => e.type === 'change' && e.burst === undefined && Array.isArray(e.overlapped));
     if (ch.length === 0) continue;
-    for (const kind of ['none', 'slice', 'listing', 'full', 'director']) {
+    for (const kind of ['none', 'slice', 'listing', 'full', 'director', 'gc']) {
       const of = ch.filter((e) => { const o = e.overlapped as string[]; return kind === 'none' ? o.length === 0 : o.includes(kind); });
       const xs = of.map((e) => num(e.seenMs)).filter(Number.isFinite).sort((a, b) => a - b);
       if (xs.length > 0) rows.push(`| ${run.n} | ${kind} | ${xs.length} | ${ms(percentile(xs, 50))} ms | ${ms(percentile(xs, 90))} ms | ${ms(percentile(xs, 99))} ms | ${ms(xs.at(-1)!)} ms |`);
     }
   }
   if (rows.length === 0) return [];
-  return ['', 'The sequential changes by the agent work they overlapped (its debug log: a verify slice, a listing sync, a full read-back, a director check beside the syncs; a change may overlap several):', '',
+  return ['', 'The sequential changes by the agent work they overlapped (its debug log: a verify slice, a listing sync, a full read-back, a director check beside the syncs, gc = a garbage-collection pause of the agent of 20 ms or more; a change may overlap several):', '',
     '| services | overlapped | changes | latency p50 | p90 | p99 | max |', '|---|---|---|---|---|---|---|', ...rows];
 }
 
