@@ -33,14 +33,39 @@ export interface ApplyOptions {
   owners?: ReadonlyMap<string, string>;
 }
 
+/**
+ * Above this many operations in one call, each accepted operation is logged at debug and one info
+ * line counts them by kind. A first sync of 10,000 services is 40,000 operations: at info, one line
+ * each cost a one-shot apply of 1,000x10 a quarter of its time in the VM (28.6 s against 21.5 s at
+ * --log-level warn). Failures are always logged one by one (warn).
+ */
+export const PER_OP_INFO_MAX = 1000;
+
 export async function applyOps(ops: readonly SyncOp[], opts: ApplyOptions): Promise<ApplyOutcome> {
   const out: ApplyOutcome = { applied: 0, failures: [], skipped: [] };
   if (ops.length === 0) return out;
+  const many = ops.length > PER_OP_INFO_MAX;
+  const each = many ? { ...opts, okLevel: 'debug' as const } : opts;
   if (typeof opts.kernel.applyBatch === 'function') {
     const results = await opts.kernel.applyBatch(ops.map(toWrite));
-    ops.forEach((op, i) => record(out, op, results[i] ?? { status: 'failed', error: new Error('no result from applyBatch') }, opts));
-    return out;
+    ops.forEach((op, i) => record(out, op, results[i] ?? { status: 'failed', error: new Error('no result from applyBatch') }, each));
+  } else {
+    await applyOneByOne(ops, out, each);
   }
+  if (many) logSummary(ops, out, opts.log);
+  return out;
+}
+
+/** The info line of a large call: applied operations by kind (each one's line is at debug). */
+function logSummary(ops: readonly SyncOp[], out: ApplyOutcome, log: Logger): void {
+  const byKind: Record<string, number> = {};
+  for (const op of ops) byKind[op.kind] = (byKind[op.kind] ?? 0) + 1;
+  log.info({ op: 'applySummary', ops: ops.length, applied: out.applied, failed: out.failures.length, skipped: out.skipped.length, byKind },
+    `${out.applied} of ${ops.length} kernel operation(s) applied (one line each at debug)`);
+}
+
+/** Without applyBatch: one awaited request per op; a service that failed to be created skips its destinations. */
+async function applyOneByOne(ops: readonly SyncOp[], out: ApplyOutcome, opts: RecordOptions): Promise<void> {
   const broken = new Set<string>();
   for (const op of ops) {
     if (broken.has(op.key)) {
@@ -57,18 +82,20 @@ export async function applyOps(ops: readonly SyncOp[], opts: ApplyOptions): Prom
     }
     record(out, op, result, opts);
   }
-  return out;
 }
 
+/** How an accepted op is logged: 'info', or 'debug' within a large call (PER_OP_INFO_MAX). */
+type RecordOptions = ApplyOptions & { okLevel?: 'info' | 'debug' };
+
 /** Counts and logs one op's result. */
-function record(out: ApplyOutcome, op: SyncOp, result: IpvsWriteResult, opts: ApplyOptions): void {
+function record(out: ApplyOutcome, op: SyncOp, result: IpvsWriteResult, opts: RecordOptions): void {
   if (result.status === 'skipped') {
     out.skipped.push(op);
     return;
   }
   if (result.status === 'ok') {
     out.applied++;
-    logOp(opts, op, 'info', undefined, describe(op));
+    logOp(opts, op, opts.okLevel ?? 'info', undefined, describe(op));
     return;
   }
   const error = result.error;
