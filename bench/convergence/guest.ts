@@ -16,7 +16,7 @@ import { IpvsNetlink } from '../../dataplane/ipvs/netlink.ts';
 import type { IpvsDestination, IpvsServiceKey } from '../../dataplane/ipvs/types.ts';
 import { startAgent, type AgentProc } from '../../lab/guest/agent.ts';
 import { Kube } from '../../lab/guest/kube.ts';
-import { SLICES } from '../../lab/guest/objects.ts';
+import { SLICES, VIRTUAL_SERVERS } from '../../lab/guest/objects.ts';
 import { rng } from '../../lab/random.ts';
 import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
 import { watchPlanSlices } from './watch.ts';
@@ -146,6 +146,8 @@ async function main(): Promise<void> {
     const metrics = process.env.BENCH_CONVERGENCE_CONTROLLER_METRICS;
     if (metrics) emit({ type: 'controllerQuiet', n, ...await controllerQuiet(metrics, 10_000, 900_000) });
     memory('settled');
+    // Both directors as the controller folded their reports into a VirtualServer's status.
+    if (agent2) emit({ type: 'directorsStatus', n, ...statusOf(await kube.get(VIRTUAL_SERVERS, NS, name(0))) });
     const spare = new Array<boolean>(n).fill(true);
     const t0 = performance.now();
     let timeouts = 0;
@@ -214,6 +216,13 @@ async function main(): Promise<void> {
     await kernel.close();
     if (process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF) emitProfile();
   }
+}
+
+/** A VirtualServer's directors and Programmed condition, as its status says. */
+function statusOf(vs: Record<string, unknown>): { directors: unknown; programmed: unknown } {
+  const status = (vs.status ?? {}) as { directors?: unknown; conditions?: Array<{ type: string; status: string; message?: string }> };
+  const c = status.conditions?.find((x) => x.type === 'Programmed');
+  return { directors: status.directors ?? null, programmed: c ? `${c.status}${c.message ? `: ${c.message}` : ''}` : null };
 }
 
 /** `count` distinct service indexes below n. */
