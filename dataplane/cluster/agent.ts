@@ -45,6 +45,7 @@ import { startClusterHa, type ClusterHa, type ClusterHaSettings } from './ha.ts'
 import { watchNodeYielding } from './yielding.ts';
 import { reportFor, type PrepError } from './report.ts';
 import { ProgrammingLatency } from './programming-latency.ts';
+import { nodeLogger } from '../sync/syncer-types.ts';
 
 export interface ClusterAgentOptions {
   api: KubeApi;
@@ -133,7 +134,7 @@ function recordedAsOwners(recorded: ReadonlyMap<string, RecordedOwner>): Map<str
 
 export function createClusterAgent(opts: ClusterAgentOptions): ClusterAgent {
   const clock = opts.clock ?? realClock;
-  const log = opts.log.child({ node: opts.node });
+  const log = nodeLogger(opts.log, opts.node);
   const guard = { ...DEFAULT_REMOVAL_GUARD, ...opts.removalGuard };
   /** The plan book, re-read per owner whose slices changed (./plan-book.ts). */
   const index = new PlanBookIndex(opts.node);

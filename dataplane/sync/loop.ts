@@ -19,6 +19,7 @@
 // mark does not wait out a backoff: a changed plan may be exactly what fixes the failure.
 import { realClock, type Timer } from '../../kube/clock.ts';
 import { createSyncer, type SyncResult, type SyncerOptions } from './sync.ts';
+import { nodeLogger } from './syncer-types.ts';
 
 export interface SyncLoopOptions extends SyncerOptions {
   /**
@@ -76,7 +77,7 @@ export function createSyncLoop(opts: SyncLoopOptions): SyncLoop {
     onDirectorChecked: () => { opts.onDirectorChecked?.(); api.markDirty(); },
     pending: () => dirty,
   });
-  const log = opts.log.child({ node: opts.node });
+  const log = nodeLogger(opts.log, opts.node);
   let timer: Timer | undefined;
   let dueAt: number | undefined;
   let running: Promise<void> | undefined;

@@ -50,7 +50,7 @@ import { readBack } from './verify.ts';
 import { VerifySlices, type SliceTaken } from './slices.ts';
 import { asError, codeOf, elsewhereOf, knownBound, listBound, reconcileVips, troubledVips, type VipBinder } from './vips.ts';
 
-import type { SyncError, SyncerOptions, SyncResult, Syncer, SyncSummary } from './syncer-types.ts';
+import { nodeLogger, type SyncError, type SyncerOptions, type SyncResult, type Syncer, type SyncSummary } from './syncer-types.ts';
 
 export type { Clock, VipBinder };
 export type { SyncError, SyncerOptions, SyncResult, Syncer };
@@ -62,7 +62,7 @@ export function createSyncer(opts: SyncerOptions): Syncer {
   const drainPollMs = opts.drainPollMs ?? 5_000;
   const initialMs = opts.backoff?.initialMs ?? 1_000;
   const maxMs = opts.backoff?.maxMs ?? 60_000;
-  const log = opts.log.child({ node: opts.node });
+  const log = nodeLogger(opts.log, opts.node);
   let draining = new Map<string, number>();
   const retiring = new Set<string>((opts.retiringVips ?? []).map(canonicalAddress));
   let lastOwned = new Set<string>();

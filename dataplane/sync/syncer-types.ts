@@ -117,3 +117,11 @@ export interface Syncer {
   /** Resolves when no director check runs (sync.ts checkDirector). */
   directorChecked(): Promise<void>;
 }
+
+/**
+ * `log` with a `node` binding, unless it has that binding already: the cluster agent, its loop and
+ * its syncer each bound it, and every line of a sync carried `"node"` two or three times.
+ */
+export function nodeLogger(log: Logger, node: string): Logger {
+  return typeof log.bindings === 'function' && log.bindings().node === node ? log : log.child({ node });
+}

@@ -9,6 +9,7 @@ import { FakeIpvsKernel } from '../../dataplane/ipvs/testing/fake.ts';
 import type { IpvsDestination, IpvsService } from '../../dataplane/ipvs/types.ts';
 import { applyOps, PER_OP_INFO_MAX } from '../../dataplane/sync/apply.ts';
 import type { SyncOp } from '../../dataplane/sync/diff.ts';
+import { nodeLogger } from '../../dataplane/sync/syncer-types.ts';
 
 const test = suite('apply log');
 
@@ -55,6 +56,17 @@ test('more: the accepted ones at debug, one info summary by kind; failures still
   assert.is(atInfo.filter((l) => l.level === 40).length, 1, 'the failed addService, at warn');
   const atDebug = await logged(list, 'debug');
   assert.is(kernelOps(atDebug, 20).length, 1000, 'every accepted operation at debug');
+});
+
+test('a line through the cluster agent, its loop and its syncer names its node once', () => {
+  let text = '';
+  const sink = new Writable({ write(chunk: Buffer, _e, cb) { text += chunk.toString(); cb(); } });
+  const base = pino({ level: 'info' }, sink);
+  const inner = nodeLogger(nodeLogger(nodeLogger(base, 'n1'), 'n1'), 'n1');
+  inner.info({ op: 'sync' }, 'x');
+  assert.is(text.match(/"node":/g)?.length, 1, text);
+  nodeLogger(inner, 'n2').info('y');
+  assert.match(text, /"node":"n1","node":"n2"/, 'another node is still bound');
 });
 
 test.run();
