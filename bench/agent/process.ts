@@ -52,14 +52,21 @@ export function missingVips(rs: RuleSet, device: string): { missing: number; exa
   return { missing, examples };
 }
 
+/** The apply's command line: `manifest` (one file of N VirtualServers), its owner record in `dir`. */
+function applyArgv(manifest: string, dir: string): string[] {
+  return [AGENT_ENTRY, 'apply', '-f', manifest, '--node-name', NODE, '--announce', 'none', '--state-file', join(dir, `state-${process.pid}.json`)];
+}
+
+/** The wall and CPU times alone (without the output). */
+const timesOf = (t: ProcessTime): ProcessTime => ({ ms: t.ms, userMs: t.userMs, sysMs: t.sysMs });
+
 /**
- * The whole `lvs-agent apply` of `manifest` (one file of N VirtualServers) in this namespace, with
- * its default log level (info: a line per kernel operation) unless `logLevel` is given.
+ * The whole `lvs-agent apply` of `manifest` in this namespace, with its default log level (info:
+ * a line per kernel operation up to 1,000 in a sync) unless `logLevel` is given.
  */
 export function applyProcess(manifest: string, dir: string, logLevel?: string): ProcessTime & { summary: string } {
-  const state = join(dir, `state-${process.pid}.json`);
-  const t = timedProcess([process.execPath, AGENT_ENTRY, 'apply', '-f', manifest, '--node-name', NODE, '--announce', 'none', '--state-file', state, ...(logLevel ? ['--log-level', logLevel] : [])]);
-  return { ms: t.ms, userMs: t.userMs, sysMs: t.sysMs, summary: t.stdout.trim().slice(0, 300) };
+  const t = timedProcess([process.execPath, ...applyArgv(manifest, dir), ...(logLevel ? ['--log-level', logLevel] : [])]);
+  return { ...timesOf(t), summary: t.stdout.trim().slice(0, 300) };
 }
 
 /**
@@ -70,26 +77,22 @@ export function applyProcess(manifest: string, dir: string, logLevel?: string): 
 export function profiledApply(manifest: string, dir: string): ProcessTime & { self: ReturnType<typeof summarise>; total: ReturnType<typeof inclusive> } {
   const profDir = join(dir, `prof-${process.pid}`);
   mkdirSync(profDir, { recursive: true });
-  const state = join(dir, `state-${process.pid}.json`);
-  const t = timedProcess([process.execPath, '--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=1000', AGENT_ENTRY, 'apply', '-f', manifest, '--node-name', NODE, '--announce', 'none', '--state-file', state]);
+  const t = timedProcess([process.execPath, '--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=1000', ...applyArgv(manifest, dir)]);
   const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
   if (files.length !== 1) throw new Error(`profiled apply: ${files.length} profiles in ${profDir}`);
   const profile = JSON.parse(readFileSync(join(profDir, files[0]!), 'utf8')) as CpuProfile;
   rmSync(profDir, { recursive: true, force: true });
-  return { ms: t.ms, userMs: t.userMs, sysMs: t.sysMs, self: summarise(profile, REPO, 15), total: inclusive(profile, REPO, 30) };
+  return { ...timesOf(t), self: summarise(profile, REPO, 15), total: inclusive(profile, REPO, 30) };
 }
 
 /** Node's own start (`node -e 0`) and the bundle's (`lvs-agent show --help`): the fixed cost under apply. */
 export function startCosts(): { nodeMs: ProcessTime; bundleHelpMs: ProcessTime } {
-  const strip = (t: ProcessTime) => ({ ms: t.ms, userMs: t.userMs, sysMs: t.sysMs });
-  return { nodeMs: strip(timedProcess([process.execPath, '-e', '0'])), bundleHelpMs: strip(timedProcess([process.execPath, AGENT_ENTRY, 'show', '--help'])) };
+  return { nodeMs: timesOf(timedProcess([process.execPath, '-e', '0'])), bundleHelpMs: timesOf(timedProcess([process.execPath, AGENT_ENTRY, 'show', '--help'])) };
 }
 
 /** `ipvsadm-restore < rules`, then `ip -batch` of the VIPs; each part timed. */
 export function restoreWithVips(rules: string, vips: string): { restore: ProcessTime; vips: ProcessTime } {
-  const r = timedProcess(['ipvsadm-restore'], rules);
-  const v = timedProcess(['ip', '-batch', vips]);
-  return { restore: { ms: r.ms, userMs: r.userMs, sysMs: r.sysMs }, vips: { ms: v.ms, userMs: v.userMs, sysMs: v.sysMs } };
+  return { restore: timesOf(timedProcess(['ipvsadm-restore'], rules)), vips: timesOf(timedProcess(['ip', '-batch', vips])) };
 }
 
 /** Writes the inputs of both sides for a rule set into `dir`; returns their paths. */

@@ -11,17 +11,13 @@
 // The changes are still timed on the first director's kernel only; the second adds what a second
 // director costs the first and the controller on the same CPUs (under TCG both agents share the
 // VM's two vCPUs, which real directors would not).
-import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { startAgent, type AgentProc } from '../../lab/guest/agent.ts';
+import { sh } from '../../lab/guest/netns.ts';
 import { ENDPOINTS, POD_CIDR_GATEWAY } from './layout.ts';
 
 export const SECOND_NETNS = 'director2';
 const STATE_FILE = '/run/lvs-agent/director2-cluster.json';
-
-function sh(script: string): string {
-  return execFileSync('bash', ['-ec', script], { encoding: 'utf8', maxBuffer: 256 << 20 });
-}
 
 /** The namespace, its management link to the apiserver and its pod routes. */
 function prepareNamespace(): void {

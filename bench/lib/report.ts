@@ -149,7 +149,7 @@ function agentTables(records: AgentRecord[]): string {
 }
 
 /**
- * The whole processes (bench/agent/process.ts, records from 2026-12-08 on): `lvs-agent apply -f` of
+ * The whole processes (bench/agent/process.ts, records from 2026-12-07 on): `lvs-agent apply -f` of
  * the VirtualServers against `ipvsadm-restore` plus `ip -batch` of the VIPs; wall and CPU.
  */
 function processTable(records: AgentRecord[]): string[] {

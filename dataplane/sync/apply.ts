@@ -56,7 +56,7 @@ export async function applyOps(ops: readonly SyncOp[], opts: ApplyOptions): Prom
   return out;
 }
 
-/** The info line of a large call: applied operations by kind (each one's line is at debug). */
+/** The info line of a large call: how many were applied, failed and skipped, and the operations by kind (each accepted one's line is at debug). */
 function logSummary(ops: readonly SyncOp[], out: ApplyOutcome, log: Logger): void {
   const byKind: Record<string, number> = {};
   for (const op of ops) byKind[op.kind] = (byKind[op.kind] ?? 0) + 1;
