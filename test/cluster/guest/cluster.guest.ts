@@ -17,7 +17,7 @@ import { parseAllDocuments } from 'yaml';
 import { runClient } from '../../../lab/guest/traffic.ts';
 import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
 import { sh } from '../../../lab/guest/netns.ts';
-import { CLIENT_IP, ECHO_SERVER, followLogs, helm, kube, kubeAsync, kubeJson, kubeWatch, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
+import { CLIENT_IP, ECHO_SERVER, followLogs, helm, kube, kubeAsync, kubeJson, kubeletStatus, kubeWatch, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
 import { until } from '../../system/guest/lib/wait.ts';
 import { loggedBudgets, memoryLine, oomKills } from './lib/memory.ts';
 import { chain, sample, timeline, type Sample } from './lib/timeline.ts';
@@ -64,6 +64,22 @@ test('the VM is a Ready node: the kubelet registered it and runs pods through co
   await until('kube-proxy\'s nft tables', () => (['table ip kube-proxy', 'table ip6 kube-proxy'].every((t) => nodeState().nftTables.includes(t)) ? true : undefined), { timeoutMs: 120_000, everyMs: 1000 });
   before = nodeState();
   console.log(`# node before the chart: ${JSON.stringify(before)}`);
+});
+
+test('the kubelet\'s API asks the apiserver: no credentials 401, a ServiceAccount without nodes/proxy 403, one with it 200', async () => {
+  // A production kubelet (kubeadm's configuration): anonymous off, tokens by TokenReview, every
+  // request by SubjectAccessReview. With authorization AlwaysAllow (this tier until 2026-12-07)
+  // any token the apiserver accepts could read and exec into every pod of the node.
+  kube(['create', 'serviceaccount', 'kubelet-reader', '-n', 'default']);
+  kube(['create', 'clusterrole', 'kubelet-reader', '--verb=get', '--resource=nodes/proxy']);
+  kube(['create', 'clusterrolebinding', 'kubelet-reader', '--clusterrole=kubelet-reader', '--serviceaccount=default:kubelet-reader']);
+  const token = (sa: string) => kube(['create', 'token', sa, '-n', 'default', '--duration=10m']).trim();
+  assert.is(await kubeletStatus('/pods'), 401, 'no credentials');
+  assert.is(await kubeletStatus('/pods', token('default')), 403, 'the default ServiceAccount (no nodes/proxy)');
+  // RBAC bindings reach the apiserver's authorizer at once, the kubelet caches its answers: retry.
+  await until('the kubelet allows kubelet-reader', async () => ((await kubeletStatus('/pods', token('kubelet-reader'))) === 200 ? true : undefined), { timeoutMs: 60_000, everyMs: 2000 });
+  kube(['delete', 'clusterrolebinding,clusterrole', 'kubelet-reader']);
+  kube(['delete', 'serviceaccount', 'kubelet-reader', '-n', 'default']);
 });
 
 test('helm install: the controller Deployment and the agent DaemonSet run, Ready, with the chart\'s securityContext', async () => {

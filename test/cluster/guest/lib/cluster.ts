@@ -3,6 +3,7 @@
 // node's state the operator may change (IPVS services, lvs0, nft tables, the director's sysctls).
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { DIRECTOR_SYSCTLS } from '../../../../dataplane/director/plan.ts';
 import { sh } from '../../../../lab/guest/netns.ts';
 
@@ -157,6 +158,23 @@ ip addr add ${NODE_CLIENT_IP}/24 dev cl-node
 ip link set cl-node up
 ip netns exec client sh -c 'ip link set lo up; ip link set eth0 up; ip addr add ${CLIENT_IP}/24 dev eth0; ip route add 203.0.113.0/24 via ${NODE_CLIENT_IP}'
 `);
+}
+
+/**
+ * The HTTP status the node's kubelet answers on its API port (10250) for GET `path`, with `token` as
+ * the bearer token or no credentials at all. Its serving certificate is self-signed (no serving CA
+ * in this cluster), so it is not verified: what is tested is the kubelet's checks of its client.
+ */
+export function kubeletStatus(path: string, token?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: 10250, path, method: 'GET', rejectUnauthorized: false, timeout: 30_000, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error(`kubelet GET ${path}: no answer in 30 s`)));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export interface NodeState { ipvs: string; lvs0: boolean; vips: string[]; nftTables: string[]; sysctls: string }
