@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { binaryPath, missingBinaries } from '../../scripts/build-apiserver.ts';
+import { egressSelectorConfig } from '../cluster/kubelet-tunnel.ts';
 import { clientCert, kubeconfigYaml, makePki, type KeyPair, type Pki } from './certs.ts';
 import { registerTempDir, releaseTempDir, startProc, waitReady, type Proc } from './procs.ts';
 
@@ -51,9 +52,12 @@ export interface ControlPlaneOptions {
    * the serving certificate also names servingSans (e.g. 'IP:10.96.0.1', the Service's ClusterIP
    * pods dial), kubelets are authorized by the Node authorizer and NodeRestriction admission, and
    * ServiceAccount admission is on (pods get their projected token). Unset: the envtest-like
-   * plane described at the top.
+   * plane described at the top. The apiserver reaches kubelets with a client certificate
+   * (CN kube-apiserver-kubelet-client; the caller grants it system:kubelet-api-admin) at their
+   * InternalIP, through the HTTP CONNECT proxy on the unix socket `egressSocket` when set
+   * (lab/cluster/kubelet-tunnel.ts).
    */
-  cluster?: { advertiseAddress: string; servingSans: string[] };
+  cluster?: { advertiseAddress: string; servingSans: string[]; egressSocket?: string };
 }
 
 export interface ControlPlane {
@@ -102,7 +106,7 @@ export function apiserverPrereqs(): string | undefined {
 }
 
 /** Distinct free loopback ports: all are held open together, so none is handed out twice. */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((res, rej) => {
     const s = createServer();
     s.once('error', rej);
@@ -139,11 +143,26 @@ function startEtcd(dir: string, clientPort: number, peerPort: number): Proc {
   ], join(dir, 'etcd.log'));
 }
 
-function apiserverArgs(pki: Pki, etcdUrl: string, port: number, extra: string[], cluster: ControlPlaneOptions['cluster']): string[] {
-  const modes = cluster
-    ? ['--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction']
-    // ServiceAccount admission needs the token/SA controllers of kube-controller-manager.
-    : ['--authorization-mode=RBAC', '--disable-admission-plugins=ServiceAccount'];
+/** The flags of a plane for real kubelets (ControlPlaneOptions.cluster); files it names are written into `dir`. */
+async function clusterArgs(pki: Pki, dir: string, cluster: NonNullable<ControlPlaneOptions['cluster']>): Promise<string[]> {
+  const kubeletClient = await clientCert(pki, 'apiserver-kubelet-client', 'kube-apiserver-kubelet-client', []);
+  const args = [
+    '--authorization-mode=Node,RBAC', '--enable-admission-plugins=NodeRestriction',
+    `--kubelet-client-certificate=${kubeletClient.cert}`, `--kubelet-client-key=${kubeletClient.key}`,
+    // As kubeadm: the node's address, not its name (which nothing here resolves).
+    '--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname',
+  ];
+  if (cluster.egressSocket) {
+    const file = join(dir, 'egress-selector.json');
+    await writeFile(file, egressSelectorConfig(cluster.egressSocket));
+    args.push(`--egress-selector-config-file=${file}`);
+  }
+  return args;
+}
+
+function apiserverArgs(pki: Pki, etcdUrl: string, port: number, extra: string[], cluster: ControlPlaneOptions['cluster'], clusterFlags: string[] | undefined): string[] {
+  // ServiceAccount admission needs the token/SA controllers of kube-controller-manager.
+  const modes = clusterFlags ?? ['--authorization-mode=RBAC', '--disable-admission-plugins=ServiceAccount'];
   return [
     '--bind-address=127.0.0.1', `--advertise-address=${cluster?.advertiseAddress ?? '127.0.0.1'}`, `--secure-port=${port}`,
     `--etcd-servers=${etcdUrl}`,
@@ -195,7 +214,8 @@ async function startOnce(opts: ControlPlaneOptions, log: (m: string) => void): P
     const admin = await clientCert(pki, 'admin', 'lvs-admin', ['system:masters']);
     const tls = { ca: await readFile(pki.serverCa.cert), cert: await readFile(admin.cert), key: await readFile(admin.key) };
     const url = `https://127.0.0.1:${apiPort}`;
-    const api = startProc('kube-apiserver', binaryPath('kube-apiserver'), apiserverArgs(pki, etcdUrl, apiPort, opts.apiserverArgs ?? [], opts.cluster), join(dir, 'kube-apiserver.log'));
+    const clusterFlags = opts.cluster && await clusterArgs(pki, dir, opts.cluster);
+    const api = startProc('kube-apiserver', binaryPath('kube-apiserver'), apiserverArgs(pki, etcdUrl, apiPort, opts.apiserverArgs ?? [], opts.cluster, clusterFlags), join(dir, 'kube-apiserver.log'));
     procs.push(api);
     await waitReady(api, async () => (await httpGet(`${url}/readyz`, tls)).status === 200, timeout);
     const totalMs = performance.now() - t0;

@@ -13,12 +13,14 @@
 // and the scheduler use the admin's credentials here (not what is under test; a kubeadm cluster
 // gives them their own users).
 import { mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binaryPath } from '../../scripts/build-apiserver.ts';
 import { clientCert, kubeconfigYaml } from '../apiserver/certs.ts';
-import { startControlPlane, type ControlPlane } from '../apiserver/harness.ts';
+import { freePorts, startControlPlane, type ControlPlane } from '../apiserver/harness.ts';
 import { startProc, type Proc } from '../apiserver/procs.ts';
 import { kubeProxyConfig } from '../guest/kube-proxy.ts';
+import { KUBELET_PORT, startKubeletTunnel } from './kubelet-tunnel.ts';
 
 export const NODE_NAME = 'lvs-node-1';
 /** The VM's address on qemu's user network (eth0): the Node's InternalIP. */
@@ -51,6 +53,8 @@ export interface RealCluster {
   /** the apiserver's port, here and (through guestfwd) in the guest */
   apiPort: number;
   node: NodeFiles;
+  /** the VM must forward this host port (127.0.0.1) to the kubelet's port: the apiserver's way in */
+  kubeletForward: { hostPort: number; guestPort: number };
   controllers: Proc[];
   stop(): Promise<void>;
 }
@@ -155,17 +159,32 @@ async function writeNodeFiles(cp: ControlPlane, apiPort: number): Promise<NodeFi
   return files;
 }
 
+let clusters = 0;
+
 /** The control plane, its controllers and scheduler, and the node's files; ready for the VM to boot. */
 export async function startRealCluster(log: (m: string) => void): Promise<RealCluster> {
+  const [hostPort = 0] = await freePorts(1);
+  const egressSocket = join(tmpdir(), `lvs-kubelet-tunnel-${process.pid}-${++clusters}.sock`);
+  const tunnel = await startKubeletTunnel(egressSocket, NODE_IP, hostPort, log);
   const cp = await startControlPlane({
     log,
-    cluster: { advertiseAddress: HOST_FROM_GUEST, servingSans: [`IP:${HOST_FROM_GUEST}`, `IP:${KUBERNETES_CLUSTER_IP}`, 'DNS:kubernetes.default.svc'] },
-  });
+    cluster: { advertiseAddress: HOST_FROM_GUEST, servingSans: [`IP:${HOST_FROM_GUEST}`, `IP:${KUBERNETES_CLUSTER_IP}`, 'DNS:kubernetes.default.svc'], egressSocket },
+  }).catch(async (e: unknown) => { await tunnel.close(); throw e; });
   const controllers: Proc[] = [];
-  const stop = async () => { for (const p of controllers.reverse()) await p.stop(); controllers.length = 0; await cp.stop(); };
+  const stop = async () => {
+    for (const p of controllers.reverse()) await p.stop();
+    controllers.length = 0;
+    await cp.stop();
+    const { joined, refused } = tunnel.counts();
+    await tunnel.close();
+    log(`kubelet tunnel: ${joined} connection(s) to the kubelet, ${refused} refused`);
+  };
   try {
     const apiPort = Number(new URL(cp.url).port);
     const kc = cp.kubeconfig.path;
+    // What kubeadm grants its apiserver-kubelet-client: the kubelet's whole API (logs, exec, ...).
+    const grant = await cp.kubectl(['create', 'clusterrolebinding', 'lvs-test:apiserver-kubelet-client', '--clusterrole=system:kubelet-api-admin', '--user=kube-apiserver-kubelet-client']);
+    if (grant.code !== 0) throw new Error(`kubectl create clusterrolebinding: ${grant.stderr}`);
     controllers.push(startProc('kube-controller-manager', binaryPath('kube-controller-manager'), [
       `--kubeconfig=${kc}`, '--leader-elect=false', '--secure-port=0',
       // kube-root-ca.crt in every namespace (the pods' projected ca.crt) and legacy SA tokens.
@@ -179,7 +198,7 @@ export async function startRealCluster(log: (m: string) => void): Promise<RealCl
     ], join(cp.dir, 'kube-scheduler.log')));
     const node = await writeNodeFiles(cp, apiPort);
     log(`real cluster: apiserver ${cp.url} (guest: https://${HOST_FROM_GUEST}:${apiPort}), controller manager and scheduler started; node files in ${node.dir}`);
-    return { cp, apiPort, node, controllers, stop };
+    return { cp, apiPort, node, kubeletForward: { hostPort, guestPort: KUBELET_PORT }, controllers, stop };
   } catch (e) {
     await stop();
     throw e;

@@ -7,12 +7,14 @@
 //   kernelPrereqs(): string | undefined
 //       Provisions (idempotent, cached) and returns why VMs cannot run here, or undefined. Feed it
 //       to gated() from test/lib/prereq.ts.
-//   runInVm({ command, timeoutMs, memoryMb?, guestfwd?, modules?, env?, cwd?, onOutput?, echo?, label? })
+//   runInVm({ command, timeoutMs, memoryMb?, guestfwd?, hostfwd?, modules?, env?, cwd?, onOutput?, echo?, label? })
 //       -> Promise<{ exitCode, output, kernelLog, bootMs, totalMs, timedOut }>
 //       command   bash -c script run as root in the guest, cwd = repo root (the same path as on the host).
 //       guestfwd  [{ guestPort, hostPort }]: the guest reaches host 127.0.0.1:hostPort at
 //                 10.0.2.100:guestPort (eth0 = 10.0.2.15/24, qemu user net with restrict=on: nothing
 //                 else leaves the VM). Without it the VM has no NIC at all.
+//       hostfwd   [{ guestPort, hostPort }]: host 127.0.0.1:hostPort reaches the guest at
+//                 10.0.2.15:guestPort (needs a guestfwd; the cluster tier's apiserver → kubelet).
 //       modules   extra kernel modules to load; DEFAULT_MODULES are always loaded.
 //       echo      print the command's output to stdout prefixed with `[label] ` (default true; a
 //                 function chooses the lines of the command's output), and
@@ -75,6 +77,8 @@ export interface VmOptions {
   timeoutMs: number;
   memoryMb?: number; // default 1024
   guestfwd?: GuestForward[];
+  /** host 127.0.0.1:hostPort forwarded to the guest's eth0 address at guestPort (needs guestfwd: eth0 is up only then) */
+  hostfwd?: GuestForward[];
   modules?: string[];
   env?: Record<string, string>;
   cwd?: string; // default REPO_ROOT
@@ -141,9 +145,10 @@ function validate(opts: VmOptions): void {
   if (typeof opts.command !== 'string' || !opts.command.trim()) throw new Error('runInVm: command must be a non-empty string');
   if (!(opts.timeoutMs > 0)) throw new Error(`runInVm: timeoutMs must be a positive number, got ${opts.timeoutMs}`);
   if (opts.memoryMb !== undefined && !(Number.isInteger(opts.memoryMb) && opts.memoryMb >= 256)) throw new Error(`runInVm: memoryMb must be an integer >= 256, got ${opts.memoryMb}`);
-  for (const f of opts.guestfwd ?? []) {
-    if (!PORT_OK(f.guestPort) || !PORT_OK(f.hostPort)) throw new Error(`runInVm: guestfwd ports must be 1-65535, got ${JSON.stringify(f)}`);
+  for (const f of [...opts.guestfwd ?? [], ...opts.hostfwd ?? []]) {
+    if (!PORT_OK(f.guestPort) || !PORT_OK(f.hostPort)) throw new Error(`runInVm: guestfwd and hostfwd ports must be 1-65535, got ${JSON.stringify(f)}`);
   }
+  if (opts.hostfwd?.length && !opts.guestfwd?.length) throw new Error('runInVm: hostfwd needs a guestfwd (the guest brings eth0 up only then)');
   for (const m of opts.modules ?? []) if (!/^[\w-]+$/.test(m)) throw new Error(`runInVm: modules: bad module name ${JSON.stringify(m)}`);
   for (const k of Object.keys(opts.env ?? {})) if (!/^[A-Za-z_]\w*$/.test(k)) throw new Error(`runInVm: env: bad variable name ${JSON.stringify(k)}`);
 }
@@ -177,9 +182,11 @@ function guestScript(img: KernelImage, opts: VmOptions, commandFile: string): st
 function qemuArgs(img: KernelImage, opts: VmOptions, runScript: string, kernelLog: string): string[] {
   const share = (path: string, tag: string) =>
     `local,path=${path.replace(/,/g, ',,')},mount_tag=${tag},security_model=none,readonly=on,multidevs=remap`;
+  // restrict=on isolates the guest; the explicit forwards still work (qemu's documentation).
   const nic = opts.guestfwd?.length
-    ? 'user,restrict=on,model=virtio-net-pci,' + opts.guestfwd
-      .map((f) => `guestfwd=tcp:10.0.2.100:${f.guestPort}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`).join(',')
+    ? ['user,restrict=on,model=virtio-net-pci',
+      ...opts.guestfwd.map((f) => `guestfwd=tcp:10.0.2.100:${f.guestPort}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`),
+      ...(opts.hostfwd ?? []).map((f) => `hostfwd=tcp:127.0.0.1:${f.hostPort}-10.0.2.15:${f.guestPort}`)].join(',')
     : 'none';
   const cpu = opts.qemuCpu ?? VM_CPU;
   return [

@@ -60,6 +60,7 @@ function runNode(cluster: RealCluster) {
     memoryMb: 4096,
     modules: [...KUBE_PROXY_MODULES, 'overlay'],
     guestfwd: [{ guestPort: cluster.apiPort, hostPort: cluster.apiPort }],
+    hostfwd: [cluster.kubeletForward],
     env: {
       LVS_NODE_FILES: cluster.node.dir, LVS_NODE_NAME: NODE_NAME, LVS_NODE_IP: NODE_IP,
       LVS_KUBELET: binaryPath('kubelet'), LVS_KUBE_PROXY: binaryPath('kube-proxy'), LVS_IMAGES: img,

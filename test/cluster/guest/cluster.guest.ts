@@ -17,7 +17,7 @@ import { parseAllDocuments } from 'yaml';
 import { runClient } from '../../../lab/guest/traffic.ts';
 import { listIpvs } from '../../../lab/guest/ipvsadm.ts';
 import { sh } from '../../../lab/guest/netns.ts';
-import { CLIENT_IP, ECHO_SERVER, followLogs, helm, kube, kubeAsync, kubeJson, kubeletStatus, kubeWatch, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
+import { CLIENT_IP, ECHO_SERVER, followLogs, helm, kube, kubeAsync, kubeJson, kubeletStatus, kubeWatch, logPayload, nodeState, podLogHas, podLogTail, podsOf, RELEASE, RELEASE_NS, setupClient, type NodeState } from './lib/cluster.ts';
 import { until } from '../../system/guest/lib/wait.ts';
 import { loggedBudgets, memoryLine, oomKills } from './lib/memory.ts';
 import { chain, sample, timeline, type Sample } from './lib/timeline.ts';
@@ -118,6 +118,17 @@ test('helm install: the controller Deployment and the agent DaemonSet run, Ready
   }
   assertNoRestarts('at install');
   console.log(memoryLine('after install'));
+});
+
+test('kubectl logs and exec reach the operator\'s containers through the apiserver (its kubelet client certificate, the kubelet\'s Webhook authorization)', () => {
+  // The apiserver's way to this kubelet: lab/cluster/kubelet-tunnel.ts; it is granted
+  // system:kubelet-api-admin as kubeadm grants it. Before 2026-12-07 neither command worked here.
+  const logs = kube(['logs', '-n', RELEASE_NS, `daemonset/${RELEASE}-agent`, '--tail=3']).trim().split('\n');
+  console.log(`# kubectl logs daemonset/${RELEASE}-agent: ${logs.length} line(s), last ${logs.at(-1)?.slice(0, 160)}`);
+  assert.ok(logs.length > 0 && logs.every((l) => logPayload(l).level !== undefined), 'the agent\'s last lines are not its JSON log');
+  const version = kube(['exec', '-n', RELEASE_NS, `deployment/${RELEASE}-controller`, '--', 'node', '-p', 'process.version']).trim();
+  console.log(`# kubectl exec deployment/${RELEASE}-controller -- node: ${version}`);
+  assert.match(version, /^v24\./);
 });
 
 /** The container securityContext `helm template` renders for the workload of `component`. */

@@ -101,7 +101,7 @@ export const ECHO_SERVER = {
   }],
 };
 
-/** The last lines the kubelet logged for the pods of `ns` whose name starts with `prefix` (no `kubectl logs`: the apiserver cannot reach this kubelet). */
+/** The last lines the kubelet logged for the pods of `ns` whose name starts with `prefix`, from the node's files (pods gone or restarted included). */
 export function podLogTail(ns: string, prefix: string, lines = 40): string {
   try {
     return sh(`for f in /var/log/pods/${ns}_${prefix}*/*/*.log; do echo "== $f"; tail -n ${lines} "$f"; done`);
