@@ -8,7 +8,7 @@
 // after a removal. Write and observation are timed with this process's one clock. Results go to
 // the console as `BENCH-JSON {...}` lines.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
@@ -21,7 +21,7 @@ import { rng } from '../../lab/random.ts';
 import { ENDPOINTS, name, NS, POD_CIDR_GATEWAY, podIp, sliceEndpoints, sliceName, vipOf } from './layout.ts';
 import { watchPlanSlices } from './watch.ts';
 import { gcPauseMsIn, overlapsOf } from './overlap.ts';
-import { processMemory } from '../lib/machine.ts';
+import { HEAP_REPORT_OPTIONS, heapReport, processMemory } from '../lib/machine.ts';
 import { secondProgrammed, startSecondDirector } from './second.ts';
 
 if (process.env.LVS_IN_VM !== '1') throw new Error('bench/convergence/guest.ts runs only inside the VM (LVS_IN_VM=1); use `npm run bench -- convergence`');
@@ -112,7 +112,10 @@ async function main(): Promise<void> {
     // A sample every 10 ms: under TCG the default 1 ms costs too much of the CPU it measures.
     ...(process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF ? [`--cpu-prof --cpu-prof-dir=${PROF_DIR} --cpu-prof-interval=10000`] : []),
     ...(process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS ? [process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS] : []),
+    // The agents' V8 heap beside their RSS at each memory point (heapReport: a report on SIGUSR2).
+    HEAP_REPORT_OPTIONS(HEAP_REPORTS),
   ].join(' ');
+  mkdirSync(HEAP_REPORTS, { recursive: true });
   emit({ type: 'agentNodeOptions', n, nodeOptions });
   const agent = startAgent({
     // Debug: a line per sync and per director check, to tell what each change overlapped (overlap.ts).
@@ -122,16 +125,16 @@ async function main(): Promise<void> {
   // The second reporting director (./second.ts), started with the first, as a DaemonSet's pods are.
   const kc2 = process.env.BENCH_CONVERGENCE_AGENT2_KUBECONFIG;
   const agent2 = kc2 ? startSecondDirector({ node: need('BENCH_CONVERGENCE_NODE2'), kubeconfig: kc2, ...(nodeOptions ? { nodeOptions } : {}) }) : undefined;
-  const memory = (phase: string) => {
-    emit({ type: 'memory', who: 'agent', phase, n, ...processMemory(agent.child.pid) });
-    if (agent2) emit({ type: 'memory', who: 'agent2', phase, n, ...processMemory(agent2.child.pid) });
+  const memory = async (phase: string) => {
+    emit({ type: 'memory', who: 'agent', phase, n, ...processMemory(agent.child.pid), heap: await heapReport(agent.child.pid, HEAP_REPORTS) });
+    if (agent2) emit({ type: 'memory', who: 'agent2', phase, n, ...processMemory(agent2.child.pid), heap: await heapReport(agent2.child.pid, HEAP_REPORTS) });
   };
   try {
     const programMs = Number(process.env.BENCH_CONVERGENCE_PROGRAM_MIN ?? '60') * 60_000;
     const programmedMs = await waitProgrammed(kernel, n, agent, programMs);
     emit({ type: 'programmed', n, ms: Math.round(programmedMs), agentFirstOutputMs: agent.firstOutputMs() });
     if (agent2) emit({ type: 'programmed', who: 'agent2', n, ms: Math.round(programmedMs + await secondProgrammed(agent2, n, programMs, console.log)) });
-    memory('programmed');
+    await memory('programmed');
     // Let the start-up settle (the controller's status writes as the agent's report comes in, the
     // plan slices of a controller that started with the agent); measure once the plans are quiet.
     const watch = await watchPlanSlices(need('BENCH_CONVERGENCE_ADMIN_KUBECONFIG'), NS);
@@ -145,7 +148,7 @@ async function main(): Promise<void> {
     // the changes start once its work queue has been empty for 10 s.
     const metrics = process.env.BENCH_CONVERGENCE_CONTROLLER_METRICS;
     if (metrics) emit({ type: 'controllerQuiet', n, ...await controllerQuiet(metrics, 10_000, 900_000) });
-    memory('settled');
+    await memory('settled');
     // Both directors as the controller folded their reports into a VirtualServer's status.
     if (agent2) emit({ type: 'directorsStatus', n, ...statusOf(await kube.get(VIRTUAL_SERVERS, NS, name(0))) });
     const spare = new Array<boolean>(n).fill(true);
@@ -203,7 +206,7 @@ async function main(): Promise<void> {
       if (seen === undefined && ++timeouts >= 3) throw new Error('3 changes not seen within 180 s: stopping');
     }
     watch.close();
-    memory('changes');
+    await memory('changes');
     if (agent2) emit({ type: 'agent2', n, running: agent2.child.exitCode === null, lines: agent2.lines.length, errors: agent2.lines.filter((l) => l.json && Number(l.json.level) >= 50).length, tail: agent2.tail(3).slice(0, 1500) });
     // The verifier's own account when its budget capped the slices (dataplane/sync/slices.ts).
     const verify = agent.lines.flatMap((l) => (l.json?.op === 'verify' ? [{ time: l.json.time, slice: l.json.slice, msPerService: l.json.msPerService, passS: l.json.passS }] : []));
@@ -274,6 +277,7 @@ async function burst(b: BurstInput): Promise<void> {
 }
 
 const PROF_DIR = '/run/tmp/agent-prof';
+const HEAP_REPORTS = '/run/tmp/heap-reports';
 
 /** The agent's CPU profile (written when it exits) to the host, gzipped, in base64 lines (`BENCH-PROF`). */
 function emitProfile(): void {

@@ -21,14 +21,16 @@
 // among the changes and counted in BENCH_CONVERGENCE_CHANGES; reported apart;
 // BENCH_CONVERGENCE_DIRECTORS (1 or 2, default 1: 2 registers a second director node whose agent
 // runs in a network namespace of the VM, ./second.ts; changes are timed on the first).
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { apiserverPrereqs } from '../../lab/apiserver/harness.ts';
 import { kernelPrereqs, runInVm } from '../../lab/vm/vm.ts';
 import { addAgentNode, GUEST_API_PORT, NODE_NAME, startHostCluster } from '../../lab/apiserver/host-cluster.ts';
 import { Kube } from '../../lab/guest/kube.ts';
 import { SERVICES, SLICES, VIP_POOLS, VIRTUAL_SERVERS } from '../../lab/guest/objects.ts';
-import { load, machine, processMemory, type Load, type Machine, type ProcessMemory } from '../lib/machine.ts';
+import { HEAP_REPORT_OPTIONS, heapReport, load, machine, processMemory, type Load, type Machine, type ProcessMemory } from '../lib/machine.ts';
 import { MAX_SERVICES, NS, serviceManifest, sliceManifest, virtualServerManifest } from './layout.ts';
 
 export interface ConvergenceRun {
@@ -42,7 +44,7 @@ export interface ConvergenceRun {
   vm: { bootMs: number; totalMs: number; exitCode: number; timedOut: boolean };
   complete: boolean;
   /** The controller process (on the host) after the run: its resident set then and its peak. */
-  controllerMemory?: ProcessMemory;
+  controllerMemory?: ProcessMemory & { heap?: Record<string, unknown> };
   /**
    * The controller's reconciles that took a second or more, queue wait included (its 'slow
    * reconcile' log, operator/trace.ts): how many, and the slowest (at most 300) with their steps.
@@ -153,7 +155,9 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
   log(`convergence ${n}: load before: ${loadBefore.uptime}`);
   const heapMib = heapCap();
   const profile = process.env.BENCH_CONVERGENCE_AGENT_CPU_PROF;
-  const controllerNodeOptions = [heapMib ? `--max-old-space-size=${heapMib}` : '', process.env.BENCH_CONVERGENCE_CONTROLLER_NODE_OPTIONS ?? ''].filter(Boolean).join(' ');
+  // The controller's V8 heap at the end (heapReport), beside its peak RSS.
+  const reports = mkdtempSync(join(tmpdir(), 'bench-controller-heap-'));
+  const controllerNodeOptions = [heapMib ? `--max-old-space-size=${heapMib}` : '', process.env.BENCH_CONVERGENCE_CONTROLLER_NODE_OPTIONS ?? '', HEAP_REPORT_OPTIONS(reports)].filter(Boolean).join(' ');
   const hc = await startHostCluster(log, controllerNodeOptions ? { controllerNodeOptions } : {});
   const events: Array<Record<string, unknown>> = controllerNodeOptions ? [{ type: 'controllerNodeOptions', nodeOptions: controllerNodeOptions }] : [];
   try {
@@ -194,6 +198,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
     });
     const loadAfter = load();
     const controllerMemory = processMemory(hc.controller.child.pid);
+    const controllerHeap = await heapReport(hc.controller.child.pid, reports);
     log(`convergence ${n}: load after: ${loadAfter.uptime}; VM exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}`);
     const complete = result.exitCode === 0 && events.some((e) => e.type === 'done');
     const controllerSlow = slowReconciles(hc.controller.logs);
@@ -205,10 +210,11 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
     return {
       n, directors, loadBefore, loadAfter, setup: { hostClusterMs: hc.timings.totalMs ?? NaN, ...created },
       vm: { bootMs: result.bootMs, totalMs: result.totalMs, exitCode: result.exitCode, timedOut: result.timedOut }, complete,
-      ...(controllerMemory ? { controllerMemory } : {}), controllerSlow: { count: controllerSlow.count, slowest: controllerSlow.slowest }, controllerGc, events,
+      ...(controllerMemory ? { controllerMemory: { ...controllerMemory, heap: controllerHeap } } : {}), controllerSlow: { count: controllerSlow.count, slowest: controllerSlow.slowest }, controllerGc, events,
     };
   } finally {
     await hc.stop();
+    rmSync(reports, { recursive: true, force: true });
   }
 }
 
