@@ -14,15 +14,20 @@
 // schema-invalid object is already rejected, and its rules could only fail on wrong types). The
 // apiserver test tier checks the same manifests against a real kube-apiserver.
 // A CRD is compiled once (ajv and every CEL rule) and kept for the life of the process: a rule
-// outside the supported CEL subset fails there, loudly, not on some later document.
+// outside the supported CEL subset fails there, loudly, not on some later document. ajv itself
+// lives in api/schema-compile.ts; the default CRD's validator is generated ahead of time
+// (api/precompiled/), so the agent's standalone mode neither parses the CRD's YAML nor loads ajv's
+// compiler unless crds/virtualserver.yaml changed since (compileCrdFile).
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormats from 'ajv-formats';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { compileRuleTree, evaluateRules, type RuleNode } from './cel/rules.ts';
 import { withSchemaDefaults } from './defaults.ts';
 import { parseShipped } from './yaml.ts';
+import * as precompiled from './precompiled/virtualserver.js';
+import { LIST_UNIQUE } from './schema-runtime.ts';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const defaultCrdPath = join(repoRoot, 'crds', 'virtualserver.yaml');
@@ -59,7 +64,6 @@ export interface CelRule {
   reason?: string;
 }
 
-const LIST_UNIQUE = 'x-lvs-list-unique';
 const KNOWN_FORMATS = new Set(['date-time', 'date', 'time', 'email', 'hostname', 'ipv4', 'ipv6', 'uri', 'uuid', 'byte', 'int32', 'int64']);
 
 function isObject(v: unknown): v is Json {
@@ -119,32 +123,6 @@ export function toJsonSchema(s: Json): Json {
   return out;
 }
 
-/** Items of a set, or key fields of a list-type map, must be unique; reports the later duplicate. */
-function listUniqueKeyword(ajv: Ajv): void {
-  ajv.addKeyword({
-    keyword: LIST_UNIQUE,
-    type: 'array',
-    schemaType: 'array',
-    errors: true,
-    validate: function check(keys: string[], data: unknown[], _schema: unknown, cxt?: { instancePath: string }): boolean {
-      const seen = new Set<string>();
-      const errors: Array<Partial<ErrorObject>> = [];
-      data.forEach((item, i) => {
-        const key = keys.length === 0 ? JSON.stringify(item)
-          : isObject(item) ? JSON.stringify(keys.map((k) => item[k] ?? null)) : undefined;
-        if (key === undefined) return;
-        if (seen.has(key)) {
-          const what = keys.length === 0 ? `value ${key}` : `entry for key ${keys.join(', ')} = ${key}`;
-          errors.push({ instancePath: `${cxt?.instancePath ?? ''}/${i}`, keyword: LIST_UNIQUE, params: { keys }, message: `duplicate ${what}` });
-        }
-        seen.add(key);
-      });
-      (check as unknown as { errors: unknown }).errors = errors;
-      return errors.length === 0;
-    },
-  });
-}
-
 /** /spec/ports/0/port -> spec.ports[0].port (JSON pointer escapes undone). */
 export function toFieldPath(pointer: string, child?: string): string {
   const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
@@ -169,20 +147,12 @@ export interface CompiledCrd {
   check(manifest: unknown): { object: unknown; errors: SchemaError[] };
   /** Schema layer only (apiVersion, kind, OpenAPI), on the defaulted manifest. */
   schemaErrors(manifest: unknown): SchemaError[];
+  /** Where the schema validator came from: generated ahead of time (api/precompiled/) or by ajv in this process. */
+  validator: 'precompiled' | 'runtime';
 }
 
-function compileSchema(crd: Crd): ValidateFunction {
-  const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false });
-  addFormats.default(ajv);
-  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
-  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
-  listUniqueKeyword(ajv);
-  return ajv.compile(toJsonSchema(crd.schema));
-}
-
-/** Compiles a CRD's schema and CEL rules; throws CelCompileError for a rule it cannot evaluate. */
-export function compileCrd(crd: Crd): CompiledCrd {
-  const validate = compileSchema(crd);
+/** A CRD's CompiledCrd around its ajv validator; compiles its CEL rules (throws CelCompileError). */
+export function compiledFrom(crd: Crd, validate: ValidateFunction, validator: CompiledCrd['validator']): CompiledCrd {
   const rules: RuleNode | undefined = compileRuleTree(crd.schema);
   const schemaLayer = (manifest: unknown): SchemaError[] => {
     const errors: SchemaError[] = [];
@@ -195,6 +165,7 @@ export function compileCrd(crd: Crd): CompiledCrd {
   };
   return {
     crd,
+    validator,
     schemaErrors: (manifest) => schemaLayer(withSchemaDefaults(manifest, crd.schema)),
     check(manifest) {
       const object = withSchemaDefaults(manifest, crd.schema);
@@ -207,23 +178,28 @@ export function compileCrd(crd: Crd): CompiledCrd {
   };
 }
 
-const compiled = new WeakMap<Crd, CompiledCrd>();
-let defaultCompiled: CompiledCrd | undefined;
-
-/** The compiled form of a CRD, made on first use; without a CRD, crds/virtualserver.yaml's. */
-export function compiledCrd(crd?: Crd): CompiledCrd {
-  if (!crd) return (defaultCompiled ??= compileCrd(loadCrd()));
-  let c = compiled.get(crd);
-  if (!c) compiled.set(crd, c = compileCrd(crd));
-  return c;
+/** SHA-256 of a file's bytes (hex): what the precompiled validator records of the CRD it was made from. */
+export function fileSha256(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
 /**
- * Validates one manifest (a parsed object) as the API server would on create: defaults, then the
- * CRD's schema (apiVersion and kind included), then its CEL rules. Returns [] when valid.
+ * A CRD file compiled: with the validator generated ahead of time from crds/virtualserver.yaml
+ * (api/precompiled/, scripts/generate-validator.ts) when the file has exactly the bytes it was
+ * generated from, else with ajv now (which loads ajv's compiler: a CRD edited since the last
+ * `npm run build`, correct but slower). CEL rules are compiled here either way.
  */
-export function validateManifest(manifest: unknown, crd?: Crd): SchemaError[] {
-  return compiledCrd(crd).check(manifest).errors;
+export async function compileCrdFile(path: string): Promise<CompiledCrd> {
+  if (fileSha256(path) === precompiled.crdSha256) return compiledFrom(precompiled.crd, precompiled.validate, 'precompiled');
+  const { compileCrd } = await import('./schema-compile.ts');
+  return compileCrd(loadCrd(path));
+}
+
+let defaultCompiled: Promise<CompiledCrd> | undefined;
+
+/** crds/virtualserver.yaml compiled (compileCrdFile), once per process. */
+export function defaultCompiledCrd(): Promise<CompiledCrd> {
+  return (defaultCompiled ??= compileCrdFile(defaultCrdPath));
 }
 
 /** Every CEL rule in a schema, with where it sits and where its failure is reported. */

@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { VirtualServer } from '../../api/generated/index.ts';
 import type { Plan } from '../../api/plan.ts';
-import { compiledCrd } from '../../api/schema.ts';
+import type { CompiledCrd } from '../../api/schema.ts';
 import { resolve } from '../../api/resolve/index.ts';
 import { parseDocuments } from '../../api/yaml.ts';
 
@@ -97,13 +97,13 @@ function readDocuments(paths: readonly string[], problems: ManifestProblem[]): D
 }
 
 /**
- * Parses and validates every VirtualServer document as the API server would, and checks the set
- * (see the header); throws InvalidManifestsError. Nothing here touches the kernel.
+ * Parses and validates every VirtualServer document as the API server would against the compiled
+ * CRD (api/schema.ts's defaultCompiledCrd()), and checks the set (see the header); throws
+ * InvalidManifestsError. Nothing here touches the kernel.
  */
-export function loadManifests(paths: readonly string[], opts: LoadOptions = {}): LoadedManifests {
+export function loadManifests(paths: readonly string[], crd: CompiledCrd, opts: LoadOptions = {}): LoadedManifests {
   const problems: ManifestProblem[] = [];
   const out: LoadedManifests = { virtualServers: [], skipped: [] };
-  const crd = compiledCrd();
   const seen = new Map<string, Doc>();
   for (const d of readDocuments(paths, problems)) {
     const { file, document } = d;

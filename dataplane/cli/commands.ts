@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { VIRTUAL_SERVER } from '../../api/generated/index.ts';
 import type { Plan } from '../../api/plan.ts';
+import { defaultCompiledCrd, type CompiledCrd } from '../../api/schema.ts';
 import { loadManifests, standalonePlan, InvalidManifestsError } from '../agent/manifests.ts';
 import { openIpvs } from '../agent/kernel.ts';
 import { IpvsNetlink } from '../ipvs/netlink.ts';
@@ -44,8 +45,8 @@ export interface CommandContext {
 }
 
 /** Loads and resolves the manifests; each skipped document of another API group goes to stderr. */
-function loadPlan(files: readonly string[], node: string, allowEmpty: boolean): Plan {
-  const loaded = loadManifests(files, { allowEmpty });
+function loadPlan(crd: CompiledCrd, files: readonly string[], node: string, allowEmpty: boolean): Plan {
+  const loaded = loadManifests(files, crd, { allowEmpty });
   for (const line of loaded.skipped) console.error(`lvs-agent: skipped ${line} (not ${VIRTUAL_SERVER.group})`);
   return standalonePlan(loaded, node);
 }
@@ -134,7 +135,8 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   const statsLevel = ipvsStatsLevel(ctx.values);
   let ha: Ha | undefined;
   // Loaded before the kernel is opened: a rejected set never reaches it.
-  let plan = loadPlan(files, node, allowEmpty);
+  const crd = await defaultCompiledCrd();
+  let plan = loadPlan(crd, files, node, allowEmpty);
   // Held until this process ends (see ../agent/lock.ts): a second apply or run is refused.
   await acquireAgentLock(ctx.values.watch ? 'apply --watch' : 'apply');
   const metrics = ctx.values.watch && ctx.values['metrics-address'] ? await createAgentMetrics() : undefined;
@@ -200,7 +202,7 @@ export async function applyCommand(ctx: CommandContext): Promise<number> {
   });
   const reload = () => {
     try {
-      plan = loadPlan(files, node, allowEmpty);
+      plan = loadPlan(crd, files, node, allowEmpty);
       record(retiring);
       loop.markDirty();
     } catch (err) {

@@ -1,3 +1,4 @@
-// The schema validator lives in api/schema.ts (the agent's standalone mode validates manifests
-// with it at run time); tests import it from here as before.
+// The schema validator lives in api/schema.ts and api/schema-compile.ts (ajv at run time; the
+// agent's standalone mode uses the precompiled one); tests import both from here.
 export * from '../../api/schema.ts';
+export * from '../../api/schema-compile.ts';

@@ -10,15 +10,17 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { celRules, loadCrd, repoRoot } from '../../api/schema.ts';
+import { celRules, defaultCompiledCrd, loadCrd, repoRoot } from '../../api/schema.ts';
 import { loadManifests, InvalidManifestsError, type ManifestProblem } from '../../dataplane/agent/manifests.ts';
 import { applyCommand } from '../../dataplane/cli/commands.ts';
 import { IpvsNetlink } from '../../dataplane/ipvs/netlink.ts';
 import { invalidCases, manifestsIn } from '../lib/invalid-cases.ts';
 
+const crd = await defaultCompiledCrd();
+
 function problemsOf(paths: string[], opts = {}): ManifestProblem[] {
   try {
-    loadManifests(paths, opts);
+    loadManifests(paths, crd, opts);
   } catch (err) {
     if (err instanceof InvalidManifestsError) return err.problems;
     throw err;
@@ -52,7 +54,7 @@ for (const c of cases) {
 
 for (const file of manifestsIn('examples')) {
   same(`${file.slice(repoRoot.length + 1)} is accepted, and only its Service documents are skipped`, () => {
-    const loaded = loadManifests([file]);
+    const loaded = loadManifests([file], crd);
     assert.ok(loaded.virtualServers.length > 0);
     for (const s of loaded.skipped) assert.match(s, / v1 Service /);
   });
@@ -81,7 +83,7 @@ const lines = (ps: ManifestProblem[]) => ps.map((p) => new InvalidManifestsError
 safety('a file with only --- is refused, unless allowEmpty', () => {
   const f = file('empty.yaml', '---\n');
   assert.equal(lines(problemsOf([f])), [`${f}: (set): no VirtualServer in the input; applying an empty set removes everything lvs-agent programmed on this host: pass --allow-empty to mean it`]);
-  assert.equal(loadManifests([f], { allowEmpty: true }), { virtualServers: [], skipped: [] });
+  assert.equal(loadManifests([f], crd, { allowEmpty: true }), { virtualServers: [], skipped: [] });
 });
 
 safety('other API groups are skipped and listed; a set of only skipped documents is refused', () => {
@@ -89,9 +91,9 @@ safety('other API groups are skipped and listed; a set of only skipped documents
   const p = problemsOf([only]);
   assert.is(p.length, 1);
   assert.match(p[0]!.message, /no VirtualServer in the input \(1 document\(s\) of other API groups skipped\)/);
-  assert.equal(loadManifests([only], { allowEmpty: true }).skipped, [`${only} document 1: v1 Service web`]);
+  assert.equal(loadManifests([only], crd, { allowEmpty: true }).skipped, [`${only} document 1: v1 Service web`]);
   const mixed = file('mixed.yaml', `${service}---\n${vs('web')}`);
-  const loaded = loadManifests([mixed]);
+  const loaded = loadManifests([mixed], crd);
   assert.equal(loaded.skipped, [`${mixed} document 1: v1 Service web`]);
   assert.equal(loaded.virtualServers.map((v) => v.object.metadata?.name), ['web']);
 });
@@ -121,7 +123,7 @@ safety('schema and CEL errors keep the established format (file, object, field, 
 });
 
 safety('the loaded object carries the API server defaults', () => {
-  const vsObj = loadManifests([file('d.yaml', vs('d'))]).virtualServers[0]!.object;
+  const vsObj = loadManifests([file('d.yaml', vs('d'))], crd).virtualServers[0]!.object;
   assert.is(vsObj.spec.forwarding, 'NAT');
   assert.equal(vsObj.spec.scheduler, { name: 'wlc' });
   assert.is(readFileSync(join(dir, 'd.yaml'), 'utf8'), vs('d'));

@@ -6,10 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { defaultCompiledCrd } from '../../api/schema.ts';
 import { loadManifests, standalonePlan } from '../../dataplane/agent/manifests.ts';
 import { manifests, NODE, onePercent, replace, restoreFile, ruleSet, vipBatch } from '../../bench/agent/rules.ts';
 
 const test = suite('bench agent rules');
+const crd = await defaultCompiledCrd();
 
 /** The restore lines a plan programs, in ipvsadm -S -n's format, sorted. */
 function linesOf(services: ReturnType<typeof standalonePlan>['services']): string[] {
@@ -28,7 +30,7 @@ test('the manifests resolve to the rules of the restore file, after a replacemen
     for (const rs of [base, replace(base, onePercent(base)).next]) {
       const file = join(dir, 'vs.yaml');
       writeFileSync(file, manifests(rs));
-      const plan = standalonePlan(loadManifests([file]), NODE);
+      const plan = standalonePlan(loadManifests([file], crd), NODE);
       assert.is(plan.services.length, 37);
       assert.ok(plan.services.every((s) => s.forwarding === 'NAT'));
       assert.equal(linesOf(plan.services), restoreFile(rs).trim().split('\n').sort());
