@@ -27,7 +27,9 @@ COPY package.json package-lock.json ./
 # build needs none (esbuild finds its binary package by resolution; netlink stays external).
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
-COPY scripts/build.ts ./scripts/
+# The build regenerates api/precompiled/ from crds/ if it is stale (scripts/generate-validator.ts).
+COPY crds ./crds
+COPY scripts/build.ts scripts/generate-validator.ts ./scripts/
 COPY api ./api
 COPY kube ./kube
 COPY operator ./operator

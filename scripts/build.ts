@@ -10,10 +10,13 @@
 // All outputs and their shared chunks sit directly in dist/, one level below the repository root,
 // as the sources' own folders are: api/schema.ts finds crds/ relative to its module's URL.
 // `netlink` stays external (a native addon with prebuilt binaries, loaded from node_modules).
-import { build } from 'esbuild';
+// First the CRD's precompiled validator is brought up to date (scripts/generate-validator.ts), so
+// the agent's bundle validates without ajv's compiler.
+import { build, type BuildOptions } from 'esbuild';
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeValidator } from './generate-validator.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const DIST = join(ROOT, 'dist');
@@ -23,6 +26,34 @@ function sameTree(a: string, b: string): boolean {
   if (!existsSync(a) || !existsSync(b)) return false;
   const fa = readdirSync(a).sort(), fb = readdirSync(b).sort();
   return fa.length === fb.length && fa.every((f, i) => f === fb[i] && readFileSync(join(a, f)).equals(readFileSync(join(b, f))));
+}
+
+/** esbuild's options for the bundles, written to outdir (the unit tier builds them in memory). */
+export function bundleOptions(outdir: string): BuildOptions & { metafile: true } {
+  return {
+    absWorkingDir: ROOT,
+    entryPoints: {
+      'lvs-agent': 'dataplane/cli/main.ts',
+      'lvs-agent-cluster': 'dataplane/cluster/agent.ts',
+      // The director heartbeat thread (dataplane/announce/peers-thread.ts loads it by this name).
+      'lvs-agent-peers': 'dataplane/announce/peers-worker.ts',
+      'lvs-controller': 'operator/main.ts',
+    },
+    outdir,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node24',
+    outExtension: { '.js': '.mjs' },
+    chunkNames: 'chunk-[hash]',
+    external: ['netlink'],
+    // Bundled CommonJS dependencies (pino, yaml, ...) call require() for Node built-ins.
+    banner: { js: "import { createRequire as __lvsCreateRequire } from 'node:module'; const require = __lvsCreateRequire(import.meta.url);" },
+    sourcemap: 'linked',
+    logLevel: 'warning',
+    metafile: true,
+  };
 }
 
 let built: Promise<void> | undefined;
@@ -39,30 +70,8 @@ export async function buildBundles(opts: { log?: (line: string) => void } = {}):
   const started = Date.now();
   const next = `${DIST}.next-${process.pid}`;
   rmSync(next, { recursive: true, force: true });
-  const result = await build({
-    absWorkingDir: ROOT,
-    entryPoints: {
-      'lvs-agent': 'dataplane/cli/main.ts',
-      'lvs-agent-cluster': 'dataplane/cluster/agent.ts',
-      // The director heartbeat thread (dataplane/announce/peers-thread.ts loads it by this name).
-      'lvs-agent-peers': 'dataplane/announce/peers-worker.ts',
-      'lvs-controller': 'operator/main.ts',
-    },
-    outdir: next,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node24',
-    outExtension: { '.js': '.mjs' },
-    chunkNames: 'chunk-[hash]',
-    external: ['netlink'],
-    // Bundled CommonJS dependencies (pino, yaml, ...) call require() for Node built-ins.
-    banner: { js: "import { createRequire as __lvsCreateRequire } from 'node:module'; const require = __lvsCreateRequire(import.meta.url);" },
-    sourcemap: 'linked',
-    logLevel: 'warning',
-    metafile: true,
-  });
+  if (writeValidator()) opts.log?.('build: regenerated api/precompiled/virtualserver.js (it was stale)');
+  const result = await build(bundleOptions(next));
   const outputs = Object.entries(result.metafile.outputs).filter(([f]) => f.endsWith('.mjs'));
   const bytes = outputs.reduce((n, [, o]) => n + o.bytes, 0);
   const unchanged = sameTree(next, DIST);
