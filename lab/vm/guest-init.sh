@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # /init of the test initramfs (busybox-static). Loads the virtio + 9p module chain listed in
 # /modules.order, mounts the host's / read-only as the guest root (9p tag "host") and the
-# extracted Debian kernel tree (tag "kmod") under a tmpfs /run, then chroots and runs the script
+# extracted Debian kernel tree (tag "kmod") under a tmpfs /run, makes that the root and runs the script
 # named by lvs.run= on the kernel command line. Its exit status is printed as a marker line the
 # host harness parses, then the VM powers off. Nothing here writes to the host: the share is
 # read-only and every writable path (/run, /dev, /proc, /sys) is guest memory.
@@ -39,7 +39,14 @@ mount -t tmpfs -o mode=0755 tmpfs /newroot/run || fail "mount run"
 mkdir -p /newroot/run/kmod
 mount -t 9p -o "$opts" kmod /newroot/run/kmod || fail "mount 9p kmod"
 
+# The 9p root becomes the root of the mount namespace, as switch_root makes it on a real boot:
+# moved onto / and then entered. With a bare chroot the namespace's root stayed this initramfs,
+# and a process that joins a container's mount namespace (runc exec, setns) starts from the
+# namespace's root: `kubectl exec` failed "chdir to cwd ("/app") ... no such file or directory"
+# in the cluster tier (2026-12-07). Init itself keeps the initramfs as its root (for poweroff).
+cd /newroot || fail "cd /newroot"
+mount --move . / || fail "move the root"
 echo "LVS-VM-BOOTED"
-chroot /newroot /bin/bash "$run"
+chroot . /bin/bash "$run"
 echo "LVS-VM-EXIT=$?"
 poweroff -f
