@@ -160,6 +160,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
   const controllerNodeOptions = [heapMib ? `--max-old-space-size=${heapMib}` : '', process.env.BENCH_CONVERGENCE_CONTROLLER_NODE_OPTIONS ?? '', HEAP_REPORT_OPTIONS(reports)].filter(Boolean).join(' ');
   const hc = await startHostCluster(log, controllerNodeOptions ? { controllerNodeOptions } : {});
   const events: Array<Record<string, unknown>> = controllerNodeOptions ? [{ type: 'controllerNodeOptions', nodeOptions: controllerNodeOptions }] : [];
+  if (Object.keys(allocatorEnv()).length) events.push({ type: 'allocatorEnv', env: allocatorEnv() });
   try {
     // Registered before the objects exist: the controller directs every plan to both from the start.
     const directors = directorsFromEnv();
@@ -185,6 +186,9 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         ...(process.env.BENCH_CONVERGENCE_BURSTS ? { BENCH_CONVERGENCE_BURSTS: String(positive('BENCH_CONVERGENCE_BURSTS', 0)) } : {}),
         ...(process.env.BENCH_CONVERGENCE_BURST_SIZE ? { BENCH_CONVERGENCE_BURST_SIZE: String(positive('BENCH_CONVERGENCE_BURST_SIZE', 100)) } : {}),
         ...(process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS ? { BENCH_CONVERGENCE_AGENT_NODE_OPTIONS: process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS } : {}),
+        // glibc's allocator settings (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES, ...)
+        // reach the agent too (the controller here inherits them): a memory experiment.
+        ...allocatorEnv(),
         // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (lab/guest/agent.ts).
         ...(process.env.LVS_SYSTEM_ECHO_AGENT ? { LVS_SYSTEM_ECHO_AGENT: process.env.LVS_SYSTEM_ECHO_AGENT } : {}),
       },
@@ -216,6 +220,11 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
     await hc.stop();
     rmSync(reports, { recursive: true, force: true });
   }
+}
+
+/** This process's glibc allocator settings, recorded with the run and passed to the guest. */
+function allocatorEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => /^(MALLOC_|GLIBC_TUNABLES$)/.test(e[0]) && e[1] !== undefined));
 }
 
 type Slow = { time: number; vs: string; ms: number; queuedMs: number; steps: unknown };
