@@ -158,9 +158,10 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
   // The controller's V8 heap at the end (heapReport), beside its peak RSS.
   const reports = mkdtempSync(join(tmpdir(), 'bench-controller-heap-'));
   const controllerNodeOptions = [heapMib ? `--max-old-space-size=${heapMib}` : '', process.env.BENCH_CONVERGENCE_CONTROLLER_NODE_OPTIONS ?? '', HEAP_REPORT_OPTIONS(reports)].filter(Boolean).join(' ');
-  const hc = await startHostCluster(log, controllerNodeOptions ? { controllerNodeOptions } : {});
-  const events: Array<Record<string, unknown>> = controllerNodeOptions ? [{ type: 'controllerNodeOptions', nodeOptions: controllerNodeOptions }] : [];
-  if (Object.keys(allocatorEnv()).length) events.push({ type: 'allocatorEnv', env: allocatorEnv() });
+  const allocator = allocatorEnv();
+  const hc = await startHostCluster(log, { controllerNodeOptions });
+  const events: Array<Record<string, unknown>> = [{ type: 'controllerNodeOptions', nodeOptions: controllerNodeOptions }];
+  if (Object.keys(allocator).length) events.push({ type: 'allocatorEnv', env: allocator });
   try {
     // Registered before the objects exist: the controller directs every plan to both from the start.
     const directors = directorsFromEnv();
@@ -188,7 +189,7 @@ async function runSize(n: number, changes: number, log: (m: string) => void): Pr
         ...(process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS ? { BENCH_CONVERGENCE_AGENT_NODE_OPTIONS: process.env.BENCH_CONVERGENCE_AGENT_NODE_OPTIONS } : {}),
         // glibc's allocator settings (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES, ...)
         // reach the agent too (the controller here inherits them): a memory experiment.
-        ...allocatorEnv(),
+        ...allocator,
         // LVS_SYSTEM_ECHO_AGENT=1: the agent's own output on this console (lab/guest/agent.ts).
         ...(process.env.LVS_SYSTEM_ECHO_AGENT ? { LVS_SYSTEM_ECHO_AGENT: process.env.LVS_SYSTEM_ECHO_AGENT } : {}),
       },
