@@ -1,6 +1,8 @@
-// KubeApi over HTTP. Authentication and TLS come from client-node's KubeConfig (kubeconfig files,
-// in-cluster service account with token rotation, exec plugins); the requests themselves are plain
-// fetch calls, because client-node's own layers do not fit a controller here:
+// KubeApi over HTTP. Where the server is and how to authenticate come from ./kubeconfig.ts
+// (kubeconfig files, the in-cluster service account with token re-reads); a kubeconfig user with an
+// exec plugin or an auth-provider goes through client-node's KubeConfig, loaded only then. The
+// requests themselves are plain fetch calls, because client-node's own layers do not fit a
+// controller here:
 //  - its ListWatch stops for good on any error but 410, and its Watch drops the response headers
 //    and Status body, so Retry-After and the Status reason are lost;
 //  - its generated clients build a new connection pool for every request and turn timestamps
@@ -12,6 +14,7 @@ import { Agent, fetch, type Dispatcher } from 'undici';
 import type { KubeApi, ListOptions, ListPage, WatchEvent, WatchOptions } from './api.ts';
 import { KubeApiError, parseRetryAfter } from './errors.ts';
 import { Reachability } from './reachability.ts';
+import { inClusterCredentials, kubeconfigCredentials, type Credentials, type LoadOptions } from './kubeconfig.ts';
 import { apiVersionOf, resourcePath, type KubeObject, type ResourceType, type StatusObject } from './types.ts';
 
 export interface RestConfig {
@@ -25,17 +28,55 @@ export interface RestConfig {
   watchIdleTimeoutMs?: number;
 }
 
-/** Builds a RestConfig from a loaded KubeConfig (TLS material read once, headers per request). */
-export async function restConfigFromKubeConfig(kc: KubeConfig): Promise<RestConfig> {
+/** The credentials of a loaded client-node KubeConfig (TLS material read once, headers per request). */
+export async function credentialsFromKubeConfig(kc: KubeConfig): Promise<Credentials> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('kubeconfig: no current cluster (check current-context)');
   const tls: RequestOptions = {};
   await kc.applyToHTTPSOptions(tls);
+  const buf = (v: unknown) => (v === undefined || v === null ? undefined : Buffer.from(v as string | Buffer));
+  const [ca, cert, key] = [buf(tls.ca), buf(tls.cert), buf(tls.key)];
+  return {
+    server: cluster.server,
+    ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}),
+    ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
+    ...(tls.servername ? { servername: tls.servername } : {}),
+    source: 'client-node KubeConfig',
+    async headers() {
+      const opts: RequestOptions = {};
+      await kc.applyToHTTPSOptions(opts);
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) out[k] = String(v);
+      if (opts.auth) out.Authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+      return out;
+    },
+  };
+}
+
+/** Builds a RestConfig from a loaded client-node KubeConfig (the tests' clients, and plugin users). */
+export async function restConfigFromKubeConfig(kc: KubeConfig): Promise<RestConfig> {
+  return restConfigFromCredentials(await credentialsFromKubeConfig(kc));
+}
+
+/**
+ * The process's RestConfig: from the files KUBECONFIG names, or from the pod's service account.
+ * client-node is imported only for a kubeconfig user that needs a plugin (./kubeconfig.ts).
+ */
+export async function loadRestConfig(from: 'kubeconfig' | 'in-cluster', opts: LoadOptions = {}): Promise<RestConfig> {
+  const c = from === 'in-cluster' ? inClusterCredentials(opts) : kubeconfigCredentials(opts);
+  if ('server' in c) return restConfigFromCredentials(c);
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return restConfigFromKubeConfig(kc);
+}
+
+export function restConfigFromCredentials(c: Credentials): RestConfig {
   const dispatcher = new Agent({
     connect: {
-      ca: tls.ca as string | undefined, cert: tls.cert as string | undefined, key: tls.key as string | undefined,
-      ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
-      ...(tls.servername ? { servername: tls.servername } : {}),
+      ...(c.ca ? { ca: c.ca } : {}), ...(c.cert ? { cert: c.cert } : {}), ...(c.key ? { key: c.key } : {}),
+      ...(c.rejectUnauthorized !== undefined ? { rejectUnauthorized: c.rejectUnauthorized } : {}),
+      ...(c.servername ? { servername: c.servername } : {}),
     },
     keepAliveTimeout: 30_000,
     // HTTP/1.1 only. undici offers h2 by ALPN and kube-apiserver (Go) picks it, so every watch and
@@ -48,18 +89,7 @@ export async function restConfigFromKubeConfig(kc: KubeConfig): Promise<RestConf
     // open watch (the controller has 9, an agent 3).
     allowH2: false,
   });
-  return {
-    server: cluster.server.replace(/\/+$/, ''),
-    dispatcher,
-    async headers() {
-      const opts: RequestOptions = {};
-      await kc.applyToHTTPSOptions(opts);
-      const out: Record<string, string> = {};
-      for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) out[k] = String(v);
-      if (opts.auth) out.Authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
-      return out;
-    },
-  };
+  return { server: c.server.replace(/\/+$/, ''), dispatcher, headers: () => c.headers() };
 }
 
 interface Call {

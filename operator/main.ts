@@ -4,14 +4,13 @@
 //   --retry-period (durations in seconds), --workers, --log-level, --leader-elect=false,
 //   --default-load-balancer-class=true (serve LoadBalancer Services that name no class).
 // SIGTERM/SIGINT stop it gracefully: in-flight reconciles finish, the lease is released, exit 0.
-import { KubeConfig } from '@kubernetes/client-node';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Controller } from './controller.ts';
-import { restConfigFromKubeConfig, RestKubeApi } from '../kube/rest.ts';
+import { loadRestConfig, RestKubeApi } from '../kube/rest.ts';
 import { logMemoryBudget } from '../kube/memory.ts';
 import { watchGcPauses } from '../kube/gc-log.ts';
 import { DEFAULT_LEADER_ELECTION } from '../kube/leader.ts';
@@ -86,9 +85,7 @@ export async function main(argv = process.argv.slice(2), env = process.env): Pro
   logMemoryBudget(logger);
   // At --log-level debug: a line per garbage-collection pause of 20 ms or more (../kube/gc-log.ts).
   const stopGcLog = watchGcPauses(logger);
-  const kc = new KubeConfig();
-  if (cfg.kubeconfig === 'env') kc.loadFromDefault(); else kc.loadFromCluster();
-  const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
+  const api = new RestKubeApi(await loadRestConfig(cfg.kubeconfig === 'env' ? 'kubeconfig' : 'in-cluster'));
   const controller = new Controller({
     api, identity: cfg.identity, logger, workers: cfg.workers, defaultLoadBalancerClass: cfg.defaultLoadBalancerClass, http: { port: cfg.metricsPort }, defaultMetrics: true,
     leaderElection: cfg.leaderElect && {

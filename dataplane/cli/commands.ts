@@ -251,14 +251,10 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const ha = clusterHaSettings(ctx.values);
   const statsLevel = ipvsStatsLevel(ctx.values);
   const syncOpts = runSyncOptions(ctx.values);
-  // Loaded here, not at the top: @kubernetes/client-node alone is ~900 modules, and the standalone
-  // commands (apply, show, prepare, cleanup) must not pay for it on every start.
-  const [{ KubeConfig }, { restConfigFromKubeConfig, RestKubeApi }, { createClusterAgent }] = await Promise.all([
-    import('@kubernetes/client-node'), import('../../kube/rest.ts'), import('../cluster/agent.ts'),
-  ]);
-  const kc = new KubeConfig();
-  if (process.env.KUBECONFIG) kc.loadFromDefault(); else kc.loadFromCluster();
-  const api = new RestKubeApi(await restConfigFromKubeConfig(kc));
+  // Loaded here, not at the top: the standalone commands (apply, show, prepare, cleanup) must not
+  // pay for the API client and the cluster agent on every start.
+  const [{ loadRestConfig, RestKubeApi }, { createClusterAgent }] = await Promise.all([import('../../kube/rest.ts'), import('../cluster/agent.ts')]);
+  const api = new RestKubeApi(await loadRestConfig(process.env.KUBECONFIG ? 'kubeconfig' : 'in-cluster'));
   await acquireAgentLock('run');
   logMemoryBudget(ctx.log);
   // At --log-level debug: a line per garbage-collection pause of 20 ms or more (../../kube/gc-log.ts).
