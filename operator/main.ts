@@ -85,7 +85,7 @@ export async function main(argv = process.argv.slice(2), env = process.env): Pro
   logMemoryBudget(logger);
   // At --log-level debug: a line per garbage-collection pause of 20 ms or more (../kube/gc-log.ts).
   const stopGcLog = watchGcPauses(logger);
-  const api = new RestKubeApi(await loadRestConfig(cfg.kubeconfig === 'env' ? 'kubeconfig' : 'in-cluster'));
+  const api = new RestKubeApi(await loadRestConfig(cfg.kubeconfig === 'env' ? 'kubeconfig' : 'in-cluster', { env }));
   const controller = new Controller({
     api, identity: cfg.identity, logger, workers: cfg.workers, defaultLoadBalancerClass: cfg.defaultLoadBalancerClass, http: { port: cfg.metricsPort }, defaultMetrics: true,
     leaderElection: cfg.leaderElect && {
