@@ -140,7 +140,7 @@ function material(fields: Record<string, unknown>, name: string, dir: string, fi
   try { return readFileSync(abs); } catch (err) { throw new KubeconfigError(`kubeconfig ${file}: ${name}: cannot read ${abs}: ${(err as Error).message}`); }
 }
 
-/** User fields this reader implements; any other set field (as-groups, ...) goes to client-node rather than be ignored. */
+/** User fields this reader implements; any other set field (as-groups, ...) is refused at start, naming it, rather than ignored. */
 const USER_FIELDS = new Set(['token', 'tokenFile', 'client-certificate', 'client-certificate-data', 'client-key', 'client-key-data', 'username', 'password', 'as']);
 
 /** The current context's server and user from KUBECONFIG (or ~/.kube/config); a plugin user is returned as such. */
